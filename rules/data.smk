@@ -1,0 +1,19 @@
+# Raw sources normalized to deltaflow's row schema; rejected rows kept, never dropped silently.
+
+
+rule dataset:
+    input:
+        get_dataset_input,
+    output:
+        rows="results/data/{dataset}/rows.jsonl",
+        rejected="results/data/{dataset}/rejected.jsonl",
+        manifest="results/data/{dataset}/manifest.json",
+    params:
+        spec=lambda w: config["datasets"][w.dataset],
+    log:
+        "logs/data/{dataset}.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/normalize_dataset.py"

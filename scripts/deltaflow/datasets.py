@@ -1,0 +1,189 @@
+"""Normalize raw dataset sources to deltaflow's row schema.
+
+Every row: ``id``, ``source``, ``split``, ``origin`` and chat ``messages``
+(list of {role, content}); preference rows also carry ``chosen`` and
+``rejected`` (assistant strings) with ``messages`` holding the prompt turns.
+Generated task rows also carry ``label`` (and ``label_set`` for MCQ).
+
+Rows that cannot be normalized are not dropped silently: they are returned as
+rejections with the reason and the source line, and counted in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import sources
+from .errors import DataError
+from .io import read_jsonl
+from .tasks import generate_task
+
+ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
+            "system": "system", "model": "assistant"}
+
+
+@dataclass
+class NormalizedDataset:
+    rows: list[dict]
+    rejected: list[dict] = field(default_factory=list)
+    source: dict = field(default_factory=dict)
+
+
+def _read_records(path: Path) -> list[dict]:
+    name = str(path)
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        return read_jsonl(path)
+    if name.endswith(".json"):
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON ({exc}); fix the file") from exc
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+        return data
+    raise DataError(f"{path}: unsupported file type; use .json (a list) or .jsonl")
+
+
+def _msg(role, content):
+    return {"role": role, "content": content}
+
+
+def _from_alpaca(rec: dict) -> dict:
+    instruction, inp, output = rec.get("instruction"), rec.get("input", ""), rec.get("output")
+    if not isinstance(instruction, str) or not instruction.strip():
+        raise ValueError("missing or empty 'instruction'")
+    if not isinstance(output, str) or not output.strip():
+        raise ValueError("missing or empty 'output' (empty assistant turn)")
+    user = instruction if not inp else f"{instruction}\n\n{inp}"
+    return {"messages": [_msg("user", user), _msg("assistant", output)]}
+
+
+def _sharegpt_turns(turns) -> list[dict]:
+    if not isinstance(turns, list) or not turns:
+        raise ValueError("missing or empty 'conversations'")
+    out = []
+    for t in turns:
+        role = ROLE_MAP.get(t.get("from"))
+        if role is None:
+            raise ValueError(f"unknown speaker {t.get('from')!r}")
+        out.append(_msg(role, t.get("value", "")))
+    return out
+
+
+def _from_sharegpt(rec: dict) -> dict:
+    msgs = _sharegpt_turns(rec.get("conversations"))
+    _check_chat(msgs)
+    return {"messages": msgs}
+
+
+def _from_sharegpt_preference(rec: dict) -> dict:
+    prompt = _sharegpt_turns(rec.get("conversations"))
+    chosen, rejected = rec.get("chosen"), rec.get("rejected")
+    for key, val in (("chosen", chosen), ("rejected", rejected)):
+        if not isinstance(val, dict) or not str(val.get("value", "")).strip():
+            raise ValueError(f"missing or empty '{key}' response")
+    return {"messages": prompt, "chosen": chosen["value"], "rejected": rejected["value"]}
+
+
+def _from_messages(rec: dict) -> dict:
+    msgs = rec.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise ValueError("missing or empty 'messages'")
+    for m in msgs:
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
+                or not isinstance(m.get("content"), str):
+            raise ValueError("each message needs role (system|user|assistant) and string content")
+    out = {"messages": [_msg(m["role"], m["content"]) for m in msgs]}
+    if "chosen" in rec or "rejected" in rec:
+        out["chosen"], out["rejected"] = rec.get("chosen"), rec.get("rejected")
+    else:
+        _check_chat(out["messages"])
+    for key in ("label", "label_set"):
+        if key in rec:
+            out[key] = rec[key]
+    return out
+
+
+def _from_text(rec: dict) -> dict:
+    text = rec.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("missing or empty 'text'")
+    return {"text": text, "messages": []}
+
+
+def _check_chat(msgs: list[dict]) -> None:
+    if msgs[-1]["role"] != "assistant":
+        raise ValueError("conversation does not end with an assistant turn")
+    if not msgs[-1]["content"].strip():
+        raise ValueError("empty assistant turn")
+
+
+NORMALIZERS = {
+    "alpaca": _from_alpaca,
+    "sharegpt": _from_sharegpt,
+    "sharegpt_preference": _from_sharegpt_preference,
+    "messages": _from_messages,
+    "text": _from_text,
+}
+
+
+def normalize_records(records: list[dict], *, fmt: str, name: str, split: str, origin: str,
+                      where: str) -> NormalizedDataset:
+    normalizer = NORMALIZERS[fmt]
+    rows, rejected = [], []
+    for i, rec in enumerate(records):
+        try:
+            if not isinstance(rec, dict):
+                raise ValueError(f"expected an object, got {type(rec).__name__}")
+            row = normalizer(rec)
+        except ValueError as exc:
+            rejected.append({"source": name, "record": i, "where": f"{where}[{i}]",
+                             "reason": str(exc), "raw": rec})
+            continue
+        row_id = rec.get("id") if isinstance(rec.get("id"), (str, int)) else None
+        row.update({
+            "id": f"{name}-{row_id if row_id is not None else i}",
+            "source": name,
+            "split": split,
+            "origin": origin,
+        })
+        rows.append(row)
+    return NormalizedDataset(rows=rows, rejected=rejected)
+
+
+def load_hf(spec: dict) -> list[dict]:
+    """Rows of a Hugging Face dataset at a pinned revision (real hub code; tests use a local copy)."""
+    import datasets
+
+    ds = datasets.load_dataset(spec["id"], spec.get("subset"), revision=spec["revision"],
+                               split=spec.get("split", "train"))
+    return [dict(r) for r in ds]
+
+
+def normalize_dataset(name: str, spec: dict) -> NormalizedDataset:
+    """Normalize the dataset ``name`` configured as ``spec``."""
+    if spec["type"] == "generated":
+        rows = generate_task(spec["task"], train_rows=spec["train_rows"],
+                             eval_rows=spec["eval_rows"], seed=spec.get("seed", 0), name=name)
+        return NormalizedDataset(rows=rows, source=dict(spec))
+    if spec["type"] == "hf":
+        records, where = load_hf(spec), f"hf:{spec['id']}@{spec['revision']}"
+        source = dict(spec)
+    else:
+        path = sources.resolve_file(spec)
+        records, where = _read_records(path), str(path)
+        source = sources.describe(spec)
+    if spec.get("max_rows"):
+        records = records[: spec["max_rows"]]
+    out = normalize_records(records, fmt=spec["format"], name=name,
+                            split=spec.get("split", "train"),
+                            origin=spec.get("origin", "human"), where=where)
+    out.source = source
+    if not out.rows:
+        raise DataError(
+            f"dataset '{name}' ({where}): no usable rows out of {len(records)}; first problem: "
+            f"{out.rejected[0]['reason'] if out.rejected else 'empty file'} — check `format:`"
+        )
+    return out

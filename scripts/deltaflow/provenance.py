@@ -1,0 +1,88 @@
+"""Manifests written beside every artifact: what it was made from and how.
+
+Records input hashes, the params that made it, the git commit (and whether the
+tree was dirty), package versions, host and timing. Never environment variables
+or tokens.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+from .io import sha256_path, write_json
+
+PACKAGES = ["torch", "transformers", "trl", "peft", "lm_eval", "datasets", "snakemake",
+            "accelerate", "gguf", "pandas"]
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def code_version() -> dict:
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": bool(status) if status is not None else None}
+
+
+def package_versions() -> dict:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name.replace("_", "-"))
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def hardware() -> dict:
+    info = {"host": platform.node(), "machine": platform.machine(), "cpus": os.cpu_count(),
+            "python": platform.python_version()}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def build_manifest(kind: str, *, inputs: dict[str, str] | None = None, params: dict | None = None,
+                   started: str | None = None, extra: dict | None = None) -> dict:
+    """A manifest dict for an artifact of ``kind`` made from ``inputs`` with ``params``."""
+    hashed = {name: {"path": str(p), "sha256": sha256_path(p)}
+              for name, p in (inputs or {}).items() if p and Path(p).exists()}
+    manifest = {
+        "kind": kind,
+        "inputs": hashed,
+        "params": params or {},
+        "code": code_version(),
+        "packages": package_versions(),
+        "hardware": hardware(),
+        "started": started,
+        "finished": now(),
+    }
+    if extra:
+        manifest.update(extra)
+    return manifest
+
+
+def write_manifest(path, kind: str, **kwargs) -> dict:
+    manifest = build_manifest(kind, **kwargs)
+    write_json(path, manifest)
+    return manifest

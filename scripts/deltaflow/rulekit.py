@@ -1,0 +1,20 @@
+"""What every entry script does first: send stderr and logging to the rule's log file."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .provenance import now
+
+
+def start_job(snakemake) -> str:
+    """Route stderr/logging to ``snakemake.log[0]``; return the start timestamp."""
+    if snakemake.log:
+        fh = open(snakemake.log[0], "a", buffering=1)
+        sys.stderr = fh
+        logging.basicConfig(stream=fh, level=logging.INFO, force=True,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    else:
+        logging.basicConfig(level=logging.INFO, force=True)
+    return now()
