@@ -15,9 +15,11 @@ import re
 from .errors import ConfigError
 
 # The ChatML per-message expression as SmolLM2 / Qwen-style templates write it.
+# A newline inside the Jinja string may be written as an escape or as a real newline.
+_NL = r"'(?:\\n|\n)'"
 _CHATML_MESSAGE = re.compile(
-    r"\{\{\s*'<\|im_start\|>'\s*\+\s*message\['role'\]\s*\+\s*'\\n'\s*\+\s*"
-    r"message\['content'\]\s*\+\s*'<\|im_end\|>'\s*\+\s*'\\n'\s*\}\}"
+    r"\{\{\s*'<\|im_start\|>'\s*\+\s*message\['role'\]\s*\+\s*" + _NL + r"\s*\+\s*"
+    r"message\['content'\]\s*\+\s*'<\|im_end\|>'\s*\+\s*" + _NL + r"\s*\}\}"
 )
 _CHATML_PATCHED = (
     "{% if message['role'] == 'assistant' %}"

@@ -79,6 +79,9 @@ def delta_table(results: list[EvalResult], *, baseline: str = "base") -> pd.Data
 
 def to_markdown(df: pd.DataFrame, title: str = "Delta vs base") -> str:
     shown = df.copy()
+    for col in ("base_score", "score"):
+        shown[col] = shown[col].map(lambda x: f"{x:.2f}")
     shown["delta_pts"] = shown["delta_pts"].map(lambda x: f"{x:+.2f}")
+    # disable_numparse keeps the explicit "+" sign and two decimals as written
     return f"## {title}\n\nScores in percent; delta in points; n = items scored.\n\n" + \
-        shown.to_markdown(index=False) + "\n"
+        shown.to_markdown(index=False, disable_numparse=True) + "\n"

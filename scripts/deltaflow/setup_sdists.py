@@ -1,0 +1,48 @@
+"""Unpack the source distributions listed in envs/sdists.txt (their data/ folders are
+real SFT and preference data, e.g. llamafactory's alpaca_en_demo.json).
+
+pip fetches the sdist from PyPI (the only registry this platform reaches); we unpack
+it under .venv/sdists/NAME-VERSION/ where deltaflow.sources looks for it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+
+def unpack(requirement: str, dest: Path) -> Path:
+    name, version = requirement.split("==")
+    target = dest / f"{name}-{version}"
+    if (target / ".complete").exists():
+        return target
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                        "--no-binary", ":all:", "--disable-pip-version-check",
+                        requirement, "-d", tmp], check=True)
+        archives = list(Path(tmp).glob("*.tar.gz"))
+        if len(archives) != 1:
+            raise SystemExit(f"expected one sdist for {requirement}, got {archives}")
+        with tarfile.open(archives[0]) as tar:
+            tar.extractall(dest, filter="data")
+    unpacked = dest / archives[0].name[: -len(".tar.gz")]
+    if unpacked != target:
+        unpacked.rename(target)
+    (target / ".complete").write_text(requirement + "\n")
+    return target
+
+
+def main(argv: list[str]) -> None:
+    listing, dest = Path(argv[0]), Path(argv[1])
+    dest.mkdir(parents=True, exist_ok=True)
+    for line in listing.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            print(f"sdist {line} -> {unpack(line, dest)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

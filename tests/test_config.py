@@ -1,0 +1,70 @@
+import pytest
+
+from deltaflow.config import benchmark_spec, validate_config
+from deltaflow.errors import ConfigError
+
+
+def test_tiny_config_validates_and_fills_defaults(tiny_cfg):
+    cfg = validate_config(tiny_cfg)
+    assert cfg["recipes"]["tiny_lora"]["assistant_only_loss"] is True
+    assert cfg["recipes"]["tiny_lora"]["target_modules"] == "all-linear"
+    assert cfg["mixtures"]["mix_a"]["components"][0]["split"] == "train"
+    assert cfg["eval"]["device"] == "cpu"
+
+
+def test_default_config_validates(repo, monkeypatch):
+    from deltaflow.config import load_config
+
+    monkeypatch.chdir(repo)
+    cfg = load_config(repo / "config/config.yaml")
+    assert set(cfg["benchmarks"]) == {"arithmetic", "arc_easy", "gsm8k"}
+
+
+@pytest.mark.parametrize("mutate, key, words", [
+    (lambda c: c["mixtures"]["mix_a"]["components"][0].update(dataset="nope"),
+     "mixtures.mix_a.components[0].dataset", "unknown dataset 'nope'"),
+    (lambda c: c["mixtures"]["mix_a"]["components"][0].update(multiplier=-1),
+     "mixtures.mix_a.components[0].multiplier", "less than or equal to the minimum"),
+    (lambda c: c["mixtures"]["mix_a"]["components"][0].update(multiplier=0),
+     "mixtures.mix_a.components[0].multiplier", "less than or equal to the minimum"),
+    (lambda c: c["mixtures"]["mix_a"]["components"][0].update(fraction=0.5),
+     "mixtures.mix_a.components[0]", "exactly one of multiplier, fraction or rows"),
+    (lambda c: c["benchmarks"].update(mmlu_typo={"n": 5}),
+     "benchmarks.mmlu_typo", "unknown benchmark 'mmlu_typo'"),
+    (lambda c: c["runs"]["run_a"].update(mixture="missing"),
+     "runs.run_a.mixture", "unknown mixture 'missing'"),
+    (lambda c: c["datasets"]["alpaca"].update(path="/no/such/file.json"),
+     "datasets.alpaca.path", "does not exist"),
+    (lambda c: c["datasets"]["alpaca"].pop("format"),
+     "datasets.alpaca.format", "required for type 'file'"),
+    (lambda c: c["recipes"]["tiny_lora"].update(learnig_rate=1e-3),
+     "recipes.tiny_lora", "learnig_rate"),
+    (lambda c: c["benchmarks"]["arithmetic"].pop("dataset"),
+     "benchmarks.arithmetic.dataset", "generated dataset's eval split"),
+    (lambda c: c["mixtures"]["mix_a"]["components"][0].update(split="validation"),
+     "mixtures.mix_a.components[0].split", "has splits ['train', 'eval']"),
+    (lambda c: c["runs"].update({"bad name": {"mixture": "mix_a", "recipe": "tiny_lora"}}),
+     "runs", "does not match"),
+])
+def test_bad_config_names_key(tiny_cfg, mutate, key, words):
+    mutate(tiny_cfg)
+    with pytest.raises(ConfigError) as err:
+        validate_config(tiny_cfg)
+    msg = str(err.value)
+    assert key in msg and words in msg, msg
+
+
+def test_benchmark_spec_merges_overrides(tiny_cfg):
+    cfg = validate_config(tiny_cfg)
+    spec = benchmark_spec(cfg, "gsm8k")
+    assert spec["n"] == 3 and spec["decoding"]["max_gen_toks"] == 8
+    assert spec["axis"] == "math" and spec["output_type"] == "generate_until"
+
+
+def test_config_readme_documents_every_schema_key():
+    """config/README.md's key table is generated from the schema; regenerate with
+    `python -m deltaflow.schema_docs` when the schema changes."""
+    from deltaflow.schema_docs import README, updated_readme
+
+    assert README.read_text() == updated_readme()
+    assert "| `mixtures.<name>.components[].multiplier` |" in README.read_text()

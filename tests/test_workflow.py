@@ -1,0 +1,126 @@
+"""Real Snakemake runs of the whole DAG on the tiny config (random 2-layer Llama, ~20-row data)."""
+import json
+from collections import Counter
+
+import pandas as pd
+import pytest
+
+from conftest import run_snakemake, tiny_config, write_config
+from deltaflow.io import read_jsonl
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    cfg_path = write_config(workdir, tiny_config())
+    proc = run_snakemake(workdir, cfg_path)
+    return workdir, cfg_path, proc
+
+
+def test_mixture_rows_per_component(tiny_run):
+    workdir, _, _ = tiny_run
+    rows = read_jsonl(workdir / "results/mixtures/mix_a/train.jsonl")
+    assert Counter(r["mixture_component"] for r in rows) == {"arithmetic": 60, "replay": 10}
+    assert {r["mixture"] for r in rows} == {"mix_a"}
+    assert all(r["source"] in ("arithmetic", "alpaca") for r in rows)
+    manifest = json.loads((workdir / "results/mixtures/mix_a/manifest.json").read_text())
+    comps = {c["name"]: c for c in manifest["mixture"]["components"]}
+    assert comps["arithmetic"]["rows"] == 60 and comps["arithmetic"]["available_rows"] == 20
+    assert comps["replay"]["rows"] == 10 and comps["replay"]["available_rows"] == 24
+    # tokens are counted with the base tokenizer over the chat-rendered rows
+    assert manifest["mixture"]["tokens"] > 10 * len(rows)
+    assert set(manifest["inputs"]) == {"dataset:arithmetic", "dataset:alpaca"}
+
+
+def test_delta_table_rows_and_numbers(tiny_run):
+    workdir, _, _ = tiny_run
+    df = pd.read_csv(workdir / "results/tables/delta.csv")
+    assert len(df) == 8  # 2 models x (3 benchmarks + macro)
+    assert set(df.model) == {"base", "run_a"}
+    n = {b: int(v) for b, v in df[df.model == "run_a"].set_index("benchmark")["n"].items()}
+    assert n == {"arithmetic": 10, "arc_easy": 8, "gsm8k": 3, "macro_avg": 21}
+    for _, row in df[df.benchmark != "macro_avg"].iterrows():
+        samples = read_jsonl(workdir / f"results/evals/{row.model}/{row.benchmark}.jsonl")
+        assert len(samples) == row.n
+        assert round(100 * sum(s["score"] for s in samples) / len(samples), 2) == row.score
+        assert row.delta_pts == pytest.approx(row.score - row.base_score, abs=0.011)
+    base_rows = df[df.model == "base"]
+    assert (base_rows.delta_pts == 0).all()
+    md = (workdir / "results/tables/delta.md").read_text()
+    assert "| run_a   | arithmetic" in md
+
+
+def test_same_items_for_every_model(tiny_run):
+    workdir, _, _ = tiny_run
+    for bench in ("arithmetic", "arc_easy", "gsm8k"):
+        ids = [[r["doc_id"] for r in read_jsonl(workdir / f"results/evals/{m}/{bench}.jsonl")]
+               for m in ("base", "run_a")]
+        docs = [d["doc_id"] for d in read_jsonl(workdir / f"results/benchmarks/{bench}/docs.jsonl")]
+        assert ids[0] == ids[1] == docs
+
+
+def test_adapter_changed_the_model(tiny_run):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    workdir, _, _ = tiny_run
+    base_dir = workdir / "results/models/base"
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    ids = tok("What is 12 + 34? Answer with the number only.", return_tensors="pt").input_ids
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    with torch.no_grad():
+        before = base(ids).logits
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir),
+                                      workdir / "results/adapters/run_a")
+    with torch.no_grad():
+        after = tuned(ids).logits
+    assert (after - before).abs().max().item() > 1e-3
+    metrics = json.loads((workdir / "results/adapters/run_a/metrics.json").read_text())
+    assert metrics["steps"] == 6 and len(metrics["loss_curve"]) == 3
+    assert metrics["tokens_seen"] > 0 and metrics["tokens_per_s"] > 0 and metrics["peak_memory_mb"] > 0
+    recipe = json.loads((workdir / "results/adapters/run_a/recipe.json").read_text())
+    assert recipe["recipe"]["r"] == 4 and recipe["mixture"] == "mix_a"
+
+
+def test_every_artifact_has_a_manifest_with_input_hashes(tiny_run):
+    workdir, _, _ = tiny_run
+    base = json.loads((workdir / "results/models/base/manifest.json").read_text())
+    assert base["source"]["type"] == "random_init" and len(base["weights_sha256"]) == 64
+    adapter = json.loads((workdir / "results/adapters/run_a/manifest.json").read_text())
+    assert len(adapter["inputs"]["train"]["sha256"]) == 64
+    assert adapter["packages"]["trl"].startswith("1.")
+    ev = json.loads((workdir / "results/evals/run_a/arithmetic.json").read_text())
+    assert set(ev["manifest"]["inputs"]) == {"base", "docs", "adapter"}
+    assert (workdir / "results/data/alpaca/rejected.jsonl").exists()
+
+
+def test_second_dry_run_has_nothing_to_do(tiny_run):
+    workdir, cfg_path, _ = tiny_run
+    proc = run_snakemake(workdir, cfg_path, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_bad_config_fails_before_any_job(tmp_path):
+    cfg = tiny_config()
+    cfg["mixtures"]["mix_a"]["components"][0]["dataset"] = "arithmetc"
+    proc = run_snakemake(tmp_path, write_config(tmp_path, cfg), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "mixtures.mix_a.components[0].dataset" in out and "unknown dataset 'arithmetc'" in out
+    assert not (tmp_path / "results").exists()
+
+
+def test_malformed_data_row_names_file_and_line(tmp_path):
+    cfg = tiny_config()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+                   '{"messages": [}\n')
+    cfg["datasets"]["alpaca"] = {"type": "file", "path": str(bad), "format": "messages"}
+    proc = run_snakemake(tmp_path, write_config(tmp_path, cfg), "results/data/alpaca/rows.jsonl",
+                         check=False)
+    assert proc.returncode != 0
+    assert "bad.jsonl:2: malformed JSON line" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results/data/alpaca/rows.jsonl").exists()
