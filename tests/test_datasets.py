@@ -102,3 +102,18 @@ def test_mcq_letter_points_at_the_sum():
 def test_too_many_generated_rows_is_an_error():
     with pytest.raises(ValueError, match="would overlap"):
         generate_task("spelling", train_rows=10_000, eval_rows=10, seed=0, name="s")
+
+
+def test_hf_source_loads_through_datasets_from_a_local_copy(tmp_path, monkeypatch):
+    """`type: hf` calls datasets.load_dataset(id, revision=...); here the id is a local
+    dataset folder (no network), which load_dataset treats like a hub repo snapshot."""
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    folder = tmp_path / "my_ds"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(
+        json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
+                                 {"role": "assistant", "content": f"a{i}"}]}) + "\n" for i in range(5)))
+    out = normalize_dataset("hfds", {"type": "hf", "id": str(folder), "revision": "main",
+                                     "split": "train", "format": "messages", "subset": None})
+    assert [r["messages"][1]["content"] for r in out.rows] == [f"a{i}" for i in range(5)]
+    assert out.source["revision"] == "main"

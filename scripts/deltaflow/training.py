@@ -100,11 +100,19 @@ def train_sft_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: P
         include_num_input_tokens_seen=True,
         disable_tqdm=True,
         dataloader_num_workers=0,
+        # Batches of similar length: on CPU the cost is padded tokens, and a mix of short
+        # task rows with long replay rows otherwise pads most batches to the longest row.
+        train_sampling_strategy=recipe["sampling"],
     )
     curve: list = []
     t0 = [time.time()]
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tok,
                          peft_config=peft_config, callbacks=[_loss_callback(curve, t0)])
+    # TRL drops examples whose assistant tokens were all truncated away; count them.
+    used = len(trainer.train_dataset)
+    if used < len(chat_rows):
+        log.warning("TRL dropped %d of %d examples with no trainable tokens after truncation to "
+                    "max_length=%d", len(chat_rows) - used, len(chat_rows), recipe["max_length"])
     train_start = time.time()
     result = trainer.train()
     train_s = time.time() - train_start
@@ -123,4 +131,6 @@ def train_sft_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: P
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "device": device,
         "train_rows": len(chat_rows),
+        "train_examples_used": used,
+        "train_examples_dropped_no_target_tokens": len(chat_rows) - used,
     }

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Time `make demo` on a fresh clone: setup (venv + installs) and workflow separately,
+# then the no-op dry run. Prints one line per phase and the workflow/total ratio.
+#   bash bench/demo_timing.sh [--reuse-venv]
+# --reuse-venv copies this checkout's .venv into the clone (measures the workflow only).
+set -euo pipefail
+src=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+git clone -q "$src" "$work/p"
+cd "$work/p"
+if [ "${1:-}" = "--reuse-venv" ]; then
+  cp -a "$src/.venv" .venv
+  .venv/bin/pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1
+fi
+t0=$(date +%s.%N)
+make setup >setup.log 2>&1
+t1=$(date +%s.%N)
+.venv/bin/snakemake --profile profiles/local >workflow.log 2>&1
+t2=$(date +%s.%N)
+.venv/bin/snakemake --profile profiles/local -n >noop.log 2>&1
+t3=$(date +%s.%N)
+grep -q "Nothing to be done" noop.log || { echo "dry run after the demo still has work:"; tail noop.log; exit 1; }
+python3 - "$t0" "$t1" "$t2" "$t3" <<'PY'
+import sys
+t0, t1, t2, t3 = map(float, sys.argv[1:])
+print(f"setup_s={t1-t0:.1f} workflow_s={t2-t1:.1f} total_s={t2-t0:.1f} noop_dryrun_s={t3-t2:.2f} "
+      f"workflow_share={(t2-t1)/(t2-t0):.2f}")
+PY
+cat results/tables/delta.md
+echo "clone left in $work/p"
