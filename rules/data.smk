@@ -3,7 +3,8 @@
 
 rule dataset:
     input:
-        get_dataset_input,
+        raw=get_dataset_input,
+        code=stage_code("dataset"),
     output:
         rows="results/data/{dataset}/rows.jsonl",
         rejected="results/data/{dataset}/rejected.jsonl",

@@ -34,6 +34,6 @@ rule evaluate:
     resources:
         mem_mb=6000,
         runtime=60,
-        gpu=1 if config["eval"]["device"] == "cuda" else 0,
+        gpu=config["eval"]["gpus"],
     script:
         "../scripts/evaluate.py"

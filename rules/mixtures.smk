@@ -5,6 +5,7 @@ rule mixture:
     input:
         rows=get_mixture_rows,
         base=BASE,
+        code=stage_code("mixture"),
     output:
         train="results/mixtures/{mixture}/train.jsonl",
         manifest="results/mixtures/{mixture}/manifest.json",

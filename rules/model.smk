@@ -2,6 +2,8 @@
 
 
 rule base_model:
+    input:
+        code=stage_code("base_model"),
     output:
         manifest=BASE,
     params:

@@ -5,6 +5,7 @@ rule delta_table:
     input:
         metrics=expand("results/evals/{model}/{benchmark}.json", model=MODELS, benchmark=BENCHMARKS),
         samples=expand("results/evals/{model}/{benchmark}.jsonl", model=MODELS, benchmark=BENCHMARKS),
+        code=stage_code("delta_table"),
     output:
         csv="results/tables/delta.csv",
         md="results/tables/delta.md",

@@ -5,6 +5,7 @@ rule adapter:
     input:
         train=get_run_train,
         base=BASE,
+        code=stage_code("adapter"),
     output:
         manifest="results/adapters/{run}/manifest.json",
         metrics="results/adapters/{run}/metrics.json",
@@ -19,6 +20,6 @@ rule adapter:
     resources:
         mem_mb=8000,
         runtime=120,
-        gpu=1 if config["train"]["device"] == "cuda" else 0,
+        gpu=config["train"]["gpus"],
     script:
         "../scripts/train_adapter.py"

@@ -23,6 +23,7 @@ def count_tokens(row):
 rows, manifest = build_mixture(name, spec, rows_by_dataset, count_tokens)
 write_jsonl(snakemake.output.train, rows)
 write_manifest(snakemake.output.manifest, "mixture",
-               inputs={f"dataset:{Path(p).parent.name}": p for p in snakemake.input.rows},
+               inputs={**{f"dataset:{Path(p).parent.name}": p for p in snakemake.input.rows},
+                       "base": snakemake.input.base, "code": list(snakemake.input.code)},
                params={"name": name, "spec": spec}, started=started,
                extra={"mixture": manifest.to_dict(), "token_counter": "base tokenizer, chat template"})

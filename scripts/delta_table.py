@@ -15,5 +15,7 @@ for metrics_path, samples_path in zip(snakemake.input.metrics, snakemake.input.s
 df = delta_table(results, baseline="base")
 write_text(snakemake.output.csv, df.to_csv(index=False))
 write_text(snakemake.output.md, to_markdown(df, title=f"Delta vs base ({snakemake.params.base_name})"))
-write_manifest(snakemake.output.manifest, "delta_table", inputs={f"{Path(q).parent.name}/{Path(q).name}": q for q in snakemake.input.metrics},
+inputs = {f"{Path(q).parent.name}/{Path(q).name}": q for q in snakemake.input.metrics}
+inputs["code"] = list(snakemake.input.code)
+write_manifest(snakemake.output.manifest, "delta_table", inputs=inputs,
                params={"baseline": "base"}, started=started, extra={"rows": len(df)})

@@ -12,4 +12,5 @@ with atomic_dir(out_dir) as tmp:
     source_info = materialize_base(snakemake.params.source, tmp)
     weights = sha256_path(tmp)
     write_manifest(tmp / "manifest.json", "base_model", params={"source": snakemake.params.source},
+                   inputs={"code": list(snakemake.input.code)},
                    started=started, extra={"source": source_info, "weights_sha256": weights})

@@ -13,7 +13,8 @@ write_jsonl(snakemake.output.rejected, result.rejected)
 write_jsonl(snakemake.output.rows, result.rows)
 write_manifest(
     snakemake.output.manifest, "dataset",
-    inputs={"raw": p for p in snakemake.input}, params={"name": name, "spec": spec},
+    inputs={"raw": list(snakemake.input.raw), "code": list(snakemake.input.code)},
+    params={"name": name, "spec": spec},
     started=started,
     extra={"source": result.source, "rows": len(result.rows),
            "rows_by_split": dict(Counter(r["split"] for r in result.rows)),

@@ -17,6 +17,7 @@ with atomic_dir(out_dir) as tmp:
                                      "recipe": p.recipe, "device": p.device})
     write_json(tmp / "metrics.json", metrics)
     write_manifest(tmp / "manifest.json", "adapter",
-                   inputs={"train": snakemake.input.train, "base_manifest": snakemake.input.base},
+                   inputs={"train": snakemake.input.train, "base": snakemake.input.base,
+                           "code": list(snakemake.input.code)},
                    params={"run": snakemake.wildcards.run, "mixture": p.mixture,
                            "recipe": p.recipe, "device": p.device}, started=started)

@@ -31,7 +31,7 @@ def test_mixture_rows_per_component(tiny_run):
     assert comps["replay"]["rows"] == 10 and comps["replay"]["available_rows"] == 24
     # tokens are counted with the base tokenizer over the chat-rendered rows
     assert manifest["mixture"]["tokens"] > 10 * len(rows)
-    assert set(manifest["inputs"]) == {"dataset:arithmetic", "dataset:alpaca"}
+    assert set(manifest["inputs"]) == {"dataset:arithmetic", "dataset:alpaca", "base", "code"}
 
 
 def test_delta_table_rows_and_numbers(tiny_run):
@@ -93,7 +93,8 @@ def test_every_artifact_has_a_manifest_with_input_hashes(tiny_run):
     assert len(adapter["inputs"]["train"]["sha256"]) == 64
     assert adapter["packages"]["trl"].startswith("1.")
     ev = json.loads((workdir / "results/evals/run_a/arithmetic.json").read_text())
-    assert set(ev["manifest"]["inputs"]) == {"base", "docs", "adapter"}
+    assert set(ev["manifest"]["inputs"]) == {"base", "docs", "adapter", "code"}
+    assert ev["manifest"]["base_model"]["source"]["type"] == "random_init"
     assert (workdir / "results/data/alpaca/rejected.jsonl").exists()
 
 

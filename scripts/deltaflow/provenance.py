@@ -8,6 +8,7 @@ or tokens.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
 import subprocess
@@ -65,8 +66,11 @@ def hardware() -> dict:
 def build_manifest(kind: str, *, inputs: dict[str, str] | None = None, params: dict | None = None,
                    started: str | None = None, extra: dict | None = None) -> dict:
     """A manifest dict for an artifact of ``kind`` made from ``inputs`` with ``params``."""
-    hashed = {name: {"path": str(p), "sha256": sha256_path(p)}
-              for name, p in (inputs or {}).items() if p and Path(p).exists()}
+    hashed = {}
+    for name, value in (inputs or {}).items():
+        paths = [value] if isinstance(value, (str, os.PathLike)) else list(value)
+        entries = [{"path": str(p), "sha256": sha256_path(p)} for p in paths if Path(p).exists()]
+        hashed[str(name)] = entries[0] if isinstance(value, (str, os.PathLike)) and entries else entries
     manifest = {
         "kind": kind,
         "inputs": hashed,
@@ -77,6 +81,11 @@ def build_manifest(kind: str, *, inputs: dict[str, str] | None = None, params: d
         "started": started,
         "finished": now(),
     }
+    base = (inputs or {}).get("base")
+    if isinstance(base, (str, os.PathLike)) and Path(base).name == "manifest.json" and Path(base).exists():
+        base_manifest = json.loads(Path(base).read_text())
+        manifest["base_model"] = {"source": base_manifest.get("source"),
+                                  "weights_sha256": base_manifest.get("weights_sha256")}
     if extra:
         manifest.update(extra)
     return manifest
