@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.deltaflow-setup
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test dryrun clean
+.PHONY: setup demo test dryrun report slurm-tools clean
 
 setup: $(STAMP)
 
@@ -29,8 +29,17 @@ demo: setup
 dryrun: setup
 	$(VENV)/bin/snakemake --profile profiles/local -n
 
-test: setup
+test: setup slurm-tools
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# Debian's slurm-wlm + munge for the real-SLURM tests (root only; the tests start the cluster).
+slurm-tools:
+	@if [ "$$(id -u)" = 0 ]; then profiles/slurm/local-cluster.sh install; \
+	 else echo "not root: the real-SLURM tests will be skipped"; fi
+
+# One HTML file a person opens: the rule graph, tables and per-job statistics.
+report: setup
+	$(VENV)/bin/snakemake --profile profiles/local --report report.html
 
 clean:
 	rm -rf results logs .snakemake

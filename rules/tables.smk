@@ -7,7 +7,7 @@ rule delta_table:
         samples=expand("results/evals/{model}/{benchmark}.jsonl", model=MODELS, benchmark=BENCHMARKS),
         code=stage_code("delta_table"),
     output:
-        csv="results/tables/delta.csv",
+        csv=report("results/tables/delta.csv", caption="report/delta.rst", category="Tables"),
         md="results/tables/delta.md",
         manifest="results/tables/manifest.json",
     params:

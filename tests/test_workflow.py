@@ -9,13 +9,14 @@ from conftest import run_snakemake, tiny_config, write_config
 from deltaflow.io import read_jsonl
 
 pytestmark = pytest.mark.e2e
+SECRET = "hf_SECRETdeltaflowTOKEN123"
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("tiny_run")
     cfg_path = write_config(workdir, tiny_config())
-    proc = run_snakemake(workdir, cfg_path)
+    proc = run_snakemake(workdir, cfg_path, env={"HF_TOKEN": SECRET, "WANDB_API_KEY": SECRET})
     return workdir, cfg_path, proc
 
 
@@ -37,8 +38,8 @@ def test_mixture_rows_per_component(tiny_run):
 def test_delta_table_rows_and_numbers(tiny_run):
     workdir, _, _ = tiny_run
     df = pd.read_csv(workdir / "results/tables/delta.csv")
-    assert len(df) == 8  # 2 models x (3 benchmarks + macro)
-    assert set(df.model) == {"base", "run_a"}
+    assert len(df) == 12  # 3 models x (3 benchmarks + macro)
+    assert set(df.model) == {"base", "run_a", "run_b"}
     n = {b: int(v) for b, v in df[df.model == "run_a"].set_index("benchmark")["n"].items()}
     assert n == {"arithmetic": 10, "arc_easy": 8, "gsm8k": 3, "macro_avg": 21}
     for _, row in df[df.benchmark != "macro_avg"].iterrows():
@@ -125,3 +126,33 @@ def test_malformed_data_row_names_file_and_line(tmp_path):
     assert proc.returncode != 0
     assert "bad.jsonl:2: malformed JSON line" in proc.stdout + proc.stderr
     assert not (tmp_path / "results/data/alpaca/rows.jsonl").exists()
+
+
+def test_audit_traces_a_cell_to_data_recipe_model_and_code(tiny_run):
+    from deltaflow.cli import audit_chain, format_chain
+
+    workdir, _, _ = tiny_run
+    chain = audit_chain(workdir / "results", "run_a", "arithmetic")
+    assert chain["adapter"]["mixture"] == "mix_a" and chain["adapter"]["recipe"]["r"] == 4
+    assert {c["name"] for c in chain["mixture"]["components"]} == {"arithmetic", "replay"}
+    assert chain["datasets"]["alpaca"]["raw"][0]["path"].endswith("alpaca_tiny.json")
+    assert chain["base_model"]["source"]["type"] == "random_init"
+    text = format_chain(chain)
+    assert text.startswith("run_a x arithmetic:") and "replay: 10 rows" in text
+    assert "alpaca_tiny.json (sha256" in text and "base model:" in text
+
+
+def test_manifests_hold_no_secrets(tiny_run):
+    """Tokens in the environment of the run (see tiny_run) reach no manifest or metrics file."""
+    workdir, _, _ = tiny_run
+    files = list((workdir / "results").rglob("*.json"))
+    assert len(files) >= 15
+    for p in files:
+        assert SECRET not in p.read_text(), p
+
+
+def test_html_report_with_rule_graph(tiny_run):
+    workdir, cfg_path, _ = tiny_run
+    run_snakemake(workdir, cfg_path, "--report", str(workdir / "report.html"))
+    html = (workdir / "report.html").read_text()
+    assert "rulegraph" in html and "delta.csv" in html

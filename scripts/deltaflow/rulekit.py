@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 
 from .provenance import now
 
 
 def start_job(snakemake) -> str:
-    """Route stderr/logging to ``snakemake.log[0]``; return the start timestamp."""
+    """Route stderr/logging to ``snakemake.log[0]``; return the start timestamp.
+
+    SIGTERM (scancel, a timeout) becomes a normal exit, so the atomic writers remove
+    their temporary files instead of leaving them behind.
+    """
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if snakemake.log:
         fh = open(snakemake.log[0], "a", buffering=1)
         sys.stderr = fh

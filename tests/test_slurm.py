@@ -1,0 +1,116 @@
+"""The workflow on a real one-node SLURM cluster (Debian slurm-wlm + munge), started by
+profiles/slurm/local-cluster.sh, submitted through profiles/slurm with the executor plugin."""
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from conftest import REPO, SNAKEMAKE, tiny_config, write_config
+
+pytestmark = pytest.mark.e2e
+CLUSTER = REPO / "profiles/slurm/local-cluster.sh"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if os.geteuid() != 0 or shutil.which("slurmctld") is None:
+        pytest.skip("needs root and Debian's slurm-wlm + munge (`make test` installs them as root)")
+    subprocess.run([str(CLUSTER), "start"], check=True, timeout=180,
+                   stdin=subprocess.DEVNULL, capture_output=True)
+    yield
+    subprocess.run(["scancel", "--user=root"], check=False)
+
+
+def slurm_cmd(workdir, cfg_path):
+    return [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
+            str(cfg_path), "--profile", str(REPO / "profiles/slurm"), "--slurm-status-command", "squeue",
+            "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "5"]
+
+
+def sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def slurm_job(job_id):
+    out = subprocess.run(["scontrol", "show", "job", str(job_id)], capture_output=True, text=True).stdout
+    return dict(re.findall(r"(\w+(?:/\w+)?)=(\S+)", out))
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("slurm_run")
+    cfg = tiny_config()
+    cfg["train"] = {"gpus": 1}  # scheduled on the GRES-declared GPUs; runs on the CPU here
+    cfg["eval"] = {"gpus": 1, "batch_size": 8}
+    proc = subprocess.run(slurm_cmd(workdir, write_config(workdir, cfg)), capture_output=True,
+                          text=True, timeout=1500)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    return workdir, out
+
+
+def test_every_job_ran_under_slurm(slurm_run):
+    workdir, out = slurm_run
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", out)
+    assert len(submitted) >= 20  # every rule but `all`
+    for rule in ("base_model", "dataset", "mixture", "adapter", "benchmark_docs", "evaluate", "delta_table"):
+        assert (workdir / ".snakemake/slurm_logs" / f"rule_{rule}").is_dir(), rule
+
+
+def test_gpu_rules_are_submitted_to_the_gpu_partition_with_a_gres(slurm_run):
+    _, out = slurm_run
+    ids = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: \S*/rule_adapter/", out)
+    assert ids
+    job = slurm_job(ids[0])
+    assert job["Partition"] == "gpu"
+    assert "gpu:1" in job.get("TresPerNode", "") or "gpu=1" in job.get("TRES", "") or "gpu:1" in job.get("TresPerJob", "")
+    ids = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_mixture/", out)
+    assert slurm_job(ids[0])["Partition"] == "cpu"
+
+
+def test_outputs_match_a_local_run(slurm_run, tmp_path):
+    workdir, _ = slurm_run
+    local = tmp_path / "local"
+    local.mkdir()
+    from conftest import run_snakemake
+
+    run_snakemake(local, write_config(local, tiny_config()))
+    for rel in ("results/mixtures/mix_a/train.jsonl", "results/mixtures/mix_b/train.jsonl",
+                "results/benchmarks/arc_easy/docs.jsonl", "results/tables/delta.csv"):
+        assert sha(workdir / rel) == sha(local / rel), rel
+
+
+def test_cancelled_job_is_retried_and_leaves_no_partial_output(cluster, tmp_path):
+    cfg = tiny_config()
+    cfg["recipes"]["tiny_lora"]["max_steps"] = 600  # long enough to be cancelled mid-way
+    cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
+    cfg["mixtures"] = {"mix_a": cfg["mixtures"]["mix_a"]}
+    target = "results/adapters/run_a/manifest.json"
+    proc = subprocess.Popen(slurm_cmd(tmp_path, write_config(tmp_path, cfg)) + [target],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cancelled = None
+    deadline = time.time() + 600
+    while time.time() < deadline and cancelled is None:
+        rows = subprocess.run(["squeue", "-h", "-o", "%i %k %T"], capture_output=True, text=True).stdout
+        for line in rows.splitlines():
+            job_id, comment, state = line.split()
+            if comment.startswith("rule_adapter") and state == "RUNNING":
+                log = tmp_path / "logs/adapters/run_a.log"
+                # wait until training has really started, then cancel
+                if log.exists() and "step " in log.read_text():
+                    subprocess.run(["scancel", job_id], check=True)
+                    cancelled = job_id
+        time.sleep(1)
+    out, _ = proc.communicate(timeout=900)
+    assert cancelled, out[-4000:]
+    assert proc.returncode == 0, out[-6000:]
+    assert re.search(rf"SLURM-job '{cancelled}' failed", out)
+    metrics = json.loads((tmp_path / "results/adapters/run_a/metrics.json").read_text())
+    assert metrics["steps"] == 600
+    leftovers = [p.name for p in (tmp_path / "results/adapters").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
