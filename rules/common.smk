@@ -1,4 +1,6 @@
 # Config validation, wildcard constraints and input functions shared by all rule files.
+import json
+import os
 import re
 from pathlib import Path
 
@@ -8,12 +10,19 @@ from deltaflow import sources
 # Fills defaults and checks every cross-reference before any job is scheduled;
 # a ConfigError names the key and the fix.
 validate_config(config)
+# Params are compared by their text, so key order would count as a change: sort every
+# mapping once (lists keep their order, which matters).
+_canonical = json.loads(json.dumps(config, sort_keys=True))
+config.clear()
+config.update(_canonical)
 
 DATASETS = sorted(config["datasets"])
 MIXTURES = sorted(config["mixtures"])
 RUNS = sorted(config["runs"])
 MODELS = ["base"] + RUNS
 BENCHMARKS = sorted(config["benchmarks"])
+# resolved once: params functions run per job, and a 10k-job grid would resolve each 200 times
+BENCH_SPECS = {name: benchmark_spec(config, name) for name in BENCHMARKS}
 BASE = "results/models/base/manifest.json"
 
 # The deltaflow modules each stage runs. They are inputs of the stage's rule, so editing one
@@ -31,7 +40,9 @@ STAGE_CODE = {
 
 
 def stage_code(stage):
-    return [str(Path(workflow.basedir) / "scripts" / "deltaflow" / m) for m in STAGE_CODE[stage]]
+    # relative to the working directory, so the recorded input set survives a moved checkout
+    code_dir = Path(workflow.basedir) / "scripts" / "deltaflow"
+    return [os.path.relpath(code_dir / m) for m in STAGE_CODE[stage]]
 
 
 def _alternatives(names):
@@ -64,7 +75,7 @@ def get_run_train(wildcards):
 
 
 def get_benchmark_input(wildcards):
-    spec = benchmark_spec(config, wildcards.benchmark)
+    spec = BENCH_SPECS[wildcards.benchmark]
     inputs = {"code": stage_code("benchmark_docs")}
     if spec["source"]["type"] == "dataset":
         inputs["rows"] = f"results/data/{spec['source']['dataset']}/rows.jsonl"

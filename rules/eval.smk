@@ -8,7 +8,7 @@ rule benchmark_docs:
         docs="results/benchmarks/{benchmark}/docs.jsonl",
         manifest="results/benchmarks/{benchmark}/manifest.json",
     params:
-        spec=lambda w: benchmark_spec(config, w.benchmark),
+        spec=lambda w: BENCH_SPECS[w.benchmark],
     log:
         "logs/benchmarks/{benchmark}.log",
     resources:
@@ -25,7 +25,7 @@ rule evaluate:
         samples="results/evals/{model}/{benchmark}.jsonl",
         metrics="results/evals/{model}/{benchmark}.json",
     params:
-        spec=lambda w: benchmark_spec(config, w.benchmark),
+        spec=lambda w: BENCH_SPECS[w.benchmark],
         batch_size=config["eval"]["batch_size"],
         device=config["eval"]["device"],
     log:

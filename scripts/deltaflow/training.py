@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import resource
+import shutil
 import time
 from pathlib import Path
 
@@ -77,7 +78,10 @@ def train_sft_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: P
     peft_config = LoraConfig(r=recipe["r"], lora_alpha=recipe["alpha"],
                              lora_dropout=recipe["dropout"],
                              target_modules=recipe["target_modules"], task_type="CAUSAL_LM")
-    scratch = out_dir.parent / f".{out_dir.name}.trainer"
+    # TRL's output_dir lives inside the (atomic, temporary) adapter folder and is removed
+    # before that folder is renamed into place; a killed job leaves it in the stale
+    # temporary folder, which the next attempt deletes.
+    scratch = out_dir / "_trainer"
     args = SFTConfig(
         output_dir=str(scratch),
         max_steps=recipe["max_steps"],
@@ -117,6 +121,7 @@ def train_sft_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: P
     result = trainer.train()
     train_s = time.time() - train_start
     trainer.model.save_pretrained(out_dir)
+    shutil.rmtree(scratch, ignore_errors=True)
     tokens = int(trainer.state.num_input_tokens_seen)
     return {
         "steps": int(trainer.state.global_step),
