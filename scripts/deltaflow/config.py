@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import yaml
@@ -195,10 +194,3 @@ def benchmark_spec(config: dict, name: str) -> dict:
     if "dataset" in bench:
         spec["source"]["dataset"] = bench["dataset"]
     return spec
-
-
-def get_nested(config: dict, dotted: str) -> Any:
-    node = config
-    for part in dotted.split("."):
-        node = node[part]
-    return node
