@@ -33,12 +33,6 @@ def _strip_gguf_quantizer(model) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    for attr in ("is_quantized", "_is_quantized"):
-        if getattr(model, attr, False):
-            try:
-                setattr(model, attr, False)
-            except AttributeError:
-                pass
 
 
 def _load_pretrained(location: str, *, gguf_file: str | None = None, revision: str | None = None):

@@ -37,8 +37,11 @@ PROBES = [
 ]
 
 
+_GENERATION_TAG = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
 def has_generation_markers(template: str | None) -> bool:
-    return bool(template) and "{% generation %}" in template.replace("{%- generation %}", "{% generation %}")
+    return bool(template and _GENERATION_TAG.search(template))
 
 
 def patch_generation_markers(template: str) -> str:

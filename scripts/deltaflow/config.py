@@ -15,6 +15,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from . import registry
 from .errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -110,8 +111,6 @@ def dataset_splits(ds: dict) -> list[str]:
 
 
 def _check_references(config: dict, *, check_files: bool):
-    from . import registry  # local import: registry imports config-free code only
-
     datasets = config["datasets"]
     for name, ds in datasets.items():
         for key in _REQUIRED_BY_TYPE["dataset"][ds["type"]]:
@@ -181,11 +180,8 @@ def _check_references(config: dict, *, check_files: bool):
 
 def benchmark_spec(config: dict, name: str) -> dict:
     """The registry definition merged with this config's subset/decoding overrides."""
-    from . import registry
-
     bench = config["benchmarks"][name]
-    spec = registry.load(bench.get("task", name))
-    spec = copy.deepcopy(spec)
+    spec = registry.load(bench.get("task", name))  # a fresh copy; safe to update
     spec["name"] = name
     spec["n"] = bench.get("n", spec.get("n"))
     spec["seed"] = bench.get("seed", 1234)

@@ -3,6 +3,7 @@ YAMLs are), in this folder. A config names benchmarks by file stem."""
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 
@@ -26,6 +27,4 @@ def _load(name: str) -> dict:
 
 
 def load(name: str) -> dict:
-    import copy
-
     return copy.deepcopy(_load(name))
