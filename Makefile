@@ -23,11 +23,11 @@ $(STAMP): envs/requirements.txt envs/data-packages.txt envs/sdists.txt pyproject
 	@touch $(STAMP)
 
 demo: setup
-	$(VENV)/bin/snakemake --profile profiles/local
+	$(PY) -m snakemake --profile profiles/local
 	@cat results/tables/delta.md
 
 dryrun: setup
-	$(VENV)/bin/snakemake --profile profiles/local -n
+	$(PY) -m snakemake --profile profiles/local -n
 
 test: setup slurm-tools
 	$(PY) -m pytest tests $(PYTEST_ARGS)
@@ -39,7 +39,7 @@ slurm-tools:
 
 # One HTML file a person opens: the rule graph, tables and per-job statistics.
 report: setup
-	$(VENV)/bin/snakemake --profile profiles/local --report report.html
+	$(PY) -m snakemake --profile profiles/local --report report.html
 
 clean:
 	rm -rf results logs .snakemake

@@ -2,9 +2,11 @@
 
     .venv/bin/python bench/dag_scale.py [--sizes 1000 5000 10000] [--profile]
 
-A grid of M mixtures x R recipes (M*R runs) x B benchmarks gives about (1 + M*R) * B eval
-jobs. Prints jobs, dry-run seconds and seconds per 1k jobs for each size; --profile also
-writes a cProfile of the largest size to bench/dag_scale.prof.
+A grid of M mixtures x R recipes (M*R runs) x B benchmarks is (1 + M*R) * B evaluations
+(model x benchmark). Eval jobs are batched per model (rules/eval.smk), so that grid is
+1 + M*R eval jobs. Prints evaluations, jobs, dry-run seconds for each size, and the floor: the
+same command on a one-rule Snakefile (interpreter + plugin start-up, paid by every call).
+--profile also writes a cProfile of the largest size to bench/dag_scale.prof.
 """
 from __future__ import annotations
 
@@ -56,18 +58,32 @@ def dry_run(workdir: Path, cfg: dict, profile: Path | None) -> tuple[int, float]
     return int(total.group(1)) if total else -1, elapsed
 
 
+def floor_seconds() -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        snakefile = Path(tmp) / "Snakefile"
+        snakefile.write_text('rule all:\n    output: "x"\n    shell: "touch {output}"\n')
+        cmd = [str(Path(sys.executable).with_name("snakemake")), "-s", str(snakefile), "--directory", tmp,
+               "-n", "--quiet", "rules", "--cores", "2"]
+        t0 = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True)
+        return time.perf_counter() - t0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=sorted(GRIDS))
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
+    floor = floor_seconds()
+    print(f"floor (one-rule Snakefile dry run): {floor:.1f} s", flush=True)
     for size in args.sizes:
         m, r, b = GRIDS[size]
         with tempfile.TemporaryDirectory() as tmp:
             prof = REPO / "bench/dag_scale.prof" if args.profile and size == max(args.sizes) else None
             jobs, secs = dry_run(Path(tmp), grid_config(m, r, b), prof)
-        print(f"grid {m} mixtures x {r} recipes x {b} benchmarks: jobs={jobs} dryrun_s={secs:.1f} "
-              f"s_per_1k_jobs={1000 * secs / jobs:.2f}", flush=True)
+        evals = (1 + m * r) * b
+        print(f"grid {m} mixtures x {r} recipes x {b} benchmarks: evaluations={evals} jobs={jobs} "
+              f"dryrun_s={secs:.1f} above_floor_s={secs - floor:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ git clone -q "$src" "$work/p"
 cd "$work/p"
 if [ "${1:-}" = "--reuse-venv" ]; then
   cp -a "$src/.venv" .venv
-  .venv/bin/pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1
+  # python -m pip: the copied bin/pip's shebang still names the original venv, whose
+  # editable install it would repoint at this temporary clone
+  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1
 fi
 t0=$(date +%s.%N)
 make setup >setup.log 2>&1

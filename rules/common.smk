@@ -88,8 +88,8 @@ def get_benchmark_input(wildcards):
 
 
 def get_eval_input(wildcards):
-    inputs = {"base": BASE, "docs": f"results/benchmarks/{wildcards.benchmark}/docs.jsonl",
-              "code": stage_code("evaluate")}
+    inputs = {"base": BASE, "code": stage_code("evaluate"),
+              "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in BENCHMARKS]}
     if wildcards.model != "base":
         inputs["adapter"] = f"results/adapters/{wildcards.model}/manifest.json"
     return inputs

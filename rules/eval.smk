@@ -1,4 +1,8 @@
-# Benchmarks: a fixed item subset each, then every model x benchmark through lm-eval.
+# Benchmarks: a fixed item subset each, then every model through lm-eval on all benchmarks.
+# One eval job per model (not per model x benchmark): the model loads once, a 200-run x
+# 50-benchmark grid is 201 eval jobs rather than 10k (Snakemake's DAG cost is per job), and
+# a cluster gets one submission per model. Results are cached per (model x benchmark)
+# content, so a job rerun for one changed benchmark recomputes only that benchmark.
 
 
 rule benchmark_docs:
@@ -22,18 +26,21 @@ rule evaluate:
     input:
         unpack(get_eval_input),
     output:
-        samples="results/evals/{model}/{benchmark}.jsonl",
-        metrics="results/evals/{model}/{benchmark}.json",
+        samples=expand("results/evals/{{model}}/{benchmark}.jsonl", benchmark=BENCHMARKS),
+        metrics=expand("results/evals/{{model}}/{benchmark}.json", benchmark=BENCHMARKS),
+        summary="results/evals/{model}/summary.json",
     params:
-        spec=lambda w: BENCH_SPECS[w.benchmark],
+        specs=[BENCH_SPECS[b] for b in BENCHMARKS],
         batch_size=config["eval"]["batch_size"],
         device=config["eval"]["device"],
+        cache_dir="results/evals/.cache",
     log:
-        "logs/evals/{model}/{benchmark}.log",
+        "logs/evals/{model}.log",
     threads: 2
     resources:
         mem_mb=6000,
-        runtime=60,
+        # minutes: a base allowance plus a share per benchmark (all run in this one job)
+        runtime=30 + 10 * len(BENCHMARKS),
         gpu=config["eval"]["gpus"],
     script:
         "../scripts/evaluate.py"

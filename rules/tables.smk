@@ -3,8 +3,8 @@
 
 rule delta_table:
     input:
-        metrics=expand("results/evals/{model}/{benchmark}.json", model=MODELS, benchmark=BENCHMARKS),
-        samples=expand("results/evals/{model}/{benchmark}.jsonl", model=MODELS, benchmark=BENCHMARKS),
+        # one summary per model lists (and hashes) that model's per-benchmark files
+        summaries=expand("results/evals/{model}/summary.json", model=MODELS),
         code=stage_code("delta_table"),
     output:
         csv=report("results/tables/delta.csv", caption="report/delta.rst", category="Tables"),

@@ -1,4 +1,4 @@
-"""Run one (model x benchmark) through lm-evaluation-harness and write per-sample records.
+"""Run a model's benchmarks through lm-evaluation-harness and write per-sample records.
 
 lm-eval does the prompting, batching, log-likelihoods, generation, filtering and
 scoring. We call ``lm_eval.simple_evaluate`` from Python (its CLI writes
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .benchmarks import decoding_spec, lm_eval_task_config
-from .io import read_jsonl, sha256_text
+from .io import read_jsonl, sha256_path, sha256_text
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +46,24 @@ def _to_record(sample: dict, spec: dict, dhash: str) -> dict:
     return rec
 
 
-def evaluate_model(base_dir: Path, spec: dict, docs_path: Path, *, adapter_dir: Path | None = None,
-                   batch_size: int = 16, device: str = "cpu") -> tuple[list[dict], dict]:
-    """Evaluate the base model (optionally with a PEFT adapter, unmerged) on one benchmark."""
+def load_model(base_dir: Path, *, adapter_dir: Path | None = None, batch_size: int = 16,
+               device: str = "cpu"):
+    """The base model (optionally with a PEFT adapter, unmerged) as an lm-eval HFLM, loaded once
+    per eval job and shared by all of its benchmarks."""
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import lm_eval
     from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=str(base_dir), peft=str(adapter_dir) if adapter_dir else None,
+                device=device, batch_size=batch_size, dtype="float32")
+
+
+def evaluate_benchmark(lm, spec: dict, docs_path: Path) -> tuple[list[dict], dict]:
+    """One benchmark through lm-eval on an already loaded model: per-sample records + metrics."""
+    import lm_eval
     from lm_eval.tasks import TaskManager
 
     t0 = time.time()
-    lm = HFLM(pretrained=str(base_dir), peft=str(adapter_dir) if adapter_dir else None,
-              device=device, batch_size=batch_size, dtype="float32")
     task_cfg = lm_eval_task_config(spec, docs_path)
     dec = decoding_spec(spec)
     out = lm_eval.simple_evaluate(
@@ -97,3 +103,20 @@ def evaluate_model(base_dir: Path, spec: dict, docs_path: Path, *, adapter_dir: 
         "task_config": task_cfg,
     }
     return records, metrics
+
+
+def cache_key(*, model_identity: dict, spec: dict, docs_path: Path, settings: dict, code: list[Path]) -> str:
+    """Content address of one (model x benchmark) evaluation.
+
+    A batched eval job reruns whenever any of its benchmarks changes; results whose key is
+    unchanged (same weights, same docs, same spec and decoding, same settings, same eval
+    code) are reused from the cache instead of being recomputed.
+    """
+    parts = {
+        "model": model_identity,
+        "spec": spec,
+        "docs": sha256_path(docs_path),
+        "settings": settings,
+        "code": {Path(c).name: sha256_path(c) for c in sorted(code)},
+    }
+    return sha256_text(json.dumps(parts, sort_keys=True, default=str))[:32]
