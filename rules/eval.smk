@@ -1,13 +1,31 @@
-# Benchmarks: a fixed item subset each, then every model through lm-eval on all benchmarks.
+# Benchmarks: the item pool and a fixed item subset of it each, then every model through lm-eval on all benchmarks.
 # One eval job per model (not per model x benchmark): the model loads once, a 200-run x
 # 50-benchmark grid is 201 eval jobs rather than 10k (Snakemake's DAG cost is per job), and
 # a cluster gets one submission per model. Results are cached per (model x benchmark)
 # content, so a job rerun for one changed benchmark recomputes only that benchmark.
 
 
-rule benchmark_docs:
+rule benchmark_items:
     input:
         unpack(get_benchmark_input),
+    output:
+        pool="results/benchmarks/{benchmark}/items.jsonl",
+        manifest="results/benchmarks/{benchmark}/items.manifest.json",
+    params:
+        spec=lambda w: ITEM_SPECS[w.benchmark],
+    log:
+        "logs/benchmarks/{benchmark}.items.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/benchmark_items.py"
+
+
+rule benchmark_docs:
+    input:
+        pool="results/benchmarks/{benchmark}/items.jsonl",
+        code=stage_code("benchmark_docs"),
     output:
         docs="results/benchmarks/{benchmark}/docs.jsonl",
         manifest="results/benchmarks/{benchmark}/manifest.json",

@@ -1,20 +1,27 @@
-# SFT mixtures: weighted components, every row tagged with its mixture and component.
+# Training mixtures: filtered, deduplicated, decontaminated against the evaluated benchmarks'
+# item pools, weighted, tagged; manifest + report.md + rejected.jsonl beside each.
 
 
 rule mixture:
     input:
         rows=get_mixture_rows,
+        datasets=get_mixture_dataset_manifests,
+        eval_items=get_mixture_items,
         base=BASE,
         code=stage_code("mixture"),
     output:
         train="results/mixtures/{mixture}/train.jsonl",
         manifest="results/mixtures/{mixture}/manifest.json",
+        report=report("results/mixtures/{mixture}/report.md", caption="report/mixture.rst",
+                      category="Mixtures", subcategory="{mixture}"),
+        rejected="results/mixtures/{mixture}/rejected.jsonl",
     params:
         spec=lambda w: config["mixtures"][w.mixture],
+        label_specs=get_mixture_label_specs,
     log:
         "logs/mixtures/{mixture}.log",
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=4000,
+        runtime=30,
     script:
         "../scripts/build_mixture.py"

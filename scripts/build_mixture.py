@@ -1,29 +1,53 @@
-"""Rule mixture: build one SFT mixture from normalized datasets."""
+"""Rule mixture: build one training mixture from normalized datasets (+ report.md)."""
+from collections import Counter
 from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from deltaflow.io import read_jsonl, write_jsonl
+from deltaflow.parsers import answer_parser
+from deltaflow.decontam import ContaminationIndex, EvalItem
+from deltaflow.io import read_json, read_jsonl, sha256_path, write_jsonl, write_text
 from deltaflow.mixture import build_mixture
+from deltaflow.mixture_report import render_report
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
 
 started = start_job(snakemake)  # noqa: F821
-name, spec = snakemake.wildcards.mixture, snakemake.params.spec
-rows_by_dataset = {Path(p).parent.name: read_jsonl(p) for p in snakemake.input.rows}
-tok = AutoTokenizer.from_pretrained(Path(snakemake.input.base).parent)
+inp, params = snakemake.input, snakemake.params  # noqa: F821
+name, spec = snakemake.wildcards.mixture, params.spec  # noqa: F821
+rows_by_dataset = {Path(p).parent.name: read_jsonl(p) for p in inp.rows}
+tok = AutoTokenizer.from_pretrained(Path(inp.base).parent)
 
 
 def count_tokens(row):
-    text = tok.apply_chat_template(row["messages"], tokenize=False) if row.get("messages") \
-        else row.get("text", "")
+    messages = list(row.get("messages") or [])
+    if isinstance(row.get("chosen"), str):  # preference pair: prompt + chosen response
+        messages.append({"role": "assistant", "content": row["chosen"]})
+    text = tok.apply_chat_template(messages, tokenize=False) if messages else row.get("text", "")
     return len(tok(text, add_special_tokens=False)["input_ids"])
 
 
-rows, manifest = build_mixture(name, spec, rows_by_dataset, count_tokens)
-write_jsonl(snakemake.output.train, rows)
-write_manifest(snakemake.output.manifest, "mixture",
-               inputs={**{f"dataset:{Path(p).parent.name}": p for p in snakemake.input.rows},
-                       "base": snakemake.input.base, "code": list(snakemake.input.code)},
+decon = spec.get("decontamination", {})
+index = None
+if decon.get("policy", "drop") != "off" and inp.eval_items:
+    items = [EvalItem(Path(p).parent.name, str(d["doc_id"]), d.get("text") or d["query"])
+             for p in inp.eval_items for d in read_jsonl(p)]
+    index = ContaminationIndex(items, ngram=decon.get("ngram", 13), min_tokens=decon.get("min_tokens", 8))
+parsers = {b: answer_parser(s) for b, s in params.label_specs.items()}
+result = build_mixture(name, spec, rows_by_dataset, count_tokens, index=index, parsers=parsers)
+
+input_files = {**{f"dataset:{Path(p).parent.name}": p for p in inp.rows},
+               **{f"benchmark_items:{Path(p).parent.name}": p for p in inp.eval_items}}
+dataset_rejects = {Path(p).parent.name: read_json(p).get("rejected_by_reason", {}) for p in inp.datasets}
+write_jsonl(snakemake.output.rejected, result.removed)  # noqa: F821
+write_jsonl(snakemake.output.train, result.rows)  # noqa: F821
+write_text(snakemake.output.report, render_report(  # noqa: F821
+    result.manifest, hits=result.hits, removed=result.removed, dataset_rejects=dataset_rejects,
+    inputs={k: sha256_path(v) for k, v in input_files.items()}))
+write_manifest(snakemake.output.manifest, "mixture",  # noqa: F821
+               inputs={**input_files, "base": inp.base, "code": list(inp.code)},
                params={"name": name, "spec": spec}, started=started,
-               extra={"mixture": manifest.to_dict(), "token_counter": "base tokenizer, chat template"})
+               extra={"mixture": result.manifest.to_dict(), "hits": result.hits,
+                      "removed_by_reason": dict(Counter(r["reason"].split(":")[0].split(" (")[0]
+                                                        for r in result.removed)),
+                      "token_counter": "base tokenizer, chat template"})

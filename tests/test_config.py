@@ -28,7 +28,22 @@ def test_default_config_validates(repo, monkeypatch):
     (lambda c: c["mixtures"]["mix_a"]["components"][0].update(multiplier=0),
      "mixtures.mix_a.components[0].multiplier", "less than or equal to the minimum"),
     (lambda c: c["mixtures"]["mix_a"]["components"][0].update(fraction=0.5),
-     "mixtures.mix_a.components[0]", "exactly one of multiplier, fraction or rows"),
+     "mixtures.mix_a.components[0]", "exactly one of multiplier, fraction, rows or share"),
+    (lambda c: c["mixtures"]["mix_a"].update(min_share={"taks": 0.2}),
+     "mixtures.mix_a.min_share.taks", "no component or profile named 'taks'"),
+    (lambda c: c["mixtures"]["mix_a"]["components"][0].update(labels_from="mmlu"),
+     "mixtures.mix_a.components[0].labels_from", "unknown benchmark 'mmlu'"),
+    (lambda c: c["mixtures"]["mix_a"].update(decontamination={"benchmarks": ["nope"]}),
+     "mixtures.mix_a.decontamination.benchmarks", "unknown benchmark 'nope'"),
+    (lambda c: c["mixtures"]["mix_a"].update(kind="preference"),
+     "mixtures.mix_a.components[0].dataset", "needs chosen/rejected pairs"),
+    (lambda c: [comp.pop(k) for comp in c["mixtures"]["mix_a"]["components"] for k in list(comp)
+                if k in ("multiplier", "fraction", "rows")] and
+     [comp.update(share=0.5) for comp in c["mixtures"]["mix_a"]["components"]],
+     "mixtures.mix_a.total_rows", "give the mix size as total_rows"),
+    (lambda c: c["mixtures"]["mix_a"]["components"][0].update(share=1.0) or
+     [c["mixtures"]["mix_a"]["components"][0].pop(k, None) for k in ("multiplier", "fraction", "rows")],
+     "mixtures.mix_a.components", "must sum to less than 1"),
     (lambda c: c["benchmarks"].update(mmlu_typo={"n": 5}),
      "benchmarks.mmlu_typo", "unknown benchmark 'mmlu_typo'"),
     (lambda c: c["runs"]["run_a"].update(mixture="missing"),

@@ -117,3 +117,15 @@ def test_hf_source_loads_through_datasets_from_a_local_copy(tmp_path, monkeypatc
                                      "split": "train", "format": "messages", "subset": None})
     assert [r["messages"][1]["content"] for r in out.rows] == [f"a{i}" for i in range(5)]
     assert out.source["revision"] == "main"
+
+
+def test_max_reject_fraction_turns_a_bad_source_into_an_error(tmp_path):
+    path = tmp_path / "a.json"
+    recs = [{"instruction": f"q{i}", "output": "y"} for i in range(7)] + [{"instruction": "q", "output": ""}] * 3
+    path.write_text(json.dumps(recs))
+    spec = {"type": "file", "path": str(path), "format": "alpaca"}
+    with pytest.raises(DataError, match=r"3 of 10 records rejected, more than max_reject_fraction 0.2.*"
+                                        r"empty 'output'.*raise datasets.a.max_reject_fraction"):
+        normalize_dataset("a", spec)
+    out = normalize_dataset("a", {**spec, "max_reject_fraction": 0.5})
+    assert len(out.rows) == 7 and len(out.rejected) == 3

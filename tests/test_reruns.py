@@ -64,13 +64,25 @@ def test_editing_one_mixture_reruns_only_its_run(done):
         ("mixture", "mixture=mix_b"), ("adapter", "run=run_b"), ("evaluate", "model=run_b"),
         ("delta_table", ""),
     }
+    # run it: exactly that mixture's manifest changes
+    mixtures = work / "results/mixtures"
+    before = {m: (mixtures / m / "manifest.json").read_bytes() for m in ("mix_a", "mix_b")}
+    train_b = (mixtures / "mix_b/train.jsonl").read_bytes()
+    run_snakemake(work, path, snakefile=wf / "Snakefile")
+    assert (mixtures / "mix_a/manifest.json").read_bytes() == before["mix_a"]
+    assert (mixtures / "mix_b/manifest.json").read_bytes() != before["mix_b"]
+    # and back: the same config and seed give a byte-identical train file
     write_config(work, cfg)
+    run_snakemake(work, work / "config.yaml", snakefile=wf / "Snakefile")
+    assert (mixtures / "mix_b/train.jsonl").read_bytes() == train_b
 
 
 def test_editing_one_benchmark_n_reruns_that_benchmark_for_every_model(done):
     work, cfg, wf = done
     path = edited(work, cfg, lambda c: c["benchmarks"]["arc_easy"].update(n=6))
     assert planned_jobs(work, path, wf / "Snakefile") == {
+        # the item pool (what mixtures are decontaminated against) does not depend on n:
+        # no mixture, adapter or benchmark_items job reruns
         ("benchmark_docs", "benchmark=arc_easy"), ("evaluate", "model=base"),
         ("evaluate", "model=run_a"), ("evaluate", "model=run_b"), ("delta_table", ""),
     }

@@ -32,7 +32,19 @@ def test_mixture_rows_per_component(tiny_run):
     assert comps["replay"]["rows"] == 10 and comps["replay"]["available_rows"] == 24
     # tokens are counted with the base tokenizer over the chat-rendered rows
     assert manifest["mixture"]["tokens"] > 10 * len(rows)
-    assert set(manifest["inputs"]) == {"dataset:arithmetic", "dataset:alpaca", "base", "code"}
+    assert set(manifest["inputs"]) == {"dataset:arithmetic", "dataset:alpaca", "base", "code",
+                                       "benchmark_items:arithmetic", "benchmark_items:arc_easy",
+                                       "benchmark_items:gsm8k"}
+    assert {(r["mixture_component"], r["mixture_profile"]) for r in rows} == {
+        ("arithmetic", "capability"), ("replay", "release")}
+    assert manifest["mixture"]["bounds"]["min_share.capability"] == {"bound": 0.5, "realized": 0.857143, "ok": True}
+    # decontaminated against every evaluated benchmark's full item pool (not only the n subset)
+    d = manifest["mixture"]["decontamination"]
+    assert d["benchmarks"] == ["arc_easy", "arithmetic", "gsm8k"] and d["hits"] == 0
+    assert d["eval_items"] > 1000  # ARC-Easy + GSM8K test sets + the arithmetic eval split
+    report = (workdir / "results/mixtures/mix_a/report.md").read_text()
+    assert "**0 overlap**" in report and "| capability | arithmetic |" in report
+    assert (workdir / "results/mixtures/mix_a/rejected.jsonl").exists()
 
 
 def test_delta_table_rows_and_numbers(tiny_run):

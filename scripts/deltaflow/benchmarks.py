@@ -1,7 +1,8 @@
 """Prepare a benchmark's fixed item subset as ``docs.jsonl`` and its lm-eval task config.
 
-Every doc has ``doc_id`` (stable, from the source), ``query`` and either
-``choices`` + ``gold`` (multiple choice) or ``answer`` (generation). The subset
+Every doc has ``doc_id`` (stable, from the source), ``query``, ``text`` (the item's own
+words, for decontamination) and either ``choices`` + ``gold`` (multiple choice) or
+``answer`` (generation). The subset
 is chosen by (n, seed) once, so every model sees exactly the same items.
 """
 
@@ -20,18 +21,20 @@ def _arc(row: dict) -> dict:
     if row["answerKey"] not in labels:
         raise ValueError(f"answerKey {row['answerKey']!r} not among labels {labels}")
     return {"doc_id": row["id"], "query": f"Question: {row['question']}\nAnswer:",
-            "choices": [f" {t}" for t in texts], "gold": labels.index(row["answerKey"])}
+            "choices": [f" {t}" for t in texts], "gold": labels.index(row["answerKey"]),
+            "text": row["question"]}
 
 
 def _gsm8k_requests(row: dict) -> dict:
     doc = row["doc"]
     answer = doc["answer"].split("####")[-1].strip().replace(",", "")
     return {"doc_id": f"gsm8k-{doc['id']}", "query": f"Question: {doc['question']}\nAnswer:",
-            "answer": answer}
+            "answer": answer, "text": doc["question"]}
 
 
 def _task_rows(row: dict) -> dict:
-    return {"doc_id": row["id"], "query": row["messages"][0]["content"], "answer": row["label"]}
+    return {"doc_id": row["id"], "query": row["messages"][0]["content"], "answer": row["label"],
+            "text": row["messages"][0]["content"]}
 
 
 LOADERS = {"arc": _arc, "gsm8k_requests": _gsm8k_requests, "task_rows": _task_rows}
@@ -62,7 +65,9 @@ def select_subset(docs: list[dict], n: int | None, seed: int) -> list[dict]:
     return [docs[i] for i in idx]
 
 
-def prepare_docs(spec: dict, dataset_rows: Path | None = None) -> list[dict]:
+def prepare_items(spec: dict, dataset_rows: Path | None = None) -> list[dict]:
+    """Every item of the benchmark's source as a doc (the pool subsets are drawn from, and
+    what training data is decontaminated against)."""
     loader = LOADERS[spec["loader"]]
     raw = load_source_rows(spec, dataset_rows)
     docs = []
@@ -75,7 +80,18 @@ def prepare_docs(spec: dict, dataset_rows: Path | None = None) -> list[dict]:
     ids = [d["doc_id"] for d in docs]
     if len(set(ids)) != len(ids):
         raise DataError(f"benchmark '{spec['name']}': duplicate doc ids in the source")
-    return select_subset(docs, spec.get("n"), spec.get("seed", 1234))
+    return docs
+
+
+def prepare_docs(spec: dict, dataset_rows: Path | None = None) -> list[dict]:
+    """The benchmark's fixed subset: (n, seed) drawn from its item pool."""
+    return select_subset(prepare_items(spec, dataset_rows), spec.get("n"), spec.get("seed", 1234))
+
+
+def item_spec(spec: dict) -> dict:
+    """The part of a benchmark spec that decides its item pool (not n, seed or decoding), so
+    changing a benchmark's n does not rerun the mixtures decontaminated against its items."""
+    return {k: spec[k] for k in ("name", "source", "loader") if k in spec}
 
 
 def decoding_spec(spec: dict) -> dict:
@@ -132,3 +148,4 @@ def lm_eval_task_config(spec: dict, docs_path: Path) -> dict:
     else:
         raise DataError(f"benchmark '{spec['name']}': unsupported output_type {spec['output_type']!r}")
     return task
+

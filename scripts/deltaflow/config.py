@@ -81,7 +81,7 @@ def validate_config(config: dict, *, check_files: bool = True) -> dict:
             hint = f" ({desc.strip()})" if desc and err.validator not in ("oneOf",) else ""
             msg = err.message
             if err.validator == "oneOf" and "multiplier" in str(err.schema):
-                msg = "give exactly one of multiplier, fraction or rows"
+                msg = "give exactly one of multiplier, fraction, rows or share"
             if err.validator == "additionalProperties":
                 hint = " — check the spelling against config/README.md"
             lines.append(f"config key '{_key(err.absolute_path)}': {msg}{hint}")
@@ -149,6 +149,7 @@ def _check_references(config: dict, *, check_files: bool):
         if dupes:
             yield (f"config key 'mixtures.{mname}.components': component names {dupes} repeat; "
                    "give each component a distinct `name:`")
+        yield from _check_mixture(config, mname, mix, names)
 
     for rname, run in config["runs"].items():
         if run["mixture"] not in config["mixtures"]:
@@ -176,6 +177,56 @@ def _check_references(config: dict, *, check_files: bool):
             elif datasets[ds].get("task") != spec["source"]["task"]:
                 yield (f"config key 'benchmarks.{bname}.dataset': dataset '{ds}' is not a "
                        f"generated '{spec['source']['task']}' task")
+
+
+PREFERENCE_FORMATS = ("sharegpt_preference", "messages")
+
+
+def _check_mixture(config: dict, mname: str, mix: dict, names: list[str]):
+    """Mixture keys that refer to other sections, checked before any job runs."""
+    key = f"mixtures.{mname}"
+    benchmarks = config["benchmarks"]
+    for i, comp in enumerate(mix["components"]):
+        ds = config["datasets"].get(comp["dataset"], {})
+        fmt = ds.get("format")
+        if mix.get("kind") == "preference" and ds.get("type") == "generated":
+            yield (f"config key '{key}.components[{i}].dataset': a preference mixture needs "
+                   f"chosen/rejected pairs; '{comp['dataset']}' is a generated SFT task")
+        elif mix.get("kind") == "preference" and fmt and fmt not in PREFERENCE_FORMATS:
+            yield (f"config key '{key}.components[{i}].dataset': a preference mixture needs a "
+                   f"preference format ({', '.join(PREFERENCE_FORMATS)}), dataset "
+                   f"'{comp['dataset']}' is '{fmt}'")
+        elif mix.get("kind", "sft") == "sft" and fmt == "sharegpt_preference":
+            yield (f"config key '{key}.kind': component '{names[i]}' draws preference pairs "
+                   f"from '{comp['dataset']}'; set kind: preference (or use an SFT dataset)")
+        if comp.get("labels_from") and comp["labels_from"] not in benchmarks:
+            yield (f"config key '{key}.components[{i}].labels_from': unknown benchmark "
+                   f"'{comp['labels_from']}'; known: {', '.join(sorted(benchmarks))}")
+    chosen = (mix.get("decontamination") or {}).get("benchmarks") or []
+    for b in chosen:
+        if b not in benchmarks:
+            yield (f"config key '{key}.decontamination.benchmarks': unknown benchmark '{b}'; "
+                   f"known: {', '.join(sorted(benchmarks))}")
+    groups = set(names) | {c.get("profile", n) for c, n in zip(mix["components"], names)}
+    for bound in ("min_share", "max_share"):
+        for target in mix.get(bound) or {}:
+            if target not in groups:
+                yield (f"config key '{key}.{bound}.{target}': no component or profile named "
+                       f"'{target}'; known: {', '.join(sorted(groups))}")
+    shares = [c["share"] for c in mix["components"] if "share" in c]
+    if shares:
+        basis = mix.get("share_basis", "rows")
+        total_key = "total_rows" if basis == "rows" else "total_tokens"
+        if len(shares) == len(mix["components"]):
+            if abs(sum(shares) - 1) > 1e-6:
+                yield (f"config key '{key}.components': every component has a share, so the "
+                       f"shares must sum to 1 (they sum to {sum(shares):g})")
+            if total_key not in mix:
+                yield (f"config key '{key}.{total_key}': every component has a share, so give the "
+                       f"mix size as {total_key} (share_basis is {basis})")
+        elif sum(shares) >= 1:
+            yield (f"config key '{key}.components': share targets sum to {sum(shares):g}; beside "
+                   "fixed-weight components they must sum to less than 1")
 
 
 def benchmark_spec(config: dict, name: str) -> dict:

@@ -12,6 +12,7 @@ rejections with the reason and the source line, and counted in the manifest.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,6 +182,15 @@ def normalize_dataset(name: str, spec: dict) -> NormalizedDataset:
                             split=spec.get("split", "train"),
                             origin=spec.get("origin", "human"), where=where)
     out.source = source
+    limit = spec.get("max_reject_fraction", 0.2)
+    if out.rows and len(out.rejected) / len(records) > limit:
+        reasons = Counter(r["reason"] for r in out.rejected)
+        first = out.rejected[0]
+        raise DataError(
+            f"dataset '{name}' ({where}): {len(out.rejected)} of {len(records)} records rejected, "
+            f"more than max_reject_fraction {limit}; by reason: {dict(reasons)}; first: "
+            f"{first['where']}: {first['reason']}. Fix the source or `format:`, or raise "
+            f"datasets.{name}.max_reject_fraction")
     if not out.rows:
         raise DataError(
             f"dataset '{name}' ({where}): no usable rows out of {len(records)}; first problem: "

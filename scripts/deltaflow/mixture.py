@@ -1,18 +1,33 @@
-"""SFT mixtures: components of dataset splits, each weighted by a multiplier,
-a fraction or a row count (seed 000's "raw MCQ x 5 + CoT x 2 + small-talk x 8").
+"""Training mixtures (SFT or preference pairs) built from normalized dataset splits.
 
-The realized mix (rows, tokens, share per component) is computed and written to
-the manifest, never guessed. Same spec + seed + input rows -> identical output.
+A mixture is a list of components. Each takes a dataset split through filters (max length in
+tokens, label check against the benchmark's parser, per-class caps or class balancing), then
+the whole mixture is deduplicated (exact and normalized text) and decontaminated against the
+evaluated benchmarks' items, and only then weighted: by multiplier (2.5 = every row twice plus
+a seeded half), by fraction of the source, by row count, or by a target share of the final mix
+(rows or tokens). The realized mix — rows, tokens, share per component and per profile — is
+computed and checked against the configured bounds, never guessed.
+
+Same spec + seed + input rows -> byte-identical output. Nothing is dropped silently: every
+row removed (filtered, duplicate, contaminated) is returned with its reason.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from .errors import ConfigError
+from .decontam import ContaminationIndex, normalize_text
+from .errors import ConfigError, DataError
+
+WEIGHT_KEYS = ("multiplier", "fraction", "rows", "share")
+# Reasons that mean a bad row (counted against max_reject_fraction); caps, duplicates and
+# contamination are deliberate removals and are reported separately.
+BAD_ROW = ("over-length", "label")
 
 
 @dataclass
@@ -20,8 +35,16 @@ class ComponentReport:
     name: str
     dataset: str
     split: str
+    profile: str
     weight: dict
     available_rows: int
+    benchmark_profile: str | None = None
+    rejected: dict = field(default_factory=dict)     # reason -> rows
+    capped: dict = field(default_factory=dict)       # class -> rows removed by the cap
+    duplicates: dict = field(default_factory=dict)   # exact / normalized -> rows
+    contaminated: int = 0
+    unique_rows: int = 0                             # rows left after filters, dedup, decontamination
+    target_share: float | None = None
     rows: int = 0
     tokens: int = 0
     row_share: float = 0.0
@@ -31,27 +54,51 @@ class ComponentReport:
 @dataclass
 class MixtureManifest:
     mixture: str
+    kind: str
     seed: int
+    share_basis: str
     rows: int
     tokens: int
     components: list[ComponentReport] = field(default_factory=list)
+    profiles: dict = field(default_factory=dict)
+    bounds: dict = field(default_factory=dict)
+    decontamination: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _seeded_sample(rows: list[dict], k: int, rng: random.Random) -> list[dict]:
-    """k rows without replacement, kept in source order (stable, readable diffs)."""
+@dataclass
+class MixtureResult:
+    rows: list[dict]
+    manifest: MixtureManifest
+    removed: list[dict]          # every row taken out, with "reason" and "component"
+    hits: list[dict]             # contamination hits (row, benchmark, doc_id, match, overlap)
+
+
+def row_texts(row: dict) -> list[str]:
+    """The strings of a row that are trained on or prompted with."""
+    texts = [m["content"] for m in row.get("messages") or []]
+    for key in ("chosen", "rejected", "text"):
+        if isinstance(row.get(key), str):
+            texts.append(row[key])
+    return texts
+
+
+def _seeded_sample(rows: list, k: int, rng: random.Random) -> list:
+    """k items without replacement, kept in source order (stable, readable diffs)."""
     idx = sorted(rng.sample(range(len(rows)), k))
     return [rows[i] for i in idx]
 
 
+def _take_rows(rows: list, k: int, rng: random.Random) -> list:
+    """k rows: whole copies of the pool, then a seeded sample for the remainder."""
+    return rows * (k // len(rows)) + _seeded_sample(rows, k % len(rows), rng)
+
+
 def realize_component(rows: list[dict], comp: dict, rng: random.Random, where: str) -> list[dict]:
-    """Apply one component's weight to its rows."""
+    """Apply one fixed weight (multiplier, fraction or rows) to a component's rows."""
     n = len(rows)
-    if n == 0:
-        raise ConfigError(f"{where}: dataset '{comp['dataset']}' split "
-                          f"'{comp.get('split', 'train')}' has no rows")
     if "multiplier" in comp:
         mult = comp["multiplier"]
         if mult <= 0:
@@ -61,58 +108,349 @@ def realize_component(rows: list[dict], comp: dict, rng: random.Random, where: s
         extra = round(frac * n)
         if extra:
             out += _seeded_sample(rows, extra, rng)
-    elif "fraction" in comp:
+        return out
+    if "fraction" in comp:
         k = round(comp["fraction"] * n)
         if k == 0:
             raise ConfigError(f"{where}.fraction: {comp['fraction']} of {n} rows rounds to 0 rows; "
                               "raise the fraction or use `rows:`")
-        out = _seeded_sample(rows, k, rng)
-    elif "rows" in comp:
-        k = comp["rows"]
-        out = rows * (k // n) + _seeded_sample(rows, k % n, rng)
-    else:
-        raise ConfigError(f"{where}: give exactly one of multiplier, fraction or rows")
-    return out
+        return _seeded_sample(rows, k, rng)
+    if "rows" in comp:
+        return _take_rows(rows, comp["rows"], rng)
+    raise ConfigError(f"{where}: give exactly one of {', '.join(WEIGHT_KEYS)}")
 
+
+def _take_tokens(rows: list[dict], tokens: list[int], target: float, rng: random.Random) -> list[dict]:
+    """Rows (seeded order, cycling through the pool) until their tokens are closest to target."""
+    out, total = [], 0
+    order = list(range(len(rows)))
+    while True:
+        rng.shuffle(order)
+        for i in order:
+            if total + tokens[i] / 2 > target:
+                return out
+            out.append(rows[i])
+            total += tokens[i]
+
+
+# --- filters -----------------------------------------------------------------------------
+
+def _label_of(row: dict, field_name: str):
+    label = row.get(field_name)
+    if label is None and row.get("messages") and row["messages"][-1]["role"] == "assistant":
+        label = row["messages"][-1]["content"].strip()
+    return label
+
+
+def _check_label(row: dict, comp: dict, parser: Callable[[str], str | None] | None) -> str | None:
+    """Why the row's answer would not score under the benchmark's parser (None when fine)."""
+    answer = row["messages"][-1]["content"] if row.get("messages") else ""
+    label_set = comp.get("label_set") or row.get("label_set")
+    if parser is not None:
+        parsed = parser(answer)
+        if parsed is None:
+            return f"label: the benchmark's parser extracts nothing from answer {answer!r}"
+        if row.get("label") is not None and parsed.strip() != str(row["label"]).strip():
+            return f"label: the parser reads {parsed!r} from {answer!r}, but the row's label is {row['label']!r}"
+        answer = parsed
+    if label_set and answer.strip() not in [str(x) for x in label_set]:
+        return f"label: answer {answer.strip()!r} is not in the label set {list(label_set)}"
+    return None
+
+
+def _filter_component(pool: list[dict], tokens: list[int], comp: dict, rep: ComponentReport,
+                      parser, rng: random.Random, where: str) -> tuple[list[int], list[dict]]:
+    """Indices of pool rows that pass the component's filters; removed rows with reasons."""
+    keep, removed = [], []
+    label_errors = []
+    for i, row in enumerate(pool):
+        reason = None
+        if comp.get("max_tokens") and tokens[i] > comp["max_tokens"]:
+            reason = f"over-length: {tokens[i]} tokens > max_tokens {comp['max_tokens']}"
+        elif parser is not None or comp.get("label_set") or row.get("label_set"):
+            reason = _check_label(row, comp, parser)
+            if reason:
+                label_errors.append((row, reason))
+        if reason:
+            removed.append({**row, "reason": reason})
+            rep.rejected[reason.split(":")[0]] = rep.rejected.get(reason.split(":")[0], 0) + 1
+        else:
+            keep.append(i)
+    if label_errors and comp.get("on_label_mismatch", "error") == "error":
+        row, reason = label_errors[0]
+        raise DataError(
+            f"{where}: {len(label_errors)} of {len(pool)} rows of dataset '{comp['dataset']}' have "
+            f"answers the benchmark would not score; first: row {row['id']}: {reason}. Fix the "
+            "answers to the exact label strings, or set on_label_mismatch: reject to drop them")
+    cap = comp.get("cap_per_class")
+    if cap or comp.get("balance_classes"):
+        field_name = comp.get("label_field", "label")
+        by_class: dict[str, list[int]] = defaultdict(list)
+        for i in keep:
+            by_class[str(_label_of(pool[i], field_name))].append(i)
+        limit = min(len(v) for v in by_class.values()) if comp.get("balance_classes") else cap
+        if cap:
+            limit = min(limit, cap)
+        keep = []
+        for cls in sorted(by_class):
+            idx = by_class[cls]
+            chosen = set(_seeded_sample(idx, min(limit, len(idx)), rng))
+            if len(idx) > limit:
+                rep.capped[cls] = len(idx) - limit
+                removed.extend({**pool[i], "reason": f"class cap: class {cls!r} over {limit} rows"}
+                               for i in idx if i not in chosen)
+            keep.extend(i for i in idx if i in chosen)
+        keep.sort()
+    return keep, removed
+
+
+def _dedup_key(row: dict, mode: str) -> str:
+    texts = row_texts(row)
+    if mode == "exact":
+        return json.dumps(texts, ensure_ascii=False)
+    return " \x1f ".join(normalize_text(t) for t in texts)
+
+
+# --- the mixture -------------------------------------------------------------------------
 
 def build_mixture(name: str, spec: dict, rows_by_dataset: dict[str, list[dict]],
-                  count_tokens: Callable[[dict], int]) -> tuple[list[dict], MixtureManifest]:
+                  count_tokens: Callable[[dict], int], *, index: ContaminationIndex | None = None,
+                  parsers: dict[str, Callable[[str], str | None]] | None = None) -> MixtureResult:
     """Build mixture ``name`` from ``spec`` (a validated config entry).
 
-    ``rows_by_dataset`` maps dataset name to its normalized rows (all splits).
-    Returns the tagged rows (shuffled if the spec says so) and the manifest.
+    ``rows_by_dataset`` maps dataset name to its normalized rows (all splits); ``index`` holds
+    the eval items to decontaminate against; ``parsers`` maps benchmark name to its answer
+    parser (for ``labels_from``).
     """
     seed = spec.get("seed", 0)
-    reports, tagged = [], []
+    kind = spec.get("kind", "sft")
+    basis = spec.get("share_basis", "rows")
+    reports: list[ComponentReport] = []
+    pools: list[list[dict]] = []
+    pool_tokens: list[list[int]] = []
+    removed: list[dict] = []
+    seen: dict[str, dict[str, str]] = {"exact": {}, "normalized": {}}
+    dedup = spec.get("dedup", "normalized")
+    modes = {"normalized": ("exact", "normalized"), "exact": ("exact",), "off": ()}[dedup]
+
     for i, comp in enumerate(spec["components"]):
         where = f"mixtures.{name}.components[{i}]"
         split = comp.get("split", "train")
         comp_name = comp.get("name", comp["dataset"])
         pool = [r for r in rows_by_dataset[comp["dataset"]] if r["split"] == split]
-        # one RNG per component, derived from the mixture seed and the component's position,
-        # so editing one component's weight leaves the other components' samples unchanged.
-        rng = random.Random(f"{seed}:{i}:{comp_name}")
-        chosen = realize_component(pool, comp, rng, where)
-        weight = {k: comp[k] for k in ("multiplier", "fraction", "rows") if k in comp}
-        report = ComponentReport(name=comp_name, dataset=comp["dataset"], split=split,
-                                 weight=weight, available_rows=len(pool))
-        for row in chosen:
+        if not pool:
+            raise ConfigError(f"{where}: dataset '{comp['dataset']}' split '{split}' has no rows")
+        if kind == "preference" and not all(isinstance(r.get("chosen"), str) and
+                                            isinstance(r.get("rejected"), str) for r in pool):
+            raise ConfigError(f"{where}: mixture kind 'preference' needs chosen/rejected pairs, but "
+                              f"dataset '{comp['dataset']}' has rows without them (use a preference "
+                              "format such as sharegpt_preference)")
+        rep = ComponentReport(name=comp_name, dataset=comp["dataset"], split=split,
+                              profile=comp.get("profile", comp_name),
+                              benchmark_profile=comp.get("benchmark_profile"),
+                              weight={k: comp[k] for k in WEIGHT_KEYS if k in comp},
+                              available_rows=len(pool))
+        rng = random.Random(f"{seed}:{i}:{comp_name}:filter")
+        tokens = [count_tokens(r) for r in pool]
+        parser = None
+        if comp.get("labels_from"):
+            parser = (parsers or {}).get(comp["labels_from"])
+            if parser is None:
+                raise ConfigError(f"{where}.labels_from: no parser for benchmark '{comp['labels_from']}'")
+        keep, out = _filter_component(pool, tokens, comp, rep, parser, rng, where)
+        for r in out:
+            r["component"] = comp_name
+        removed.extend(out)
+        bad = sum(v for k, v in rep.rejected.items() if k in BAD_ROW)
+        limit = spec.get("max_reject_fraction", 0.5)
+        if bad / len(pool) > limit:
+            raise DataError(f"{where}: {bad} of {len(pool)} rows of dataset '{comp['dataset']}' were "
+                            f"rejected ({rep.rejected}), more than max_reject_fraction {limit}; "
+                            f"first: {next(r['reason'] for r in out if r['reason'].split(':')[0] in BAD_ROW)}")
+        # dedup across the whole mixture, first occurrence (in component order) wins
+        kept, kept_tokens = [], []
+        for j in keep:
+            row = pool[j]
+            dup_of = None
+            for mode in modes:
+                key = _dedup_key(row, mode)
+                if key in seen[mode]:
+                    dup_of = (mode, seen[mode][key])
+                    break
+            if dup_of:
+                rep.duplicates[dup_of[0]] = rep.duplicates.get(dup_of[0], 0) + 1
+                removed.append({**row, "component": comp_name,
+                                "reason": f"duplicate ({dup_of[0]}) of row {dup_of[1]}"})
+                continue
+            for mode in modes:
+                seen[mode].setdefault(_dedup_key(row, mode), row["id"])
+            kept.append(row)
+            kept_tokens.append(tokens[j])
+        reports.append(rep)
+        pools.append(kept)
+        pool_tokens.append(kept_tokens)
+
+    hits = _decontaminate(name, spec, index, pools, pool_tokens, reports, removed)
+    for rep, pool in zip(reports, pools):
+        rep.unique_rows = len(pool)
+
+    # weights: fixed components first, then share targets fill the rest of the mix
+    chosen: list[list[dict]] = [[] for _ in reports]
+    tok_of = {}
+    for pool, toks in zip(pools, pool_tokens):
+        for r, t in zip(pool, toks):
+            tok_of[id(r)] = t
+    share_idx = []
+    for i, (comp, pool, rep) in enumerate(zip(spec["components"], pools, reports)):
+        where = f"mixtures.{name}.components[{i}]"
+        if not pool:
+            raise DataError(f"{where}: no rows of dataset '{comp['dataset']}' are left after filters, "
+                            f"dedup and decontamination (removed: {rep.rejected or ''} {rep.capped or ''} "
+                            f"{rep.duplicates or ''} contaminated {rep.contaminated})")
+        if "share" in comp:
+            share_idx.append(i)
+            rep.target_share = comp["share"]
+            continue
+        chosen[i] = realize_component(pool, comp, random.Random(f"{seed}:{i}:{rep.name}"), where)
+    if share_idx:
+        _fill_shares(name, spec, basis, share_idx, pools, pool_tokens, chosen, reports, tok_of)
+
+    tagged = []
+    for comp, rep, rows in zip(spec["components"], reports, chosen):
+        for row in rows:
             out = dict(row)
             out["mixture"] = name
-            out["mixture_component"] = comp_name
-            report.rows += 1
-            report.tokens += count_tokens(row)
+            out["mixture_profile"] = rep.profile
+            out["mixture_component"] = rep.name
+            if rep.benchmark_profile:
+                out["mixture_benchmark_profile"] = rep.benchmark_profile
+            rep.rows += 1
+            rep.tokens += tok_of[id(row)]
             tagged.append(out)
-        reports.append(report)
     if spec.get("shuffle", True):
         random.Random(seed).shuffle(tagged)
-    total_rows = len(tagged)
+    for i, row in enumerate(tagged):
+        row["mixture_row"] = i
+    manifest = _summarize(name, spec, kind, seed, basis, reports, len(tagged))
+    manifest.decontamination = _decontam_summary(spec, index, hits)
+    _check_bounds(name, spec, manifest)
+    return MixtureResult(rows=tagged, manifest=manifest, removed=removed, hits=hits)
+
+
+def _decontaminate(name, spec, index, pools, pool_tokens, reports, removed) -> list[dict]:
+    policy = spec.get("decontamination", {}).get("policy", "drop")
+    if index is None or policy == "off":
+        return []
+    hits = []
+    for ci, (pool, toks, rep) in enumerate(zip(pools, pool_tokens, reports)):
+        keep_rows, keep_toks = [], []
+        for row, t in zip(pool, toks):
+            row_hits = index.check(row["id"], row_texts(row))
+            if row_hits:
+                hits.extend(h.to_dict() for h in row_hits)
+                rep.contaminated += 1
+                first = row_hits[0]
+                removed.append({**row, "component": rep.name,
+                                "reason": f"contamination: {first.match} overlap with {first.benchmark} "
+                                          f"doc {first.doc_id}"})
+            else:
+                keep_rows.append(row)
+                keep_toks.append(t)
+        pools[ci], pool_tokens[ci] = keep_rows, keep_toks
+    if hits and policy == "fail":
+        per = Counter(h["benchmark"] for h in hits)
+        ex = hits[0]
+        raise DataError(
+            f"mixtures.{name}: {len(hits)} contamination hits ({dict(per)}); first: training row "
+            f"{ex['row']} overlaps {ex['benchmark']} doc {ex['doc_id']} ({ex['match']}, overlap "
+            f"{ex['overlap']}). Remove those rows or set decontamination.policy: drop")
+    return hits
+
+
+def _decontam_summary(spec, index, hits) -> dict:
+    cfg = spec.get("decontamination", {})
+    benchmarks = sorted({i.benchmark for i in index.items}) if index else []
+    per = Counter(h["benchmark"] for h in hits)
+    return {"policy": cfg.get("policy", "drop") if index else "off",
+            "ngram": index.ngram if index else None, "min_tokens": index.min_tokens if index else None,
+            "benchmarks": benchmarks, "eval_items": len(index.items) if index else 0,
+            "hits": len(hits), "rows_removed": len({h["row"] for h in hits}),
+            "overlap_per_benchmark": {b: per.get(b, 0) for b in benchmarks}}
+
+
+def _fill_shares(name, spec, basis, share_idx, pools, pool_tokens, chosen, reports, tok_of):
+    shares = {i: spec["components"][i]["share"] for i in share_idx}
+    total_share = sum(shares.values())
+    fixed = [i for i in range(len(reports)) if i not in shares]
+    size = (lambda rows: len(rows)) if basis == "rows" else (lambda rows: sum(tok_of[id(r)] for r in rows))
+    if fixed:
+        if total_share >= 1:
+            raise ConfigError(f"mixtures.{name}: share targets sum to {total_share:g}; with fixed-weight "
+                              "components they must sum to less than 1")
+        total = sum(size(chosen[i]) for i in fixed) / (1 - total_share)
+    else:
+        key = "total_rows" if basis == "rows" else "total_tokens"
+        if key not in spec:
+            raise ConfigError(f"mixtures.{name}: every component has a share, so the mix size must be "
+                              f"given: set {key} (share_basis is {basis})")
+        if abs(total_share - 1) > 1e-6:
+            raise ConfigError(f"mixtures.{name}: share targets sum to {total_share:g}; with no "
+                              "fixed-weight components they must sum to 1")
+        total = spec[key]
+    seed = spec.get("seed", 0)
+    for i in share_idx:
+        rng = random.Random(f"{seed}:{i}:{reports[i].name}")
+        target = shares[i] * total
+        if basis == "rows":
+            k = round(target)
+            if k == 0:
+                raise ConfigError(f"mixtures.{name}.components[{i}].share: {shares[i]} of {total:.0f} "
+                                  "rows rounds to 0 rows")
+            chosen[i] = _take_rows(pools[i], k, rng)
+        else:
+            chosen[i] = _take_tokens(pools[i], pool_tokens[i], target, rng)
+
+
+def _summarize(name, spec, kind, seed, basis, reports, total_rows) -> MixtureManifest:
     total_tokens = sum(r.tokens for r in reports)
     for r in reports:
         r.row_share = round(r.rows / total_rows, 6) if total_rows else 0.0
         r.token_share = round(r.tokens / total_tokens, 6) if total_tokens else 0.0
-    for i, row in enumerate(tagged):
-        row["mixture_row"] = i
-    manifest = MixtureManifest(mixture=name, seed=seed, rows=total_rows, tokens=total_tokens,
-                               components=reports)
-    return tagged, manifest
+    profiles: dict[str, dict] = {}
+    for r in reports:
+        p = profiles.setdefault(r.profile, {"rows": 0, "tokens": 0, "components": []})
+        p["rows"] += r.rows
+        p["tokens"] += r.tokens
+        p["components"].append(r.name)
+    for p in profiles.values():
+        p["row_share"] = round(p["rows"] / total_rows, 6) if total_rows else 0.0
+        p["token_share"] = round(p["tokens"] / total_tokens, 6) if total_tokens else 0.0
+    return MixtureManifest(mixture=name, kind=kind, seed=seed, share_basis=basis, rows=total_rows,
+                           tokens=total_tokens, components=reports, profiles=profiles)
+
+
+def realized_shares(manifest: MixtureManifest) -> dict[str, float]:
+    """Share of the mix per component name and per profile name, on the mixture's share basis."""
+    key = "row_share" if manifest.share_basis == "rows" else "token_share"
+    out = {r.name: getattr(r, key) for r in manifest.components}
+    out.update({p: v[key] for p, v in manifest.profiles.items()})
+    return out
+
+
+def _check_bounds(name, spec, manifest: MixtureManifest) -> None:
+    shares = realized_shares(manifest)
+    results, failures = {}, []
+    for kind, op in (("min_share", lambda s, b: s >= b - 1e-9), ("max_share", lambda s, b: s <= b + 1e-9)):
+        for target, bound in (spec.get(kind) or {}).items():
+            if target not in shares:
+                raise ConfigError(f"mixtures.{name}.{kind}.{target}: no component or profile named "
+                                  f"'{target}' (known: {sorted(shares)})")
+            ok = op(shares[target], bound)
+            results[f"{kind}.{target}"] = {"bound": bound, "realized": shares[target], "ok": ok}
+            if not ok:
+                failures.append(f"{target} share {shares[target]:.4f} violates {kind} {bound}")
+    manifest.bounds = results
+    if failures:
+        realized = ", ".join(f"{k} {v:.4f}" for k, v in sorted(shares.items()))
+        raise DataError(f"mixtures.{name}: {'; '.join(failures)} ({manifest.share_basis} basis). "
+                        f"Realized shares: {realized}. Change the component weights or the bounds.")

@@ -1,0 +1,13 @@
+"""Rule benchmark_items: every item of one benchmark's source, as docs (the pool)."""
+from deltaflow.benchmarks import prepare_items
+from deltaflow.io import write_jsonl
+from deltaflow.provenance import write_manifest
+from deltaflow.rulekit import start_job
+
+started = start_job(snakemake)  # noqa: F821
+spec = snakemake.params.spec
+rows = snakemake.input.rows if "rows" in snakemake.input.keys() else None
+items = prepare_items(spec, rows)
+write_jsonl(snakemake.output.pool, items)
+write_manifest(snakemake.output.manifest, "benchmark_items", inputs=dict(snakemake.input.items()),
+               params={"spec": spec}, started=started, extra={"items": len(items)})
