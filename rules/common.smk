@@ -121,4 +121,7 @@ def get_eval_input(wildcards):
 
 
 def get_final_output():
-    return ["results/tables/delta.csv", "results/tables/delta.md"]
+    # every mixture's report too: a mixture no run trains on (e.g. preference pairs kept
+    # for later) is still built, checked and reported
+    return ["results/tables/delta.csv", "results/tables/delta.md",
+            *[f"results/mixtures/{m}/report.md" for m in MIXTURES]]

@@ -29,6 +29,11 @@ def test_default_config_validates(repo, monkeypatch):
      "mixtures.mix_a.components[0].multiplier", "less than or equal to the minimum"),
     (lambda c: c["mixtures"]["mix_a"]["components"][0].update(fraction=0.5),
      "mixtures.mix_a.components[0]", "exactly one of multiplier, fraction, rows or share"),
+    (lambda c: c["datasets"].update(pairs={"type": "file", "path": c["datasets"]["alpaca"]["path"],
+                                           "format": "sharegpt_preference"}) or
+     c["mixtures"].update(pref={"kind": "preference", "components": [{"dataset": "pairs", "multiplier": 1}]}) or
+     c["runs"]["run_a"].update(mixture="pref"),
+     "runs.run_a.mixture", "DPO) is not supported yet"),
     (lambda c: c["mixtures"]["mix_a"].update(min_share={"taks": 0.2}),
      "mixtures.mix_a.min_share.taks", "no component or profile named 'taks'"),
     (lambda c: c["mixtures"]["mix_a"]["components"][0].update(labels_from="mmlu"),

@@ -47,6 +47,16 @@ def test_mixture_rows_per_component(tiny_run):
     assert (workdir / "results/mixtures/mix_a/rejected.jsonl").exists()
 
 
+def test_preference_mixture_is_built_and_reported(tiny_run):
+    workdir, _, _ = tiny_run
+    rows = read_jsonl(workdir / "results/mixtures/pref/train.jsonl")
+    assert rows and all(r["chosen"] and r["rejected"] and r["mixture_component"] == "dpo" for r in rows)
+    manifest = json.loads((workdir / "results/mixtures/pref/manifest.json").read_text())
+    assert manifest["mixture"]["kind"] == "preference"
+    assert manifest["mixture"]["decontamination"]["benchmarks"] == ["gsm8k"]
+    assert "## Contamination" in (workdir / "results/mixtures/pref/report.md").read_text()
+
+
 def test_delta_table_rows_and_numbers(tiny_run):
     workdir, _, _ = tiny_run
     df = pd.read_csv(workdir / "results/tables/delta.csv")

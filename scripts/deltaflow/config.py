@@ -155,6 +155,10 @@ def _check_references(config: dict, *, check_files: bool):
         if run["mixture"] not in config["mixtures"]:
             yield (f"config key 'runs.{rname}.mixture': unknown mixture '{run['mixture']}'; "
                    f"known: {', '.join(sorted(config['mixtures']))}")
+        elif config["mixtures"][run["mixture"]].get("kind") == "preference":
+            yield (f"config key 'runs.{rname}.mixture': '{run['mixture']}' is a preference "
+                   "mixture; training on chosen/rejected pairs (DPO) is not supported yet, only SFT. "
+                   "Leave it out of `runs:` (it is still built and reported)")
         if run["recipe"] not in config["recipes"]:
             yield (f"config key 'runs.{rname}.recipe': unknown recipe '{run['recipe']}'; "
                    f"known: {', '.join(sorted(config['recipes']))}")
