@@ -130,3 +130,17 @@ def test_real_dpo_pairs_make_a_preference_mixture(index):
                r["messages"][-1]["role"] == "user" and r["mixture_profile"] == "style" for r in res.rows)
     dups = res.manifest.components[0].duplicates
     assert res.manifest.rows + sum(dups.values()) == len(pairs)
+
+
+def test_report_lists_hits_and_ends_with_the_overlap_count(index):
+    from deltaflow.mixture_report import render_report
+
+    item = next(i for i in index.items if i.benchmark == "arc_easy")
+    data = {"p": [chat("p-0", item.text), chat("p-1", "hello there")]}
+    res = build_mixture("m", {"components": [{"dataset": "p", "multiplier": 1}]}, data, lambda r: 1,
+                        index=index, parsers={})
+    text = render_report(res.manifest, hits=res.hits, removed=res.removed, dataset_rejects={},
+                         inputs={"dataset:p": "abc"})
+    assert f"| p-0 | arc_easy | {item.doc_id} | exact | 0 | 1.0 |" in text
+    assert text.rstrip().endswith("**1 overlap; 1 training row removed**")
+    assert "| arc_easy | 1 |" in text and "| gsm8k | 0 |" in text

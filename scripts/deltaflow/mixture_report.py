@@ -54,6 +54,8 @@ def render_report(m: MixtureManifest, *, hits: list[dict], removed: list[dict],
         out.append(_table(["dataset", "reason", "rows"],
                           [[d, reason, n] for d, reasons in sorted(dataset_rejects.items())
                            for reason, n in sorted(reasons.items())]))
+    out += ["", "## Inputs", "", _table(["input", "sha256"], [[k, v] for k, v in sorted(inputs.items())])]
+    # contamination last: the report ends with the overlap count per benchmark
     d = m.decontamination
     out += ["", "## Contamination", ""]
     if d.get("policy", "off") == "off" or not d.get("benchmarks"):
@@ -73,6 +75,6 @@ def render_report(m: MixtureManifest, *, hits: list[dict], removed: list[dict],
         out += ["", _table(["benchmark", "overlapping items"],
                            [[b, n] for b, n in sorted(d["overlap_per_benchmark"].items())])]
         out += ["", "**0 overlap**" if not hits else
-                f"**{d['hits']} overlaps; {d['rows_removed']} training rows removed**"]
-    out += ["", "## Inputs", "", _table(["input", "sha256"], [[k, v] for k, v in sorted(inputs.items())]), ""]
-    return "\n".join(out)
+                f"**{d['hits']} overlap{'s' if d['hits'] != 1 else ''}; {d['rows_removed']} training "
+                f"row{'s' if d['rows_removed'] != 1 else ''} removed**"]
+    return "\n".join(out) + "\n"
