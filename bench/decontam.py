@@ -7,7 +7,9 @@ to --items with synthetic questions (15-60 words from a 20k-word vocabulary); tr
 are synthetic chat rows (a 20-120 word prompt, a 30-250 word answer), of which --planted carry
 an eval item (exact, one word edited, or embedded in a longer prompt). Prints the index build
 time, the scan time, rows/s, and how many planted rows were caught (all must be) and how many
-clean rows were flagged (none should be).
+clean rows were flagged (none should be). By design, items shorter than min_tokens (8) are
+matched exactly only, and a one-word edit is guaranteed to be caught only in items of at
+least 2 x min_tokens (16) tokens; such misses are listed and do not fail the bench.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import time
 
 from deltaflow import registry
 from deltaflow.benchmarks import prepare_items
-from deltaflow.decontam import ContaminationIndex, EvalItem
+from deltaflow.decontam import ContaminationIndex, EvalItem, normalize_tokens
 
 
 def real_items() -> list[EvalItem]:
@@ -50,12 +52,14 @@ def main() -> None:
     build_s = time.perf_counter() - t0
 
     planted_at = set(rng.sample(range(args.train), args.planted))
+    planted_item = {}
     rows = []
     for i in range(args.train):
         prompt, answer = words(20, 120), words(30, 250)
         if i in planted_at:
             item = rng.choice(items)
             kind = i % 3
+            planted_item[f"r{i}"] = (item, kind)
             text = item.text
             if kind == 1:
                 toks = text.split()
@@ -76,9 +80,18 @@ def main() -> None:
     print(f"training rows: {len(rows)} ({n_tokens / 1e6:.1f}M words), planted: {len(planted_ids)}")
     print(f"index build: {build_s:.1f} s; scan: {scan_s:.1f} s ({len(rows) / scan_s:.0f} rows/s, "
           f"{n_tokens / scan_s / 1e6:.2f}M words/s)")
+    # by design: items shorter than min_tokens are matched exactly only, and a one-word edit is
+    # only guaranteed to be caught in items of at least 2 x min_tokens tokens
+    missed = [planted_item[r] for r in planted_ids - flagged]
+    by_design = [(it, k) for it, k in missed
+                 if (k > 0 and len(normalize_tokens(it.text)) < index.min_tokens)
+                 or (k == 1 and len(normalize_tokens(it.text)) < 2 * index.min_tokens)]
     print(f"planted caught: {caught}/{len(planted_ids)}; clean rows flagged: {false_pos}")
-    if caught != len(planted_ids):
-        raise SystemExit("FAIL: some planted items were missed")
+    for it, kind in missed:
+        print(f"  missed: {it.benchmark} {it.doc_id} ({len(normalize_tokens(it.text))} tokens, "
+              f"{['exact', 'edited', 'embedded'][kind]}): {it.text!r}")
+    if len(missed) != len(by_design):
+        raise SystemExit("FAIL: planted items of min_tokens or more were missed")
 
 
 if __name__ == "__main__":

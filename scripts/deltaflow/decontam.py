@@ -6,7 +6,8 @@ item counts as seen when a training row shares one of its n-grams (13 by default
 
 Two refinements so that short items are not invisible:
 - an item shorter than ``2 * ngram`` tokens uses n-grams of ``len // 2`` tokens (at least
-  ``min_tokens``), so that any single-word edit leaves a whole n-gram intact on one side;
+  ``min_tokens``), so that a single-word edit leaves a whole n-gram intact on one side (for
+  items of at least ``2 * min_tokens`` tokens; in shorter ones only edits near an end);
 - an item shorter than ``min_tokens`` is only matched exactly (a whole training turn equal
   to it), since a 4-word n-gram would flag unrelated rows.
 
