@@ -7,7 +7,7 @@ from transformers import AutoTokenizer
 from deltaflow.parsers import answer_parser
 from deltaflow.decontam import ContaminationIndex, EvalItem
 from deltaflow.io import read_json, read_jsonl, sha256_path, write_jsonl, write_text
-from deltaflow.mixture import build_mixture
+from deltaflow.mixture import build_mixture, reason_kind
 from deltaflow.mixture_report import render_report
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
@@ -48,6 +48,5 @@ write_manifest(snakemake.output.manifest, "mixture",  # noqa: F821
                inputs={**input_files, "base": inp.base, "code": list(inp.code)},
                params={"name": name, "spec": spec}, started=started,
                extra={"mixture": result.manifest.to_dict(), "hits": result.hits,
-                      "removed_by_reason": dict(Counter(r["reason"].split(":")[0].split(" (")[0]
-                                                        for r in result.removed)),
+                      "removed_by_reason": dict(Counter(reason_kind(r["reason"]) for r in result.removed)),
                       "token_counter": "base tokenizer, chat template"})

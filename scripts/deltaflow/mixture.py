@@ -76,6 +76,11 @@ class MixtureResult:
     hits: list[dict]             # contamination hits (row, benchmark, doc_id, match, overlap)
 
 
+def reason_kind(reason: str) -> str:
+    """The category of a removal reason ("over-length: 9 tokens > ..." -> "over-length")."""
+    return reason.split(":")[0].split(" (")[0]
+
+
 def row_texts(row: dict) -> list[str]:
     """The strings of a row that are trained on or prompted with."""
     texts = [m["content"] for m in row.get("messages") or []]
@@ -173,7 +178,7 @@ def _filter_component(pool: list[dict], tokens: list[int], comp: dict, rep: Comp
                 label_errors.append((row, reason))
         if reason:
             removed.append({**row, "reason": reason})
-            rep.rejected[reason.split(":")[0]] = rep.rejected.get(reason.split(":")[0], 0) + 1
+            rep.rejected[reason_kind(reason)] = rep.rejected.get(reason_kind(reason), 0) + 1
         else:
             keep.append(i)
     if label_errors and comp.get("on_label_mismatch", "error") == "error":
@@ -266,7 +271,7 @@ def build_mixture(name: str, spec: dict, rows_by_dataset: dict[str, list[dict]],
         if bad / len(pool) > limit:
             raise DataError(f"{where}: {bad} of {len(pool)} rows of dataset '{comp['dataset']}' were "
                             f"rejected ({rep.rejected}), more than max_reject_fraction {limit}; "
-                            f"first: {next(r['reason'] for r in out if r['reason'].split(':')[0] in BAD_ROW)}")
+                            f"first: {next(r['reason'] for r in out if reason_kind(r['reason']) in BAD_ROW)}")
         # dedup across the whole mixture, first occurrence (in component order) wins
         kept, kept_tokens = [], []
         for j in keep:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .mixture import MixtureManifest
+from .mixture import MixtureManifest, reason_kind
 
 
 def _table(header: list[str], rows: list[list]) -> str:
@@ -38,7 +38,7 @@ def render_report(m: MixtureManifest, *, hits: list[dict], removed: list[dict],
                           [[k, _pct(v["bound"]), _pct(v["realized"]), "yes" if v["ok"] else "NO"]
                            for k, v in sorted(m.bounds.items())]))
     out += ["", "## Rows removed", ""]
-    per = Counter((r["component"], r["reason"].split(":")[0].split(" (")[0]) for r in removed)
+    per = Counter((r["component"], reason_kind(r["reason"])) for r in removed)
     if per:
         out.append(_table(["component", "reason", "rows"], [[c, r, n] for (c, r), n in sorted(per.items())]))
         out.append("")
