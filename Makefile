@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.deltaflow-setup
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test dryrun report slurm-tools clean
+.PHONY: setup demo test dryrun report system-tools clean
 
 setup: $(STAMP)
 
@@ -24,20 +24,24 @@ $(STAMP): envs/requirements.txt envs/data-packages.txt envs/sdists.txt pyproject
 
 demo: setup
 	$(PY) -m snakemake --profile profiles/local
-	@cat results/tables/delta.md
+	$(PY) -m snakemake --profile profiles/local --report results/report.html
+	@cat results/tables/delta.md results/tables/release_check.txt
 
 dryrun: setup
 	$(PY) -m snakemake --profile profiles/local -n
 
-test: setup slurm-tools
+test: setup system-tools
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
-# Debian's slurm-wlm + munge for the real-SLURM tests (root only; the tests start the cluster).
-slurm-tools:
+# Debian packages the tests use (root only): slurm-wlm + munge for the real-SLURM tests (the
+# tests start the cluster), chromium to render the HTML report headless.
+system-tools:
 	@if [ "$$(id -u)" = 0 ]; then profiles/slurm/local-cluster.sh install; \
-	 else echo "not root: the real-SLURM tests will be skipped"; fi
+	   command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	     apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; \
+	 else echo "not root: the real-SLURM and Chromium report tests will be skipped"; fi
 
-# One HTML file a person opens: the rule graph, tables and per-job statistics.
+# One HTML file a person opens: the rule graph, tables, plots, selection and model card.
 report: setup
 	$(PY) -m snakemake --profile profiles/local --report report.html
 

@@ -1,4 +1,5 @@
-# deltaflow: raw datasets -> mixtures -> PEFT adapters -> per-benchmark evals -> delta tables.
+# deltaflow: raw datasets -> mixtures -> PEFT adapters -> per-benchmark evals -> delta tables
+# -> gates, selection, plots and the model card.
 # Thin on purpose: config loading and validation live in rules/common.smk, logic in scripts/.
 from snakemake.utils import min_version
 
@@ -21,6 +22,8 @@ include: "rules/mixtures.smk"
 include: "rules/train.smk"
 include: "rules/eval.smk"
 include: "rules/tables.smk"
+include: "rules/selection.smk"
+include: "rules/report.smk"
 
 
 rule all:

@@ -5,7 +5,8 @@ import re
 from pathlib import Path
 
 from deltaflow.benchmarks import item_spec
-from deltaflow.config import benchmark_spec, validate_config
+from deltaflow.config import benchmark_axes, benchmark_spec, validate_config
+from deltaflow.io import sha256_text
 from deltaflow import sources
 
 # Fills defaults and checks every cross-reference before any job is scheduled;
@@ -21,10 +22,15 @@ DATASETS = sorted(config["datasets"])
 MIXTURES = sorted(config["mixtures"])
 RUNS = sorted(config["runs"])
 MODELS = ["base"] + RUNS
+# the models the selection chooses among (checkpoints and merges join them as they land)
+CANDIDATES = RUNS
 BENCHMARKS = sorted(config["benchmarks"])
 # resolved once: params functions run per job, and a 10k-job grid would resolve each 200 times
 BENCH_SPECS = {name: benchmark_spec(config, name) for name in BENCHMARKS}
 ITEM_SPECS = {name: item_spec(spec) for name, spec in BENCH_SPECS.items()}
+AXES = benchmark_axes(config)
+# recorded on the model card: the whole validated config (defaults filled), canonical JSON
+CONFIG_SHA = sha256_text(json.dumps(config, sort_keys=True))
 BASE = "results/models/base/manifest.json"
 
 # The deltaflow modules each stage runs. They are inputs of the stage's rule, so editing one
@@ -38,7 +44,10 @@ STAGE_CODE = {
     "benchmark_items": ["benchmarks.py", "sources.py"],
     "benchmark_docs": ["benchmarks.py"],
     "evaluate": ["evaluation.py", "benchmarks.py"],
-    "delta_table": ["tables.py"],
+    "delta_table": ["tables.py", "stats.py"],
+    "select": ["selection.py"],
+    "plots": ["plots.py"],
+    "model_card": ["model_card.py", "tables.py"],
 }
 
 
@@ -123,5 +132,7 @@ def get_eval_input(wildcards):
 def get_final_output():
     # every mixture's report too: a mixture no run trains on (e.g. preference pairs kept
     # for later) is still built, checked and reported
-    return ["results/tables/delta.csv", "results/tables/delta.md",
+    return ["results/tables/delta.csv", "results/tables/delta.md", "results/tables/delta.html",
+            "results/tables/comparisons.csv", "results/tables/release_check.txt",
+            "results/model_card.md", "results/plots/forest.png",
             *[f"results/mixtures/{m}/report.md" for m in MIXTURES]]

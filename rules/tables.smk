@@ -1,4 +1,4 @@
-# The delta table: every model vs the base, per benchmark, with n and a macro average.
+# The delta tables: every model vs the base (and configured pairs), with paired statistics.
 
 
 rule delta_table:
@@ -9,13 +9,19 @@ rule delta_table:
     output:
         csv=report("results/tables/delta.csv", caption="report/delta.rst", category="Tables"),
         md="results/tables/delta.md",
+        html=report("results/tables/delta.html", caption="report/delta_html.rst", category="Tables"),
+        comparisons=report("results/tables/comparisons.csv", caption="report/comparisons.rst",
+                           category="Tables"),
         manifest="results/tables/manifest.json",
     params:
         base_name=config["base_model"]["name"],
+        models=MODELS,
+        tables=config["tables"],
+        axes=AXES,
     log:
         "logs/tables/delta.log",
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=2000,
+        runtime=10,
     script:
         "../scripts/delta_table.py"

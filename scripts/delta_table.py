@@ -1,28 +1,40 @@
-"""Rule delta_table: the adapter-vs-base table from the eval records."""
+"""Rule delta_table: every model vs base (and configured pairs) with paired statistics."""
 from pathlib import Path
 
 from deltaflow.errors import DeltaflowError
 from deltaflow.io import read_json, read_jsonl, sha256_path, write_text
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
-from deltaflow.tables import EvalResult, delta_table, to_markdown
+from deltaflow.tables import EvalResult, TableSettings, comparison_table, delta_table, to_html, to_markdown
 
 started = start_job(snakemake)  # noqa: F821
+p, out = snakemake.params, snakemake.output  # noqa: F821
 results = []
 inputs = {}
-for summary_path in snakemake.input.summaries:
+for summary_path in snakemake.input.summaries:  # noqa: F821
+    model = Path(summary_path).parent.name
     for bench, entry in sorted(read_json(summary_path)["benchmarks"].items()):
         for kind in ("metrics", "samples"):
             if sha256_path(entry[kind]) != entry[f"{kind}_sha256"]:
                 raise DeltaflowError(f"{entry[kind]} changed after {summary_path} was written; "
                                      "rerun its eval job (snakemake --forcerun evaluate)")
-        m = read_json(entry["metrics"])
-        results.append(EvalResult(model=Path(summary_path).parent.name, benchmark=bench,
-                                  metrics=m, records=read_jsonl(entry["samples"])))
-        inputs[f"{Path(summary_path).parent.name}/{bench}"] = entry["metrics"]
-df = delta_table(results, baseline="base")
-write_text(snakemake.output.csv, df.to_csv(index=False))
-write_text(snakemake.output.md, to_markdown(df, title=f"Delta vs base ({snakemake.params.base_name})"))
-inputs["code"] = list(snakemake.input.code)
-write_manifest(snakemake.output.manifest, "delta_table", inputs=inputs,
-               params={"baseline": "base"}, started=started, extra={"rows": len(df)})
+        results.append(EvalResult(model=model, benchmark=bench, metrics=read_json(entry["metrics"]),
+                                  records=read_jsonl(entry["samples"])))
+        inputs[f"{model}/{bench}"] = entry["samples"]
+
+settings = TableSettings.from_config(p.tables, p.axes)
+references = {name: spec["scores"] for name, spec in p.tables["references"].items()}
+df = delta_table(results, baseline="base", settings=settings, references=references)
+# every run vs base, then the configured pairs (seed 003's pairwise rows)
+pairs = [("base", m) for m in p.models if m != "base"]
+pairs += [(c["left"], c["right"]) for c in p.tables["comparisons"] if (c["left"], c["right"]) not in pairs]
+cdf = comparison_table(results, pairs, settings)
+title = f"Delta vs base ({p.base_name})"
+write_text(out.csv, df.to_csv(index=False))
+write_text(out.comparisons, cdf.to_csv(index=False))
+write_text(out.md, to_markdown(df, settings, title=title, comparisons=cdf))
+write_text(out.html, to_html(df, settings, title=title, comparisons=cdf))
+inputs["code"] = list(snakemake.input.code)  # noqa: F821
+write_manifest(out.manifest, "delta_table", inputs=inputs,
+               params={"baseline": "base", "tables": p.tables, "axes": p.axes}, started=started,
+               extra={"rows": len(df), "comparison_rows": len(cdf)})

@@ -65,6 +65,20 @@ def test_default_config_validates(repo, monkeypatch):
      "mixtures.mix_a.components[0].split", "has splits ['train', 'eval']"),
     (lambda c: c["runs"].update({"bad name": {"mixture": "mix_a", "recipe": "tiny_lora"}}),
      "runs", "does not match"),
+    (lambda c: c["tables"]["comparisons"].append({"left": "base", "right": "run_c"}),
+     "tables.comparisons[1].right", "unknown model 'run_c'"),
+    (lambda c: c["tables"]["references"]["fixture-ref"]["scores"].update(mmlu=50.0),
+     "tables.references.fixture-ref.scores.mmlu", "unknown benchmark"),
+    (lambda c: c["tables"]["references"]["fixture-ref"]["scores"].update(arc_easy=0.3e3),
+     "tables.references.fixture-ref.scores.arc_easy", "greater than the maximum of 100"),
+    (lambda c: c["tables"].update(bootstrap_resamples=100),
+     "tables.bootstrap_resamples", "less than the minimum of 1000"),
+    (lambda c: c["gates"]["guarded"].update(generel={"tolerance_pts": 0.5}),
+     "gates.guarded.generel", "no benchmark has axis 'generel'"),
+    (lambda c: c["gates"]["guarded"].update(target={"tolerance_pts": 0.5}),
+     "gates", "both target and guarded"),
+    (lambda c: c["gates"]["guarded"]["knowledge"].update(bound="lower"),
+     "gates.guarded.knowledge.bound", "is not one of"),
 ])
 def test_bad_config_names_key(tiny_cfg, mutate, key, words):
     mutate(tiny_cfg)
@@ -88,3 +102,14 @@ def test_config_readme_documents_every_schema_key():
 
     assert README.read_text() == updated_readme()
     assert "| `mixtures.<name>.components[].multiplier` |" in README.read_text()
+
+
+def test_benchmark_axis_override_regroups(tiny_cfg):
+    from deltaflow.config import benchmark_axes
+
+    tiny_cfg["benchmarks"]["gsm8k"]["axis"] = "reasoning"
+    tiny_cfg["gates"]["guarded"] = {"reasoning": {"tolerance_pts": 1.0}}
+    cfg = validate_config(tiny_cfg)
+    assert benchmark_axes(cfg) == {"arc_easy": "knowledge", "arithmetic": "target", "gsm8k": "reasoning"}
+    # the registry's own axis is unchanged: only the tables see the override
+    assert benchmark_spec(cfg, "gsm8k")["axis"] == "math"

@@ -46,6 +46,11 @@ def done(tmp_path_factory):
     return work, cfg, wf
 
 
+# the tables and what reads them: gates/selection, the release check, plots, the model card
+TABLES_AND_AFTER = {("delta_table", ""), ("select", ""), ("release_check", ""), ("plots", ""),
+                    ("model_card", "")}
+
+
 def edited(work, cfg, mutate):
     new = yaml.safe_load(yaml.safe_dump(cfg))
     mutate(new)
@@ -62,7 +67,7 @@ def test_editing_one_mixture_reruns_only_its_run(done):
     path = edited(work, cfg, lambda c: c["mixtures"]["mix_b"]["components"][0].update(fraction=0.75))
     assert planned_jobs(work, path, wf / "Snakefile") == {
         ("mixture", "mixture=mix_b"), ("adapter", "run=run_b"), ("evaluate", "model=run_b"),
-        ("delta_table", ""),
+        *TABLES_AND_AFTER,
     }
     # run it: exactly that mixture's manifest changes
     mixtures = work / "results/mixtures"
@@ -84,7 +89,7 @@ def test_editing_one_benchmark_n_reruns_that_benchmark_for_every_model(done):
         # the item pool (what mixtures are decontaminated against) does not depend on n:
         # no mixture, adapter or benchmark_items job reruns
         ("benchmark_docs", "benchmark=arc_easy"), ("evaluate", "model=base"),
-        ("evaluate", "model=run_a"), ("evaluate", "model=run_b"), ("delta_table", ""),
+        ("evaluate", "model=run_a"), ("evaluate", "model=run_b"), *TABLES_AND_AFTER,
     }
     # The eval jobs rerun (one per model), but only arc_easy is recomputed: the other
     # benchmarks' results come from the content-addressed cache, byte-identical.
@@ -114,6 +119,16 @@ def test_editing_a_recipe_reruns_its_runs(done):
     write_config(work, cfg)
 
 
+def test_gate_or_axis_edit_reruns_no_eval(done):
+    work, cfg, wf = done
+    path = edited(work, cfg, lambda c: c["gates"].update(strict=True, **{"lambda": 3.0}))
+    assert planned_jobs(work, path, wf / "Snakefile") == TABLES_AND_AFTER - {("delta_table", "")}
+    # regrouping a benchmark's axis changes the axis rows: the tables rerun, no eval does
+    path = edited(work, cfg, lambda c: c["benchmarks"]["gsm8k"].update(axis="knowledge"))
+    assert planned_jobs(work, path, wf / "Snakefile") == TABLES_AND_AFTER
+    write_config(work, cfg)
+
+
 def test_touch_without_change_reruns_nothing(done):
     work, cfg, wf = done
     data = work / "results/data/arithmetic/rows.jsonl"
@@ -124,6 +139,10 @@ def test_touch_without_change_reruns_nothing(done):
 
 def test_code_change_reruns_that_stage(done):
     work, cfg, wf = done
-    tables = wf / "scripts/deltaflow/tables.py"
-    tables.write_text(tables.read_text() + "\n# a change\n")
-    assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == {("delta_table", "")}
+    plots = wf / "scripts/deltaflow/plots.py"
+    plots.write_text(plots.read_text() + "\n# a change\n")
+    assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == {("plots", "")}
+    # the stats module: the tables and everything downstream of them, nothing upstream
+    stats = wf / "scripts/deltaflow/stats.py"
+    stats.write_text(stats.read_text() + "\n# a change\n")
+    assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == TABLES_AND_AFTER

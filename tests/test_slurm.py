@@ -57,13 +57,13 @@ def slurm_run(cluster, tmp_path_factory):
 def test_every_job_ran_under_slurm(slurm_run):
     workdir, out = slurm_run
     submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+?)/", out)
-    # 19 jobs: base, 3 datasets, 3 mixtures, 2 adapters, 3 item pools, 3 benchmark subsets,
-    # 3 evals (one per model, all benchmarks), table
-    assert len(submitted) == 19, out[-3000:]
-    assert len({job_id for job_id, _ in submitted}) == 19
+    # 24 jobs: base, 3 datasets, 3 mixtures, 2 adapters, 3 item pools, 3 benchmark subsets,
+    # 3 evals (one per model, all benchmarks), tables, selection, release check, plots, model card
+    assert len(submitted) == 24, out[-3000:]
+    assert len({job_id for job_id, _ in submitted}) == 24
     rules = {rule for _, rule in submitted}
     assert rules == {"base_model", "dataset", "mixture", "adapter", "benchmark_items", "benchmark_docs",
-                     "evaluate", "delta_table"}
+                     "evaluate", "delta_table", "select", "release_check", "plots", "model_card"}
     assert "localrule" not in out.replace("localrule all", "")
 
 

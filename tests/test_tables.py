@@ -1,7 +1,11 @@
+import pandas as pd
 import pytest
 
 from deltaflow.errors import DeltaflowError
-from deltaflow.tables import EvalResult, delta_table, to_markdown
+from deltaflow.tables import (REFERENCE, EvalResult, TableSettings, comparison_table, delta_table, to_html,
+                              to_markdown)
+
+SETTINGS = TableSettings(resamples=1000, seed=0, axes={"a": "knowledge", "b": "knowledge", "c": "target"})
 
 
 def result(model, bench, scores, axis="knowledge", dhash="d1", ids=None):
@@ -11,25 +15,85 @@ def result(model, bench, scores, axis="knowledge", dhash="d1", ids=None):
                                      "metric": "acc", "decoding_hash": dhash, "decoding": {"t": dhash}}, recs)
 
 
-def test_delta_rows_and_macro():
-    df = delta_table([
-        result("base", "a", [1, 0, 0, 0]), result("base", "b", [1, 1, 0, 0, 0]),
-        result("run", "a", [1, 1, 1, 0]), result("run", "b", [1, 0, 0, 0, 0]),
-    ])
-    row = df[(df.model == "run") & (df.benchmark == "a")].iloc[0]
-    assert (row.base_score, row.score, row.delta_pts, row.n) == (25.0, 75.0, 50.0, 4)
-    row = df[(df.model == "run") & (df.benchmark == "b")].iloc[0]
-    assert row.delta_pts == -20.0
-    macro = df[(df.model == "run") & (df.benchmark == "macro_avg")].iloc[0]
-    assert macro.delta_pts == 15.0 and macro.n == 9
-    assert list(df.model) == ["base"] * 3 + ["run"] * 3
-    md = to_markdown(df)
-    assert "| run     | a           |" in md and "+50.00" in md
+FIXTURE = [
+    result("base", "a", [1, 0, 0, 0]), result("base", "b", [1, 1, 0, 0, 0]), result("base", "c", [0, 0, 1]),
+    result("run", "a", [1, 1, 1, 0]), result("run", "b", [1, 0, 0, 0, 0]), result("run", "c", [1, 1, 1]),
+]
+
+
+def rows(df, model, level, name):
+    return df[(df.model == model) & (df.level == level) & (df.benchmark == name)].iloc[0]
+
+
+def test_delta_rows_axis_and_macro():
+    df = delta_table(FIXTURE, settings=SETTINGS)
+    a = rows(df, "run", "benchmark", "a")
+    assert (a.base_score, a.score, a.delta_pts, a.n) == (25.0, 75.0, 50.0, 4)
+    assert (a.wrong_to_correct, a.correct_to_wrong) == (2, 0)
+    assert a.mcnemar_p == pytest.approx(0.5)  # 2 * P(X = 0), X ~ Bin(2, 1/2)
+    assert a.ci_low <= 50.0 <= a.ci_high
+    b = rows(df, "run", "benchmark", "b")
+    assert b.delta_pts == -20.0 and (b.wrong_to_correct, b.correct_to_wrong) == (0, 1)
+    # knowledge axis = mean of a and b deltas; macro = mean of all three
+    k = rows(df, "run", "axis", "knowledge")
+    assert k.delta_pts == 15.0 and k.n == 9 and k.ci_low < 15.0 < k.ci_high
+    assert (k.wrong_to_correct, k.correct_to_wrong) == (2, 1) and pd.isna(k.mcnemar_p)
+    macro = rows(df, "run", "macro", "macro_avg")
+    assert macro.delta_pts == pytest.approx(round((50 - 20 + 200 / 3) / 3, 2)) and macro.n == 12
+    # base vs itself: zero deltas, collapsed CIs
+    assert (df[df.model == "base"].delta_pts == 0).all() and (df[df.model == "base"].ci_high == 0).all()
+
+
+def test_axis_row_of_a_single_benchmark_equals_the_benchmark_row():
+    df = delta_table(FIXTURE, settings=SETTINGS)
+    c, t = rows(df, "run", "benchmark", "c"), rows(df, "run", "axis", "target")
+    assert (c.delta_pts, c.ci_low, c.ci_high) == (t.delta_pts, t.ci_low, t.ci_high)
+
+
+def test_reference_rows_are_marked_and_only_average_complete_groups():
+    df = delta_table(FIXTURE, settings=SETTINGS, references={"Ref-7B": {"a": 60.0, "c": 90.0}})
+    ref = df[df.model == "Ref-7B"]
+    assert set(ref.source) == {REFERENCE} and ref.ci_low.isna().all()
+    assert rows(df, "Ref-7B", "benchmark", "a").delta_pts == 35.0  # 60 - base 25
+    # knowledge needs a and b: no axis row; target has c only: an axis row; no macro (b missing)
+    assert set(ref[ref.level != "benchmark"].benchmark) == {"target"}
+    md = to_markdown(df, SETTINGS, title="T")
+    assert "| Ref-7B*" in md and "not re-run" in md and "Δ vs best ref*" in md
+    with pytest.raises(DeltaflowError, match=r"reference 'R' has scores for \['zz'\]"):
+        delta_table(FIXTURE, settings=SETTINGS, references={"R": {"zz": 1.0}})
+
+
+def test_markdown_and_html_render_every_model():
+    df = delta_table(FIXTURE, settings=SETTINGS)
+    cdf = comparison_table(FIXTURE, [("base", "run")], SETTINGS)
+    md = to_markdown(df, SETTINGS, title="Delta vs base", comparisons=cdf)
+    assert "### run vs base" in md and "| a (4)" in md and "+50.00" in md and "**macro avg**" in md
+    assert "run_minus_base" in md and "1000 resamples, seed 0" in md
+    html = to_html(df, SETTINGS, title="Delta vs base", comparisons=cdf)
+    assert html.startswith("<!DOCTYPE html>") and "<table" in html and "run_minus_base" in html
+    assert "**" not in html
+
+
+def test_comparison_rows_seed_003_style():
+    results = FIXTURE + [result("run2", "a", [0, 1, 1, 0]), result("run2", "b", [1, 1, 1, 0, 0]),
+                         result("run2", "c", [1, 0, 1])]
+    cdf = comparison_table(results, [("run", "run2")], SETTINGS)
+    a = cdf[(cdf.level == "benchmark") & (cdf.benchmark == "a")].iloc[0]
+    # run [1,1,1,0] -> run2 [0,1,1,0]: left better on 1 of 4, right better on none
+    assert a.comparison == "run2_minus_run" and a.n == 4
+    assert (a.right_better, a.left_better, a.tie) == (0.0, 0.25, 0.75) and a.delta_pts == -25.0
+    with pytest.raises(DeltaflowError, match="no eval results for 'nobody'"):
+        comparison_table(results, [("run", "nobody")], SETTINGS)
 
 
 def test_refuses_different_items():
     with pytest.raises(DeltaflowError, match=r"different items.*only in base: \['q9'\]"):
         delta_table([result("base", "a", [1, 0], ids=["q0", "q9"]), result("run", "a", [1, 0], ids=["q0", "q1"])])
+
+
+def test_refuses_reordered_items():
+    with pytest.raises(DeltaflowError, match="same ids in a different order"):
+        delta_table([result("base", "a", [1, 0], ids=["q0", "q1"]), result("run", "a", [1, 0], ids=["q1", "q0"])])
 
 
 def test_refuses_different_decoding():

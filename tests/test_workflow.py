@@ -1,5 +1,7 @@
 """Real Snakemake runs of the whole DAG on the tiny config (random 2-layer Llama, ~20-row data)."""
 import json
+import shutil
+import subprocess
 from collections import Counter
 
 import pandas as pd
@@ -60,19 +62,68 @@ def test_preference_mixture_is_built_and_reported(tiny_run):
 def test_delta_table_rows_and_numbers(tiny_run):
     workdir, _, _ = tiny_run
     df = pd.read_csv(workdir / "results/tables/delta.csv")
-    assert len(df) == 12  # 3 models x (3 benchmarks + macro)
-    assert set(df.model) == {"base", "run_a", "run_b"}
-    n = {b: int(v) for b, v in df[df.model == "run_a"].set_index("benchmark")["n"].items()}
-    assert n == {"arithmetic": 10, "arc_easy": 8, "gsm8k": 3, "macro_avg": 21}
-    for _, row in df[df.benchmark != "macro_avg"].iterrows():
+    ours = df[df.source == "evaluated"]
+    # 3 models x (3 benchmarks + 3 axes + macro), then the reference's 3 + 3 + macro
+    assert len(ours) == 21 and len(df) == 28
+    assert set(df.model) == {"base", "run_a", "run_b", "fixture-ref"}
+    bench = ours[ours.level == "benchmark"]
+    n = {b: int(v) for b, v in bench[bench.model == "run_a"].set_index("benchmark")["n"].items()}
+    assert n == {"arithmetic": 10, "arc_easy": 8, "gsm8k": 3}
+    for _, row in bench.iterrows():
         samples = read_jsonl(workdir / f"results/evals/{row.model}/{row.benchmark}.jsonl")
         assert len(samples) == row.n
         assert round(100 * sum(s["score"] for s in samples) / len(samples), 2) == row.score
         assert row.delta_pts == pytest.approx(row.score - row.base_score, abs=0.011)
-    base_rows = df[df.model == "base"]
-    assert (base_rows.delta_pts == 0).all()
+        assert row.ci_low <= row.delta_pts <= row.ci_high and 0 <= row.mcnemar_p <= 1
+    assert set(ours[ours.level == "axis"].benchmark) == {"knowledge", "target", "math"}
+    assert (ours[ours.model == "base"].delta_pts == 0).all()
+    ref = df[df.model == "fixture-ref"]
+    assert set(ref.source) == {"reference (not re-run)"} and ref.ci_low.isna().all()
     md = (workdir / "results/tables/delta.md").read_text()
-    assert "| run_a   | arithmetic" in md
+    assert "### run_a vs base" in md and "| arithmetic (10)" in md and "fixture-ref*" in md
+    assert "run_b_minus_run_a" in md
+    cmp = pd.read_csv(workdir / "results/tables/comparisons.csv")
+    assert set(cmp.comparison) == {"run_a_minus_base", "run_b_minus_base", "run_b_minus_run_a"}
+    row = cmp[(cmp.comparison == "run_b_minus_run_a") & (cmp.benchmark == "arc_easy")].iloc[0]
+    assert row.right_better + row.left_better + row.tie == pytest.approx(1.0) and row.n == 8
+    assert (workdir / "results/tables/delta.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_gates_selection_plots_and_model_card(tiny_run):
+    workdir, _, _ = tiny_run
+    sel = json.loads((workdir / "results/tables/selection.json").read_text())
+    gates = json.loads((workdir / "results/tables/gates.json").read_text())
+    assert set(gates) == {"run_a", "run_b"} and sel["chosen"] in gates
+    assert sel["lambda"] == 0.5 and sel["target_axes"] == ["target"] and sel["guarded_axes"] == ["knowledge"]
+    assert {c["model"] for c in sel["candidates"]} == {"run_a", "run_b"} and sel["frontier"]
+    assert (workdir / "results/tables/release_check.txt").read_text().startswith("PASS: ")
+    for png in ("forest", "loss_curves", "pareto"):
+        assert (workdir / f"results/plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = (workdir / "results/model_card.md").read_text()
+    chosen = sel["chosen"]
+    mixture = {"run_a": "mix_a", "run_b": "mix_b"}[chosen]
+    for text in (f"# {chosen}: adapter on tiny-random-llama", "## Delta vs base", "## Release gates",
+                 f"## Training data: mixture `{mixture}`", "## Recipe", "## Provenance", "config sha256",
+                 "git commit", "base weights sha256", "trl 1.", "**0 overlap**", "fixture-ref"):
+        assert text in card, text
+
+
+def test_strict_gate_fails_the_run_but_keeps_the_tables(tiny_run, tmp_path):
+    workdir, _, _ = tiny_run
+    # a copy at the same depth: code inputs are recorded relative to the working directory
+    work = tmp_path
+    shutil.copytree(workdir, work, symlinks=True, dirs_exist_ok=True)
+    cfg = tiny_config()
+    cfg["gates"].update(strict=True, target={"target": {"min_gain_pts": 50.0}})
+    proc = run_snakemake(work, write_config(work, cfg), check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "release gate failed (gates.strict is true)" in out
+    assert "target axis target: Δ +0.00 pts < required gain +50.00" in out
+    # only the selection stage reran; the tables and the card (which records the failure) exist
+    assert "rule evaluate" not in out and "rule adapter" not in out
+    assert not (work / "results/tables/release_check.txt").exists()
+    assert "**FAIL**" in (work / "results/model_card.md").read_text()
 
 
 def test_same_items_for_every_model(tiny_run):
@@ -173,8 +224,21 @@ def test_manifests_hold_no_secrets(tiny_run):
         assert SECRET not in p.read_text(), p
 
 
-def test_html_report_with_rule_graph(tiny_run):
+def test_html_report_renders_in_headless_chromium(tiny_run):
+    """`snakemake --report` gives one HTML file; Chromium runs its JavaScript and shows our
+    result categories (tables, plots, model card) in the rendered page."""
     workdir, cfg_path, _ = tiny_run
-    run_snakemake(workdir, cfg_path, "--report", str(workdir / "report.html"))
-    html = (workdir / "report.html").read_text()
-    assert "rulegraph" in html and "delta.csv" in html
+    report = workdir / "report.html"
+    run_snakemake(workdir, cfg_path, "--report", str(report))
+    html = report.read_text()
+    assert "rulegraph" in html and "delta.csv" in html and "forest.png" in html
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (make system-tools installs it as root)")
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                          "--virtual-time-budget=15000", "--dump-dom", report.as_uri()],
+                         capture_output=True, text=True, timeout=180, check=True).stdout
+    # the category links exist only once React has rendered the page
+    for category in ("Tables", "Plots", "Model card", "Selection", "Mixtures"):
+        assert f"<span>{category}</span>" in dom and f"<span>{category}</span>" not in html, category
+    assert "deltaflow run: base model tiny-random-llama" in dom

@@ -28,7 +28,8 @@ def _code(manifest: dict) -> str:
 def audit_chain(results: Path, model: str, benchmark: str) -> dict:
     """The provenance chain behind (model, benchmark) in results/tables/delta.csv."""
     table = pd.read_csv(results / "tables/delta.csv")
-    cell = table[(table.model == model) & (table.benchmark == benchmark)]
+    cell = table[(table.model == model) & (table.benchmark == benchmark) & (table.level == "benchmark")
+                 & (table.source == "evaluated")]
     if cell.empty:
         raise DeltaflowError(f"no row ({model}, {benchmark}) in {results / 'tables/delta.csv'}; "
                              f"models: {sorted(table.model.unique())}, "

@@ -181,6 +181,54 @@ def _check_references(config: dict, *, check_files: bool):
             elif datasets[ds].get("task") != spec["source"]["task"]:
                 yield (f"config key 'benchmarks.{bname}.dataset': dataset '{ds}' is not a "
                        f"generated '{spec['source']['task']}' task")
+    # axis lookups need every benchmark in the registry (an unknown one was reported above)
+    if all(bench.get("task", b) in known for b, bench in config["benchmarks"].items()):
+        yield from _check_tables(config)
+
+
+def model_names(config: dict) -> list[str]:
+    """Every model in the eval grid: the base and each run."""
+    return ["base", *sorted(config["runs"])]
+
+
+def benchmark_axis(config: dict, name: str) -> str:
+    bench = config["benchmarks"][name]
+    return bench.get("axis") or registry.load(bench.get("task", name))["axis"]
+
+
+def benchmark_axes(config: dict) -> dict[str, str]:
+    return {b: benchmark_axis(config, b) for b in sorted(config["benchmarks"])}
+
+
+def _check_tables(config: dict):
+    models = model_names(config)
+    tables = config.get("tables", {})
+    for i, pair in enumerate(tables.get("comparisons", [])):
+        for side in ("left", "right"):
+            if pair[side] not in models:
+                yield (f"config key 'tables.comparisons[{i}].{side}': unknown model "
+                       f"'{pair[side]}'; known: {', '.join(models)}")
+        if pair["left"] == pair["right"]:
+            yield f"config key 'tables.comparisons[{i}]': compares '{pair['left']}' with itself"
+    for ref, spec in tables.get("references", {}).items():
+        if ref in models:
+            yield (f"config key 'tables.references.{ref}': the name is also an evaluated model; "
+                   "give the reference a distinct display name")
+        for b in spec["scores"]:
+            if b not in config["benchmarks"]:
+                yield (f"config key 'tables.references.{ref}.scores.{b}': unknown benchmark; "
+                       f"known: {', '.join(sorted(config['benchmarks']))}")
+    axes = sorted(set(benchmark_axes(config).values()))
+    gates = config.get("gates", {})
+    for kind in ("target", "guarded"):
+        for axis in gates.get(kind, {}):
+            if axis not in axes:
+                yield (f"config key 'gates.{kind}.{axis}': no benchmark has axis '{axis}'; "
+                       f"axes: {', '.join(axes)} (set benchmarks.<name>.axis to regroup)")
+    both = sorted(set(gates.get("target", {})) & set(gates.get("guarded", {})))
+    if both:
+        yield (f"config key 'gates': axes {both} are both target and guarded; an axis is "
+               "either improved or protected")
 
 
 PREFERENCE_FORMATS = ("sharegpt_preference", "messages")

@@ -1,17 +1,29 @@
-"""Delta tables: every model's score per benchmark next to the base's, in points.
+"""Delta tables: every model vs the base (and any configured pair of models), with paired stats.
 
-Built only from the per-sample records and metrics the eval stage wrote. Two
-results are compared only when they cover the same doc ids with the same
-decoding spec; otherwise we refuse with the difference.
+Built only from the per-sample records and metrics the eval stage wrote. Two results are
+compared only when they cover the same doc ids with the same decoding spec; otherwise we
+refuse with the difference.
+
+Per (pair x benchmark): scores, delta in points, a paired bootstrap CI, McNemar's exact p
+for binary metrics, flips, and seed 003's right-better / left-better / tie rates. Per axis
+(benchmarks grouped by their axis) and a macro average over all benchmarks: the mean of
+the benchmark deltas with a CI from the same resamples (see stats.pooled_ci).
+
+Reference rows (external models' published scores from config) sit beside ours, marked as
+not re-run: they have no per-item records, so no CI and no flips.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from .errors import DeltaflowError
+from .stats import Comparison, benchmark_seed, compare_scores, pooled_ci
+
+REFERENCE = "reference (not re-run)"
+EVALUATED = "evaluated"
 
 
 @dataclass
@@ -25,6 +37,23 @@ class EvalResult:
     def doc_ids(self) -> list:
         return [r["doc_id"] for r in self.records]
 
+    @property
+    def scores(self) -> list[float]:
+        return [float(r["score"]) for r in self.records]
+
+
+@dataclass
+class TableSettings:
+    resamples: int = 1000
+    seed: int = 0
+    confidence: float = 0.95
+    axes: dict = field(default_factory=dict)  # benchmark -> axis (config overrides applied)
+
+    @classmethod
+    def from_config(cls, tables: dict, axes: dict) -> "TableSettings":
+        return cls(resamples=tables.get("bootstrap_resamples", 1000), seed=tables.get("seed", 0),
+                   confidence=tables.get("confidence", 0.95), axes=dict(axes))
+
 
 def check_comparable(a: EvalResult, b: EvalResult) -> None:
     if a.metrics["decoding_hash"] != b.metrics["decoding_hash"]:
@@ -35,53 +64,265 @@ def check_comparable(a: EvalResult, b: EvalResult) -> None:
     if a.doc_ids != b.doc_ids:
         only_a = sorted(set(a.doc_ids) - set(b.doc_ids))[:5]
         only_b = sorted(set(b.doc_ids) - set(a.doc_ids))[:5]
+        detail = (f"only in {a.model}: {only_a}, only in {b.model}: {only_b}" if only_a or only_b
+                  else "same ids in a different order")
         raise DeltaflowError(
             f"{a.benchmark}: {a.model} and {b.model} were scored on different items "
-            f"(only in {a.model}: {only_a}, only in {b.model}: {only_b}); rerun the evals"
+            f"({detail}); rerun the evals"
         )
 
 
-def delta_table(results: list[EvalResult], *, baseline: str = "base") -> pd.DataFrame:
-    """One row per (model, benchmark) plus a per-model macro-average row."""
-    by_key = {(r.model, r.benchmark): r for r in results}
-    rows = []
-    models = sorted({r.model for r in results}, key=lambda m: (m != baseline, m))
+def _index(results: list[EvalResult]) -> dict:
+    return {(r.model, r.benchmark): r for r in results}
+
+
+def _get(by_key: dict, model: str, bench: str) -> EvalResult:
+    if (model, bench) not in by_key:
+        raise DeltaflowError(f"missing eval result for ({model}, {bench})")
+    return by_key[(model, bench)]
+
+
+def _pts(x):
+    return None if x is None else round(100 * x, 2)
+
+
+def compare_models(results: list[EvalResult], left: str, right: str,
+                   settings: TableSettings) -> list[dict]:
+    """Rows for right vs left: one per benchmark, one per axis, one macro average."""
+    by_key = _index(results)
     benchmarks = sorted({r.benchmark for r in results})
+    per_bench: dict[str, Comparison] = {}
+    rows = []
+    for bench in benchmarks:
+        lres, rres = _get(by_key, left, bench), _get(by_key, right, bench)
+        check_comparable(lres, rres)
+        c = compare_scores(lres.scores, rres.scores, resamples=settings.resamples,
+                           seed=benchmark_seed(settings.seed, bench), confidence=settings.confidence)
+        per_bench[bench] = c
+        rows.append(_row(left, right, "benchmark", bench, settings.axes.get(bench, rres.metrics["axis"]),
+                         rres.metrics["metric"], [c], settings))
+    groups = {}
+    for bench in benchmarks:
+        groups.setdefault(settings.axes.get(bench, by_key[(right, bench)].metrics["axis"]), []).append(bench)
+    for axis in sorted(groups):
+        rows.append(_row(left, right, "axis", axis, axis, "mean",
+                         [per_bench[b] for b in groups[axis]], settings))
+    rows.append(_row(left, right, "macro", "macro_avg", "all", "mean", list(per_bench.values()), settings))
+    return rows
+
+
+def _row(left, right, level, name, axis, metric, parts: list[Comparison], settings) -> dict:
+    delta, lo, hi = pooled_ci(parts, settings.confidence)
+    single = parts[0] if len(parts) == 1 and level == "benchmark" else None
+    mean = lambda attr: sum(getattr(p, attr) for p in parts) / len(parts)  # noqa: E731
+    flips = [p for p in parts if p.wrong_to_correct is not None]
+    return {
+        "left": left, "right": right, "level": level, "benchmark": name, "axis": axis,
+        "metric": metric, "n": sum(p.n for p in parts),
+        "left_score": _pts(mean("left_score")), "right_score": _pts(mean("right_score")),
+        "delta_pts": _pts(delta), "ci_low": _pts(lo), "ci_high": _pts(hi),
+        "right_better": round(mean("right_better"), 4), "left_better": round(mean("left_better"), 4),
+        "tie": round(mean("tie"), 4),
+        "wrong_to_correct": sum(p.wrong_to_correct for p in flips) if flips else None,
+        "correct_to_wrong": sum(p.correct_to_wrong for p in flips) if flips else None,
+        "mcnemar_p": single.mcnemar_p if single else None,
+    }
+
+
+DELTA_COLUMNS = ["model", "source", "level", "benchmark", "axis", "metric", "n", "base_score", "score",
+                 "delta_pts", "ci_low", "ci_high", "mcnemar_p", "wrong_to_correct", "correct_to_wrong"]
+
+
+def delta_table(results: list[EvalResult], *, baseline: str = "base",
+                settings: TableSettings | None = None, references: dict | None = None) -> pd.DataFrame:
+    """Every model vs the baseline: benchmark, axis and macro rows, then reference rows."""
+    settings = settings or TableSettings()
+    models = sorted({r.model for r in results}, key=lambda m: (m != baseline, m))
+    if baseline not in models:
+        raise DeltaflowError(f"no eval results for the baseline '{baseline}'")
+    rows = []
     for model in models:
-        for bench in benchmarks:
-            res, base = by_key.get((model, bench)), by_key.get((baseline, bench))
-            if res is None or base is None:
-                raise DeltaflowError(f"missing eval result for ({model if res is None else baseline}, {bench})")
-            check_comparable(base, res)
-            rows.append({
-                "model": model,
-                "benchmark": bench,
-                "axis": res.metrics["axis"],
-                "metric": res.metrics["metric"],
-                "n": res.metrics["n"],
-                "base_score": round(100 * base.metrics["score"], 2),
-                "score": round(100 * res.metrics["score"], 2),
-                "delta_pts": round(100 * (res.metrics["score"] - base.metrics["score"]), 2),
-            })
-    df = pd.DataFrame(rows)
-    macro = (df.groupby("model", sort=False)[["base_score", "score", "delta_pts"]].mean().round(2)
-             .reset_index())
-    macro["benchmark"] = "macro_avg"
-    macro["axis"] = "all"
-    macro["metric"] = "mean"
-    macro["n"] = df.groupby("model", sort=False)["n"].sum().values
-    out = pd.concat([df, macro[df.columns]], ignore_index=True)
-    order = {m: i for i, m in enumerate(models)}
-    out["_m"] = out["model"].map(order)
-    out["_macro"] = out["benchmark"] == "macro_avg"
-    return out.sort_values(["_m", "_macro", "benchmark"]).drop(columns=["_m", "_macro"]).reset_index(drop=True)
+        for r in compare_models(results, baseline, model, settings):
+            rows.append({"model": model, "source": EVALUATED, "level": r["level"],
+                         "benchmark": r["benchmark"], "axis": r["axis"], "metric": r["metric"], "n": r["n"],
+                         "base_score": r["left_score"], "score": r["right_score"],
+                         "delta_pts": r["delta_pts"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                         "mcnemar_p": r["mcnemar_p"], "wrong_to_correct": r["wrong_to_correct"],
+                         "correct_to_wrong": r["correct_to_wrong"]})
+    df = pd.DataFrame(rows, columns=DELTA_COLUMNS)
+    if references:
+        df = pd.concat([df, reference_rows(df[df.model == baseline], references)], ignore_index=True)
+    return df
 
 
-def to_markdown(df: pd.DataFrame, title: str = "Delta vs base") -> str:
-    shown = df.copy()
-    for col in ("base_score", "score"):
-        shown[col] = shown[col].map(lambda x: f"{x:.2f}")
-    shown["delta_pts"] = shown["delta_pts"].map(lambda x: f"{x:+.2f}")
+def reference_rows(base_rows: pd.DataFrame, references: dict) -> pd.DataFrame:
+    """External scores (percent) beside the base's; axis/macro rows only where every
+    benchmark of that group has a reference score (a partial average would mislead)."""
+    bench = base_rows[base_rows.level == "benchmark"].set_index("benchmark")
+    rows = []
+    for name in sorted(references):
+        scores = references[name]
+        unknown = sorted(set(scores) - set(bench.index))
+        if unknown:
+            raise DeltaflowError(f"reference '{name}' has scores for {unknown}, which are not "
+                                 f"evaluated benchmarks ({', '.join(bench.index)})")
+        for level, group_of in (("benchmark", lambda b: b), ("axis", lambda b: bench.loc[b, "axis"]),
+                                ("macro", lambda b: "macro_avg")):
+            groups = {}
+            for b in bench.index:
+                groups.setdefault(group_of(b), []).append(b)
+            for gname, members in sorted(groups.items()):
+                if not all(b in scores for b in members):
+                    continue
+                score = sum(scores[b] for b in members) / len(members)
+                base = bench.loc[members, "score"].mean()
+                rows.append({"model": name, "source": REFERENCE, "level": level, "benchmark": gname,
+                             "axis": bench.loc[members[0], "axis"] if level != "macro" else "all",
+                             "metric": bench.loc[members[0], "metric"] if level == "benchmark" else "mean",
+                             "n": None, "base_score": round(base, 2), "score": round(score, 2),
+                             "delta_pts": round(score - base, 2)})
+    return pd.DataFrame(rows, columns=DELTA_COLUMNS)
+
+
+COMPARISON_COLUMNS = ["comparison", "left", "right", "level", "benchmark", "axis", "n", "left_score",
+                      "right_score", "delta_pts", "ci_low", "ci_high", "right_better", "left_better",
+                      "tie", "wrong_to_correct", "correct_to_wrong", "mcnemar_p"]
+
+
+def comparison_table(results: list[EvalResult], pairs: list[tuple[str, str]],
+                     settings: TableSettings) -> pd.DataFrame:
+    """Seed 003's pairwise rows: `<right>_minus_<left>`, mean delta and win/loss/tie rates."""
+    models = {r.model for r in results}
+    rows = []
+    for left, right in pairs:
+        for name in (left, right):
+            if name not in models:
+                raise DeltaflowError(f"comparison {left} vs {right}: no eval results for '{name}'; "
+                                     f"evaluated models: {', '.join(sorted(models))}")
+        for r in compare_models(results, left, right, settings):
+            rows.append({"comparison": f"{right}_minus_{left}", **r})
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+# ---- rendering -------------------------------------------------------------------------------
+
+def _fmt(x, spec="{:.2f}"):
+    return "" if x is None or pd.isna(x) else spec.format(x)
+
+
+def _label(row) -> str:
+    if row["level"] == "benchmark":
+        return f"{row['benchmark']} ({int(row['n'])})" if not pd.isna(row["n"]) else row["benchmark"]
+    if row["level"] == "axis":
+        return f"**axis: {row['benchmark']}**"
+    return "**macro avg**"
+
+
+def _ordered(df: pd.DataFrame, first: tuple = ()) -> pd.DataFrame:
+    order = {"benchmark": 0, "axis": 1, "macro": 2}
+    return (df.assign(_o=df.level.map(order)).sort_values([*first, "_o", "axis", "benchmark"], kind="stable")
+            .drop(columns="_o"))
+
+
+def scoreboard(df: pd.DataFrame, baseline: str = "base") -> pd.DataFrame:
+    """Seed 001's board: one row per benchmark/axis/macro, a score column per model and reference."""
+    refs = sorted(df[df.source == REFERENCE].model.unique())
+    models = [m for m in df[df.source == EVALUATED].model.unique()]
+    base = _ordered(df[df.model == baseline])
+    out = pd.DataFrame({"benchmark (n)": [_label(r) for _, r in base.iterrows()]})
+    for name in refs + models:
+        sub = df[df.model == name].set_index(["level", "benchmark"])
+        col = f"{name}*" if name in refs else name
+        out[col] = [_fmt(sub["score"].get((r.level, r.benchmark))) for r in base.itertuples()]
+    return out
+
+
+def model_section(df: pd.DataFrame, model: str, confidence: float) -> pd.DataFrame:
+    """One model vs base: scores, delta with CI, McNemar p, flips, and delta vs best reference."""
+    rows = _ordered(df[(df.model == model) & (df.source == EVALUATED)])
+    refs = df[df.source == REFERENCE].set_index(["level", "benchmark"])
+    pct = int(round(100 * confidence))
+    out = []
+    for _, r in rows.iterrows():
+        line = {"benchmark (n)": _label(r), "base": _fmt(r.base_score), model: _fmt(r.score),
+                "Δ pts": _fmt(r.delta_pts, "{:+.2f}"),
+                f"{pct}% CI": f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
+                "McNemar p": _fmt(r.mcnemar_p, "{:.3g}"),
+                "W→C / C→W": ("" if pd.isna(r.wrong_to_correct)
+                              else f"{int(r.wrong_to_correct)} / {int(r.correct_to_wrong)}")}
+        if len(refs):
+            key = (r.level, r.benchmark)
+            best = refs["score"][refs.index == key].max() if key in refs.index else None
+            line["Δ vs best ref*"] = _fmt(None if best is None or pd.isna(best) else r.score - best, "{:+.2f}")
+        out.append(line)
+    return pd.DataFrame(out)
+
+
+def comparison_section(cdf: pd.DataFrame) -> pd.DataFrame:
+    order = {c: i for i, c in enumerate(dict.fromkeys(cdf.comparison))}
+    rows = _ordered(cdf.assign(_c=cdf.comparison.map(order)), first=("_c",))
+    return pd.DataFrame([{
+        "comparison": r.comparison, "benchmark (n)": _label(r), "mean Δ pts": _fmt(r.delta_pts, "{:+.2f}"),
+        "CI": f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]", "right better": _fmt(r.right_better, "{:.4f}"),
+        "left better": _fmt(r.left_better, "{:.4f}"), "tie": _fmt(r.tie, "{:.4f}"),
+        "shared items": int(r.n)} for _, r in rows.iterrows()])
+
+
+def _md(df: pd.DataFrame) -> str:
     # disable_numparse keeps the explicit "+" sign and two decimals as written
-    return f"## {title}\n\nScores in percent; delta in points; n = items scored.\n\n" + \
-        shown.to_markdown(index=False, disable_numparse=True) + "\n"
+    return df.to_markdown(index=False, disable_numparse=True)
+
+
+def _notes(settings: TableSettings, has_refs: bool) -> str:
+    pct = int(round(100 * settings.confidence))
+    text = (f"Scores in percent; Δ in points (model − base); {pct}% CI from a paired bootstrap over "
+            f"shared items ({settings.resamples} resamples, seed {settings.seed}); axis and macro "
+            "rows average their benchmarks' deltas. McNemar p: exact test on the discordant "
+            "items (binary metrics). W→C / C→W: items that flipped wrong→correct / correct→wrong.")
+    if has_refs:
+        text += " \\* reference scores from config, not re-run here (no CI)."
+    return text
+
+
+def to_markdown(df: pd.DataFrame, settings: TableSettings, *, title: str, baseline: str = "base",
+                comparisons: pd.DataFrame | None = None) -> str:
+    has_refs = bool((df.source == REFERENCE).any())
+    parts = [f"## {title}", "", _notes(settings, has_refs), "", "### Scores", "", _md(scoreboard(df, baseline))]
+    for model in [m for m in df[df.source == EVALUATED].model.unique() if m != baseline]:
+        parts += ["", f"### {model} vs {baseline}", "", _md(model_section(df, model, settings.confidence))]
+    if comparisons is not None and len(comparisons):
+        parts += ["", "### Pairwise comparisons", "",
+                  "Rates are the share of shared items where the right (first-named) or left model "
+                  "scored higher, or both the same.", "", _md(comparison_section(comparisons))]
+    return "\n".join(parts) + "\n"
+
+
+HTML_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0 2em; font-size: 14px; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f3f3f3; }
+p.note { max-width: 60em; color: #555; }
+"""
+
+
+def to_html(df: pd.DataFrame, settings: TableSettings, *, title: str, baseline: str = "base",
+            comparisons: pd.DataFrame | None = None) -> str:
+    import html
+
+    def table(frame):
+        return frame.replace(r"\*\*(.*)\*\*", r"\1", regex=True).to_html(index=False, border=0, escape=True)
+
+    has_refs = bool((df.source == REFERENCE).any())
+    body = [f"<h1>{html.escape(title)}</h1>",
+            f"<p class='note'>{html.escape(_notes(settings, has_refs).replace(chr(92), ''))}</p>",
+            "<h2>Scores</h2>", table(scoreboard(df, baseline))]
+    for model in [m for m in df[df.source == EVALUATED].model.unique() if m != baseline]:
+        body += [f"<h2>{html.escape(model)} vs {html.escape(baseline)}</h2>",
+                 table(model_section(df, model, settings.confidence))]
+    if comparisons is not None and len(comparisons):
+        body += ["<h2>Pairwise comparisons</h2>", table(comparison_section(comparisons))]
+    return ("<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+            f"<title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")

@@ -1,0 +1,49 @@
+# What a person opens: plots for Snakemake's HTML report and the chosen model's card.
+
+
+rule plots:
+    input:
+        delta="results/tables/delta.csv",
+        selection="results/tables/selection.json",
+        metrics=expand("results/adapters/{run}/metrics.json", run=RUNS),
+        code=stage_code("plots"),
+    output:
+        forest=report("results/plots/forest.png", caption="report/forest.rst", category="Plots"),
+        loss=report("results/plots/loss_curves.png", caption="report/loss.rst", category="Plots"),
+        pareto=report("results/plots/pareto.png", caption="report/pareto_plot.rst", category="Plots"),
+    params:
+        confidence=config["tables"]["confidence"],
+    log:
+        "logs/report/plots.log",
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/make_plots.py"
+
+
+rule model_card:
+    input:
+        delta="results/tables/delta.csv",
+        gates="results/tables/gates.json",
+        selection="results/tables/selection.json",
+        # the chosen model is known only after `select`; every candidate's files are inputs
+        adapters=expand("results/adapters/{run}/manifest.json", run=RUNS),
+        mixtures=sorted({f"results/mixtures/{r['mixture']}/manifest.json" for r in config["runs"].values()}),
+        base=BASE,
+        code=stage_code("model_card"),
+    output:
+        report("results/model_card.md", caption="report/model_card.rst", category="Model card"),
+    params:
+        base_name=config["base_model"]["name"],
+        runs=config["runs"],
+        tables=config["tables"],
+        axes=AXES,
+        config_sha=CONFIG_SHA,
+    log:
+        "logs/report/model_card.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/write_model_card.py"

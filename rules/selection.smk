@@ -1,0 +1,40 @@
+# Release gates per model and the Pareto choice of the model to ship (seed 001's rule).
+
+
+rule select:
+    input:
+        delta="results/tables/delta.csv",
+        code=stage_code("select"),
+    output:
+        gates="results/tables/gates.json",
+        selection="results/tables/selection.json",
+        pareto=report("results/tables/pareto.csv", caption="report/pareto.rst", category="Selection"),
+    params:
+        gates=config["gates"],
+        candidates=CANDIDATES,
+    log:
+        "logs/tables/select.log",
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/select_model.py"
+
+
+# The workflow's last word: with gates.strict it fails when the chosen model misses a gate.
+rule release_check:
+    input:
+        gates="results/tables/gates.json",
+        selection="results/tables/selection.json",
+        code=stage_code("select"),
+    output:
+        "results/tables/release_check.txt",
+    params:
+        strict=config["gates"]["strict"],
+    log:
+        "logs/tables/release_check.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/release_check.py"

@@ -1,0 +1,91 @@
+"""Report figures (matplotlib, headless): forest plot of deltas, loss curves, Pareto front."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on cluster nodes or CI
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from .io import atomic_path  # noqa: E402
+from .tables import EVALUATED  # noqa: E402
+
+_LEVEL_ORDER = {"benchmark": 0, "axis": 1, "macro": 2}
+
+
+def _save(fig, path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def forest_plot(df: pd.DataFrame, path, *, baseline: str = "base", confidence: float = 0.95) -> None:
+    """Δ vs base with its CI, one row per benchmark / axis / macro, one colour per model."""
+    rows = df[(df.source == EVALUATED) & (df.model != baseline)].copy()
+    rows["_o"] = rows.level.map(_LEVEL_ORDER)
+    labels = (rows.sort_values(["_o", "axis", "benchmark"])
+              .apply(lambda r: r.benchmark if r.level == "benchmark"
+                     else (f"axis: {r.benchmark}" if r.level == "axis" else "macro avg"), axis=1)
+              .drop_duplicates().tolist())
+    models = list(dict.fromkeys(rows.model))
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.45 * len(labels) * max(1, len(models) ** 0.5)))
+    step = 0.8 / max(1, len(models))
+    for i, model in enumerate(models):
+        sub = rows[rows.model == model]
+        for _, r in sub.iterrows():
+            label = (r.benchmark if r.level == "benchmark"
+                     else (f"axis: {r.benchmark}" if r.level == "axis" else "macro avg"))
+            y = labels.index(label) + (i - (len(models) - 1) / 2) * step
+            ax.errorbar(r.delta_pts, y, xerr=[[r.delta_pts - r.ci_low], [r.ci_high - r.delta_pts]],
+                        fmt="s" if r.level != "benchmark" else "o", color=f"C{i % 10}", capsize=3,
+                        label=model if _ == sub.index[0] else None)
+    ax.axvline(0, color="#444", lw=1)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"Δ vs {baseline} (points), {int(round(100 * confidence))}% paired-bootstrap CI")
+    ax.grid(axis="x", alpha=0.3)
+    if models:
+        ax.legend(loc="best", fontsize=8)
+    _save(fig, path)
+
+
+def loss_curves(curves: dict[str, list[dict]], path) -> None:
+    """Training loss per logged step, one line per run."""
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for i, (run, curve) in enumerate(sorted(curves.items())):
+        points = [(p["step"], p["loss"]) for p in curve if p.get("loss") is not None]
+        if points:
+            steps, losses = zip(*points)
+            ax.plot(steps, losses, marker=".", color=f"C{i % 10}", label=run)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def pareto_plot(selection: dict, path) -> None:
+    """Target gain vs worst guarded regression; the frontier joined, the chosen model starred."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    cands = selection["candidates"]
+    for c in cands:
+        x, y = c["worst_guarded_regression_pts"], c["target_gain_pts"]
+        ax.scatter(x, y, color="C0" if c["passes_gates"] else "C3", zorder=3,
+                   marker="*" if c["model"] == selection["chosen"] else "o",
+                   s=220 if c["model"] == selection["chosen"] else 40)
+        ax.annotate(c["model"], (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    front = sorted((c for c in cands if c["on_frontier"]), key=lambda c: c["worst_guarded_regression_pts"])
+    if len(front) > 1:
+        ax.plot([c["worst_guarded_regression_pts"] for c in front], [c["target_gain_pts"] for c in front],
+                color="#888", ls="--", zorder=2, label="Pareto frontier")
+        ax.legend(fontsize=8)
+    ax.scatter(0, 0, color="#999", marker="D", zorder=3)
+    ax.annotate("base", (0, 0), textcoords="offset points", xytext=(6, 4), fontsize=8, color="#666")
+    ax.set_xlabel("worst guarded-axis regression (points, lower is better)")
+    ax.set_ylabel("target gain (points)")
+    ax.set_title(f"chosen: {selection['chosen']} (λ = {selection['lambda']:g}); red = misses a gate",
+                 fontsize=9)
+    ax.grid(alpha=0.3)
+    _save(fig, path)

@@ -1,0 +1,109 @@
+"""Release gates and Pareto selection over the models in the delta table.
+
+Seed 001's rule: the target axes must go up, every guarded axis must stay within a
+tolerance, and the model to ship is chosen by
+``score = target_gain - lambda * max(0, worst_guarded_regression)`` — best, not last.
+
+- target_gain: the mean of the target axes' deltas (points); with no target axes, the
+  macro-average delta.
+- worst_guarded_regression: the largest drop (points, positive = worse) over the guarded
+  axes; 0 with none.
+All numbers come from the axis rows of the delta table (mean of the axis' benchmark deltas,
+with the paired-bootstrap CI).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .errors import DeltaflowError
+from .tables import EVALUATED
+
+
+def axis_rows(df: pd.DataFrame, model: str) -> dict[str, dict]:
+    rows = df[(df.model == model) & (df.source == EVALUATED) & (df.level.isin(["axis", "macro"]))]
+    if rows.empty:
+        raise DeltaflowError(f"no axis rows for model '{model}' in the delta table")
+    return {r.benchmark if r.level == "axis" else "macro_avg":
+            {"delta_pts": float(r.delta_pts), "ci_low": float(r.ci_low), "ci_high": float(r.ci_high)}
+            for r in rows.itertuples()}
+
+
+def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
+    """Each configured check with its numbers, whether it passed, and why (in words)."""
+    checks = []
+    for axis, rule in sorted(gates.get("target", {}).items()):
+        a, bound, need = axes[axis], rule.get("bound", "point"), rule.get("min_gain_pts", 0.0)
+        value = a["delta_pts"] if bound == "point" else a["ci_low"]
+        ok = value >= need
+        what = "Δ" if bound == "point" else "CI lower bound"
+        checks.append({"axis": axis, "kind": "target", "bound": bound, "value_pts": value,
+                       "threshold_pts": need, "passed": ok,
+                       "reason": f"target axis {axis}: {what} {value:+.2f} pts "
+                                 f"{'>=' if ok else '<'} required gain {need:+.2f}"})
+    for axis, rule in sorted(gates.get("guarded", {}).items()):
+        a, bound, tol = axes[axis], rule.get("bound", "point"), rule.get("tolerance_pts", 0.5)
+        value = a["delta_pts"] if bound == "point" else a["ci_low"]
+        ok = value >= -tol
+        what = "Δ" if bound == "point" else "CI lower bound"
+        checks.append({"axis": axis, "kind": "guarded", "bound": bound, "value_pts": value,
+                       "threshold_pts": -tol, "passed": ok,
+                       "reason": f"guarded axis {axis}: {what} {value:+.2f} pts "
+                                 f"{'within' if ok else 'beyond'} tolerance -{tol:.2f}"})
+    return {"passes": all(c["passed"] for c in checks), "checks": checks}
+
+
+def selection_score(axes: dict[str, dict], gates: dict, lam: float) -> dict:
+    targets = sorted(gates.get("target", {}))
+    guarded = sorted(gates.get("guarded", {}))
+    gain = (sum(axes[a]["delta_pts"] for a in targets) / len(targets) if targets
+            else axes["macro_avg"]["delta_pts"])
+    regression = max([0.0] + [-axes[a]["delta_pts"] for a in guarded])
+    return {"target_gain_pts": round(gain, 4), "worst_guarded_regression_pts": round(regression, 4),
+            "score": round(gain - lam * regression, 4)}
+
+
+def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
+    """Names whose (gain, regression) no other point beats: gain >= and regression <=, one strictly."""
+    front = []
+    for name, (g, r) in points.items():
+        dominated = any(g2 >= g and r2 <= r and (g2 > g or r2 < r)
+                        for other, (g2, r2) in points.items() if other != name)
+        if not dominated:
+            front.append(name)
+    return sorted(front, key=lambda n: (-points[n][0], points[n][1], n))
+
+
+def select(df: pd.DataFrame, gates: dict, candidates: list[str]) -> tuple[dict, dict]:
+    """(verdicts per model, selection) for the candidate models (every model but the base)."""
+    if not candidates:
+        raise DeltaflowError("no candidate models to select from (configure at least one run)")
+    lam = gates.get("lambda", 1.0)
+    verdicts, rows = {}, []
+    for model in candidates:
+        axes = axis_rows(df, model)
+        verdicts[model] = gate_verdict(axes, gates)
+        rows.append({"model": model, **selection_score(axes, gates, lam),
+                     "passes_gates": verdicts[model]["passes"]})
+    front = pareto_front({r["model"]: (r["target_gain_pts"], r["worst_guarded_regression_pts"])
+                          for r in rows})
+    for r in rows:
+        r["on_frontier"] = r["model"] in front
+    passing = [r for r in rows if r["passes_gates"]]
+    pool = passing or rows
+    best = min(pool, key=lambda r: (-r["score"], -r["target_gain_pts"], r["model"]))
+    reason = (f"highest score among the {len(passing)} of {len(rows)} models that pass every gate"
+              if passing else f"no model passes every gate; highest score of all {len(rows)} models")
+    selection = {
+        "lambda": lam, "target_axes": sorted(gates.get("target", {})),
+        "guarded_axes": sorted(gates.get("guarded", {})),
+        "formula": "score = target_gain - lambda * max(0, worst_guarded_regression)",
+        "chosen": best["model"], "chosen_passes_gates": best["passes_gates"], "reason": reason,
+        "frontier": front,
+        "candidates": sorted(rows, key=lambda r: (-r["score"], r["model"])),
+    }
+    return verdicts, selection
+
+
+def failed_reasons(verdict: dict) -> list[str]:
+    return [c["reason"] for c in verdict["checks"] if not c["passed"]]

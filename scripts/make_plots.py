@@ -1,0 +1,14 @@
+"""Rule plots: forest plot of deltas, training loss curves, Pareto front (PNGs for the report)."""
+from pathlib import Path
+
+import pandas as pd
+
+from deltaflow.io import read_json
+from deltaflow.plots import forest_plot, loss_curves, pareto_plot
+from deltaflow.rulekit import start_job
+
+start_job(snakemake)  # noqa: F821
+inp, out = snakemake.input, snakemake.output  # noqa: F821
+forest_plot(pd.read_csv(inp.delta), out.forest, confidence=snakemake.params.confidence)  # noqa: F821
+loss_curves({Path(m).parent.name: read_json(m).get("loss_curve", []) for m in inp.metrics}, out.loss)
+pareto_plot(read_json(inp.selection), out.pareto)

@@ -1,0 +1,17 @@
+"""Rule release_check: the final gate. In strict mode, a chosen model that misses a gate fails the run."""
+from deltaflow.errors import DeltaflowError
+from deltaflow.io import read_json, write_text
+from deltaflow.rulekit import start_job
+from deltaflow.selection import failed_reasons
+
+start_job(snakemake)  # noqa: F821
+sel = read_json(snakemake.input.selection)  # noqa: F821
+verdict = read_json(snakemake.input.gates)[sel["chosen"]]  # noqa: F821
+reasons = failed_reasons(verdict)
+if reasons and snakemake.params.strict:  # noqa: F821
+    raise DeltaflowError(
+        f"release gate failed (gates.strict is true): the chosen model '{sel['chosen']}' misses "
+        f"{len(reasons)} gate(s):\n  " + "\n  ".join(reasons)
+        + "\nSee results/tables/gates.json and results/model_card.md; relax gates or improve the model.")
+status = "PASS" if not reasons else "FAIL (not strict: reported, not enforced)"
+write_text(snakemake.output[0], f"{status}: {sel['chosen']}\n" + "".join(f"  {r}\n" for r in reasons))  # noqa: F821

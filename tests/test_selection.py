@@ -1,0 +1,82 @@
+"""Gates and Pareto selection on small delta-table fixtures."""
+import pandas as pd
+import pytest
+
+from deltaflow.errors import DeltaflowError
+from deltaflow.selection import failed_reasons, gate_verdict, pareto_front, select
+
+
+def table(models: dict) -> pd.DataFrame:
+    """models: name -> {axis: (delta, ci_low, ci_high)}; adds the macro row as the mean."""
+    rows = []
+    for model, axes in models.items():
+        for axis, (d, lo, hi) in axes.items():
+            rows.append({"model": model, "source": "evaluated", "level": "axis", "benchmark": axis,
+                         "delta_pts": d, "ci_low": lo, "ci_high": hi})
+        ds = [v[0] for v in axes.values()]
+        rows.append({"model": model, "source": "evaluated", "level": "macro", "benchmark": "macro_avg",
+                     "delta_pts": sum(ds) / len(ds), "ci_low": -1.0, "ci_high": 1.0})
+    return pd.DataFrame(rows)
+
+
+GATES = {"target": {"style": {"min_gain_pts": 1.0}},
+         "guarded": {"math": {"tolerance_pts": 0.5}, "code": {"tolerance_pts": 0.5, "bound": "ci_low"}},
+         "lambda": 2.0}
+
+
+def test_gate_passes_and_fails_with_reasons():
+    axes = {"style": {"delta_pts": 3.0, "ci_low": 1.0, "ci_high": 5.0},
+            "math": {"delta_pts": -0.4, "ci_low": -2.0, "ci_high": 1.0},
+            "code": {"delta_pts": 0.0, "ci_low": -0.3, "ci_high": 0.3}}
+    v = gate_verdict(axes, GATES)
+    assert v["passes"] and [c["axis"] for c in v["checks"]] == ["style", "code", "math"]
+    # non-inferiority on code: a point delta of 0 is not enough when the CI reaches -0.8
+    axes["code"]["ci_low"] = -0.8
+    v = gate_verdict(axes, GATES)
+    assert not v["passes"]
+    assert failed_reasons(v) == ["guarded axis code: CI lower bound -0.80 pts beyond tolerance -0.50"]
+    axes["style"]["delta_pts"] = 0.5
+    assert "target axis style: Δ +0.50 pts < required gain +1.00" in failed_reasons(gate_verdict(axes, GATES))
+    # superiority on the target: the CI lower bound must reach the gain
+    strict_target = {"target": {"style": {"min_gain_pts": 0.0, "bound": "ci_low"}}}
+    assert gate_verdict({"style": {"delta_pts": 2.0, "ci_low": -0.1, "ci_high": 4}}, strict_target)["passes"] is False
+
+
+def test_pareto_selection_picks_best_score_among_passing_not_last():
+    df = table({
+        "run@step100": {"style": (4.0, 2.0, 6.0), "math": (-2.0, -3, -1), "code": (0.0, -0.2, 0.2)},
+        "run@step50": {"style": (3.0, 1.0, 5.0), "math": (-0.3, -1, 0.4), "code": (0.1, -0.1, 0.3)},
+        "run@step20": {"style": (1.5, 0.1, 3.0), "math": (0.0, -1, 1), "code": (0.0, -0.4, 0.4)},
+        "run@step10": {"style": (0.5, -1, 2.0), "math": (-0.6, -2, 1), "code": (0.0, -0.4, 0.4)},
+    })
+    verdicts, sel = select(df, GATES, ["run@step10", "run@step20", "run@step50", "run@step100"])
+    scores = {c["model"]: c["score"] for c in sel["candidates"]}
+    # score = mean target gain - 2 * max(0, worst guarded regression)
+    assert scores == {"run@step100": 0.0, "run@step50": 2.4, "run@step20": 1.5, "run@step10": -0.7}
+    assert not verdicts["run@step100"]["passes"] and verdicts["run@step50"]["passes"]
+    assert sel["chosen"] == "run@step50" and sel["chosen_passes_gates"]
+    # frontier: step100 (most gain), step50, step20 (no regression); step10 is dominated
+    assert sel["frontier"] == ["run@step100", "run@step50", "run@step20"]
+    assert [c["on_frontier"] for c in sel["candidates"] if c["model"] == "run@step10"] == [False]
+
+
+def test_when_nothing_passes_the_best_score_is_chosen_and_flagged():
+    df = table({"a": {"style": (0.2, 0, 1), "math": (-3.0, -4, -2), "code": (0, -1, 1)},
+                "b": {"style": (0.1, 0, 1), "math": (-1.0, -2, 0), "code": (0, -1, 1)}})
+    _, sel = select(df, GATES, ["a", "b"])
+    assert sel["chosen"] == "b" and sel["chosen_passes_gates"] is False
+    assert sel["reason"].startswith("no model passes every gate")
+
+
+def test_no_gates_selects_on_macro_delta():
+    df = table({"a": {"x": (1.0, 0, 2)}, "b": {"x": (2.0, 1, 3)}})
+    verdicts, sel = select(df, {}, ["a", "b"])
+    assert sel["chosen"] == "b" and verdicts["b"] == {"passes": True, "checks": []}
+
+
+def test_pareto_front_ties_and_errors():
+    assert pareto_front({"a": (1.0, 0.0), "b": (1.0, 0.0), "c": (0.5, 0.0)}) == ["a", "b"]
+    with pytest.raises(DeltaflowError, match="no candidate models"):
+        select(table({"a": {"x": (1, 0, 2)}}), {}, [])
+    with pytest.raises(DeltaflowError, match="no axis rows for model 'zz'"):
+        select(table({"a": {"x": (1, 0, 2)}}), {}, ["zz"])
