@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from deltaflow.benchmarks import item_spec
-from deltaflow.config import benchmark_axes, benchmark_spec, validate_config
+from deltaflow.config import benchmark_axes, benchmark_spec, checkpoint_models, model_names, validate_config
 from deltaflow.io import sha256_text
 from deltaflow import sources
 
@@ -21,9 +21,11 @@ config.update(_canonical)
 DATASETS = sorted(config["datasets"])
 MIXTURES = sorted(config["mixtures"])
 RUNS = sorted(config["runs"])
-MODELS = ["base"] + RUNS
-# the models the selection chooses among (checkpoints and merges join them as they land)
-CANDIDATES = RUNS
+# `<run>@step<N>`: a run's saved checkpoints are models of their own (recipes' save_every)
+CHECKPOINTS = checkpoint_models(config)
+MODELS = model_names(config)
+# the models the selection chooses among: every run and checkpoint ("best, not last")
+CANDIDATES = [m for m in MODELS if m != "base"]
 BENCHMARKS = sorted(config["benchmarks"])
 # resolved once: params functions run per job, and a 10k-job grid would resolve each 200 times
 BENCH_SPECS = {name: benchmark_spec(config, name) for name in BENCHMARKS}
@@ -108,6 +110,12 @@ def get_run_train(wildcards):
     return f"results/mixtures/{config['runs'][wildcards.run]['mixture']}/train.jsonl"
 
 
+def get_run_init(wildcards):
+    """The adapter a run continues (`init_from`), if any."""
+    init = config["runs"][wildcards.run].get("init_from")
+    return {"init": f"results/adapters/{init}/manifest.json"} if init else {}
+
+
 def get_benchmark_input(wildcards):
     spec = BENCH_SPECS[wildcards.benchmark]
     inputs = {"code": stage_code("benchmark_items")}
@@ -125,8 +133,22 @@ def get_eval_input(wildcards):
     inputs = {"base": BASE, "code": stage_code("evaluate"),
               "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in BENCHMARKS]}
     if wildcards.model != "base":
-        inputs["adapter"] = f"results/adapters/{wildcards.model}/manifest.json"
+        inputs["adapter"] = f"results/adapters/{model_run(wildcards.model)}/manifest.json"
     return inputs
+
+
+def model_run(model):
+    """The run a model comes from: itself, or the run of a `<run>@step<N>` checkpoint."""
+    return CHECKPOINTS[model][0] if model in CHECKPOINTS else model
+
+
+def model_adapter_dir(model):
+    if model == "base":
+        return None
+    if model in CHECKPOINTS:
+        run, step = CHECKPOINTS[model]
+        return f"results/adapters/{run}/checkpoints/step{step}"
+    return f"results/adapters/{model}"
 
 
 def get_final_output():

@@ -52,6 +52,7 @@ rule evaluate:
         batch_size=config["eval"]["batch_size"],
         device=config["eval"]["device"],
         cache_dir="results/evals/.cache",
+        adapter_dir=lambda w: model_adapter_dir(w.model),
     log:
         "logs/evals/{model}.log",
     threads: 2

@@ -26,6 +26,9 @@ rule release_check:
     input:
         gates="results/tables/gates.json",
         selection="results/tables/selection.json",
+        # last: a strict failure stops the run only after the card and plots are written
+        card="results/model_card.md",
+        forest="results/plots/forest.png",
         code=stage_code("select"),
     output:
         "results/tables/release_check.txt",

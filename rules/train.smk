@@ -1,8 +1,10 @@
-# One LoRA adapter per run (mixture x recipe), trained with TRL's SFTTrainer.
+# One PEFT adapter per run (mixture x recipe): TRL's SFTTrainer, or DPOTrainer on a preference
+# mixture; a run may continue another run's adapter (init_from). Killed jobs resume.
 
 
 rule adapter:
     input:
+        unpack(get_run_init),
         train=get_run_train,
         base=BASE,
         code=stage_code("adapter"),
@@ -14,6 +16,9 @@ rule adapter:
         recipe=lambda w: config["recipes"][config["runs"][w.run]["recipe"]],
         device=config["train"]["device"],
         chat_template_path=config["base_model"]["chat_template_path"],
+        init_from=lambda w: config["runs"][w.run].get("init_from"),
+        init_dir=lambda w: (f"results/adapters/{config['runs'][w.run]['init_from']}"
+                            if config["runs"][w.run].get("init_from") else None),
     log:
         "logs/adapters/{run}.log",
     threads: 2

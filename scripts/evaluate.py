@@ -19,7 +19,8 @@ log = logging.getLogger("evaluate")
 p = snakemake.params  # noqa: F821
 inp = snakemake.input  # noqa: F821
 base_dir = Path(inp.base).parent
-adapter_dir = Path(inp.adapter).parent if "adapter" in inp.keys() else None
+# a run's final adapter or one of its checkpoints (results/adapters/<run>/checkpoints/step<N>)
+adapter_dir = Path(p.adapter_dir) if p.adapter_dir else None
 settings = {"batch_size": p.batch_size, "device": p.device}
 
 identity = {"base_weights": read_json(inp.base)["weights_sha256"]}
@@ -51,7 +52,8 @@ for i, (spec, docs) in enumerate(zip(p.specs, inp.docs)):
     metrics["model"] = snakemake.wildcards.model  # noqa: F821
     model_inputs = {k: inp[k] for k in ("base", "adapter") if k in inp.keys()}
     metrics["manifest"] = build_manifest("eval", inputs={**model_inputs, "docs": docs, "code": list(inp.code)},
-                                         params={"spec": spec, **settings}, started=started)
+                                         params={"spec": spec, **settings, "adapter_dir": p.adapter_dir},
+                                         started=started)
     with atomic_path(snakemake.output.samples[i]) as tmp:  # noqa: F821
         shutil.copyfile(entry / "samples.jsonl", tmp)
     write_json(snakemake.output.metrics[i], metrics)  # noqa: F821

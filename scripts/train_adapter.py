@@ -1,23 +1,40 @@
-"""Rule adapter: train one (mixture x recipe) LoRA adapter with TRL + PEFT."""
+"""Rule adapter: train one (mixture x recipe) PEFT adapter with TRL (resumable)."""
+import json
+import shutil
 from pathlib import Path
 
-from deltaflow.io import atomic_dir, read_jsonl, write_json
+from deltaflow.io import atomic_dir, read_json, read_jsonl, sha256_path, sha256_text, write_json
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
-from deltaflow.training import train_sft_adapter
+from deltaflow.training import train_adapter
 
 started = start_job(snakemake)  # noqa: F821
-p = snakemake.params
-out_dir = Path(snakemake.output.manifest).parent
-rows = read_jsonl(snakemake.input.train)
+p = snakemake.params  # noqa: F821
+run = snakemake.wildcards.run  # noqa: F821
+out_dir = Path(snakemake.output.manifest).parent  # noqa: F821
+rows = read_jsonl(snakemake.input.train)  # noqa: F821
+# Trainer checkpoints for resuming a killed attempt live beside the adapter; they are only
+# reused for exactly these inputs (the key), and removed once the adapter is in place.
+resume_dir = out_dir.parent / ".resume" / run
+resume_key = sha256_text(json.dumps({
+    "train": sha256_path(snakemake.input.train), "recipe": p.recipe, "device": p.device,  # noqa: F821
+    "base": read_json(snakemake.input.base)["weights_sha256"],  # noqa: F821
+    "chat_template_path": p.chat_template_path,
+    # continuing another run's adapter: its files are part of what this run is made from
+    "init": sha256_path(snakemake.input.init) if p.init_dir else None}, sort_keys=True))  # noqa: F821
 with atomic_dir(out_dir) as tmp:
-    metrics = train_sft_adapter(Path(snakemake.input.base).parent, rows, p.recipe, tmp,
-                                device=p.device, chat_template_path=p.chat_template_path)
-    write_json(tmp / "recipe.json", {"run": snakemake.wildcards.run, "mixture": p.mixture,
-                                     "recipe": p.recipe, "device": p.device})
+    metrics = train_adapter(Path(snakemake.input.base).parent, rows, p.recipe, tmp,  # noqa: F821
+                            device=p.device, chat_template_path=p.chat_template_path,
+                            init_dir=Path(p.init_dir) if p.init_dir else None,
+                            resume_dir=resume_dir, resume_key=resume_key)
+    write_json(tmp / "recipe.json", {"run": run, "mixture": p.mixture, "recipe": p.recipe, "device": p.device,
+                                     "init_from": p.init_from})
     write_json(tmp / "metrics.json", metrics)
     write_manifest(tmp / "manifest.json", "adapter",
-                   inputs={"train": snakemake.input.train, "base": snakemake.input.base,
-                           "code": list(snakemake.input.code)},
-                   params={"run": snakemake.wildcards.run, "mixture": p.mixture,
-                           "recipe": p.recipe, "device": p.device}, started=started)
+                   inputs={"train": snakemake.input.train, "base": snakemake.input.base,  # noqa: F821
+                           "code": list(snakemake.input.code),  # noqa: F821
+                           **({"init": snakemake.input.init} if p.init_dir else {})},  # noqa: F821
+                   params={"run": run, "mixture": p.mixture, "recipe": p.recipe, "device": p.device,
+                           "init_from": p.init_from},
+                   started=started, extra={"resumed_from_step": metrics["resumed_from_step"]})
+shutil.rmtree(resume_dir, ignore_errors=True)

@@ -12,14 +12,14 @@ start_job(snakemake)  # noqa: F821
 p, inp = snakemake.params, snakemake.input  # noqa: F821
 selection = read_json(inp.selection)
 model = selection["chosen"]
-run = p.runs[model]
+run = p.runs[p.model_runs[model]]  # a checkpoint `<run>@step<N>` describes its run's data and recipe
 adapters = {Path(m).parent.name: m for m in inp.adapters}
 mixtures = {Path(m).parent.name: m for m in inp.mixtures}
 card = render_model_card(
     model=model, base_name=p.base_name, delta=pd.read_csv(inp.delta),
     settings=TableSettings.from_config(p.tables, p.axes), verdict=read_json(inp.gates)[model],
     selection=selection, run=run, mixture_manifest=read_json(mixtures[run["mixture"]]),
-    adapter_manifest=read_json(adapters[model]), base_manifest=read_json(inp.base),
+    adapter_manifest=read_json(adapters[p.model_runs[model]]), base_manifest=read_json(inp.base),
     config_sha=p.config_sha,
     reference_notes={k: v.get("note", "") for k, v in p.tables["references"].items()},
 )

@@ -29,11 +29,14 @@ def test_default_config_validates(repo, monkeypatch):
      "mixtures.mix_a.components[0].multiplier", "less than or equal to the minimum"),
     (lambda c: c["mixtures"]["mix_a"]["components"][0].update(fraction=0.5),
      "mixtures.mix_a.components[0]", "exactly one of multiplier, fraction, rows or share"),
-    (lambda c: c["datasets"].update(pairs={"type": "file", "path": c["datasets"]["alpaca"]["path"],
-                                           "format": "sharegpt_preference"}) or
-     c["mixtures"].update(pref={"kind": "preference", "components": [{"dataset": "pairs", "multiplier": 1}]}) or
-     c["runs"]["run_a"].update(mixture="pref"),
-     "runs.run_a.mixture", "DPO) is not supported yet"),
+    (lambda c: c["runs"]["run_dpo"].update(recipe="tiny_lora"),
+     "runs.run_dpo.recipe", "is a preference mixture"),
+    (lambda c: c["runs"]["run_a"].update(recipe="tiny_dpo"),
+     "runs.run_a.mixture", "needs a `kind: preference` mixture"),
+    (lambda c: c["runs"]["run_dpo"].update(init_from="run_x"),
+     "runs.run_dpo.init_from", "'run_x' is not another run"),
+    (lambda c: c["runs"]["run_a"].update(init_from="run_dpo"),
+     "runs.run_a.init_from", "loops back"),
     (lambda c: c["mixtures"]["mix_a"].update(min_share={"taks": 0.2}),
      "mixtures.mix_a.min_share.taks", "no component or profile named 'taks'"),
     (lambda c: c["mixtures"]["mix_a"]["components"][0].update(labels_from="mmlu"),
@@ -77,6 +80,12 @@ def test_default_config_validates(repo, monkeypatch):
      "gates.guarded.generel", "no benchmark has axis 'generel'"),
     (lambda c: c["gates"]["guarded"].update(target={"tolerance_pts": 0.5}),
      "gates", "both target and guarded"),
+    (lambda c: c["recipes"]["tiny_lora"].update(load_in_4bit=True),
+     "recipes.tiny_lora.load_in_4bit", "needs a CUDA GPU and train.device is cpu"),
+    (lambda c: c["recipes"]["tiny_lora"].update(save_every=6),
+     "recipes.tiny_lora.save_every", "not below max_steps (6)"),
+    (lambda c: c["recipes"]["tiny_lora"].update(method="pissa"),
+     "recipes.tiny_lora.method", "is not one of"),
     (lambda c: c["gates"]["guarded"]["knowledge"].update(bound="lower"),
      "gates.guarded.knowledge.bound", "is not one of"),
 ])
@@ -113,3 +122,15 @@ def test_benchmark_axis_override_regroups(tiny_cfg):
     assert benchmark_axes(cfg) == {"arc_easy": "knowledge", "arithmetic": "target", "gsm8k": "reasoning"}
     # the registry's own axis is unchanged: only the tables see the override
     assert benchmark_spec(cfg, "gsm8k")["axis"] == "math"
+
+
+def test_checkpoints_are_models(tiny_cfg):
+    from deltaflow.config import checkpoint_models, model_names
+
+    tiny_cfg["recipes"]["tiny_dora"]["save_every"] = 2
+    cfg = validate_config(tiny_cfg)
+    assert checkpoint_models(cfg) == {"run_b@step2": ("run_b", 2), "run_b@step4": ("run_b", 4)}
+    assert model_names(cfg) == ["base", "run_a", "run_b", "run_dpo", "run_b@step2", "run_b@step4"]
+    # a checkpoint can be compared like any model
+    tiny_cfg["tables"]["comparisons"].append({"left": "run_b@step2", "right": "run_b"})
+    validate_config(tiny_cfg)

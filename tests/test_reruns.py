@@ -67,7 +67,7 @@ def test_editing_one_mixture_reruns_only_its_run(done):
     path = edited(work, cfg, lambda c: c["mixtures"]["mix_b"]["components"][0].update(fraction=0.75))
     assert planned_jobs(work, path, wf / "Snakefile") == {
         ("mixture", "mixture=mix_b"), ("adapter", "run=run_b"), ("evaluate", "model=run_b"),
-        *TABLES_AND_AFTER,
+        ("evaluate", "model=run_b@step3"), *TABLES_AND_AFTER,
     }
     # run it: exactly that mixture's manifest changes
     mixtures = work / "results/mixtures"
@@ -89,13 +89,14 @@ def test_editing_one_benchmark_n_reruns_that_benchmark_for_every_model(done):
         # the item pool (what mixtures are decontaminated against) does not depend on n:
         # no mixture, adapter or benchmark_items job reruns
         ("benchmark_docs", "benchmark=arc_easy"), ("evaluate", "model=base"),
-        ("evaluate", "model=run_a"), ("evaluate", "model=run_b"), *TABLES_AND_AFTER,
+        ("evaluate", "model=run_a"), ("evaluate", "model=run_b"), ("evaluate", "model=run_b@step3"),
+        ("evaluate", "model=run_dpo"), *TABLES_AND_AFTER,
     }
     # The eval jobs rerun (one per model), but only arc_easy is recomputed: the other
     # benchmarks' results come from the content-addressed cache, byte-identical.
     before = {p: p.read_bytes() for p in (work / "results/evals").glob("*/gsm8k.jsonl")}
     run_snakemake(work, path, snakefile=wf / "Snakefile")
-    for model in ("base", "run_a", "run_b"):
+    for model in ("base", "run_a", "run_b", "run_b@step3", "run_dpo"):
         arc = json.loads((work / f"results/evals/{model}/arc_easy.json").read_text())
         assert arc["n"] == 6 and arc["cache"]["hit"] is False
         for bench in ("arithmetic", "gsm8k"):
@@ -104,18 +105,30 @@ def test_editing_one_benchmark_n_reruns_that_benchmark_for_every_model(done):
     # back to the original n: every result is in the cache, nothing is recomputed
     write_config(work, cfg)
     run_snakemake(work, work / "config.yaml", snakefile=wf / "Snakefile")
-    for model in ("base", "run_a", "run_b"):
+    for model in ("base", "run_a", "run_b", "run_b@step3", "run_dpo"):
         for bench in ("arithmetic", "arc_easy", "gsm8k"):
             assert json.loads((work / f"results/evals/{model}/{bench}.json").read_text())["cache"]["hit"] is True
 
 
 def test_editing_a_recipe_reruns_its_runs(done):
     work, cfg, wf = done
+    path = edited(work, cfg, lambda c: [r.update(learning_rate=0.02) for r in c["recipes"].values()])
+    jobs = planned_jobs(work, path, wf / "Snakefile")
+    assert {j for j in jobs if j[0] == "adapter"} == {("adapter", "run=run_a"), ("adapter", "run=run_b"),
+                                                     ("adapter", "run=run_dpo")}
+    assert not any(j[0] in ("mixture", "dataset", "base_model", "benchmark_docs") for j in jobs)
+    assert {j for j in jobs if j[0] == "evaluate"} == {("evaluate", "model=run_a"), ("evaluate", "model=run_b"),
+                                                      ("evaluate", "model=run_b@step3"), ("evaluate", "model=run_dpo")}
+    # one recipe: its run and what continues that run's adapter (run_dpo's init_from)
+    path = edited(work, cfg, lambda c: c["recipes"]["tiny_dora"].update(learning_rate=0.02))
+    jobs = planned_jobs(work, path, wf / "Snakefile")
+    assert {j for j in jobs if j[0] in ("adapter", "evaluate")} == {
+        ("adapter", "run=run_b"), ("evaluate", "model=run_b"), ("evaluate", "model=run_b@step3")}
     path = edited(work, cfg, lambda c: c["recipes"]["tiny_lora"].update(learning_rate=0.02))
     jobs = planned_jobs(work, path, wf / "Snakefile")
-    assert {j for j in jobs if j[0] == "adapter"} == {("adapter", "run=run_a"), ("adapter", "run=run_b")}
-    assert not any(j[0] in ("mixture", "dataset", "base_model", "benchmark_docs") for j in jobs)
-    assert {j for j in jobs if j[0] == "evaluate"} == {("evaluate", "model=run_a"), ("evaluate", "model=run_b")}
+    assert {j for j in jobs if j[0] in ("adapter", "evaluate")} == {
+        ("adapter", "run=run_a"), ("adapter", "run=run_dpo"), ("evaluate", "model=run_a"),
+        ("evaluate", "model=run_dpo")}
     write_config(work, cfg)
 
 

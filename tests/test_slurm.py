@@ -57,10 +57,11 @@ def slurm_run(cluster, tmp_path_factory):
 def test_every_job_ran_under_slurm(slurm_run):
     workdir, out = slurm_run
     submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+?)/", out)
-    # 24 jobs: base, 3 datasets, 3 mixtures, 2 adapters, 3 item pools, 3 benchmark subsets,
-    # 3 evals (one per model, all benchmarks), tables, selection, release check, plots, model card
-    assert len(submitted) == 24, out[-3000:]
-    assert len({job_id for job_id, _ in submitted}) == 24
+    # 27 jobs: base, 3 datasets, 3 mixtures, 3 adapters (SFT, DoRA, DPO), 3 item pools,
+    # 3 benchmark subsets, 5 evals (one per model incl. the run_b@step3 checkpoint, all
+    # benchmarks), tables, selection, release check, plots, model card
+    assert len(submitted) == 27, out[-3000:]
+    assert len({job_id for job_id, _ in submitted}) == 27
     rules = {rule for _, rule in submitted}
     assert rules == {"base_model", "dataset", "mixture", "adapter", "benchmark_items", "benchmark_docs",
                      "evaluate", "delta_table", "select", "release_check", "plots", "model_card"}

@@ -49,6 +49,21 @@ def test_mixture_rows_per_component(tiny_run):
     assert (workdir / "results/mixtures/mix_a/rejected.jsonl").exists()
 
 
+def test_dpo_on_top_of_sft_raises_the_preference_margin(tiny_run):
+    workdir, _, _ = tiny_run
+    metrics = json.loads((workdir / "results/adapters/run_dpo/metrics.json").read_text())
+    assert metrics["objective"] == "dpo" and metrics["reference"] == "base"
+    assert metrics["init_from"] == "results/adapters/run_a" and metrics["steps"] == 6
+    before, after = metrics["preference_before"], metrics["preference_after"]
+    # TRL's implicit reward margin (chosen - rejected, vs the base as reference) on the
+    # training pairs goes up with training
+    assert after["rewards/margins"] > before["rewards/margins"]
+    manifest = json.loads((workdir / "results/adapters/run_dpo/manifest.json").read_text())
+    assert "init" in manifest["inputs"] and manifest["params"]["init_from"] == "run_a"
+    # only the trained adapter is saved (not TRL's frozen "ref" copy)
+    assert not (workdir / "results/adapters/run_dpo/ref").exists()
+
+
 def test_preference_mixture_is_built_and_reported(tiny_run):
     workdir, _, _ = tiny_run
     rows = read_jsonl(workdir / "results/mixtures/pref/train.jsonl")
@@ -63,9 +78,9 @@ def test_delta_table_rows_and_numbers(tiny_run):
     workdir, _, _ = tiny_run
     df = pd.read_csv(workdir / "results/tables/delta.csv")
     ours = df[df.source == "evaluated"]
-    # 3 models x (3 benchmarks + 3 axes + macro), then the reference's 3 + 3 + macro
-    assert len(ours) == 21 and len(df) == 28
-    assert set(df.model) == {"base", "run_a", "run_b", "fixture-ref"}
+    # 5 models x (3 benchmarks + 3 axes + macro), then the reference's 3 + 3 + macro
+    assert len(ours) == 35 and len(df) == 42
+    assert set(df.model) == {"base", "run_a", "run_b", "run_b@step3", "run_dpo", "fixture-ref"}
     bench = ours[ours.level == "benchmark"]
     n = {b: int(v) for b, v in bench[bench.model == "run_a"].set_index("benchmark")["n"].items()}
     assert n == {"arithmetic": 10, "arc_easy": 8, "gsm8k": 3}
@@ -83,7 +98,8 @@ def test_delta_table_rows_and_numbers(tiny_run):
     assert "### run_a vs base" in md and "| arithmetic (10)" in md and "fixture-ref*" in md
     assert "run_b_minus_run_a" in md
     cmp = pd.read_csv(workdir / "results/tables/comparisons.csv")
-    assert set(cmp.comparison) == {"run_a_minus_base", "run_b_minus_base", "run_b_minus_run_a"}
+    assert set(cmp.comparison) == {"run_a_minus_base", "run_b_minus_base", "run_b@step3_minus_base",
+                                   "run_dpo_minus_base", "run_b_minus_run_a"}
     row = cmp[(cmp.comparison == "run_b_minus_run_a") & (cmp.benchmark == "arc_easy")].iloc[0]
     assert row.right_better + row.left_better + row.tie == pytest.approx(1.0) and row.n == 8
     assert (workdir / "results/tables/delta.html").read_text().startswith("<!DOCTYPE html>")
@@ -93,15 +109,15 @@ def test_gates_selection_plots_and_model_card(tiny_run):
     workdir, _, _ = tiny_run
     sel = json.loads((workdir / "results/tables/selection.json").read_text())
     gates = json.loads((workdir / "results/tables/gates.json").read_text())
-    assert set(gates) == {"run_a", "run_b"} and sel["chosen"] in gates
+    assert set(gates) == {"run_a", "run_b", "run_b@step3", "run_dpo"} and sel["chosen"] in gates
     assert sel["lambda"] == 0.5 and sel["target_axes"] == ["target"] and sel["guarded_axes"] == ["knowledge"]
-    assert {c["model"] for c in sel["candidates"]} == {"run_a", "run_b"} and sel["frontier"]
+    assert {c["model"] for c in sel["candidates"]} == set(gates) and sel["frontier"]
     assert (workdir / "results/tables/release_check.txt").read_text().startswith("PASS: ")
     for png in ("forest", "loss_curves", "pareto"):
         assert (workdir / f"results/plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = (workdir / "results/model_card.md").read_text()
     chosen = sel["chosen"]
-    mixture = {"run_a": "mix_a", "run_b": "mix_b"}[chosen]
+    mixture = {"run_a": "mix_a", "run_b": "mix_b", "run_b@step3": "mix_b", "run_dpo": "pref"}[chosen]
     for text in (f"# {chosen}: adapter on tiny-random-llama", "## Delta vs base", "## Release gates",
                  f"## Training data: mixture `{mixture}`", "## Recipe", "## Provenance", "config sha256",
                  "git commit", "base weights sha256", "trl 1.", "**0 overlap**", "fixture-ref"):
@@ -157,6 +173,35 @@ def test_adapter_changed_the_model(tiny_run):
     assert metrics["tokens_seen"] > 0 and metrics["tokens_per_s"] > 0 and metrics["peak_memory_mb"] > 0
     recipe = json.loads((workdir / "results/adapters/run_a/recipe.json").read_text())
     assert recipe["recipe"]["r"] == 4 and recipe["mixture"] == "mix_a"
+
+
+def test_dora_rslora_run_and_its_checkpoint_arm(tiny_run):
+    import torch
+    from peft import PeftModel
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    workdir, _, _ = tiny_run
+    run_b = workdir / "results/adapters/run_b"
+    cfg = json.loads((run_b / "adapter_config.json").read_text())
+    assert cfg["use_dora"] is True and cfg["use_rslora"] is True
+    with safe_open(run_b / "adapter_model.safetensors", "pt") as f:
+        keys = list(f.keys())
+    # DoRA = a learned magnitude vector per adapted layer, beside the LoRA A/B matrices
+    assert any("lora_magnitude_vector" in k for k in keys) and any("lora_A" in k for k in keys)
+    step3 = run_b / "checkpoints/step3"
+    assert (step3 / "adapter_model.safetensors").read_bytes() != (run_b / "adapter_model.safetensors").read_bytes()
+    metrics = json.loads((run_b / "metrics.json").read_text())
+    assert [c["step"] for c in metrics["checkpoints"]] == [3] and metrics["peft"]["method"] == "dora"
+    # the checkpoint is a model of its own in the eval grid, loaded from its own folder
+    ev = json.loads((workdir / "results/evals/run_b@step3/arc_easy.json").read_text())
+    assert ev["manifest"]["params"]["adapter_dir"] == "results/adapters/run_b/checkpoints/step3"
+    base_dir = workdir / "results/models/base"
+    ids = AutoTokenizer.from_pretrained(base_dir)("What is 2 + 2?", return_tensors="pt").input_ids
+    with torch.no_grad():
+        before = AutoModelForCausalLM.from_pretrained(base_dir)(ids).logits
+        after = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), run_b)(ids).logits
+    assert (after - before).abs().max().item() > 1e-3
 
 
 def test_every_artifact_has_a_manifest_with_input_hashes(tiny_run):

@@ -151,17 +151,25 @@ def _check_references(config: dict, *, check_files: bool):
                    "give each component a distinct `name:`")
         yield from _check_mixture(config, mname, mix, names)
 
+    for rname, recipe in config["recipes"].items():
+        if recipe.get("load_in_4bit") and config.get("train", {}).get("device", "cpu") != "cuda":
+            yield (f"config key 'recipes.{rname}.load_in_4bit': QLoRA (a 4-bit base through "
+                   "bitsandbytes) needs a CUDA GPU and train.device is cpu; set train.device: cuda "
+                   "(and train.gpus) on a GPU machine, or load_in_4bit: false")
+        if recipe.get("save_every") and recipe["save_every"] >= recipe.get("max_steps", 100):
+            yield (f"config key 'recipes.{rname}.save_every': {recipe['save_every']} is not below "
+                   f"max_steps ({recipe.get('max_steps', 100)}), so no checkpoint would be saved; "
+                   "lower it or remove it")
+
     for rname, run in config["runs"].items():
         if run["mixture"] not in config["mixtures"]:
             yield (f"config key 'runs.{rname}.mixture': unknown mixture '{run['mixture']}'; "
                    f"known: {', '.join(sorted(config['mixtures']))}")
-        elif config["mixtures"][run["mixture"]].get("kind") == "preference":
-            yield (f"config key 'runs.{rname}.mixture': '{run['mixture']}' is a preference "
-                   "mixture; training on chosen/rejected pairs (DPO) is not supported yet, only SFT. "
-                   "Leave it out of `runs:` (it is still built and reported)")
         if run["recipe"] not in config["recipes"]:
             yield (f"config key 'runs.{rname}.recipe': unknown recipe '{run['recipe']}'; "
                    f"known: {', '.join(sorted(config['recipes']))}")
+
+    yield from _check_runs(config)
 
     known = registry.available()
     for bname, bench in config["benchmarks"].items():
@@ -186,9 +194,60 @@ def _check_references(config: dict, *, check_files: bool):
         yield from _check_tables(config)
 
 
+def _check_runs(config: dict):
+    """Objective vs mixture kind, and init_from chains."""
+    runs = config["runs"]
+    for rname, run in runs.items():
+        mix, recipe = config["mixtures"].get(run["mixture"]), config["recipes"].get(run["recipe"])
+        if mix is None or recipe is None:
+            continue  # reported above
+        kind, objective = mix.get("kind", "sft"), recipe.get("objective", "sft")
+        if kind == "preference" and objective != "dpo":
+            yield (f"config key 'runs.{rname}.recipe': '{run['mixture']}' is a preference mixture "
+                   f"(chosen/rejected pairs) but recipe '{run['recipe']}' has objective {objective}; "
+                   "use a recipe with objective: dpo")
+        if kind != "preference" and objective == "dpo":
+            yield (f"config key 'runs.{rname}.mixture': recipe '{run['recipe']}' trains DPO, which "
+                   f"needs a `kind: preference` mixture; '{run['mixture']}' is {kind}")
+        init = run.get("init_from")
+        if init is None:
+            continue
+        if init not in runs or init == rname:
+            yield (f"config key 'runs.{rname}.init_from': '{init}' is not another run; "
+                   f"known: {', '.join(sorted(r for r in runs if r != rname))}")
+            continue
+        seen, cur = {rname}, init
+        while cur is not None and cur in runs:
+            if cur in seen:
+                yield f"config key 'runs.{rname}.init_from': the init_from chain loops back to '{cur}'"
+                break
+            seen.add(cur)
+            cur = runs[cur].get("init_from")
+        init_recipe = config["recipes"].get(runs[init]["recipe"], {})
+        if init_recipe.get("load_in_4bit", False) != recipe.get("load_in_4bit", False):
+            yield (f"config key 'runs.{rname}.init_from': '{init}' and this run differ in "
+                   "load_in_4bit; continue an adapter on the same base precision")
+
+
+def checkpoint_steps(recipe: dict) -> list[int]:
+    """The steps a run saves before its final one (``save_every``), in order."""
+    every = recipe.get("save_every")
+    return list(range(every, recipe["max_steps"], every)) if every else []
+
+
+def checkpoint_models(config: dict) -> dict[str, tuple[str, int]]:
+    """``<run>@step<N>`` -> (run, N) for every saved checkpoint of every run."""
+    out = {}
+    for run, spec in sorted(config["runs"].items()):
+        recipe = config["recipes"].get(spec["recipe"])  # an unknown recipe is reported elsewhere
+        for step in checkpoint_steps(recipe) if recipe else []:
+            out[f"{run}@step{step}"] = (run, step)
+    return out
+
+
 def model_names(config: dict) -> list[str]:
-    """Every model in the eval grid: the base and each run."""
-    return ["base", *sorted(config["runs"])]
+    """Every model in the eval grid: the base, each run and each run's checkpoints."""
+    return ["base", *sorted(config["runs"]), *checkpoint_models(config)]
 
 
 def benchmark_axis(config: dict, name: str) -> str:

@@ -83,7 +83,9 @@ def render_model_card(*, model: str, base_name: str, delta: pd.DataFrame, settin
             lines += [f"References: {notes}", ""]
     lines += _gate_section(model, verdict, selection) + [""]
     lines += _mixture_section(run["mixture"], mixture_manifest["mixture"]) + [""]
-    lines += ["## Recipe", "", f"Run `{model}` = mixture `{run['mixture']}` × recipe `{run['recipe']}`:", "",
+    source = (f"`{model}` is the step-{model.split('@step')[1]} checkpoint of a run" if "@step" in model
+              else f"Run `{model}`")
+    lines += ["## Recipe", "", f"{source}: mixture `{run['mixture']}` × recipe `{run['recipe']}`:", "",
               "```yaml", yaml.safe_dump(adapter_manifest["params"]["recipe"], sort_keys=True).rstrip(), "```", ""]
     lines += _provenance(config_sha, base_manifest, adapter_manifest)
     return "\n".join(lines) + "\n"

@@ -1,0 +1,81 @@
+"""A training job killed with SIGKILL resumes from its last checkpoint when Snakemake reruns it."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import REPO, SNAKEMAKE, run_snakemake, tiny_config, write_config
+
+pytestmark = pytest.mark.e2e
+TARGET = "results/adapters/run_a/manifest.json"
+
+
+def one_run_config(max_steps: int) -> dict:
+    cfg = tiny_config()
+    cfg["recipes"]["tiny_lora"].update(max_steps=max_steps, resume_every=5, logging_steps=1)
+    cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
+    cfg["mixtures"] = {"mix_a": cfg["mixtures"]["mix_a"]}
+    cfg["tables"]["comparisons"] = []
+    cfg["gates"]["guarded"] = {}
+    return cfg
+
+
+def test_kill_9_mid_training_then_rerun_resumes(tmp_path):
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    killed.mkdir(), clean.mkdir()
+    cfg = one_run_config(40)
+    # --retries 1: Snakemake restarts a failed job once, as the profiles do (restart-times)
+    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(killed), "--configfile",
+           str(write_config(killed, cfg)), "--cores", "2", "--retries", "1", TARGET]
+    log = open(tmp_path / "snakemake.out", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"))
+    resume = killed / "results/adapters/.resume/run_a"
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline:
+            steps = [int(p.name.split("-")[1]) for p in resume.glob("checkpoint-*")
+                     if (p / "trainer_state.json").exists()]
+            if steps and max(steps) >= 10:
+                break
+            assert proc.poll() is None, "the training finished before it could be killed"
+            time.sleep(0.2)
+        else:
+            pytest.fail("no trainer checkpoint appeared")
+        # SIGKILL the training job itself (as an OOM killer or a lost node would): it gets no
+        # chance to clean up; nothing half-written may look complete
+        job = subprocess.run(["pgrep", "-s", str(proc.pid), "-f", "train_adapter"], capture_output=True,
+                             text=True).stdout.split()
+        assert job, "no training process found"
+        for pid in job:
+            os.kill(int(pid), signal.SIGKILL)
+        assert not (killed / TARGET).exists()
+        assert proc.wait(timeout=600) == 0, (tmp_path / "snakemake.out").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    metrics = json.loads((killed / "results/adapters/run_a/metrics.json").read_text())
+    assert metrics["steps"] == 40 and metrics["resumed_from_step"] >= 10
+    assert "resuming from step" in (killed / "logs/adapters/run_a.log").read_text()
+    assert not resume.exists()  # removed once the adapter is in place
+    # same data order and RNG: the resumed steps' losses match an uninterrupted run's
+    run_snakemake(clean, write_config(clean, cfg), TARGET)
+    ref = json.loads((clean / "results/adapters/run_a/metrics.json").read_text())
+    assert ref["resumed_from_step"] is None
+    after = {c["step"]: c["loss"] for c in metrics["loss_curve"]}
+    expected = {c["step"]: c["loss"] for c in ref["loss_curve"] if c["step"] in after}
+    assert len(after) >= 25 and after == pytest.approx(expected, rel=1e-4, abs=1e-5)
+
+
+def test_a_resume_folder_for_other_inputs_is_discarded(tmp_path):
+    from deltaflow.training import prepare_resume_dir
+
+    d = tmp_path / "r"
+    (d / "checkpoint-5").mkdir(parents=True)
+    (d / "checkpoint-5/trainer_state.json").write_text("{}")
+    (d / "key.txt").write_text("old")
+    assert prepare_resume_dir(d, "old") == 5
+    assert prepare_resume_dir(d, "new") is None and not (d / "checkpoint-5").exists()
