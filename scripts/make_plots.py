@@ -10,5 +10,8 @@ from deltaflow.rulekit import start_job
 start_job(snakemake)  # noqa: F821
 inp, out = snakemake.input, snakemake.output  # noqa: F821
 forest_plot(pd.read_csv(inp.delta), out.forest, confidence=snakemake.params.confidence)  # noqa: F821
-loss_curves({Path(m).parent.name: read_json(m).get("loss_curve", []) for m in inp.metrics}, out.loss)
+metrics = {Path(m).parent.name: read_json(m) for m in inp.metrics}
+# SFT and DPO losses are on different scales: the legend says which is which
+loss_curves({f"{run} ({m.get('objective', 'sft')})": m.get("loss_curve", []) for run, m in metrics.items()},
+            out.loss)
 pareto_plot(read_json(inp.selection), out.pareto)

@@ -152,7 +152,8 @@ def _training_args(recipe: dict, device: str, scratch: Path, resumable: bool) ->
         save_steps=resume_every(recipe),
         save_total_limit=1,  # the newest checkpoint is all a resume needs
         report_to=[],
-        include_num_input_tokens_seen=True,
+        # real tokens, not padding: what tokens/s and the packing comparison should count
+        include_num_input_tokens_seen="non_padding",
         disable_tqdm=True,
         dataloader_num_workers=0,
         # Batches of similar length: on CPU the cost is padded tokens, and a mix of short
