@@ -254,8 +254,13 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
             trainer.model.delete_adapter("ref")
         extra["reference"] = "init" if init_dir is not None and recipe.get("reference") == "init" else "base"
         extra["preference_before"] = _margin(trainer, trainer.train_dataset)
-    # TRL drops examples with no trainable tokens after truncation; count them.
-    used = len(trainer.train_dataset)
+    # TRL drops examples with no trainable tokens after truncation; count them. (Packed, the
+    # dataset holds packed sequences, not rows, so its length says nothing about drops.)
+    packed = getattr(args, "packing", False)  # SFT only
+    used = len(trainer.train_dataset) if not packed else len(train_rows)
+    if packed:
+        log.info("packed %d rows into %d sequences of up to %d tokens", len(train_rows),
+                 len(trainer.train_dataset), recipe["max_length"])
     if used < len(train_rows):
         log.warning("TRL dropped %d of %d examples with no trainable tokens after truncation to "
                     "max_length=%d", len(train_rows) - used, len(train_rows), recipe["max_length"])
