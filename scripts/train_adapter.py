@@ -38,3 +38,7 @@ with atomic_dir(out_dir) as tmp:
                            "init_from": p.init_from},
                    started=started, extra={"resumed_from_step": metrics["resumed_from_step"]})
 shutil.rmtree(resume_dir, ignore_errors=True)
+try:
+    resume_dir.parent.rmdir()  # results/adapters/.resume, once no other run is resuming
+except OSError:
+    pass
