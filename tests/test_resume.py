@@ -15,7 +15,7 @@ TARGET = "results/adapters/run_a/manifest.json"
 
 def one_run_config(max_steps: int) -> dict:
     cfg = tiny_config()
-    cfg["recipes"]["tiny_lora"].update(max_steps=max_steps, resume_every=5, logging_steps=1)
+    cfg["recipes"]["tiny_lora"].update(max_steps=max_steps, resume_every=5, save_every=5, logging_steps=1)
     cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
     cfg["mixtures"] = {"mix_a": cfg["mixtures"]["mix_a"]}
     cfg["tables"]["comparisons"] = []
@@ -61,6 +61,10 @@ def test_kill_9_mid_training_then_rerun_resumes(tmp_path):
     assert metrics["steps"] == 40 and metrics["resumed_from_step"] >= 10
     assert "resuming from step" in (killed / "logs/adapters/run_a.log").read_text()
     assert not resume.exists()  # removed once the adapter is in place
+    # checkpoint arms saved before the kill survive the resume
+    assert sorted(int(d.name[4:]) for d in (killed / "results/adapters/run_a/checkpoints").iterdir()) == \
+        list(range(5, 40, 5))
+    assert [c["step"] for c in metrics["checkpoints"]] == list(range(5, 40, 5))
     # same data order and RNG: the resumed steps' losses match an uninterrupted run's
     run_snakemake(clean, write_config(clean, cfg), TARGET)
     ref = json.loads((clean / "results/adapters/run_a/metrics.json").read_text())

@@ -20,23 +20,22 @@ def _save(fig, path) -> None:
     plt.close(fig)
 
 
+def _row_label(r) -> str:
+    return r.benchmark if r.level == "benchmark" else (f"axis: {r.benchmark}" if r.level == "axis" else "macro avg")
+
+
 def forest_plot(df: pd.DataFrame, path, *, baseline: str = "base", confidence: float = 0.95) -> None:
     """Δ vs base with its CI, one row per benchmark / axis / macro, one colour per model."""
     rows = df[(df.source == EVALUATED) & (df.model != baseline)].copy()
     rows["_o"] = rows.level.map(_LEVEL_ORDER)
-    labels = (rows.sort_values(["_o", "axis", "benchmark"])
-              .apply(lambda r: r.benchmark if r.level == "benchmark"
-                     else (f"axis: {r.benchmark}" if r.level == "axis" else "macro avg"), axis=1)
-              .drop_duplicates().tolist())
+    labels = rows.sort_values(["_o", "axis", "benchmark"]).apply(_row_label, axis=1).drop_duplicates().tolist()
     models = list(dict.fromkeys(rows.model))
     fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.45 * len(labels) * max(1, len(models) ** 0.5)))
     step = 0.8 / max(1, len(models))
     for i, model in enumerate(models):
         sub = rows[rows.model == model]
         for _, r in sub.iterrows():
-            label = (r.benchmark if r.level == "benchmark"
-                     else (f"axis: {r.benchmark}" if r.level == "axis" else "macro avg"))
-            y = labels.index(label) + (i - (len(models) - 1) / 2) * step
+            y = labels.index(_row_label(r)) + (i - (len(models) - 1) / 2) * step
             ax.errorbar(r.delta_pts, y, xerr=[[r.delta_pts - r.ci_low], [r.ci_high - r.delta_pts]],
                         fmt="s" if r.level != "benchmark" else "o", color=f"C{i % 10}", capsize=3,
                         label=model if _ == sub.index[0] else None)

@@ -27,15 +27,18 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def _loss_callback(curve: list, t0: list):
+def _loss_callback(curve: list):
     from transformers import TrainerCallback
 
     class LossCurve(TrainerCallback):
         """Collect logged losses; stop with a clear error on a non-finite loss."""
 
+        start_time = time.time()
+        start_tokens = 0  # tokens seen before this attempt (restored from a checkpoint when resuming)
+
         def on_train_begin(self, args, state, control, **kw):
-            t0[0] = time.time()
-            t0.append(state.num_input_tokens_seen)  # restored from a checkpoint when resuming
+            self.start_time = time.time()
+            self.start_tokens = state.num_input_tokens_seen
 
         def on_log(self, args, state, control, logs=None, **kw):
             if not logs or "loss" not in logs:
@@ -44,7 +47,7 @@ def _loss_callback(curve: list, t0: list):
             curve.append({"step": state.global_step, "loss": loss,
                           "learning_rate": logs.get("learning_rate"),
                           "tokens_seen": state.num_input_tokens_seen,
-                          "elapsed_s": round(time.time() - t0[0], 3)})
+                          "elapsed_s": round(time.time() - self.start_time, 3)})
             log.info("step %d/%d loss %.4f", state.global_step, state.max_steps, loss)
             if not math.isfinite(loss):
                 raise DeltaflowError(
@@ -55,10 +58,11 @@ def _loss_callback(curve: list, t0: list):
     return LossCurve()
 
 
-def _checkpoint_callback(out_dir: Path, every: int | None, saved: list):
-    """Save the adapter every ``every`` steps to ``out_dir/checkpoints/step<N>`` (eval arms).
+def _checkpoint_callback(arms_dir: Path, every: int | None):
+    """Save the adapter every ``every`` steps to ``arms_dir/step<N>`` (eval arms).
 
     Only the adapter weights are written (what evaluation needs), not optimizer state.
+    ``arms_dir`` lives in the resume folder, so arms saved before a kill survive the resume.
     """
     from transformers import TrainerCallback
 
@@ -66,8 +70,7 @@ def _checkpoint_callback(out_dir: Path, every: int | None, saved: list):
         def on_step_end(self, args, state, control, model=None, **kw):
             step = state.global_step
             if every and step % every == 0 and step < state.max_steps:
-                model.save_pretrained(out_dir / "checkpoints" / f"step{step}")
-                saved.append(step)
+                model.save_pretrained(arms_dir / f"step{step}")
                 log.info("saved checkpoint step%d", step)
 
     return SaveAdapter()
@@ -217,9 +220,9 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
     resume_step = prepare_resume_dir(scratch, resume_key) if resume_dir else None
     common = _training_args(recipe, device, scratch, resumable=resume_dir is not None)
     curve: list = []
-    t0 = [time.time()]
-    saved: list = []
-    callbacks = [_loss_callback(curve, t0), _checkpoint_callback(out_dir, recipe.get("save_every"), saved)]
+    loss_cb = _loss_callback(curve)
+    arms_dir = scratch / "arms"
+    callbacks = [loss_cb, _checkpoint_callback(arms_dir, recipe.get("save_every"))]
     extra: dict = {}
     if objective == "sft":
         from trl import SFTConfig, SFTTrainer
@@ -275,10 +278,13 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
                  extra["preference_before"].get("rewards/margins", float("nan")),
                  extra["preference_after"].get("rewards/margins", float("nan")))
     trainer.model.save_pretrained(out_dir, selected_adapters=["default"])
+    saved = sorted(int(d.name.removeprefix("step")) for d in arms_dir.glob("step*"))
+    for step in saved:
+        shutil.copytree(arms_dir / f"step{step}", out_dir / "checkpoints" / f"step{step}")
     if resume_dir is None:
         shutil.rmtree(scratch, ignore_errors=True)
     tokens = int(trainer.state.num_input_tokens_seen)
-    tokens_this_attempt = tokens - int(t0[1] if len(t0) > 1 else 0)
+    tokens_this_attempt = tokens - int(loss_cb.start_tokens)
     return {
         "objective": objective,
         "init_from": str(init_dir) if init_dir else None,
