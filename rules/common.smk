@@ -5,7 +5,8 @@ import re
 from pathlib import Path
 
 from deltaflow.benchmarks import item_spec
-from deltaflow.config import benchmark_axes, benchmark_spec, checkpoint_models, model_names, validate_config
+from deltaflow.config import (benchmark_axes, benchmark_spec, checkpoint_models, export_models, merge_specs,
+                              model_lineage, model_names, primary_run, validate_config)
 from deltaflow.io import sha256_text
 from deltaflow import sources
 
@@ -23,6 +24,12 @@ MIXTURES = sorted(config["mixtures"])
 RUNS = sorted(config["runs"])
 # `<run>@step<N>`: a run's saved checkpoints are models of their own (recipes' save_every)
 CHECKPOINTS = checkpoint_models(config)
+# merges and sweep arms (`<model>.x<coef>`): adapters built from other adapters (rules/merge.smk)
+MERGES = merge_specs(config)
+# `<model>.merged` and `<model>.<type>.gguf` (rules/merge.smk, rules/export.smk)
+EXPORTS = export_models(config)
+EXPORTED = config["export"]["models"]
+GGUF_TYPES = config["export"]["gguf_types"]
 MODELS = model_names(config)
 # the models the selection chooses among: every run and checkpoint ("best, not last")
 CANDIDATES = [m for m in MODELS if m != "base"]
@@ -45,11 +52,14 @@ STAGE_CODE = {
     "adapter": ["training.py", "chat_template.py"],
     "benchmark_items": ["benchmarks.py", "sources.py"],
     "benchmark_docs": ["benchmarks.py"],
-    "evaluate": ["evaluation.py", "benchmarks.py"],
+    "evaluate": ["evaluation.py", "benchmarks.py", "llamacpp.py", "gguf_export.py"],
     "delta_table": ["tables.py", "stats.py"],
     "select": ["selection.py"],
     "plots": ["plots.py"],
     "model_card": ["model_card.py", "tables.py"],
+    "merge": ["merging.py"],
+    "gguf": ["gguf_export.py"],
+    "parity": ["llamacpp.py", "gguf_export.py"],
 }
 
 
@@ -68,6 +78,11 @@ wildcard_constraints:
     mixture=_alternatives(MIXTURES),
     run=_alternatives(RUNS),
     model=_alternatives(MODELS),
+    merge=_alternatives(MERGES) or "(?!)",
+    export=_alternatives(EXPORTED) or "(?!)",
+    ctype="f32|f16|bf16",
+    qtype="q8_0|q6_k|q5_k_m|q5_0|q4_k_m|q4_0",
+    gtype="f32|f16|bf16|q8_0|q6_k|q5_k_m|q5_0|q4_k_m|q4_0",
     benchmark=_alternatives(BENCHMARKS),
 
 
@@ -132,23 +147,47 @@ def get_benchmark_input(wildcards):
 def get_eval_input(wildcards):
     inputs = {"base": BASE, "code": stage_code("evaluate"),
               "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in BENCHMARKS]}
-    if wildcards.model != "base":
-        inputs["adapter"] = f"results/adapters/{model_run(wildcards.model)}/manifest.json"
+    model = wildcards.model
+    if model in EXPORTS:
+        src, kind, gtype = EXPORTS[model]
+        inputs["merged"] = f"results/models/merged/{src}/manifest.json"
+        if kind == "gguf":
+            inputs["gguf"] = gguf_path(src, gtype)
+    elif model != "base":
+        inputs["adapter"] = model_adapter_manifest(model)
     return inputs
 
 
+def gguf_path(model, gtype):
+    return f"results/gguf/{model}/model-{gtype}.gguf"
+
+
 def model_run(model):
-    """The run a model comes from: itself, or the run of a `<run>@step<N>` checkpoint."""
-    return CHECKPOINTS[model][0] if model in CHECKPOINTS else model
+    """The run whose data and recipe a model comes from (see config.primary_run)."""
+    return primary_run(config, model)
 
 
 def model_adapter_dir(model):
-    if model == "base":
+    """The adapter folder evaluated for an adapter model (None for the base and exports)."""
+    if model == "base" or model in EXPORTS:
         return None
     if model in CHECKPOINTS:
         run, step = CHECKPOINTS[model]
         return f"results/adapters/{run}/checkpoints/step{step}"
+    if model in MERGES:
+        return f"results/merges/{model}"
     return f"results/adapters/{model}"
+
+
+def model_adapter_manifest(model):
+    """The manifest whose job writes the model's adapter (a checkpoint's is its run's)."""
+    if model in MERGES:
+        return f"results/merges/{model}/manifest.json"
+    return f"results/adapters/{CHECKPOINTS[model][0] if model in CHECKPOINTS else model}/manifest.json"
+
+
+def parity_reports():
+    return [f"results/gguf/{m}/parity-{t}.json" for m in EXPORTED for t in GGUF_TYPES]
 
 
 def get_final_output():
@@ -157,4 +196,5 @@ def get_final_output():
     return ["results/tables/delta.csv", "results/tables/delta.md", "results/tables/delta.html",
             "results/tables/comparisons.csv", "results/tables/release_check.txt",
             "results/model_card.md", "results/plots/forest.png",
+            *(["results/tables/gguf_parity.md"] if parity_reports() else []),
             *[f"results/mixtures/{m}/report.md" for m in MIXTURES]]

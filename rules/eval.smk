@@ -53,6 +53,10 @@ rule evaluate:
         device=config["eval"]["device"],
         cache_dir="results/evals/.cache",
         adapter_dir=lambda w: model_adapter_dir(w.model),
+        # exports: a full merged model, or a GGUF run by llama.cpp with the merged tokenizer
+        merged_dir=lambda w: f"results/models/merged/{EXPORTS[w.model][0]}" if w.model in EXPORTS else None,
+        gguf=lambda w: gguf_path(EXPORTS[w.model][0], EXPORTS[w.model][2]) if w.model in EXPORTS and EXPORTS[w.model][1] == "gguf" else None,
+        threads=config["export"]["threads"],
     log:
         "logs/evals/{model}.log",
     threads: 2

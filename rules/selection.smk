@@ -4,6 +4,7 @@
 rule select:
     input:
         delta="results/tables/delta.csv",
+        parity=parity_reports(),
         code=stage_code("select"),
     output:
         gates="results/tables/gates.json",

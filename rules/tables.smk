@@ -6,6 +6,8 @@ rule delta_table:
         # one summary per model lists (and hashes) that model's per-benchmark files
         summaries=expand("results/evals/{model}/summary.json", model=MODELS),
         code=stage_code("delta_table"),
+        # GGUF parity verdicts: a GGUF that fails is flagged in the tables
+        parity=parity_reports(),
     output:
         csv=report("results/tables/delta.csv", caption="report/delta.rst", category="Tables"),
         md="results/tables/delta.md",

@@ -25,6 +25,13 @@ for summary_path in snakemake.input.summaries:  # noqa: F821
 settings = TableSettings.from_config(p.tables, p.axes)
 references = {name: spec["scores"] for name, spec in p.tables["references"].items()}
 df = delta_table(results, baseline="base", settings=settings, references=references)
+# a GGUF that failed its parity check is flagged on every row of its model
+flags = {}
+for path in snakemake.input.parity:  # noqa: F821
+    report = read_json(path)
+    if not report["passed"]:
+        flags[report["model"]] = f"GGUF parity check failed ({report['reason']}; see {path})"
+df["flag"] = df.model.map(flags).fillna("")
 # every run vs base, then the configured pairs (seed 003's pairwise rows)
 pairs = [("base", m) for m in p.models if m != "base"]
 pairs += [(c["left"], c["right"]) for c in p.tables["comparisons"] if (c["left"], c["right"]) not in pairs]
@@ -35,6 +42,7 @@ write_text(out.comparisons, cdf.to_csv(index=False))
 write_text(out.md, to_markdown(df, settings, title=title, comparisons=cdf))
 write_text(out.html, to_html(df, settings, title=title, comparisons=cdf))
 inputs["code"] = list(snakemake.input.code)  # noqa: F821
+inputs["parity"] = list(snakemake.input.parity)  # noqa: F821
 write_manifest(out.manifest, "delta_table", inputs=inputs,
                params={"baseline": "base", "tables": p.tables, "axes": p.axes}, started=started,
                extra={"rows": len(df), "comparison_rows": len(cdf)})

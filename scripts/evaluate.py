@@ -23,9 +23,16 @@ base_dir = Path(inp.base).parent
 adapter_dir = Path(p.adapter_dir) if p.adapter_dir else None
 settings = {"batch_size": p.batch_size, "device": p.device}
 
+merged_dir = Path(p.merged_dir) if p.merged_dir else None
+gguf = Path(p.gguf) if p.gguf else None
+
 identity = {"base_weights": read_json(inp.base)["weights_sha256"]}
 if adapter_dir is not None:
     identity["adapter"] = {f.name: sha256_path(f) for f in sorted(adapter_dir.glob("adapter_*"))}
+if gguf is not None:  # llama.cpp on the GGUF file, tokenized with the merged model's tokenizer
+    identity = {"gguf": sha256_path(gguf), "backend": "llama.cpp"}
+elif merged_dir is not None:
+    identity = {"merged": read_json(merged_dir / "manifest.json")["weights_sha256"]}
 
 lm = None
 summary = {"model": snakemake.wildcards.model, "benchmarks": {}}  # noqa: F821
@@ -40,7 +47,8 @@ for i, (spec, docs) in enumerate(zip(p.specs, inp.docs)):
         metrics["cache"] = {"key": key, "hit": True}
     else:
         if lm is None:
-            lm = load_model(base_dir, adapter_dir=adapter_dir, batch_size=p.batch_size, device=p.device)
+            lm = load_model(base_dir, adapter_dir=adapter_dir, merged_dir=merged_dir, gguf=gguf,
+                            batch_size=p.batch_size, device=p.device, threads=p.threads)
         log.info("[%d/%d] %s: evaluating %s", i + 1, len(p.specs), bench, snakemake.wildcards.model)  # noqa: F821
         records, metrics = evaluate_benchmark(lm, spec, Path(docs))
         with atomic_dir(entry) as tmp:
@@ -50,9 +58,10 @@ for i, (spec, docs) in enumerate(zip(p.specs, inp.docs)):
         log.info("[%d/%d] %s: score %.4f (n=%d, %.1f s)", i + 1, len(p.specs), bench, metrics["score"],
                  metrics["n"], metrics["eval_s"])
     metrics["model"] = snakemake.wildcards.model  # noqa: F821
-    model_inputs = {k: inp[k] for k in ("base", "adapter") if k in inp.keys()}
+    model_inputs = {k: inp[k] for k in ("base", "adapter", "merged", "gguf") if k in inp.keys()}
     metrics["manifest"] = build_manifest("eval", inputs={**model_inputs, "docs": docs, "code": list(inp.code)},
-                                         params={"spec": spec, **settings, "adapter_dir": p.adapter_dir},
+                                         params={"spec": spec, **settings, "adapter_dir": p.adapter_dir,
+                                                 "merged_dir": p.merged_dir, "gguf": p.gguf},
                                          started=started)
     with atomic_path(snakemake.output.samples[i]) as tmp:  # noqa: F821
         shutil.copyfile(entry / "samples.jsonl", tmp)

@@ -22,5 +22,6 @@ card = render_model_card(
     adapter_manifest=read_json(adapters[p.model_runs[model]]), base_manifest=read_json(inp.base),
     config_sha=p.config_sha,
     reference_notes={k: v.get("note", "") for k, v in p.tables["references"].items()},
+    lineage=p.lineage[model],
 )
 write_text(snakemake.output[0], card)  # noqa: F821

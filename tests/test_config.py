@@ -130,7 +130,44 @@ def test_checkpoints_are_models(tiny_cfg):
     tiny_cfg["recipes"]["tiny_dora"]["save_every"] = 2
     cfg = validate_config(tiny_cfg)
     assert checkpoint_models(cfg) == {"run_b@step2": ("run_b", 2), "run_b@step4": ("run_b", 4)}
-    assert model_names(cfg) == ["base", "run_a", "run_b", "run_dpo", "run_b@step2", "run_b@step4"]
+    assert model_names(cfg) == ["base", "run_a", "run_b", "run_dpo", "run_b@step2", "run_b@step4",
+                                "a_dpo_ties", "run_a.x0.5"]
     # a checkpoint can be compared like any model
     tiny_cfg["tables"]["comparisons"].append({"left": "run_b@step2", "right": "run_b"})
     validate_config(tiny_cfg)
+
+
+def test_merges_sweeps_and_exports_are_models(tiny_cfg):
+    from deltaflow.config import model_lineage, model_names, primary_run
+
+    tiny_cfg["sweeps"]["run_a"] = [0.3, 0.5]
+    tiny_cfg["sweeps"]["a_dpo_ties"] = [2]
+    tiny_cfg["export"] = {"models": ["run_a.x0.5"], "gguf_types": ["f16", "q4_k_m"]}
+    cfg = validate_config(tiny_cfg)
+    names = model_names(cfg)
+    assert names[-7:] == ["a_dpo_ties", "a_dpo_ties.x2", "run_a.x0.3", "run_a.x0.5", "run_a.x0.5.merged",
+                          "run_a.x0.5.f16.gguf", "run_a.x0.5.q4_k_m.gguf"]
+    assert primary_run(cfg, "run_a.x0.5.q4_k_m.gguf") == "run_a" and primary_run(cfg, "a_dpo_ties.x2") == "run_a"
+    assert model_lineage(cfg, "run_a.x0.5.q4_k_m.gguf") == [
+        "run run_a: mixture mix_a x recipe tiny_lora", "adapter delta scaled by 0.5",
+        "merged into the base weights (run_a.x0.5.merged)", "converted to GGUF q4_k_m with llama.cpp"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["sweeps"].update(run_b=[0.5]), r"sweeps.run_b': a DoRA adapter"),
+    (lambda c: c["sweeps"].update(nope=[0.5]), r"sweeps.nope': unknown model"),
+    (lambda c: c["sweeps"].update(run_a=[1.0]), r"coefficient 1 is the adapter itself"),
+    (lambda c: c["sweeps"].update(run_a=[-1]), r"sweeps.run_a\[0\]'"),
+    (lambda c: c["merges"]["a_dpo_ties"]["adapters"].update(run_b=0.2), r"adapters.run_b': a DoRA adapter"),
+    (lambda c: c["merges"]["a_dpo_ties"]["adapters"].update(ghost=0.2), r"adapters.ghost': not a run"),
+    (lambda c: c["recipes"]["tiny_dpo"].update(r=8), r"ties combines the A and B factors and needs one rank"),
+    (lambda c: c["merges"].update(run_a={"method": "linear", "adapters": {"run_b": 1}}), r"also a run"),
+    (lambda c: c.update(export={"models": ["base"]}), r"export.models\[0\]': 'base' is not an adapter"),
+    (lambda c: c.update(export={"models": ["run_a"], "gguf_types": ["q3"]}), r"export.gguf_types\[0\]"),
+    (lambda c: c.update(export={"models": ["run_a"], "parity": {"prompts": "/no/such.txt"}}),
+     r"export.parity.prompts': file '/no/such.txt' does not exist"),
+])
+def test_bad_merges_sweeps_and_exports_are_refused(tiny_cfg, edit, message):
+    edit(tiny_cfg)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(tiny_cfg)

@@ -170,6 +170,7 @@ def _check_references(config: dict, *, check_files: bool):
                    f"known: {', '.join(sorted(config['recipes']))}")
 
     yield from _check_runs(config)
+    yield from _check_merges_and_exports(config)
 
     known = registry.available()
     for bname, bench in config["benchmarks"].items():
@@ -245,9 +246,152 @@ def checkpoint_models(config: dict) -> dict[str, tuple[str, int]]:
     return out
 
 
+def coef_label(coef: float) -> str:
+    return f"{coef:g}"
+
+
+def sweep_models(config: dict) -> dict[str, tuple[str, float]]:
+    """``<model>.x<coef>`` -> (model, coef) for every coefficient of every sweep."""
+    return {f"{model}.x{coef_label(c)}": (model, float(c))
+            for model, coefs in sorted(config.get("sweeps", {}).items()) for c in coefs}
+
+
+def export_models(config: dict) -> dict[str, tuple[str, str, str | None]]:
+    """``<model>.merged`` and ``<model>.<type>.gguf`` -> (model, "merged"|"gguf", type)."""
+    exp = config.get("export", {})
+    out: dict = {}
+    for model in exp.get("models", []):
+        out[f"{model}.merged"] = (model, "merged", None)
+        for t in exp.get("gguf_types", []):
+            out[f"{model}.{t}.gguf"] = (model, "gguf", t)
+    return out
+
+
+def adapter_models(config: dict) -> list[str]:
+    """Models that are a PEFT adapter on the base: runs, checkpoints, merges, sweep arms."""
+    return [*sorted(config["runs"]), *checkpoint_models(config), *sorted(config.get("merges", {})),
+            *sweep_models(config)]
+
+
 def model_names(config: dict) -> list[str]:
-    """Every model in the eval grid: the base, each run and each run's checkpoints."""
-    return ["base", *sorted(config["runs"]), *checkpoint_models(config)]
+    """Every model in the eval grid: the base, each run, each run's checkpoints, merges, sweep
+    arms, and the merged / GGUF exports."""
+    return ["base", *adapter_models(config), *export_models(config)]
+
+
+def model_run(config: dict, model: str) -> str | None:
+    """The run whose recipe trained ``model``'s adapter (None for merges and the base)."""
+    if model in config["runs"]:
+        return model
+    ckpt = checkpoint_models(config).get(model)
+    if ckpt:
+        return ckpt[0]
+    sweep = sweep_models(config).get(model)
+    return model_run(config, sweep[0]) if sweep else None
+
+
+def merge_specs(config: dict) -> dict[str, dict]:
+    """Every adapter combination to build: the `merges:` and one linear merge per sweep arm."""
+    out = {name: {**spec, "kind": "merge"} for name, spec in sorted(config.get("merges", {}).items())}
+    for name, (model, coef) in sweep_models(config).items():
+        out[name] = {"kind": "sweep", "method": "linear", "adapters": {model: coef}, "seed": 0}
+    return out
+
+
+def primary_run(config: dict, model: str) -> str | None:
+    """The run a model's data and recipe come from: its own, its checkpoint's, a sweep's or an
+    export's source, or a merge's first input."""
+    run = model_run(config, model)
+    if run:
+        return run
+    sweep = sweep_models(config).get(model)
+    if sweep:
+        return primary_run(config, sweep[0])
+    exported = export_models(config).get(model)
+    if exported:
+        return primary_run(config, exported[0])
+    merge = config.get("merges", {}).get(model)
+    return primary_run(config, next(iter(merge["adapters"]))) if merge else None
+
+
+def model_lineage(config: dict, model: str) -> list[str]:
+    """How a model was made, one step per line (for the model card)."""
+    if model == "base":
+        return ["the base model"]
+    if model in config["runs"]:
+        run = config["runs"][model]
+        init = f", continuing {run['init_from']}" if run.get("init_from") else ""
+        return [f"run {model}: mixture {run['mixture']} x recipe {run['recipe']}{init}"]
+    ckpt = checkpoint_models(config).get(model)
+    if ckpt:
+        return [*model_lineage(config, ckpt[0]), f"checkpoint at step {ckpt[1]} of {ckpt[0]}"]
+    sweep = sweep_models(config).get(model)
+    if sweep:
+        return [*model_lineage(config, sweep[0]), f"adapter delta scaled by {coef_label(sweep[1])}"]
+    exported = export_models(config).get(model)
+    if exported:
+        src, kind, gtype = exported
+        steps = [*model_lineage(config, src), f"merged into the base weights ({src}.merged)"]
+        return steps + ([f"converted to GGUF {gtype} with llama.cpp"] if kind == "gguf" else [])
+    merge = config.get("merges", {}).get(model)
+    if merge:
+        parts = ", ".join(f"{m} x {w:g}" for m, w in merge["adapters"].items())
+        return [f"merge {model}: {merge['method']} of {parts}"]
+    raise KeyError(model)
+
+
+def _adapter_recipe(config: dict, model: str) -> dict:
+    run = model_run(config, model)
+    return config["recipes"].get(config["runs"][run]["recipe"], {}) if run else {}
+
+
+def _check_merges_and_exports(config: dict):
+    """Sweeps, merges and exports refer to known adapters that PEFT can combine linearly."""
+    runs_and_ckpts = [*sorted(config["runs"]), *checkpoint_models(config)]
+    merges = config.get("merges", {})
+    for name, spec in merges.items():
+        key = f"merges.{name}"
+        if name in config["runs"]:
+            yield f"config key '{key}': the name is also a run; give the merge a distinct name"
+        ranks = {}
+        for model in spec["adapters"]:
+            if model not in runs_and_ckpts:
+                yield (f"config key '{key}.adapters.{model}': not a run or checkpoint; "
+                       f"known: {', '.join(runs_and_ckpts)}")
+                continue
+            recipe = _adapter_recipe(config, model)
+            if recipe.get("method", "lora") == "dora":
+                yield (f"config key '{key}.adapters.{model}': a DoRA adapter; PEFT's weighted "
+                       "combination is for LoRA factors (DoRA's magnitude vector does not combine "
+                       "linearly) — merge LoRA runs, or export the DoRA run alone")
+            ranks[model] = recipe.get("r", 8)
+        needs_same_rank = spec["method"] in ("linear", "ties", "dare_ties", "dare_linear", "magnitude_prune")
+        if needs_same_rank and len(set(ranks.values())) > 1:
+            yield (f"config key '{key}.method': {spec['method']} combines the A and B factors and "
+                   f"needs one rank, but the ranks are {ranks}; use cat or a *_svd method")
+    adapters = [*runs_and_ckpts, *sorted(merges)]
+    for model, coefs in config.get("sweeps", {}).items():
+        key = f"sweeps.{model}"
+        if model not in adapters:
+            yield (f"config key '{key}': unknown model; sweeps scale a run, checkpoint or merge: "
+                   f"{', '.join(adapters)}")
+            continue
+        if _adapter_recipe(config, model).get("method", "lora") == "dora":
+            yield (f"config key '{key}': a DoRA adapter; scaling its factors does not scale its "
+                   "weight delta (the magnitude vector is not linear) — sweep a LoRA run")
+        if 1.0 in [float(c) for c in coefs]:
+            yield f"config key '{key}': coefficient 1 is the adapter itself (already evaluated); drop it"
+    all_adapters = adapter_models(config)
+    for i, model in enumerate(config.get("export", {}).get("models", [])):
+        if model not in all_adapters:
+            yield (f"config key 'export.models[{i}]': '{model}' is not an adapter model; "
+                   f"known: {', '.join(all_adapters)}")
+        elif _adapter_recipe(config, model).get("load_in_4bit"):
+            yield (f"config key 'export.models[{i}]': '{model}' was trained on a 4-bit base; "
+                   "merging into 4-bit weights loses the adapter's precision — export a 16-bit run")
+    prompts = config.get("export", {}).get("parity", {}).get("prompts")
+    if prompts and not Path(prompts).exists():
+        yield f"config key 'export.parity.prompts': file '{prompts}' does not exist"
 
 
 def benchmark_axis(config: dict, name: str) -> str:

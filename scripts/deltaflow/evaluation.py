@@ -46,14 +46,21 @@ def _to_record(sample: dict, spec: dict, dhash: str) -> dict:
     return rec
 
 
-def load_model(base_dir: Path, *, adapter_dir: Path | None = None, batch_size: int = 16,
-               device: str = "cpu"):
-    """The base model (optionally with a PEFT adapter, unmerged) as an lm-eval HFLM, loaded once
-    per eval job and shared by all of its benchmarks."""
+def load_model(base_dir: Path, *, adapter_dir: Path | None = None, merged_dir: Path | None = None,
+               gguf: Path | None = None, batch_size: int = 16, device: str = "cpu", threads: int = 2):
+    """The model as an lm-eval LM, loaded once per eval job and shared by its benchmarks:
+    the base with a PEFT adapter applied unmerged (HFLM), a merged full model (HFLM), or a GGUF
+    file through llama.cpp (``llamacpp.make_lm``) with the merged model's tokenizer."""
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if gguf is not None:
+        from .llamacpp import make_lm
+
+        return make_lm(gguf, merged_dir, threads=threads)
     from lm_eval.models.huggingface import HFLM
 
+    if merged_dir is not None:
+        return HFLM(pretrained=str(merged_dir), device=device, batch_size=batch_size, dtype="float32")
     return HFLM(pretrained=str(base_dir), peft=str(adapter_dir) if adapter_dir else None,
                 device=device, batch_size=batch_size, dtype="float32")
 

@@ -70,7 +70,7 @@ def _provenance(config_sha: str, base: dict, adapter: dict) -> list[str]:
 def render_model_card(*, model: str, base_name: str, delta: pd.DataFrame, settings: TableSettings,
                       verdict: dict, selection: dict, run: dict, mixture_manifest: dict,
                       adapter_manifest: dict, base_manifest: dict, config_sha: str,
-                      reference_notes: dict | None = None) -> str:
+                      reference_notes: dict | None = None, lineage: list[str] | None = None) -> str:
     table = model_section(delta, model, settings.confidence)
     refs = delta[delta.source == REFERENCE]
     lines = [f"# {model}: adapter on {base_name}", "",
@@ -83,9 +83,9 @@ def render_model_card(*, model: str, base_name: str, delta: pd.DataFrame, settin
             lines += [f"References: {notes}", ""]
     lines += _gate_section(model, verdict, selection) + [""]
     lines += _mixture_section(run["mixture"], mixture_manifest["mixture"]) + [""]
-    source = (f"`{model}` is the step-{model.split('@step')[1]} checkpoint of a run" if "@step" in model
-              else f"Run `{model}`")
-    lines += ["## Recipe", "", f"{source}: mixture `{run['mixture']}` × recipe `{run['recipe']}`:", "",
+    lineage = lineage or [f"run {model}"]
+    lines += ["## How this model was made", "", *[f"{i}. {step}" for i, step in enumerate(lineage, 1)], ""]
+    lines += ["## Recipe", "", f"Training run: mixture `{run['mixture']}` × recipe `{run['recipe']}`:", "",
               "```yaml", yaml.safe_dump(adapter_manifest["params"]["recipe"], sort_keys=True).rstrip(), "```", ""]
     lines += _provenance(config_sha, base_manifest, adapter_manifest)
     return "\n".join(lines) + "\n"

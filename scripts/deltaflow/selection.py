@@ -74,9 +74,15 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
     return sorted(front, key=lambda n: (-points[n][0], points[n][1], n))
 
 
-def select(df: pd.DataFrame, gates: dict, candidates: list[str]) -> tuple[dict, dict]:
-    """(verdicts per model, selection) for the candidate models (every model but the base)."""
-    if not candidates:
+def select(df: pd.DataFrame, gates: dict, candidates: list[str],
+           excluded: dict[str, str] | None = None) -> tuple[dict, dict]:
+    """(verdicts per model, selection) for the candidate models (every model but the base).
+
+    ``excluded`` maps models that may never be chosen (a GGUF that failed its parity check) to
+    the reason; they keep their verdicts and scores but are left out of the choice.
+    """
+    excluded = excluded or {}
+    if not [m for m in candidates if m not in excluded]:
         raise DeltaflowError("no candidate models to select from (configure at least one run)")
     lam = gates.get("lambda", 1.0)
     verdicts, rows = {}, []
@@ -84,20 +90,24 @@ def select(df: pd.DataFrame, gates: dict, candidates: list[str]) -> tuple[dict, 
         axes = axis_rows(df, model)
         verdicts[model] = gate_verdict(axes, gates)
         rows.append({"model": model, **selection_score(axes, gates, lam),
-                     "passes_gates": verdicts[model]["passes"]})
+                     "passes_gates": verdicts[model]["passes"], "excluded": excluded.get(model, "")})
     front = pareto_front({r["model"]: (r["target_gain_pts"], r["worst_guarded_regression_pts"])
                           for r in rows})
     for r in rows:
         r["on_frontier"] = r["model"] in front
-    passing = [r for r in rows if r["passes_gates"]]
-    pool = passing or rows
+    eligible = [r for r in rows if not r["excluded"]]
+    passing = [r for r in eligible if r["passes_gates"]]
+    pool = passing or eligible
     best = min(pool, key=lambda r: (-r["score"], -r["target_gain_pts"], r["model"]))
     reason = (f"highest score among the {len(passing)} of {len(rows)} models that pass every gate"
-              if passing else f"no model passes every gate; highest score of all {len(rows)} models")
+              if passing else f"no model passes every gate; highest score of all {len(eligible)} eligible models")
+    if excluded:
+        reason += f" ({len(excluded)} excluded: {', '.join(sorted(excluded))})"
     selection = {
         "lambda": lam, "target_axes": sorted(gates.get("target", {})),
         "guarded_axes": sorted(gates.get("guarded", {})),
         "formula": "score = target_gain - lambda * max(0, worst_guarded_regression)",
+        "excluded": excluded,
         "chosen": best["model"], "chosen_passes_gates": best["passes_gates"], "reason": reason,
         "frontier": front,
         "candidates": sorted(rows, key=lambda r: (-r["score"], r["model"])),

@@ -224,6 +224,14 @@ def _ordered(df: pd.DataFrame, first: tuple = ()) -> pd.DataFrame:
             .drop(columns="_o"))
 
 
+def model_flag(df: pd.DataFrame, model: str) -> str:
+    """The model's flag (e.g. a failed GGUF parity check), or ""."""
+    if "flag" not in df.columns:
+        return ""
+    flags = df.loc[df.model == model, "flag"].dropna()
+    return str(flags.iloc[0]) if len(flags) else ""
+
+
 def scoreboard(df: pd.DataFrame, baseline: str = "base") -> pd.DataFrame:
     """Seed 001's board: one row per benchmark/axis/macro, a score column per model and reference."""
     refs = sorted(df[df.source == REFERENCE].model.unique())
@@ -232,7 +240,7 @@ def scoreboard(df: pd.DataFrame, baseline: str = "base") -> pd.DataFrame:
     out = pd.DataFrame({"benchmark (n)": [_label(r) for _, r in base.iterrows()]})
     for name in refs + models:
         sub = df[df.model == name].set_index(["level", "benchmark"])
-        col = f"{name}*" if name in refs else name
+        col = f"{name}*" if name in refs else (f"{name} (FLAGGED)" if model_flag(df, name) else name)
         out[col] = [_fmt(sub["score"].get((r.level, r.benchmark))) for r in base.itertuples()]
     return out
 
@@ -289,7 +297,9 @@ def to_markdown(df: pd.DataFrame, settings: TableSettings, *, title: str, baseli
     has_refs = bool((df.source == REFERENCE).any())
     parts = [f"## {title}", "", _notes(settings, has_refs), "", "### Scores", "", _md(scoreboard(df, baseline))]
     for model in [m for m in df[df.source == EVALUATED].model.unique() if m != baseline]:
-        parts += ["", f"### {model} vs {baseline}", "", _md(model_section(df, model, settings.confidence))]
+        flag = model_flag(df, model)
+        parts += ["", f"### {model} vs {baseline}", *(["", f"**FLAGGED: {flag}**"] if flag else []),
+                  "", _md(model_section(df, model, settings.confidence))]
     if comparisons is not None and len(comparisons):
         parts += ["", "### Pairwise comparisons", "",
                   "Rates are the share of shared items where the right (first-named) or left model "
@@ -319,7 +329,9 @@ def to_html(df: pd.DataFrame, settings: TableSettings, *, title: str, baseline: 
             f"<p class='note'>{html.escape(_notes(settings, has_refs).replace(chr(92), ''))}</p>",
             "<h2>Scores</h2>", table(scoreboard(df, baseline))]
     for model in [m for m in df[df.source == EVALUATED].model.unique() if m != baseline]:
+        flag = model_flag(df, model)
         body += [f"<h2>{html.escape(model)} vs {html.escape(baseline)}</h2>",
+                 *([f"<p class='note'><b>FLAGGED: {html.escape(flag)}</b></p>"] if flag else []),
                  table(model_section(df, model, settings.confidence))]
     if comparisons is not None and len(comparisons):
         body += ["<h2>Pairwise comparisons</h2>", table(comparison_section(comparisons))]

@@ -1,0 +1,77 @@
+# GGUF exports of the merged models with llama.cpp's converter and quantizer, and a parity
+# check of every GGUF against the HF model it came from (its own report, results/tables/gguf_parity.md).
+PARITY_PROMPTS = config["export"]["parity"]["prompts"] or os.path.relpath(
+    Path(workflow.basedir) / "config" / "parity_prompts.txt")
+
+
+rule gguf_convert:
+    input:
+        merged="results/models/merged/{export}/manifest.json",
+        code=stage_code("gguf"),
+    output:
+        gguf="results/gguf/{export}/model-{ctype}.gguf",
+        manifest="results/gguf/{export}/model-{ctype}.json",
+    log:
+        "logs/gguf/{export}.{ctype}.log",
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    script:
+        "../scripts/gguf_export.py"
+
+
+rule gguf_quantize:
+    input:
+        source="results/gguf/{export}/model-f16.gguf",
+        code=stage_code("gguf"),
+    output:
+        gguf="results/gguf/{export}/model-{qtype}.gguf",
+        manifest="results/gguf/{export}/model-{qtype}.json",
+    params:
+        threads=config["export"]["threads"],
+    log:
+        "logs/gguf/{export}.{qtype}.log",
+    threads: config["export"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/gguf_export.py"
+
+
+rule gguf_parity:
+    input:
+        merged="results/models/merged/{export}/manifest.json",
+        gguf="results/gguf/{export}/model-{gtype}.gguf",
+        prompts=PARITY_PROMPTS,
+        code=stage_code("parity"),
+    output:
+        "results/gguf/{export}/parity-{gtype}.json",
+    params:
+        thresholds=config["export"]["parity"]["thresholds"],
+        max_new_tokens=config["export"]["parity"]["max_new_tokens"],
+        threads=config["export"]["threads"],
+    log:
+        "logs/gguf/{export}.{gtype}.parity.log",
+    threads: config["export"]["threads"]
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    script:
+        "../scripts/gguf_parity.py"
+
+
+rule gguf_parity_report:
+    input:
+        reports=parity_reports(),
+        models=expand("results/gguf/{export}/model-{gtype}.json", export=EXPORTED, gtype=GGUF_TYPES),
+    output:
+        md=report("results/tables/gguf_parity.md", caption="report/gguf_parity.rst", category="Tables"),
+        csv="results/tables/gguf_parity.csv",
+    log:
+        "logs/gguf/parity_report.log",
+    resources:
+        mem_mb=500,
+        runtime=5,
+    script:
+        "../scripts/gguf_parity_report.py"

@@ -1,0 +1,44 @@
+# Adapters made from adapters (PEFT add_weighted_adapter): `merges:` combinations (linear, TIES,
+# DARE, ...) and coefficient-sweep arms `<model>.x<coef>`; and full models (merge_and_unload)
+# for the models `export:` lists, which the GGUF export (rules/export.smk) reads.
+
+
+def get_merge_inputs(wildcards):
+    return [model_adapter_manifest(m) for m in MERGES[wildcards.merge]["adapters"]]
+
+
+rule merge_adapters:
+    input:
+        adapters=get_merge_inputs,
+        base=BASE,
+        code=stage_code("merge"),
+    output:
+        manifest="results/merges/{merge}/manifest.json",
+    params:
+        spec=lambda w: MERGES[w.merge],
+        adapter_dirs=lambda w: {m: model_adapter_dir(m) for m in MERGES[w.merge]["adapters"]},
+    log:
+        "logs/merges/{merge}.log",
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    script:
+        "../scripts/merge_adapters.py"
+
+
+rule merge_full:
+    input:
+        adapter=lambda w: model_adapter_manifest(w.export),
+        base=BASE,
+        code=stage_code("merge"),
+    output:
+        manifest="results/models/merged/{export}/manifest.json",
+    params:
+        adapter_dir=lambda w: model_adapter_dir(w.export),
+    log:
+        "logs/merges/{export}.merged.log",
+    resources:
+        mem_mb=6000,
+        runtime=20,
+    script:
+        "../scripts/merge_full.py"

