@@ -90,13 +90,14 @@ def test_editing_one_benchmark_n_reruns_that_benchmark_for_every_model(done):
         # no mixture, adapter or benchmark_items job reruns
         ("benchmark_docs", "benchmark=arc_easy"), ("evaluate", "model=base"),
         ("evaluate", "model=run_a"), ("evaluate", "model=run_b"), ("evaluate", "model=run_b@step3"),
-        ("evaluate", "model=run_dpo"), *TABLES_AND_AFTER,
+        ("evaluate", "model=run_dpo"), ("evaluate", "model=a_dpo_ties"), ("evaluate", "model=run_a.x0.5"),
+        *TABLES_AND_AFTER,
     }
     # The eval jobs rerun (one per model), but only arc_easy is recomputed: the other
     # benchmarks' results come from the content-addressed cache, byte-identical.
     before = {p: p.read_bytes() for p in (work / "results/evals").glob("*/gsm8k.jsonl")}
     run_snakemake(work, path, snakefile=wf / "Snakefile")
-    for model in ("base", "run_a", "run_b", "run_b@step3", "run_dpo"):
+    for model in ("base", "run_a", "run_b", "run_b@step3", "run_dpo", "a_dpo_ties", "run_a.x0.5"):
         arc = json.loads((work / f"results/evals/{model}/arc_easy.json").read_text())
         assert arc["n"] == 6 and arc["cache"]["hit"] is False
         for bench in ("arithmetic", "gsm8k"):
@@ -105,7 +106,7 @@ def test_editing_one_benchmark_n_reruns_that_benchmark_for_every_model(done):
     # back to the original n: every result is in the cache, nothing is recomputed
     write_config(work, cfg)
     run_snakemake(work, work / "config.yaml", snakefile=wf / "Snakefile")
-    for model in ("base", "run_a", "run_b", "run_b@step3", "run_dpo"):
+    for model in ("base", "run_a", "run_b", "run_b@step3", "run_dpo", "a_dpo_ties", "run_a.x0.5"):
         for bench in ("arithmetic", "arc_easy", "gsm8k"):
             assert json.loads((work / f"results/evals/{model}/{bench}.json").read_text())["cache"]["hit"] is True
 
@@ -118,7 +119,8 @@ def test_editing_a_recipe_reruns_its_runs(done):
                                                      ("adapter", "run=run_dpo")}
     assert not any(j[0] in ("mixture", "dataset", "base_model", "benchmark_docs") for j in jobs)
     assert {j for j in jobs if j[0] == "evaluate"} == {("evaluate", "model=run_a"), ("evaluate", "model=run_b"),
-                                                      ("evaluate", "model=run_b@step3"), ("evaluate", "model=run_dpo")}
+                                                      ("evaluate", "model=run_b@step3"), ("evaluate", "model=run_dpo"),
+                                                      ("evaluate", "model=a_dpo_ties"), ("evaluate", "model=run_a.x0.5")}
     # one recipe: its run and what continues that run's adapter (run_dpo's init_from)
     path = edited(work, cfg, lambda c: c["recipes"]["tiny_dora"].update(learning_rate=0.02))
     jobs = planned_jobs(work, path, wf / "Snakefile")
@@ -126,9 +128,12 @@ def test_editing_a_recipe_reruns_its_runs(done):
         ("adapter", "run=run_b"), ("evaluate", "model=run_b"), ("evaluate", "model=run_b@step3")}
     path = edited(work, cfg, lambda c: c["recipes"]["tiny_lora"].update(learning_rate=0.02))
     jobs = planned_jobs(work, path, wf / "Snakefile")
-    assert {j for j in jobs if j[0] in ("adapter", "evaluate")} == {
+    # ... and the merge and sweep arm built from those adapters
+    assert {j for j in jobs if j[0] in ("adapter", "merge_adapters", "evaluate")} == {
         ("adapter", "run=run_a"), ("adapter", "run=run_dpo"), ("evaluate", "model=run_a"),
-        ("evaluate", "model=run_dpo")}
+        ("evaluate", "model=run_dpo"), ("merge_adapters", "merge=a_dpo_ties"),
+        ("merge_adapters", "merge=run_a.x0.5"), ("evaluate", "model=a_dpo_ties"),
+        ("evaluate", "model=run_a.x0.5")}
     write_config(work, cfg)
 
 

@@ -17,6 +17,7 @@ def one_run_config(max_steps: int) -> dict:
     cfg = tiny_config()
     cfg["recipes"]["tiny_lora"].update(max_steps=max_steps, resume_every=5, save_every=5, logging_steps=1)
     cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
+    cfg["merges"] = {}  # the TIES merge needs run_dpo
     cfg["mixtures"] = {"mix_a": cfg["mixtures"]["mix_a"]}
     cfg["tables"]["comparisons"] = []
     cfg["gates"]["guarded"] = {}

@@ -57,14 +57,16 @@ def slurm_run(cluster, tmp_path_factory):
 def test_every_job_ran_under_slurm(slurm_run):
     workdir, out = slurm_run
     submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+?)/", out)
-    # 26 jobs: base, 3 datasets, 3 mixtures, 3 adapters (SFT, DoRA, DPO), 3 item pools,
-    # 3 benchmark subsets, 5 evals (one per model incl. the run_b@step3 checkpoint, all
-    # benchmarks), tables, selection, release check, plots, model card
-    assert len(submitted) == 26, out[-3000:]
-    assert len({job_id for job_id, _ in submitted}) == 26
+    # 30 jobs: base, 3 datasets, 3 mixtures, 3 adapters (SFT, DoRA, DPO), 3 item pools,
+    # 3 benchmark subsets, 2 merges (a TIES merge, the run_a.x0.5 sweep arm), 7 evals (one per
+    # model incl. the run_b@step3 checkpoint and both merges, all benchmarks), tables,
+    # selection, release check, plots, model card
+    assert len(submitted) == 30, out[-3000:]
+    assert len({job_id for job_id, _ in submitted}) == 30
     rules = {rule for _, rule in submitted}
     assert rules == {"base_model", "dataset", "mixture", "adapter", "benchmark_items", "benchmark_docs",
-                     "evaluate", "delta_table", "select", "release_check", "plots", "model_card"}
+                     "merge_adapters", "evaluate", "delta_table", "select", "release_check", "plots",
+                     "model_card"}
     assert "localrule" not in out.replace("localrule all", "")
 
 
@@ -95,6 +97,7 @@ def test_cancelled_job_is_retried_and_leaves_no_partial_output(cluster, tmp_path
     cfg = tiny_config()
     cfg["recipes"]["tiny_lora"]["max_steps"] = 600  # long enough to be cancelled mid-way
     cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
+    cfg["merges"] = {}  # the TIES merge needs run_dpo
     cfg["mixtures"] = {"mix_a": cfg["mixtures"]["mix_a"]}
     cfg["tables"]["comparisons"] = []
     target = "results/adapters/run_a/manifest.json"

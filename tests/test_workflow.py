@@ -78,9 +78,10 @@ def test_delta_table_rows_and_numbers(tiny_run):
     workdir, _, _ = tiny_run
     df = pd.read_csv(workdir / "results/tables/delta.csv")
     ours = df[df.source == "evaluated"]
-    # 5 models x (3 benchmarks + 3 axes + macro), then the reference's 3 + 3 + macro
-    assert len(ours) == 35 and len(df) == 42
-    assert set(df.model) == {"base", "run_a", "run_b", "run_b@step3", "run_dpo", "fixture-ref"}
+    # 7 models x (3 benchmarks + 3 axes + macro), then the reference's 3 + 3 + macro
+    assert len(ours) == 49 and len(df) == 56
+    assert set(df.model) == {"base", "run_a", "run_b", "run_b@step3", "run_dpo", "a_dpo_ties", "run_a.x0.5",
+                             "fixture-ref"}
     bench = ours[ours.level == "benchmark"]
     n = {b: int(v) for b, v in bench[bench.model == "run_a"].set_index("benchmark")["n"].items()}
     assert n == {"arithmetic": 10, "arc_easy": 8, "gsm8k": 3}
@@ -99,7 +100,8 @@ def test_delta_table_rows_and_numbers(tiny_run):
     assert "run_b_minus_run_a" in md
     cmp = pd.read_csv(workdir / "results/tables/comparisons.csv")
     assert set(cmp.comparison) == {"run_a_minus_base", "run_b_minus_base", "run_b@step3_minus_base",
-                                   "run_dpo_minus_base", "run_b_minus_run_a"}
+                                   "run_dpo_minus_base", "a_dpo_ties_minus_base", "run_a.x0.5_minus_base",
+                                   "run_b_minus_run_a"}
     row = cmp[(cmp.comparison == "run_b_minus_run_a") & (cmp.benchmark == "arc_easy")].iloc[0]
     assert row.right_better + row.left_better + row.tie == pytest.approx(1.0) and row.n == 8
     assert (workdir / "results/tables/delta.html").read_text().startswith("<!DOCTYPE html>")
@@ -109,7 +111,8 @@ def test_gates_selection_plots_and_model_card(tiny_run):
     workdir, _, _ = tiny_run
     sel = json.loads((workdir / "results/tables/selection.json").read_text())
     gates = json.loads((workdir / "results/tables/gates.json").read_text())
-    assert set(gates) == {"run_a", "run_b", "run_b@step3", "run_dpo"} and sel["chosen"] in gates
+    assert set(gates) == {"run_a", "run_b", "run_b@step3", "run_dpo", "a_dpo_ties", "run_a.x0.5"}
+    assert sel["chosen"] in gates
     assert sel["lambda"] == 0.5 and sel["target_axes"] == ["target"] and sel["guarded_axes"] == ["knowledge"]
     assert {c["model"] for c in sel["candidates"]} == set(gates) and sel["frontier"]
     assert (workdir / "results/tables/release_check.txt").read_text().startswith("PASS: ")
@@ -117,8 +120,10 @@ def test_gates_selection_plots_and_model_card(tiny_run):
         assert (workdir / f"results/plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = (workdir / "results/model_card.md").read_text()
     chosen = sel["chosen"]
-    mixture = {"run_a": "mix_a", "run_b": "mix_b", "run_b@step3": "mix_b", "run_dpo": "pref"}[chosen]
+    mixture = {"run_a": "mix_a", "run_b": "mix_b", "run_b@step3": "mix_b", "run_dpo": "pref",
+               "a_dpo_ties": "mix_a", "run_a.x0.5": "mix_a"}[chosen]
     for text in (f"# {chosen}: adapter on tiny-random-llama", "## Delta vs base", "## Release gates",
+                 "## How this model was made",
                  f"## Training data: mixture `{mixture}`", "## Recipe", "## Provenance", "config sha256",
                  "git commit", "base weights sha256", "trl 1.", "**0 overlap**", "fixture-ref"):
         assert text in card, text
@@ -202,6 +207,22 @@ def test_dora_rslora_run_and_its_checkpoint_arm(tiny_run):
         before = AutoModelForCausalLM.from_pretrained(base_dir)(ids).logits
         after = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), run_b)(ids).logits
     assert (after - before).abs().max().item() > 1e-3
+
+
+def test_merge_and_sweep_arms_record_their_inputs_and_are_evaluated(tiny_run):
+    workdir, _, _ = tiny_run
+    ties = json.loads((workdir / "results/merges/a_dpo_ties/manifest.json").read_text())
+    assert ties["params"]["method"] == "ties" and ties["params"]["adapters"] == {"run_a": 0.6, "run_dpo": 0.4}
+    assert ties["density"] == 0.5 and ties["seed"] == 0
+    assert [e["path"] for e in ties["inputs"]["adapters"]] == ["results/adapters/run_a/manifest.json",
+                                                               "results/adapters/run_dpo/manifest.json"]
+    assert all(len(e["sha256"]) == 64 for e in ties["inputs"]["adapters"])
+    sweep = json.loads((workdir / "results/merges/run_a.x0.5/manifest.json").read_text())
+    assert sweep["params"]["kind"] == "sweep" and sweep["params"]["adapters"] == {"run_a": 0.5}
+    for model in ("a_dpo_ties", "run_a.x0.5"):
+        assert (workdir / f"results/merges/{model}/adapter_model.safetensors").exists()
+        assert set(json.loads((workdir / f"results/evals/{model}/summary.json").read_text())["benchmarks"]) == {
+            "arithmetic", "arc_easy", "gsm8k"}
 
 
 def test_every_artifact_has_a_manifest_with_input_hashes(tiny_run):
