@@ -147,7 +147,8 @@ def test_merge_export_parity_eval_tables_end_to_end(smol_tiny, tmp_path):
     assert (df.flag.fillna("") == "").all()
     merge_manifest = json.loads((res / "models/merged/run_a/manifest.json").read_text())
     assert merge_manifest["params"]["method"] == "merge_and_unload" and "adapter" in merge_manifest["inputs"]
-    assert "PASS" in (res / "tables/gguf_parity.md").read_text()
+    parity = pd.read_csv(res / "tables/gguf_parity.csv")
+    assert list(parity.verdict) == ["PASS", "PASS"] and (parity.size_mb > 0).all() and parity.export_s.notna().all()
 
     # an impossible q8_0 threshold: only the parity check and what reads it rerun; the q8_0 GGUF
     # is flagged in the tables and excluded from selection

@@ -263,7 +263,7 @@ def parity_table(reports: list[dict], exports: dict[str, dict]):
     """One row per GGUF: size, export time, the parity numbers and the verdict."""
     import pandas as pd
 
-    by_file = {m["gguf"]["path"] if isinstance(m.get("gguf"), dict) else None: m for m in exports.values()}
+    by_file = {m["inputs"]["gguf"]["path"]: m for m in exports.values()}
     rows = []
     for r in reports:
         exp = by_file.get(r["gguf"], {})
