@@ -58,12 +58,7 @@ class LlamaRunner:
         llm = self.llm
         if len(tokens) > llm.n_ctx():
             raise DeltaflowError(f"{len(tokens)} tokens exceed llama.cpp's context of {llm.n_ctx()}")
-        prev = list(llm.input_ids[:llm.n_tokens])
-        keep = 0
-        for a, b in zip(prev, tokens):
-            if a != b:
-                break
-            keep += 1
+        keep = llm.longest_token_prefix(llm.input_ids[:llm.n_tokens].tolist(), tokens)
         keep = min(keep, len(tokens) - 1)  # evaluate at least one token
         llm.n_tokens = keep
         llm.eval(tokens[keep:])  # drops the KV cache past n_tokens first

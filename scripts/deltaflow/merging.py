@@ -96,10 +96,7 @@ def merge_full(base_dir: Path, adapter_dir: Path | None, out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tok = AutoTokenizer.from_pretrained(str(base_dir))
-    tok.save_pretrained(str(out_dir))
-    for extra in ("chat_template.jinja",):  # keep the base's template file byte-identical
-        if (base_dir / extra).exists():
-            (out_dir / extra).write_bytes((base_dir / extra).read_bytes())
+    tok.save_pretrained(str(out_dir))  # writes the base's chat template too
     return {"parameters": sum(p.numel() for p in model.parameters())}
 
 
