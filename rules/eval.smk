@@ -51,6 +51,10 @@ rule evaluate:
         specs=[BENCH_SPECS[b] for b in BENCHMARKS],
         batch_size=config["eval"]["batch_size"],
         device=config["eval"]["device"],
+        chunk_size=config["eval"]["chunk_size"],
+        backend=config["eval"]["backend"],
+        vllm_python=config["eval"]["vllm"].get("python"),
+        vllm_options={k: v for k, v in config["eval"]["vllm"].items() if k != "python"},
         cache_dir="results/evals/.cache",
         adapter_dir=lambda w: model_adapter_dir(w.model),
         # exports: a full merged model, or a GGUF run by llama.cpp with the merged tokenizer

@@ -11,10 +11,11 @@ def spec(name, **kw):
 
 
 def test_registry_lists_real_benchmarks():
-    assert {"arc_easy", "arc_challenge", "gsm8k", "arithmetic", "mcq_letters", "spelling"} <= set(registry.available())
+    assert {"arc_easy", "arc_challenge", "gsm8k", "arithmetic", "mcq_letters", "spelling", "mmlu", "hellaswag",
+            "piqa", "boolq", "winogrande", "humaneval", "mbpp"} <= set(registry.available())
     for name in registry.available():
         s = registry.load(name)
-        assert s["axis"] and s["output_type"] in ("multiple_choice", "generate_until") and s["metric"]
+        assert s["axis"] and s["output_type"] in ("multiple_choice", "generate_until", "code") and s["metric"]
 
 
 def test_arc_easy_from_packaged_data():
@@ -22,7 +23,8 @@ def test_arc_easy_from_packaged_data():
     assert len(docs) == 5
     for d in docs:
         assert d["query"].startswith("Question: ") and d["query"].endswith("\nAnswer:")
-        assert 0 <= d["gold"] < len(d["choices"]) and all(c.startswith(" ") for c in d["choices"])
+        # lm-eval's target_delimiter supplies the space before each choice (not the choice itself)
+        assert 0 <= d["gold"] < len(d["choices"]) and not any(c.startswith(" ") for c in d["choices"])
     assert prepare_docs(spec("arc_easy", n=5)) == docs
     full = prepare_docs(spec("arc_easy", n=None))
     assert len(full) == 570

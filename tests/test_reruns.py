@@ -7,6 +7,8 @@ The workflow files are copied so that a code edit can be made without touching t
 import json
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -165,3 +167,39 @@ def test_code_change_reruns_that_stage(done):
     stats = wf / "scripts/deltaflow/stats.py"
     stats.write_text(stats.read_text() + "\n# a change\n")
     assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == TABLES_AND_AFTER
+
+
+def test_parser_fix_rescores_saved_outputs_without_a_model(done):
+    """An answer-parser change (here: GSM8K's regex takes the first number instead of the last)
+    reruns every eval job, but each finds its raw outputs cached and only re-scores; `deltaflow
+    rescore` previews the same numbers from the saved outputs. Restored afterwards."""
+    work, cfg, wf = done
+    yml = wf / "scripts/deltaflow/registry/gsm8k.yaml"
+    original = yml.read_text()
+    before = {m: json.loads((work / f"results/evals/{m}/gsm8k.jsonl").read_text().splitlines()[0])
+              for m in ("base", "run_a")}
+    try:
+        yml.write_text(original.replace("group_select: -1", "group_select: 0"))
+        # the preview: no model is loaded (torch is never imported)
+        script = (f"import sys; sys.path.insert(0, {str(wf / 'scripts')!r}); from deltaflow.cli import main; "
+                  "rc = main(['rescore', 'gsm8k', '--config', 'config.yaml']); "
+                  "sys.exit(rc if 'torch' not in sys.modules else 99)")
+        proc = subprocess.run([sys.executable, "-c", script], cwd=work, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert "base" in proc.stdout and "items changed" in proc.stdout
+        assert {j[0] for j in planned_jobs(work, work / "config.yaml", wf / "Snakefile")} >= {"evaluate"}
+        models = ("base", "run_a", "run_b", "run_dpo")
+        logs = {m: len((work / f"logs/evals/{m}.log").read_text()) for m in models}
+        run_snakemake(work, work / "config.yaml", snakefile=wf / "Snakefile")
+        for model in models:
+            ev = json.loads((work / f"results/evals/{model}/gsm8k.json").read_text())
+            assert ev["cache"]["hit"] is True and ev["scoring"]["extract"]["group_select"] == 0
+            log = (work / f"logs/evals/{model}.log").read_text()[logs[model]:]  # this run's lines
+            assert "scoring only" in log and "evaluating" not in log
+        for m, rec in before.items():
+            now = json.loads((work / f"results/evals/{m}/gsm8k.jsonl").read_text().splitlines()[0])
+            assert now["responses"] == rec["responses"]  # same outputs, new parse
+    finally:
+        yml.write_text(original)
+    run_snakemake(work, work / "config.yaml", snakefile=wf / "Snakefile")
+    assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == set()

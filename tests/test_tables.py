@@ -101,6 +101,26 @@ def test_refuses_different_decoding():
         delta_table([result("base", "a", [1, 0]), result("run", "a", [1, 0], dhash="d2")])
 
 
+def test_decoding_refusal_shows_the_difference():
+    greedy = result("base", "a", [1, 0])
+    sampled = result("run", "a", [1, 0], dhash="d2")
+    greedy.metrics["decoding"] = {"temperature": 0.0, "samples": 1, "max_gen_toks": 32}
+    sampled.metrics["decoding"] = {"temperature": 0.7, "samples": 1, "max_gen_toks": 32, "top_p": 0.9}
+    with pytest.raises(DeltaflowError) as err:
+        delta_table([greedy, sampled])
+    msg = str(err.value)
+    assert "temperature: 0.0 vs 0.7" in msg and "top_p: '<unset>' vs 0.9" in msg
+    assert "max_gen_toks" not in msg.split(";")[0]  # only what differs is listed first
+
+
+def test_refuses_different_prompts():
+    a, b = result("base", "a", [1, 0]), result("run", "a", [1, 0])
+    for rec, h in zip(a.records + b.records, ["p0", "p1", "p0", "pX"]):
+        rec["prompt_hash"] = h
+    with pytest.raises(DeltaflowError, match=r"different prompts for item q1 \(prompt hash p1 vs pX"):
+        delta_table([a, b])
+
+
 def test_missing_result_is_named():
     with pytest.raises(DeltaflowError, match=r"missing eval result for \(run, b\)"):
         delta_table([result("base", "a", [1]), result("base", "b", [1]), result("run", "a", [1])])

