@@ -18,8 +18,8 @@ from conftest import REPO, run_snakemake, tiny_config, write_config
 pytestmark = pytest.mark.e2e
 
 
-def planned_jobs(workdir, cfg_path, snakefile):
-    proc = run_snakemake(workdir, cfg_path, "-n", snakefile=snakefile)
+def planned_jobs(workdir, cfg_path, snakefile, env=None):
+    proc = run_snakemake(workdir, cfg_path, "-n", snakefile=snakefile, env=env)
     out = proc.stdout + proc.stderr
     jobs = set()
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
@@ -187,14 +187,15 @@ def test_parser_fix_rescores_saved_outputs_without_a_model(done):
         proc = subprocess.run([sys.executable, "-c", script], cwd=work, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
         assert "base" in proc.stdout and "items changed" in proc.stdout
-        assert {j[0] for j in planned_jobs(work, work / "config.yaml", wf / "Snakefile")} >= {"evaluate"}
+        # the workflow imports deltaflow (and its registry) from the copy edited here
+        env = {"PYTHONPATH": str(wf / "scripts")}
+        assert {j[0] for j in planned_jobs(work, work / "config.yaml", wf / "Snakefile", env)} >= {"evaluate"}
         models = ("base", "run_a", "run_b", "run_dpo")
-        logs = {m: len((work / f"logs/evals/{m}.log").read_text()) for m in models}
-        run_snakemake(work, work / "config.yaml", snakefile=wf / "Snakefile")
+        run_snakemake(work, work / "config.yaml", snakefile=wf / "Snakefile", env=env)
         for model in models:
             ev = json.loads((work / f"results/evals/{model}/gsm8k.json").read_text())
             assert ev["cache"]["hit"] is True and ev["scoring"]["extract"]["group_select"] == 0
-            log = (work / f"logs/evals/{model}.log").read_text()[logs[model]:]  # this run's lines
+            log = (work / f"logs/evals/{model}.log").read_text()  # Snakemake starts a rerun job's log afresh
             assert "scoring only" in log and "evaluating" not in log
         for m, rec in before.items():
             now = json.loads((work / f"results/evals/{m}/gsm8k.jsonl").read_text().splitlines()[0])

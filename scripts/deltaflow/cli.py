@@ -4,8 +4,8 @@
   the mixture, the recipe, the base model revision and the code.
 - `deltaflow rescore BENCHMARK` re-scores every model's saved outputs for a benchmark with the
   current registry/config (e.g. after an answer-parser fix) without loading any model, and
-  prints old vs new scores; `--write` updates results/evals/<model>/<benchmark>.json(l) (the
-  workflow does the same on its next run, also without a model: the outputs are cached).
+  prints old vs new scores. Rerunning the workflow applies the change, also without a model:
+  the eval jobs find their outputs cached and only re-score.
 """
 
 from __future__ import annotations
@@ -102,10 +102,10 @@ def format_chain(chain: dict) -> str:
     return "\n".join(lines)
 
 
-def rescore(results: Path, config_path: Path, benchmark: str, *, write: bool = False) -> list[dict]:
+def rescore(results: Path, config_path: Path, benchmark: str) -> list[dict]:
     """Re-score saved raw outputs of ``benchmark`` for every evaluated model (no model loaded)."""
     from .config import benchmark_spec, load_config
-    from .io import read_jsonl, sha256_path, write_json, write_jsonl
+    from .io import read_jsonl
     from .scoring import score_all
 
     config = load_config(config_path, check_files=False)
@@ -124,17 +124,6 @@ def rescore(results: Path, config_path: Path, benchmark: str, *, write: bool = F
         rows.append({"model": old["model"], "metric": new["metric"], "old": old["score"], "new": new["score"],
                      "changed_items": sum(a["score"] != b["score"] for a, b in
                                           zip(read_jsonl(metrics_path.with_suffix(".jsonl")), records))})
-        if write:
-            old.update({k: new[k] for k in ("score", "metric", "all_metrics", "samples")})
-            old["rescored"] = {"scoring": {k: spec.get(k) for k in ("metric", "extract", "ignore", "code") if k in spec}}
-            write_jsonl(metrics_path.with_suffix(".jsonl"), records)
-            write_json(metrics_path, old)
-            summary_path = metrics_path.parent / "summary.json"
-            summary = _load(summary_path)
-            entry = summary["benchmarks"][benchmark]
-            entry.update({"score": new["score"], "metrics_sha256": sha256_path(metrics_path),
-                          "samples_sha256": sha256_path(metrics_path.with_suffix(".jsonl"))})
-            write_json(summary_path, summary)
     if not rows:
         raise DeltaflowError(f"no results/evals/*/{benchmark}.json under {results}; run the workflow first")
     return rows
@@ -152,11 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     resc.add_argument("benchmark")
     resc.add_argument("--config", default="config/config.yaml", type=Path)
     resc.add_argument("--results", default="results", type=Path)
-    resc.add_argument("--write", action="store_true", help="update the eval records and metrics in place")
     args = parser.parse_args(argv)
     try:
         if args.command == "rescore":
-            rows = rescore(args.results, args.config, args.benchmark, write=args.write)
+            rows = rescore(args.results, args.config, args.benchmark)
             for r in rows:
                 print(f"{r['model']:<32} {r['metric']:<12} {r['old']:.4f} -> {r['new']:.4f} "
                       f"({r['changed_items']} items changed)")
