@@ -22,7 +22,7 @@ config.update(_canonical)
 DATASETS = sorted(config["datasets"])
 MIXTURES = sorted(config["mixtures"])
 RUNS = sorted(config["runs"])
-# `<run>@step<N>`: a run's saved checkpoints are models of their own (recipes' save_every)
+# `<run>@step<N>` / `<run>@epoch<N>`: a run's saved checkpoints are models of their own (recipes' save_every)
 CHECKPOINTS = checkpoint_models(config)
 # merges and sweep arms (`<model>.x<coef>`): adapters built from other adapters (rules/merge.smk)
 MERGES = merge_specs(config)
@@ -49,17 +49,18 @@ STAGE_CODE = {
     "base_model": ["basemodel.py"],
     "dataset": ["datasets.py", "tasks.py", "sources.py"],
     "mixture": ["mixture.py", "decontam.py", "mixture_report.py", "parsers.py"],
-    "adapter": ["training.py", "chat_template.py"],
+    "adapter": ["training.py", "chat_template.py", "vocab.py"],
     "benchmark_items": ["benchmarks.py", "sources.py"],
     "benchmark_docs": ["benchmarks.py"],
     # the first two decide raw outputs; the GGUF modules only matter for GGUF models, scoring
     # and the sandbox only re-score (evaluate.py keys its output cache accordingly)
-    "evaluate": ["evaluation.py", "benchmarks.py", "llamacpp.py", "gguf_export.py", "scoring.py", "sandbox.py"],
+    "evaluate": ["evaluation.py", "benchmarks.py", "vocab.py", "llamacpp.py", "gguf_export.py", "scoring.py",
+                 "sandbox.py"],
     "delta_table": ["tables.py", "stats.py"],
     "select": ["selection.py"],
     "plots": ["plots.py"],
     "model_card": ["model_card.py", "tables.py"],
-    "merge": ["merging.py"],
+    "merge": ["merging.py", "vocab.py"],
     "gguf": ["gguf_export.py"],
     "parity": ["llamacpp.py", "gguf_export.py"],
 }
@@ -175,8 +176,8 @@ def model_adapter_dir(model):
     if model == "base" or model in EXPORTS:
         return None
     if model in CHECKPOINTS:
-        run, step = CHECKPOINTS[model]
-        return f"results/adapters/{run}/checkpoints/step{step}"
+        run, tag = CHECKPOINTS[model]
+        return f"results/adapters/{run}/checkpoints/{tag}"
     if model in MERGES:
         return f"results/merges/{model}"
     return f"results/adapters/{model}"

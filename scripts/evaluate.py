@@ -44,7 +44,7 @@ elif merged_dir is not None:
 
 # the code that decides raw outputs: the GGUF backend's modules only for GGUF models; scoring
 # and the sandbox never (they only re-score)
-gen_modules = {"evaluation.py", "benchmarks.py"} | ({"llamacpp.py", "gguf_export.py"} if gguf else set())
+gen_modules = {"evaluation.py", "benchmarks.py", "vocab.py"} | ({"llamacpp.py", "gguf_export.py"} if gguf else set())
 gen_code = [Path(c) for c in inp.code if Path(c).name in gen_modules]
 
 

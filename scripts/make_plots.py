@@ -12,6 +12,5 @@ inp, out = snakemake.input, snakemake.output  # noqa: F821
 forest_plot(pd.read_csv(inp.delta), out.forest, confidence=snakemake.params.confidence)  # noqa: F821
 metrics = {Path(m).parent.name: read_json(m) for m in inp.metrics}
 # SFT and DPO losses are on different scales: the legend says which is which
-loss_curves({f"{run} ({m.get('objective', 'sft')})": m.get("loss_curve", []) for run, m in metrics.items()},
-            out.loss)
+loss_curves({f"{run} ({m.get('objective', 'sft')})": m for run, m in metrics.items()}, out.loss)
 pareto_plot(read_json(inp.selection), out.pareto)

@@ -84,6 +84,24 @@ def test_default_config_validates(repo, monkeypatch):
      "recipes.tiny_lora.load_in_4bit", "needs a CUDA GPU and train.device is cpu"),
     (lambda c: c["recipes"]["tiny_lora"].update(save_every=6),
      "recipes.tiny_lora.save_every", "not below max_steps (6)"),
+    (lambda c: c["recipes"]["tiny_lora"].update(epochs=2),
+     "recipes.tiny_lora", "give max_steps or epochs, not both"),
+    (lambda c: c["recipes"]["tiny_lora"].pop("max_steps") and c["recipes"]["tiny_lora"].update(epochs=2, save_every=3),
+     "recipes.tiny_lora.save_every", "save_every: epoch"),
+    (lambda c: c["recipes"]["tiny_lora"].update(save_every="epoch"),
+     "recipes.tiny_lora.save_every", "`epoch` needs a recipe with epochs"),
+    (lambda c: c["recipes"]["tiny_lora"].update(precision="fp16"),
+     "recipes.tiny_lora.precision", "fp16 mixed precision needs a CUDA GPU"),
+    (lambda c: c.update(grids={"g": {"mixtures": ["mix_a"], "recipes": ["tiny_lora"], "vary": {"r": [4, "big"]}}}),
+     "grids.g.vary", "'big' is not of type 'integer'"),
+    (lambda c: c.update(grids={"g": {"mixtures": ["mix_a"], "recipes": ["tiny_lora"], "vary": {"rank": [4]}}}),
+     "grids.g.vary", "'rank' was unexpected"),
+    (lambda c: c.update(grids={"g": {"mixtures": ["mix_z"], "recipes": ["tiny_lora"]}}),
+     "grids.g.mixtures", "unknown mixture(s) ['mix_z']"),
+    (lambda c: c.update(grids={"g": {"mixtures": ["mix_a"], "recipes": ["tiny"]}}),
+     "grids.g.recipes", "unknown recipe(s) ['tiny']"),
+    (lambda c: c.update(runs={}),
+     "runs", "no runs to train"),
     (lambda c: c["recipes"]["tiny_lora"].update(method="pissa"),
      "recipes.tiny_lora.method", "is not one of"),
     (lambda c: c["gates"]["guarded"]["knowledge"].update(bound="lower"),
@@ -129,7 +147,7 @@ def test_checkpoints_are_models(tiny_cfg):
 
     tiny_cfg["recipes"]["tiny_dora"]["save_every"] = 2
     cfg = validate_config(tiny_cfg)
-    assert checkpoint_models(cfg) == {"run_b@step2": ("run_b", 2), "run_b@step4": ("run_b", 4)}
+    assert checkpoint_models(cfg) == {"run_b@step2": ("run_b", "step2"), "run_b@step4": ("run_b", "step4")}
     assert model_names(cfg) == ["base", "run_a", "run_b", "run_dpo", "run_b@step2", "run_b@step4",
                                 "a_dpo_ties", "run_a.x0.5"]
     # a checkpoint can be compared like any model
@@ -171,3 +189,41 @@ def test_bad_merges_sweeps_and_exports_are_refused(tiny_cfg, edit, message):
     edit(tiny_cfg)
     with pytest.raises(ConfigError, match=message):
         validate_config(tiny_cfg)
+
+
+def test_a_grid_declares_runs_with_derived_recipes(tiny_cfg):
+    from deltaflow.config import model_names
+
+    tiny_cfg["grids"] = {"rk": {"mixtures": ["mix_a", "mix_b"], "recipes": ["tiny_lora"],
+                                "vary": {"r": [2, 8], "learning_rate": [0.0002]}}}
+    cfg = validate_config(tiny_cfg)
+    assert cfg["recipes"]["tiny_lora-r8-learning_rate0p0002"] == {
+        **cfg["recipes"]["tiny_lora"], "r": 8, "learning_rate": 0.0002}
+    grid_runs = {k: v for k, v in cfg["runs"].items() if k.startswith("rk-")}
+    assert grid_runs == {
+        f"rk-{m}-tiny_lora-r{r}-learning_rate0p0002": {"mixture": m, "recipe": f"tiny_lora-r{r}-learning_rate0p0002"}
+        for m in ("mix_a", "mix_b") for r in (2, 8)}
+    assert set(grid_runs) <= set(model_names(cfg))
+    # validating again (Snakemake and the scripts both do) changes nothing
+    assert validate_config(cfg) == cfg
+
+
+def test_a_grid_alone_is_enough(tiny_cfg):
+    tiny_cfg.update(runs={}, merges={}, sweeps={}, tables={"comparisons": []},
+                    grids={"g": {"mixtures": ["mix_a"], "recipes": ["tiny_lora", "tiny_dora"]}})
+    cfg = validate_config(tiny_cfg)
+    assert set(cfg["runs"]) == {"g-mix_a-tiny_lora", "g-mix_a-tiny_dora"}
+
+
+def test_epoch_checkpoints_are_models(tiny_cfg):
+    from deltaflow.config import checkpoint_models
+
+    recipe = tiny_cfg["recipes"]["tiny_dora"]
+    recipe.pop("max_steps")
+    recipe.update(epochs=3, save_every="epoch")
+    cfg = validate_config(tiny_cfg)
+    assert checkpoint_models(cfg) == {"run_b@epoch1": ("run_b", "epoch1"), "run_b@epoch2": ("run_b", "epoch2")}
+    assert cfg["recipes"]["tiny_dora"]["max_steps"] is None
+    # neither max_steps nor epochs: 100 steps
+    tiny_cfg["recipes"]["tiny_lora"].pop("max_steps")
+    assert validate_config(tiny_cfg)["recipes"]["tiny_lora"]["max_steps"] == 100

@@ -162,3 +162,50 @@ def test_merge_export_parity_eval_tables_end_to_end(smol_tiny, tmp_path):
     sel = json.loads((res / "tables/selection.json").read_text())
     assert "run_a.q8_0.gguf" in sel["excluded"] and sel["chosen"] != "run_a.q8_0.gguf"
     assert "FLAGGED: GGUF parity check failed" in (res / "tables/delta.md").read_text()
+
+
+def test_new_tokens_through_training_eval_merge_and_gguf(smol_tiny, tmp_path):
+    """A run that adds <think> tokens (seed 000): trained rows in the adapter and its checkpoint
+    arm, evaluated unmerged, merged and as a GGUF with the extended vocabulary."""
+    think = tmp_path / "think.jsonl"
+    think.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"What is {a} + {b}?"},
+        {"role": "assistant", "content": f"<think>{a} plus {b}</think> {a + b}"}]}) + "\n"
+        for a in range(4) for b in range(3)))
+    cfg = export_config(smol_tiny)
+    cfg["datasets"]["think"] = {"type": "file", "path": str(think), "format": "messages", "origin": "human"}
+    cfg["mixtures"]["mix_a"]["components"].append({"dataset": "think", "multiplier": 1})
+    cfg["recipes"]["tiny_lora"].update(new_tokens=["<think>", "</think>"], save_every=3)
+    cfg["export"].update(gguf_types=["f16"])
+    cfg["tables"]["comparisons"] = []
+    run_snakemake(tmp_path, write_config(tmp_path, cfg), timeout=1500)
+    res = tmp_path / "results"
+    from transformers import AutoTokenizer
+
+    vocab = len(AutoTokenizer.from_pretrained(smol_tiny))
+    metrics = json.loads((res / "adapters/run_a/metrics.json").read_text())
+    assert metrics["new_tokens"] == {"<think>": vocab, "</think>": vocab + 1}
+    for d in (res / "adapters/run_a", res / "adapters/run_a/checkpoints/step3", res / "models/merged/run_a"):
+        tok = AutoTokenizer.from_pretrained(d)
+        assert len(tok) == vocab + 2 and tok("<think>x</think>").input_ids[0] == vocab, d
+    # the trained rows moved away from their mean initialization
+    from safetensors import safe_open
+
+    with safe_open(res / "adapters/run_a/adapter_model.safetensors", "pt") as f:
+        rows = f.get_tensor(next(k for k in f.keys() if "trainable_tokens_delta" in k))
+    import torch
+
+    assert rows.shape[0] == 2 and not torch.allclose(rows[0], rows[1])
+    models = set(pd.read_csv(res / "tables/delta.csv").model)
+    assert {"base", "run_a", "run_a@step3", "run_a.merged", "run_a.f16.gguf"} <= models
+
+    def arc(model):
+        return [json.loads(line) for line in (res / f"evals/{model}/arc_easy.jsonl").read_text().splitlines()]
+    for a, b in zip(arc("run_a"), arc("run_a.merged")):
+        assert max(abs(x - y) for x, y in zip(a["loglikelihoods"], b["loglikelihoods"])) < 1e-3
+    rep = json.loads((res / "gguf/run_a/parity-f16.json").read_text())
+    assert rep["passed"], rep["reason"]
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(res / "gguf/run_a/model-f16.gguf"))
+    assert len(reader.fields["tokenizer.ggml.tokens"].data) == vocab + 2

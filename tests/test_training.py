@@ -2,7 +2,8 @@
 import pytest
 
 from deltaflow.errors import DeltaflowError
-from deltaflow.training import load_base_for_training, peft_config_for
+from deltaflow.training import (_training_args, load_base_for_training, peft_config_for, split_validation,
+                                total_steps, train_precision)
 
 RECIPE = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}
 
@@ -18,3 +19,48 @@ def test_qlora_on_cpu_is_refused_before_loading_anything(tmp_path):
     # tmp_path holds no model: the error must come before any load is attempted
     with pytest.raises(DeltaflowError, match=r"QLoRA \(load_in_4bit\) needs a CUDA GPU.*train.device: cuda"):
         load_base_for_training(tmp_path, {**RECIPE, "load_in_4bit": True}, "cpu")
+
+
+def test_precision_auto_is_fp32_on_cpu_and_bf16_on_cuda(tmp_path):
+    assert train_precision({}, "cpu") == "fp32" and train_precision({}, "cuda") == "bf16"
+    assert train_precision({"precision": "bf16"}, "cpu") == "bf16"
+    with pytest.raises(DeltaflowError, match="fp16.*needs a CUDA GPU"):
+        train_precision({"precision": "fp16"}, "cpu")
+    recipe = {"max_steps": 10, "epochs": None, "batch_size": 2, "grad_accum": 1, "learning_rate": 1e-3,
+              "lr_scheduler": "linear", "warmup_ratio": 0.1, "logging_steps": 2, "max_length": 32,
+              "seed": 0, "sampling": "random"}
+    cpu = _training_args({**recipe, "precision": "bf16"}, "cpu", tmp_path, False, 10, False)
+    assert cpu["bf16"] and not cpu["fp16"] and cpu["use_cpu"] and cpu["warmup_steps"] == 1
+    gpu = _training_args({**recipe, "precision": "fp16"}, "cuda", tmp_path, True, 10, True)
+    assert gpu["fp16"] and not gpu["bf16"] and gpu["eval_strategy"] == "steps" and gpu["eval_steps"] == 2
+    by_epoch = _training_args({**recipe, "max_steps": None, "epochs": 3}, "cpu", tmp_path, True, 30, False)
+    assert by_epoch["max_steps"] == -1 and by_epoch["num_train_epochs"] == 3
+    assert by_epoch["warmup_steps"] == 0.1 and by_epoch["save_steps"] == 6  # a ratio HF applies; 30 // 5
+
+
+def test_total_steps_counts_epochs_like_hf():
+    r = {"max_steps": None, "epochs": 2, "batch_size": 4, "grad_accum": 2}
+    assert total_steps(r, 20) == 2 * 3  # ceil(20 / 4) = 5 batches -> ceil(5 / 2) = 3 steps per epoch
+    assert total_steps({**r, "max_steps": 7, "epochs": None}, 20) == 7
+
+
+def test_validation_holds_out_every_copy_of_a_row():
+    rows = [{"id": f"r{i % 10}", "messages": []} for i in range(30)]  # 10 rows, 3 copies each
+    train, val = split_validation(rows, 3, seed=0)
+    held = {r["id"] for r in val}
+    assert len(val) == 3 and len(held) == 3 and not held & {r["id"] for r in train}
+    assert len(train) == 21
+    assert split_validation(rows, 3, seed=0) == (train, val)  # seeded
+    assert split_validation(rows, 0, seed=0) == (rows, [])
+    with pytest.raises(DeltaflowError, match="val_rows 10 leaves no training rows.*10 distinct"):
+        split_validation(rows, 10, seed=0)
+
+
+def test_loss_plot_draws_train_validation_and_arms(tmp_path):
+    from deltaflow.plots import loss_curves
+
+    m = {"loss_curve": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}],
+         "eval_curve": [{"step": 2, "eval_loss": 1.7}],
+         "checkpoints": [{"step": 1, "loss": 2.0, "val_loss": None}]}
+    loss_curves({"run (sft)": m, "other (dpo)": {"loss_curve": [{"step": 1, "loss": 0.6}]}}, tmp_path / "l.png")
+    assert (tmp_path / "l.png").stat().st_size > 1000

@@ -50,8 +50,9 @@ def _load_pretrained(location: str, *, gguf_file: str | None = None, revision: s
 
 
 def build_random_llama(corpus: Path, *, hidden_size: int, num_layers: int, num_heads: int,
-                       vocab_size: int, seed: int):
-    """A tiny random-init Llama with a BPE tokenizer trained on ``corpus`` (no download)."""
+                       vocab_size: int, seed: int, tied: bool = True):
+    """A tiny random-init Llama with a BPE tokenizer trained on ``corpus`` (no download);
+    ``tied``: the output layer shares the input embeddings (as SmolLM2's does)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -72,7 +73,7 @@ def build_random_llama(corpus: Path, *, hidden_size: int, num_layers: int, num_h
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size,
                       intermediate_size=hidden_size * 2, num_hidden_layers=num_layers,
                       num_attention_heads=num_heads, num_key_value_heads=num_heads,
-                      max_position_embeddings=1024, tie_word_embeddings=True,
+                      max_position_embeddings=1024, tie_word_embeddings=tied,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
                       pad_token_id=tok.pad_token_id)
     model = LlamaForCausalLM(cfg)

@@ -17,6 +17,7 @@ import yaml
 
 from . import registry
 from .errors import ConfigError
+from .grid import expand_grids
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
@@ -86,10 +87,17 @@ def validate_config(config: dict, *, check_files: bool = True) -> dict:
                 hint = " — check the spelling against config/README.md"
             lines.append(f"config key '{_key(err.absolute_path)}': {msg}{hint}")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+    expand_grids(config, _recipe_validator(schema))
     problems = list(_check_references(config, check_files=check_files))
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config
+
+
+def _recipe_validator(schema: dict):
+    """Schema errors of one recipe (a grid's derived recipes), as messages."""
+    validator = _Validator({"$ref": "#/$defs/recipe", "$defs": schema["$defs"]})
+    return lambda recipe: [f"{_key(e.absolute_path)}: {e.message}" for e in validator.iter_errors(recipe)]
 
 
 def load_config(path: str | os.PathLike, *, check_files: bool = True) -> dict:
@@ -156,10 +164,10 @@ def _check_references(config: dict, *, check_files: bool):
             yield (f"config key 'recipes.{rname}.load_in_4bit': QLoRA (a 4-bit base through "
                    "bitsandbytes) needs a CUDA GPU and train.device is cpu; set train.device: cuda "
                    "(and train.gpus) on a GPU machine, or load_in_4bit: false")
-        if recipe.get("save_every") and recipe["save_every"] >= recipe.get("max_steps", 100):
-            yield (f"config key 'recipes.{rname}.save_every': {recipe['save_every']} is not below "
-                   f"max_steps ({recipe.get('max_steps', 100)}), so no checkpoint would be saved; "
-                   "lower it or remove it")
+        yield from _check_recipe_length(rname, recipe)
+        if recipe.get("precision") == "fp16" and config.get("train", {}).get("device", "cpu") != "cuda":
+            yield (f"config key 'recipes.{rname}.precision': fp16 mixed precision needs a CUDA GPU "
+                   "and train.device is cpu; use auto, fp32 or bf16")
 
     for rname, run in config["runs"].items():
         if run["mixture"] not in config["mixtures"]:
@@ -176,6 +184,10 @@ def _check_references(config: dict, *, check_files: bool):
             if config["recipes"].get(spec.get("recipe"), {}).get("method", "lora") == "dora":
                 yield (f"config key 'eval.backend': vllm cannot serve run '{run}', a DoRA adapter "
                        "(vLLM has no DoRA); use backend hf, or evaluate its merged export")
+            if adds_tokens(config, run):
+                yield (f"config key 'eval.backend': vllm cannot serve run '{run}': its adapter adds "
+                       "new tokens (vLLM's LoRA has no extra vocabulary); use backend hf, or "
+                       "evaluate its merged export")
 
     known = registry.available()
     for bname, bench in config["benchmarks"].items():
@@ -254,25 +266,54 @@ def _check_runs(config: dict):
                 break
             seen.add(cur)
             cur = runs[cur].get("init_from")
+        if recipe.get("new_tokens"):
+            yield (f"config key 'recipes.{run['recipe']}.new_tokens': run '{rname}' continues "
+                   f"'{init}' (init_from) and keeps its vocabulary; new tokens are added by the "
+                   "first run of the chain")
         init_recipe = config["recipes"].get(runs[init]["recipe"], {})
         if init_recipe.get("load_in_4bit", False) != recipe.get("load_in_4bit", False):
             yield (f"config key 'runs.{rname}.init_from': '{init}' and this run differ in "
                    "load_in_4bit; continue an adapter on the same base precision")
 
 
-def checkpoint_steps(recipe: dict) -> list[int]:
-    """The steps a run saves before its final one (``save_every``), in order."""
+def _check_recipe_length(rname: str, recipe: dict):
+    """max_steps or epochs (neither: 100 steps, filled in here), and save_every against them."""
+    key = f"config key 'recipes.{rname}"
+    steps, epochs, every = recipe.get("max_steps"), recipe.get("epochs"), recipe.get("save_every")
+    if steps and epochs:
+        yield f"{key}': give max_steps or epochs, not both"
+        return
+    if not steps and not epochs:
+        recipe["max_steps"] = steps = 100
+    if epochs and isinstance(every, int):
+        yield (f"{key}.save_every': with epochs the step count follows from the mixture's size, "
+               "unknown before it is built, so checkpoints are per epoch: save_every: epoch")
+    elif steps and every == "epoch":
+        yield f"{key}.save_every': `epoch` needs a recipe with epochs (this one has max_steps)"
+    elif steps and every and every >= steps:
+        yield (f"{key}.save_every': {every} is not below max_steps ({steps}), so no checkpoint "
+               "would be saved; lower it or remove it")
+
+
+def checkpoint_tags(recipe: dict) -> list[str]:
+    """The checkpoints a run saves before its final one (``save_every``), in order:
+    ``step<N>`` every N steps, or ``epoch<N>`` after each epoch but the last."""
     every = recipe.get("save_every")
-    return list(range(every, recipe["max_steps"], every)) if every else []
+    if every == "epoch":
+        return [f"epoch{e}" for e in range(1, recipe.get("epochs") or 1)]  # without epochs: refused
+    if not every or not recipe.get("max_steps"):  # integer save_every with epochs is refused
+        return []
+    return [f"step{s}" for s in range(every, recipe["max_steps"], every)]
 
 
-def checkpoint_models(config: dict) -> dict[str, tuple[str, int]]:
-    """``<run>@step<N>`` -> (run, N) for every saved checkpoint of every run."""
+def checkpoint_models(config: dict) -> dict[str, tuple[str, str]]:
+    """``<run>@<tag>`` -> (run, tag) for every saved checkpoint of every run (tag: step<N>
+    or epoch<N>; the adapter is results/adapters/<run>/checkpoints/<tag>)."""
     out = {}
     for run, spec in sorted(config["runs"].items()):
         recipe = config["recipes"].get(spec["recipe"])  # an unknown recipe is reported elsewhere
-        for step in checkpoint_steps(recipe) if recipe else []:
-            out[f"{run}@step{step}"] = (run, step)
+        for tag in checkpoint_tags(recipe) if recipe else []:
+            out[f"{run}@{tag}"] = (run, tag)
     return out
 
 
@@ -370,6 +411,18 @@ def model_lineage(config: dict, model: str) -> list[str]:
     raise KeyError(model)
 
 
+def adds_tokens(config: dict, model: str) -> bool:
+    """Whether ``model``'s adapter (a run, its checkpoint or a run continuing one) has new tokens."""
+    run = model_run(config, model)
+    seen = set()
+    while run and run in config["runs"] and run not in seen:
+        seen.add(run)
+        if config["recipes"].get(config["runs"][run]["recipe"], {}).get("new_tokens"):
+            return True
+        run = config["runs"][run].get("init_from")
+    return False
+
+
 def _adapter_recipe(config: dict, model: str) -> dict:
     run = model_run(config, model)
     return config["recipes"].get(config["runs"][run]["recipe"], {}) if run else {}
@@ -390,6 +443,9 @@ def _check_merges_and_exports(config: dict):
                        f"known: {', '.join(runs_and_ckpts)}")
                 continue
             recipe = _adapter_recipe(config, model)
+            if adds_tokens(config, model):
+                yield (f"config key '{key}.adapters.{model}': its run adds new tokens (new_tokens); "
+                       "weighted combinations need plain LoRA factors — merge runs without new tokens")
             if recipe.get("method", "lora") == "dora":
                 yield (f"config key '{key}.adapters.{model}': a DoRA adapter; PEFT's weighted "
                        "combination is for LoRA factors (DoRA's magnitude vector does not combine "
@@ -406,6 +462,9 @@ def _check_merges_and_exports(config: dict):
             yield (f"config key '{key}': unknown model; sweeps scale a run, checkpoint or merge: "
                    f"{', '.join(adapters)}")
             continue
+        if adds_tokens(config, model):
+            yield (f"config key '{key}': its run adds new tokens (new_tokens); scaling the trained "
+                   "token rows is not a weight-delta scale — sweep a run without new tokens")
         if _adapter_recipe(config, model).get("method", "lora") == "dora":
             yield (f"config key '{key}': a DoRA adapter; scaling its factors does not scale its "
                    "weight delta (the magnitude vector is not linear) — sweep a LoRA run")

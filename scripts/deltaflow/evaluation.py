@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .benchmarks import decoding_spec, lm_eval_task_config
 from .io import atomic_path, read_jsonl, sha256_path, sha256_text, write_jsonl
+from .vocab import adapter_has_tokenizer, load_base_for_adapter
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,29 @@ def load_model(base_dir: Path, *, adapter_dir: Path | None = None, merged_dir: P
 
     if merged_dir is not None:
         return HFLM(pretrained=str(merged_dir), device=device, batch_size=batch_size, dtype="float32")
+    if adapter_has_tokenizer(adapter_dir):
+        return _lm_with_new_tokens(base_dir, adapter_dir, batch_size=batch_size, device=device)
     return HFLM(pretrained=str(base_dir), peft=str(adapter_dir) if adapter_dir else None,
                 device=device, batch_size=batch_size, dtype="float32")
+
+
+def _lm_with_new_tokens(base_dir: Path, adapter_dir: Path, *, batch_size: int, device: str):
+    """An adapter that brought new tokens, applied unmerged: the base extended to its vocabulary
+    (vocab.load_base_for_adapter), then PEFT on top, handed to HFLM as a model.
+
+    lm-eval's own ``peft=`` path resizes with transformers' random mean-resizing and then calls
+    ``tie_weights()``, which fails on a PEFT model with trainable token rows (transformers
+    looks for ``embed_tokens.weight`` behind PEFT's wrapper). PEFT ties the rows itself when it
+    loads the adapter, so that call is skipped on this one model.
+    """
+    import torch
+    from lm_eval.models.huggingface import HFLM
+    from peft import PeftModel
+
+    base, tok = load_base_for_adapter(base_dir, adapter_dir, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, str(adapter_dir)).to(device).eval()
+    model.tie_weights = lambda *a, **k: None
+    return HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
 
 
 def _lm_eval_samples(lm, spec: dict, docs_path: Path) -> list[dict]:

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 
 from .errors import DeltaflowError
+from .vocab import adapter_has_tokenizer, load_base_for_adapter
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,9 @@ def combine_adapters(base_dir: Path, adapters: dict[str, Path], weights: dict[st
         if not (Path(path) / "adapter_config.json").exists():
             raise DeltaflowError(f"{path} is not a PEFT adapter folder (no adapter_config.json); "
                                  f"rerun the job that writes '{name}'")
+        if adapter_has_tokenizer(path):
+            raise DeltaflowError(f"adapter '{name}' adds new tokens; weighted combinations and sweeps "
+                                 "need plain LoRA factors (merge or sweep runs without new_tokens)")
     model = PeftModel.from_pretrained(_load_base(base_dir), str(adapters[names[0]]), adapter_name="in0")
     for i, name in enumerate(names[1:], start=1):
         model.load_adapter(str(adapters[name]), adapter_name=f"in{i}")
@@ -87,16 +91,17 @@ def combine_adapters(base_dir: Path, adapters: dict[str, Path], weights: dict[st
 
 def merge_full(base_dir: Path, adapter_dir: Path | None, out_dir: Path) -> dict:
     """``merge_and_unload`` the adapter into the base weights; save model + tokenizer."""
+    import torch
     from peft import PeftModel
-    from transformers import AutoTokenizer
 
-    model = _load_base(base_dir)
+
+    # an adapter with new tokens: the base extended to its vocabulary, and its tokenizer
+    model, tok = load_base_for_adapter(base_dir, adapter_dir, dtype=torch.float32)
     if adapter_dir is not None:
         model = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir), safe_serialization=True)
-    tok = AutoTokenizer.from_pretrained(str(base_dir))
-    tok.save_pretrained(str(out_dir))  # writes the base's chat template too
+    tok.save_pretrained(str(out_dir))  # writes the chat template too
     return {"parameters": sum(p.numel() for p in model.parameters())}
 
 

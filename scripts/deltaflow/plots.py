@@ -49,18 +49,29 @@ def forest_plot(df: pd.DataFrame, path, *, baseline: str = "base", confidence: f
     _save(fig, path)
 
 
-def loss_curves(curves: dict[str, list[dict]], path) -> None:
-    """Training loss per logged step, one line per run."""
+def loss_curves(metrics: dict[str, dict], path) -> None:
+    """Training loss per logged step, one line per run; the validation loss (recipes with
+    val_rows) dashed in the same colour, and each saved checkpoint arm marked on it."""
     fig, ax = plt.subplots(figsize=(7.5, 4))
-    for i, (run, curve) in enumerate(sorted(curves.items())):
-        points = [(p["step"], p["loss"]) for p in curve if p.get("loss") is not None]
+    for i, (run, m) in enumerate(sorted(metrics.items())):
+        color = f"C{i % 10}"
+        points = [(p["step"], p["loss"]) for p in m.get("loss_curve", []) if p.get("loss") is not None]
         if points:
             steps, losses = zip(*points)
-            ax.plot(steps, losses, marker=".", color=f"C{i % 10}", label=run)
+            ax.plot(steps, losses, marker=".", color=color, label=f"{run} train")
+        val = [(p["step"], p["eval_loss"]) for p in m.get("eval_curve", [])]
+        if val:
+            steps, losses = zip(*val)
+            ax.plot(steps, losses, ls="--", color=color, label=f"{run} validation")
+        arms = [(c["step"], c.get("val_loss") or c.get("loss")) for c in m.get("checkpoints", [])]
+        arms = [a for a in arms if a[1] is not None]
+        if arms:
+            ax.scatter(*zip(*arms), marker="D", color=color, zorder=3, s=25)
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
+    ax.set_ylabel("loss")
+    ax.set_title("diamonds: saved checkpoint arms", fontsize=9)
     ax.grid(alpha=0.3)
-    if curves:
+    if metrics:
         ax.legend(fontsize=8)
     _save(fig, path)
 

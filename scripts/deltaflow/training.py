@@ -6,6 +6,8 @@ recipe, a loss curve, tokens/s and peak memory in ``metrics.json``.
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
 import math
 import resource
@@ -15,6 +17,8 @@ from pathlib import Path
 
 from .chat_template import training_template
 from .errors import DeltaflowError
+from .vocab import (add_tokens, adapter_has_tokenizer, expose_token_rows_to_fused_head, extend_embeddings,
+                    trainable_token_indices)
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,7 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def _loss_callback(curve: list):
+def _loss_callback(curve: list, eval_curve: list):
     from transformers import TrainerCallback
 
     class LossCurve(TrainerCallback):
@@ -35,12 +39,19 @@ def _loss_callback(curve: list):
 
         start_time = time.time()
         start_tokens = 0  # tokens seen before this attempt (restored from a checkpoint when resuming)
+        record_eval = True  # off while DPO's margin is measured on the training pairs
 
         def on_train_begin(self, args, state, control, **kw):
             self.start_time = time.time()
             self.start_tokens = state.num_input_tokens_seen
 
         def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "eval_loss" in logs and self.record_eval:
+                if eval_curve and eval_curve[-1]["step"] == state.global_step:
+                    eval_curve.pop()  # an epoch arm at an eval_every step: evaluated twice, same weights
+                eval_curve.append({"step": state.global_step, "eval_loss": float(logs["eval_loss"])})
+                log.info("step %d/%d validation loss %.4f", state.global_step, state.max_steps,
+                         logs["eval_loss"])
             if not logs or "loss" not in logs:
                 return
             loss = float(logs["loss"])
@@ -50,47 +61,100 @@ def _loss_callback(curve: list):
                           "elapsed_s": round(time.time() - self.start_time, 3)})
             log.info("step %d/%d loss %.4f", state.global_step, state.max_steps, loss)
             if not math.isfinite(loss):
+                good = max((c["step"] for c in curve if math.isfinite(c["loss"])), default=0)
+                dropped = _drop_checkpoints_after(Path(args.output_dir), good)
                 raise DeltaflowError(
-                    f"non-finite training loss {loss} at step {state.global_step}; the run stops here "
-                    f"and its last good checkpoint stays in {args.output_dir}. Lower the learning "
-                    "rate (a changed recipe starts over) or check the data")
+                    f"non-finite training loss {loss} at step {state.global_step} (the last finite "
+                    f"loss was logged at step {good}); the run stops here. Checkpoints saved after "
+                    f"step {good} were removed ({dropped or 'none'}); the last good one stays in "
+                    f"{args.output_dir}. Lower the learning rate (a changed recipe starts over) or "
+                    "check the data")
 
     return LossCurve()
 
 
-def _checkpoint_callback(arms_dir: Path, every: int | None):
-    """Save the adapter every ``every`` steps to ``arms_dir/step<N>`` (eval arms).
+def _drop_checkpoints_after(scratch: Path, step: int) -> list[str]:
+    """Remove trainer checkpoints and eval arms saved after ``step`` (their weights may already
+    be non-finite: the loss is only seen at logging steps). Returns what was removed."""
+    gone = []
+    for d in sorted(scratch.glob("checkpoint-*")):
+        if int(d.name.split("-")[1]) > step:
+            shutil.rmtree(d)
+            gone.append(d.name)
+    for d in sorted((scratch / "arms").glob("*")):
+        arm = d / "arm.json"
+        if arm.exists() and json.loads(arm.read_text())["step"] > step:
+            shutil.rmtree(d)
+            gone.append(f"arms/{d.name}")
+    return gone
 
-    Only the adapter weights are written (what evaluation needs), not optimizer state.
-    ``arms_dir`` lives in the resume folder, so arms saved before a kill survive the resume.
+
+def _checkpoint_callback(arms_dir: Path, every: int | str | None, save_adapter):
+    """Save the adapter every ``every`` steps to ``arms_dir/step<N>``, or after each epoch but
+    the last to ``arms_dir/epoch<N>`` with ``every == "epoch"`` (eval arms).
+
+    Only the adapter weights are written (what evaluation needs), not optimizer state, plus
+    ``arm.json`` with the step and epoch. ``arms_dir`` lives in the resume folder, so arms
+    saved before a kill survive the resume.
     """
     from transformers import TrainerCallback
 
+    def save(model, state, tag):
+        save_adapter(model, arms_dir / tag)
+        (arms_dir / tag / "arm.json").write_text(
+            f'{{"step": {state.global_step}, "epoch": {round(float(state.epoch or 0), 4)}}}')
+        log.info("saved checkpoint %s (step %d)", tag, state.global_step)
+
     class SaveAdapter(TrainerCallback):
+        # With a validation set, every arm also gets its validation loss (HF evaluates right
+        # after these callbacks when control.should_evaluate is set).
         def on_step_end(self, args, state, control, model=None, **kw):
             step = state.global_step
-            if every and step % every == 0 and step < state.max_steps:
-                model.save_pretrained(arms_dir / f"step{step}")
-                log.info("saved checkpoint step%d", step)
+            if isinstance(every, int) and step % every == 0 and step < state.max_steps:
+                save(model, state, f"step{step}")
+                control.should_evaluate = args.eval_strategy != "no"
+            return control
+
+        def on_epoch_end(self, args, state, control, model=None, **kw):
+            epoch = round(float(state.epoch or 0))
+            if every == "epoch" and epoch < args.num_train_epochs:
+                save(model, state, f"epoch{epoch}")
+                control.should_evaluate = args.eval_strategy != "no"
+            return control
 
     return SaveAdapter()
 
 
-def peft_config_for(recipe: dict):
-    """PEFT LoraConfig from a recipe: method lora | dora, use_rslora."""
+def peft_config_for(recipe: dict, token_indices: dict | None = None):
+    """PEFT LoraConfig from a recipe: method lora | dora, use_rslora; ``token_indices``: the
+    embedding rows of new tokens to train (vocab.trainable_token_indices)."""
     from peft import LoraConfig
 
     return LoraConfig(r=recipe["r"], lora_alpha=recipe["alpha"], lora_dropout=recipe["dropout"],
                       target_modules=recipe["target_modules"], task_type="CAUSAL_LM",
                       use_dora=recipe.get("method", "lora") == "dora",
-                      use_rslora=recipe.get("use_rslora", False))
+                      use_rslora=recipe.get("use_rslora", False),
+                      trainable_token_indices=token_indices or None)
+
+
+def train_precision(recipe: dict, device: str) -> str:
+    """fp32 | bf16 | fp16: the recipe's precision, ``auto`` = fp32 on CPU and bf16 on CUDA."""
+    precision = recipe.get("precision", "auto")
+    if precision == "auto":
+        return "bf16" if device == "cuda" else "fp32"
+    if precision == "fp16" and device != "cuda":
+        raise DeltaflowError("precision fp16 (mixed precision with a loss scaler) needs a CUDA GPU; "
+                             f"this job runs on {device}. Use auto, fp32 or bf16")
+    return precision
 
 
 def load_base_for_training(base_dir: Path, recipe: dict, device: str):
-    """The base model: fp32 on CPU, bf16 on CUDA, 4-bit NF4 for QLoRA (CUDA + bitsandbytes)."""
+    """The base model in the training precision (fp32 on CPU by default, bf16 on CUDA), or
+    4-bit NF4 for QLoRA (CUDA + bitsandbytes; compute in bf16, or fp16 with precision fp16)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if recipe.get("load_in_4bit"):
         if device != "cuda" or not torch.cuda.is_available():
             raise DeltaflowError("QLoRA (load_in_4bit) needs a CUDA GPU; this job runs on "
@@ -103,16 +167,49 @@ def load_base_for_training(base_dir: Path, recipe: dict, device: str):
                                  ".venv/bin/python -m pip install bitsandbytes") from exc
         from transformers import BitsAndBytesConfig
 
+        compute = torch.float16 if train_precision(recipe, device) == "fp16" else torch.bfloat16
         quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                   bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True)
-        return AutoModelForCausalLM.from_pretrained(base_dir, quantization_config=quant, dtype=torch.bfloat16)
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    return AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype)
+                                   bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=True)
+        return AutoModelForCausalLM.from_pretrained(base_dir, quantization_config=quant, dtype=compute)
+    return AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype[train_precision(recipe, device)])
 
 
-def resume_every(recipe: dict) -> int:
+def split_validation(rows: list[dict], n: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """Hold out ``n`` distinct rows (by id, seeded) as validation: (train, validation).
+
+    A mixture repeats rows (multipliers); every copy of a held-out row leaves the training
+    set, so the validation loss is on rows the adapter never trained on.
+    """
+    import random
+
+    if n <= 0:
+        return rows, []
+    ids = sorted({r["id"] for r in rows})
+    if n >= len(ids):
+        raise DeltaflowError(f"val_rows {n} leaves no training rows: the mixture has {len(ids)} "
+                             "distinct rows; lower val_rows")
+    held = set(random.Random(seed).sample(ids, n))
+    val, seen = [], set()
+    for r in rows:
+        if r["id"] in held and r["id"] not in seen:
+            seen.add(r["id"])
+            val.append(r)
+    return [r for r in rows if r["id"] not in held], val
+
+
+def total_steps(recipe: dict, n_examples: int) -> int:
+    """Optimizer steps of a run: max_steps, or epochs x batches per epoch (as HF Trainer counts
+    them: ceil(examples / batch) batches, an optimizer step every grad_accum of them)."""
+    if recipe.get("max_steps"):
+        return recipe["max_steps"]
+    batches = math.ceil(n_examples / recipe["batch_size"])
+    return recipe["epochs"] * max(1, math.ceil(batches / recipe["grad_accum"]))
+
+
+def resume_every(recipe: dict, steps: int) -> int:
     """Steps between full trainer checkpoints (adapter + optimizer + RNG) for resuming."""
-    return recipe.get("resume_every") or recipe.get("save_every") or max(1, recipe["max_steps"] // 5)
+    every = recipe.get("save_every")
+    return recipe.get("resume_every") or (every if isinstance(every, int) else None) or max(1, steps // 5)
 
 
 def prepare_resume_dir(resume_dir: Path, key: str) -> int | None:
@@ -132,28 +229,45 @@ def prepare_resume_dir(resume_dir: Path, key: str) -> int | None:
     return max(steps) if steps else None
 
 
-def _training_args(recipe: dict, device: str, scratch: Path, resumable: bool) -> dict:
-    """TrainingArguments shared by the SFT and DPO configs."""
+def _training_args(recipe: dict, device: str, scratch: Path, resumable: bool, steps: int,
+                   validate: bool) -> dict:
+    """TrainingArguments shared by the SFT and DPO configs. ``steps``: the run's optimizer
+    steps (total_steps); ``validate``: a validation set is passed (val_rows)."""
+    precision = train_precision(recipe, device)
+    epochs = recipe.get("epochs")
+    eval_every = recipe.get("eval_every") or recipe["logging_steps"]
     return dict(
         output_dir=str(scratch),
-        max_steps=recipe["max_steps"],
+        max_steps=-1 if epochs else recipe["max_steps"],
+        num_train_epochs=epochs or 1,
         per_device_train_batch_size=recipe["batch_size"],
         per_device_eval_batch_size=recipe["batch_size"],
         gradient_accumulation_steps=recipe["grad_accum"],
         learning_rate=recipe["learning_rate"],
         lr_scheduler_type=recipe["lr_scheduler"],
-        warmup_steps=int(recipe["warmup_ratio"] * recipe["max_steps"]),
+        # with epochs, a ratio (< 1) that HF applies to the step count it computes itself
+        warmup_steps=(min(recipe["warmup_ratio"], 0.9999) if epochs
+                      else int(recipe["warmup_ratio"] * steps)),
         logging_steps=recipe["logging_steps"],
+        # HF's default filter drops NaN/inf step losses from the logged average (a NaN run
+        # logs 0.0): the non-finite-loss stop must see them.
+        logging_nan_inf_filter=False,
         max_length=recipe["max_length"],
         seed=recipe["seed"],
         data_seed=recipe["seed"],
         # TRL's bf16 + gradient checkpointing defaults are 2x slower on CPU (FACTS.md).
-        bf16=device == "cuda",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
         gradient_checkpointing=False,
         use_cpu=device == "cpu",
         save_strategy="steps" if resumable else "no",
-        save_steps=resume_every(recipe),
-        save_total_limit=1,  # the newest checkpoint is all a resume needs
+        save_steps=resume_every(recipe, steps),
+        # A resume needs only the newest checkpoint, but the loss is seen at logging steps
+        # only: keep every checkpoint since the last one logged, so that when a non-finite
+        # loss shows up the last checkpoint before it (the last good one) is still there.
+        save_total_limit=1 + math.ceil(recipe["logging_steps"] / resume_every(recipe, steps)),
+        eval_strategy="steps" if validate else "no",
+        eval_steps=eval_every,
         report_to=[],
         # real tokens, not padding: what tokens/s and the packing comparison should count
         include_num_input_tokens_seen="non_padding",
@@ -177,9 +291,13 @@ def preference_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _margin(trainer, dataset) -> dict:
+def _margin(trainer, dataset, loss_cb) -> dict:
     """TRL's own implicit-reward statistics on ``dataset`` (chosen vs rejected)."""
-    m = trainer.evaluate(eval_dataset=dataset)
+    loss_cb.record_eval = False  # not a validation loss
+    try:
+        m = trainer.evaluate(eval_dataset=dataset)
+    finally:
+        loss_cb.record_eval = True
     return {k.removeprefix("eval_"): round(float(v), 6) for k, v in m.items()
             if k.startswith("eval_rewards/") or k == "eval_loss"}
 
@@ -203,9 +321,25 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
 
     objective = recipe.get("objective", "sft")
     wall0 = time.time()
-    tok = AutoTokenizer.from_pretrained(base_dir)
+    # continuing an adapter that brought new tokens: its tokenizer, and the base extended to it
+    tok = AutoTokenizer.from_pretrained(init_dir if adapter_has_tokenizer(init_dir) else base_dir)
     model = load_base_for_training(base_dir, recipe, device)
-    peft_config = peft_config_for(recipe)
+    base_vocab = model.get_input_embeddings().weight.shape[0]
+    extend_embeddings(model, len(tok))
+    new_ids = add_tokens(tok, model, recipe["new_tokens"]) if recipe.get("new_tokens") and init_dir is None else []
+    if new_ids:
+        log.info("new tokens %s: ids %s, rows initialized to the mean embedding", recipe["new_tokens"], new_ids)
+    peft_config = peft_config_for(recipe, trainable_token_indices(model, new_ids) if new_ids else None)
+    # the tokenizer saved with the adapter (before the training chat-template patch below)
+    adapter_tok = copy.deepcopy(tok) if len(tok) > base_vocab else None
+
+    def save_adapter(peft_model, path: Path, **kw):
+        # The new rows are saved by PEFT (trainable tokens); the rest of the extended
+        # embedding is the base's, rebuilt on load (vocab.load_base_for_adapter), not copied.
+        peft_model.save_pretrained(path, save_embedding_layers=False, **kw)
+        if adapter_tok is not None:
+            adapter_tok.save_pretrained(path)
+
     if init_dir is not None:
         from peft import PeftModel
 
@@ -218,11 +352,17 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
     # is in place.
     scratch = resume_dir or out_dir / "_trainer"
     resume_step = prepare_resume_dir(scratch, resume_key) if resume_dir else None
-    common = _training_args(recipe, device, scratch, resumable=resume_dir is not None)
+    rows, val_rows = split_validation(rows, recipe.get("val_rows", 0), recipe["seed"])
+    if val_rows:
+        log.info("validation: %d held-out rows (every copy left out of the %d training rows)",
+                 len(val_rows), len(rows))
+    common = _training_args(recipe, device, scratch, resumable=resume_dir is not None,
+                            steps=total_steps(recipe, len(rows)), validate=bool(val_rows))
     curve: list = []
-    loss_cb = _loss_callback(curve)
+    eval_curve: list = []
+    loss_cb = _loss_callback(curve, eval_curve)
     arms_dir = scratch / "arms"
-    callbacks = [loss_cb, _checkpoint_callback(arms_dir, recipe.get("save_every"))]
+    callbacks = [loss_cb, _checkpoint_callback(arms_dir, recipe.get("save_every"), save_adapter)]
     extra: dict = {}
     if objective == "sft":
         from trl import SFTConfig, SFTTrainer
@@ -233,9 +373,11 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         train_rows = [{"messages": r["messages"]} for r in rows if r.get("messages")]
         if not train_rows:
             raise DeltaflowError("the mixture has no chat rows to train on")
+        val = [{"messages": r["messages"]} for r in val_rows if r.get("messages")]
         args = SFTConfig(**common, assistant_only_loss=recipe["assistant_only_loss"],
                          packing=recipe.get("packing", False))
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
+                             eval_dataset=Dataset.from_list(val) if val else None,
                              processing_class=tok, peft_config=peft_config, callbacks=callbacks)
     else:
         from trl import DPOConfig, DPOTrainer
@@ -248,7 +390,9 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         common["train_sampling_strategy"] = "random"
         args = DPOConfig(**common, beta=recipe.get("beta", 0.1))
         dataset = Dataset.from_list(train_rows)
+        val = preference_rows(val_rows)
         trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset,
+                             eval_dataset=Dataset.from_list(val) if val else None,
                              processing_class=tok, peft_config=peft_config, callbacks=callbacks)
         # Continuing an adapter, TRL keeps a frozen copy of it ("ref") as the reference. Seed
         # 001 anchors to the base instead: without the "ref" adapter TRL computes the
@@ -256,7 +400,11 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         if init_dir is not None and recipe.get("reference", "base") == "base":
             trainer.model.delete_adapter("ref")
         extra["reference"] = "init" if init_dir is not None and recipe.get("reference") == "init" else "base"
-        extra["preference_before"] = _margin(trainer, trainer.train_dataset)
+        if new_ids or adapter_tok is not None:
+            expose_token_rows_to_fused_head(trainer.model)
+        extra["preference_before"] = _margin(trainer, trainer.train_dataset, loss_cb)
+    if new_ids or adapter_tok is not None:
+        expose_token_rows_to_fused_head(trainer.model)
     # TRL drops examples with no trainable tokens after truncation; count them. (Packed, the
     # dataset holds packed sequences, not rows, so its length says nothing about drops.)
     packed = getattr(args, "packing", False)  # SFT only
@@ -272,15 +420,19 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         log.info("resuming from step %d (%s)", resume_step, scratch)
     result = trainer.train(resume_from_checkpoint=bool(resume_step))
     train_s = time.time() - train_start
+    if val_rows and (not eval_curve or eval_curve[-1]["step"] != trainer.state.global_step):
+        # the loss of the adapter actually saved (the last eval_every may fall before the end)
+        trainer.evaluate()
     if objective == "dpo":
-        extra["preference_after"] = _margin(trainer, trainer.train_dataset)
+        extra["preference_after"] = _margin(trainer, trainer.train_dataset, loss_cb)
         log.info("reward margin on the training pairs: %.4f -> %.4f",
                  extra["preference_before"].get("rewards/margins", float("nan")),
                  extra["preference_after"].get("rewards/margins", float("nan")))
-    trainer.model.save_pretrained(out_dir, selected_adapters=["default"])
-    saved = sorted(int(d.name.removeprefix("step")) for d in arms_dir.glob("step*"))
-    for step in saved:
-        shutil.copytree(arms_dir / f"step{step}", out_dir / "checkpoints" / f"step{step}")
+    save_adapter(trainer.model, out_dir, selected_adapters=["default"])
+    saved = sorted(({**json.loads((d / "arm.json").read_text()), "tag": d.name}
+                    for d in arms_dir.glob("*") if (d / "arm.json").exists()), key=lambda a: a["step"])
+    for arm in saved:
+        shutil.copytree(arms_dir / arm["tag"], out_dir / "checkpoints" / arm["tag"])
     if resume_dir is None:
         shutil.rmtree(scratch, ignore_errors=True)
     tokens = int(trainer.state.num_input_tokens_seen)
@@ -302,9 +454,16 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         "resumed_from_step": resume_step,
         "peft": {"method": recipe.get("method", "lora"), "use_rslora": recipe.get("use_rslora", False),
                  "load_in_4bit": recipe.get("load_in_4bit", False)},
-        "checkpoints": [{"step": s, "path": f"checkpoints/step{s}",
-                         "loss": next((c["loss"] for c in reversed(curve) if c["step"] <= s), None)}
-                        for s in saved],
+        "new_tokens": dict(zip(recipe.get("new_tokens") or [], new_ids)),
+        "checkpoints": [{**arm, "path": f"checkpoints/{arm['tag']}",
+                         "loss": next((c["loss"] for c in reversed(curve) if c["step"] <= arm["step"]), None),
+                         "val_loss": next((c["eval_loss"] for c in eval_curve if c["step"] == arm["step"]), None)}
+                        for arm in saved],
+        "epochs": round(float(trainer.state.epoch or 0), 4),
+        "precision": train_precision(recipe, device),
+        "eval_curve": eval_curve,
+        "val_rows": len(val_rows),
+        "val_loss": eval_curve[-1]["eval_loss"] if eval_curve else None,
         "train_rows": len(train_rows),
         "train_examples_used": used,
         "train_examples_dropped_no_target_tokens": len(train_rows) - used,
