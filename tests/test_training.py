@@ -2,7 +2,7 @@
 import pytest
 
 from deltaflow.errors import DeltaflowError
-from deltaflow.training import (_training_args, load_base_for_training, peft_config_for, split_validation,
+from deltaflow.training import (_best_by_val_loss, _training_args, load_base_for_training, peft_config_for, split_validation,
                                 total_steps, train_precision)
 
 RECIPE = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}
@@ -64,3 +64,12 @@ def test_loss_plot_draws_train_validation_and_arms(tmp_path):
          "checkpoints": [{"step": 1, "loss": 2.0, "val_loss": None}]}
     loss_curves({"run (sft)": m, "other (dpo)": {"loss_curve": [{"step": 1, "loss": 0.6}]}}, tmp_path / "l.png")
     assert (tmp_path / "l.png").stat().st_size > 1000
+
+
+def test_best_checkpoint_by_validation_loss():
+    arms = [{"tag": "epoch1", "step": 5}, {"tag": "epoch2", "step": 10}]
+    curve = [{"step": 2, "eval_loss": 3.0}, {"step": 5, "eval_loss": 2.0}, {"step": 10, "eval_loss": 1.5},
+             {"step": 15, "eval_loss": 1.7}]
+    assert _best_by_val_loss(arms, curve, 15) == {"tag": "epoch2", "step": 10, "val_loss": 1.5}
+    assert _best_by_val_loss(arms, curve[:3] + [{"step": 15, "eval_loss": 1.0}], 15)["tag"] == "final"
+    assert _best_by_val_loss(arms, [], 15) is None

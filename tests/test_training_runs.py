@@ -44,6 +44,8 @@ def test_grid_of_epoch_runs_with_validation_and_epoch_arms(tmp_path):
         assert [c["step"] for c in m["eval_curve"]] == steps
         assert m["val_loss"] == m["eval_curve"][-1]["eval_loss"]
         assert all(c["val_loss"] is not None for c in m["checkpoints"])
+        assert m["best_by_val_loss"]["val_loss"] == min(c["eval_loss"] for c in m["eval_curve"]
+                                                        if c["step"] in (per_epoch, 2 * per_epoch, 3 * per_epoch))
         assert m["eval_curve"][-1]["eval_loss"] < m["eval_curve"][0]["eval_loss"]
         for tag in ("epoch1", "epoch2"):
             assert (adapter / "checkpoints" / tag / "adapter_model.safetensors").exists()

@@ -302,6 +302,18 @@ def _margin(trainer, dataset, loss_cb) -> dict:
             if k.startswith("eval_rewards/") or k == "eval_loss"}
 
 
+def _best_by_val_loss(arms: list[dict], eval_curve: list[dict], final_step: int) -> dict | None:
+    """The saved adapter (arm tag, or "final") whose step has the lowest validation loss."""
+    at = {c["step"]: c["eval_loss"] for c in eval_curve}
+    cands = [(at[a["step"]], a["step"], a["tag"]) for a in arms if a["step"] in at]
+    if final_step in at:
+        cands.append((at[final_step], final_step, "final"))
+    if not cands:
+        return None
+    loss, step, tag = min(cands)
+    return {"tag": tag, "step": step, "val_loss": loss}
+
+
 def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path, *,
                   device: str = "cpu", chat_template_path: str | None = None,
                   init_dir: Path | None = None, resume_dir: Path | None = None,
@@ -464,6 +476,9 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         "eval_curve": eval_curve,
         "val_rows": len(val_rows),
         "val_loss": eval_curve[-1]["eval_loss"] if eval_curve else None,
+        # seed 003's "selected" column: the saved adapter (a checkpoint arm or the final one)
+        # with the lowest validation loss; the tables' selection decides on benchmarks
+        "best_by_val_loss": _best_by_val_loss(saved, eval_curve, int(trainer.state.global_step)),
         "train_rows": len(train_rows),
         "train_examples_used": used,
         "train_examples_dropped_no_target_tokens": len(train_rows) - used,
