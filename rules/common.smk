@@ -50,12 +50,12 @@ STAGE_CODE = {
     "dataset": ["datasets.py", "tasks.py", "sources.py"],
     "mixture": ["mixture.py", "decontam.py", "mixture_report.py", "parsers.py"],
     "adapter": ["training.py", "chat_template.py", "vocab.py"],
-    "benchmark_items": ["benchmarks.py", "sources.py"],
+    "benchmark_items": ["benchmarks.py", "sources.py", "ifeval.py"],
     "benchmark_docs": ["benchmarks.py"],
     # the first two decide raw outputs; the GGUF modules only matter for GGUF models, scoring
     # and the sandbox only re-score (evaluate.py keys its output cache accordingly)
     "evaluate": ["evaluation.py", "benchmarks.py", "vocab.py", "llamacpp.py", "gguf_export.py", "scoring.py",
-                 "sandbox.py"],
+                 "sandbox.py", "ifeval.py"],
     "delta_table": ["tables.py", "stats.py"],
     "select": ["selection.py"],
     "plots": ["plots.py"],

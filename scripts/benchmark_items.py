@@ -1,4 +1,8 @@
-"""Rule benchmark_items: every item of one benchmark's source, as docs (the pool)."""
+"""Rule benchmark_items: every item of one benchmark's source, as docs (the pool). Rows a
+loader leaves out (IFBench prompts whose checkers need data that is not installed) are
+listed with the reason in the manifest and the log."""
+import logging
+
 from deltaflow.benchmarks import prepare_items
 from deltaflow.io import write_jsonl
 from deltaflow.provenance import write_manifest
@@ -7,7 +11,12 @@ from deltaflow.rulekit import start_job
 started = start_job(snakemake)  # noqa: F821
 spec = snakemake.params.spec
 rows = snakemake.input.rows if "rows" in snakemake.input.keys() else None
-items = prepare_items(spec, rows)
+excluded = []
+items = prepare_items(spec, rows, excluded=excluded)
+if excluded:
+    logging.getLogger("deltaflow").warning("%s: %d source rows excluded (listed in the manifest); first: row %d: %s",
+                                           spec["name"], len(excluded), excluded[0]["row"], excluded[0]["reason"])
 write_jsonl(snakemake.output.pool, items)
 write_manifest(snakemake.output.manifest, "benchmark_items", inputs=dict(snakemake.input.items()),
-               params={"spec": spec}, started=started, extra={"items": len(items)})
+               params={"spec": spec}, started=started,
+               extra={"items": len(items), "excluded": excluded})

@@ -111,7 +111,7 @@ def test_canonical_solutions_pass_in_the_sandbox():
 @pytest.mark.parametrize("name,decoding", [
     ("mmlu", {}), ("hellaswag", {}), ("winogrande", {}), ("piqa", {}), ("boolq", {}),
     ("arc_challenge", {}), ("gsm8k", {"max_gen_toks": 8, "samples": 3, "temperature": 0.9}),
-    ("humaneval", {"max_gen_toks": 12}), ("mbpp", {"max_gen_toks": 12}),
+    ("humaneval", {"max_gen_toks": 12}), ("mbpp", {"max_gen_toks": 12}), ("ifbench", {"max_gen_toks": 8}),
 ])
 def test_registry_benchmark_runs_on_a_few_items(tiny_model, tmp_path, name, decoding):
     spec = _spec(name, n=2, **decoding)

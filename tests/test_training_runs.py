@@ -26,7 +26,11 @@ def test_grid_of_epoch_runs_with_validation_and_epoch_arms(tmp_path):
     recipe.update(epochs=3, save_every="epoch", val_rows=4, eval_every=2)
     cfg["runs"] = {}
     cfg["grids"] = {"rk": {"mixtures": ["mix_b"], "recipes": ["tiny_lora"], "vary": {"r": [2, 4]}}}
+    # an instruction-following axis too (IFBench prompts, a few tokens each on this tiny model)
+    cfg["benchmarks"]["ifbench"] = {"n": 2, "decoding": {"max_gen_toks": 8}}
     run_snakemake(tmp_path, write_config(tmp_path, cfg))
+    items = json.loads((tmp_path / "results/benchmarks/ifbench/items.manifest.json").read_text())
+    assert items["items"] + len(items["excluded"]) == 294 and all(e["reason"] for e in items["excluded"])
     runs = [f"rk-mix_b-tiny_lora-r{r}" for r in (2, 4)]
     for r, run in zip((2, 4), runs):
         adapter = tmp_path / "results/adapters" / run
@@ -51,6 +55,7 @@ def test_grid_of_epoch_runs_with_validation_and_epoch_arms(tmp_path):
             assert (adapter / "checkpoints" / tag / "adapter_model.safetensors").exists()
     # every run and every epoch arm is a model in the delta table
     df = pd.read_csv(tmp_path / "results/tables/delta.csv")
+    assert set(df[df.level == "axis"].benchmark) == {"target", "instruction-following"}
     assert set(df.model) == {"base", *runs, *(f"{run}@epoch{e}" for run in runs for e in (1, 2))}
     recipe_json = json.loads((tmp_path / f"results/adapters/{runs[1]}/recipe.json").read_text())
     assert recipe_json["recipe"]["r"] == 4 and recipe_json["recipe"]["epochs"] == 3

@@ -9,6 +9,7 @@ is chosen by (n, seed) once, so every model sees exactly the same items.
 from __future__ import annotations
 
 import ast
+import json
 import random
 import re
 from pathlib import Path
@@ -113,6 +114,29 @@ def _mbpp(row: dict, i: int) -> dict:
             "text": doc["text"]}
 
 
+class Excluded(Exception):
+    """A loader leaving one source row out, for a stated reason (recorded in the benchmark's
+    item manifest and log, never silent)."""
+
+
+def _ifbench(row: dict, i: int) -> dict:
+    from .ifeval import missing_nltk_data
+
+    # IFBench's rows list every argument of every checker, None where unused (as IFEval's)
+    checks = [{"id": iid, "kwargs": {k: v for k, v in (kw or {}).items() if v is not None}}
+              for iid, kw in zip(row["instruction_id_list"], row["kwargs"])]
+    missing = {c["id"]: missing_nltk_data(c["id"]) for c in checks}
+    missing = {k: v for k, v in missing.items() if v}
+    if missing:
+        raise Excluded(f"the checkers of {sorted(missing)} need NLTK data "
+                       f"{sorted({r for v in missing.values() for r in v})}, which NLTK downloads at run "
+                       "time (not installable from PyPI); install it (python -m nltk.downloader) to keep them")
+    return {"doc_id": f"ifbench-{row['key']}", "query": row["prompt"],
+            # a JSON string: lm-eval reads docs.jsonl as an Arrow table, and the checkers'
+            # arguments differ in keys and types from row to row
+            "checks": json.dumps(checks), "answer": ", ".join(c["id"] for c in checks), "text": row["prompt"]}
+
+
 def _task_rows(row: dict, i: int) -> dict:
     return {"doc_id": row["id"], "query": row["messages"][0]["content"], "answer": row["label"],
             "text": row["messages"][0]["content"]}
@@ -120,7 +144,7 @@ def _task_rows(row: dict, i: int) -> dict:
 
 LOADERS = {"arc": _arc, "mmlu": _mmlu, "hellaswag": _hellaswag, "piqa": _piqa, "boolq": _boolq,
            "winogrande": _winogrande, "gsm8k_requests": _gsm8k_requests, "humaneval": _humaneval,
-           "mbpp": _mbpp, "task_rows": _task_rows}
+           "mbpp": _mbpp, "ifbench": _ifbench, "task_rows": _task_rows}
 
 
 def load_source_rows(spec: dict, dataset_rows: Path | None = None) -> list[dict]:
@@ -154,15 +178,20 @@ def select_subset(docs: list[dict], n: int | None, seed: int) -> list[dict]:
     return [docs[i] for i in idx]
 
 
-def prepare_items(spec: dict, dataset_rows: Path | None = None) -> list[dict]:
+def prepare_items(spec: dict, dataset_rows: Path | None = None, excluded: list | None = None) -> list[dict]:
     """Every item of the benchmark's source as a doc (the pool subsets are drawn from, and
-    what training data is decontaminated against)."""
+    what training data is decontaminated against). Rows a loader leaves out (``Excluded``)
+    are appended to ``excluded`` as {row, reason} (the caller records them)."""
     loader = LOADERS[spec["loader"]]
     raw = load_source_rows(spec, dataset_rows)
     docs = []
     for i, row in enumerate(raw):
         try:
             docs.append(loader(row, i))
+        except Excluded as exc:
+            if excluded is None:
+                raise DataError(f"benchmark '{spec['name']}': source row {i} excluded: {exc}") from exc
+            excluded.append({"row": i, "reason": str(exc)})
         except (KeyError, ValueError, TypeError) as exc:
             raise DataError(f"benchmark '{spec['name']}': source row {i} cannot be read by loader "
                             f"'{spec['loader']}': {exc!r}") from exc
@@ -174,7 +203,7 @@ def prepare_items(spec: dict, dataset_rows: Path | None = None) -> list[dict]:
 
 def prepare_docs(spec: dict, dataset_rows: Path | None = None) -> list[dict]:
     """The benchmark's fixed subset: (n, seed) drawn from its item pool."""
-    return select_subset(prepare_items(spec, dataset_rows), spec.get("n"), spec.get("seed", 1234))
+    return select_subset(prepare_items(spec, dataset_rows, excluded=[]), spec.get("n"), spec.get("seed", 1234))
 
 
 def item_spec(spec: dict) -> dict:
@@ -236,7 +265,7 @@ def lm_eval_task_config(spec: dict, docs_path: Path) -> dict:
             "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
                             for m in ("acc", "acc_norm")],
         })
-    elif out_type in ("generate_until", "code"):
+    elif out_type in ("generate_until", "code", "instruction"):
         task.update({
             "output_type": "generate_until",
             "doc_to_target": "{{answer}}",
@@ -257,11 +286,11 @@ def lm_eval_task_config(spec: dict, docs_path: Path) -> dict:
                 steps.append({"function": "remove_whitespace"})
             steps.append({"function": "take_first"})
             task["filter_list"] = [{"name": "extract", "filter": steps}]
-        else:  # scored by deltaflow.scoring from the raw responses
+        else:  # scored by deltaflow.scoring from the raw responses (code: sandbox; instruction: IFBench)
             task["metric_list"] = [{"metric": "bypass", "aggregation": "bypass", "higher_is_better": True}]
             task["filter_list"] = [{"name": "raw", "filter": [{"function": "take_first"}]}]
     else:
         raise DataError(f"benchmark '{spec['name']}': unsupported output_type {out_type!r}; "
-                        "use multiple_choice, generate_until or code")
+                        "use multiple_choice, generate_until, code or instruction")
     task.update(spec.get("lm_eval") or {})
     return task

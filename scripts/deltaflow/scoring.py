@@ -8,7 +8,8 @@ which finds its outputs cached), and greedy and sampled runs share one code path
 Answer extraction and exact match call lm-eval's own filter and metric (RegexFilter,
 exact_match_hf_evaluate), so a greedy score equals what lm-eval computes; the eval stage checks
 that on every fresh run. Code benchmarks run each response against the item's tests in the
-sandbox (deltaflow.sandbox).
+sandbox (deltaflow.sandbox); instruction-following responses go through IFBench's checkers
+(deltaflow.ifeval).
 
 Sampling metrics for k samples with c correct (Chen et al. 2021, the HumanEval paper):
 - mean@k: c / k, the average sample correctness;
@@ -51,7 +52,7 @@ def primary_metric(spec: dict) -> str:
     """The benchmark's headline metric: its ``metric``; for k > 1 a bare exact_match means
     mean@k (the average sample correctness), as seed 003 reports Mean@8 beside Pass@8."""
     metric = spec["metric"]
-    if samples_of(spec) > 1 and metric in ("exact_match", "pass"):
+    if samples_of(spec) > 1 and metric in ("exact_match", "pass", "prompt_level_strict_acc"):
         return f"mean@{samples_of(spec)}"
     return metric
 
@@ -107,6 +108,12 @@ def score_generations(spec: dict, doc: dict, responses: list[str]) -> dict:
         results = [run_program(code_program(spec, doc, r), lim) for r in responses]
         correct = [float(r.passed) for r in results]
         out["execution"] = [{"status": r.status, "seconds": round(r.seconds, 3)} for r in results]
+    elif spec["output_type"] == "instruction":
+        from .ifeval import score_item
+
+        result = score_item(doc, responses)
+        correct = result.pop("correct")
+        out.update(result)
     else:
         extracted = extract(spec, responses)
         correct = exact_match(spec, extracted, str(doc["answer"]))
@@ -118,7 +125,8 @@ def score_generations(spec: dict, doc: dict, responses: list[str]) -> dict:
     out[f"mean@{k}"] = c / k
     for j in sorted({1, k}):
         out[f"pass@{j}"] = pass_at_k(k, c, j)
-    out["exact_match" if spec["output_type"] != "code" else "pass"] = correct[0]
+    if spec["output_type"] in ("generate_until", "code"):
+        out["exact_match" if spec["output_type"] != "code" else "pass"] = correct[0]
     return out
 
 
@@ -136,16 +144,20 @@ def score_output(spec: dict, doc: dict, raw: dict) -> dict:
     if metric not in rec:
         raise DeltaflowError(f"benchmark '{spec['name']}': metric '{spec['metric']}' is not computed "
                              f"for output_type {spec['output_type']}; available: "
-                             f"{', '.join(k for k in rec if k[:4] in ('acc', 'exac', 'mean', 'pass', 'maj@'))}")
+                             f"{', '.join(k for k in rec if k[:4] in ('acc', 'exac', 'mean', 'pass', 'maj@', 'prom', 'inst'))}")
     rec["score"] = float(rec[metric])
     return rec
 
 
 def aggregate(spec: dict, records: list[dict]) -> dict:
     """Benchmark-level metrics: the mean of every per-item metric, the primary one as score."""
-    keys = [k for k in records[0] if k in ("acc", "acc_norm", "exact_match", "pass")
+    from .ifeval import METRICS, micro_averages
+
+    keys = [k for k in records[0] if k in ("acc", "acc_norm", "exact_match", "pass", *METRICS)
             or k.split("@")[0] in ("mean", "pass", "maj")]
     values = {k: sum(float(r[k]) for r in records) / len(records) for k in keys}
+    if spec["output_type"] == "instruction":
+        values.update(micro_averages(records))  # IFEval's instruction-level numbers
     return {"score": sum(r["score"] for r in records) / len(records), "metric": primary_metric(spec),
             "all_metrics": values, "samples": samples_of(spec)}
 
