@@ -72,7 +72,9 @@ def test_kill_9_mid_training_then_rerun_resumes(tmp_path):
     assert ref["resumed_from_step"] is None
     after = {c["step"]: c["loss"] for c in metrics["loss_curve"]}
     expected = {c["step"]: c["loss"] for c in ref["loss_curve"] if c["step"] in after}
-    assert len(after) >= 25 and after == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    # every step after the resume point was logged again (how far the job got before the kill
+    # depends on the machine's load), and each loss equals the uninterrupted run's
+    assert len(after) == 40 - metrics["resumed_from_step"] and after == pytest.approx(expected, rel=1e-4, abs=1e-5)
 
 
 def test_a_resume_folder_for_other_inputs_is_discarded(tmp_path):
