@@ -149,6 +149,18 @@ def test_hf_source_override_reads_a_local_dataset(tmp_path):
     assert [d["gold"] for d in docs] == [1, 1, 1, 1] and docs[0]["choices"] == ["no0", "yes0"]
 
 
+def test_truthfulqa_reads_the_hub_layout_too():
+    """A cluster user's hub copy (question + mc1_targets) gives the same docs as BIG-bench's."""
+    from deltaflow.benchmarks import LOADERS
+
+    big = {"input": "Q?", "target_scores": {"right": 1, "wrong": 0, "also wrong": 0}}
+    hub = {"question": "Q?", "mc1_targets": {"choices": ["right", "wrong", "also wrong"], "labels": [1, 0, 0]}}
+    assert LOADERS["truthfulqa"](big, 3) == LOADERS["truthfulqa"](hub, 3)
+    assert LOADERS["truthfulqa"](hub, 3)["gold"] == 0 and LOADERS["truthfulqa"](hub, 3)["query"].endswith("Q: Q?\nA:")
+    with pytest.raises(ValueError, match="expected one correct answer"):
+        LOADERS["truthfulqa"]({"question": "Q", "mc1_targets": {"choices": ["a", "b"], "labels": [1, 1]}}, 0)
+
+
 def test_decoding_overrides_are_validated():
     cfg = tiny_config()
     cfg["benchmarks"]["gsm8k"]["decoding"] = {"samples": 4}

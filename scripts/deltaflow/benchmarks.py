@@ -131,14 +131,19 @@ TRUTHFULQA_QA = (
     "A: The 1992 Olympics were held in Barcelona, Spain.")
 
 
-def _truthfulqa_bigbench(row: dict, i: int) -> dict:
-    # BIG-bench's task_mc.json is MC1: one answer scored 1, the rest 0 (lm-eval's mc1_targets)
-    choices = list(row["target_scores"])
-    gold = [c for c, v in row["target_scores"].items() if v == 1]
-    if len(gold) != 1:
-        raise ValueError(f"expected one correct answer, got {len(gold)}")
-    return {"doc_id": f"truthfulqa-{i}", "query": f"{TRUTHFULQA_QA}\n\nQ: {row['input']}\nA:",
-            "choices": choices, "gold": choices.index(gold[0]), "text": row["input"]}
+def _truthfulqa(row: dict, i: int) -> dict:
+    """TruthfulQA MC1 from BIG-bench's task_mc.json ({input, target_scores}: one answer scored
+    1) or the hub dataset's multiple_choice config ({question, mc1_targets: {choices, labels}},
+    what a cluster user's `source: {type: hf, id: truthfulqa/truthful_qa, subset:
+    multiple_choice, split: validation, revision: ...}` reads)."""
+    if "mc1_targets" in row:
+        question, choices, labels = row["question"], list(row["mc1_targets"]["choices"]), list(row["mc1_targets"]["labels"])
+    else:
+        question, choices, labels = row["input"], list(row["target_scores"]), list(row["target_scores"].values())
+    if labels.count(1) != 1:
+        raise ValueError(f"expected one correct answer, got {labels.count(1)}")
+    return {"doc_id": f"truthfulqa-{i}", "query": f"{TRUTHFULQA_QA}\n\nQ: {question}\nA:",
+            "choices": choices, "gold": labels.index(1), "text": question}
 
 
 class Excluded(Exception):
@@ -171,7 +176,7 @@ def _task_rows(row: dict, i: int) -> dict:
 
 LOADERS = {"arc": _arc, "mmlu": _mmlu, "hellaswag": _hellaswag, "piqa": _piqa, "boolq": _boolq,
            "winogrande": _winogrande, "gsm8k_requests": _gsm8k_requests, "humaneval": _humaneval,
-           "mbpp": _mbpp, "ifbench": _ifbench, "truthfulqa_bigbench": _truthfulqa_bigbench,
+           "mbpp": _mbpp, "ifbench": _ifbench, "truthfulqa": _truthfulqa,
            "task_rows": _task_rows}
 
 
