@@ -18,8 +18,8 @@ README = REPO_ROOT / "config" / "README.md"
 def _type(sub: dict) -> str:
     if "enum" in sub:
         return " \\| ".join(f"`{v}`" for v in sub["enum"])
-    if "oneOf" in sub and all("type" in o for o in sub["oneOf"]):
-        return " or ".join(str(o["type"]) for o in sub["oneOf"])
+    if "oneOf" in sub and all("type" in o or "const" in o for o in sub["oneOf"]):
+        return " or ".join(str(o["type"]) if "type" in o else f"`{o['const']}`" for o in sub["oneOf"])
     t = sub.get("type", "object" if "properties" in sub else "")
     return " or ".join(t) if isinstance(t, list) else str(t)
 
