@@ -73,3 +73,27 @@ def test_best_checkpoint_by_validation_loss():
     assert _best_by_val_loss(arms, curve, 15) == {"tag": "epoch2", "step": 10, "val_loss": 1.5}
     assert _best_by_val_loss(arms, curve[:3] + [{"step": 15, "eval_loss": 1.0}], 15)["tag"] == "final"
     assert _best_by_val_loss(arms, [], 15) is None
+
+
+def test_bf16_recipe_trains_on_cpu_with_fp32_adapter_weights(tmp_path):
+    """precision: bf16 is allowed on CPU (slower there): the base loads in bf16, HF autocasts,
+    and PEFT keeps the adapter's own weights in fp32."""
+    from safetensors.torch import load_file
+
+    from conftest import REPO
+    from deltaflow.basemodel import build_random_llama
+    from deltaflow.tasks import generate_task
+    from deltaflow.training import train_adapter
+
+    model, tok = build_random_llama(REPO / "tests/fixtures/tiny_corpus.txt", hidden_size=32, num_layers=2,
+                                    num_heads=4, vocab_size=300, seed=0)
+    model.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    rows = [r for r in generate_task("arithmetic", train_rows=24, eval_rows=0, seed=0, name="a") if r["split"] == "train"]
+    recipe = dict(RECIPE, learning_rate=1e-3, lr_scheduler="linear", warmup_ratio=0.0, max_steps=3, epochs=None,
+                  batch_size=4, grad_accum=1, max_length=64, sampling="random", assistant_only_loss=True, seed=0,
+                  logging_steps=1, precision="bf16")
+    m = train_adapter(tmp_path / "base", rows, recipe, tmp_path / "adapter", device="cpu")
+    assert m["precision"] == "bf16" and m["steps"] == 3 and all(c["loss"] > 0 for c in m["loss_curve"])
+    weights = load_file(tmp_path / "adapter/adapter_model.safetensors")
+    assert weights and {str(v.dtype) for v in weights.values()} == {"torch.float32"}
