@@ -1,8 +1,6 @@
 """Rule benchmark_items: every item of one benchmark's source, as docs (the pool). Rows a
 loader leaves out (IFBench prompts whose checkers need data that is not installed) are
-listed with the reason in the manifest and the log."""
-import logging
-
+listed with the reason in the manifest (and logged by prepare_items)."""
 from deltaflow.benchmarks import prepare_items
 from deltaflow.io import write_jsonl
 from deltaflow.provenance import write_manifest
@@ -13,9 +11,6 @@ spec = snakemake.params.spec
 rows = snakemake.input.rows if "rows" in snakemake.input.keys() else None
 excluded = []
 items = prepare_items(spec, rows, excluded=excluded)
-if excluded:
-    logging.getLogger("deltaflow").warning("%s: %d source rows excluded (listed in the manifest); first: row %d: %s",
-                                           spec["name"], len(excluded), excluded[0]["row"], excluded[0]["reason"])
 write_jsonl(snakemake.output.pool, items)
 write_manifest(snakemake.output.manifest, "benchmark_items", inputs=dict(snakemake.input.items()),
                params={"spec": spec}, started=started,

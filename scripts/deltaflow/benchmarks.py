@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import random
 import re
 from pathlib import Path
@@ -17,6 +18,8 @@ from pathlib import Path
 from . import sources
 from .errors import DataError
 from .io import read_jsonl
+
+log = logging.getLogger(__name__)
 
 
 def _as_list(value) -> list:
@@ -157,8 +160,7 @@ def _ifbench(row: dict, i: int) -> dict:
     # IFBench's rows list every argument of every checker, None where unused (as IFEval's)
     checks = [{"id": iid, "kwargs": {k: v for k, v in (kw or {}).items() if v is not None}}
               for iid, kw in zip(row["instruction_id_list"], row["kwargs"])]
-    missing = {c["id"]: missing_nltk_data(c["id"]) for c in checks}
-    missing = {k: v for k, v in missing.items() if v}
+    missing = {c["id"]: need for c in checks if (need := missing_nltk_data(c["id"]))}
     if missing:
         raise Excluded(f"the checkers of {sorted(missing)} need NLTK data "
                        f"{sorted({r for v in missing.values() for r in v})}, which NLTK downloads at run "
@@ -217,7 +219,8 @@ def select_subset(docs: list[dict], n: int | None, seed: int) -> list[dict]:
 def prepare_items(spec: dict, dataset_rows: Path | None = None, excluded: list | None = None) -> list[dict]:
     """Every item of the benchmark's source as a doc (the pool subsets are drawn from, and
     what training data is decontaminated against). Rows a loader leaves out (``Excluded``)
-    are appended to ``excluded`` as {row, reason} (the caller records them)."""
+    are logged, and appended to ``excluded`` as {row, reason} for the caller's manifest."""
+    excluded = [] if excluded is None else excluded
     loader = LOADERS[spec["loader"]]
     raw = load_source_rows(spec, dataset_rows)
     docs = []
@@ -225,12 +228,13 @@ def prepare_items(spec: dict, dataset_rows: Path | None = None, excluded: list |
         try:
             docs.append(loader(row, i))
         except Excluded as exc:
-            if excluded is None:
-                raise DataError(f"benchmark '{spec['name']}': source row {i} excluded: {exc}") from exc
             excluded.append({"row": i, "reason": str(exc)})
         except (KeyError, ValueError, TypeError) as exc:
             raise DataError(f"benchmark '{spec['name']}': source row {i} cannot be read by loader "
                             f"'{spec['loader']}': {exc!r}") from exc
+    if excluded:
+        log.warning("%s: %d source rows excluded; first: row %d: %s", spec["name"], len(excluded),
+                    excluded[0]["row"], excluded[0]["reason"])
     ids = [d["doc_id"] for d in docs]
     if len(set(ids)) != len(ids):
         raise DataError(f"benchmark '{spec['name']}': duplicate doc ids in the source")
@@ -239,7 +243,7 @@ def prepare_items(spec: dict, dataset_rows: Path | None = None, excluded: list |
 
 def prepare_docs(spec: dict, dataset_rows: Path | None = None) -> list[dict]:
     """The benchmark's fixed subset: (n, seed) drawn from its item pool."""
-    return select_subset(prepare_items(spec, dataset_rows, excluded=[]), spec.get("n"), spec.get("seed", 1234))
+    return select_subset(prepare_items(spec, dataset_rows), spec.get("n"), spec.get("seed", 1234))
 
 
 def item_spec(spec: dict) -> dict:

@@ -94,7 +94,6 @@ def merge_full(base_dir: Path, adapter_dir: Path | None, out_dir: Path) -> dict:
     import torch
     from peft import PeftModel
 
-
     # an adapter with new tokens: the base extended to its vocabulary, and its tokenizer
     model, tok = load_base_for_adapter(base_dir, adapter_dir, dtype=torch.float32)
     if adapter_dir is not None:

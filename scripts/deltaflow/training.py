@@ -102,7 +102,7 @@ def _checkpoint_callback(arms_dir: Path, every: int | str | None, save_adapter):
     def save(model, state, tag):
         save_adapter(model, arms_dir / tag)
         (arms_dir / tag / "arm.json").write_text(
-            f'{{"step": {state.global_step}, "epoch": {round(float(state.epoch or 0), 4)}}}')
+            json.dumps({"step": state.global_step, "epoch": round(float(state.epoch or 0), 4)}))
         log.info("saved checkpoint %s (step %d)", tag, state.global_step)
 
     class SaveAdapter(TrainerCallback):
@@ -235,6 +235,7 @@ def _training_args(recipe: dict, device: str, scratch: Path, resumable: bool, st
     steps (total_steps); ``validate``: a validation set is passed (val_rows)."""
     precision = train_precision(recipe, device)
     epochs = recipe.get("epochs")
+    checkpoint_every = resume_every(recipe, steps)
     eval_every = recipe.get("eval_every") or recipe["logging_steps"]
     return dict(
         output_dir=str(scratch),
@@ -261,11 +262,11 @@ def _training_args(recipe: dict, device: str, scratch: Path, resumable: bool, st
         gradient_checkpointing=False,
         use_cpu=device == "cpu",
         save_strategy="steps" if resumable else "no",
-        save_steps=resume_every(recipe, steps),
+        save_steps=checkpoint_every,
         # A resume needs only the newest checkpoint, but the loss is seen at logging steps
         # only: keep every checkpoint since the last one logged, so that when a non-finite
         # loss shows up the last checkpoint before it (the last good one) is still there.
-        save_total_limit=1 + math.ceil(recipe["logging_steps"] / resume_every(recipe, steps)),
+        save_total_limit=1 + math.ceil(recipe["logging_steps"] / checkpoint_every),
         eval_strategy="steps" if validate else "no",
         eval_steps=eval_every,
         report_to=[],
@@ -412,11 +413,9 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         if init_dir is not None and recipe.get("reference", "base") == "base":
             trainer.model.delete_adapter("ref")
         extra["reference"] = "init" if init_dir is not None and recipe.get("reference") == "init" else "base"
-        if new_ids or adapter_tok is not None:
-            expose_token_rows_to_fused_head(trainer.model)
+    expose_token_rows_to_fused_head(trainer.model)  # a no-op without new-token rows
+    if objective == "dpo":
         extra["preference_before"] = _margin(trainer, trainer.train_dataset, loss_cb)
-    if new_ids or adapter_tok is not None:
-        expose_token_rows_to_fused_head(trainer.model)
     # TRL drops examples with no trainable tokens after truncation; count them. (Packed, the
     # dataset holds packed sequences, not rows, so its length says nothing about drops.)
     packed = getattr(args, "packing", False)  # SFT only
