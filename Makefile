@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.deltaflow-setup
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test dryrun report system-tools vllm-env clean
+.PHONY: setup demo test check dryrun report system-tools vllm-env clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,11 @@ dryrun: setup
 
 test: setup vllm-env system-tools
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# The fast tier while you work: no Snakemake runs, no model loads beyond tiny in-process ones,
+# no cluster (tests marked e2e are left to `make test`).
+check: setup
+	$(PY) -m pytest tests -m "not e2e" $(PYTEST_ARGS)
 
 # Debian packages the tests use (root only): slurm-wlm + munge for the real-SLURM tests (the
 # tests start the cluster), chromium to render the HTML report headless.

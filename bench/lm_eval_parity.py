@@ -21,7 +21,8 @@ import yaml
 
 from deltaflow import registry, sources
 from deltaflow.benchmarks import prepare_items
-from deltaflow.evaluation import evaluate_benchmark, load_model
+from deltaflow.benchmark_eval import evaluate_benchmark
+from deltaflow.evaluation import load_model
 from deltaflow.io import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,6 +7,7 @@ from pathlib import Path
 from deltaflow.benchmarks import item_spec
 from deltaflow.config import (benchmark_axes, benchmark_spec, checkpoint_models, export_models, merge_specs,
                               model_lineage, model_names, primary_run, validate_config)
+from deltaflow.codedeps import code_closure
 from deltaflow.io import sha256_text
 from deltaflow import sources
 
@@ -42,34 +43,15 @@ AXES = benchmark_axes(config)
 CONFIG_SHA = sha256_text(json.dumps(config, sort_keys=True))
 BASE = "results/models/base/manifest.json"
 
-# The deltaflow modules each stage runs. They are inputs of the stage's rule, so editing one
-# reruns exactly that stage's jobs (Snakemake itself only tracks the entry script), while a
-# touch without a content change reruns nothing (inputs under 1 MB are checksummed).
-STAGE_CODE = {
-    "base_model": ["basemodel.py"],
-    "dataset": ["datasets.py", "tasks.py", "sources.py"],
-    "mixture": ["mixture.py", "decontam.py", "mixture_report.py", "parsers.py"],
-    "adapter": ["training.py", "chat_template.py", "vocab.py"],
-    "benchmark_items": ["benchmarks.py", "sources.py", "ifeval.py"],
-    "benchmark_docs": ["benchmarks.py"],
-    # the first two decide raw outputs; the GGUF modules only matter for GGUF models, scoring
-    # and the sandbox only re-score (evaluate.py keys its output cache accordingly)
-    "evaluate": ["evaluation.py", "benchmarks.py", "vocab.py", "llamacpp.py", "gguf_export.py", "scoring.py",
-                 "sandbox.py", "ifeval.py"],
-    "delta_table": ["tables.py", "stats.py"],
-    "select": ["selection.py"],
-    "plots": ["plots.py"],
-    "model_card": ["model_card.py", "tables.py"],
-    "merge": ["merging.py", "vocab.py"],
-    "gguf": ["gguf_export.py"],
-    "parity": ["llamacpp.py", "gguf_export.py"],
-}
-
-
-def stage_code(stage):
+# The deltaflow modules a rule's script runs, derived from its imports (deltaflow.codedeps):
+# inputs of the rule, so editing one reruns exactly the jobs whose code imports it (Snakemake
+# itself only tracks the entry script), while a touch without a content change reruns nothing
+# (inputs under 1 MB are checksummed). Never listed by hand: tests/test_codedeps.py checks every
+# rule's code inputs against its script.
+def script_code(script):
+    scripts_dir = Path(workflow.basedir) / "scripts"
     # relative to the working directory, so the recorded input set survives a moved checkout
-    code_dir = Path(workflow.basedir) / "scripts" / "deltaflow"
-    return [os.path.relpath(code_dir / m) for m in STAGE_CODE[stage]]
+    return [os.path.relpath(f) for f in code_closure(scripts_dir / script, package_dir=scripts_dir / "deltaflow")]
 
 
 def _alternatives(names):
@@ -136,7 +118,7 @@ def get_run_init(wildcards):
 
 def get_benchmark_input(wildcards):
     spec = BENCH_SPECS[wildcards.benchmark]
-    inputs = {"code": stage_code("benchmark_items")}
+    inputs = {"code": script_code("benchmark_items.py")}
     if spec["source"]["type"] == "dataset":
         inputs["rows"] = f"results/data/{spec['source']['dataset']}/rows.jsonl"
     elif spec["source"]["type"] in ("package_file", "sdist_file", "file"):
@@ -149,7 +131,7 @@ def get_benchmark_input(wildcards):
 
 
 def get_eval_input(wildcards):
-    inputs = {"base": BASE, "code": stage_code("evaluate"),
+    inputs = {"base": BASE, "code": script_code("evaluate.py"),
               "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in BENCHMARKS]}
     model = wildcards.model
     if model in EXPORTS:

@@ -4,7 +4,7 @@
 rule dataset:
     input:
         raw=get_dataset_input,
-        code=stage_code("dataset"),
+        code=script_code("normalize_dataset.py"),
     output:
         rows="results/data/{dataset}/rows.jsonl",
         rejected="results/data/{dataset}/rejected.jsonl",

@@ -25,7 +25,7 @@ rule benchmark_items:
 rule benchmark_docs:
     input:
         pool="results/benchmarks/{benchmark}/items.jsonl",
-        code=stage_code("benchmark_docs"),
+        code=script_code("prepare_benchmark.py"),
     output:
         docs="results/benchmarks/{benchmark}/docs.jsonl",
         manifest="results/benchmarks/{benchmark}/manifest.json",

@@ -7,7 +7,7 @@ PARITY_PROMPTS = config["export"]["parity"]["prompts"] or os.path.relpath(
 rule gguf_convert:
     input:
         merged="results/models/merged/{export}/manifest.json",
-        code=stage_code("gguf"),
+        code=script_code("gguf_export.py"),
     output:
         gguf="results/gguf/{export}/model-{ctype}.gguf",
         manifest="results/gguf/{export}/model-{ctype}.json",
@@ -23,7 +23,7 @@ rule gguf_convert:
 rule gguf_quantize:
     input:
         source="results/gguf/{export}/model-f16.gguf",
-        code=stage_code("gguf"),
+        code=script_code("gguf_export.py"),
     output:
         gguf="results/gguf/{export}/model-{qtype}.gguf",
         manifest="results/gguf/{export}/model-{qtype}.json",
@@ -44,7 +44,7 @@ rule gguf_parity:
         merged="results/models/merged/{export}/manifest.json",
         gguf="results/gguf/{export}/model-{gtype}.gguf",
         prompts=PARITY_PROMPTS,
-        code=stage_code("parity"),
+        code=script_code("gguf_parity.py"),
     output:
         "results/gguf/{export}/parity-{gtype}.json",
     params:
@@ -65,6 +65,7 @@ rule gguf_parity_report:
     input:
         reports=parity_reports(),
         models=expand("results/gguf/{export}/model-{gtype}.json", export=EXPORTED, gtype=GGUF_TYPES),
+        code=script_code("gguf_parity_report.py"),
     output:
         md=report("results/tables/gguf_parity.md", caption="report/gguf_parity.rst", category="Tables"),
         csv="results/tables/gguf_parity.csv",

@@ -11,7 +11,7 @@ rule merge_adapters:
     input:
         adapters=get_merge_inputs,
         base=BASE,
-        code=stage_code("merge"),
+        code=script_code("merge_adapters.py"),
     output:
         manifest="results/merges/{merge}/manifest.json",
     params:
@@ -30,7 +30,7 @@ rule merge_full:
     input:
         adapter=lambda w: model_adapter_manifest(w.export),
         base=BASE,
-        code=stage_code("merge"),
+        code=script_code("merge_full.py"),
     output:
         manifest="results/models/merged/{export}/manifest.json",
     params:

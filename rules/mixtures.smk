@@ -8,7 +8,7 @@ rule mixture:
         datasets=get_mixture_dataset_manifests,
         eval_items=get_mixture_items,
         base=BASE,
-        code=stage_code("mixture"),
+        code=script_code("build_mixture.py"),
     output:
         train="results/mixtures/{mixture}/train.jsonl",
         manifest="results/mixtures/{mixture}/manifest.json",

@@ -3,7 +3,7 @@
 
 rule base_model:
     input:
-        code=stage_code("base_model"),
+        code=script_code("materialize_base.py"),
     output:
         manifest=BASE,
     params:

@@ -6,7 +6,7 @@ rule plots:
         delta="results/tables/delta.csv",
         selection="results/tables/selection.json",
         metrics=expand("results/adapters/{run}/metrics.json", run=RUNS),
-        code=stage_code("plots"),
+        code=script_code("make_plots.py"),
     output:
         forest=report("results/plots/forest.png", caption="report/forest.rst", category="Plots"),
         loss=report("results/plots/loss_curves.png", caption="report/loss.rst", category="Plots"),
@@ -31,7 +31,7 @@ rule model_card:
         adapters=expand("results/adapters/{run}/manifest.json", run=RUNS),
         mixtures=sorted({f"results/mixtures/{r['mixture']}/manifest.json" for r in config["runs"].values()}),
         base=BASE,
-        code=stage_code("model_card"),
+        code=script_code("write_model_card.py"),
     output:
         report("results/model_card.md", caption="report/model_card.rst", category="Model card"),
     params:

@@ -5,7 +5,7 @@ rule select:
     input:
         delta="results/tables/delta.csv",
         parity=parity_reports(),
-        code=stage_code("select"),
+        code=script_code("select_model.py"),
     output:
         gates="results/tables/gates.json",
         selection="results/tables/selection.json",
@@ -30,7 +30,7 @@ rule release_check:
         # last: a strict failure stops the run only after the card and plots are written
         card="results/model_card.md",
         forest="results/plots/forest.png",
-        code=stage_code("select"),
+        code=script_code("release_check.py"),
     output:
         "results/tables/release_check.txt",
     params:

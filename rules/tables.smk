@@ -5,7 +5,7 @@ rule delta_table:
     input:
         # one summary per model lists (and hashes) that model's per-benchmark files
         summaries=expand("results/evals/{model}/summary.json", model=MODELS),
-        code=stage_code("delta_table"),
+        code=script_code("delta_table.py"),
         # GGUF parity verdicts: a GGUF that fails is flagged in the tables
         parity=parity_reports(),
     output:

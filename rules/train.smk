@@ -7,7 +7,7 @@ rule adapter:
         unpack(get_run_init),
         train=get_run_train,
         base=BASE,
-        code=stage_code("adapter"),
+        code=script_code("train_adapter.py"),
     output:
         manifest="results/adapters/{run}/manifest.json",
         metrics="results/adapters/{run}/metrics.json",

@@ -1,12 +1,11 @@
 """Rule adapter: train one (mixture x recipe) PEFT adapter with TRL (resumable)."""
-import json
 import shutil
 from pathlib import Path
 
-from deltaflow.io import atomic_dir, read_json, read_jsonl, sha256_path, sha256_text, write_json
+from deltaflow.io import atomic_dir, read_json, read_jsonl, sha256_path, write_json
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
-from deltaflow.training import train_adapter
+from deltaflow.training import train_adapter, training_resume_key
 
 started = start_job(snakemake)  # noqa: F821
 p = snakemake.params  # noqa: F821
@@ -16,12 +15,12 @@ rows = read_jsonl(snakemake.input.train)  # noqa: F821
 # Trainer checkpoints for resuming a killed attempt live beside the adapter; they are only
 # reused for exactly these inputs (the key), and removed once the adapter is in place.
 resume_dir = out_dir.parent / ".resume" / run
-resume_key = sha256_text(json.dumps({
-    "train": sha256_path(snakemake.input.train), "recipe": p.recipe, "device": p.device,  # noqa: F821
+resume_key = training_resume_key({
+    "train": sha256_path(snakemake.input.train), "recipe": p.recipe,  # noqa: F821
     "base": read_json(snakemake.input.base)["weights_sha256"],  # noqa: F821
     "chat_template_path": p.chat_template_path,
     # continuing another run's adapter: its files are part of what this run is made from
-    "init": sha256_path(snakemake.input.init) if p.init_dir else None}, sort_keys=True))  # noqa: F821
+    "init": sha256_path(snakemake.input.init) if p.init_dir else None}, device=p.device)  # noqa: F821
 with atomic_dir(out_dir) as tmp:
     metrics = train_adapter(Path(snakemake.input.base).parent, rows, p.recipe, tmp,  # noqa: F821
                             device=p.device, chat_template_path=p.chat_template_path,

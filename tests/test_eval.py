@@ -16,7 +16,8 @@ from deltaflow.basemodel import materialize_base
 from deltaflow.benchmarks import lm_eval_task_config, prepare_docs, prepare_items
 from deltaflow.config import benchmark_spec, validate_config
 from deltaflow.errors import ConfigError
-from deltaflow.evaluation import evaluate_benchmark, load_model
+from deltaflow.benchmark_eval import evaluate_benchmark
+from deltaflow.evaluation import load_model
 from deltaflow.io import read_jsonl, write_jsonl
 from deltaflow.scoring import majority, pass_at_k, score_generations
 
@@ -199,6 +200,7 @@ def _driver(tiny_model, docs, work, out, delay):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.e2e  # model loads in killed subprocesses
 def test_killed_eval_resumes_from_saved_chunks(tiny_model, tmp_path):
     spec = _spec("gsm8k", n=6)
     write_jsonl(tmp_path / "docs.jsonl", prepare_docs(spec))

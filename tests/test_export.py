@@ -17,6 +17,9 @@ from deltaflow.errors import DeltaflowError
 from deltaflow.gguf_export import check_gguf, convert, quantize
 from deltaflow.llamacpp import kl_divergence, parity_report, read_prompts, thresholds_for
 
+# the converter and quantizer run as subprocesses; real Snakemake runs
+pytestmark = pytest.mark.e2e
+
 pytest.importorskip("llama_cpp")
 
 

@@ -17,10 +17,12 @@ import yaml
 from deltaflow import registry, sources
 from deltaflow.basemodel import materialize_base
 from deltaflow.benchmarks import lm_eval_task_config, prepare_docs
-from deltaflow.evaluation import evaluate_benchmark, load_model
+from deltaflow.benchmark_eval import evaluate_benchmark
+from deltaflow.evaluation import load_model
 from deltaflow.io import write_jsonl
 
 LM_EVAL = str(Path(sys.executable).parent / "lm_eval")
+pytestmark = pytest.mark.e2e  # the lm-eval CLI loads the model in a subprocess
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,13 @@ The workflow files are copied so that a code edit can be made without touching t
 """
 import json
 import re
-import shutil
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake, tiny_config, write_config
+from conftest import copy_run, run_snakemake, write_config
 
 pytestmark = pytest.mark.e2e
 
@@ -32,20 +31,19 @@ def planned_jobs(workdir, cfg_path, snakefile, env=None):
 
 
 @pytest.fixture(scope="module")
-def done(tmp_path_factory):
-    root = tmp_path_factory.mktemp("reruns")
-    wf = root / "workflow"
-    wf.mkdir()
-    shutil.copy(REPO / "Snakefile", wf / "Snakefile")
-    shutil.copytree(REPO / "rules", wf / "rules")
-    shutil.copytree(REPO / "scripts", wf / "scripts", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copytree(REPO / "config", wf / "config")
-    work = root / "work"
-    work.mkdir()
-    cfg = tiny_config()
-    cfg_path = write_config(work, cfg)
-    run_snakemake(work, cfg_path, snakefile=wf / "Snakefile")
-    return work, cfg, wf
+def done(tiny_workflow, tmp_path_factory):
+    """A copy of the session's tiny run for this module's dry runs (each test restores what it
+    edits)."""
+    run = copy_run(tiny_workflow, tmp_path_factory.mktemp("reruns"))
+    return run.work, run.cfg, run.wf
+
+
+@pytest.fixture
+def fresh(tiny_workflow, tmp_path):
+    """A private copy of the session's tiny run for a test that runs jobs on it (never restored:
+    nothing else reads it)."""
+    run = copy_run(tiny_workflow, tmp_path)
+    return run.work, run.cfg, run.wf
 
 
 # the tables and what reads them: gates/selection, the release check, plots, the model card
@@ -64,8 +62,8 @@ def test_nothing_to_do_after_a_run(done):
     assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == set()
 
 
-def test_editing_one_mixture_reruns_only_its_run(done):
-    work, cfg, wf = done
+def test_editing_one_mixture_reruns_only_its_run(fresh):
+    work, cfg, wf = fresh
     path = edited(work, cfg, lambda c: c["mixtures"]["mix_b"]["components"][0].update(fraction=0.75))
     assert planned_jobs(work, path, wf / "Snakefile") == {
         ("mixture", "mixture=mix_b"), ("adapter", "run=run_b"), ("evaluate", "model=run_b"),
@@ -75,17 +73,19 @@ def test_editing_one_mixture_reruns_only_its_run(done):
     mixtures = work / "results/mixtures"
     before = {m: (mixtures / m / "manifest.json").read_bytes() for m in ("mix_a", "mix_b")}
     train_b = (mixtures / "mix_b/train.jsonl").read_bytes()
-    run_snakemake(work, path, snakefile=wf / "Snakefile")
+    run_snakemake(work, path, "results/mixtures/mix_a/manifest.json", "results/mixtures/mix_b/manifest.json",
+                  snakefile=wf / "Snakefile")
     assert (mixtures / "mix_a/manifest.json").read_bytes() == before["mix_a"]
     assert (mixtures / "mix_b/manifest.json").read_bytes() != before["mix_b"]
+    assert (mixtures / "mix_b/train.jsonl").read_bytes() != train_b
     # and back: the same config and seed give a byte-identical train file
     write_config(work, cfg)
-    run_snakemake(work, work / "config.yaml", snakefile=wf / "Snakefile")
+    run_snakemake(work, work / "config.yaml", "results/mixtures/mix_b/train.jsonl", snakefile=wf / "Snakefile")
     assert (mixtures / "mix_b/train.jsonl").read_bytes() == train_b
 
 
-def test_editing_one_benchmark_n_reruns_that_benchmark_for_every_model(done):
-    work, cfg, wf = done
+def test_editing_one_benchmark_n_reruns_that_benchmark_for_every_model(fresh):
+    work, cfg, wf = fresh
     path = edited(work, cfg, lambda c: c["benchmarks"]["arc_easy"].update(n=6))
     assert planned_jobs(work, path, wf / "Snakefile") == {
         # the item pool (what mixtures are decontaminated against) does not depend on n:
@@ -95,11 +95,13 @@ def test_editing_one_benchmark_n_reruns_that_benchmark_for_every_model(done):
         ("evaluate", "model=run_dpo"), ("evaluate", "model=a_dpo_ties"), ("evaluate", "model=run_a.x0.5"),
         *TABLES_AND_AFTER,
     }
-    # The eval jobs rerun (one per model), but only arc_easy is recomputed: the other
-    # benchmarks' results come from the content-addressed cache, byte-identical.
+    # The eval jobs rerun (one per model; two are run here), but only arc_easy is recomputed:
+    # the other benchmarks' results come from the content-addressed cache, byte-identical.
+    models = ("base", "run_a")
+    targets = [f"results/evals/{m}/summary.json" for m in models]
     before = {p: p.read_bytes() for p in (work / "results/evals").glob("*/gsm8k.jsonl")}
-    run_snakemake(work, path, snakefile=wf / "Snakefile")
-    for model in ("base", "run_a", "run_b", "run_b@step3", "run_dpo", "a_dpo_ties", "run_a.x0.5"):
+    run_snakemake(work, path, *targets, snakefile=wf / "Snakefile")
+    for model in models:
         arc = json.loads((work / f"results/evals/{model}/arc_easy.json").read_text())
         assert arc["n"] == 6 and arc["cache"]["hit"] is False
         for bench in ("arithmetic", "gsm8k"):
@@ -107,8 +109,8 @@ def test_editing_one_benchmark_n_reruns_that_benchmark_for_every_model(done):
     assert {p: p.read_bytes() for p in before} == before
     # back to the original n: every result is in the cache, nothing is recomputed
     write_config(work, cfg)
-    run_snakemake(work, work / "config.yaml", snakefile=wf / "Snakefile")
-    for model in ("base", "run_a", "run_b", "run_b@step3", "run_dpo", "a_dpo_ties", "run_a.x0.5"):
+    run_snakemake(work, work / "config.yaml", *targets, snakefile=wf / "Snakefile")
+    for model in models:
         for bench in ("arithmetic", "arc_easy", "gsm8k"):
             assert json.loads((work / f"results/evals/{model}/{bench}.json").read_text())["cache"]["hit"] is True
 
@@ -160,20 +162,73 @@ def test_touch_without_change_reruns_nothing(done):
 def test_code_change_reruns_that_stage(done):
     work, cfg, wf = done
     plots = wf / "scripts/deltaflow/plots.py"
-    plots.write_text(plots.read_text() + "\n# a change\n")
-    # (the release check runs after the plots, so it follows them)
-    assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == {("plots", ""), ("release_check", "")}
-    # the stats module: the tables and everything downstream of them, nothing upstream
     stats = wf / "scripts/deltaflow/stats.py"
-    stats.write_text(stats.read_text() + "\n# a change\n")
-    assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == TABLES_AND_AFTER
+    originals = {f: f.read_text() for f in (plots, stats)}
+    try:
+        plots.write_text(originals[plots] + "\n# a change\n")
+        # (the release check runs after the plots, so it follows them)
+        assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == {("plots", ""), ("release_check", "")}
+        # the stats module: the tables and everything downstream of them, nothing upstream
+        stats.write_text(originals[stats] + "\n# a change\n")
+        assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == TABLES_AND_AFTER
+    finally:
+        for f, text in originals.items():
+            f.write_text(text)
 
 
-def test_parser_fix_rescores_saved_outputs_without_a_model(done):
-    """An answer-parser change (here: GSM8K's regex takes the first number instead of the last)
-    reruns every eval job, but each finds its raw outputs cached and only re-scores; `deltaflow
-    rescore` previews the same numbers from the saved outputs. Restored afterwards."""
+def test_every_module_edit_reruns_exactly_the_stages_that_import_it(done):
+    """Edit every deltaflow module at once: every job is planned, and each job's code inputs
+    are exactly the transitive deltaflow imports of its rule's script (where no upstream job
+    reruns, the dry run's reason names exactly those files), so an edit to any module a stage
+    imports schedules it, and a module it does not import is no input of it. Restored
+    afterwards (same content: nothing to do)."""
+    from deltaflow.codedeps import code_closure
+
     work, cfg, wf = done
+    pkg = wf / "scripts/deltaflow"
+    originals = {f: f.read_text() for f in pkg.rglob("*.py")}
+    scripts = {}
+    for smk in (wf / "rules").glob("*.smk"):
+        for block in re.split(r"\n(?=rule \w+:)", smk.read_text()):
+            m = re.match(r"rule (\w+):", block)
+            script = re.search(r'script:\s*\n\s*"\.\./scripts/(\w+\.py)"', block)
+            if m and script:
+                scripts[m.group(1)] = wf / "scripts" / script.group(1)
+    try:
+        for f, text in originals.items():
+            f.write_text(text + "\n# edited\n")
+        proc = run_snakemake(work, work / "config.yaml", "-n", snakefile=wf / "Snakefile")
+        blocks = re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout + proc.stderr)
+        seen = set()
+        for block in blocks:
+            m = re.match(r"(?:local)?rule (\w+):", block.strip())
+            if not m or m.group(1) == "all":
+                continue
+            want = set(code_closure(scripts[m.group(1)], package_dir=pkg))
+            inputs = {(work / p.strip()).resolve() for p in re.search(r"input: (.*)", block).group(1).split(",")}
+            assert {p for p in inputs if p.is_relative_to(pkg)} == want, m.group(1)
+            # a job no upstream job reruns is scheduled by the edit of its own code alone
+            updated = re.search(r"Updated input files: ([^;\n]*)", block)
+            if updated:
+                assert {(work / p.strip()).resolve() for p in updated.group(1).split(",")} == want, m.group(1)
+            else:
+                assert "Input files updated by another job" in block, block
+            seen.add(m.group(1))
+        # every rule of the workflow that ran in the tiny config was planned
+        assert seen >= {"base_model", "dataset", "mixture", "adapter", "benchmark_items", "benchmark_docs",
+                        "evaluate", "merge_adapters", "delta_table", "select", "release_check", "plots",
+                        "model_card"}
+    finally:
+        for f, text in originals.items():
+            f.write_text(text)
+    assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == set()
+
+
+def test_parser_fix_rescores_saved_outputs_without_a_model(fresh):
+    """An answer-parser change (here: GSM8K's regex takes the first number instead of the last)
+    reruns every eval job, but each finds its raw outputs cached and only re-scores (two models'
+    jobs are run here); `deltaflow rescore` previews the same numbers from the saved outputs."""
+    work, cfg, wf = fresh
     yml = wf / "scripts/deltaflow/registry/gsm8k.yaml"
     original = yml.read_text()
     before = {m: json.loads((work / f"results/evals/{m}/gsm8k.jsonl").read_text().splitlines()[0])
@@ -190,8 +245,9 @@ def test_parser_fix_rescores_saved_outputs_without_a_model(done):
         # the workflow imports deltaflow (and its registry) from the copy edited here
         env = {"PYTHONPATH": str(wf / "scripts")}
         assert {j[0] for j in planned_jobs(work, work / "config.yaml", wf / "Snakefile", env)} >= {"evaluate"}
-        models = ("base", "run_a", "run_b", "run_dpo")
-        run_snakemake(work, work / "config.yaml", snakefile=wf / "Snakefile", env=env)
+        models = ("base", "run_a")
+        run_snakemake(work, work / "config.yaml", *[f"results/evals/{m}/summary.json" for m in models],
+                      snakefile=wf / "Snakefile", env=env)
         for model in models:
             ev = json.loads((work / f"results/evals/{model}/gsm8k.json").read_text())
             assert ev["cache"]["hit"] is True and ev["scoring"]["extract"]["group_select"] == 0
@@ -202,5 +258,3 @@ def test_parser_fix_rescores_saved_outputs_without_a_model(done):
             assert now["responses"] == rec["responses"]  # same outputs, new parse
     finally:
         yml.write_text(original)
-    run_snakemake(work, work / "config.yaml", snakefile=wf / "Snakefile")
-    assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == set()

@@ -41,12 +41,27 @@ def slurm_job(job_id):
     return dict(re.findall(r"(\w+(?:/\w+)?)=(\S+)", out))
 
 
-@pytest.fixture(scope="module")
-def slurm_run(cluster, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("slurm_run")
+def slurm_config() -> dict:
+    """The tiny config cut to one run and two benchmarks: every kind of stage is still
+    submitted (SLURM's status polling, not the work, is what a job costs here)."""
     cfg = tiny_config()
     cfg["train"] = {"gpus": 1}  # scheduled on the GRES-declared GPUs; runs on the CPU here
     cfg["eval"] = {"gpus": 1, "batch_size": 8}
+    cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
+    cfg["mixtures"] = {"mix_a": cfg["mixtures"]["mix_a"]}
+    del cfg["datasets"]["dpo"]
+    cfg["recipes"] = {"tiny_lora": cfg["recipes"]["tiny_lora"]}
+    cfg["sweeps"] = {"run_a": [0.5]}
+    cfg["merges"] = {}
+    cfg["benchmarks"] = {b: cfg["benchmarks"][b] for b in ("arithmetic", "arc_easy")}
+    cfg["tables"] = {"comparisons": []}
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("slurm_run")
+    cfg = slurm_config()
     proc = subprocess.run(slurm_cmd(workdir, write_config(workdir, cfg)), capture_output=True,
                           text=True, timeout=1500)
     out = proc.stdout + proc.stderr
@@ -57,12 +72,11 @@ def slurm_run(cluster, tmp_path_factory):
 def test_every_job_ran_under_slurm(slurm_run):
     workdir, out = slurm_run
     submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/rule_(\w+?)/", out)
-    # 30 jobs: base, 3 datasets, 3 mixtures, 3 adapters (SFT, DoRA, DPO), 3 item pools,
-    # 3 benchmark subsets, 2 merges (a TIES merge, the run_a.x0.5 sweep arm), 7 evals (one per
-    # model incl. the run_b@step3 checkpoint and both merges, all benchmarks), tables,
-    # selection, release check, plots, model card
-    assert len(submitted) == 30, out[-3000:]
-    assert len({job_id for job_id, _ in submitted}) == 30
+    # 17 jobs: base, 2 datasets, 1 mixture, 1 adapter, 2 item pools, 2 benchmark subsets, the
+    # run_a.x0.5 sweep arm (a merge), 3 evals (base, run_a, run_a.x0.5: all benchmarks each),
+    # tables, selection, release check, plots, model card
+    assert len(submitted) == 17, out[-3000:]
+    assert len({job_id for job_id, _ in submitted}) == 17
     rules = {rule for _, rule in submitted}
     assert rules == {"base_model", "dataset", "mixture", "adapter", "benchmark_items", "benchmark_docs",
                      "merge_adapters", "evaluate", "delta_table", "select", "release_check", "plots",
@@ -81,16 +95,23 @@ def test_gpu_rules_are_submitted_to_the_gpu_partition_with_a_gres(slurm_run):
     assert slurm_job(ids[0])["Partition"] == "cpu"
 
 
-def test_outputs_match_a_local_run(slurm_run, tmp_path):
-    workdir, _ = slurm_run
-    local = tmp_path / "local"
-    local.mkdir()
-    from conftest import run_snakemake
+def test_outputs_match_a_local_run(slurm_run, tiny_workflow):
+    """The same data, adapter and per-item results as the local run of the tiny config (the
+    session's shared run), and the same delta-table numbers for the models both have."""
+    import pandas as pd
 
-    run_snakemake(local, write_config(local, tiny_config()))
-    for rel in ("results/mixtures/mix_a/train.jsonl", "results/mixtures/mix_b/train.jsonl",
-                "results/benchmarks/arc_easy/docs.jsonl", "results/tables/delta.csv"):
+    workdir, _ = slurm_run
+    local = tiny_workflow.work
+    for rel in ("results/mixtures/mix_a/train.jsonl", "results/benchmarks/arc_easy/docs.jsonl",
+                "results/adapters/run_a/adapter_model.safetensors", "results/evals/run_a/arithmetic.jsonl",
+                "results/evals/run_a.x0.5/arc_easy.jsonl", "results/evals/base/arc_easy.jsonl"):
         assert sha(workdir / rel) == sha(local / rel), rel
+    cols = ["model", "benchmark", "base_score", "score", "delta_pts", "n", "ci_low", "ci_high"]
+    ours, theirs = (pd.read_csv(w / "results/tables/delta.csv") for w in (workdir, local))
+    rows = lambda df: df[df.model.isin(["run_a", "run_a.x0.5"]) & df.benchmark.isin(["arithmetic", "arc_easy"])]
+    a, b = rows(ours)[cols].sort_values(cols[:2]).reset_index(drop=True), rows(theirs)[cols].sort_values(cols[:2]).reset_index(drop=True)
+    assert len(a) == 4
+    pd.testing.assert_frame_equal(a, b)
 
 
 def test_cancelled_job_is_retried_and_leaves_no_partial_output(cluster, tmp_path):

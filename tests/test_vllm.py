@@ -18,7 +18,8 @@ from deltaflow.vllm_backend import REPO_ROOT, lora_rank, run_worker_job, vllm_py
 from conftest import REPO
 
 VLLM_PY = REPO_ROOT / ".venv-vllm/bin/python"
-pytestmark = pytest.mark.skipif(not VLLM_PY.exists(), reason="no .venv-vllm: run `make vllm-env` (make test does)")
+# the vLLM worker is a subprocess model load in its own environment
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not VLLM_PY.exists(), reason="no .venv-vllm: run `make vllm-env` (make test does)")]
 
 
 @pytest.fixture(scope="module")

@@ -7,19 +7,16 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from conftest import run_snakemake, tiny_config, write_config
+from conftest import SECRET, copy_run, run_snakemake, tiny_config, write_config
 from deltaflow.io import read_jsonl
 
 pytestmark = pytest.mark.e2e
-SECRET = "hf_SECRETdeltaflowTOKEN123"
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny_run")
-    cfg_path = write_config(workdir, tiny_config())
-    proc = run_snakemake(workdir, cfg_path, env={"HF_TOKEN": SECRET, "WANDB_API_KEY": SECRET})
-    return workdir, cfg_path, proc
+def tiny_run(tiny_workflow):
+    """The session's shared tiny run (conftest.tiny_workflow): read only."""
+    return tiny_workflow.work, tiny_workflow.cfg_path, tiny_workflow.proc
 
 
 def test_mixture_rows_per_component(tiny_run):
@@ -129,14 +126,12 @@ def test_gates_selection_plots_and_model_card(tiny_run):
         assert text in card, text
 
 
-def test_strict_gate_fails_the_run_but_keeps_the_tables(tiny_run, tmp_path):
-    workdir, _, _ = tiny_run
-    # a copy at the same depth: code inputs are recorded relative to the working directory
-    work = tmp_path
-    shutil.copytree(workdir, work, symlinks=True, dirs_exist_ok=True)
+def test_strict_gate_fails_the_run_but_keeps_the_tables(tiny_workflow, tmp_path):
+    run = copy_run(tiny_workflow, tmp_path)
+    work = run.work
     cfg = tiny_config()
     cfg["gates"].update(strict=True, target={"target": {"min_gain_pts": 50.0}})
-    proc = run_snakemake(work, write_config(work, cfg), check=False)
+    proc = run.snakemake(configfile=write_config(work, cfg), check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "release gate failed (gates.strict is true)" in out
@@ -238,9 +233,8 @@ def test_every_artifact_has_a_manifest_with_input_hashes(tiny_run):
     assert (workdir / "results/data/alpaca/rejected.jsonl").exists()
 
 
-def test_second_dry_run_has_nothing_to_do(tiny_run):
-    workdir, cfg_path, _ = tiny_run
-    proc = run_snakemake(workdir, cfg_path, "-n")
+def test_second_dry_run_has_nothing_to_do(tiny_workflow):
+    proc = tiny_workflow.snakemake("-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
@@ -290,12 +284,11 @@ def test_manifests_hold_no_secrets(tiny_run):
         assert SECRET not in p.read_text(), p
 
 
-def test_html_report_renders_in_headless_chromium(tiny_run):
+def test_html_report_renders_in_headless_chromium(tiny_workflow, tmp_path):
     """`snakemake --report` gives one HTML file; Chromium runs its JavaScript and shows our
     result categories (tables, plots, model card) in the rendered page."""
-    workdir, cfg_path, _ = tiny_run
-    report = workdir / "report.html"
-    run_snakemake(workdir, cfg_path, "--report", str(report))
+    report = tmp_path / "report.html"
+    tiny_workflow.snakemake("--report", str(report))
     html = report.read_text()
     assert "rulegraph" in html and "delta.csv" in html and "forest.png" in html
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

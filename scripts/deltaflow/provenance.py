@@ -37,13 +37,37 @@ def code_version() -> dict:
 
 
 def package_versions() -> dict:
+    return output_versions(tuple(PACKAGES))
+
+
+# The packages whose versions decide a model's raw outputs (numerics, tokenization, prompt
+# building, decoding): part of the eval cache key and the training resume key, so outputs made
+# under other versions are never silently reused.
+OUTPUT_PACKAGES = ("torch", "transformers", "peft", "trl", "lm_eval", "llama_cpp_python", "vllm")
+
+
+def output_versions(packages: tuple[str, ...] = OUTPUT_PACKAGES) -> dict:
+    """{package: version or None} of the packages that decide raw outputs, from the installed
+    metadata (no import)."""
     out = {}
-    for name in PACKAGES:
+    for name in packages:
         try:
             out[name] = metadata.version(name.replace("_", "-"))
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+def device_class(device: str) -> str:
+    """What kind of device computes: ``cpu``, or ``cuda:<GPU name>`` (kernels and so numerics
+    differ between GPU models, and between CPU and GPU)."""
+    if str(device).startswith("cpu"):
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    return "cpu"
 
 
 def now() -> str:

