@@ -5,8 +5,8 @@ import re
 from pathlib import Path
 
 from deltaflow.benchmarks import item_spec
-from deltaflow.config import (benchmark_axes, benchmark_spec, checkpoint_models, export_models, merge_specs,
-                              model_lineage, model_names, primary_run, validate_config)
+from deltaflow.config import benchmark_axes, benchmark_spec, validate_config
+from deltaflow.models import ModelGraph, gguf_path
 from deltaflow.codedeps import code_closure
 from deltaflow.io import sha256_text
 from deltaflow import sources
@@ -23,15 +23,16 @@ config.update(_canonical)
 DATASETS = sorted(config["datasets"])
 MIXTURES = sorted(config["mixtures"])
 RUNS = sorted(config["runs"])
-# `<run>@step<N>` / `<run>@epoch<N>`: a run's saved checkpoints are models of their own (recipes' save_every)
-CHECKPOINTS = checkpoint_models(config)
-# merges and sweep arms (`<model>.x<coef>`): adapters built from other adapters (rules/merge.smk)
-MERGES = merge_specs(config)
-# `<model>.merged` and `<model>.<type>.gguf` (rules/merge.smk, rules/export.smk)
-EXPORTS = export_models(config)
+# every model and what made it (deltaflow.models): the base, runs, their checkpoints
+# (`<run>@step<N>` / `<run>@epoch<N>`), merges and sweep arms (`<model>.x<coef>`), merged and GGUF
+# exports (`<model>.merged`, `<model>.<type>.gguf`); `deltaflow audit` reads the same graph
+GRAPH = ModelGraph(config)
+CHECKPOINTS = GRAPH.checkpoints
+MERGES = GRAPH.merges
+EXPORTS = GRAPH.exports
 EXPORTED = config["export"]["models"]
 GGUF_TYPES = config["export"]["gguf_types"]
-MODELS = model_names(config)
+MODELS = GRAPH.names
 # the models the selection chooses among: every run and checkpoint ("best, not last")
 CANDIDATES = [m for m in MODELS if m != "base"]
 BENCHMARKS = sorted(config["benchmarks"])
@@ -144,32 +145,19 @@ def get_eval_input(wildcards):
     return inputs
 
 
-def gguf_path(model, gtype):
-    return f"results/gguf/{model}/model-{gtype}.gguf"
-
-
 def model_run(model):
-    """The run whose data and recipe a model comes from (see config.primary_run)."""
-    return primary_run(config, model)
+    """The run whose data and recipe a model comes from (see ModelGraph.primary_run)."""
+    return GRAPH.primary_run(model)
 
 
 def model_adapter_dir(model):
     """The adapter folder evaluated for an adapter model (None for the base and exports)."""
-    if model == "base" or model in EXPORTS:
-        return None
-    if model in CHECKPOINTS:
-        run, tag = CHECKPOINTS[model]
-        return f"results/adapters/{run}/checkpoints/{tag}"
-    if model in MERGES:
-        return f"results/merges/{model}"
-    return f"results/adapters/{model}"
+    return GRAPH.node(model).adapter_dir
 
 
 def model_adapter_manifest(model):
     """The manifest whose job writes the model's adapter (a checkpoint's is its run's)."""
-    if model in MERGES:
-        return f"results/merges/{model}/manifest.json"
-    return f"results/adapters/{CHECKPOINTS[model][0] if model in CHECKPOINTS else model}/manifest.json"
+    return GRAPH.adapter_manifest(model)
 
 
 def parity_reports():

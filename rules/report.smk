@@ -38,7 +38,7 @@ rule model_card:
         base_name=config["base_model"]["name"],
         runs=config["runs"],
         model_runs={m: model_run(m) for m in CANDIDATES},
-        lineage={m: model_lineage(config, m) for m in CANDIDATES},
+        lineage={m: GRAPH.lineage(m) for m in CANDIDATES},
         tables=config["tables"],
         axes=AXES,
         config_sha=CONFIG_SHA,

@@ -143,12 +143,12 @@ def test_benchmark_axis_override_regroups(tiny_cfg):
 
 
 def test_checkpoints_are_models(tiny_cfg):
-    from deltaflow.config import checkpoint_models, model_names
+    from deltaflow.models import ModelGraph, checkpoint_models
 
     tiny_cfg["recipes"]["tiny_dora"]["save_every"] = 2
     cfg = validate_config(tiny_cfg)
     assert checkpoint_models(cfg) == {"run_b@step2": ("run_b", "step2"), "run_b@step4": ("run_b", "step4")}
-    assert model_names(cfg) == ["base", "run_a", "run_b", "run_dpo", "run_b@step2", "run_b@step4",
+    assert ModelGraph(cfg).names == ["base", "run_a", "run_b", "run_dpo", "run_b@step2", "run_b@step4",
                                 "a_dpo_ties", "run_a.x0.5"]
     # a checkpoint can be compared like any model
     tiny_cfg["tables"]["comparisons"].append({"left": "run_b@step2", "right": "run_b"})
@@ -156,17 +156,18 @@ def test_checkpoints_are_models(tiny_cfg):
 
 
 def test_merges_sweeps_and_exports_are_models(tiny_cfg):
-    from deltaflow.config import model_lineage, model_names, primary_run
+    from deltaflow.models import ModelGraph
 
     tiny_cfg["sweeps"]["run_a"] = [0.3, 0.5]
     tiny_cfg["sweeps"]["a_dpo_ties"] = [2]
     tiny_cfg["export"] = {"models": ["run_a.x0.5"], "gguf_types": ["f16", "q4_k_m"]}
     cfg = validate_config(tiny_cfg)
-    names = model_names(cfg)
+    graph = ModelGraph(cfg)
+    names = graph.names
     assert names[-7:] == ["a_dpo_ties", "a_dpo_ties.x2", "run_a.x0.3", "run_a.x0.5", "run_a.x0.5.merged",
                           "run_a.x0.5.f16.gguf", "run_a.x0.5.q4_k_m.gguf"]
-    assert primary_run(cfg, "run_a.x0.5.q4_k_m.gguf") == "run_a" and primary_run(cfg, "a_dpo_ties.x2") == "run_a"
-    assert model_lineage(cfg, "run_a.x0.5.q4_k_m.gguf") == [
+    assert graph.primary_run("run_a.x0.5.q4_k_m.gguf") == "run_a" and graph.primary_run("a_dpo_ties.x2") == "run_a"
+    assert graph.lineage("run_a.x0.5.q4_k_m.gguf") == [
         "run run_a: mixture mix_a x recipe tiny_lora", "adapter delta scaled by 0.5",
         "merged into the base weights (run_a.x0.5.merged)", "converted to GGUF q4_k_m with llama.cpp"]
 
@@ -192,7 +193,7 @@ def test_bad_merges_sweeps_and_exports_are_refused(tiny_cfg, edit, message):
 
 
 def test_a_grid_declares_runs_with_derived_recipes(tiny_cfg):
-    from deltaflow.config import model_names
+    from deltaflow.models import ModelGraph
 
     tiny_cfg["grids"] = {"rk": {"mixtures": ["mix_a", "mix_b"], "recipes": ["tiny_lora"],
                                 "vary": {"r": [2, 8], "learning_rate": [0.0002]}}}
@@ -203,7 +204,7 @@ def test_a_grid_declares_runs_with_derived_recipes(tiny_cfg):
     assert grid_runs == {
         f"rk-{m}-tiny_lora-r{r}-learning_rate0p0002": {"mixture": m, "recipe": f"tiny_lora-r{r}-learning_rate0p0002"}
         for m in ("mix_a", "mix_b") for r in (2, 8)}
-    assert set(grid_runs) <= set(model_names(cfg))
+    assert set(grid_runs) <= set(ModelGraph(cfg).names)
     # validating again (Snakemake and the scripts both do) changes nothing
     assert validate_config(cfg) == cfg
 
@@ -216,7 +217,7 @@ def test_a_grid_alone_is_enough(tiny_cfg):
 
 
 def test_epoch_checkpoints_are_models(tiny_cfg):
-    from deltaflow.config import checkpoint_models
+    from deltaflow.models import checkpoint_models
 
     recipe = tiny_cfg["recipes"]["tiny_dora"]
     recipe.pop("max_steps")

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_snakemake, tiny_config, write_config
+from deltaflow.config import validate_config
 from deltaflow.errors import DeltaflowError
 from deltaflow.gguf_export import check_gguf, convert, quantize
 from deltaflow.llamacpp import kl_divergence, parity_report, read_prompts, thresholds_for
@@ -152,6 +153,19 @@ def test_merge_export_parity_eval_tables_end_to_end(smol_tiny, tmp_path):
     assert merge_manifest["params"]["method"] == "merge_and_unload" and "adapter" in merge_manifest["inputs"]
     parity = pd.read_csv(res / "tables/gguf_parity.csv")
     assert list(parity.verdict) == ["PASS", "PASS"] and (parity.size_mb > 0).all() and parity.export_s.notna().all()
+    # exports are audited through the model graph: GGUF -> merged model -> adapter -> mixture
+    from deltaflow.audit import audit_chain
+    from deltaflow.models import ModelGraph
+
+    graph = ModelGraph(validate_config(cfg))
+    for model, chain_models in (("run_a.merged", ["run_a.merged", "run_a"]),
+                                ("run_a.q8_0.gguf", ["run_a.q8_0.gguf", "run_a.merged", "run_a"])):
+        chain = audit_chain(tmp_path, graph, model, "arithmetic")
+        assert [s["name"] for s in chain["steps"] if s["step"] in ("gguf", "merged", "run")] == chain_models
+        assert chain["changed"] == [] and "mix_a" in chain["mixtures"]
+        if model.endswith(".gguf"):
+            gguf = next(s for s in chain["steps"] if s["step"] == "gguf")
+            assert any(f["path"].endswith("model-q8_0.gguf") and f["sha256_now"] for f in gguf["files"])
 
     # an impossible q8_0 threshold: only the parity check and what reads it rerun; the q8_0 GGUF
     # is flagged in the tables and excluded from selection

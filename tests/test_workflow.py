@@ -261,18 +261,84 @@ def test_malformed_data_row_names_file_and_line(tmp_path):
     assert not (tmp_path / "results/data/alpaca/rows.jsonl").exists()
 
 
+def _audit(workdir, model, benchmark):
+    from deltaflow.audit import audit_chain
+    from deltaflow.config import load_config
+    from deltaflow.models import ModelGraph
+
+    return audit_chain(workdir, ModelGraph(load_config(workdir / "config.yaml", check_files=False)), model, benchmark)
+
+
 def test_audit_traces_a_cell_to_data_recipe_model_and_code(tiny_run):
-    from deltaflow.cli import audit_chain, format_chain
+    from deltaflow.audit import format_chain
 
     workdir, _, _ = tiny_run
-    chain = audit_chain(workdir / "results", "run_a", "arithmetic")
-    assert chain["adapter"]["mixture"] == "mix_a" and chain["adapter"]["recipe"]["r"] == 4
-    assert {c["name"] for c in chain["mixture"]["components"]} == {"arithmetic", "replay"}
+    chain = _audit(workdir, "run_a", "arithmetic")
+    run = next(s for s in chain["steps"] if s["step"] == "run")
+    assert run["params"]["mixture"] == "mix_a" and run["params"]["recipe"]["r"] == 4
+    assert {c["name"] for c in chain["mixtures"]["mix_a"]["components"]} == {"arithmetic", "replay"}
     assert chain["datasets"]["alpaca"]["raw"][0]["path"].endswith("alpaca_tiny.json")
     assert chain["base_model"]["source"]["type"] == "random_init"
+    assert chain["changed"] == []
     text = format_chain(chain)
     assert text.startswith("run_a x arithmetic:") and "replay: 10 rows" in text
     assert "alpaca_tiny.json (sha256" in text and "base model:" in text
+    assert "every recorded hash matches the disk" in text
+
+
+@pytest.mark.parametrize("model, kind, chain_models", [
+    ("base", "base", []),
+    ("run_b@step3", "checkpoint", ["run_b@step3", "run_b"]),
+    ("run_dpo", "run", ["run_dpo", "run_a"]),
+    ("a_dpo_ties", "merge", ["a_dpo_ties", "run_a", "run_dpo"]),
+    ("run_a.x0.5", "sweep", ["run_a.x0.5", "run_a"]),
+])
+def test_audit_traces_every_kind_of_model(tiny_run, model, kind, chain_models):
+    """Every model of the tiny config traces through the model graph: a merge through each
+    input adapter's own chain (run_dpo continues run_a), a checkpoint or sweep arm through its
+    run, each run to its mixture and datasets."""
+    workdir, _, _ = tiny_run
+    chain = _audit(workdir, model, "gsm8k")
+    assert chain["kind"] == kind and chain["changed"] == []
+    assert [s["name"] for s in chain["steps"] if s["step"] in ("run", "checkpoint", "merge", "sweep")] == chain_models
+    mixtures = {"run_a": "mix_a", "run_b": "mix_b", "run_dpo": "pref"}
+    assert set(chain["mixtures"]) == {mixtures[m] for m in chain_models if m in mixtures}
+    assert [s["step"] for s in chain["steps"]][:3] == ["table", "eval", "benchmark"]
+    assert chain["steps"][-1]["step"] == "base"
+    for step in chain["steps"]:  # each step: its file, params, code version and packages
+        assert (workdir / step["file"]).exists() and step["code"]["git_commit"] and step["packages"]["torch"]
+        assert all(f["sha256_now"] for f in step["files"]), step["name"]
+
+
+def test_audit_flags_a_file_changed_after_the_table(tiny_workflow, tmp_path):
+    from deltaflow.audit import format_chain
+    from deltaflow.cli import main
+
+    run = copy_run(tiny_workflow, tmp_path)
+    train = run.work / "results/mixtures/mix_a/train.jsonl"
+    train.write_text(train.read_text() + "\n")  # one byte more, after the fact
+    chain = _audit(run.work, "run_a.x0.5", "arithmetic")
+    assert [(c["step"], c["name"], c["path"]) for c in chain["changed"]] == [
+        ("run", "run_a", "results/mixtures/mix_a/train.jsonl")]
+    assert "train: results/mixtures/mix_a/train.jsonl (CHANGED (recorded" in format_chain(chain)
+    # the command line: text and JSON, the config's model graph, a clear error for an unknown model
+    import contextlib
+    import io
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(run.work)
+    try:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert main(["audit", "run_a.x0.5", "arithmetic", "--config", "config.yaml", "--json"]) == 0
+        assert json.loads(out.getvalue())["changed"][0]["path"] == "results/mixtures/mix_a/train.jsonl"
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert main(["audit", "run_z", "arithmetic", "--config", "config.yaml"]) == 2
+        assert "'run_z' is not a model of this config" in err.getvalue()
+    finally:
+        os.chdir(cwd)
 
 
 def test_manifests_hold_no_secrets(tiny_run):

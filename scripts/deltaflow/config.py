@@ -18,6 +18,7 @@ import yaml
 from . import registry
 from .errors import ConfigError
 from .grid import expand_grids
+from .models import ModelGraph
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
@@ -184,7 +185,7 @@ def _check_references(config: dict, *, check_files: bool):
             if config["recipes"].get(spec.get("recipe"), {}).get("method", "lora") == "dora":
                 yield (f"config key 'eval.backend': vllm cannot serve run '{run}', a DoRA adapter "
                        "(vLLM has no DoRA); use backend hf, or evaluate its merged export")
-            if adds_tokens(config, run):
+            if ModelGraph(config).adds_tokens(run):
                 yield (f"config key 'eval.backend': vllm cannot serve run '{run}': its adapter adds "
                        "new tokens (vLLM's LoRA has no extra vocabulary); use backend hf, or "
                        "evaluate its merged export")
@@ -295,142 +296,15 @@ def _check_recipe_length(rname: str, recipe: dict):
                "would be saved; lower it or remove it")
 
 
-def checkpoint_tags(recipe: dict) -> list[str]:
-    """The checkpoints a run saves before its final one (``save_every``), in order:
-    ``step<N>`` every N steps, or ``epoch<N>`` after each epoch but the last."""
-    every = recipe.get("save_every")
-    if every == "epoch":
-        return [f"epoch{e}" for e in range(1, recipe.get("epochs") or 1)]  # without epochs: refused
-    if not every or not recipe.get("max_steps"):  # integer save_every with epochs is refused
-        return []
-    return [f"step{s}" for s in range(every, recipe["max_steps"], every)]
-
-
-def checkpoint_models(config: dict) -> dict[str, tuple[str, str]]:
-    """``<run>@<tag>`` -> (run, tag) for every saved checkpoint of every run (tag: step<N>
-    or epoch<N>; the adapter is results/adapters/<run>/checkpoints/<tag>)."""
-    out = {}
-    for run, spec in sorted(config["runs"].items()):
-        recipe = config["recipes"].get(spec["recipe"])  # an unknown recipe is reported elsewhere
-        for tag in checkpoint_tags(recipe) if recipe else []:
-            out[f"{run}@{tag}"] = (run, tag)
-    return out
-
-
-def coef_label(coef: float) -> str:
-    return f"{coef:g}"
-
-
-def sweep_models(config: dict) -> dict[str, tuple[str, float]]:
-    """``<model>.x<coef>`` -> (model, coef) for every coefficient of every sweep."""
-    return {f"{model}.x{coef_label(c)}": (model, float(c))
-            for model, coefs in sorted(config.get("sweeps", {}).items()) for c in coefs}
-
-
-def export_models(config: dict) -> dict[str, tuple[str, str, str | None]]:
-    """``<model>.merged`` and ``<model>.<type>.gguf`` -> (model, "merged"|"gguf", type)."""
-    exp = config.get("export", {})
-    out: dict = {}
-    for model in exp.get("models", []):
-        out[f"{model}.merged"] = (model, "merged", None)
-        for t in exp.get("gguf_types", []):
-            out[f"{model}.{t}.gguf"] = (model, "gguf", t)
-    return out
-
-
-def adapter_models(config: dict) -> list[str]:
-    """Models that are a PEFT adapter on the base: runs, checkpoints, merges, sweep arms."""
-    return [*sorted(config["runs"]), *checkpoint_models(config), *sorted(config.get("merges", {})),
-            *sweep_models(config)]
-
-
-def model_names(config: dict) -> list[str]:
-    """Every model in the eval grid: the base, each run, each run's checkpoints, merges, sweep
-    arms, and the merged / GGUF exports."""
-    return ["base", *adapter_models(config), *export_models(config)]
-
-
-def model_run(config: dict, model: str) -> str | None:
-    """The run whose recipe trained ``model``'s adapter (None for merges and the base)."""
-    if model in config["runs"]:
-        return model
-    ckpt = checkpoint_models(config).get(model)
-    if ckpt:
-        return ckpt[0]
-    sweep = sweep_models(config).get(model)
-    return model_run(config, sweep[0]) if sweep else None
-
-
-def merge_specs(config: dict) -> dict[str, dict]:
-    """Every adapter combination to build: the `merges:` and one linear merge per sweep arm."""
-    out = {name: {**spec, "kind": "merge"} for name, spec in sorted(config.get("merges", {}).items())}
-    for name, (model, coef) in sweep_models(config).items():
-        out[name] = {"kind": "sweep", "method": "linear", "adapters": {model: coef}, "seed": 0}
-    return out
-
-
-def primary_run(config: dict, model: str) -> str | None:
-    """The run a model's data and recipe come from: its own, its checkpoint's, a sweep's or an
-    export's source, or a merge's first input."""
-    run = model_run(config, model)
-    if run:
-        return run
-    sweep = sweep_models(config).get(model)
-    if sweep:
-        return primary_run(config, sweep[0])
-    exported = export_models(config).get(model)
-    if exported:
-        return primary_run(config, exported[0])
-    merge = config.get("merges", {}).get(model)
-    return primary_run(config, next(iter(merge["adapters"]))) if merge else None
-
-
-def model_lineage(config: dict, model: str) -> list[str]:
-    """How a model was made, one step per line (for the model card)."""
-    if model == "base":
-        return ["the base model"]
-    if model in config["runs"]:
-        run = config["runs"][model]
-        init = f", continuing {run['init_from']}" if run.get("init_from") else ""
-        return [f"run {model}: mixture {run['mixture']} x recipe {run['recipe']}{init}"]
-    ckpt = checkpoint_models(config).get(model)
-    if ckpt:
-        return [*model_lineage(config, ckpt[0]), f"checkpoint at step {ckpt[1]} of {ckpt[0]}"]
-    sweep = sweep_models(config).get(model)
-    if sweep:
-        return [*model_lineage(config, sweep[0]), f"adapter delta scaled by {coef_label(sweep[1])}"]
-    exported = export_models(config).get(model)
-    if exported:
-        src, kind, gtype = exported
-        steps = [*model_lineage(config, src), f"merged into the base weights ({src}.merged)"]
-        return steps + ([f"converted to GGUF {gtype} with llama.cpp"] if kind == "gguf" else [])
-    merge = config.get("merges", {}).get(model)
-    if merge:
-        parts = ", ".join(f"{m} x {w:g}" for m, w in merge["adapters"].items())
-        return [f"merge {model}: {merge['method']} of {parts}"]
-    raise KeyError(model)
-
-
-def adds_tokens(config: dict, model: str) -> bool:
-    """Whether ``model``'s adapter (a run, its checkpoint or a run continuing one) has new tokens."""
-    run = model_run(config, model)
-    seen = set()
-    while run and run in config["runs"] and run not in seen:
-        seen.add(run)
-        if config["recipes"].get(config["runs"][run]["recipe"], {}).get("new_tokens"):
-            return True
-        run = config["runs"][run].get("init_from")
-    return False
-
-
-def _adapter_recipe(config: dict, model: str) -> dict:
-    run = model_run(config, model)
-    return config["recipes"].get(config["runs"][run]["recipe"], {}) if run else {}
+def _adapter_recipe(graph: ModelGraph, model: str) -> dict:
+    run = graph.model_run(model)
+    return graph.config["recipes"].get(graph.config["runs"][run]["recipe"], {}) if run else {}
 
 
 def _check_merges_and_exports(config: dict):
     """Sweeps, merges and exports refer to known adapters that PEFT can combine linearly."""
-    runs_and_ckpts = [*sorted(config["runs"]), *checkpoint_models(config)]
+    graph = ModelGraph(config)
+    runs_and_ckpts = [*sorted(config["runs"]), *graph.checkpoints]
     merges = config.get("merges", {})
     for name, spec in merges.items():
         key = f"merges.{name}"
@@ -442,8 +316,8 @@ def _check_merges_and_exports(config: dict):
                 yield (f"config key '{key}.adapters.{model}': not a run or checkpoint; "
                        f"known: {', '.join(runs_and_ckpts)}")
                 continue
-            recipe = _adapter_recipe(config, model)
-            if adds_tokens(config, model):
+            recipe = _adapter_recipe(graph, model)
+            if graph.adds_tokens(model):
                 yield (f"config key '{key}.adapters.{model}': its run adds new tokens (new_tokens); "
                        "weighted combinations need plain LoRA factors — merge runs without new tokens")
             if recipe.get("method", "lora") == "dora":
@@ -462,20 +336,20 @@ def _check_merges_and_exports(config: dict):
             yield (f"config key '{key}': unknown model; sweeps scale a run, checkpoint or merge: "
                    f"{', '.join(adapters)}")
             continue
-        if adds_tokens(config, model):
+        if graph.adds_tokens(model):
             yield (f"config key '{key}': its run adds new tokens (new_tokens); scaling the trained "
                    "token rows is not a weight-delta scale — sweep a run without new tokens")
-        if _adapter_recipe(config, model).get("method", "lora") == "dora":
+        if _adapter_recipe(graph, model).get("method", "lora") == "dora":
             yield (f"config key '{key}': a DoRA adapter; scaling its factors does not scale its "
                    "weight delta (the magnitude vector is not linear) — sweep a LoRA run")
         if 1.0 in [float(c) for c in coefs]:
             yield f"config key '{key}': coefficient 1 is the adapter itself (already evaluated); drop it"
-    all_adapters = adapter_models(config)
+    all_adapters = [m for m in graph.names if graph.node(m).adapter_dir]
     for i, model in enumerate(config.get("export", {}).get("models", [])):
         if model not in all_adapters:
             yield (f"config key 'export.models[{i}]': '{model}' is not an adapter model; "
                    f"known: {', '.join(all_adapters)}")
-        elif _adapter_recipe(config, model).get("load_in_4bit"):
+        elif _adapter_recipe(graph, model).get("load_in_4bit"):
             yield (f"config key 'export.models[{i}]': '{model}' was trained on a 4-bit base; "
                    "merging into 4-bit weights loses the adapter's precision — export a 16-bit run")
     prompts = config.get("export", {}).get("parity", {}).get("prompts")
@@ -493,7 +367,7 @@ def benchmark_axes(config: dict) -> dict[str, str]:
 
 
 def _check_tables(config: dict):
-    models = model_names(config)
+    models = ModelGraph(config).names
     tables = config.get("tables", {})
     for i, pair in enumerate(tables.get("comparisons", [])):
         for side in ("left", "right"):

@@ -135,13 +135,15 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sha256_path(path: str | os.PathLike) -> str:
-    """Hash a file, or a directory as the hash of its (relative name, file hash) list."""
+def sha256_path(path: str | os.PathLike, exclude: tuple[str, ...] = ()) -> str:
+    """Hash a file, or a directory as the hash of its (relative name, file hash) list (hidden
+    files and the relative names in ``exclude`` left out)."""
     path = Path(path)
     if path.is_file():
         return sha256_file(path)
     h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file() and not q.name.startswith(".")):
+    for p in sorted(q for q in path.rglob("*") if q.is_file() and not q.name.startswith(".")
+                    and str(q.relative_to(path)) not in exclude):
         h.update(str(p.relative_to(path)).encode())
         h.update(sha256_file(p).encode())
     return h.hexdigest()

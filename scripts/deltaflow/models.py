@@ -1,0 +1,229 @@
+"""The model graph: every model of a config, what kind it is and what it was made from.
+
+One place answers "what kind of model is this, what made it, and where are its files" for
+the workflow (rules/common.smk: wildcards, inputs, adapter folders), the model card (lineage)
+and the command line (``deltaflow audit``), so a new kind of model cannot be known to one and
+forgotten by another. Kinds:
+
+- ``base``: the base model (results/models/base/)
+- ``run``: a trained adapter, mixture x recipe, maybe continuing another run (results/adapters/<run>/)
+- ``checkpoint``: ``<run>@step<N>`` / ``<run>@epoch<N>``, a saved checkpoint of a run
+- ``merge``: a ``merges:`` combination of adapters (results/merges/<name>/)
+- ``sweep``: ``<model>.x<coef>``, a model's adapter delta scaled by coef (results/merges/<name>/)
+- ``merged``: ``<model>.merged``, an adapter folded into the base weights (results/models/merged/<model>/)
+- ``gguf``: ``<model>.<type>.gguf``, llama.cpp's conversion of a merged model (results/gguf/<model>/)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+BASE_MANIFEST = "results/models/base/manifest.json"
+
+
+@dataclass(frozen=True)
+class ModelNode:
+    name: str
+    kind: str
+    # the models this one is made from, with the weight each enters with (merges, sweeps)
+    parents: tuple[tuple[str, float], ...] = ()
+    run: str | None = None          # run / checkpoint: the run; others: None
+    tag: str | None = None          # checkpoint: step<N> / epoch<N>
+    coef: float | None = None       # sweep: the scale
+    gguf_type: str | None = None    # gguf: the llama.cpp type
+    details: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def adapter_dir(self) -> str | None:
+        """The PEFT adapter evaluated for this model (None for the base and exports)."""
+        if self.kind == "run":
+            return f"results/adapters/{self.name}"
+        if self.kind == "checkpoint":
+            return f"results/adapters/{self.run}/checkpoints/{self.tag}"
+        if self.kind in ("merge", "sweep"):
+            return f"results/merges/{self.name}"
+        return None
+
+    @property
+    def manifest(self) -> str:
+        """The manifest of the job that made this model (a checkpoint's is its run's job)."""
+        if self.kind == "base":
+            return BASE_MANIFEST
+        if self.kind in ("run", "checkpoint"):
+            return f"results/adapters/{self.run}/manifest.json"
+        if self.kind in ("merge", "sweep"):
+            return f"results/merges/{self.name}/manifest.json"
+        src = self.parents[0][0]
+        if self.kind == "merged":
+            return f"results/models/merged/{src}/manifest.json"
+        return f"results/gguf/{self.details['exported']}/model-{self.gguf_type}.json"
+
+    @property
+    def files(self) -> list[str]:
+        """The model's own files besides its manifest: what an audit checks on disk."""
+        if self.kind == "checkpoint":
+            return [f"{self.adapter_dir}/arm.json", f"{self.adapter_dir}/adapter_model.safetensors"]
+        if self.kind == "gguf":
+            return [gguf_path(self.details["exported"], self.gguf_type)]
+        return []
+
+
+def gguf_path(model: str, gtype: str) -> str:
+    return f"results/gguf/{model}/model-{gtype}.gguf"
+
+
+def coef_label(coef: float) -> str:
+    return f"{coef:g}"
+
+
+def checkpoint_tags(recipe: dict) -> list[str]:
+    """The checkpoints a run saves before its final one (``save_every``), in order:
+    ``step<N>`` every N steps, or ``epoch<N>`` after each epoch but the last."""
+    every = recipe.get("save_every")
+    if every == "epoch":
+        return [f"epoch{e}" for e in range(1, recipe.get("epochs") or 1)]  # without epochs: refused
+    if not every or not recipe.get("max_steps"):  # integer save_every with epochs is refused
+        return []
+    return [f"step{s}" for s in range(every, recipe["max_steps"], every)]
+
+
+def checkpoint_models(config: dict) -> dict[str, tuple[str, str]]:
+    """``<run>@<tag>`` -> (run, tag) for every saved checkpoint of every run (tag: step<N>
+    or epoch<N>; the adapter is results/adapters/<run>/checkpoints/<tag>)."""
+    out = {}
+    for run, spec in sorted(config["runs"].items()):
+        recipe = config["recipes"].get(spec["recipe"])  # an unknown recipe is reported elsewhere
+        for tag in checkpoint_tags(recipe) if recipe else []:
+            out[f"{run}@{tag}"] = (run, tag)
+    return out
+
+
+def sweep_models(config: dict) -> dict[str, tuple[str, float]]:
+    """``<model>.x<coef>`` -> (model, coef) for every coefficient of every sweep."""
+    return {f"{model}.x{coef_label(c)}": (model, float(c))
+            for model, coefs in sorted(config.get("sweeps", {}).items()) for c in coefs}
+
+
+def export_models(config: dict) -> dict[str, tuple[str, str, str | None]]:
+    """``<model>.merged`` and ``<model>.<type>.gguf`` -> (model, "merged"|"gguf", type)."""
+    exp = config.get("export", {})
+    out: dict = {}
+    for model in exp.get("models", []):
+        out[f"{model}.merged"] = (model, "merged", None)
+        for t in exp.get("gguf_types", []):
+            out[f"{model}.{t}.gguf"] = (model, "gguf", t)
+    return out
+
+
+def merge_specs(config: dict) -> dict[str, dict]:
+    """Every adapter combination to build: the `merges:` and one linear merge per sweep arm."""
+    out = {name: {**spec, "kind": "merge"} for name, spec in sorted(config.get("merges", {}).items())}
+    for name, (model, coef) in sweep_models(config).items():
+        out[name] = {"kind": "sweep", "method": "linear", "adapters": {model: coef}, "seed": 0}
+    return out
+
+
+class ModelGraph:
+    """Every model of a (validated) config as a ModelNode, in the eval grid's order: the base,
+    runs, checkpoints, merges, sweep arms, merged and GGUF exports."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.checkpoints = checkpoint_models(config)
+        self.sweeps = sweep_models(config)
+        self.exports = export_models(config)
+        self.merges = merge_specs(config)
+        nodes = [ModelNode("base", "base")]
+        for run, spec in sorted(config["runs"].items()):
+            init = spec.get("init_from")
+            nodes.append(ModelNode(run, "run", parents=((init, 1.0),) if init else (), run=run,
+                                   details={"mixture": spec["mixture"], "recipe": spec["recipe"]}))
+        for name, (run, tag) in self.checkpoints.items():
+            nodes.append(ModelNode(name, "checkpoint", parents=((run, 1.0),), run=run, tag=tag))
+        for name, spec in sorted(config.get("merges", {}).items()):
+            nodes.append(ModelNode(name, "merge", parents=tuple((m, float(w)) for m, w in spec["adapters"].items()),
+                                   details={"method": spec["method"]}))
+        for name, (model, coef) in self.sweeps.items():
+            nodes.append(ModelNode(name, "sweep", parents=((model, coef),), coef=coef))
+        for name, (src, kind, gtype) in self.exports.items():
+            parent = src if kind == "merged" else f"{src}.merged"
+            nodes.append(ModelNode(name, kind, parents=((parent, 1.0),), gguf_type=gtype, details={"exported": src}))
+        self.nodes = {n.name: n for n in nodes}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.nodes)
+
+    def __contains__(self, model: str) -> bool:
+        return model in self.nodes
+
+    def node(self, model: str) -> ModelNode:
+        try:
+            return self.nodes[model]
+        except KeyError:
+            raise KeyError(f"'{model}' is not a model of this config; models: {', '.join(self.nodes)}") from None
+
+    def kind(self, model: str) -> str:
+        return self.node(model).kind
+
+    def adapter_manifest(self, model: str) -> str | None:
+        """The manifest whose job writes the model's adapter (None for the base and exports)."""
+        node = self.node(model)
+        return node.manifest if node.adapter_dir else None
+
+    def model_run(self, model: str) -> str | None:
+        """The run whose recipe trained ``model``'s adapter (None for merges and the base)."""
+        node = self.node(model)
+        if node.run:
+            return node.run
+        return self.model_run(node.parents[0][0]) if node.kind == "sweep" else None
+
+    def primary_run(self, model: str) -> str | None:
+        """The run a model's data and recipe come from: its own, its checkpoint's, a sweep's or an
+        export's source, or a merge's first input."""
+        node = self.node(model)
+        if node.run:
+            return node.run
+        return self.primary_run(node.parents[0][0]) if node.parents and node.kind != "run" else None
+
+    def lineage(self, model: str) -> list[str]:
+        """How a model was made, one step per line (for the model card)."""
+        node = self.node(model)
+        if node.kind == "base":
+            return ["the base model"]
+        if node.kind == "run":
+            init = f", continuing {node.parents[0][0]}" if node.parents else ""
+            return [f"run {model}: mixture {node.details['mixture']} x recipe {node.details['recipe']}{init}"]
+        if node.kind == "checkpoint":
+            return [*self.lineage(node.run), f"checkpoint at step {node.tag} of {node.run}"]
+        if node.kind == "sweep":
+            return [*self.lineage(node.parents[0][0]), f"adapter delta scaled by {coef_label(node.coef)}"]
+        if node.kind == "merge":
+            parts = ", ".join(f"{m} x {w:g}" for m, w in node.parents)
+            return [f"merge {model}: {node.details['method']} of {parts}"]
+        src = node.details["exported"]
+        steps = [*self.lineage(src), f"merged into the base weights ({src}.merged)"]
+        return steps + ([f"converted to GGUF {node.gguf_type} with llama.cpp"] if node.kind == "gguf" else [])
+
+    def ancestors(self, model: str) -> list[str]:
+        """Every model ``model`` is made from, nearest first, each once (the base excluded)."""
+        out: list[str] = []
+        todo = [p for p, _ in self.node(model).parents]
+        while todo:
+            m = todo.pop(0)
+            if m not in out:
+                out.append(m)
+                todo.extend(p for p, _ in self.node(m).parents)
+        return out
+
+    def adds_tokens(self, model: str) -> bool:
+        """Whether ``model``'s adapter (a run, its checkpoint or a run continuing one) has new tokens."""
+        run = self.model_run(model)
+        seen = set()
+        runs = self.config["runs"]
+        while run and run in runs and run not in seen:
+            seen.add(run)
+            if self.config["recipes"].get(runs[run]["recipe"], {}).get("new_tokens"):
+                return True
+            run = runs[run].get("init_from")
+        return False
