@@ -160,6 +160,10 @@ def model_adapter_manifest(model):
     return GRAPH.adapter_manifest(model)
 
 
+def get_merge_inputs(wildcards):
+    return [model_adapter_manifest(m) for m in MERGES[wildcards.merge]["adapters"]]
+
+
 def parity_reports():
     return [f"results/gguf/{m}/parity-{t}.json" for m in EXPORTED for t in GGUF_TYPES]
 

@@ -3,10 +3,6 @@
 # for the models `export:` lists, which the GGUF export (rules/export.smk) reads.
 
 
-def get_merge_inputs(wildcards):
-    return [model_adapter_manifest(m) for m in MERGES[wildcards.merge]["adapters"]]
-
-
 rule merge_adapters:
     input:
         adapters=get_merge_inputs,

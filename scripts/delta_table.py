@@ -1,26 +1,13 @@
 """Rule delta_table: every model vs base (and configured pairs) with paired statistics."""
-from pathlib import Path
-
-from deltaflow.errors import DeltaflowError
-from deltaflow.io import read_json, read_jsonl, sha256_path, write_text
+from deltaflow.io import read_json, write_text
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
-from deltaflow.tables import EvalResult, TableSettings, comparison_table, delta_table, to_html, to_markdown
+from deltaflow.tables import (TableSettings, comparison_table, delta_table, load_eval_results, to_html,
+                             to_markdown)
 
 started = start_job(snakemake)  # noqa: F821
 p, out = snakemake.params, snakemake.output  # noqa: F821
-results = []
-inputs = {}
-for summary_path in snakemake.input.summaries:  # noqa: F821
-    model = Path(summary_path).parent.name
-    for bench, entry in sorted(read_json(summary_path)["benchmarks"].items()):
-        for kind in ("metrics", "samples"):
-            if sha256_path(entry[kind]) != entry[f"{kind}_sha256"]:
-                raise DeltaflowError(f"{entry[kind]} changed after {summary_path} was written; "
-                                     "rerun its eval job (snakemake --forcerun evaluate)")
-        results.append(EvalResult(model=model, benchmark=bench, metrics=read_json(entry["metrics"]),
-                                  records=read_jsonl(entry["samples"])))
-        inputs[f"{model}/{bench}"] = entry["samples"]
+results, inputs = load_eval_results(snakemake.input.summaries)  # noqa: F821
 
 settings = TableSettings.from_config(p.tables, p.axes)
 references = {name: spec["scores"] for name, spec in p.tables["references"].items()}

@@ -341,6 +341,44 @@ def test_audit_flags_a_file_changed_after_the_table(tiny_workflow, tmp_path):
         os.chdir(cwd)
 
 
+def test_compare_from_the_command_line_equals_the_comparisons_table(tiny_run):
+    """`deltaflow compare` recomputes a configured pair from the saved records: the same rows as
+    results/tables/comparisons.csv (nothing rerun), and one benchmark alone on request."""
+    from deltaflow.cli import compare
+    from deltaflow.config import load_config
+
+    workdir, cfg_path, _ = tiny_run
+    cfg = load_config(cfg_path, check_files=False)
+    ours = compare(workdir, cfg, "run_a", "run_b")
+    table = pd.read_csv(workdir / "results/tables/comparisons.csv")
+    table = table[table.comparison == "run_b_minus_run_a"].reset_index(drop=True)
+    assert len(ours) == len(table) == 7  # 3 benchmarks, 3 axes, macro
+    pd.testing.assert_frame_equal(ours.reset_index(drop=True), table, check_dtype=False)
+    one = compare(workdir, cfg, "base", "run_a.x0.5", ["arc_easy"])
+    assert list(one[one.level == "benchmark"].benchmark) == ["arc_easy"]
+    from deltaflow.errors import DeltaflowError
+
+    with pytest.raises(DeltaflowError, match="'run_q' is not a model of this config"):
+        compare(workdir, cfg, "run_a", "run_q")
+
+
+def test_status_says_what_would_rerun_and_why(tiny_workflow, tmp_path):
+    from deltaflow.status import format_plan, plan
+
+    run = copy_run(tiny_workflow, tmp_path)
+    args = ["-s", str(run.snakefile), "--directory", str(run.work), "--cores", "2"]
+    assert plan([*args, "--configfile", str(run.cfg_path)]) == []
+    cfg = tiny_config()
+    cfg["recipes"]["tiny_dora"]["learning_rate"] = 0.02
+    jobs = plan([*args, "--configfile", str(write_config(run.work, cfg))])
+    by_job = {(j.rule, j.wildcards): j.reason for j in jobs}
+    assert "Params have changed" in by_job[("adapter", "run=run_b")]
+    assert "Input files updated by another job" in by_job[("evaluate", "model=run_b@step3")]
+    assert not any(rule == "adapter" and wc != "run=run_b" for rule, wc in by_job)
+    text = format_plan(jobs)
+    assert text.startswith(f"{len(jobs)} job(s) would run:") and "adapter run=run_b" in text
+
+
 def test_manifests_hold_no_secrets(tiny_run):
     """Tokens in the environment of the run (see tiny_run) reach no manifest or metrics file."""
     workdir, _, _ = tiny_run

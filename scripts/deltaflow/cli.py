@@ -4,6 +4,11 @@
   (run, checkpoint, merge, sweep arm, merged or GGUF export) to the mixture, the datasets and
   their raw files, the benchmark items and the base model, with each file's recorded and
   current sha256 (deltaflow.audit).
+- `deltaflow compare MODEL_A MODEL_B [--benchmark B]` prints the paired comparison of two
+  evaluated models (mean delta with CI, McNemar, flips, right/left/tie rates) from the saved
+  per-item records, nothing rerun; the tables' own code and refusals (deltaflow.tables).
+- `deltaflow status [SNAKEMAKE ARGS]` lists the jobs a run would redo and Snakemake's reason
+  for each (changed params, code or inputs), from a dry run (deltaflow.status).
 - `deltaflow rescore BENCHMARK` re-scores every model's saved outputs for a benchmark with the
   current registry/config (e.g. after an answer-parser fix) without loading any model, and
   prints old vs new scores. Rerunning the workflow applies the change, also without a model:
@@ -24,6 +29,36 @@ def _load(path: Path) -> dict:
     if not path.exists():
         raise DeltaflowError(f"{path} does not exist; has the workflow produced it?")
     return json.loads(path.read_text())
+
+
+def compare(workdir: Path, config: dict, left: str, right: str, benchmarks: list[str] | None = None):
+    """Right vs left from the saved per-item records: the comparisons table's rows."""
+    from .config import benchmark_axes
+    from .models import ModelGraph
+    from .tables import TableSettings, comparison_table, load_eval_results
+
+    graph = ModelGraph(config)
+    for name in (left, right):
+        if name not in graph:
+            raise DeltaflowError(f"'{name}' is not a model of this config; models: {', '.join(graph.names)}")
+    if benchmarks:
+        unknown = sorted(set(benchmarks) - set(config["benchmarks"]))
+        if unknown:
+            raise DeltaflowError(f"unknown benchmark(s) {unknown}; known: {', '.join(sorted(config['benchmarks']))}")
+    summaries = [workdir / f"results/evals/{m}/summary.json" for m in (left, right)]
+    for path in summaries:
+        if not path.exists():
+            raise DeltaflowError(f"{path} does not exist; run the workflow first (its eval job)")
+    cwd = Path.cwd()
+    try:  # the summaries list their files relative to the working directory
+        import os
+
+        os.chdir(workdir)
+        results, _ = load_eval_results(summaries, benchmarks)
+    finally:
+        os.chdir(cwd)
+    settings = TableSettings.from_config(config["tables"], benchmark_axes(config))
+    return comparison_table(results, [(left, right)], settings)
 
 
 def rescore(results: Path, config_path: Path, benchmark: str) -> list[dict]:
@@ -63,12 +98,35 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("--config", default="config/config.yaml", type=Path,
                        help="the config the results were made with (its model graph)")
     audit.add_argument("--json", action="store_true", help="print the chain as JSON")
+    comp = sub.add_parser("compare", help="paired comparison of two evaluated models from saved records")
+    comp.add_argument("left")
+    comp.add_argument("right")
+    comp.add_argument("--benchmark", action="append", help="only this benchmark (repeatable)")
+    comp.add_argument("--results", default="results", type=Path)
+    comp.add_argument("--config", default="config/config.yaml", type=Path)
+    comp.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    sub.add_parser("status", help="which jobs a run would redo, and why (a Snakemake dry run); other "
+                   "arguments go to snakemake -n (default: --profile profiles/local)")
     resc = sub.add_parser("rescore", help="re-score saved outputs of a benchmark (no model needed)")
     resc.add_argument("benchmark")
     resc.add_argument("--config", default="config/config.yaml", type=Path)
     resc.add_argument("--results", default="results", type=Path)
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "status":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if args.command == "compare":
+            from .config import load_config
+
+            df = compare(args.results.resolve().parent, load_config(args.config, check_files=False),
+                         args.left, args.right, args.benchmark)
+            print(df.to_csv(index=False) if args.csv else df.drop(columns=["comparison"]).to_markdown(index=False))
+            return 0
+        if args.command == "status":
+            from .status import format_plan, plan
+
+            print(format_plan(plan(extra or ["--profile", "profiles/local"])))
+            return 0
         if args.command == "rescore":
             rows = rescore(args.results, args.config, args.benchmark)
             for r in rows:

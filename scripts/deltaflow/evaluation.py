@@ -96,19 +96,26 @@ def _lm_with_new_tokens(base_dir: Path, adapter_dir: Path, *, batch_size: int, d
 
 
 def _lm_eval_samples(lm, spec: dict, docs_path: Path) -> list[dict]:
+    from unittest import mock
+
     import lm_eval
+    import lm_eval.evaluator
     from lm_eval.tasks import TaskManager
 
     task_cfg = lm_eval_task_config(spec, docs_path)
-    out = lm_eval.simple_evaluate(
-        model=lm,
-        tasks=[task_cfg],
-        task_manager=TaskManager(include_defaults=False),
-        apply_chat_template=bool(decoding_spec(spec)["chat_template"]),
-        log_samples=True,
-        bootstrap_iters=0,
-        random_seed=0, numpy_random_seed=1234, torch_random_seed=1234, fewshot_random_seed=1234,
-    )
+    # lm-eval ends every call with an environment report (torch's collect_env: `pip list` and
+    # more), ~0.8 s each time here, and we call it once per chunk of docs; deltaflow records its
+    # own provenance (package versions, host) in every manifest, so the report is skipped
+    with mock.patch.object(lm_eval.evaluator, "add_env_info", lambda storage: None):
+        out = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=[task_cfg],
+            task_manager=TaskManager(include_defaults=False),
+            apply_chat_template=bool(decoding_spec(spec)["chat_template"]),
+            log_samples=True,
+            bootstrap_iters=0,
+            random_seed=0, numpy_random_seed=1234, torch_random_seed=1234, fewshot_random_seed=1234,
+        )
     return sorted(out["samples"][task_cfg["task"]], key=lambda s: s["doc_id"])
 
 

@@ -16,10 +16,12 @@ not re-run: they have no per-item records, so no CI and no flips.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
 from .errors import DeltaflowError
+from .io import read_json, read_jsonl, sha256_path
 from .stats import Comparison, benchmark_seed, compare_scores, pooled_ci
 
 REFERENCE = "reference (not re-run)"
@@ -53,6 +55,26 @@ class TableSettings:
     def from_config(cls, tables: dict, axes: dict) -> "TableSettings":
         return cls(resamples=tables.get("bootstrap_resamples", 1000), seed=tables.get("seed", 0),
                    confidence=tables.get("confidence", 0.95), axes=dict(axes))
+
+
+def load_eval_results(summary_paths, benchmarks=None) -> tuple[list[EvalResult], dict[str, str]]:
+    """The eval results listed by models' summary.json files (``results/evals/<model>/``), each
+    checked against the hashes its summary recorded, and {"<model>/<benchmark>": samples path}.
+    ``benchmarks`` keeps only those."""
+    results, inputs = [], {}
+    for summary_path in summary_paths:
+        model = Path(summary_path).parent.name
+        for bench, entry in sorted(read_json(summary_path)["benchmarks"].items()):
+            if benchmarks is not None and bench not in benchmarks:
+                continue
+            for kind in ("metrics", "samples"):
+                if sha256_path(entry[kind]) != entry[f"{kind}_sha256"]:
+                    raise DeltaflowError(f"{entry[kind]} changed after {summary_path} was written; "
+                                         "rerun its eval job (snakemake --forcerun evaluate)")
+            results.append(EvalResult(model=model, benchmark=bench, metrics=read_json(entry["metrics"]),
+                                      records=read_jsonl(entry["samples"])))
+            inputs[f"{model}/{bench}"] = entry["samples"]
+    return results, inputs
 
 
 def decoding_difference(a: dict, b: dict) -> str:
