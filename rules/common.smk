@@ -1,4 +1,5 @@
 # Config validation, wildcard constraints and input functions shared by all rule files.
+import dataclasses
 import json
 import os
 import re
@@ -162,6 +163,13 @@ def model_adapter_manifest(model):
 
 def get_merge_inputs(wildcards):
     return [model_adapter_manifest(m) for m in MERGES[wildcards.merge]["adapters"]]
+
+
+def release_inputs():
+    """Every candidate model's manifest, and the GGUF file of a GGUF model (a checkpoint's files
+    come with its run's manifest): the chosen one is copied to results/release/<model>/."""
+    nodes = [GRAPH.node(m) for m in CANDIDATES]
+    return sorted({n.manifest for n in nodes} | {f for n in nodes if n.kind == "gguf" for f in n.files})
 
 
 def parity_reports():

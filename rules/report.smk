@@ -30,15 +30,22 @@ rule model_card:
         # the chosen model is known only after `select`; every candidate's files are inputs
         adapters=expand("results/adapters/{run}/manifest.json", run=RUNS),
         mixtures=sorted({f"results/mixtures/{r['mixture']}/manifest.json" for r in config["runs"].values()}),
+        # what the release folder copies: every candidate's manifest (and GGUF file)
+        models=release_inputs(),
         base=BASE,
         code=script_code("write_model_card.py"),
     output:
-        report("results/model_card.md", caption="report/model_card.rst", category="Model card"),
+        card=report("results/model_card.md", caption="report/model_card.rst", category="Model card"),
+        release=directory("results/release"),
     params:
         base_name=config["base_model"]["name"],
         runs=config["runs"],
         model_runs={m: model_run(m) for m in CANDIDATES},
         lineage={m: GRAPH.lineage(m) for m in CANDIDATES},
+        nodes={m: dataclasses.asdict(GRAPH.node(m)) for m in CANDIDATES},
+        datasets={m: {d: {k: config["datasets"][d].get(k) for k in ("type", "origin", "license")}
+                      for d in GRAPH.training_datasets(m)} for m in CANDIDATES},
+        license=config["base_model"]["license"],
         tables=config["tables"],
         axes=AXES,
         config_sha=CONFIG_SHA,

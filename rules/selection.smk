@@ -1,4 +1,5 @@
-# Release gates per model and the Pareto choice of the model to ship (seed 001's rule).
+# Release gates per model and the Pareto choice of the model to ship
+# (score = target gain - lambda x worst guarded regression).
 
 
 rule select:

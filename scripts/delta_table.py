@@ -19,7 +19,7 @@ for path in snakemake.input.parity:  # noqa: F821
     if not report["passed"]:
         flags[report["model"]] = f"GGUF parity check failed ({report['reason']}; see {path})"
 df["flag"] = df.model.map(flags).fillna("")
-# every run vs base, then the configured pairs (seed 003's pairwise rows)
+# every run vs base, then the configured pairs (pairwise rows: mean delta, win/loss/tie rates)
 pairs = [("base", m) for m in p.models if m != "base"]
 pairs += [(c["left"], c["right"]) for c in p.tables["comparisons"] if (c["left"], c["right"]) not in pairs]
 cdf = comparison_table(results, pairs, settings)

@@ -126,6 +126,37 @@ def test_gates_selection_plots_and_model_card(tiny_run):
         assert text in card, text
 
 
+def test_model_card_metadata_the_hub_reads_and_the_release_folder(tiny_run):
+    """The card opens with the Hub's YAML block, parsed back by huggingface_hub (offline): the
+    model-index holds the delta table's scores; the chosen model's folder holds its adapter,
+    the tokenizer it is used with and the card as README.md."""
+    from huggingface_hub import ModelCard
+
+    from deltaflow.config import load_config
+    from deltaflow.models import ModelGraph
+
+    workdir, cfg_path, _ = tiny_run
+    chosen = json.loads((workdir / "results/tables/selection.json").read_text())["chosen"]
+    card = ModelCard((workdir / "results/model_card.md").read_text())
+    data = card.data
+    assert data.library_name == "peft" and data.base_model == "tiny-random-llama" and data.license == "other"
+    assert "deltaflow" in data.tags and data.model_name == chosen
+    graph = ModelGraph(load_config(cfg_path, check_files=False))
+    assert data.datasets == graph.training_datasets(chosen)
+    assert data.to_dict()["dataset_origins"]["alpaca"]["origin"] == "model-generated"
+    df = pd.read_csv(workdir / "results/tables/delta.csv")
+    rows = df[(df.model == chosen) & (df.level == "benchmark") & (df.source == "evaluated")]
+    got = {(r.dataset_name, r.metric_type): r.metric_value for r in data.eval_results}
+    assert got == {(r.benchmark, r.metric): r.score for r in rows.itertuples()}
+    release = workdir / "results/release" / chosen
+    assert sorted(p.name for p in (workdir / "results/release").iterdir() if not p.name.startswith(".")) == [chosen]
+    files = {p.name for p in release.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md"} <= files
+    assert (release / "README.md").read_text() == (workdir / "results/model_card.md").read_text()
+    adapter = workdir / graph.node(chosen).adapter_dir / "adapter_model.safetensors"
+    assert (release / "adapter_model.safetensors").read_bytes() == adapter.read_bytes()
+
+
 def test_strict_gate_fails_the_run_but_keeps_the_tables(tiny_workflow, tmp_path):
     run = copy_run(tiny_workflow, tmp_path)
     work = run.work

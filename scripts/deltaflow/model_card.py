@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import yaml
 
-from .tables import REFERENCE, TableSettings, _md, _notes, model_section
+from .tables import REFERENCE, TableSettings, markdown_table, model_section, table_notes
 
 
 def _mixture_section(name: str, mix: dict) -> list[str]:
@@ -23,7 +23,7 @@ def _mixture_section(name: str, mix: dict) -> list[str]:
     d = mix.get("decontamination") or {}
     lines = [f"## Training data: mixture `{name}`", "",
              f"{mix['rows']} rows, {mix['tokens']} tokens ({mix['kind']}, seed {mix['seed']}).", "",
-             _md(comps)]
+             markdown_table(comps)]
     if d.get("policy", "off") != "off":
         lines += ["", f"Decontamination ({d['policy']}, {d['ngram']}-gram) against "
                       f"{d['eval_items']} items of {', '.join(d['benchmarks'])}: "
@@ -36,13 +36,13 @@ def _gate_section(model: str, verdict: dict, selection: dict) -> list[str]:
              f"**{'PASS' if verdict['passes'] else 'FAIL'}** — {model}"
              f"{'' if verdict['checks'] else ' (no gates configured)'}.", ""]
     if verdict["checks"]:
-        lines += [_md(pd.DataFrame([{
+        lines += [markdown_table(pd.DataFrame([{
             "axis": c["axis"], "kind": c["kind"], "bound": c["bound"],
             "value (pts)": f"{c['value_pts']:+.2f}", "threshold (pts)": f"{c['threshold_pts']:+.2f}",
             "verdict": "pass" if c["passed"] else "FAIL"} for c in verdict["checks"]])), ""]
     lines += [f"Selection: `{selection['formula']}`, λ = {selection['lambda']:g}; "
               f"{selection['reason']}.", "",
-              _md(pd.DataFrame([{
+              markdown_table(pd.DataFrame([{
                   "model": c["model"], "target gain": f"{c['target_gain_pts']:+.2f}",
                   "worst regression": f"{c['worst_guarded_regression_pts']:.2f}",
                   "score": f"{c['score']:+.2f}", "gates": "pass" if c["passes_gates"] else "fail",
@@ -76,7 +76,7 @@ def render_model_card(*, model: str, base_name: str, delta: pd.DataFrame, settin
     lines = [f"# {model}: adapter on {base_name}", "",
              f"Built by deltaflow. Chosen as the model to ship: {selection['reason']} "
              f"(gates: **{'PASS' if verdict['passes'] else 'FAIL'}**).", "",
-             "## Delta vs base", "", _notes(settings, bool(len(refs))), "", _md(table), ""]
+             "## Delta vs base", "", table_notes(settings, bool(len(refs))), "", markdown_table(table), ""]
     if len(refs):
         notes = "; ".join(f"{name}: {note}" for name, note in (reference_notes or {}).items())
         if notes:

@@ -33,6 +33,11 @@ class ModelNode:
     gguf_type: str | None = None    # gguf: the llama.cpp type
     details: dict = field(default_factory=dict, compare=False)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelNode":
+        """Back from ``dataclasses.asdict`` (how rules pass a node to a job as a param)."""
+        return cls(**{**d, "parents": tuple(tuple(p) for p in d["parents"])})
+
     @property
     def adapter_dir(self) -> str | None:
         """The PEFT adapter evaluated for this model (None for the base and exports)."""
@@ -215,6 +220,18 @@ class ModelGraph:
                 out.append(m)
                 todo.extend(p for p, _ in self.node(m).parents)
         return out
+
+    def runs_behind(self, model: str) -> list[str]:
+        """Every training run whose adapter went into ``model`` (through checkpoints, merges,
+        sweeps, exports and init_from chains), in graph order."""
+        chain = [model, *self.ancestors(model)]
+        return [m for m in self.names if m in chain and self.node(m).kind == "run"]
+
+    def training_datasets(self, model: str) -> list[str]:
+        """The datasets of every mixture a run behind ``model`` trained on."""
+        mixtures = self.config["mixtures"]
+        return sorted({c["dataset"] for run in self.runs_behind(model)
+                       for c in mixtures[self.config["runs"][run]["mixture"]]["components"]})
 
     def adds_tokens(self, model: str) -> bool:
         """Whether ``model``'s adapter (a run, its checkpoint or a run continuing one) has new tokens."""

@@ -50,7 +50,7 @@ def samples_of(spec: dict) -> int:
 
 def primary_metric(spec: dict) -> str:
     """The benchmark's headline metric: its ``metric``; for k > 1 a bare exact_match means
-    mean@k (the average sample correctness), as seed 003 reports Mean@8 beside Pass@8."""
+    mean@k (the average sample correctness), reported beside pass@k (e.g. Mean@8 and Pass@8)."""
     metric = spec["metric"]
     if samples_of(spec) > 1 and metric in ("exact_match", "pass", "prompt_level_strict_acc"):
         return f"mean@{samples_of(spec)}"

@@ -85,7 +85,7 @@ class Comparison:
     delta: float
     ci_low: float
     ci_high: float
-    right_better: float  # fraction of items where right scored higher (seed 003's rates)
+    right_better: float  # fraction of items where right scored higher (with left_better and tie: the pairwise win/loss/tie rates)
     left_better: float
     tie: float
     wrong_to_correct: int | None  # binary metrics only

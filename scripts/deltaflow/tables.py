@@ -5,7 +5,7 @@ compared only when they cover the same doc ids with the same decoding spec; othe
 refuse with the difference.
 
 Per (pair x benchmark): scores, delta in points, a paired bootstrap CI, McNemar's exact p
-for binary metrics, flips, and seed 003's right-better / left-better / tie rates. Per axis
+for binary metrics, flips, and the right-better / left-better / tie rates. Per axis
 (benchmarks grouped by their axis) and a macro average over all benchmarks: the mean of
 the benchmark deltas with a CI from the same resamples (see stats.pooled_ci).
 
@@ -85,7 +85,7 @@ def decoding_difference(a: dict, b: dict) -> str:
 
 def check_comparable(a: EvalResult, b: EvalResult) -> None:
     """Refuse to compare results decoded differently or prompted differently, naming the
-    difference (matched decoding: seed 001 re-baselined every model at one temperature)."""
+    difference (matched decoding: every compared model is decoded with one spec)."""
     if a.metrics["decoding_hash"] != b.metrics["decoding_hash"]:
         raise DeltaflowError(
             f"{a.benchmark}: {a.model} and {b.model} were decoded differently "
@@ -314,12 +314,12 @@ def comparison_section(cdf: pd.DataFrame) -> pd.DataFrame:
         "shared items": int(r.n)} for _, r in rows.iterrows()])
 
 
-def _md(df: pd.DataFrame) -> str:
+def markdown_table(df: pd.DataFrame) -> str:
     # disable_numparse keeps the explicit "+" sign and two decimals as written
     return df.to_markdown(index=False, disable_numparse=True)
 
 
-def _notes(settings: TableSettings, has_refs: bool) -> str:
+def table_notes(settings: TableSettings, has_refs: bool) -> str:
     pct = int(round(100 * settings.confidence))
     text = (f"Scores in percent; Δ in points (model − base); {pct}% CI from a paired bootstrap over "
             f"shared items ({settings.resamples} resamples, seed {settings.seed}); axis and macro "
@@ -333,15 +333,15 @@ def _notes(settings: TableSettings, has_refs: bool) -> str:
 def to_markdown(df: pd.DataFrame, settings: TableSettings, *, title: str, baseline: str = "base",
                 comparisons: pd.DataFrame | None = None) -> str:
     has_refs = bool((df.source == REFERENCE).any())
-    parts = [f"## {title}", "", _notes(settings, has_refs), "", "### Scores", "", _md(scoreboard(df, baseline))]
+    parts = [f"## {title}", "", table_notes(settings, has_refs), "", "### Scores", "", markdown_table(scoreboard(df, baseline))]
     for model in [m for m in df[df.source == EVALUATED].model.unique() if m != baseline]:
         flag = model_flag(df, model)
         parts += ["", f"### {model} vs {baseline}", *(["", f"**FLAGGED: {flag}**"] if flag else []),
-                  "", _md(model_section(df, model, settings.confidence))]
+                  "", markdown_table(model_section(df, model, settings.confidence))]
     if comparisons is not None and len(comparisons):
         parts += ["", "### Pairwise comparisons", "",
                   "Rates are the share of shared items where the right (first-named) or left model "
-                  "scored higher, or both the same.", "", _md(comparison_section(comparisons))]
+                  "scored higher, or both the same.", "", markdown_table(comparison_section(comparisons))]
     return "\n".join(parts) + "\n"
 
 
@@ -364,7 +364,7 @@ def to_html(df: pd.DataFrame, settings: TableSettings, *, title: str, baseline: 
 
     has_refs = bool((df.source == REFERENCE).any())
     body = [f"<h1>{html.escape(title)}</h1>",
-            f"<p class='note'>{html.escape(_notes(settings, has_refs).replace(chr(92), ''))}</p>",
+            f"<p class='note'>{html.escape(table_notes(settings, has_refs).replace(chr(92), ''))}</p>",
             "<h2>Scores</h2>", table(scoreboard(df, baseline))]
     for model in [m for m in df[df.source == EVALUATED].model.unique() if m != baseline]:
         flag = model_flag(df, model)

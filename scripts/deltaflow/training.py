@@ -486,7 +486,7 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         "eval_curve": eval_curve,
         "val_rows": len(val_rows),
         "val_loss": eval_curve[-1]["eval_loss"] if eval_curve else None,
-        # seed 003's "selected" column: the saved adapter (a checkpoint arm or the final one)
+        # the "selected" adapter: the one saved (a checkpoint arm or the final one)
         # with the lowest validation loss; the tables' selection decides on benchmarks
         "best_by_val_loss": _best_by_val_loss(saved, eval_curve, int(trainer.state.global_step)),
         "train_rows": len(train_rows),

@@ -1,4 +1,4 @@
-"""New tokens for an adapter (seed 000: `<think>` tags with mean-initialized rows).
+"""New tokens for an adapter (e.g. `<think>` tags, their rows initialized to the mean embedding).
 
 The base stays frozen: its tokenizer gains the tokens, its embedding matrix gains rows set to
 the mean of the existing rows, and PEFT's ``trainable_token_indices`` trains only those rows
@@ -9,7 +9,7 @@ first, through ``load_base_for_adapter``.
 
 transformers' own ``resize_token_embeddings(mean_resizing=True)`` samples the new rows around
 the mean (a random draw); we set them to the mean exactly, so the rows are the same wherever
-the base is extended and seed 000's recipe ("mean-init new tokens") is what runs.
+the base is extended and the recipe's mean-initialized new tokens are what runs.
 """
 
 from __future__ import annotations
