@@ -9,6 +9,7 @@ from deltaflow.benchmarks import item_spec
 from deltaflow.config import benchmark_axes, benchmark_spec, validate_config
 from deltaflow.models import ModelGraph, gguf_path
 from deltaflow.codedeps import code_closure
+from deltaflow.gguf_export import CONVERTER_TYPES, FTYPES, GGUF_TYPES
 from deltaflow.io import sha256_text
 from deltaflow import sources
 
@@ -67,9 +68,9 @@ wildcard_constraints:
     model=_alternatives(MODELS),
     merge=_alternatives(MERGES) or "(?!)",
     export=_alternatives(EXPORTED) or "(?!)",
-    ctype="f32|f16|bf16",
-    qtype="q8_0|q6_k|q5_k_m|q5_0|q4_k_m|q4_0",
-    gtype="f32|f16|bf16|q8_0|q6_k|q5_k_m|q5_0|q4_k_m|q4_0",
+    ctype=_alternatives(CONVERTER_TYPES),
+    qtype=_alternatives(FTYPES),
+    gtype=_alternatives(GGUF_TYPES),
     benchmark=_alternatives(BENCHMARKS),
 
 

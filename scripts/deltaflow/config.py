@@ -17,6 +17,7 @@ import yaml
 
 from . import registry
 from .errors import ConfigError
+from .gguf_export import GGUF_TYPES
 from .grid import expand_grids
 from .models import ModelGraph
 
@@ -58,7 +59,11 @@ _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
 def load_schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    # GGUF types have one home: the converter's and the quantizer's own lists
+    items = schema["properties"]["export"]["properties"]["gguf_types"]["items"]
+    items["enum"] = list(GGUF_TYPES)
+    return schema
 
 
 def _key(path) -> str:

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 CONVERTER_TYPES = ("f32", "f16", "bf16")
 # llama_ftype values (llama.h), so the quantizer needs no header parsing
 FTYPES = {"q4_0": 2, "q8_0": 7, "q5_0": 8, "q4_k_m": 15, "q5_k_m": 17, "q6_k": 18}
+GGUF_TYPES = (*CONVERTER_TYPES, *FTYPES)
 
 
 def converter_dir() -> Path:
