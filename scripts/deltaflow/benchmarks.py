@@ -205,6 +205,27 @@ def load_source_rows(spec: dict, dataset_rows: Path | None = None) -> list[dict]
     path = sources.resolve_file(src)
     if "field" in src:  # one JSON document holding the rows under a key (BIG-bench's "examples")
         return json.loads(path.read_text())[src["field"]]
+    return read_table(path)
+
+
+def read_table(path: Path) -> list[dict]:
+    """Rows of a file by its kind: a `save_to_disk` folder, CSV, Parquet, a JSON list, or JSONL
+    (gzipped too)."""
+    if path.is_dir():
+        from datasets import load_from_disk
+
+        return [dict(r) for r in load_from_disk(str(path))]
+    suffix = path.suffix.lower()
+    if suffix in (".csv", ".parquet"):
+        import pandas as pd
+
+        frame = pd.read_csv(path, keep_default_na=False) if suffix == ".csv" else pd.read_parquet(path)
+        return frame.to_dict(orient="records")
+    if suffix == ".json":
+        rows = json.loads(path.read_text())
+        if not isinstance(rows, list):
+            raise DataError(f"{path}: a JSON source must hold a list of rows (or name its key with `field:`)")
+        return rows
     return read_jsonl(path)
 
 
@@ -221,8 +242,18 @@ def prepare_items(spec: dict, dataset_rows: Path | None = None, excluded: list |
     what training data is decontaminated against). Rows a loader leaves out (``Excluded``)
     are logged, and appended to ``excluded`` as {row, reason} for the caller's manifest."""
     excluded = [] if excluded is None else excluded
-    loader = LOADERS[spec["loader"]]
+    if spec["loader"] == "template":  # declared in YAML (deltaflow.declared)
+        from functools import partial
+
+        from .declared import template_doc
+
+        loader = partial(template_doc, spec)
+    else:
+        loader = LOADERS[spec["loader"]]
     raw = load_source_rows(spec, dataset_rows)
+    if not raw:
+        raise DataError(f"benchmark '{spec['name']}': its source has no rows ({json.dumps(spec['source'])}); "
+                        "point `source` at the file or split that holds the items")
     docs = []
     for i, row in enumerate(raw):
         try:
@@ -235,9 +266,13 @@ def prepare_items(spec: dict, dataset_rows: Path | None = None, excluded: list |
     if excluded:
         log.warning("%s: %d source rows excluded; first: row %d: %s", spec["name"], len(excluded),
                     excluded[0]["row"], excluded[0]["reason"])
-    ids = [d["doc_id"] for d in docs]
-    if len(set(ids)) != len(ids):
-        raise DataError(f"benchmark '{spec['name']}': duplicate doc ids in the source")
+    first: dict = {}
+    for i, d in enumerate(docs):
+        if d["doc_id"] in first:
+            raise DataError(f"benchmark '{spec['name']}': doc id {d['doc_id']!r} of item {i} repeats item "
+                            f"{first[d['doc_id']]}; doc ids must be unique (declared benchmarks: make "
+                            "template.doc_id unique, or leave it out to number the rows)")
+        first[d["doc_id"]] = i
     return docs
 
 
@@ -249,7 +284,8 @@ def prepare_docs(spec: dict, dataset_rows: Path | None = None) -> list[dict]:
 def item_spec(spec: dict) -> dict:
     """The part of a benchmark spec that decides its item pool (not n, seed or decoding), so
     changing a benchmark's n does not rerun the mixtures decontaminated against its items."""
-    return {k: spec[k] for k in ("name", "source", "loader") if k in spec}
+    keys = ("name", "source", "loader") + (("template", "output_type") if spec.get("loader") == "template" else ())
+    return {k: spec[k] for k in keys if k in spec}
 
 
 DECODING_KEYS = ("chat_template", "num_fewshot", "max_gen_toks", "until", "temperature", "top_p", "samples")

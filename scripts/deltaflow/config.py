@@ -16,7 +16,9 @@ import jsonschema
 import yaml
 
 from . import registry
+from .benchmarks import LOADERS
 from .errors import ConfigError
+from .declared import check_template_spec
 from .gguf_export import GGUF_TYPES
 from .grid import expand_grids
 from .models import ModelGraph
@@ -195,14 +197,33 @@ def _check_references(config: dict, *, check_files: bool):
                        "new tokens (vLLM's LoRA has no extra vocabulary); use backend hf, or "
                        "evaluate its merged export")
 
-    known = registry.available()
+    dirs = benchmark_dirs(config)
+    for i, d in enumerate(dirs):
+        if not Path(d).is_dir():
+            yield (f"config key 'benchmark_dirs[{i}]': folder '{d}' does not exist "
+                   f"(paths are relative to the working directory {os.getcwd()})")
+    for mine, taken in registry.duplicates(dirs):
+        yield (f"config key 'benchmark_dirs': {mine} declares benchmark '{mine.stem}', a name {taken} "
+               "already has; rename the file (benchmarks are named by file stem)")
+    known = registry.available(dirs)
     for bname, bench in config["benchmarks"].items():
         task = bench.get("task", bname)
         if task not in known:
             yield (f"config key 'benchmarks.{bname}': unknown benchmark '{task}'; "
-                   f"the registry has: {', '.join(known)} (set `task:` to one of them)")
+                   f"the registry has: {', '.join(known)} (set `task:` to one of them, or declare it "
+                   "in a YAML file under one of benchmark_dirs)")
             continue
-        spec = registry.load(task)
+        spec = registry.load(task, dirs)
+        where = registry.path_of(task, dirs)
+        missing = [k for k in registry.REQUIRED_KEYS if k not in spec]
+        if missing:
+            yield f"benchmark '{task}' ({where}): missing keys {missing}; see scripts/deltaflow/registry/README.md"
+            continue
+        if spec["loader"] == "template":
+            yield from (f"{e} (in {where})" for e in check_template_spec(bname, spec))
+        elif spec["loader"] not in LOADERS:
+            yield (f"benchmark '{task}' ({where}): unknown loader '{spec['loader']}'; use `template` "
+                   f"(declared fields, no Python) or one of {', '.join(sorted(LOADERS))}")
         if spec["source"]["type"] == "dataset":
             ds = bench.get("dataset")
             if ds is None:
@@ -364,7 +385,7 @@ def _check_merges_and_exports(config: dict):
 
 def benchmark_axis(config: dict, name: str) -> str:
     bench = config["benchmarks"][name]
-    return bench.get("axis") or registry.load(bench.get("task", name))["axis"]
+    return bench.get("axis") or registry.load(bench.get("task", name), benchmark_dirs(config))["axis"]
 
 
 def benchmark_axes(config: dict) -> dict[str, str]:
@@ -452,10 +473,15 @@ def _check_mixture(config: dict, mname: str, mix: dict, names: list[str]):
                    "fixed-weight components they must sum to less than 1")
 
 
+def benchmark_dirs(config: dict) -> tuple:
+    """The user's own benchmark registry folders (config ``benchmark_dirs``)."""
+    return tuple(config.get("benchmark_dirs") or ())
+
+
 def benchmark_spec(config: dict, name: str) -> dict:
     """The registry definition merged with this config's subset/decoding overrides."""
     bench = config["benchmarks"][name]
-    spec = registry.load(bench.get("task", name))  # a fresh copy; safe to update
+    spec = registry.load(bench.get("task", name), benchmark_dirs(config))  # a fresh copy; safe to update
     spec["name"] = name
     spec["n"] = bench.get("n", spec.get("n"))
     spec["seed"] = bench.get("seed", 1234)

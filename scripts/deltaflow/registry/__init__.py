@@ -1,5 +1,6 @@
 """The benchmark registry: one small declarative YAML per benchmark (as lm-eval's task
-YAMLs are), in this folder. A config names benchmarks by file stem."""
+YAMLs are), in this folder, and in the user's own folders (config ``benchmark_dirs``), whose
+YAML files take the same keys. A config names benchmarks by file stem."""
 
 from __future__ import annotations
 
@@ -10,21 +11,52 @@ from pathlib import Path
 import yaml
 
 REGISTRY_DIR = Path(__file__).resolve().parent
+REQUIRED_KEYS = ("source", "loader", "output_type", "metric")
 
 
-def available() -> list[str]:
-    return sorted(p.stem for p in REGISTRY_DIR.glob("*.yaml"))
+def _files(dirs: tuple = ()) -> dict[str, Path]:
+    """name -> YAML file: the packaged registry, then each user folder in order (a user file
+    with a packaged name is reported by ``duplicates``, not silently preferred)."""
+    out = {p.stem: p for p in sorted(REGISTRY_DIR.glob("*.yaml"))}
+    for d in dirs:
+        for p in sorted(Path(d).glob("*.yaml")):
+            out.setdefault(p.stem, p)
+    return out
+
+
+def duplicates(dirs: tuple = ()) -> list[tuple[Path, Path]]:
+    """(user file, file it collides with) for every user YAML whose name is already taken."""
+    seen = {p.stem: p for p in sorted(REGISTRY_DIR.glob("*.yaml"))}
+    out = []
+    for d in dirs:
+        for p in sorted(Path(d).glob("*.yaml")):
+            if p.stem in seen:
+                out.append((p, seen[p.stem]))
+            else:
+                seen[p.stem] = p
+    return out
+
+
+def available(dirs: tuple = ()) -> list[str]:
+    return sorted(_files(tuple(dirs)))
+
+
+def path_of(name: str, dirs: tuple = ()) -> Path:
+    files = _files(tuple(dirs))
+    if name not in files:
+        raise KeyError(f"unknown benchmark '{name}'; the registry has: {', '.join(sorted(files))}")
+    return files[name]
 
 
 @functools.lru_cache(maxsize=None)
-def _load(name: str) -> dict:
-    path = REGISTRY_DIR / f"{name}.yaml"
-    if not path.exists():
-        raise KeyError(f"unknown benchmark '{name}'; the registry has: {', '.join(available())}")
-    spec = yaml.safe_load(path.read_text())
+def _load(path: Path, mtime_ns: int) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def load(name: str, dirs: tuple = ()) -> dict:
+    path = path_of(name, tuple(dirs))
+    spec = copy.deepcopy(_load(path, path.stat().st_mtime_ns))
+    if not isinstance(spec, dict):
+        raise KeyError(f"benchmark '{name}': {path} does not hold a YAML mapping")
     spec["task"] = name
     return spec
-
-
-def load(name: str) -> dict:
-    return copy.deepcopy(_load(name))
