@@ -48,7 +48,7 @@ if any(on_vllm(spec) for spec in p.specs):
 
     versions["vllm"] = worker_versions(vllm_python(p.vllm_python))
 hf_settings = {**settings, "backend": "hf", "device_class": device_class(p.device)}
-vllm_settings = {**settings, "backend": "vllm"}
+vllm_settings = {**settings, "backend": "vllm", "device_class": device_class(p.device)}
 code = {"hf": generation_code("hf"), "vllm": generation_code("vllm") if "vllm" in versions else None}
 
 
