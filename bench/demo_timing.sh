@@ -17,9 +17,10 @@ fi
 t0=$(date +%s.%N)
 make setup >setup.log 2>&1
 t1=$(date +%s.%N)
-.venv/bin/snakemake --profile profiles/local >workflow.log 2>&1
+# python -m: a copied venv's bin/snakemake would run the original venv's python (its shebang)
+.venv/bin/python -m snakemake --profile profiles/local >workflow.log 2>&1
 t2=$(date +%s.%N)
-.venv/bin/snakemake --profile profiles/local -n >noop.log 2>&1
+.venv/bin/python -m snakemake --profile profiles/local -n >noop.log 2>&1
 t3=$(date +%s.%N)
 grep -q "Nothing to be done" noop.log || { echo "dry run after the demo still has work:"; tail noop.log; exit 1; }
 python3 - "$t0" "$t1" "$t2" "$t3" <<'PY'

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import DeltaflowError
-from .io import sha256_path
+from .io import safetensors_sha256, sha256_path
 from .models import ModelGraph
 
 PACKAGES_SHOWN = ("torch", "transformers", "peft", "trl", "lm_eval")
@@ -58,11 +58,13 @@ def _step(workdir: Path, kind: str, name: str, manifest_path: str, *, params=Non
         "files": _inputs(workdir, manifest),
     }
     if "weights_sha256" in manifest:  # the model folder's weights, hashed when it was written
-        step["files"].append(_check(workdir, str(Path(manifest_path).parent), manifest["weights_sha256"], "weights"))
         folder = workdir / Path(manifest_path).parent
-        if folder.is_dir():
-            step["files"][-1]["sha256_now"] = sha256_path(folder, exclude=("manifest.json",))
-            step["files"][-1]["changed"] = step["files"][-1]["sha256_now"] != manifest["weights_sha256"]
+        now = None
+        if folder.is_dir():  # a merged model records its safetensors' hash; the base, its folder's
+            now = safetensors_sha256(folder) if kind == "merged" else sha256_path(folder, exclude=("manifest.json",))
+        step["files"].append({"role": "weights", "path": str(Path(manifest_path).parent),
+                              "sha256_recorded": manifest["weights_sha256"], "sha256_now": now,
+                              "changed": now != manifest["weights_sha256"]})
     step.update(extra or {})
     return step
 
@@ -177,9 +179,10 @@ def format_chain(chain: dict) -> str:
         elif s["step"] in ("merge", "sweep"):
             lines.append(f"    from {', '.join(f'{m} x {w:g}' for m, w in s['parents'])}")
         elif s["step"] == "base":
-            src = s["params"].get("source", {})
-            origin = src.get("id") or src.get("path") or src.get("corpus") or src.get("type")
-            lines.append(f"    base model: {origin} revision {src.get('revision') or '-'}")
+            src = chain["base_model"]["source"]  # as resolved when the base was materialized
+            origin = src.get("id") or src.get("resolved_path") or src.get("path") or src.get("corpus") or src.get("type")
+            rev = src.get("revision") or src.get("package_version") or "-"
+            lines.append(f"    base model: {origin} revision {rev}")
         for f in s["files"]:
             if f["role"] == "code" and not f["changed"]:
                 continue  # code files: listed only when changed (the commit is shown above)

@@ -149,5 +149,11 @@ def sha256_path(path: str | os.PathLike, exclude: tuple[str, ...] = ()) -> str:
     return h.hexdigest()
 
 
+def safetensors_sha256(folder: str | os.PathLike) -> str:
+    """A full model folder's weights: the hash of its *.safetensors files' hashes, in name order
+    (what a merged model's manifest records as weights_sha256)."""
+    return sha256_text("".join(sha256_file(f) for f in sorted(Path(folder).glob("*.safetensors"))))
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
