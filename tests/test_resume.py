@@ -86,3 +86,18 @@ def test_a_resume_folder_for_other_inputs_is_discarded(tmp_path):
     (d / "key.txt").write_text("old")
     assert prepare_resume_dir(d, "old") == 5
     assert prepare_resume_dir(d, "new") is None and not (d / "checkpoint-5").exists()
+
+
+def test_a_checkpoint_the_kill_cut_short_is_never_resumed(tmp_path):
+    """A kill during a save leaves checkpoint-<N> without trainer_state.json: it is removed, and
+    training resumes from the newest complete one (HF's own choice would be the newest folder)."""
+    from deltaflow.training import prepare_resume_dir
+
+    d = tmp_path / "r"
+    (d / "checkpoint-10").mkdir(parents=True)
+    (d / "checkpoint-10/trainer_state.json").write_text("{}")
+    (d / "checkpoint-15").mkdir()
+    (d / "checkpoint-15/adapter_model.safetensors").write_bytes(b"partial")
+    (d / "key.txt").write_text("k")
+    assert prepare_resume_dir(d, "k") == 10
+    assert not (d / "checkpoint-15").exists() and (d / "checkpoint-10").exists()

@@ -235,8 +235,13 @@ def prepare_resume_dir(resume_dir: Path, key: str) -> int | None:
         shutil.rmtree(resume_dir)
     resume_dir.mkdir(parents=True, exist_ok=True)
     key_file.write_text(key)
-    steps = [int(p.name.split("-")[1]) for p in resume_dir.glob("checkpoint-*")
-             if (p / "trainer_state.json").exists()]
+    steps = []
+    for ckpt in resume_dir.glob("checkpoint-*"):
+        if (ckpt / "trainer_state.json").exists():
+            steps.append(int(ckpt.name.split("-")[1]))
+        else:  # a save the kill interrupted: never resumed (HF would pick it as the newest)
+            log.info("discarding %s: an incomplete checkpoint (no trainer_state.json)", ckpt)
+            shutil.rmtree(ckpt)
     return max(steps) if steps else None
 
 
@@ -440,7 +445,7 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
     train_start = time.time()
     if resume_step:
         log.info("resuming from step %d (%s)", resume_step, scratch)
-    result = trainer.train(resume_from_checkpoint=bool(resume_step))
+    result = trainer.train(resume_from_checkpoint=str(scratch / f"checkpoint-{resume_step}") if resume_step else None)
     train_s = time.time() - train_start
     if val_rows and (not eval_curve or eval_curve[-1]["step"] != trainer.state.global_step):
         # the loss of the adapter actually saved (the last eval_every may fall before the end)
