@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from deltaflow.benchmark_eval import LazyModel, cache_key, evaluate_benchmark, generation_code
-from deltaflow.evaluation import load_model
+from deltaflow.evaluation import load_model, token_counter
 from deltaflow.io import read_json, sha256_path, write_json, write_jsonl
 from deltaflow.provenance import build_manifest, device_class, output_versions
 from deltaflow.rulekit import start_job
@@ -76,13 +76,14 @@ if "vllm" in versions:
 
 lm = LazyModel(lambda: load_model(base_dir, adapter_dir=adapter_dir, merged_dir=merged_dir, gguf=gguf,
                                   batch_size=p.batch_size, device=p.device, threads=p.threads))
+count_tokens = token_counter(base_dir, adapter_dir=adapter_dir, merged_dir=merged_dir)
 model_inputs = {k: inp[k] for k in ("base", "adapter", "merged", "gguf") if k in inp.keys()}
 summary = {"model": model, "benchmarks": {}}
 for i, (spec, docs, key) in enumerate(zip(p.specs, inp.docs, keys)):
     bench = spec["name"]
     log.info("[%d/%d] %s: %s", i + 1, len(p.specs), bench, model)
     records, metrics, _ = evaluate_benchmark(None if on_vllm(spec) else lm, spec, Path(docs), cache_dir=cache_dir,
-                                             key=key, chunk_size=p.chunk_size)
+                                             key=key, chunk_size=p.chunk_size, count_tokens=count_tokens)
     log.info("[%d/%d] %s: %s %.4f (n=%d)", i + 1, len(p.specs), bench, metrics["metric"], metrics["score"],
              metrics["n"])
     metrics["model"] = model

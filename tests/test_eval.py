@@ -39,7 +39,8 @@ def tiny_model(tmp_path_factory):
 
 def _spec(name, n=3, **decoding):
     spec = registry.load(name)
-    spec.update({"name": name, "n": n, "seed": 1234})
+    # the tiny random-weights model never stops, or stops at once (see tests/configs/tiny.yaml)
+    spec.update({"name": name, "n": n, "seed": 1234, "guards": {"max_truncated_share": 1.0, "max_empty_share": 1.0}})
     spec["decoding"].update(decoding)
     return spec
 

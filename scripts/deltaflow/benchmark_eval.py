@@ -24,6 +24,7 @@ from typing import Any, Callable, NamedTuple
 
 from .benchmarks import decoding_spec, lm_eval_task_config
 from .codedeps import code_closure, module_path
+from .errors import DeltaflowError
 from .evaluation import decoding_hash, generate_outputs, generation_spec
 from .io import atomic_dir, read_jsonl, sha256_path, sha256_text, write_jsonl
 from .provenance import output_versions
@@ -82,19 +83,65 @@ def cache_key(*, model_identity: dict, spec: dict, docs_path: Path, settings: di
     return sha256_text(json.dumps(parts, sort_keys=True, default=str))[:32]
 
 
+GENERATION_TYPES = ("generate_until", "code", "instruction")
+DEFAULT_GUARDS = {"max_empty_share": 0.5, "max_truncated_share": 0.95}
+
+
+def generation_health(spec: dict, raws: list[dict], count_tokens: Callable[[str], int] | None) -> dict:
+    """How many generated responses are empty (nothing but whitespace) and how many were cut
+    at ``max_gen_toks`` (re-tokenized with the model's tokenizer: a response of max_gen_toks
+    tokens or more ended by the length cap, not by a stop sequence). ``count_tokens`` None:
+    truncation is not measured (recorded as such)."""
+    responses = [r for raw in raws for r in raw["responses"]]
+    cap = decoding_spec(spec).get("max_gen_toks", 32)
+    empty = sum(1 for r in responses if not r.strip())
+    health = {"responses": len(responses), "empty": empty,
+              "empty_share": round(empty / len(responses), 4) if responses else 0.0, "max_gen_toks": cap}
+    if count_tokens is not None:
+        cut = sum(1 for r in responses if r.strip() and count_tokens(r) >= cap)
+        health.update(truncated=cut, truncated_share=round(cut / len(responses), 4) if responses else 0.0)
+    health["thresholds"] = {**DEFAULT_GUARDS, **(spec.get("guards") or {})}
+    return health
+
+
+def check_health(spec: dict, health: dict) -> None:
+    """A generation eval whose responses are mostly empty or mostly cut at the length cap
+    failed (a dead endpoint, a broken template, a stop sequence that never comes): stop with
+    the numbers rather than score zeros. The raw outputs stay cached, so raising a threshold
+    (``guards``) re-scores without the model."""
+    limits = health["thresholds"]
+    problems = []
+    if health["empty_share"] > limits["max_empty_share"]:
+        problems.append(f"{health['empty']} of {health['responses']} responses are empty "
+                        f"({health['empty_share']:.1%} > max_empty_share {limits['max_empty_share']:.0%})")
+    if health.get("truncated_share", 0.0) > limits["max_truncated_share"]:
+        problems.append(f"{health['truncated']} of {health['responses']} responses were cut at max_gen_toks "
+                        f"{health['max_gen_toks']} ({health['truncated_share']:.1%} > max_truncated_share "
+                        f"{limits['max_truncated_share']:.0%})")
+    if problems:
+        raise DeltaflowError(
+            f"benchmark '{spec['name']}': its generations look failed, not scored: {'; '.join(problems)}. "
+            "Look at the responses in the eval cache; if this is expected (a short max_gen_toks by design), "
+            "raise `guards` (max_empty_share / max_truncated_share) for this benchmark in the config")
+
+
 def evaluate_benchmark(model, spec: dict, docs_path: Path, *, cache_dir: Path | None = None,
-                       key: str | None = None, chunk_size: int = 32) -> BenchmarkResult:
+                       key: str | None = None, chunk_size: int = 32,
+                       count_tokens: Callable[[str], int] | None = None) -> BenchmarkResult:
     """One benchmark on a model: (per-item records, metrics, raw outputs).
 
     ``model`` is an lm-eval LM, a ``LazyModel``, or None when every chunk was already generated
     by another process (the vLLM worker writes them under ``<cache_dir>/<key>.partial``). With
     ``cache_dir`` and ``key`` the raw outputs are read from / saved to ``<cache_dir>/<key>``;
-    without them nothing is cached.
+    without them nothing is cached. ``count_tokens`` (the model's tokenizer) measures responses
+    cut at max_gen_toks; without it an lm-eval LM's own tokenizer is used when one is loaded.
+    Generation benchmarks are checked for silent failure (``check_health``) before scoring.
     """
     t0 = time.time()
     docs_path = Path(docs_path)
     entry = Path(cache_dir) / key if cache_dir is not None and key else None
     hit = entry is not None and (entry / "outputs.jsonl").exists()
+    lm = None
     if hit:
         log.info("%s: saved outputs %s (scoring only)", spec["name"], key)
         raws = read_jsonl(entry / "outputs.jsonl")
@@ -110,10 +157,18 @@ def evaluate_benchmark(model, spec: dict, docs_path: Path, *, cache_dir: Path | 
             with atomic_dir(entry) as tmp:
                 write_jsonl(tmp / "outputs.jsonl", raws)
             shutil.rmtree(partial, ignore_errors=True)
+    health = None
+    if spec["output_type"] in GENERATION_TYPES:
+        if count_tokens is None and hasattr(lm, "tok_encode"):
+            count_tokens = lambda text: len(lm.tok_encode(text))  # noqa: E731
+        health = generation_health(spec, raws, count_tokens)
+        check_health(spec, health)
     records, metrics = score_all(spec, read_jsonl(docs_path), raws)
     if not hit:  # lm-eval's per-sample values were computed with this scoring spec
         check_against_lm_eval(spec, raws, records)
     metrics.update(benchmark_metrics(spec, records))
+    if health is not None:
+        metrics["generation_health"] = health
     metrics["eval_s"] = round(time.time() - t0, 2)
     metrics["lm_eval_version"] = output_versions(("lm_eval",))["lm_eval"]
     metrics["task_config"] = lm_eval_task_config(spec, docs_path)

@@ -348,7 +348,7 @@ def lm_eval_task_config(spec: dict, docs_path: Path) -> dict:
             "generation_kwargs": _generation_kwargs(spec),
             "repeats": dec["samples"],
         })
-        if out_type == "generate_until" and dec["samples"] == 1:
+        if out_type == "generate_until" and dec["samples"] == 1 and spec.get("match", "exact") == "exact":
             task["metric_list"] = [{
                 "metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
                 "ignore_case": True, "ignore_punctuation": False,
@@ -362,7 +362,8 @@ def lm_eval_task_config(spec: dict, docs_path: Path) -> dict:
                 steps.append({"function": "remove_whitespace"})
             steps.append({"function": "take_first"})
             task["filter_list"] = [{"name": "extract", "filter": steps}]
-        else:  # scored by deltaflow.scoring from the raw responses (code: sandbox; instruction: IFBench)
+        else:  # scored by deltaflow.scoring from the raw responses (sampled, numeric/contains match,
+            # code: sandbox; instruction: IFBench)
             task["metric_list"] = [{"metric": "bypass", "aggregation": "bypass", "higher_is_better": True}]
             task["filter_list"] = [{"name": "raw", "filter": [{"function": "take_first"}]}]
     else:

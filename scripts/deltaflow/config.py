@@ -224,6 +224,7 @@ def _check_references(config: dict, *, check_files: bool):
         elif spec["loader"] not in LOADERS:
             yield (f"benchmark '{task}' ({where}): unknown loader '{spec['loader']}'; use `template` "
                    f"(declared fields, no Python) or one of {', '.join(sorted(LOADERS))}")
+        yield from (f"benchmark '{task}' ({where}): {e}" for e in _check_scoring(spec))
         if spec["source"]["type"] == "dataset":
             ds = bench.get("dataset")
             if ds is None:
@@ -238,6 +239,19 @@ def _check_references(config: dict, *, check_files: bool):
     # axis lookups need every benchmark in the registry (an unknown one was reported above)
     if all(bench.get("task", b) in known for b, bench in config["benchmarks"].items()):
         yield from _check_tables(config)
+
+
+def _check_scoring(spec: dict):
+    """A generation benchmark's match kind and its metric agree (before any job)."""
+    from .scoring import MATCH_METRICS
+
+    kind = spec.get("match", "exact")
+    if kind not in MATCH_METRICS:
+        yield f"match '{kind}' is unknown; use one of {', '.join(MATCH_METRICS)}"
+    elif spec["output_type"] == "generate_until" and spec["metric"] in MATCH_METRICS.values() \
+            and spec["metric"] != MATCH_METRICS[kind]:
+        yield (f"metric '{spec['metric']}' does not fit match '{kind}'; a {kind} match is scored as "
+               f"'{MATCH_METRICS[kind]}'")
 
 
 def _check_benchmark_overrides(bname: str, bench: dict, spec: dict, check_files: bool):
@@ -488,6 +502,8 @@ def benchmark_spec(config: dict, name: str) -> dict:
     if "max_gen_toks" in bench:
         spec["decoding"]["max_gen_toks"] = bench["max_gen_toks"]
     spec["decoding"].update(bench.get("decoding") or {})
+    # silent-generation thresholds: eval.guards, then the registry's, then this benchmark's
+    spec["guards"] = {**config.get("eval", {}).get("guards", {}), **spec.get("guards", {}), **bench.get("guards", {})}
     if "dataset" in bench:
         spec["source"]["dataset"] = bench["dataset"]
     if "source" in bench:  # the same benchmark read from a hub id or a local file

@@ -76,6 +76,23 @@ def load_model(base_dir: Path, *, adapter_dir: Path | None = None, merged_dir: P
                 device=device, batch_size=batch_size, dtype="float32")
 
 
+def token_counter(base_dir: Path, *, adapter_dir: Path | None = None, merged_dir: Path | None = None):
+    """Counts a response's tokens with the evaluated model's tokenizer (the adapter's when it
+    brought new tokens, the merged model's for merged and GGUF exports), loaded on first use:
+    the silent-generation guard measures responses cut at max_gen_toks with it."""
+    state: dict = {}
+
+    def count(text: str) -> int:
+        if "tok" not in state:
+            from transformers import AutoTokenizer
+
+            where = adapter_dir if adapter_has_tokenizer(adapter_dir) else (merged_dir or base_dir)
+            state["tok"] = AutoTokenizer.from_pretrained(str(where))
+        return len(state["tok"](text, add_special_tokens=False)["input_ids"])
+
+    return count
+
+
 def _lm_with_new_tokens(base_dir: Path, adapter_dir: Path, *, batch_size: int, device: str):
     """An adapter that brought new tokens, applied unmerged: the base extended to its vocabulary
     (vocab.load_base_for_adapter), then PEFT on top, handed to HFLM as a model.

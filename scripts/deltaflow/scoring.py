@@ -20,6 +20,7 @@ Sampling metrics for k samples with c correct (Chen et al. 2021, the HumanEval p
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from math import comb
 
@@ -48,11 +49,21 @@ def samples_of(spec: dict) -> int:
     return int(spec.get("decoding", {}).get("samples", 1))
 
 
+MATCH_METRICS = {"exact": "exact_match", "numeric": "numeric_match", "contains": "contains_match"}
+
+
+def match_kind(spec: dict) -> str:
+    """How a generation benchmark compares an extracted answer with its target: ``exact``
+    (lm-eval's exact_match after ``ignore``), ``numeric`` (both read as numbers, equal within
+    ``numeric_tolerance``) or ``contains`` (the target appears in the answer, case-insensitive)."""
+    return spec.get("match", "exact")
+
+
 def primary_metric(spec: dict) -> str:
     """The benchmark's headline metric: its ``metric``; for k > 1 a bare exact_match means
     mean@k (the average sample correctness), reported beside pass@k (e.g. Mean@8 and Pass@8)."""
     metric = spec["metric"]
-    if samples_of(spec) > 1 and metric in ("exact_match", "pass", "prompt_level_strict_acc"):
+    if samples_of(spec) > 1 and metric in (*MATCH_METRICS.values(), "pass", "prompt_level_strict_acc"):
         return f"mean@{samples_of(spec)}"
     return metric
 
@@ -77,6 +88,43 @@ def exact_match(spec: dict, predictions: list[str], target: str) -> list[float]:
                                           regexes_to_ignore=spec.get("ignore") or None,
                                           ignore_case=True, ignore_punctuation=False)["exact_match"])
             for p in predictions]
+
+
+def _strip_ignored(spec: dict, text: str) -> str:
+    for pattern in spec.get("ignore") or []:
+        text = re.sub(pattern, "", text)
+    return text.strip()
+
+
+def as_number(text: str) -> float | None:
+    """A number from an answer string (after ``ignore``): "1,234", "$5", "-3.50", "7." read as
+    numbers; anything else is None."""
+    try:
+        return float(text.replace(",", "").rstrip("."))
+    except ValueError:
+        return None
+
+
+def matches(spec: dict, predictions: list[str], target: str) -> list[float]:
+    """Per-prediction correctness under the benchmark's match kind (see ``match_kind``)."""
+    kind = match_kind(spec)
+    if kind == "exact":
+        return exact_match(spec, predictions, target)
+    if kind == "numeric":
+        gold = as_number(_strip_ignored(spec, target))
+        if gold is None:
+            raise DeltaflowError(f"benchmark '{spec['name']}': target {target!r} is not a number, "
+                                 "but the benchmark's match is numeric")
+        tol = float(spec.get("numeric_tolerance", 0.0))
+        out = []
+        for p in predictions:
+            value = as_number(_strip_ignored(spec, p))
+            out.append(float(value is not None and abs(value - gold) <= tol + 1e-9 * max(1.0, abs(gold))))
+        return out
+    if kind == "contains":
+        gold = _strip_ignored(spec, target).lower()
+        return [float(bool(gold) and gold in _strip_ignored(spec, p).lower()) for p in predictions]
+    raise DeltaflowError(f"benchmark '{spec['name']}': unknown match {kind!r}; use exact, numeric or contains")
 
 
 def code_program(spec: dict, doc: dict, completion: str) -> str:
@@ -116,17 +164,17 @@ def score_generations(spec: dict, doc: dict, responses: list[str]) -> dict:
         out.update(result)
     else:
         extracted = extract(spec, responses)
-        correct = exact_match(spec, extracted, str(doc["answer"]))
+        correct = matches(spec, extracted, str(doc["answer"]))
         out["extracted"] = extracted
         maj = majority(extracted)
-        out[f"maj@{k}"] = exact_match(spec, [maj], str(doc["answer"]))[0]
+        out[f"maj@{k}"] = matches(spec, [maj], str(doc["answer"]))[0]
     c = int(sum(correct))
     out["correct"] = correct
     out[f"mean@{k}"] = c / k
     for j in sorted({1, k}):
         out[f"pass@{j}"] = pass_at_k(k, c, j)
     if spec["output_type"] in ("generate_until", "code"):
-        out["exact_match" if spec["output_type"] != "code" else "pass"] = correct[0]
+        out[MATCH_METRICS[match_kind(spec)] if spec["output_type"] != "code" else "pass"] = correct[0]
     return out
 
 
@@ -153,7 +201,7 @@ def aggregate(spec: dict, records: list[dict]) -> dict:
     """Benchmark-level metrics: the mean of every per-item metric, the primary one as score."""
     from .ifeval import METRICS, micro_averages
 
-    keys = [k for k in records[0] if k in ("acc", "acc_norm", "exact_match", "pass", *METRICS)
+    keys = [k for k in records[0] if k in ("acc", "acc_norm", *MATCH_METRICS.values(), "pass", *METRICS)
             or k.split("@")[0] in ("mean", "pass", "maj")]
     values = {k: sum(float(r[k]) for r in records) / len(records) for k in keys}
     if spec["output_type"] == "instruction":
