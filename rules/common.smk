@@ -11,6 +11,7 @@ from deltaflow.models import ModelGraph, gguf_path
 from deltaflow.codedeps import code_closure
 from deltaflow.gguf_export import CONVERTER_TYPES, FTYPES, GGUF_TYPES
 from deltaflow.io import sha256_text
+from deltaflow.judging import is_judged, settings as judge_settings
 from deltaflow import sources
 
 # Fills defaults and checks every cross-reference before any job is scheduled;
@@ -41,6 +42,9 @@ BENCHMARKS = sorted(config["benchmarks"])
 # resolved once: params functions run per job, and a 10k-job grid would resolve each 200 times
 BENCH_SPECS = {name: benchmark_spec(config, name) for name in BENCHMARKS}
 ITEM_SPECS = {name: item_spec(spec) for name, spec in BENCH_SPECS.items()}
+# judged benchmarks (deltaflow.judging): the eval job writes their responses, the judge job scores them
+JUDGED = [b for b in BENCHMARKS if is_judged(BENCH_SPECS[b])]
+SCORED = [b for b in BENCHMARKS if b not in JUDGED]
 AXES = benchmark_axes(config)
 # recorded on the model card: the whole validated config (defaults filled), canonical JSON
 CONFIG_SHA = sha256_text(json.dumps(config, sort_keys=True))
@@ -133,10 +137,10 @@ def get_benchmark_input(wildcards):
     return inputs
 
 
-def get_eval_input(wildcards):
-    inputs = {"base": BASE, "code": script_code("evaluate.py"),
-              "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in BENCHMARKS]}
-    model = wildcards.model
+def model_inputs(model):
+    """The files a model is loaded from, beside the base: its adapter's manifest, or its merged
+    export's manifest (and GGUF file)."""
+    inputs = {}
     if model in EXPORTS:
         src, kind, gtype = EXPORTS[model]
         inputs["merged"] = f"results/models/merged/{src}/manifest.json"
@@ -145,6 +149,38 @@ def get_eval_input(wildcards):
     elif model != "base":
         inputs["adapter"] = model_adapter_manifest(model)
     return inputs
+
+
+def model_load_params(model):
+    """How evaluation.load_model loads a model: adapter folder, merged folder, GGUF file."""
+    return {"adapter_dir": model_adapter_dir(model),
+            "merged_dir": f"results/models/merged/{EXPORTS[model][0]}" if model in EXPORTS else None,
+            "gguf": gguf_path(EXPORTS[model][0], EXPORTS[model][2]) if model in EXPORTS and EXPORTS[model][1] == "gguf" else None}
+
+
+def get_eval_input(wildcards):
+    return {"base": BASE, "code": script_code("evaluate.py"),
+            "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in BENCHMARKS], **model_inputs(wildcards.model)}
+
+
+def judge_models():
+    return sorted({judge_settings(BENCH_SPECS[b])["model"] for b in JUDGED})
+
+
+def get_judge_input(wildcards):
+    """A model's responses to the judged benchmarks, the baselines' responses (pairwise), and
+    the judge models' files."""
+    model = wildcards.model
+    baselines = []
+    for b in JUDGED:
+        s = judge_settings(BENCH_SPECS[b])
+        if s["kind"] == "pairwise" and s["baseline"] != model:
+            baselines.append(f"results/evals/{s['baseline']}/{b}.responses.jsonl")
+    return {"base": BASE, "code": script_code("judge.py"),
+            "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in JUDGED],
+            "responses": [f"results/evals/{model}/{b}.responses.jsonl" for b in JUDGED],
+            "baselines": baselines,
+            "judge_models": [f for j in judge_models() for f in model_inputs(j).values()]}
 
 
 def model_run(model):

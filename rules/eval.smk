@@ -44,8 +44,10 @@ rule evaluate:
     input:
         unpack(get_eval_input),
     output:
-        samples=expand("results/evals/{{model}}/{benchmark}.jsonl", benchmark=BENCHMARKS),
-        metrics=expand("results/evals/{{model}}/{benchmark}.json", benchmark=BENCHMARKS),
+        samples=expand("results/evals/{{model}}/{benchmark}.jsonl", benchmark=SCORED),
+        metrics=expand("results/evals/{{model}}/{benchmark}.json", benchmark=SCORED),
+        # judged benchmarks: the responses only; the judge job scores them (rules/judge.smk)
+        responses=expand("results/evals/{{model}}/{benchmark}.responses.jsonl", benchmark=JUDGED),
         summary="results/evals/{model}/summary.json",
     params:
         specs=[BENCH_SPECS[b] for b in BENCHMARKS],
@@ -56,10 +58,10 @@ rule evaluate:
         vllm_python=config["eval"]["vllm"].get("python"),
         vllm_options={k: v for k, v in config["eval"]["vllm"].items() if k != "python"},
         cache_dir="results/evals/.cache",
-        adapter_dir=lambda w: model_adapter_dir(w.model),
+        adapter_dir=lambda w: model_load_params(w.model)["adapter_dir"],
         # exports: a full merged model, or a GGUF run by llama.cpp with the merged tokenizer
-        merged_dir=lambda w: f"results/models/merged/{EXPORTS[w.model][0]}" if w.model in EXPORTS else None,
-        gguf=lambda w: gguf_path(EXPORTS[w.model][0], EXPORTS[w.model][2]) if w.model in EXPORTS and EXPORTS[w.model][1] == "gguf" else None,
+        merged_dir=lambda w: model_load_params(w.model)["merged_dir"],
+        gguf=lambda w: model_load_params(w.model)["gguf"],
         threads=config["export"]["threads"],
     log:
         "logs/evals/{model}.log",

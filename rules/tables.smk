@@ -4,7 +4,8 @@
 rule delta_table:
     input:
         # one summary per model lists (and hashes) that model's per-benchmark files
-        summaries=expand("results/evals/{model}/summary.json", model=MODELS),
+        summaries=expand("results/evals/{model}/summary.json", model=MODELS)
+        + (expand("results/judged/{model}/summary.json", model=MODELS) if JUDGED else []),
         code=script_code("delta_table.py"),
         # GGUF parity verdicts: a GGUF that fails is flagged in the tables
         parity=parity_reports(),

@@ -8,9 +8,10 @@ benchmark and a summary.json.
 import logging
 from pathlib import Path
 
-from deltaflow.benchmark_eval import LazyModel, cache_key, evaluate_benchmark, generation_code
-from deltaflow.evaluation import load_model, token_counter
-from deltaflow.io import read_json, sha256_path, write_json, write_jsonl
+from deltaflow.benchmark_eval import LazyModel, cache_key, evaluate_benchmark, generation_code, raw_outputs
+from deltaflow.evaluation import load_model, model_identity, token_counter
+from deltaflow.io import sha256_path, write_json, write_jsonl
+from deltaflow.judging import is_judged
 from deltaflow.provenance import build_manifest, device_class, output_versions
 from deltaflow.rulekit import start_job
 
@@ -26,13 +27,8 @@ settings = {"batch_size": p.batch_size, "device": p.device}
 merged_dir = Path(p.merged_dir) if p.merged_dir else None
 gguf = Path(p.gguf) if p.gguf else None
 
-identity = {"base_weights": read_json(inp.base)["weights_sha256"]}
-if adapter_dir is not None:
-    identity["adapter"] = {f.name: sha256_path(f) for f in sorted(adapter_dir.glob("adapter_*"))}
-if gguf is not None:  # llama.cpp on the GGUF file, tokenized with the merged model's tokenizer
-    identity = {"gguf": sha256_path(gguf), "backend": "llama.cpp"}
-elif merged_dir is not None:
-    identity = {"merged": read_json(merged_dir / "manifest.json")["weights_sha256"]}
+# a GGUF runs on llama.cpp, tokenized with the merged model's tokenizer
+identity = model_identity(Path(inp.base), adapter_dir=adapter_dir, merged_dir=merged_dir, gguf=gguf)
 
 
 def on_vllm(spec):
@@ -79,10 +75,21 @@ lm = LazyModel(lambda: load_model(base_dir, adapter_dir=adapter_dir, merged_dir=
 count_tokens = token_counter(base_dir, adapter_dir=adapter_dir, merged_dir=merged_dir)
 model_inputs = {k: inp[k] for k in ("base", "adapter", "merged", "gguf") if k in inp.keys()}
 summary = {"model": model, "benchmarks": {}}
+scored = iter(range(len(snakemake.output.samples)))  # noqa: F821
+judged = iter(range(len(snakemake.output.responses)))  # noqa: F821
 for i, (spec, docs, key) in enumerate(zip(p.specs, inp.docs, keys)):
     bench = spec["name"]
     log.info("[%d/%d] %s: %s", i + 1, len(p.specs), bench, model)
-    records, metrics, _ = evaluate_benchmark(None if on_vllm(spec) else lm, spec, Path(docs), cache_dir=cache_dir,
+    source = None if on_vllm(spec) else lm
+    if is_judged(spec):  # responses only: the judge job scores them (rules/judge.smk)
+        raws, hit, health = raw_outputs(source, spec, Path(docs), cache_dir=cache_dir, key=key,
+                                        chunk_size=p.chunk_size, count_tokens=count_tokens)
+        write_jsonl(snakemake.output.responses[next(judged)], raws)  # noqa: F821
+        log.info("[%d/%d] %s: %d responses for the judge (%s)", i + 1, len(p.specs), bench, len(raws),
+                 "cached" if hit else "new")
+        continue
+    j = next(scored)
+    records, metrics, _ = evaluate_benchmark(source, spec, Path(docs), cache_dir=cache_dir,
                                              key=key, chunk_size=p.chunk_size, count_tokens=count_tokens)
     log.info("[%d/%d] %s: %s %.4f (n=%d)", i + 1, len(p.specs), bench, metrics["metric"], metrics["score"],
              metrics["n"])
@@ -91,13 +98,13 @@ for i, (spec, docs, key) in enumerate(zip(p.specs, inp.docs, keys)):
                                          params={"spec": spec, **settings, "adapter_dir": p.adapter_dir,
                                                  "merged_dir": p.merged_dir, "gguf": p.gguf},
                                          started=started, extra={"versions": versions})
-    write_jsonl(snakemake.output.samples[i], records)  # noqa: F821
-    write_json(snakemake.output.metrics[i], metrics)  # noqa: F821
+    write_jsonl(snakemake.output.samples[j], records)  # noqa: F821
+    write_json(snakemake.output.metrics[j], metrics)  # noqa: F821
     summary["benchmarks"][bench] = {
         "score": metrics["score"], "n": metrics["n"], "cache_hit": metrics["cache"]["hit"],
-        "metrics": snakemake.output.metrics[i], "samples": snakemake.output.samples[i],  # noqa: F821
-        "metrics_sha256": sha256_path(snakemake.output.metrics[i]),  # noqa: F821
-        "samples_sha256": sha256_path(snakemake.output.samples[i]),  # noqa: F821
+        "metrics": snakemake.output.metrics[j], "samples": snakemake.output.samples[j],  # noqa: F821
+        "metrics_sha256": sha256_path(snakemake.output.metrics[j]),  # noqa: F821
+        "samples_sha256": sha256_path(snakemake.output.samples[j]),  # noqa: F821
     }
 # written last: the tables stage depends on this one file per model (not on every per-benchmark
 # file, which would cost Snakemake a DAG lookup each) and checks the hashes it lists

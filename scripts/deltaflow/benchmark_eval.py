@@ -83,7 +83,7 @@ def cache_key(*, model_identity: dict, spec: dict, docs_path: Path, settings: di
     return sha256_text(json.dumps(parts, sort_keys=True, default=str))[:32]
 
 
-GENERATION_TYPES = ("generate_until", "code", "instruction")
+GENERATION_TYPES = ("generate_until", "code", "instruction", "open_ended")
 DEFAULT_GUARDS = {"max_empty_share": 0.5, "max_truncated_share": 0.95}
 
 
@@ -125,19 +125,11 @@ def check_health(spec: dict, health: dict) -> None:
             "raise `guards` (max_empty_share / max_truncated_share) for this benchmark in the config")
 
 
-def evaluate_benchmark(model, spec: dict, docs_path: Path, *, cache_dir: Path | None = None,
-                       key: str | None = None, chunk_size: int = 32,
-                       count_tokens: Callable[[str], int] | None = None) -> BenchmarkResult:
-    """One benchmark on a model: (per-item records, metrics, raw outputs).
-
-    ``model`` is an lm-eval LM, a ``LazyModel``, or None when every chunk was already generated
-    by another process (the vLLM worker writes them under ``<cache_dir>/<key>.partial``). With
-    ``cache_dir`` and ``key`` the raw outputs are read from / saved to ``<cache_dir>/<key>``;
-    without them nothing is cached. ``count_tokens`` (the model's tokenizer) measures responses
-    cut at max_gen_toks; without it an lm-eval LM's own tokenizer is used when one is loaded.
-    Generation benchmarks are checked for silent failure (``check_health``) before scoring.
-    """
-    t0 = time.time()
+def raw_outputs(model, spec: dict, docs_path: Path, *, cache_dir: Path | None = None, key: str | None = None,
+                chunk_size: int = 32, count_tokens: Callable[[str], int] | None = None) -> tuple[list[dict], bool, dict | None]:
+    """The model's raw outputs on the docs (from the cache, or generated and cached), whether the
+    cache had them, and for generation benchmarks their health (``generation_health``), checked
+    (``check_health``) before anything is scored. See ``evaluate_benchmark`` for the arguments."""
     docs_path = Path(docs_path)
     entry = Path(cache_dir) / key if cache_dir is not None and key else None
     hit = entry is not None and (entry / "outputs.jsonl").exists()
@@ -163,6 +155,24 @@ def evaluate_benchmark(model, spec: dict, docs_path: Path, *, cache_dir: Path | 
             count_tokens = lambda text: len(lm.tok_encode(text))  # noqa: E731
         health = generation_health(spec, raws, count_tokens)
         check_health(spec, health)
+    return raws, hit, health
+
+
+def evaluate_benchmark(model, spec: dict, docs_path: Path, *, cache_dir: Path | None = None,
+                       key: str | None = None, chunk_size: int = 32,
+                       count_tokens: Callable[[str], int] | None = None) -> BenchmarkResult:
+    """One benchmark on a model: (per-item records, metrics, raw outputs).
+
+    ``model`` is an lm-eval LM, a ``LazyModel``, or None when every chunk was already generated
+    by another process (the vLLM worker writes them under ``<cache_dir>/<key>.partial``). With
+    ``cache_dir`` and ``key`` the raw outputs are read from / saved to ``<cache_dir>/<key>``;
+    without them nothing is cached. ``count_tokens`` (the model's tokenizer) measures responses
+    cut at max_gen_toks; without it an lm-eval LM's own tokenizer is used when one is loaded.
+    Generation benchmarks are checked for silent failure (``check_health``) before scoring.
+    """
+    t0 = time.time()
+    raws, hit, health = raw_outputs(model, spec, docs_path, cache_dir=cache_dir, key=key, chunk_size=chunk_size,
+                                    count_tokens=count_tokens)
     records, metrics = score_all(spec, read_jsonl(docs_path), raws)
     if not hit:  # lm-eval's per-sample values were computed with this scoring spec
         check_against_lm_eval(spec, raws, records)
@@ -172,7 +182,7 @@ def evaluate_benchmark(model, spec: dict, docs_path: Path, *, cache_dir: Path | 
     metrics["eval_s"] = round(time.time() - t0, 2)
     metrics["lm_eval_version"] = output_versions(("lm_eval",))["lm_eval"]
     metrics["task_config"] = lm_eval_task_config(spec, docs_path)
-    if entry is not None:
+    if cache_dir is not None and key:
         metrics["cache"] = {"key": key, "hit": hit}
     return BenchmarkResult(records, metrics, raws)
 

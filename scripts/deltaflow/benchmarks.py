@@ -341,7 +341,7 @@ def lm_eval_task_config(spec: dict, docs_path: Path) -> dict:
             "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
                             for m in ("acc", "acc_norm")],
         })
-    elif out_type in ("generate_until", "code", "instruction"):
+    elif out_type in ("generate_until", "code", "instruction", "open_ended"):
         task.update({
             "output_type": "generate_until",
             "doc_to_target": "{{answer}}",
@@ -368,6 +368,6 @@ def lm_eval_task_config(spec: dict, docs_path: Path) -> dict:
             task["filter_list"] = [{"name": "raw", "filter": [{"function": "take_first"}]}]
     else:
         raise DataError(f"benchmark '{spec['name']}': unsupported output_type {out_type!r}; "
-                        "use multiple_choice, generate_until, code or instruction")
+                        "use multiple_choice, generate_until, code, instruction or open_ended")
     task.update(spec.get("lm_eval") or {})
     return task

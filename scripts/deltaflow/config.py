@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .declared import check_template_spec
 from .gguf_export import GGUF_TYPES
 from .grid import expand_grids
+from .judging import check_spec as check_judge
 from .models import ModelGraph
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -206,6 +207,7 @@ def _check_references(config: dict, *, check_files: bool):
         yield (f"config key 'benchmark_dirs': {mine} declares benchmark '{mine.stem}', a name {taken} "
                "already has; rename the file (benchmarks are named by file stem)")
     known = registry.available(dirs)
+    model_names = ModelGraph(config).names
     for bname, bench in config["benchmarks"].items():
         task = bench.get("task", bname)
         if task not in known:
@@ -225,6 +227,7 @@ def _check_references(config: dict, *, check_files: bool):
             yield (f"benchmark '{task}' ({where}): unknown loader '{spec['loader']}'; use `template` "
                    f"(declared fields, no Python) or one of {', '.join(sorted(LOADERS))}")
         yield from (f"benchmark '{task}' ({where}): {e}" for e in _check_scoring(spec))
+        yield from check_judge(bname, benchmark_spec(config, bname), model_names)
         if spec["source"]["type"] == "dataset":
             ds = bench.get("dataset")
             if ds is None:
@@ -508,4 +511,7 @@ def benchmark_spec(config: dict, name: str) -> dict:
         spec["source"]["dataset"] = bench["dataset"]
     if "source" in bench:  # the same benchmark read from a hub id or a local file
         spec["source"] = dict(bench["source"])
+    if bench.get("judge"):  # a judged benchmark (deltaflow.judging): the judge's verdicts are the score
+        spec["judge"] = dict(bench["judge"])
+        spec["metric"] = "win_rate" if spec["judge"].get("kind") == "pairwise" else "rubric_score"
     return spec

@@ -8,10 +8,14 @@ undefined fields); ``doc_to_choice`` may also be a fixed list (a label set) or a
 renders a list (``"{{[sol1, sol2]}}"`` for one column per option, ``"{{choices.text}}"`` for a
 list column); ``doc_to_target`` may be an int. Beside lm-eval's keys: ``doc_id`` (a template;
 default ``<benchmark>-<row index>``) and ``text`` (the item's own words, what training data is
-decontaminated against; default the rendered prompt). ``_index`` is the row's index.
+decontaminated against; default the rendered prompt) and ``where`` (a template that renders
+true for the rows that are items: a subset of the source, e.g. one language; every row left
+out is counted in the item manifest with the reason). ``_index`` is the row's index.
 
 Multiple choice: the target is the gold choice's index, its letter (A, B, ... when the choices
 are not letters themselves) or the choice text. Generation: the target is the answer string.
+Open-ended prompt sets (``output_type: open_ended``, scored by a judge, deltaflow.judging) need
+no target; ``doc_to_target``, when given, is a reference answer the judge may be shown.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
-TEMPLATE_KEYS = ("doc_id", "doc_to_text", "doc_to_choice", "doc_to_target", "text")
+TEMPLATE_KEYS = ("doc_id", "doc_to_text", "doc_to_choice", "doc_to_target", "text", "where")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -84,14 +88,20 @@ def template_doc(spec: dict, row: dict, i: int) -> dict:
     """One source row as a doc of the declared benchmark ``spec``."""
     tpl = spec.get("template") or {}
     ctx = {**row, "_index": i}
+    if "where" in tpl and str(_render(tpl["where"], ctx, "where")).strip().lower() in ("false", "0", "", "none"):
+        from .benchmarks import Excluded
+
+        raise Excluded(f"template.where {tpl['where']!r} is false for this row")
     query = _render(tpl["doc_to_text"], ctx, "doc_to_text")
     doc = {"doc_id": str(_render(tpl["doc_id"], ctx, "doc_id")) if "doc_id" in tpl else f"{spec['name']}-{i}",
            "query": str(query)}
     if spec["output_type"] == "multiple_choice":
         choices = _choices(tpl["doc_to_choice"], ctx)
         doc.update(choices=choices, gold=gold_index(_render(tpl["doc_to_target"], ctx, "doc_to_target"), choices))
-    else:
+    elif "doc_to_target" in tpl:
         doc["answer"] = str(_render(tpl["doc_to_target"], ctx, "doc_to_target"))
+    else:  # an open-ended prompt: nothing to match, a judge scores the response
+        doc["answer"] = ""
     doc["text"] = str(_render(tpl["text"], ctx, "text")) if "text" in tpl else doc["query"]
     return doc
 
@@ -108,7 +118,8 @@ def check_template_spec(name: str, spec: dict) -> list[str]:
         return [f"config key '{key}': loader 'template' needs a template mapping (doc_to_text, doc_to_target, ...)"]
     errors = [f"config key '{key}.{k}': unknown key; known: {', '.join(TEMPLATE_KEYS)}" for k in tpl
               if k not in TEMPLATE_KEYS]
-    required = ["doc_to_text", "doc_to_target"] + (["doc_to_choice"] if spec.get("output_type") == "multiple_choice" else [])
+    required = ["doc_to_text"] + (["doc_to_target"] if spec.get("output_type") != "open_ended" else []) \
+        + (["doc_to_choice"] if spec.get("output_type") == "multiple_choice" else [])
     errors += [f"config key '{key}.{k}': required for a {spec.get('output_type')} benchmark" for k in required
                if k not in tpl]
     for k, v in tpl.items():

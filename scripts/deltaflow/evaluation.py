@@ -55,6 +55,22 @@ def raw_output(sample: dict, spec: dict, dhash: str) -> dict:
     return raw
 
 
+def model_identity(base_manifest: Path, *, adapter_dir: Path | None = None, merged_dir: Path | None = None,
+                   gguf: Path | None = None) -> dict:
+    """What decides a model's outputs, for cache keys: the base weights' hash and the adapter's
+    files, the merged weights' hash, or the GGUF file's hash (run by llama.cpp)."""
+    from .io import read_json
+
+    if gguf is not None:
+        return {"gguf": sha256_path(gguf), "backend": "llama.cpp"}
+    if merged_dir is not None:
+        return {"merged": read_json(Path(merged_dir) / "manifest.json")["weights_sha256"]}
+    identity = {"base_weights": read_json(base_manifest)["weights_sha256"]}
+    if adapter_dir is not None:
+        identity["adapter"] = {f.name: sha256_path(f) for f in sorted(Path(adapter_dir).glob("adapter_*"))}
+    return identity
+
+
 def load_model(base_dir: Path, *, adapter_dir: Path | None = None, merged_dir: Path | None = None,
                gguf: Path | None = None, batch_size: int = 16, device: str = "cpu", threads: int = 2):
     """The model as an lm-eval LM, loaded once per eval job and shared by its benchmarks:

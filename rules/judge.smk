@@ -1,0 +1,30 @@
+# Judged benchmarks (deltaflow.judging): one judge job per model scores that model's responses
+# to every judged benchmark (each judge model loads once, and only when a judgment is not in
+# the cache), pairwise against the baseline's responses or on a rubric. Its summary.json has
+# the eval summary's form, so the tables read judged benchmarks like any other.
+
+
+rule judge:
+    input:
+        unpack(get_judge_input),
+    output:
+        samples=expand("results/judged/{{model}}/{benchmark}.jsonl", benchmark=JUDGED),
+        metrics=expand("results/judged/{{model}}/{benchmark}.json", benchmark=JUDGED),
+        summary="results/judged/{model}/summary.json",
+    params:
+        specs=[BENCH_SPECS[b] for b in JUDGED],
+        judges={j: model_load_params(j) for j in judge_models()},
+        batch_size=config["eval"]["batch_size"],
+        device=config["eval"]["device"],
+        chunk_size=config["eval"]["chunk_size"],
+        threads=config["export"]["threads"],
+        cache_dir="results/judged/.cache",
+    log:
+        "logs/judged/{model}.log",
+    threads: 2
+    resources:
+        mem_mb=6000,
+        runtime=30 + 10 * len(JUDGED),
+        gpu=config["eval"]["gpus"],
+    script:
+        "../scripts/judge.py"

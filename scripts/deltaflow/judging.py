@@ -1,0 +1,313 @@
+"""Judged evals: a model of the workflow judges other models' responses to a prompt set.
+
+A judged benchmark is a generation benchmark (usually an ``open_ended`` prompt set) with a
+``judge:`` in the config. Its responses come from each model's eval job like any benchmark's
+(cached by content, resumable); the judge job then asks the judge model about them. The judge's
+questions are themselves an eval of the judge model (``judge_eval_spec`` / ``judge_docs``) and
+go through benchmark_eval's one path: cached by content (judge weights, the judge prompts, which
+hold the responses, decoding, code and package versions), resumable by chunks after a kill.
+
+Kinds:
+- ``pairwise`` (AlpacaEval, Arena-Hard, seed 003): each response against the baseline model's
+  response to the same prompt, judged in both orders (the model's answer first, then second)
+  against position bias. Verdicts A (first better), B (second better) or C (tie). An item's
+  score is the mean over its orders of win 1 / tie 0.5 / loss 0; the win rate is the mean over
+  items. Reported beside it: the left-better / right-better / tie rates over all judgments, a
+  paired bootstrap CI, the length-controlled win rate (AlpacaEval-LC's logistic regression of
+  the preference on a model term and tanh(standardized length difference), predicted with the
+  length term at zero; without AlpacaEval's per-instruction difficulty, which needs its 805
+  instructions' annotations) and the mean response length of each side. The baseline against
+  itself is 0.5 on every item by construction (not judged).
+- ``rubric`` (MT-Bench single-answer grading, seed 001's style 1-10): a 1-10 rating per
+  response; the item's score is (rating - 1) / 9 so tables read it on 0-100 like every score,
+  the metrics keep the mean rating on 1-10 with its bootstrap CI.
+
+Modes: ``logprob`` reads the verdict from the judge's log-likelihoods of the verdict labels
+(every judgment parses; fit for small judges), ``generate`` lets the judge write and parses
+``[[A]]`` / ``[[7]]`` (MT-Bench's format) with a regex. A judgment that does not parse counts as
+a tie (pairwise) or the scale's midpoint (rubric) so items stay paired; the count is in the
+metrics and above ``max_unparsed_share`` the benchmark fails instead of reporting a number.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DeltaflowError
+from .io import sha256_text
+
+KINDS = ("pairwise", "rubric")
+MODES = ("logprob", "generate")
+LABELS = ["A", "B", "C"]  # first better, second better, tie (MT-Bench's pairwise labels)
+RATINGS = [str(i) for i in range(1, 11)]
+
+PAIRWISE_TEMPLATE = (
+    "Please act as an impartial judge and evaluate the quality of the responses provided by two AI "
+    "assistants to the user question displayed below. Choose the assistant that follows the user's "
+    "instructions and answers the user's question better, considering helpfulness, relevance, accuracy "
+    "and level of detail. Do not let the order or the length of the responses influence you. Output your "
+    'final verdict strictly in this format: "[[A]]" if assistant A is better, "[[B]]" if assistant B is '
+    'better, and "[[C]]" for a tie.\n\n'
+    "[User Question]\n{{question}}\n\n"
+    "[The Start of Assistant A's Answer]\n{{answer_a}}\n[The End of Assistant A's Answer]\n\n"
+    "[The Start of Assistant B's Answer]\n{{answer_b}}\n[The End of Assistant B's Answer]\n"
+)
+RUBRIC_TEMPLATE = (
+    "Please act as an impartial judge and evaluate the quality of the response provided by an AI "
+    "assistant to the user question displayed below. Consider helpfulness, relevance, accuracy, depth, "
+    "creativity and level of detail. Rate the response on a scale of 1 to 10 strictly in this format: "
+    '"[[rating]]", for example: "Rating: [[5]]".\n\n'
+    "[Question]\n{{question}}\n\n"
+    "[The Start of Assistant's Answer]\n{{answer}}\n[The End of Assistant's Answer]\n"
+)
+VERDICT_PREFIX = {"pairwise": "Verdict: [[", "rubric": "Rating: [["}
+PARSE = {"pairwise": r"\[\[([ABC])\]\]", "rubric": r"\[\[(10|[1-9])(?:\.\d+)?\]\]"}
+
+DEFAULTS = {"mode": "logprob", "baseline": "base", "max_unparsed_share": 0.1, "max_gen_toks": 64,
+            "chat_template": False, "bootstrap_resamples": 1000, "confidence": 0.95, "seed": 0}
+
+
+def settings(spec: dict) -> dict:
+    """The benchmark's judge settings with defaults filled (config ``benchmarks.<name>.judge``)."""
+    judge = {**DEFAULTS, **(spec.get("judge") or {})}
+    judge.setdefault("template", PAIRWISE_TEMPLATE if judge.get("kind") == "pairwise" else RUBRIC_TEMPLATE)
+    judge.setdefault("parse", PARSE.get(judge.get("kind"), ""))
+    return judge
+
+
+def is_judged(spec: dict) -> bool:
+    return bool(spec.get("judge"))
+
+
+def headline_metric(spec: dict) -> str:
+    return "win_rate" if settings(spec)["kind"] == "pairwise" else "rubric_score"
+
+
+def check_spec(name: str, spec: dict, models: list[str]) -> list[str]:
+    """Config errors in a benchmark's judge (before any job)."""
+    key = f"config key 'benchmarks.{name}.judge"
+    judge = spec.get("judge")
+    if not judge:
+        if spec.get("output_type") == "open_ended":
+            return [f"config key 'benchmarks.{name}': '{spec.get('task', name)}' is an open-ended prompt set "
+                    "with nothing to match; give it a `judge:` (kind pairwise or rubric, and a model)"]
+        return []
+    if spec.get("output_type") not in ("open_ended", "generate_until", "instruction"):
+        return [f"{key}': only generated responses can be judged; '{spec.get('task', name)}' is "
+                f"{spec.get('output_type')}"]
+    s = settings(spec)
+    errors = []
+    if s.get("kind") not in KINDS:
+        errors.append(f"{key}.kind': {s.get('kind')!r}; use one of {', '.join(KINDS)}")
+    if s["mode"] not in MODES:
+        errors.append(f"{key}.mode': {s['mode']!r}; use one of {', '.join(MODES)}")
+    for role in ("model",) + (("baseline",) if s.get("kind") == "pairwise" else ()):
+        if s.get(role) not in models:
+            errors.append(f"{key}.{role}': {s.get(role)!r} is not a model of this workflow; "
+                          f"known: {', '.join(models)}")
+    if spec.get("decoding", {}).get("samples", 1) > 1:
+        errors.append(f"{key}': a judged benchmark judges one response per prompt; set decoding.samples: 1")
+    from jinja2 import TemplateSyntaxError
+    from lm_eval.utils import env
+
+    try:
+        env.parse(s["template"])
+    except TemplateSyntaxError as exc:
+        errors.append(f"{key}.template': does not parse: {exc}")
+    try:
+        if re.compile(s["parse"]).groups != 1:
+            errors.append(f"{key}.parse': {s['parse']!r} needs exactly one group (the verdict)")
+    except re.error as exc:
+        errors.append(f"{key}.parse': {s['parse']!r} is not a regex: {exc}")
+    return errors
+
+
+def judge_eval_spec(spec: dict) -> dict:
+    """The judge's own eval: multiple choice over the verdict labels (logprob) or generation."""
+    s = settings(spec)
+    prefix = VERDICT_PREFIX[s["kind"]]
+    out = {"name": f"{spec['name']}.judge", "task": spec["name"], "axis": spec["axis"], "n": None,
+           "guards": {"max_empty_share": 1.0, "max_truncated_share": 1.0},  # unparsed verdicts are the guard
+           # the verdict prefix: in the prompt, or with a chat template at the start of the reply
+           "lm_eval": {"gen_prefix": prefix} if s["chat_template"] else {}}
+    if s["mode"] == "logprob":
+        out.update(output_type="multiple_choice", metric="acc",
+                   decoding={"chat_template": s["chat_template"], "num_fewshot": 0})
+        out["lm_eval"]["target_delimiter"] = ""
+    else:
+        out.update(output_type="generate_until", metric="exact_match",
+                   decoding={"chat_template": s["chat_template"], "num_fewshot": 0, "max_gen_toks": s["max_gen_toks"],
+                             "until": ["\n\n\n"], "temperature": 0.0})
+    return out
+
+
+def _prompt(s: dict, **fields) -> str:
+    from lm_eval.utils import apply_template
+
+    text = apply_template(s["template"], fields)
+    if s["mode"] == "logprob" and not s["chat_template"]:
+        text = text.rstrip("\n") + "\n" + VERDICT_PREFIX[s["kind"]]
+    return text
+
+
+def judge_docs(spec: dict, docs: list[dict], responses: dict[str, str],
+               baseline: dict[str, str] | None = None) -> list[dict]:
+    """The judge's questions: per item one (rubric) or two (pairwise: the model's answer first,
+    ``<id>|model-first``, then second, ``<id>|model-second``)."""
+    s = settings(spec)
+    choices = LABELS if s["kind"] == "pairwise" else RATINGS
+    out = []
+    for d in docs:
+        question, mine = d["query"], responses[d["doc_id"]]
+        if s["kind"] == "pairwise":
+            theirs = baseline[d["doc_id"]]
+            pairs = [("model-first", mine, theirs), ("model-second", theirs, mine)]
+            prompts = [(f"{d['doc_id']}|{order}", _prompt(s, question=question, answer_a=a, answer_b=b,
+                                                          reference=d.get("answer", "")))
+                       for order, a, b in pairs]
+        else:
+            prompts = [(f"{d['doc_id']}|rubric", _prompt(s, question=question, answer=mine,
+                                                         reference=d.get("answer", "")))]
+        for doc_id, prompt in prompts:
+            jd = {"doc_id": doc_id, "query": prompt, "text": "", "answer": ""}
+            if s["mode"] == "logprob":
+                jd.update(choices=choices, gold=0)
+            out.append(jd)
+    return out
+
+
+def parse_verdict(spec: dict, raw: dict) -> tuple[str | None, str]:
+    """(the verdict label or rating, the judge's raw output as text)."""
+    s = settings(spec)
+    if "loglikelihoods" in raw:
+        choices = LABELS if s["kind"] == "pairwise" else RATINGS
+        lls = raw["loglikelihoods"]
+        return choices[int(np.argmax(lls))], json.dumps({c: round(v, 4) for c, v in zip(choices, lls)})
+    text = raw["responses"][0]
+    found = re.findall(s["parse"], (VERDICT_PREFIX[s["kind"]] if s["chat_template"] else "") + text) \
+        or re.findall(s["parse"], "[[" + text)  # a reply that continues the prompt's "[["
+    return (found[-1] if found else None), text
+
+
+def _bootstrap_ci(values: np.ndarray, s: dict, seed_text: str) -> list[float]:
+    rng = np.random.default_rng([s["seed"], int(sha256_text(seed_text)[:8], 16)])
+    idx = rng.integers(0, len(values), size=(s["bootstrap_resamples"], len(values)))
+    means = values[idx].mean(axis=1)
+    alpha = (1 - s["confidence"]) / 2
+    return [float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))]
+
+
+def length_controlled_win_rate(preferences: np.ndarray, model_lengths: np.ndarray,
+                               baseline_lengths: np.ndarray) -> float:
+    """AlpacaEval-LC: a logistic regression of the (soft) preference on a model term and
+    tanh(length difference / its standard deviation), fitted as AlpacaEval does (each item twice,
+    labels 1 and 0 weighted by the preference; L1, C=100, no intercept), predicted with the
+    length term at zero. Without length differences it is the plain win rate."""
+    from sklearn.linear_model import LogisticRegression
+
+    delta = model_lengths.astype(float) - baseline_lengths.astype(float)
+    std = delta.std()
+    if std == 0 or len(preferences) < 2:
+        return float(preferences.mean())
+    if preferences.min() == preferences.max():  # all wins or all losses: no length effect to remove
+        return float(preferences.mean())
+    x = np.column_stack([np.ones_like(delta), np.tanh(delta / std)])
+    xx = np.vstack([x, x])
+    y = np.concatenate([np.ones(len(x)), np.zeros(len(x))])
+    w = np.concatenate([preferences, 1 - preferences])
+    model = LogisticRegression(C=100, l1_ratio=1.0, solver="liblinear", fit_intercept=False, random_state=123)
+    model.fit(xx, y, sample_weight=w)
+    return float(1 / (1 + np.exp(-model.coef_[0][0])))
+
+
+def judge_records(spec: dict, docs: list[dict], responses: dict[str, str], raws: list[dict],
+                  baseline: dict[str, str] | None = None, *, self_baseline: bool = False,
+                  hashes: dict | None = None) -> list[dict]:
+    """Per-item records (a score in [0, 1] each, as every benchmark's) from the judge's raw
+    outputs; for the baseline judged against itself, 0.5 by construction."""
+    s = settings(spec)
+    by_id = {r["doc_id"]: r for r in raws}
+    records = []
+    for d in docs:
+        rec = {"doc_id": d["doc_id"], "prompt": d["query"], "response": responses[d["doc_id"]],
+               "response_chars": len(responses[d["doc_id"]])}
+        if s["kind"] == "pairwise":
+            rec["baseline_response"] = baseline[d["doc_id"]]
+            rec["baseline_chars"] = len(baseline[d["doc_id"]])
+            if self_baseline:
+                rec.update(score=0.5, verdicts=[], note="the baseline against itself: 0.5 by construction, not judged")
+                records.append(rec)
+                continue
+            judgments, scores = [], []
+            for order in ("model-first", "model-second"):
+                raw = by_id[f"{d['doc_id']}|{order}"]
+                verdict, text = parse_verdict(spec, raw)
+                mine, theirs = ("A", "B") if order == "model-first" else ("B", "A")
+                outcome = {mine: "win", theirs: "loss", "C": "tie"}.get(verdict, "unparsed")
+                scores.append({"win": 1.0, "loss": 0.0}.get(outcome, 0.5))
+                judgments.append({"order": order, "verdict": verdict, "outcome": outcome, "judge_output": text,
+                                  "judge_prompt_hash": raw["prompt_hash"], **(hashes or {})})
+            rec.update(score=float(np.mean(scores)), verdicts=judgments)
+        else:
+            raw = by_id[f"{d['doc_id']}|rubric"]
+            verdict, text = parse_verdict(spec, raw)
+            rating = float(verdict) if verdict is not None else 5.5  # unparsed: the scale's midpoint
+            rec.update(rating=rating, score=(rating - 1) / 9,
+                       verdicts=[{"verdict": verdict, "outcome": "rated" if verdict is not None else "unparsed",
+                                  "judge_output": text, "judge_prompt_hash": raw["prompt_hash"], **(hashes or {})}])
+        records.append(rec)
+    return records
+
+
+def judge_metrics(spec: dict, records: list[dict]) -> dict:
+    """Benchmark metrics of a judged eval; fails loudly when too many verdicts did not parse."""
+    s = settings(spec)
+    judgments = [v for r in records for v in r["verdicts"]]
+    unparsed = sum(1 for v in judgments if v["outcome"] == "unparsed")
+    share = unparsed / len(judgments) if judgments else 0.0
+    if share > s["max_unparsed_share"]:
+        example = next(v["judge_output"] for v in judgments if v["outcome"] == "unparsed")
+        raise DeltaflowError(
+            f"benchmark '{spec['name']}': {unparsed} of {len(judgments)} judge outputs did not parse with "
+            f"{s['parse']!r} ({share:.1%} > max_unparsed_share {s['max_unparsed_share']:.0%}); a win rate over "
+            f"the rest would not be the benchmark's. First unparsed output: {example[:300]!r}. Use judge.mode "
+            "logprob, a judge that follows the format, or a `parse` regex that fits its outputs")
+    scores = np.array([r["score"] for r in records], dtype=float)
+    out = {"score": float(scores.mean()), "metric": headline_metric(spec), "samples": 1,
+           "judge": {k: v for k, v in s.items() if k != "template"},
+           "judge_template_sha256": sha256_text(s["template"]),
+           "judgments": len(judgments), "unparsed": unparsed, "unparsed_share": round(share, 4)}
+    ci = _bootstrap_ci(scores, s, spec["name"]) if len(scores) > 1 else [out["score"], out["score"]]
+    values = {out["metric"]: out["score"]}
+    if s["kind"] == "pairwise":
+        counted = [v for v in judgments if v["outcome"] != "unparsed"]
+        first = sum(1 for v in counted if v["verdict"] == "A")
+        second = sum(1 for v in counted if v["verdict"] == "B")
+        ties = sum(1 for v in counted if v["verdict"] == "C")
+        n = max(len(counted), 1)
+        mine = np.array([r["response_chars"] for r in records])
+        theirs = np.array([r["baseline_chars"] for r in records])
+        values.update(
+            win_rate_ci=ci,
+            wins=sum(1 for v in counted if v["outcome"] == "win"),
+            losses=sum(1 for v in counted if v["outcome"] == "loss"), ties=ties,
+            left_better_rate=first / n, right_better_rate=second / n, tie_rate=ties / n,
+            length_controlled_win_rate=(0.5 if not judgments else length_controlled_win_rate(scores, mine, theirs)),
+            mean_chars=float(mine.mean()), baseline_mean_chars=float(theirs.mean()))
+    else:
+        ratings = np.array([r["rating"] for r in records], dtype=float)
+        values.update(rubric_score_ci=ci, mean_rating=float(ratings.mean()),
+                      mean_rating_ci=[1 + 9 * c for c in ci], mean_chars=float(np.mean([r["response_chars"] for r in records])))
+    out["all_metrics"] = values
+    return out
+
+
+def responses_of(path: Path) -> dict[str, str]:
+    """{doc_id: first response} from an eval job's responses file."""
+    from .io import read_jsonl
+
+    return {r["doc_id"]: r["responses"][0] for r in read_jsonl(path)}

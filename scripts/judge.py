@@ -1,0 +1,85 @@
+"""Rule judge: one model's responses to every judged benchmark, scored by each benchmark's judge
+model (deltaflow.judging): pairwise against the baseline's responses in both orders, or on a
+rubric. The judge's questions go through benchmark_eval's one eval path (cached by content,
+resumable by chunks); writes per-item verdict records + metrics per benchmark and a summary in
+the eval summary's form.
+"""
+import json
+import logging
+from pathlib import Path
+
+from deltaflow.benchmark_eval import LazyModel, benchmark_metrics, cache_key, generation_code, raw_outputs
+from deltaflow.evaluation import decoding_hash, load_model, model_identity
+from deltaflow.io import atomic_path, read_jsonl, sha256_path, sha256_text, write_json, write_jsonl
+from deltaflow.judging import judge_docs, judge_eval_spec, judge_metrics, judge_records, responses_of, settings
+from deltaflow.provenance import build_manifest, device_class, output_versions
+from deltaflow.rulekit import start_job
+
+started = start_job(snakemake)  # noqa: F821
+log = logging.getLogger("judge")
+p = snakemake.params  # noqa: F821
+inp = snakemake.input  # noqa: F821
+model = snakemake.wildcards.model  # noqa: F821
+base_dir = Path(inp.base).parent
+cache_dir = Path(p.cache_dir)
+versions = output_versions()
+hf_settings = {"batch_size": p.batch_size, "device": p.device, "backend": "hf", "device_class": device_class(p.device)}
+
+
+def _path(value):
+    return Path(value) if value else None
+
+
+identities = {j: model_identity(Path(inp.base), adapter_dir=_path(lp["adapter_dir"]), merged_dir=_path(lp["merged_dir"]),
+                                gguf=_path(lp["gguf"])) for j, lp in p.judges.items()}
+judges = {j: LazyModel(lambda lp=lp: load_model(base_dir, adapter_dir=_path(lp["adapter_dir"]),
+                                                merged_dir=_path(lp["merged_dir"]), gguf=_path(lp["gguf"]),
+                                                batch_size=p.batch_size, device=p.device, threads=p.threads))
+          for j, lp in p.judges.items()}
+
+summary = {"model": model, "benchmarks": {}}
+for i, spec in enumerate(p.specs):
+    bench, s = spec["name"], settings(spec)
+    docs = read_jsonl(inp.docs[i])
+    mine = responses_of(inp.responses[i])
+    pairwise = s["kind"] == "pairwise"
+    self_baseline = pairwise and s["baseline"] == model
+    theirs = None
+    if pairwise:
+        theirs = mine if self_baseline else responses_of(f"results/evals/{s['baseline']}/{bench}.responses.jsonl")
+    jspec = judge_eval_spec(spec)
+    hashes = {"judge_model": s["model"], "judge_model_sha256": sha256_text(json.dumps(identities[s["model"]], sort_keys=True))[:16],
+              "judge_decoding_hash": decoding_hash(jspec)}
+    raws, hit = [], True
+    if not self_baseline:
+        jdocs = judge_docs(spec, docs, mine, theirs)
+        # the judge's questions hold the responses: their file's hash is part of the cache key
+        text = "".join(json.dumps(d, sort_keys=True) + "\n" for d in jdocs)
+        jdocs_path = cache_dir / "docs" / f"{sha256_text(text)[:32]}.jsonl"
+        if not jdocs_path.exists():
+            with atomic_path(jdocs_path) as tmp:
+                tmp.write_text(text)
+        key = cache_key(model_identity=identities[s["model"]], spec=jspec, docs_path=jdocs_path, settings=hf_settings,
+                        code=generation_code("hf"), versions=versions)
+        log.info("[%d/%d] %s: %d judgments of %s by %s (%s, %s)", i + 1, len(p.specs), bench, len(jdocs), model,
+                 s["model"], s["kind"], s["mode"])
+        raws, hit, _ = raw_outputs(judges[s["model"]], jspec, jdocs_path, cache_dir=cache_dir, key=key,
+                                   chunk_size=p.chunk_size)
+    records = judge_records(spec, docs, mine, raws, theirs, self_baseline=self_baseline, hashes=hashes)
+    metrics = judge_metrics(spec, records)
+    metrics.update(benchmark_metrics(spec, records))
+    metrics.update(model=model, cache={"hit": hit}, judge_decoding=jspec["decoding"], versions=versions)
+    metrics["manifest"] = build_manifest("judge", inputs={"responses": inp.responses[i], "docs": inp.docs[i],
+                                                          "baselines": list(inp.baselines), "code": list(inp.code)},
+                                         params={"spec": spec, "judge_model": p.judges[s["model"]]}, started=started)
+    log.info("[%d/%d] %s: %s %.4f (n=%d, %d unparsed of %d judgments)", i + 1, len(p.specs), bench, metrics["metric"],
+             metrics["score"], metrics["n"], metrics["unparsed"], metrics["judgments"])
+    write_jsonl(snakemake.output.samples[i], records)  # noqa: F821
+    write_json(snakemake.output.metrics[i], metrics)  # noqa: F821
+    summary["benchmarks"][bench] = {
+        "score": metrics["score"], "n": metrics["n"], "cache_hit": hit,
+        "metrics": snakemake.output.metrics[i], "samples": snakemake.output.samples[i],  # noqa: F821
+        "metrics_sha256": sha256_path(snakemake.output.metrics[i]),  # noqa: F821
+        "samples_sha256": sha256_path(snakemake.output.samples[i]),  # noqa: F821
+    }
+write_json(snakemake.output.summary, summary)  # noqa: F821

@@ -1,0 +1,195 @@
+"""Judged evals (deltaflow.judging): pairwise in both orders and rubric, verdict parsing, the
+unparsed-verdict guard, the length-controlled win rate, a real judge (the tiny model) through the
+one eval path, config errors, and the judged benchmark through the whole workflow."""
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from deltaflow import registry
+from deltaflow.basemodel import materialize_base
+from deltaflow.benchmark_eval import raw_outputs
+from deltaflow.benchmarks import prepare_items
+from deltaflow.config import validate_config
+from deltaflow.errors import ConfigError, DeltaflowError
+from deltaflow.evaluation import load_model
+from deltaflow.io import read_json, read_jsonl, write_jsonl
+from deltaflow.judging import (judge_docs, judge_eval_spec, judge_metrics, judge_records,
+                               length_controlled_win_rate, parse_verdict)
+
+from conftest import REPO, copy_run, tiny_config
+
+DOCS = [{"doc_id": f"q{i}", "query": f"Write about topic {i}.", "answer": "", "text": ""} for i in range(4)]
+MINE = {f"q{i}": "mine " * (i + 1) for i in range(4)}
+THEIRS = {f"q{i}": "theirs" for i in range(4)}
+
+
+def _spec(**judge):
+    return {"name": "style", "task": "writingbench_en", "axis": "style", "output_type": "open_ended",
+            "metric": "win_rate", "decoding": {"max_gen_toks": 16}, "judge": {"kind": "pairwise", "model": "base", **judge}}
+
+
+def _raw(doc_id, verdict=None, text=None, lls=None):
+    raw = {"doc_id": doc_id, "prompt_hash": "p" * 16, "decoding_hash": "d" * 16}
+    if lls is not None:
+        raw["loglikelihoods"] = lls
+    else:
+        raw["responses"] = [text if text is not None else f"The better one is [[{verdict}]]"]
+    return raw
+
+
+def test_pairwise_both_orders_position_rates_and_ci_by_hand():
+    spec = _spec(mode="generate")
+    # q0: model wins both orders; q1: wins first, tie second; q2: loses both; q3: judge always says
+    # "A" (position bias): a win when the model is first, a loss when it is second
+    verdicts = {"q0": ("A", "B"), "q1": ("A", "C"), "q2": ("B", "A"), "q3": ("A", "A")}
+    raws = [_raw(f"{q}|{order}", v) for q, (first, second) in verdicts.items()
+            for order, v in (("model-first", first), ("model-second", second))]
+    records = judge_records(spec, DOCS, MINE, raws, THEIRS)
+    assert [r["score"] for r in records] == [1.0, 0.75, 0.0, 0.5]
+    assert [v["outcome"] for v in records[3]["verdicts"]] == ["win", "loss"]
+    m = judge_metrics(spec, records)
+    assert m["score"] == pytest.approx(2.25 / 4) and m["metric"] == "win_rate"
+    a = m["all_metrics"]
+    assert (a["wins"], a["losses"], a["ties"]) == (4, 3, 1)
+    # left = the first slot (A) chosen, right = B: A in q0,q1,q2(second),q3 x2 = 5 of 8
+    assert a["left_better_rate"] == 5 / 8 and a["right_better_rate"] == 2 / 8 and a["tie_rate"] == 1 / 8
+    lo, hi = a["win_rate_ci"]
+    assert 0 <= lo <= m["score"] <= hi <= 1
+    assert a["mean_chars"] == np.mean([len(v) for v in MINE.values()]) and a["baseline_mean_chars"] == 6
+    assert records[0]["verdicts"][0]["judge_output"] == "The better one is [[A]]"
+
+
+def test_the_baseline_against_itself_is_half_by_construction():
+    records = judge_records(_spec(), DOCS, MINE, [], MINE, self_baseline=True)
+    assert {r["score"] for r in records} == {0.5}
+    assert judge_metrics(_spec(), records)["score"] == 0.5
+
+
+def test_unparsed_verdicts_are_counted_and_fail_above_the_threshold():
+    spec = _spec(mode="generate", max_unparsed_share=0.3)
+    raws = [_raw(f"q{i}|{o}", text="I cannot decide." if i == 0 else "[[C]]")
+            for i in range(4) for o in ("model-first", "model-second")]
+    m = judge_metrics(spec, judge_records(spec, DOCS, MINE, raws, THEIRS))
+    assert m["unparsed"] == 2 and m["unparsed_share"] == 0.25 and m["score"] == 0.5  # unparsed = tie
+    raws = [_raw(f"q{i}|{o}", text="no verdict here") for i in range(4) for o in ("model-first", "model-second")]
+    with pytest.raises(DeltaflowError, match=r"'style': 8 of 8 judge outputs did not parse .* 'no verdict here'"):
+        judge_metrics(spec, judge_records(spec, DOCS, MINE, raws, THEIRS))
+
+
+def test_logprob_verdicts_and_rubric_ratings():
+    pair = _spec()
+    assert parse_verdict(pair, _raw("x", lls=[-3.0, -1.0, -2.0]))[0] == "B"
+    rubric = _spec(kind="rubric")
+    lls = [-5.0] * 10
+    lls[6] = -0.5  # "7"
+    raws = [_raw(f"q{i}|rubric", lls=lls) for i in range(4)]
+    records = judge_records(rubric, DOCS, MINE, raws)
+    assert {r["rating"] for r in records} == {7.0} and records[0]["score"] == pytest.approx(6 / 9)
+    m = judge_metrics(rubric, records)
+    assert m["metric"] == "rubric_score" and m["all_metrics"]["mean_rating"] == 7.0
+    gen = _spec(kind="rubric", mode="generate")
+    assert parse_verdict(gen, _raw("x", text="Clear and complete. Rating: [[10]]"))[0] == "10"
+    assert parse_verdict(gen, _raw("x", text="8]] because it is fine"))[0] == "8"  # continues the prompt's "[["
+
+
+def test_length_controlled_win_rate_removes_a_length_preference():
+    rng = np.random.default_rng(0)
+    n = 400
+    delta = rng.normal(0, 100, n)
+    # a judge that only prefers the longer answer: raw win rate ~0.5 + length effect,
+    # the length-controlled win rate near 0.5 when the model is longer on average
+    longer = delta + 80
+    pref = (1 / (1 + np.exp(-np.tanh(longer / longer.std()) * 3)) > rng.uniform(size=n)).astype(float)
+    raw = pref.mean()
+    lc = length_controlled_win_rate(pref, 500 + longer, np.full(n, 500))
+    assert raw > 0.65 and abs(lc - 0.5) < abs(raw - 0.5) / 2
+    same = length_controlled_win_rate(np.array([1.0, 0.0, 0.5]), np.array([5, 5, 5]), np.array([5, 5, 5]))
+    assert same == pytest.approx(0.5)
+
+
+def test_a_real_judge_through_the_one_eval_path(tmp_path):
+    """The tiny random model judges (logprob: every verdict parses; generate: its text mostly
+    does not, and the guard says so), cached and re-read without the model."""
+    model = tmp_path / "model"
+    materialize_base({"type": "random_init", "corpus": str(REPO / "tests/fixtures/tiny_corpus.txt"),
+                      "hidden_size": 64, "num_layers": 2, "num_heads": 4, "vocab_size": 512, "seed": 0}, model)
+    lm = load_model(model, batch_size=8)
+    for mode in ("logprob", "generate"):
+        spec = _spec(mode=mode, max_gen_toks=6)
+        jspec = judge_eval_spec(spec)
+        write_jsonl(tmp_path / f"{mode}.jsonl", judge_docs(spec, DOCS[:2], MINE, THEIRS))
+        raws, hit, _ = raw_outputs(lm, jspec, tmp_path / f"{mode}.jsonl", cache_dir=tmp_path / "cache", key=mode)
+        assert not hit and len(raws) == 4
+        assert raws[0]["prompt"].endswith("Verdict: [[") if mode == "logprob" else "Assistant B" in raws[0]["prompt"]
+        records = judge_records(spec, DOCS[:2], MINE, raws, THEIRS)
+        if mode == "logprob":
+            assert all(v["verdict"] in "ABC" for r in records for v in r["verdicts"])
+            assert judge_metrics(spec, records)["unparsed"] == 0
+        else:
+            assert all(len(v["judge_output"]) >= 0 for r in records for v in r["verdicts"])
+        again, hit, _ = raw_outputs(None, jspec, tmp_path / f"{mode}.jsonl", cache_dir=tmp_path / "cache", key=mode)
+        assert hit and again == raws
+
+
+def test_writingbench_prompt_set_reads_its_packaged_rows():
+    spec = registry.load("writingbench_en")
+    spec["name"] = "writingbench_en"
+    excluded = []
+    items = prepare_items(spec, excluded=excluded)
+    assert len(items) == 31 and len(excluded) == 969  # English prompts under 500 characters of 1,000
+    assert all(d["query"].isascii() and len(d["query"]) < 500 and d["answer"] == "" for d in items)
+    assert "where" in excluded[0]["reason"]
+
+
+def test_judge_config_errors_before_any_job():
+    cfg = tiny_config()
+    cfg["benchmarks"]["style"] = {"task": "writingbench_en", "n": 2,
+                                  "judge": {"kind": "pairwise", "model": "gpt-4", "baseline": "nobody", "mode": "generate",
+                                            "parse": "no group"}}
+    cfg["benchmarks"]["free"] = {"task": "writingbench_en", "n": 2}
+    cfg["benchmarks"]["mcq"] = {"task": "arc_easy", "n": 2, "judge": {"kind": "rubric", "model": "base"}}
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    msg = str(err.value)
+    assert "benchmarks.style.judge.model': 'gpt-4' is not a model of this workflow" in msg
+    assert "benchmarks.style.judge.baseline': 'nobody' is not a model" in msg
+    assert "benchmarks.style.judge.parse': 'no group' needs exactly one group" in msg
+    assert "benchmarks.free': 'writingbench_en' is an open-ended prompt set with nothing to match; give it a `judge:`" in msg
+    assert "benchmarks.mcq.judge': only generated responses can be judged; 'arc_easy' is multiple_choice" in msg
+
+
+@pytest.mark.e2e
+def test_judged_benchmarks_through_the_workflow(tiny_workflow, tmp_path):
+    """Pairwise and rubric judged benchmarks added to the shared tiny run: responses from each
+    eval job, one judge job per model, rows in the delta table, reruns that hit the caches."""
+    run = copy_run(tiny_workflow, tmp_path / "run")
+    run.cfg["benchmarks"]["style_pair"] = {"task": "writingbench_en", "n": 3, "max_gen_toks": 8,
+                                           "judge": {"kind": "pairwise", "model": "base"}}
+    run.cfg["benchmarks"]["style_rubric"] = {"task": "writingbench_en", "n": 3, "max_gen_toks": 8,
+                                             "judge": {"kind": "rubric", "model": "run_a"}}
+    run.cfg_path.write_text(yaml.safe_dump(run.cfg, sort_keys=False))
+    run.snakemake()
+    res = run.work / "results"
+    for model in ("base", "run_a"):
+        summary = read_json(res / f"judged/{model}/summary.json")
+        assert set(summary["benchmarks"]) == {"style_pair", "style_rubric"}
+        assert not (res / f"evals/{model}/style_pair.json").exists()  # scored by the judge job only
+        assert len(read_jsonl(res / f"evals/{model}/style_pair.responses.jsonl")) == 3
+    base_pair = read_jsonl(res / "judged/base/style_pair.jsonl")
+    assert {r["score"] for r in base_pair} == {0.5}
+    pair = read_jsonl(res / "judged/run_a/style_pair.jsonl")
+    assert all(len(r["verdicts"]) == 2 and r["verdicts"][0]["judge_model"] == "base" for r in pair)
+    metrics = read_json(res / "judged/run_a/style_pair.json")
+    assert metrics["metric"] == "win_rate" and metrics["unparsed"] == 0 and metrics["judgments"] == 6
+    assert "length_controlled_win_rate" in metrics["all_metrics"]
+    rubric = read_json(res / "judged/run_a/style_rubric.json")
+    assert rubric["metric"] == "rubric_score" and 1 <= rubric["all_metrics"]["mean_rating"] <= 10
+    delta = (res / "tables/delta.csv").read_text()
+    assert "style_pair" in delta and "style_rubric" in delta
+    # the same responses serve both judged benchmarks (one cache entry per model)
+    assert json.dumps(read_jsonl(res / "evals/run_a/style_pair.responses.jsonl")) == \
+        json.dumps(read_jsonl(res / "evals/run_a/style_rubric.responses.jsonl"))
+    # nothing left to do
+    assert "Nothing to be done" in run.snakemake("-n").stdout
