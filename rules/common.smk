@@ -123,6 +123,12 @@ def get_run_init(wildcards):
     return {"init": f"results/adapters/{init}/manifest.json"} if init else {}
 
 
+def get_fewshot_source(wildcards):
+    """A few-shot pool read from its own file (benchmarks.<name>.fewshot.source)."""
+    src = (BENCH_SPECS[wildcards.benchmark].get("fewshot") or {}).get("source")
+    return [str(sources.resolve_file(src))] if src and src["type"] in ("package_file", "sdist_file", "file") else []
+
+
 def get_benchmark_input(wildcards):
     spec = BENCH_SPECS[wildcards.benchmark]
     inputs = {"code": script_code("benchmark_items.py")}
@@ -160,7 +166,8 @@ def model_load_params(model):
 
 def get_eval_input(wildcards):
     return {"base": BASE, "code": script_code("evaluate.py"),
-            "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in BENCHMARKS], **model_inputs(wildcards.model)}
+            "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in BENCHMARKS],
+            "fewshot": [f"results/benchmarks/{b}/fewshot.jsonl" for b in BENCHMARKS], **model_inputs(wildcards.model)}
 
 
 def judge_models():

@@ -26,8 +26,11 @@ rule benchmark_docs:
     input:
         pool="results/benchmarks/{benchmark}/items.jsonl",
         code=script_code("prepare_benchmark.py"),
+        fewshot_source=get_fewshot_source,
     output:
         docs="results/benchmarks/{benchmark}/docs.jsonl",
+        # the fixed few-shot examples (empty at num_fewshot 0), read by lm-eval beside the docs
+        fewshot="results/benchmarks/{benchmark}/fewshot.jsonl",
         manifest="results/benchmarks/{benchmark}/manifest.json",
     params:
         spec=lambda w: BENCH_SPECS[w.benchmark],

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import sources
 from .errors import DataError
-from .io import read_jsonl
+from .io import read_jsonl, sha256_text
 
 log = logging.getLogger(__name__)
 
@@ -281,6 +281,51 @@ def prepare_docs(spec: dict, dataset_rows: Path | None = None) -> list[dict]:
     return select_subset(prepare_items(spec, dataset_rows), spec.get("n"), spec.get("seed", 1234))
 
 
+def _same_item(doc: dict) -> tuple:
+    return doc["doc_id"], " ".join(str(doc.get("text", "")).split()).lower()
+
+
+def choose_shots(spec: dict, pool: list[dict], scored: list[dict]) -> list[dict]:
+    """The benchmark's fixed few-shot examples (``decoding.num_fewshot`` k): from ``pool`` (the
+    item pool, or the ``fewshot.source``'s items) less every scored item (same doc id or same
+    text), either the listed ``fewshot.ids`` in their order (curated shots, as OLMES fixes them)
+    or k drawn with ``fewshot.seed``. Every model sees the same shots in the same order."""
+    k = decoding_spec(spec)["num_fewshot"]
+    if not k:
+        return []
+    fs = spec.get("fewshot") or {}
+    taken = {key for d in scored for key in zip(("id", "text"), _same_item(d))}
+    candidates = [d for d in pool if not {("id", _same_item(d)[0]), ("text", _same_item(d)[1])} & taken]
+    if fs.get("ids"):
+        by_id = {d["doc_id"]: d for d in candidates}
+        scored_ids = {d["doc_id"] for d in scored}
+        for i in fs["ids"]:
+            if i in scored_ids:
+                raise DataError(f"benchmark '{spec['name']}': fewshot.ids has {i!r}, one of the scored items; "
+                                "a shot must never be an item the model is scored on")
+            if i not in by_id:
+                raise DataError(f"benchmark '{spec['name']}': fewshot.ids has {i!r}, which is not in the few-shot "
+                                f"pool ({len(candidates)} items); e.g. {[d['doc_id'] for d in candidates[:3]]}")
+        if len(fs["ids"]) != k:
+            raise DataError(f"benchmark '{spec['name']}': fewshot.ids lists {len(fs['ids'])} shots but "
+                            f"decoding.num_fewshot is {k}")
+        return [by_id[i] for i in fs["ids"]]
+    if len(candidates) < k:
+        raise DataError(f"benchmark '{spec['name']}': {k} shots wanted but the few-shot pool has only "
+                        f"{len(candidates)} items outside the scored ones; lower n, or give fewshot.source")
+    return random.Random(fs.get("seed", 1234)).sample(candidates, k)
+
+
+def with_shots(spec: dict, shots: list[dict]) -> dict:
+    """The spec with its chosen few-shot examples attached (they decide the prompts)."""
+    return {**spec, "shots": list(shots)} if shots else spec
+
+
+def fewshot_file(docs_path: Path) -> Path:
+    """Where lm-eval reads the shots of the docs at ``docs_path``: ``fewshot.jsonl`` beside it."""
+    return Path(docs_path).with_name("fewshot.jsonl")
+
+
 def item_spec(spec: dict) -> dict:
     """The part of a benchmark spec that decides its item pool (not n, seed or decoding), so
     changing a benchmark's n does not rerun the mixtures decontaminated against its items."""
@@ -293,10 +338,15 @@ DECODING_KEYS = ("chat_template", "num_fewshot", "max_gen_toks", "until", "tempe
 
 def decoding_spec(spec: dict) -> dict:
     """The decoding settings that belong to the benchmark (same for every model). Defaults are
-    filled in so that two specs that decode alike hash alike."""
+    filled in so that two specs that decode alike hash alike. With few-shot examples attached
+    (``with_shots``) their ids and a hash of their content are part of it, so results prompted
+    with different shots never compare and never share a cache entry."""
     d = dict(spec.get("decoding", {}))
     d.setdefault("chat_template", False)
     d.setdefault("num_fewshot", 0)
+    if spec.get("shots"):
+        d["fewshot_ids"] = [s["doc_id"] for s in spec["shots"]]
+        d["fewshot_sha256"] = sha256_text(json.dumps(spec["shots"], sort_keys=True))[:16]
     if spec.get("output_type") != "multiple_choice":
         d.setdefault("temperature", 0.0)
         d.setdefault("samples", 1)
@@ -369,5 +419,12 @@ def lm_eval_task_config(spec: dict, docs_path: Path) -> dict:
     else:
         raise DataError(f"benchmark '{spec['name']}': unsupported output_type {out_type!r}; "
                         "use multiple_choice, generate_until, code, instruction or open_ended")
+    if dec["num_fewshot"]:
+        if not spec.get("shots"):
+            raise DataError(f"benchmark '{spec['name']}': num_fewshot {dec['num_fewshot']} but no shots attached "
+                            "(benchmarks.with_shots); the benchmark_docs job chooses them")
+        # the chosen shots, in order: lm-eval's first_n sampler over a split holding exactly them
+        task["dataset_kwargs"]["data_files"]["fewshot"] = str(fewshot_file(docs_path).resolve())
+        task.update(fewshot_split="fewshot", fewshot_config={"sampler": "first_n"})
     task.update(spec.get("lm_eval") or {})
     return task

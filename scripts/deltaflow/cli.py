@@ -49,6 +49,8 @@ def compare(workdir: Path, config: dict, left: str, right: str, benchmarks: list
     for path in summaries:
         if not path.exists():
             raise DeltaflowError(f"{path} does not exist; run the workflow first (its eval job)")
+    # judged benchmarks' scores come from the judge jobs (rules/judge.smk), when there are any
+    summaries += [p for m in (left, right) if (p := workdir / f"results/judged/{m}/summary.json").exists()]
     cwd = Path.cwd()
     try:  # the summaries list their files relative to the working directory
         import os

@@ -261,13 +261,21 @@ def _check_benchmark_overrides(bname: str, bench: dict, spec: dict, check_files:
     key = f"config key 'benchmarks.{bname}"
     dec = {**spec.get("decoding", {}), **(bench.get("decoding") or {})}
     if bench.get("decoding") and spec["output_type"] == "multiple_choice":
-        bad = sorted(set(bench["decoding"]) - {"chat_template"})
+        bad = sorted(set(bench["decoding"]) - {"chat_template", "num_fewshot"})
         if bad:
             yield (f"{key}.decoding': {', '.join(bad)} do not apply to '{spec['task']}', a "
                    "log-likelihood multiple-choice benchmark (nothing is generated)")
     if dec.get("samples", 1) > 1 and dec.get("temperature", 0.0) == 0:
         yield (f"{key}.decoding.samples': {dec['samples']} samples at temperature 0 are the same "
                "greedy answer k times; set decoding.temperature > 0 (or samples: 1)")
+    fs = {**(spec.get("fewshot") or {}), **(bench.get("fewshot") or {})}
+    if fs and not dec.get("num_fewshot"):
+        yield f"{key}.fewshot': few-shot examples are configured but decoding.num_fewshot is 0; set it to k"
+    if fs.get("ids") and len(fs["ids"]) != dec.get("num_fewshot", 0):
+        yield (f"{key}.fewshot.ids': {len(fs['ids'])} ids listed for decoding.num_fewshot "
+               f"{dec.get('num_fewshot', 0)}; list exactly k")
+    if fs.get("source", {}).get("type") == "file" and check_files and not Path(fs["source"].get("path", "")).exists():
+        yield f"{key}.fewshot.source.path': '{fs['source'].get('path')}' does not exist"
     src = bench.get("source")
     if src:
         if spec["source"]["type"] == "dataset":
@@ -511,6 +519,8 @@ def benchmark_spec(config: dict, name: str) -> dict:
         spec["source"]["dataset"] = bench["dataset"]
     if "source" in bench:  # the same benchmark read from a hub id or a local file
         spec["source"] = dict(bench["source"])
+    if bench.get("fewshot"):  # where the few-shot examples come from (benchmarks.choose_shots)
+        spec["fewshot"] = {**(spec.get("fewshot") or {}), **bench["fewshot"]}
     if bench.get("judge"):  # a judged benchmark (deltaflow.judging): the judge's verdicts are the score
         spec["judge"] = dict(bench["judge"])
         spec["metric"] = "win_rate" if spec["judge"].get("kind") == "pairwise" else "rubric_score"

@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from .benchmarks import decoding_spec, lm_eval_task_config
+from .benchmarks import decoding_spec, fewshot_file, lm_eval_task_config
 from .io import atomic_path, read_jsonl, sha256_path, sha256_text, write_jsonl
 from .vocab import adapter_has_tokenizer, load_base_for_adapter
 
@@ -135,6 +135,8 @@ def _lm_eval_samples(lm, spec: dict, docs_path: Path) -> list[dict]:
     import lm_eval.evaluator
     from lm_eval.tasks import TaskManager
 
+    if spec.get("shots"):  # lm-eval reads the benchmark's fixed shots from a file beside the docs
+        write_jsonl(fewshot_file(docs_path), spec["shots"])
     task_cfg = lm_eval_task_config(spec, docs_path)
     # lm-eval ends every call with an environment report (torch's collect_env: `pip list` and
     # more), ~0.8 s each time here, and we call it once per chunk of docs; deltaflow records its
