@@ -510,6 +510,7 @@ def benchmark_spec(config: dict, name: str) -> dict:
     spec["name"] = name
     spec["n"] = bench.get("n", spec.get("n"))
     spec["seed"] = bench.get("seed", 1234)
+    spec.setdefault("decoding", {})
     if "max_gen_toks" in bench:
         spec["decoding"]["max_gen_toks"] = bench["max_gen_toks"]
     spec["decoding"].update(bench.get("decoding") or {})
