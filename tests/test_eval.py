@@ -226,3 +226,19 @@ def test_killed_eval_resumes_from_saved_chunks(tiny_model, tmp_path):
     assert computed == list(range(len(saved), 6))
     assert f"{len(saved)} of 6 chunks were resumed" in stderr
     assert read_jsonl(tmp_path / "out.jsonl") == read_jsonl(tmp_path / "ref.jsonl")
+
+
+def test_adapter_identity_ignores_peft_set_order(tmp_path):
+    """PEFT writes target_modules from a set (another order in every process): the same adapter
+    retrained must keep its eval cache key; a different module list must not."""
+    from deltaflow.evaluation import model_identity
+
+    (tmp_path / "base.json").write_text(json.dumps({"weights_sha256": "w"}))
+    keys = []
+    for i, modules in enumerate((["q_proj", "v_proj", "k_proj"], ["k_proj", "q_proj", "v_proj"], ["q_proj", "v_proj"])):
+        d = tmp_path / f"a{i}"
+        d.mkdir()
+        (d / "adapter_config.json").write_text(json.dumps({"r": 8, "target_modules": modules}))
+        (d / "adapter_model.safetensors").write_bytes(b"same weights")
+        keys.append(model_identity(tmp_path / "base.json", adapter_dir=d))
+    assert keys[0] == keys[1] and keys[0] != keys[2]

@@ -122,28 +122,3 @@ def test_5_shot_arc_easy_equals_lm_eval_builtin_task(tmp_path):
         assert mine["acc"] == s["acc"] and mine["acc_norm"] == s["acc_norm"]
         assert mine["loglikelihoods"] == pytest.approx([float(r[0]) for r in s["filtered_resps"]], abs=1e-4)
     assert metrics["score"] == cli["acc,none"]
-
-
-@pytest.mark.e2e
-def test_fewshot_through_the_workflow(tiny_workflow, tmp_path):
-    """num_fewshot set on a benchmark of the shared tiny run: the docs job chooses the shots
-    (recorded in its manifest), every model's prompts carry the same shots, and only that
-    benchmark's outputs are recomputed (the others hit the eval cache)."""
-    from conftest import copy_run
-    from deltaflow.io import read_json, read_jsonl
-
-    run = copy_run(tiny_workflow, tmp_path / "run")
-    run.cfg["benchmarks"]["arc_easy"]["decoding"] = {"num_fewshot": 2}
-    run.cfg_path.write_text(yaml.safe_dump(run.cfg, sort_keys=False))
-    run.snakemake()
-    res = run.work / "results"
-    manifest = read_json(res / "benchmarks/arc_easy/manifest.json")
-    shots = read_jsonl(res / "benchmarks/arc_easy/fewshot.jsonl")
-    assert manifest["fewshot_ids"] == [s["doc_id"] for s in shots] and len(shots) == 2
-    assert not {s["doc_id"] for s in shots} & set(manifest["doc_ids"])
-    for model in ("base", "run_a"):
-        metrics = read_json(res / f"evals/{model}/arc_easy.json")
-        assert metrics["decoding"]["fewshot_ids"] == manifest["fewshot_ids"] and not metrics["cache"]["hit"]
-        first = read_jsonl(res / f"evals/{model}/arc_easy.jsonl")[0]
-        assert first["prompt"].startswith(shots[0]["query"]) and first["prompt"].count("Question:") == 3
-        assert read_json(res / f"evals/{model}/gsm8k.json")["cache"]["hit"]

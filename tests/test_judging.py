@@ -18,7 +18,7 @@ from deltaflow.io import read_json, read_jsonl, write_jsonl
 from deltaflow.judging import (judge_docs, judge_eval_spec, judge_metrics, judge_records,
                                length_controlled_win_rate, parse_verdict)
 
-from conftest import REPO, copy_run, tiny_config
+from conftest import REPO, tiny_config
 
 DOCS = [{"doc_id": f"q{i}", "query": f"Write about topic {i}.", "answer": "", "text": ""} for i in range(4)]
 MINE = {f"q{i}": "mine " * (i + 1) for i in range(4)}
@@ -158,38 +158,3 @@ def test_judge_config_errors_before_any_job():
     assert "benchmarks.style.judge.parse': 'no group' needs exactly one group" in msg
     assert "benchmarks.free': 'writingbench_en' is an open-ended prompt set with nothing to match; give it a `judge:`" in msg
     assert "benchmarks.mcq.judge': only generated responses can be judged; 'arc_easy' is multiple_choice" in msg
-
-
-@pytest.mark.e2e
-def test_judged_benchmarks_through_the_workflow(tiny_workflow, tmp_path):
-    """Pairwise and rubric judged benchmarks added to the shared tiny run: responses from each
-    eval job, one judge job per model, rows in the delta table, reruns that hit the caches."""
-    run = copy_run(tiny_workflow, tmp_path / "run")
-    run.cfg["benchmarks"]["style_pair"] = {"task": "writingbench_en", "n": 3, "max_gen_toks": 8,
-                                           "judge": {"kind": "pairwise", "model": "base"}}
-    run.cfg["benchmarks"]["style_rubric"] = {"task": "writingbench_en", "n": 3, "max_gen_toks": 8,
-                                             "judge": {"kind": "rubric", "model": "run_a"}}
-    run.cfg_path.write_text(yaml.safe_dump(run.cfg, sort_keys=False))
-    run.snakemake()
-    res = run.work / "results"
-    for model in ("base", "run_a"):
-        summary = read_json(res / f"judged/{model}/summary.json")
-        assert set(summary["benchmarks"]) == {"style_pair", "style_rubric"}
-        assert not (res / f"evals/{model}/style_pair.json").exists()  # scored by the judge job only
-        assert len(read_jsonl(res / f"evals/{model}/style_pair.responses.jsonl")) == 3
-    base_pair = read_jsonl(res / "judged/base/style_pair.jsonl")
-    assert {r["score"] for r in base_pair} == {0.5}
-    pair = read_jsonl(res / "judged/run_a/style_pair.jsonl")
-    assert all(len(r["verdicts"]) == 2 and r["verdicts"][0]["judge_model"] == "base" for r in pair)
-    metrics = read_json(res / "judged/run_a/style_pair.json")
-    assert metrics["metric"] == "win_rate" and metrics["unparsed"] == 0 and metrics["judgments"] == 6
-    assert "length_controlled_win_rate" in metrics["all_metrics"]
-    rubric = read_json(res / "judged/run_a/style_rubric.json")
-    assert rubric["metric"] == "rubric_score" and 1 <= rubric["all_metrics"]["mean_rating"] <= 10
-    delta = (res / "tables/delta.csv").read_text()
-    assert "style_pair" in delta and "style_rubric" in delta
-    # the same responses serve both judged benchmarks (one cache entry per model)
-    assert json.dumps(read_jsonl(res / "evals/run_a/style_pair.responses.jsonl")) == \
-        json.dumps(read_jsonl(res / "evals/run_a/style_rubric.responses.jsonl"))
-    # nothing left to do
-    assert "Nothing to be done" in run.snakemake("-n").stdout

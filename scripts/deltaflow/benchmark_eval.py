@@ -181,10 +181,18 @@ def evaluate_benchmark(model, spec: dict, docs_path: Path, *, cache_dir: Path | 
         metrics["generation_health"] = health
     metrics["eval_s"] = round(time.time() - t0, 2)
     metrics["lm_eval_version"] = output_versions(("lm_eval",))["lm_eval"]
-    metrics["task_config"] = lm_eval_task_config(spec, docs_path)
+    metrics["task_config"] = json_safe(lm_eval_task_config(spec, docs_path))
     if cache_dir is not None and key:
         metrics["cache"] = {"key": key, "hit": hit}
     return BenchmarkResult(records, metrics, raws)
+
+
+def json_safe(value):
+    """A task config as JSON: an lm-eval task's Python functions (``!function`` entries) by name."""
+    def name(obj):
+        return f"<function {getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}>"
+
+    return json.loads(json.dumps(value, default=name))
 
 
 def check_against_lm_eval(spec: dict, raws: list[dict], records: list[dict]) -> None:

@@ -242,6 +242,10 @@ def prepare_items(spec: dict, dataset_rows: Path | None = None, excluded: list |
     what training data is decontaminated against). Rows a loader leaves out (``Excluded``)
     are logged, and appended to ``excluded`` as {row, reason} for the caller's manifest."""
     excluded = [] if excluded is None else excluded
+    if spec["loader"] == "lm_eval":  # lm-eval's own task: its docs as lm-eval processes them
+        from .lmeval_tasks import load_docs
+
+        return load_docs(spec)
     if spec["loader"] == "template":  # declared in YAML (deltaflow.declared)
         from functools import partial
 
@@ -326,10 +330,16 @@ def fewshot_file(docs_path: Path) -> Path:
     return Path(docs_path).with_name("fewshot.jsonl")
 
 
+def lm_eval_docs_file(docs_path: Path) -> Path:
+    """Where an lm-eval task's own docs (``lm_eval_doc`` of each of ours) are written for lm-eval."""
+    return Path(docs_path).with_name(Path(docs_path).stem + ".lm_eval.jsonl")
+
+
 def item_spec(spec: dict) -> dict:
     """The part of a benchmark spec that decides its item pool (not n, seed or decoding), so
     changing a benchmark's n does not rerun the mixtures decontaminated against its items."""
-    keys = ("name", "source", "loader") + (("template", "output_type") if spec.get("loader") == "template" else ())
+    keys = ("name", "source", "loader") + (("template", "output_type") if spec.get("loader") == "template" else ()) \
+        + (("output_type",) if spec.get("loader") == "lm_eval" else ())
     return {k: spec[k] for k in keys if k in spec}
 
 
@@ -373,6 +383,10 @@ def lm_eval_task_config(spec: dict, docs_path: Path) -> dict:
     A registry entry may override lm-eval's templates under ``lm_eval:`` (WinoGrande does).
     """
     dec = decoding_spec(spec)
+    if spec.get("loader") == "lm_eval":  # lm-eval's own task, its data replaced by our docs
+        from .lmeval_tasks import eval_task_config
+
+        return eval_task_config(spec, lm_eval_docs_file(docs_path))
     task = {
         "task": f"deltaflow_{spec['name']}",
         "dataset_path": "json",

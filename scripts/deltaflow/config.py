@@ -15,13 +15,14 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import registry
+from . import lmeval_tasks, registry
 from .benchmarks import LOADERS
 from .errors import ConfigError
 from .declared import check_template_spec
 from .gguf_export import GGUF_TYPES
 from .grid import expand_grids
 from .judging import check_spec as check_judge
+from .lmeval_tasks import is_lm_eval_task
 from .models import ModelGraph
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -210,6 +211,15 @@ def _check_references(config: dict, *, check_files: bool):
     model_names = ModelGraph(config).names
     for bname, bench in config["benchmarks"].items():
         task = bench.get("task", bname)
+        if is_lm_eval_task(task):  # lm-eval's own task library (deltaflow.lmeval_tasks)
+            try:
+                spec = benchmark_spec(config, bname)
+            except ConfigError as exc:
+                yield f"config key 'benchmarks.{bname}.task': {exc}"
+                continue
+            yield from lmeval_tasks.check(bname, spec)
+            yield from _check_benchmark_overrides(bname, bench, spec, check_files)
+            continue
         if task not in known:
             yield (f"config key 'benchmarks.{bname}': unknown benchmark '{task}'; "
                    f"the registry has: {', '.join(known)} (set `task:` to one of them, or declare it "
@@ -410,6 +420,8 @@ def _check_merges_and_exports(config: dict):
 
 def benchmark_axis(config: dict, name: str) -> str:
     bench = config["benchmarks"][name]
+    if is_lm_eval_task(bench.get("task", name)):
+        return bench.get("axis", "lm_eval")
     return bench.get("axis") or registry.load(bench.get("task", name), benchmark_dirs(config))["axis"]
 
 
@@ -506,7 +518,12 @@ def benchmark_dirs(config: dict) -> tuple:
 def benchmark_spec(config: dict, name: str) -> dict:
     """The registry definition merged with this config's subset/decoding overrides."""
     bench = config["benchmarks"][name]
-    spec = registry.load(bench.get("task", name), benchmark_dirs(config))  # a fresh copy; safe to update
+    task = bench.get("task", name)
+    if is_lm_eval_task(task):
+        spec = lmeval_tasks.registry_spec(task, bench)
+        spec["task"] = task
+    else:
+        spec = registry.load(task, benchmark_dirs(config))  # a fresh copy; safe to update
     spec["name"] = name
     spec["n"] = bench.get("n", spec.get("n"))
     spec["seed"] = bench.get("seed", 1234)

@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from .benchmarks import decoding_spec, fewshot_file, lm_eval_task_config
+from .benchmarks import decoding_spec, fewshot_file, lm_eval_docs_file, lm_eval_task_config
 from .io import atomic_path, read_jsonl, sha256_path, sha256_text, write_jsonl
 from .vocab import adapter_has_tokenizer, load_base_for_adapter
 
@@ -31,8 +31,10 @@ def generation_spec(spec: dict) -> dict:
     """What decides a model's raw outputs on the docs (not how they are scored): a change to
     the answer regex, ignore list or metric re-scores saved outputs instead of re-running the
     model."""
-    return {"output_type": spec["output_type"], "decoding": decoding_spec(spec),
-            "lm_eval": spec.get("lm_eval", {})}
+    out = {"output_type": spec["output_type"], "decoding": decoding_spec(spec), "lm_eval": spec.get("lm_eval", {})}
+    if spec.get("loader") == "lm_eval":  # lm-eval's own task: its YAML (hash), version and overrides
+        out["lm_eval_task"] = spec["source"]
+    return out
 
 
 def raw_output(sample: dict, spec: dict, dhash: str) -> dict:
@@ -51,7 +53,8 @@ def raw_output(sample: dict, spec: dict, dhash: str) -> dict:
         raw["loglikelihoods"] = [float(r[0]) for r in sample["filtered_resps"]]
     else:
         raw["responses"] = [str(r) for r in sample["resps"][0]]
-    raw["lm_eval"] = {k: float(sample[k]) for k in ("acc", "acc_norm", "exact_match") if k in sample}
+    raw["lm_eval"] = sample.get("_metrics") or {k: float(sample[k]) for k in ("acc", "acc_norm", "exact_match")
+                                                if k in sample}
     return raw
 
 
@@ -67,8 +70,22 @@ def model_identity(base_manifest: Path, *, adapter_dir: Path | None = None, merg
         return {"merged": read_json(Path(merged_dir) / "manifest.json")["weights_sha256"]}
     identity = {"base_weights": read_json(base_manifest)["weights_sha256"]}
     if adapter_dir is not None:
-        identity["adapter"] = {f.name: sha256_path(f) for f in sorted(Path(adapter_dir).glob("adapter_*"))}
+        identity["adapter"] = {f.name: _adapter_config_sha256(f) if f.suffix == ".json" else sha256_path(f)
+                               for f in sorted(Path(adapter_dir).glob("adapter_*"))}
     return identity
+
+
+def _adapter_config_sha256(path: Path) -> str:
+    """PEFT writes ``target_modules`` from a Python set, in a different order in every process:
+    the same adapter trained twice has byte-different configs. Hash it canonically (lists of
+    module names sorted, keys sorted) so an identical retrained adapter hits the eval cache."""
+    from .io import read_json
+
+    cfg = read_json(path)
+    for key in ("target_modules", "modules_to_save", "exclude_modules", "trainable_token_indices"):
+        if isinstance(cfg.get(key), list) and all(isinstance(v, str) for v in cfg[key]):
+            cfg[key] = sorted(cfg[key])
+    return sha256_text(json.dumps(cfg, sort_keys=True))
 
 
 def load_model(base_dir: Path, *, adapter_dir: Path | None = None, merged_dir: Path | None = None,
@@ -137,6 +154,9 @@ def _lm_eval_samples(lm, spec: dict, docs_path: Path) -> list[dict]:
 
     if spec.get("shots"):  # lm-eval reads the benchmark's fixed shots from a file beside the docs
         write_jsonl(fewshot_file(docs_path), spec["shots"])
+    if spec.get("loader") == "lm_eval":  # lm-eval's own task reads its own docs (with our ids)
+        write_jsonl(lm_eval_docs_file(docs_path), [{**d["lm_eval_doc"], "doc_id": d["doc_id"]}
+                                                   for d in read_jsonl(docs_path)])
     task_cfg = lm_eval_task_config(spec, docs_path)
     # lm-eval ends every call with an environment report (torch's collect_env: `pip list` and
     # more), ~0.8 s each time here, and we call it once per chunk of docs; deltaflow records its
@@ -151,7 +171,23 @@ def _lm_eval_samples(lm, spec: dict, docs_path: Path) -> list[dict]:
             bootstrap_iters=0,
             random_seed=0, numpy_random_seed=1234, torch_random_seed=1234, fewshot_random_seed=1234,
         )
-    return sorted(out["samples"][task_cfg["task"]], key=lambda s: s["doc_id"])
+    samples = out["samples"][task_cfg["task"]]
+    if spec.get("loader") == "lm_eval":
+        samples = _merge_filters(samples, spec)
+    return sorted(samples, key=lambda s: s["doc_id"])
+
+
+def _merge_filters(samples: list[dict], spec: dict) -> list[dict]:
+    """lm-eval logs one sample per (doc, filter); one per doc, with every per-sample metric as
+    ``<metric>,<filter>`` (lm-eval's result keys) under ``_metrics``."""
+    by_doc: dict = {}
+    for s in samples:
+        first = by_doc.setdefault(s["doc"]["doc_id"], {**s, "_metrics": {}})
+        for key in spec["metric_keys"]:
+            metric, filt = key.rsplit(",", 1)
+            if s.get("filter", "none") == filt and metric in s:
+                first["_metrics"][key] = float(s[metric])
+    return list(by_doc.values())
 
 
 def generate_outputs(lm, spec: dict, docs_path: Path, work_dir: Path, *, chunk_size: int = 32,

@@ -185,9 +185,13 @@ def score_output(spec: dict, doc: dict, raw: dict) -> dict:
     if spec["output_type"] == "multiple_choice":
         rec.update({"choices": doc["choices"], "loglikelihoods": raw["loglikelihoods"]})
         rec.update(score_mcq(doc, raw["loglikelihoods"]))
+    elif spec.get("loader") == "lm_eval":  # lm-eval's own task: lm-eval's filters and metrics
+        rec.update(responses=raw["responses"], response=raw["responses"][0])
     else:
         rec.update(score_generations(spec, doc, raw["responses"]))
         rec["response"] = raw["responses"][0]
+    if spec.get("loader") == "lm_eval":
+        rec.update(raw["lm_eval"])
     metric = primary_metric(spec)
     if metric not in rec:
         raise DeltaflowError(f"benchmark '{spec['name']}': metric '{spec['metric']}' is not computed "
@@ -202,7 +206,7 @@ def aggregate(spec: dict, records: list[dict]) -> dict:
     from .ifeval import METRICS, micro_averages
 
     keys = [k for k in records[0] if k in ("acc", "acc_norm", *MATCH_METRICS.values(), "pass", *METRICS)
-            or k.split("@")[0] in ("mean", "pass", "maj")]
+            or k.split("@")[0] in ("mean", "pass", "maj") or k in spec.get("metric_keys", ())]
     values = {k: sum(float(r[k]) for r in records) / len(records) for k in keys}
     if spec["output_type"] == "instruction":
         values.update(micro_averages(records))  # IFEval's instruction-level numbers
