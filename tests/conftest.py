@@ -33,6 +33,19 @@ def tiny_cfg() -> dict:
     return copy.deepcopy(tiny_config())
 
 
+TINY_MODEL = {"type": "random_init", "corpus": str(REPO / "tests/fixtures/tiny_corpus.txt"),
+              "hidden_size": 64, "num_layers": 2, "num_heads": 4, "vocab_size": 512, "seed": 0}
+
+
+def tiny_random_model(out: Path) -> Path:
+    """The tests' tiny random-weights Llama (64 wide, 2 layers, a 512-token BPE of the fixture
+    corpus) written to ``out``: a real model that loads in milliseconds and learns nothing."""
+    from deltaflow.basemodel import materialize_base
+
+    materialize_base(dict(TINY_MODEL), out)
+    return out
+
+
 def write_config(workdir: Path, cfg: dict) -> Path:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

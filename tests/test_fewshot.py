@@ -1,7 +1,6 @@
 """Few-shot evaluation: fixed shots chosen once (seeded, or curated ids), never among the scored
 items, recorded in the decoding (so its hash and the cache key follow them), and prompts equal
 to lm-eval's own task run 5-shot with the same shots."""
-import json
 import sys
 from pathlib import Path
 
@@ -9,7 +8,6 @@ import pytest
 import yaml
 
 from deltaflow import registry, sources
-from deltaflow.basemodel import materialize_base
 from deltaflow.benchmark_eval import evaluate_benchmark
 from deltaflow.benchmarks import choose_shots, decoding_spec, lm_eval_task_config, prepare_items, select_subset, with_shots
 from deltaflow.config import validate_config
@@ -17,7 +15,7 @@ from deltaflow.errors import ConfigError, DataError
 from deltaflow.evaluation import decoding_hash, load_model
 from deltaflow.io import write_jsonl
 
-from conftest import REPO, tiny_config
+from conftest import tiny_config, tiny_random_model
 from test_lm_eval_parity import _run_cli
 
 POOL = [{"doc_id": f"d{i}", "query": f"Q{i}", "text": f"question {i}", "choices": ["a", "b"], "gold": i % 2}
@@ -80,8 +78,7 @@ def test_5_shot_arc_easy_equals_lm_eval_builtin_task(tmp_path):
     lm-eval's own arc_easy task given the same five rows as its few-shot split (first_n):
     identical prompts, log-likelihoods and scores item by item."""
     model = tmp_path / "model"
-    materialize_base({"type": "random_init", "corpus": str(REPO / "tests/fixtures/tiny_corpus.txt"),
-                      "hidden_size": 64, "num_layers": 2, "num_heads": 4, "vocab_size": 512, "seed": 0}, model)
+    tiny_random_model(model)
     spec = registry.load("arc_easy")
     spec.update(name="arc_easy", n=60, seed=1234)
     spec["decoding"]["num_fewshot"] = 5

@@ -4,7 +4,6 @@ numbers instead of scoring zeros."""
 import pytest
 
 from deltaflow import registry
-from deltaflow.basemodel import materialize_base
 from deltaflow.benchmark_eval import evaluate_benchmark, generation_health
 from deltaflow.benchmarks import lm_eval_task_config, prepare_docs
 from deltaflow.errors import DeltaflowError
@@ -12,7 +11,7 @@ from deltaflow.evaluation import decoding_hash, load_model
 from deltaflow.io import write_jsonl
 from deltaflow.scoring import score_generations
 
-from conftest import REPO
+from conftest import tiny_random_model
 
 
 def _gen_spec(**over):
@@ -93,8 +92,7 @@ def test_a_random_model_that_never_stops_fails_the_default_guard(tmp_path):
     """The real failure mode on a real lm-eval run: the tiny random model runs every response
     to max_gen_toks (measured with its own tokenizer through lm-eval's LM)."""
     model = tmp_path / "model"
-    materialize_base({"type": "random_init", "corpus": str(REPO / "tests/fixtures/tiny_corpus.txt"),
-                      "hidden_size": 64, "num_layers": 2, "num_heads": 4, "vocab_size": 512, "seed": 0}, model)
+    tiny_random_model(model)
     spec = registry.load("gsm8k")
     spec.update(name="gsm8k", n=3, seed=1234)
     spec["decoding"]["max_gen_toks"] = 6

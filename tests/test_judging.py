@@ -1,24 +1,20 @@
 """Judged evals (deltaflow.judging): pairwise in both orders and rubric, verdict parsing, the
 unparsed-verdict guard, the length-controlled win rate, a real judge (the tiny model) through the
 one eval path, config errors, and the judged benchmark through the whole workflow."""
-import json
-
 import numpy as np
 import pytest
-import yaml
 
 from deltaflow import registry
-from deltaflow.basemodel import materialize_base
 from deltaflow.benchmark_eval import raw_outputs
 from deltaflow.benchmarks import prepare_items
 from deltaflow.config import validate_config
 from deltaflow.errors import ConfigError, DeltaflowError
 from deltaflow.evaluation import load_model
-from deltaflow.io import read_json, read_jsonl, write_jsonl
+from deltaflow.io import write_jsonl
 from deltaflow.judging import (judge_docs, judge_eval_spec, judge_metrics, judge_records,
                                length_controlled_win_rate, parse_verdict)
 
-from conftest import REPO, tiny_config
+from conftest import tiny_config, tiny_random_model
 
 DOCS = [{"doc_id": f"q{i}", "query": f"Write about topic {i}.", "answer": "", "text": ""} for i in range(4)]
 MINE = {f"q{i}": "mine " * (i + 1) for i in range(4)}
@@ -113,8 +109,7 @@ def test_a_real_judge_through_the_one_eval_path(tmp_path):
     """The tiny random model judges (logprob: every verdict parses; generate: its text mostly
     does not, and the guard says so), cached and re-read without the model."""
     model = tmp_path / "model"
-    materialize_base({"type": "random_init", "corpus": str(REPO / "tests/fixtures/tiny_corpus.txt"),
-                      "hidden_size": 64, "num_layers": 2, "num_heads": 4, "vocab_size": 512, "seed": 0}, model)
+    tiny_random_model(model)
     lm = load_model(model, batch_size=8)
     for mode in ("logprob", "generate"):
         spec = _spec(mode=mode, max_gen_toks=6)

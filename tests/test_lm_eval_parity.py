@@ -15,11 +15,12 @@ import pytest
 import yaml
 
 from deltaflow import registry, sources
-from deltaflow.basemodel import materialize_base
 from deltaflow.benchmarks import lm_eval_task_config, prepare_docs
 from deltaflow.benchmark_eval import evaluate_benchmark
 from deltaflow.evaluation import load_model
 from deltaflow.io import write_jsonl
+
+from conftest import tiny_random_model
 
 LM_EVAL = str(Path(sys.executable).parent / "lm_eval")
 pytestmark = pytest.mark.e2e  # the lm-eval CLI loads the model in a subprocess
@@ -28,8 +29,7 @@ pytestmark = pytest.mark.e2e  # the lm-eval CLI loads the model in a subprocess
 @pytest.fixture(scope="module")
 def tiny_model(repo, tmp_path_factory):
     out = tmp_path_factory.mktemp("parity_model")
-    materialize_base({"type": "random_init", "corpus": str(repo / "tests/fixtures/tiny_corpus.txt"),
-                      "hidden_size": 64, "num_layers": 2, "num_heads": 4, "vocab_size": 512, "seed": 0}, out)
+    tiny_random_model(out)
     return out
 
 

@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from deltaflow import sources
-from deltaflow.basemodel import materialize_base
 from deltaflow.benchmark_eval import evaluate_benchmark
 from deltaflow.benchmarks import prepare_docs, select_subset
 from deltaflow.config import benchmark_spec, validate_config
@@ -17,7 +16,7 @@ from deltaflow.evaluation import load_model
 from deltaflow.io import write_jsonl
 from deltaflow.lmeval_tasks import registry_spec, task_yaml
 
-from conftest import REPO, tiny_config
+from conftest import tiny_config, tiny_random_model
 from test_lm_eval_parity import _run_cli
 
 ARC_ARROW = "hf_datasets/ai2_arc/ARC-Easy/validation/data-00000-of-00001.arrow"
@@ -56,8 +55,7 @@ def test_lm_eval_task_config_errors():
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory):
     out = tmp_path_factory.mktemp("lmeval_model")
-    materialize_base({"type": "random_init", "corpus": str(REPO / "tests/fixtures/tiny_corpus.txt"),
-                      "hidden_size": 64, "num_layers": 2, "num_heads": 4, "vocab_size": 512, "seed": 0}, out)
+    tiny_random_model(out)
     return out
 
 
