@@ -11,7 +11,7 @@ from deltaflow.models import ModelGraph, gguf_path
 from deltaflow.codedeps import code_closure
 from deltaflow.gguf_export import CONVERTER_TYPES, FTYPES, GGUF_TYPES
 from deltaflow.io import sha256_text
-from deltaflow.judging import is_judged, settings as judge_settings
+from deltaflow.judging import is_judged, judge_label, judge_ref, settings as judge_settings
 from deltaflow import sources
 
 # Fills defaults and checks every cross-reference before any job is scheduled;
@@ -174,8 +174,18 @@ def get_eval_input(wildcards):
             "fewshot": [f"results/benchmarks/{b}/fewshot.jsonl" for b in BENCHMARKS], **model_inputs(wildcards.model)}
 
 
-def judge_models():
-    return sorted({judge_settings(BENCH_SPECS[b])["model"] for b in JUDGED})
+def judge_refs():
+    """Every judge of the judged benchmarks by label: a model of the workflow, a local folder or
+    a pinned hub id (deltaflow.judging.judge_ref)."""
+    return {judge_label(BENCH_SPECS[b]): judge_ref(BENCH_SPECS[b]) for b in JUDGED}
+
+
+def judge_files(ref):
+    if "model" in ref:
+        return list(model_inputs(ref["model"]).values())
+    if "path" in ref:  # a local judge's own files: replacing its weights reruns the judging
+        return sorted(str(f) for f in Path(ref["path"]).iterdir() if f.is_file())
+    return []
 
 
 def get_judge_input(wildcards):
@@ -191,7 +201,7 @@ def get_judge_input(wildcards):
             "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in JUDGED],
             "responses": [f"results/evals/{model}/{b}.responses.jsonl" for b in JUDGED],
             "baselines": baselines,
-            "judge_models": [f for j in judge_models() for f in model_inputs(j).values()]}
+            "judge_models": [f for ref in judge_refs().values() for f in judge_files(ref)]}
 
 
 def model_run(model):

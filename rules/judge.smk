@@ -13,7 +13,8 @@ rule judge:
         summary="results/judged/{model}/summary.json",
     params:
         specs=[BENCH_SPECS[b] for b in JUDGED],
-        judges={j: model_load_params(j) for j in judge_models()},
+        judges={label: {**ref, **(model_load_params(ref["model"]) if "model" in ref else {})}
+                for label, ref in judge_refs().items()},
         batch_size=config["eval"]["batch_size"],
         device=config["eval"]["device"],
         chunk_size=config["eval"]["chunk_size"],

@@ -11,7 +11,8 @@ from pathlib import Path
 from deltaflow.benchmark_eval import LazyModel, benchmark_metrics, cache_key, generation_code, raw_outputs
 from deltaflow.evaluation import decoding_hash, load_model, model_identity
 from deltaflow.io import atomic_path, read_jsonl, sha256_path, sha256_text, write_json, write_jsonl
-from deltaflow.judging import judge_docs, judge_eval_spec, judge_metrics, judge_records, responses_of, settings
+from deltaflow.judging import (judge_docs, judge_eval_spec, judge_label, judge_metrics, judge_records, responses_of,
+                               settings)
 from deltaflow.provenance import build_manifest, device_class, output_versions
 from deltaflow.rulekit import start_job
 
@@ -30,16 +31,35 @@ def _path(value):
     return Path(value) if value else None
 
 
-identities = {j: model_identity(Path(inp.base), adapter_dir=_path(lp["adapter_dir"]), merged_dir=_path(lp["merged_dir"]),
-                                gguf=_path(lp["gguf"])) for j, lp in p.judges.items()}
-judges = {j: LazyModel(lambda lp=lp: load_model(base_dir, adapter_dir=_path(lp["adapter_dir"]),
-                                                merged_dir=_path(lp["merged_dir"]), gguf=_path(lp["gguf"]),
-                                                batch_size=p.batch_size, device=p.device, threads=p.threads))
-          for j, lp in p.judges.items()}
+def identity_of(judge):
+    """What decides the judge's outputs: a workflow model's weights, a local folder's files, or
+    the pinned hub revision."""
+    if "path" in judge:
+        return {"path_files": {f.name: sha256_path(f) for f in sorted(Path(judge["path"]).iterdir()) if f.is_file()}}
+    if "hub" in judge:
+        return {"hub": judge["hub"], "revision": judge["revision"]}
+    return model_identity(Path(inp.base), adapter_dir=_path(judge["adapter_dir"]), merged_dir=_path(judge["merged_dir"]),
+                          gguf=_path(judge["gguf"]))
+
+
+def load_judge(judge):
+    if "path" in judge:  # a full local model, loaded as a merged one is
+        return load_model(base_dir, merged_dir=Path(judge["path"]), batch_size=p.batch_size, device=p.device)
+    if "hub" in judge:
+        from lm_eval.models.huggingface import HFLM
+
+        return HFLM(pretrained=judge["hub"], revision=judge["revision"], device=p.device, batch_size=p.batch_size,
+                    dtype="float32")
+    return load_model(base_dir, adapter_dir=_path(judge["adapter_dir"]), merged_dir=_path(judge["merged_dir"]),
+                      gguf=_path(judge["gguf"]), batch_size=p.batch_size, device=p.device, threads=p.threads)
+
+
+identities = {label: identity_of(j) for label, j in p.judges.items()}
+judges = {label: LazyModel(lambda j=j: load_judge(j)) for label, j in p.judges.items()}
 
 summary = {"model": model, "benchmarks": {}}
 for i, spec in enumerate(p.specs):
-    bench, s = spec["name"], settings(spec)
+    bench, s, label = spec["name"], settings(spec), judge_label(spec)
     docs = read_jsonl(inp.docs[i])
     mine = responses_of(inp.responses[i])
     pairwise = s["kind"] == "pairwise"
@@ -48,7 +68,7 @@ for i, spec in enumerate(p.specs):
     if pairwise:
         theirs = mine if self_baseline else responses_of(f"results/evals/{s['baseline']}/{bench}.responses.jsonl")
     jspec = judge_eval_spec(spec)
-    hashes = {"judge_model": s["model"], "judge_model_sha256": sha256_text(json.dumps(identities[s["model"]], sort_keys=True))[:16],
+    hashes = {"judge_model": label, "judge_model_sha256": sha256_text(json.dumps(identities[label], sort_keys=True))[:16],
               "judge_decoding_hash": decoding_hash(jspec)}
     raws, hit = [], True
     if not self_baseline:
@@ -59,11 +79,11 @@ for i, spec in enumerate(p.specs):
         if not jdocs_path.exists():
             with atomic_path(jdocs_path) as tmp:
                 tmp.write_text(text)
-        key = cache_key(model_identity=identities[s["model"]], spec=jspec, docs_path=jdocs_path, settings=hf_settings,
+        key = cache_key(model_identity=identities[label], spec=jspec, docs_path=jdocs_path, settings=hf_settings,
                         code=generation_code("hf"), versions=versions)
         log.info("[%d/%d] %s: %d judgments of %s by %s (%s, %s)", i + 1, len(p.specs), bench, len(jdocs), model,
-                 s["model"], s["kind"], s["mode"])
-        raws, hit, _ = raw_outputs(judges[s["model"]], jspec, jdocs_path, cache_dir=cache_dir, key=key,
+                 label, s["kind"], s["mode"])
+        raws, hit, _ = raw_outputs(judges[label], jspec, jdocs_path, cache_dir=cache_dir, key=key,
                                    chunk_size=p.chunk_size)
     records = judge_records(spec, docs, mine, raws, theirs, self_baseline=self_baseline, hashes=hashes)
     metrics = judge_metrics(spec, records)
@@ -71,7 +91,7 @@ for i, spec in enumerate(p.specs):
     metrics.update(model=model, cache={"hit": hit}, judge_decoding=jspec["decoding"], versions=versions)
     metrics["manifest"] = build_manifest("judge", inputs={"responses": inp.responses[i], "docs": inp.docs[i],
                                                           "baselines": list(inp.baselines), "code": list(inp.code)},
-                                         params={"spec": spec, "judge_model": p.judges[s["model"]]}, started=started)
+                                         params={"spec": spec, "judge_model": p.judges[label]}, started=started)
     log.info("[%d/%d] %s: %s %.4f (n=%d, %d unparsed of %d judgments)", i + 1, len(p.specs), bench, metrics["metric"],
              metrics["score"], metrics["n"], metrics["unparsed"], metrics["judgments"])
     write_jsonl(snakemake.output.samples[i], records)  # noqa: F821

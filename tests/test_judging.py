@@ -145,6 +145,9 @@ def test_judge_config_errors_before_any_job():
                                             "parse": "no group"}}
     cfg["benchmarks"]["free"] = {"task": "writingbench_en", "n": 2}
     cfg["benchmarks"]["mcq"] = {"task": "arc_easy", "n": 2, "judge": {"kind": "rubric", "model": "base"}}
+    cfg["benchmarks"]["two"] = {"task": "writingbench_en", "judge": {"kind": "rubric", "model": "base", "path": "/x"}}
+    cfg["benchmarks"]["hub"] = {"task": "writingbench_en", "judge": {"kind": "rubric", "hub": "Qwen/Qwen2.5-7B-Instruct"}}
+    cfg["benchmarks"]["dir"] = {"task": "writingbench_en", "judge": {"kind": "rubric", "path": "/nonexistent/judge"}}
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
     msg = str(err.value)
@@ -153,3 +156,6 @@ def test_judge_config_errors_before_any_job():
     assert "benchmarks.style.judge.parse': 'no group' needs exactly one group" in msg
     assert "benchmarks.free': 'writingbench_en' is an open-ended prompt set with nothing to match; give it a `judge:`" in msg
     assert "benchmarks.mcq.judge': only generated responses can be judged; 'arc_easy' is multiple_choice" in msg
+    assert "benchmarks.two.judge': name exactly one judge: model (a model of this workflow), path" in msg
+    assert "benchmarks.hub.judge.revision': a hub judge needs a pinned revision" in msg
+    assert "benchmarks.dir.judge.path': '/nonexistent/judge' is not a Hugging Face model folder" in msg

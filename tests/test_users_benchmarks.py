@@ -2,6 +2,7 @@
 judged benchmarks (pairwise and rubric), an lm-eval library task over local data, and few-shot
 prompting, added to the config at once (one rerun of the eval jobs)."""
 import json
+import shutil
 
 import pytest
 import yaml
@@ -20,8 +21,11 @@ def test_judged_lm_eval_and_fewshot_benchmarks_through_the_workflow(tiny_workflo
     bench = run.cfg["benchmarks"]
     bench["style_pair"] = {"task": "writingbench_en", "n": 3, "max_gen_toks": 8,
                            "judge": {"kind": "pairwise", "model": "base"}}
+    # a judge from outside the workflow: a local model folder (here a copy of the tiny base)
+    judge_dir = tmp_path / "judge_model"
+    shutil.copytree(run.work / "results/models/base", judge_dir)
     bench["style_rubric"] = {"task": "writingbench_en", "n": 3, "max_gen_toks": 8,
-                             "judge": {"kind": "rubric", "model": "run_a"}}
+                             "judge": {"kind": "rubric", "path": str(judge_dir)}}
     bench["lm_arc"] = {"task": "lm_eval:arc_easy", "n": 6, "axis": "knowledge",
                        "lm_eval": {"dataset_path": "arrow", "dataset_name": None, "test_split": None,
                                    "training_split": None, "validation_split": "validation",
@@ -46,6 +50,8 @@ def test_judged_lm_eval_and_fewshot_benchmarks_through_the_workflow(tiny_workflo
     assert "length_controlled_win_rate" in metrics["all_metrics"]
     rubric = read_json(res / "judged/run_a/style_rubric.json")
     assert rubric["metric"] == "rubric_score" and 1 <= rubric["all_metrics"]["mean_rating"] <= 10
+    verdict = read_jsonl(res / "judged/run_a/style_rubric.jsonl")[0]["verdicts"][0]
+    assert verdict["judge_model"] == f"path:{judge_dir}" and len(verdict["judge_model_sha256"]) == 16
     # the same responses serve both judged benchmarks (one cache entry per model)
     assert json.dumps(read_jsonl(res / "evals/run_a/style_pair.responses.jsonl")) == \
         json.dumps(read_jsonl(res / "evals/run_a/style_rubric.responses.jsonl"))

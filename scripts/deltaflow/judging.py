@@ -79,6 +79,29 @@ def settings(spec: dict) -> dict:
     return judge
 
 
+def judge_ref(spec: dict) -> dict:
+    """Which model judges: ``{"model": <a model of the workflow>}``, ``{"path": <a local Hugging
+    Face model folder>}`` (a larger judge than the trained models, e.g. a 7B instruct model
+    copied to the cluster) or ``{"hub": <id>, "revision": <commit>}`` (pinned; from the local
+    Hugging Face cache where the hub is unreachable)."""
+    s = spec.get("judge") or {}
+    if s.get("path"):
+        return {"path": str(s["path"])}
+    if s.get("hub"):
+        return {"hub": s["hub"], "revision": s.get("revision")}
+    return {"model": s.get("model")}
+
+
+def judge_label(spec: dict) -> str:
+    """A judge's name in params, records and logs."""
+    ref = judge_ref(spec)
+    if "path" in ref:
+        return f"path:{ref['path']}"
+    if "hub" in ref:
+        return f"hub:{ref['hub']}@{ref['revision']}"
+    return ref["model"]
+
+
 def is_judged(spec: dict) -> bool:
     return bool(spec.get("judge"))
 
@@ -105,7 +128,17 @@ def check_spec(name: str, spec: dict, models: list[str]) -> list[str]:
         errors.append(f"{key}.kind': {s.get('kind')!r}; use one of {', '.join(KINDS)}")
     if s["mode"] not in MODES:
         errors.append(f"{key}.mode': {s['mode']!r}; use one of {', '.join(MODES)}")
-    for role in ("model",) + (("baseline",) if s.get("kind") == "pairwise" else ()):
+    given = [k for k in ("model", "path", "hub") if s.get(k)]
+    if len(given) != 1:
+        errors.append(f"{key}': name exactly one judge: model (a model of this workflow), path (a local "
+                      f"model folder) or hub + revision; got {', '.join(given) or 'none'}")
+    elif given[0] == "hub" and not s.get("revision"):
+        errors.append(f"{key}.revision': a hub judge needs a pinned revision (a commit sha), so verdicts "
+                      "are reproducible")
+    elif given[0] == "path" and not (Path(s["path"]) / "config.json").exists():
+        errors.append(f"{key}.path': '{s['path']}' is not a Hugging Face model folder (no config.json)")
+    roles = (("model",) if given == ["model"] else ()) + (("baseline",) if s.get("kind") == "pairwise" else ())
+    for role in roles:
         if s.get(role) not in models:
             errors.append(f"{key}.{role}': {s.get(role)!r} is not a model of this workflow; "
                           f"known: {', '.join(models)}")
