@@ -2,7 +2,7 @@
 from deltaflow.errors import DeltaflowError
 from deltaflow.io import read_json, write_text
 from deltaflow.rulekit import start_job
-from deltaflow.selection import failed_reasons
+from deltaflow.selection import failed_reasons, underpowered_notes
 
 start_job(snakemake)  # noqa: F821
 sel = read_json(snakemake.input.selection)  # noqa: F821
@@ -14,4 +14,9 @@ if reasons and snakemake.params.strict:  # noqa: F821
         f"{len(reasons)} gate(s):\n  " + "\n  ".join(reasons)
         + "\nSee results/tables/gates.json and results/model_card.md; relax gates or improve the model.")
 status = "PASS" if not reasons else "FAIL (not strict: reported, not enforced)"
-write_text(snakemake.output[0], f"{status}: {sel['chosen']}\n" + "".join(f"  {r}\n" for r in reasons))  # noqa: F821
+# a pass its data cannot decide is said to be so (gates.underpowered: block makes it a failure)
+notes = underpowered_notes(verdict)
+if notes and not reasons:
+    status = "PASS (underpowered: not decided by the data)"
+write_text(snakemake.output[0], f"{status}: {sel['chosen']}\n" + "".join(f"  {r}\n" for r in reasons)  # noqa: F821
+           + "".join(f"  underpowered: {n}\n" for n in notes))

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from deltaflow.errors import DeltaflowError
-from deltaflow.selection import failed_reasons, gate_verdict, pareto_front, select
+from deltaflow.selection import failed_reasons, gate_verdict, pareto_front, select, underpowered_notes
 
 
 def table(models: dict) -> pd.DataFrame:
@@ -71,7 +71,7 @@ def test_when_nothing_passes_the_best_score_is_chosen_and_flagged():
 def test_no_gates_selects_on_macro_delta():
     df = table({"a": {"x": (1.0, 0, 2)}, "b": {"x": (2.0, 1, 3)}})
     verdicts, sel = select(df, {}, ["a", "b"])
-    assert sel["chosen"] == "b" and verdicts["b"] == {"passes": True, "checks": []}
+    assert sel["chosen"] == "b" and verdicts["b"] == {"passes": True, "decided": True, "underpowered": [], "checks": []}
 
 
 def test_pareto_front_ties_and_errors():
@@ -80,3 +80,37 @@ def test_pareto_front_ties_and_errors():
         select(table({"a": {"x": (1, 0, 2)}}), {}, [])
     with pytest.raises(DeltaflowError, match="no axis rows for model 'zz'"):
         select(table({"a": {"x": (1, 0, 2)}}), {}, ["zz"])
+
+
+def test_a_gate_its_data_cannot_decide_is_underpowered():
+    """The demo's case: GSM8K n=25 guards math with a 2-point tolerance, but one item is 4
+    points and the CI is [-12, +12]: the pass is noise, ~900 items would decide it."""
+    axes = {"target": {"delta_pts": 38.5, "ci_low": 31.0, "ci_high": 46.0, "n": 200, "mde_pts": 9.5},
+            "math": {"delta_pts": 0.0, "ci_low": -12.0, "ci_high": 12.0, "n": 25, "mde_pts": 17.0}}
+    gates = {"target": {"target": {"min_gain_pts": 5}}, "guarded": {"math": {"tolerance_pts": 2}}}
+    v = gate_verdict(axes, gates)
+    math = next(c for c in v["checks"] if c["axis"] == "math")
+    assert v["passes"] and not v["decided"] and v["underpowered"] == ["math"]
+    assert math["underpowered"] and math["n_needed"] == 900
+    assert math["power_note"] == "CI half-width 12.00 pts > 2.00 pts: underpowered, ~900 items would decide it (now 25)"
+    # MDE 9.5 > the 5-point gain required, but the CI [31, 46] decides it however wide
+    assert not next(c for c in v["checks"] if c["axis"] == "target")["underpowered"]
+    small = gate_verdict({**axes, "target": {**axes["target"], "delta_pts": 6.0, "ci_low": -1.0, "ci_high": 13.0}}, gates)
+    target = next(c for c in small["checks"] if c["axis"] == "target")
+    assert target["underpowered"] and target["n_needed"] == 722  # 200 x (9.5 / 5)^2
+    assert underpowered_notes(small)[1].startswith("guarded axis math: CI half-width 12.00")
+    blocked = gate_verdict(axes, {**gates, "underpowered": "block"})
+    assert not blocked["passes"] and len(failed_reasons(blocked)) == 1
+    assert failed_reasons(blocked)[0].endswith("gates.underpowered is block")
+    wide = {**axes, "math": {**axes["math"], "ci_low": -1.0, "ci_high": 1.0}}
+    assert gate_verdict(wide, {"guarded": {"math": {"tolerance_pts": 2}}})["decided"]
+
+
+def test_selection_prefers_a_pass_the_data_decide():
+    df = table({"lucky": {"target": (9.0, 1.0, 17.0), "math": (0.0, -12.0, 12.0)},
+                "solid": {"target": (6.0, 4.0, 8.0), "math": (0.0, -1.0, 1.0)}})
+    gates = {"target": {"target": {"min_gain_pts": 1}}, "guarded": {"math": {"tolerance_pts": 2}}}
+    verdicts, sel = select(df, gates, ["lucky", "solid"])
+    assert verdicts["lucky"]["passes"] and verdicts["lucky"]["underpowered"] == ["math"]
+    assert sel["chosen"] == "solid" and "with data that decide it" in sel["reason"]
+    assert not sel["chosen_underpowered"]

@@ -82,3 +82,16 @@ def test_seeds_and_errors():
         resample_means(np.array([]), 10, 0)
     with pytest.raises(DeltaflowError, match="same items"):
         paired_bootstrap([1, 0], [1], resamples=1000)
+
+
+def test_minimum_detectable_effect_from_the_item_variance():
+    """MDE = (z_0.975 + z_0.8) x SE; the bootstrap SE of a mean of n paired deltas is sd/sqrt(n)."""
+    from deltaflow.stats import MDE_Z, items_needed, minimum_detectable_effect
+
+    rng = np.random.default_rng(0)
+    left = rng.integers(0, 2, 400).astype(float)
+    right = rng.integers(0, 2, 400).astype(float)
+    c = compare_scores(left, right, resamples=4000, seed=0, confidence=0.95)
+    expected = MDE_Z * (right - left).std(ddof=1) / np.sqrt(400)
+    assert minimum_detectable_effect(c.resampled) == pytest.approx(expected, rel=0.05)
+    assert items_needed(25, 12.0, 2.0) == 900 and items_needed(25, 1.0, 0) is None

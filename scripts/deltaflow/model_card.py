@@ -39,7 +39,13 @@ def _gate_section(model: str, verdict: dict, selection: dict) -> list[str]:
         lines += [markdown_table(pd.DataFrame([{
             "axis": c["axis"], "kind": c["kind"], "bound": c["bound"],
             "value (pts)": f"{c['value_pts']:+.2f}", "threshold (pts)": f"{c['threshold_pts']:+.2f}",
-            "verdict": "pass" if c["passed"] else "FAIL"} for c in verdict["checks"]])), ""]
+            "verdict": "pass" if c["passed"] else "FAIL",
+            "decided by the data": "no: " + c["power_note"] if c.get("underpowered") else "yes"}
+            for c in verdict["checks"]])), ""]
+        if verdict.get("underpowered"):
+            lines += [f"**Underpowered:** the {', '.join(verdict['underpowered'])} gate(s) cannot be decided at "
+                      "these item counts (the tolerance is below the CI half-width or the required gain below "
+                      "the minimum detectable effect); the verdict there is noise, not evidence.", ""]
     lines += [f"Selection: `{selection['formula']}`, λ = {selection['lambda']:g}; "
               f"{selection['reason']}.", "",
               markdown_table(pd.DataFrame([{

@@ -17,6 +17,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .errors import DeltaflowError
+from .stats import items_needed
 from .tables import EVALUATED
 
 
@@ -25,8 +26,31 @@ def axis_rows(df: pd.DataFrame, model: str) -> dict[str, dict]:
     if rows.empty:
         raise DeltaflowError(f"no axis rows for model '{model}' in the delta table")
     return {r.benchmark if r.level == "axis" else "macro_avg":
-            {"delta_pts": float(r.delta_pts), "ci_low": float(r.ci_low), "ci_high": float(r.ci_high)}
+            {"delta_pts": float(r.delta_pts), "ci_low": float(r.ci_low), "ci_high": float(r.ci_high),
+             **({"n": int(r.n)} if "n" in rows else {}),
+             **({"mde_pts": float(r.mde_pts)} if "mde_pts" in rows and pd.notna(r.mde_pts) else {})}
             for r in rows.itertuples()}
+
+
+def power_check(a: dict, kind: str, threshold: float) -> dict:
+    """Whether the axis's data can decide its gate: a guarded gate's tolerance smaller than the
+    CI half-width, or a target gate's required gain (> 0) smaller than the minimum detectable
+    effect, with the CI straddling the threshold, is undecided at this n (pass or fail is
+    noise): underpowered, with the items it would need. A CI wholly on one side of the
+    threshold decides the gate however wide it is."""
+    half = (a["ci_high"] - a["ci_low"]) / 2
+    if kind == "guarded":
+        have, want, what = half, -threshold, "CI half-width"
+    else:
+        have, want, what = a.get("mde_pts", half), threshold, "MDE" if "mde_pts" in a else "CI half-width"
+    if want <= 0:  # a 0-point target or tolerance: any nonzero noise exceeds it; not assessed
+        return {"underpowered": False, "power_note": f"{what} {have:.2f} pts (threshold 0: not assessed)"}
+    under = have > want and a["ci_low"] < threshold < a["ci_high"]
+    n = a.get("n")
+    need = items_needed(n, have, want) if under and n else None
+    note = (f"{what} {have:.2f} pts {'>' if under else '<='} {want:.2f} pts"
+            + (f": underpowered, ~{need} items would decide it (now {n})" if under and need else ""))
+    return {"underpowered": under, "n_needed": need, "power_note": note}
 
 
 def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
@@ -38,7 +62,7 @@ def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
         ok = value >= need
         what = "Δ" if bound == "point" else "CI lower bound"
         checks.append({"axis": axis, "kind": "target", "bound": bound, "value_pts": value,
-                       "threshold_pts": need, "passed": ok,
+                       "threshold_pts": need, "passed": ok, **power_check(a, "target", need),
                        "reason": f"target axis {axis}: {what} {value:+.2f} pts "
                                  f"{'>=' if ok else '<'} required gain {need:+.2f}"})
     for axis, rule in sorted(gates.get("guarded", {}).items()):
@@ -47,10 +71,13 @@ def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
         ok = value >= -tol
         what = "Δ" if bound == "point" else "CI lower bound"
         checks.append({"axis": axis, "kind": "guarded", "bound": bound, "value_pts": value,
-                       "threshold_pts": -tol, "passed": ok,
+                       "threshold_pts": -tol, "passed": ok, **power_check(a, "guarded", -tol),
                        "reason": f"guarded axis {axis}: {what} {value:+.2f} pts "
                                  f"{'within' if ok else 'beyond'} tolerance -{tol:.2f}"})
-    return {"passes": all(c["passed"] for c in checks), "checks": checks}
+    underpowered = [c["axis"] for c in checks if c["underpowered"]]
+    block = gates.get("underpowered", "warn") == "block"
+    return {"passes": all(c["passed"] for c in checks) and not (block and underpowered),
+            "decided": not underpowered, "underpowered": underpowered, "checks": checks}
 
 
 def selection_score(axes: dict[str, dict], gates: dict, lam: float) -> dict:
@@ -90,17 +117,25 @@ def select(df: pd.DataFrame, gates: dict, candidates: list[str],
         axes = axis_rows(df, model)
         verdicts[model] = gate_verdict(axes, gates)
         rows.append({"model": model, **selection_score(axes, gates, lam),
-                     "passes_gates": verdicts[model]["passes"], "excluded": excluded.get(model, "")})
+                     "passes_gates": verdicts[model]["passes"], "decided": verdicts[model]["decided"],
+                     "excluded": excluded.get(model, "")})
     front = pareto_front({r["model"]: (r["target_gain_pts"], r["worst_guarded_regression_pts"])
                           for r in rows})
     for r in rows:
         r["on_frontier"] = r["model"] in front
     eligible = [r for r in rows if not r["excluded"]]
     passing = [r for r in eligible if r["passes_gates"]]
-    pool = passing or eligible
+    # an underpowered pass is no evidence: models whose every gate is decided by their data come first
+    decided = [r for r in passing if r["decided"]]
+    pool = decided or passing or eligible
     best = min(pool, key=lambda r: (-r["score"], -r["target_gain_pts"], r["model"]))
-    reason = (f"highest score among the {len(passing)} of {len(rows)} models that pass every gate"
-              if passing else f"no model passes every gate; highest score of all {len(eligible)} eligible models")
+    if decided:
+        reason = f"highest score among the {len(decided)} of {len(rows)} models that pass every gate with data that decide it"
+    elif passing:
+        reason = (f"highest score among the {len(passing)} of {len(rows)} models that pass every gate; "
+                  "every pass is underpowered (the gates' tolerances are below what the items can resolve)")
+    else:
+        reason = f"no model passes every gate; highest score of all {len(eligible)} eligible models"
     if excluded:
         reason += f" ({len(excluded)} excluded: {', '.join(sorted(excluded))})"
     selection = {
@@ -108,7 +143,8 @@ def select(df: pd.DataFrame, gates: dict, candidates: list[str],
         "guarded_axes": sorted(gates.get("guarded", {})),
         "formula": "score = target_gain - lambda * max(0, worst_guarded_regression)",
         "excluded": excluded,
-        "chosen": best["model"], "chosen_passes_gates": best["passes_gates"], "reason": reason,
+        "chosen": best["model"], "chosen_passes_gates": best["passes_gates"],
+        "chosen_underpowered": verdicts[best["model"]]["underpowered"], "reason": reason,
         "frontier": front,
         "candidates": sorted(rows, key=lambda r: (-r["score"], r["model"])),
     }
@@ -116,4 +152,12 @@ def select(df: pd.DataFrame, gates: dict, candidates: list[str],
 
 
 def failed_reasons(verdict: dict) -> list[str]:
-    return [c["reason"] for c in verdict["checks"] if not c["passed"]]
+    failed = [c["reason"] for c in verdict["checks"] if not c["passed"]]
+    if not verdict["passes"] and not failed:  # gates.underpowered: block
+        failed = [f"{c['reason']}: gates.underpowered is block" for c in verdict["checks"] if c["underpowered"]]
+    return failed
+
+
+def underpowered_notes(verdict: dict) -> list[str]:
+    """The checks whose data cannot decide them, in words (release check, model card)."""
+    return [f"{c['kind']} axis {c['axis']}: {c['power_note']}" for c in verdict["checks"] if c["underpowered"]]

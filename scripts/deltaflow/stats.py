@@ -113,6 +113,26 @@ def compare_scores(left, right, *, resamples: int, seed: int, confidence: float)
     )
 
 
+# z_{1-alpha/2} + z_{power} for a two-sided test at alpha 0.05 with 80% power
+MDE_Z = 1.959964 + 0.841621
+
+
+def minimum_detectable_effect(resampled_means: np.ndarray) -> float:
+    """The smallest true delta this comparison would detect (paired, two-sided alpha 0.05, 80%
+    power): (z_0.975 + z_0.8) x the standard error of the mean delta, the standard error read
+    from the bootstrap means (the item-level variance of the paired deltas; for an axis or the
+    macro average, of their average). A delta claimed below it is within what n items can show."""
+    return float(MDE_Z * np.std(resampled_means, ddof=1)) if len(resampled_means) > 1 else 0.0
+
+
+def items_needed(n: int, have: float, want: float) -> int | None:
+    """Items needed to shrink a half-width or MDE of ``have`` to ``want`` (both scale as
+    1/sqrt(n)); None when ``want`` is not positive."""
+    if want <= 0:
+        return None
+    return int(np.ceil(n * (have / want) ** 2))
+
+
 def pooled_ci(parts: list[Comparison], confidence: float) -> tuple[float, float, float]:
     """Mean of the parts' deltas (a macro average) with a CI from their shared resamples.
 

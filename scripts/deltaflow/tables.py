@@ -18,11 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .errors import DeltaflowError
 from .io import read_json, read_jsonl, sha256_path
-from .stats import Comparison, benchmark_seed, compare_scores, pooled_ci
+from .stats import Comparison, benchmark_seed, compare_scores, minimum_detectable_effect, pooled_ci
 
 REFERENCE = "reference (not re-run)"
 EVALUATED = "evaluated"
@@ -151,6 +152,7 @@ def compare_models(results: list[EvalResult], left: str, right: str,
 
 def _row(left, right, level, name, axis, metric, parts: list[Comparison], settings) -> dict:
     delta, lo, hi = pooled_ci(parts, settings.confidence)
+    mde = minimum_detectable_effect(np.vstack([p.resampled for p in parts]).mean(axis=0))
     single = parts[0] if len(parts) == 1 and level == "benchmark" else None
     mean = lambda attr: sum(getattr(p, attr) for p in parts) / len(parts)  # noqa: E731
     flips = [p for p in parts if p.wrong_to_correct is not None]
@@ -158,7 +160,7 @@ def _row(left, right, level, name, axis, metric, parts: list[Comparison], settin
         "left": left, "right": right, "level": level, "benchmark": name, "axis": axis,
         "metric": metric, "n": sum(p.n for p in parts),
         "left_score": _pts(mean("left_score")), "right_score": _pts(mean("right_score")),
-        "delta_pts": _pts(delta), "ci_low": _pts(lo), "ci_high": _pts(hi),
+        "delta_pts": _pts(delta), "ci_low": _pts(lo), "ci_high": _pts(hi), "mde_pts": _pts(mde),
         "right_better": round(mean("right_better"), 4), "left_better": round(mean("left_better"), 4),
         "tie": round(mean("tie"), 4),
         "wrong_to_correct": sum(p.wrong_to_correct for p in flips) if flips else None,
@@ -168,7 +170,7 @@ def _row(left, right, level, name, axis, metric, parts: list[Comparison], settin
 
 
 DELTA_COLUMNS = ["model", "source", "level", "benchmark", "axis", "metric", "n", "base_score", "score",
-                 "delta_pts", "ci_low", "ci_high", "mcnemar_p", "wrong_to_correct", "correct_to_wrong"]
+                 "delta_pts", "ci_low", "ci_high", "mde_pts", "mcnemar_p", "wrong_to_correct", "correct_to_wrong"]
 
 
 def delta_table(results: list[EvalResult], *, baseline: str = "base",
@@ -185,6 +187,7 @@ def delta_table(results: list[EvalResult], *, baseline: str = "base",
                          "benchmark": r["benchmark"], "axis": r["axis"], "metric": r["metric"], "n": r["n"],
                          "base_score": r["left_score"], "score": r["right_score"],
                          "delta_pts": r["delta_pts"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
+                         "mde_pts": r["mde_pts"],
                          "mcnemar_p": r["mcnemar_p"], "wrong_to_correct": r["wrong_to_correct"],
                          "correct_to_wrong": r["correct_to_wrong"]})
     df = pd.DataFrame(rows, columns=DELTA_COLUMNS)
@@ -293,6 +296,7 @@ def model_section(df: pd.DataFrame, model: str, confidence: float) -> pd.DataFra
         line = {"benchmark (n)": _label(r), "base": _fmt(r.base_score), model: _fmt(r.score),
                 "Δ pts": _fmt(r.delta_pts, "{:+.2f}"),
                 f"{pct}% CI": f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
+                "MDE": _fmt(r.get("mde_pts"), "{:.2f}"),
                 "McNemar p": _fmt(r.mcnemar_p, "{:.3g}"),
                 "W→C / C→W": ("" if pd.isna(r.wrong_to_correct)
                               else f"{int(r.wrong_to_correct)} / {int(r.correct_to_wrong)}")}
@@ -324,7 +328,9 @@ def table_notes(settings: TableSettings, has_refs: bool) -> str:
     text = (f"Scores in percent; Δ in points (model − base); {pct}% CI from a paired bootstrap over "
             f"shared items ({settings.resamples} resamples, seed {settings.seed}); axis and macro "
             "rows average their benchmarks' deltas. McNemar p: exact test on the discordant "
-            "items (binary metrics). W→C / C→W: items that flipped wrong→correct / correct→wrong.")
+            "items (binary metrics). W→C / C→W: items that flipped wrong→correct / correct→wrong. "
+            "MDE: the smallest true Δ this n can detect (paired, two-sided α 0.05, 80% power, from the "
+            "bootstrap standard error); a Δ below it is within what these items can show.")
     if has_refs:
         text += " \\* reference scores from config, not re-run here (no CI)."
     return text
