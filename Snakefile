@@ -25,6 +25,7 @@ include: "rules/export.smk"
 include: "rules/eval.smk"
 include: "rules/judge.smk"
 include: "rules/tables.smk"
+include: "rules/seeds.smk"
 include: "rules/selection.smk"
 include: "rules/report.smk"
 

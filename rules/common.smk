@@ -11,6 +11,7 @@ from deltaflow.models import ModelGraph, gguf_path
 from deltaflow.codedeps import code_closure
 from deltaflow.gguf_export import CONVERTER_TYPES, FTYPES, GGUF_TYPES
 from deltaflow.io import sha256_text
+from deltaflow.seeds import families as seed_families, is_seed_arm
 from deltaflow.judging import is_judged, judge_label, judge_ref, settings as judge_settings
 from deltaflow import sources
 
@@ -37,7 +38,9 @@ EXPORTED = config["export"]["models"]
 GGUF_TYPES = config["export"]["gguf_types"]
 MODELS = GRAPH.names
 # the models the selection chooses among: every run and checkpoint ("best, not last")
-CANDIDATES = [m for m in MODELS if m != "base"]
+# replicate-seed arms (`<run>~s<seed>`, deltaflow.seeds) measure seed variance; never a release candidate
+SEED_FAMILIES = seed_families(config)
+CANDIDATES = [m for m in MODELS if m != "base" and not is_seed_arm(m)]
 BENCHMARKS = sorted(config["benchmarks"])
 # resolved once: params functions run per job, and a 10k-job grid would resolve each 200 times
 BENCH_SPECS = {name: benchmark_spec(config, name) for name in BENCHMARKS}
@@ -241,4 +244,5 @@ def get_final_output():
             "results/tables/comparisons.csv", "results/tables/release_check.txt",
             "results/model_card.md", "results/plots/forest.png",
             *(["results/tables/gguf_parity.md"] if parity_reports() else []),
+            *(["results/tables/seeds.md"] if SEED_FAMILIES else []),
             *[f"results/mixtures/{m}/report.md" for m in MIXTURES]]

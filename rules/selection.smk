@@ -6,6 +6,8 @@ rule select:
     input:
         delta="results/tables/delta.csv",
         parity=parity_reports(),
+        # a run with replicate seeds is judged on its seed-averaged rows
+        seeds=["results/tables/seeds.csv"] if SEED_FAMILIES else [],
         code=script_code("select_model.py"),
     output:
         gates="results/tables/gates.json",

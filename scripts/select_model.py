@@ -4,6 +4,7 @@ import pandas as pd
 from deltaflow.io import read_json, write_json, write_text
 from deltaflow.rulekit import start_job
 from deltaflow.selection import select
+from deltaflow.tables import EVALUATED
 
 start_job(snakemake)  # noqa: F821
 p, out = snakemake.params, snakemake.output  # noqa: F821
@@ -14,7 +15,17 @@ for path in snakemake.input.parity:  # noqa: F821
     report = read_json(path)
     if not report["passed"]:
         excluded[report["model"]] = f"GGUF parity check failed: {report['reason']}"
+# runs with replicate seeds: their axis and macro rows are the seed-averaged ones (deltaflow.seeds),
+# so a gate or the choice rests on the run, not on one lucky seed
+seeds = {}
+for path in snakemake.input.seeds:  # noqa: F821
+    sdf = pd.read_csv(path)
+    seeds = {m: int(g.seeds.iloc[0]) for m, g in sdf.groupby("model")}
+    rows = sdf[sdf.level.isin(["axis", "macro"])].assign(source=EVALUATED)
+    df = pd.concat([df[~(df.model.isin(seeds) & df.level.isin(["axis", "macro"]) & (df.source == EVALUATED))],
+                    rows[[c for c in rows.columns if c in df.columns]]], ignore_index=True)
 verdicts, selection = select(df, p.gates, list(p.candidates), excluded=excluded)
+selection["seeds"] = {m: seeds.get(m, 1) for m in p.candidates}
 write_json(out.gates, verdicts)
 write_json(out.selection, selection)
 write_text(out.pareto, pd.DataFrame(selection["candidates"]).to_csv(index=False))

@@ -24,6 +24,7 @@ from .grid import expand_grids
 from .judging import check_spec as check_judge
 from .lmeval_tasks import is_lm_eval_task
 from .models import ModelGraph
+from .seeds import expand_seeds, is_seed_arm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
@@ -84,6 +85,10 @@ def validate_config(config: dict, *, check_files: bool = True) -> dict:
     """
     schema = load_schema()
     validator = _Validator(schema)
+    # seed arms are derived (deltaflow.seeds); a config validated before holds them: derive again
+    for section in ("runs", "recipes"):
+        for name in [n for n in (config.get(section) or {}) if is_seed_arm(n)]:
+            del config[section][name]
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
@@ -98,7 +103,7 @@ def validate_config(config: dict, *, check_files: bool = True) -> dict:
             lines.append(f"config key '{_key(err.absolute_path)}': {msg}{hint}")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     expand_grids(config, _recipe_validator(schema))
-    problems = list(_check_references(config, check_files=check_files))
+    problems = expand_seeds(config) + list(_check_references(config, check_files=check_files))
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config

@@ -46,6 +46,11 @@ def _gate_section(model: str, verdict: dict, selection: dict) -> list[str]:
             lines += [f"**Underpowered:** the {', '.join(verdict['underpowered'])} gate(s) cannot be decided at "
                       "these item counts (the tolerance is below the CI half-width or the required gain below "
                       "the minimum detectable effect); the verdict there is noise, not evidence.", ""]
+    k = (selection.get("seeds") or {}).get(model, 1)
+    lines += [f"Training seeds behind these numbers: **{k}**"
+              + (" (gates and selection use the seed-averaged rows with a CI that includes seed variance; "
+                 "results/tables/seeds.md)." if k > 1 else " (one seed: a delta smaller than the seed-to-seed "
+                 "spread cannot be told from seed noise; declare `seeds:` on the run to measure it)."), ""]
     lines += [f"Selection: `{selection['formula']}`, λ = {selection['lambda']:g}; "
               f"{selection['reason']}.", "",
               markdown_table(pd.DataFrame([{
