@@ -15,7 +15,7 @@ def test_registry_lists_real_benchmarks():
             "piqa", "boolq", "winogrande", "humaneval", "mbpp", "ifbench", "truthfulqa_mc1"} <= set(registry.available())
     for name in registry.available():
         s = registry.load(name)
-        assert s["axis"] and s["output_type"] in ("multiple_choice", "generate_until", "code", "instruction") and s["metric"]
+        assert s["axis"] and s["output_type"] in ("multiple_choice", "generate_until", "code", "instruction", "open_ended") and s["metric"]
 
 
 def test_arc_easy_from_packaged_data():
