@@ -85,6 +85,10 @@ def test_logprob_verdicts_and_rubric_ratings():
     assert {r["rating"] for r in records} == {7.0} and records[0]["score"] == pytest.approx(6 / 9)
     m = judge_metrics(rubric, records)
     assert m["metric"] == "rubric_score" and m["all_metrics"]["mean_rating"] == 7.0
+    expected = _spec(kind="rubric", rating="expected")
+    lls = [-50.0] * 10
+    lls[6] = lls[7] = np.log(0.5)  # "7" and "8" equally likely
+    assert parse_verdict(expected, _raw("x", lls=lls))[0] == "7.5000"
     gen = _spec(kind="rubric", mode="generate")
     assert parse_verdict(gen, _raw("x", text="Clear and complete. Rating: [[10]]"))[0] == "10"
     assert parse_verdict(gen, _raw("x", text="8]] because it is fine"))[0] == "8"  # continues the prompt's "[["

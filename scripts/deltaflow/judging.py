@@ -23,7 +23,9 @@ Kinds:
   the metrics keep the mean rating on 1-10 with its bootstrap CI.
 
 Modes: ``logprob`` reads the verdict from the judge's log-likelihoods of the verdict labels
-(every judgment parses; fit for small judges), ``generate`` lets the judge write and parses
+(every judgment parses; fit for small judges; a rubric may take the most likely rating, or
+``rating: expected``, G-Eval's probability-weighted mean over 1-10, which a small judge
+anchored on one number still spreads), ``generate`` lets the judge write and parses
 ``[[A]]`` / ``[[7]]`` (MT-Bench's format) with a regex. A judgment that does not parse counts as
 a tie (pairwise) or the scale's midpoint (rubric) so items stay paired; the count is in the
 metrics and above ``max_unparsed_share`` the benchmark fails instead of reporting a number.
@@ -67,7 +69,7 @@ RUBRIC_TEMPLATE = (
 VERDICT_PREFIX = {"pairwise": "Verdict: [[", "rubric": "Rating: [["}
 PARSE = {"pairwise": r"\[\[([ABC])\]\]", "rubric": r"\[\[(10|[1-9])(?:\.\d+)?\]\]"}
 
-DEFAULTS = {"mode": "logprob", "baseline": "base", "max_unparsed_share": 0.1, "max_gen_toks": 64,
+DEFAULTS = {"mode": "logprob", "baseline": "base", "rating": "argmax", "max_unparsed_share": 0.1, "max_gen_toks": 64,
             "chat_template": False, "bootstrap_resamples": 1000, "confidence": 0.95, "seed": 0}
 
 
@@ -126,6 +128,8 @@ def check_spec(name: str, spec: dict, models: list[str]) -> list[str]:
     errors = []
     if s.get("kind") not in KINDS:
         errors.append(f"{key}.kind': {s.get('kind')!r}; use one of {', '.join(KINDS)}")
+    if s["rating"] not in ("argmax", "expected"):
+        errors.append(f"{key}.rating': {s['rating']!r}; use argmax or expected")
     if s["mode"] not in MODES:
         errors.append(f"{key}.mode': {s['mode']!r}; use one of {', '.join(MODES)}")
     given = [k for k in ("model", "path", "hub") if s.get(k)]
@@ -219,7 +223,11 @@ def parse_verdict(spec: dict, raw: dict) -> tuple[str | None, str]:
     if "loglikelihoods" in raw:
         choices = LABELS if s["kind"] == "pairwise" else RATINGS
         lls = raw["loglikelihoods"]
-        return choices[int(np.argmax(lls))], json.dumps({c: round(v, 4) for c, v in zip(choices, lls)})
+        text = json.dumps({c: round(v, 4) for c, v in zip(choices, lls)})
+        if s["kind"] == "rubric" and s["rating"] == "expected":  # G-Eval: the probability-weighted rating
+            p = np.exp(np.asarray(lls) - np.max(lls))
+            return f"{float(np.dot(p / p.sum(), np.arange(1, 11))):.4f}", text
+        return choices[int(np.argmax(lls))], text
     text = raw["responses"][0]
     found = re.findall(s["parse"], (VERDICT_PREFIX[s["kind"]] if s["chat_template"] else "") + text) \
         or re.findall(s["parse"], "[[" + text)  # a reply that continues the prompt's "[["
