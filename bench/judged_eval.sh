@@ -30,7 +30,7 @@ import json, sys
 from pathlib import Path
 out = Path(sys.argv[1]) / "results"
 for model in ("base", "arith_lora"):
-    for bench in ("style_pairwise", "style_rubric"):
+    for bench in ("style_pairwise", "style_rubric", "style_rubric_expected"):
         m = json.loads((out / f"judged/{model}/{bench}.json").read_text())
         keep = {k: ([round(x, 4) for x in v] if isinstance(v, list) else round(v, 4) if isinstance(v, float) else v)
                 for k, v in m["all_metrics"].items()}
