@@ -46,6 +46,16 @@ def tiny_random_model(out: Path) -> Path:
     return out
 
 
+def config_errors(cfg: dict) -> str:
+    """The text of the ConfigError that validating ``cfg`` must raise (every problem listed)."""
+    from deltaflow.config import validate_config
+    from deltaflow.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    return str(err.value)
+
+
 def write_config(workdir: Path, cfg: dict) -> Path:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

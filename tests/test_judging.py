@@ -1,20 +1,19 @@
 """Judged evals (deltaflow.judging): pairwise in both orders and rubric, verdict parsing, the
 unparsed-verdict guard, the length-controlled win rate, a real judge (the tiny model) through the
-one eval path, config errors, and the judged benchmark through the whole workflow."""
+one eval path and config errors (through the workflow: test_users_benchmarks)."""
 import numpy as np
 import pytest
 
 from deltaflow import registry
 from deltaflow.benchmark_eval import raw_outputs
 from deltaflow.benchmarks import prepare_items
-from deltaflow.config import validate_config
-from deltaflow.errors import ConfigError, DeltaflowError
+from deltaflow.errors import DeltaflowError
 from deltaflow.evaluation import load_model
 from deltaflow.io import write_jsonl
 from deltaflow.judging import (judge_docs, judge_eval_spec, judge_metrics, judge_records,
                                length_controlled_win_rate, parse_verdict)
 
-from conftest import tiny_config, tiny_random_model
+from conftest import config_errors, tiny_config, tiny_random_model
 
 DOCS = [{"doc_id": f"q{i}", "query": f"Write about topic {i}.", "answer": "", "text": ""} for i in range(4)]
 MINE = {f"q{i}": "mine " * (i + 1) for i in range(4)}
@@ -152,9 +151,7 @@ def test_judge_config_errors_before_any_job():
     cfg["benchmarks"]["two"] = {"task": "writingbench_en", "judge": {"kind": "rubric", "model": "base", "path": "/x"}}
     cfg["benchmarks"]["hub"] = {"task": "writingbench_en", "judge": {"kind": "rubric", "hub": "Qwen/Qwen2.5-7B-Instruct"}}
     cfg["benchmarks"]["dir"] = {"task": "writingbench_en", "judge": {"kind": "rubric", "path": "/nonexistent/judge"}}
-    with pytest.raises(ConfigError) as err:
-        validate_config(cfg)
-    msg = str(err.value)
+    msg = config_errors(cfg)
     assert "benchmarks.style.judge.model': 'gpt-4' is not a model of this workflow" in msg
     assert "benchmarks.style.judge.baseline': 'nobody' is not a model" in msg
     assert "benchmarks.style.judge.parse': 'no group' needs exactly one group" in msg

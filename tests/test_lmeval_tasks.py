@@ -11,12 +11,11 @@ from deltaflow import sources
 from deltaflow.benchmark_eval import evaluate_benchmark
 from deltaflow.benchmarks import prepare_docs, select_subset
 from deltaflow.config import benchmark_spec, validate_config
-from deltaflow.errors import ConfigError
 from deltaflow.evaluation import load_model
 from deltaflow.io import write_jsonl
 from deltaflow.lmeval_tasks import registry_spec, task_yaml
 
-from conftest import tiny_config, tiny_random_model
+from conftest import config_errors, tiny_config, tiny_random_model
 from test_lm_eval_parity import _run_cli
 
 ARC_ARROW = "hf_datasets/ai2_arc/ARC-Easy/validation/data-00000-of-00001.arrow"
@@ -44,9 +43,7 @@ def test_lm_eval_task_config_errors():
     cfg["benchmarks"]["nope"] = {"task": "lm_eval:no_such_task_xyz"}
     cfg["benchmarks"]["badmetric"] = {"task": "lm_eval:arc_easy", "metric": "f1,none", "lm_eval": _arc_overrides()}
     cfg["benchmarks"]["rolling"] = {"task": "lm_eval:wikitext"}
-    with pytest.raises(ConfigError) as err:
-        validate_config(cfg)
-    msg = str(err.value)
+    msg = config_errors(cfg)
     assert "benchmarks.nope.task': 'lm_eval:no_such_task_xyz': lm-eval 0.4.13 has no task named 'no_such_task_xyz'" in msg
     assert "benchmarks.badmetric.metric': 'f1,none' is not one of the task's per-sample metrics: acc,none, acc_norm,none" in msg
     assert "benchmarks.rolling.task': 'lm_eval:wikitext' is a loglikelihood_rolling task" in msg
