@@ -46,7 +46,7 @@ def slurm_config() -> dict:
     submitted (SLURM's status polling, not the work, is what a job costs here)."""
     cfg = tiny_config()
     cfg["train"] = {"gpus": 1}  # scheduled on the GRES-declared GPUs; runs on the CPU here
-    cfg["eval"] = {"gpus": 1, "batch_size": 8}
+    cfg["eval"] = {**cfg["eval"], "gpus": 1}  # tiny.yaml's batch size and generation guards kept
     cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
     cfg["mixtures"] = {"mix_a": cfg["mixtures"]["mix_a"]}
     del cfg["datasets"]["dpo"]

@@ -97,7 +97,8 @@ def test_workflow_eval_job_with_the_vllm_backend(tmp_path):
     cfg["gates"] = {}
     cfg["tables"] = {}
     cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
-    cfg["eval"] = {"backend": "vllm", "vllm": {"dtype": "float32", "max_model_len": 512}}
+    cfg["eval"] = {"backend": "vllm", "vllm": {"dtype": "float32", "max_model_len": 512},
+                   "guards": cfg["eval"]["guards"]}  # the tiny random model never stops (tiny.yaml)
     for key in ("merges", "sweeps", "export"):
         cfg.pop(key, None)
     run_snakemake(tmp_path, write_config(tmp_path, cfg), "results/evals/base/summary.json")
