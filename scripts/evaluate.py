@@ -8,10 +8,11 @@ benchmark and a summary.json.
 import logging
 from pathlib import Path
 
-from deltaflow.benchmark_eval import LazyModel, cache_key, evaluate_benchmark, generation_code, raw_outputs
+from deltaflow.benchmark_eval import (LazyModel, cache_key, evaluate_benchmark, generation_code, raw_outputs,
+                                      write_benchmark_outputs)
 from deltaflow.evaluation import load_model, model_identity, token_counter
 from deltaflow.benchmarks import with_shots
-from deltaflow.io import read_jsonl, sha256_path, write_json, write_jsonl
+from deltaflow.io import read_jsonl, write_json, write_jsonl
 from deltaflow.judging import is_judged
 from deltaflow.provenance import build_manifest, device_class, output_versions
 from deltaflow.rulekit import start_job
@@ -101,14 +102,9 @@ for i, (spec, docs, key) in enumerate(zip(specs, inp.docs, keys)):
                                          params={"spec": spec, **settings, "adapter_dir": p.adapter_dir,
                                                  "merged_dir": p.merged_dir, "gguf": p.gguf},
                                          started=started, extra={"versions": versions})
-    write_jsonl(snakemake.output.samples[j], records)  # noqa: F821
-    write_json(snakemake.output.metrics[j], metrics)  # noqa: F821
-    summary["benchmarks"][bench] = {
-        "score": metrics["score"], "n": metrics["n"], "cache_hit": metrics["cache"]["hit"],
-        "metrics": snakemake.output.metrics[j], "samples": snakemake.output.samples[j],  # noqa: F821
-        "metrics_sha256": sha256_path(snakemake.output.metrics[j]),  # noqa: F821
-        "samples_sha256": sha256_path(snakemake.output.samples[j]),  # noqa: F821
-    }
+    summary["benchmarks"][bench] = write_benchmark_outputs(snakemake.output.samples[j],  # noqa: F821
+                                                           snakemake.output.metrics[j],  # noqa: F821
+                                                           records, metrics, metrics["cache"]["hit"])
 # written last: the tables stage depends on this one file per model (not on every per-benchmark
 # file, which would cost Snakemake a DAG lookup each) and checks the hashes it lists
 write_json(snakemake.output.summary, summary)  # noqa: F821

@@ -8,9 +8,10 @@ import json
 import logging
 from pathlib import Path
 
-from deltaflow.benchmark_eval import LazyModel, benchmark_metrics, cache_key, generation_code, raw_outputs
+from deltaflow.benchmark_eval import (LazyModel, benchmark_metrics, cache_key, generation_code, raw_outputs,
+                                      write_benchmark_outputs)
 from deltaflow.evaluation import decoding_hash, load_model, model_identity
-from deltaflow.io import atomic_path, read_jsonl, sha256_path, sha256_text, write_json, write_jsonl
+from deltaflow.io import atomic_path, read_jsonl, sha256_path, sha256_text, write_json
 from deltaflow.judging import (judge_docs, judge_eval_spec, judge_label, judge_metrics, judge_records, responses_of,
                                settings)
 from deltaflow.provenance import build_manifest, device_class, output_versions
@@ -94,12 +95,6 @@ for i, spec in enumerate(p.specs):
                                          params={"spec": spec, "judge_model": p.judges[label]}, started=started)
     log.info("[%d/%d] %s: %s %.4f (n=%d, %d unparsed of %d judgments)", i + 1, len(p.specs), bench, metrics["metric"],
              metrics["score"], metrics["n"], metrics["unparsed"], metrics["judgments"])
-    write_jsonl(snakemake.output.samples[i], records)  # noqa: F821
-    write_json(snakemake.output.metrics[i], metrics)  # noqa: F821
-    summary["benchmarks"][bench] = {
-        "score": metrics["score"], "n": metrics["n"], "cache_hit": hit,
-        "metrics": snakemake.output.metrics[i], "samples": snakemake.output.samples[i],  # noqa: F821
-        "metrics_sha256": sha256_path(snakemake.output.metrics[i]),  # noqa: F821
-        "samples_sha256": sha256_path(snakemake.output.samples[i]),  # noqa: F821
-    }
+    summary["benchmarks"][bench] = write_benchmark_outputs(snakemake.output.samples[i],  # noqa: F821
+                                                           snakemake.output.metrics[i], records, metrics, hit)  # noqa: F821
 write_json(snakemake.output.summary, summary)  # noqa: F821

@@ -26,7 +26,7 @@ from .benchmarks import decoding_spec, lm_eval_task_config
 from .codedeps import code_closure, module_path
 from .errors import DeltaflowError
 from .evaluation import decoding_hash, generate_outputs, generation_spec
-from .io import atomic_dir, read_jsonl, sha256_path, sha256_text, write_jsonl
+from .io import atomic_dir, read_jsonl, sha256_path, sha256_text, write_json, write_jsonl
 from .provenance import output_versions
 from .scoring import score_all
 
@@ -185,6 +185,16 @@ def evaluate_benchmark(model, spec: dict, docs_path: Path, *, cache_dir: Path | 
     if cache_dir is not None and key:
         metrics["cache"] = {"key": key, "hit": hit}
     return BenchmarkResult(records, metrics, raws)
+
+
+def write_benchmark_outputs(samples_path, metrics_path, records: list[dict], metrics: dict, hit: bool) -> dict:
+    """Write one benchmark's per-item records and metrics; return its entry in the model's
+    summary.json (scores and the files' hashes, which tables.load_eval_results checks)."""
+    write_jsonl(samples_path, records)
+    write_json(metrics_path, metrics)
+    return {"score": metrics["score"], "n": metrics["n"], "cache_hit": hit,
+            "metrics": str(metrics_path), "samples": str(samples_path),
+            "metrics_sha256": sha256_path(metrics_path), "samples_sha256": sha256_path(samples_path)}
 
 
 def json_safe(value):

@@ -21,7 +21,7 @@ from .errors import ConfigError
 from .declared import check_template_spec
 from .gguf_export import GGUF_TYPES
 from .grid import expand_grids
-from .judging import check_spec as check_judge
+from .judging import check_spec as check_judge, headline_metric
 from .lmeval_tasks import is_lm_eval_task
 from .models import ModelGraph
 from .seeds import expand_seeds, is_seed_arm
@@ -546,5 +546,5 @@ def benchmark_spec(config: dict, name: str) -> dict:
         spec["fewshot"] = {**(spec.get("fewshot") or {}), **bench["fewshot"]}
     if bench.get("judge"):  # a judged benchmark (deltaflow.judging): the judge's verdicts are the score
         spec["judge"] = dict(bench["judge"])
-        spec["metric"] = "win_rate" if spec["judge"].get("kind") == "pairwise" else "rubric_score"
+        spec["metric"] = headline_metric(spec)
     return spec

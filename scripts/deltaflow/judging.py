@@ -41,6 +41,7 @@ import numpy as np
 
 from .errors import DeltaflowError
 from .io import sha256_text
+from .stats import benchmark_seed, percentile_ci, resample_means
 
 KINDS = ("pairwise", "rubric")
 MODES = ("logprob", "generate")
@@ -109,6 +110,7 @@ def is_judged(spec: dict) -> bool:
 
 
 def headline_metric(spec: dict) -> str:
+    """A judged benchmark's score: the win rate (pairwise) or the rubric score."""
     return "win_rate" if settings(spec)["kind"] == "pairwise" else "rubric_score"
 
 
@@ -234,12 +236,10 @@ def parse_verdict(spec: dict, raw: dict) -> tuple[str | None, str]:
     return (found[-1] if found else None), text
 
 
-def _bootstrap_ci(values: np.ndarray, s: dict, seed_text: str) -> list[float]:
-    rng = np.random.default_rng([s["seed"], int(sha256_text(seed_text)[:8], 16)])
-    idx = rng.integers(0, len(values), size=(s["bootstrap_resamples"], len(values)))
-    means = values[idx].mean(axis=1)
-    alpha = (1 - s["confidence"]) / 2
-    return [float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))]
+def _bootstrap_ci(values: np.ndarray, s: dict, name: str) -> list[float]:
+    """Percentile CI of the mean score, from the tables' own bootstrap (deltaflow.stats)."""
+    means = resample_means(values, s["bootstrap_resamples"], benchmark_seed(s["seed"], name))
+    return list(percentile_ci(means, s["confidence"]))
 
 
 def length_controlled_win_rate(preferences: np.ndarray, model_lengths: np.ndarray,
