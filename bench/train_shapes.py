@@ -45,6 +45,7 @@ def build_model(shape: str, out: Path) -> Path:
 def main() -> None:
     import torch
 
+    from deltaflow.config import schema_defaults
     from deltaflow.tasks import generate_task
     from deltaflow.training import train_adapter
 
@@ -57,10 +58,10 @@ def main() -> None:
     a = ap.parse_args()
     rows = [r for r in generate_task("arithmetic", train_rows=400, eval_rows=0, seed=0, name="bench")
             if r["split"] == "train"]
-    recipe = dict(r=16, alpha=32, dropout=0.0, target_modules="all-linear", learning_rate=2e-4,
+    recipe = schema_defaults("recipe", dict(r=16, alpha=32, dropout=0.0, target_modules="all-linear", learning_rate=2e-4,
                   lr_scheduler="linear", warmup_ratio=0.0, max_steps=a.steps, epochs=None,
                   batch_size=a.batch_size, grad_accum=1, max_length=a.max_length, sampling="random",
-                  assistant_only_loss=True, seed=0, logging_steps=max(1, a.steps // 4), precision="auto")
+                  assistant_only_loss=True, seed=0, logging_steps=max(1, a.steps // 4), precision="auto"))
     arms = {"lora": recipe, "qlora": {**recipe, "load_in_4bit": True}}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,8 @@ from deltaflow.codedeps import code_closure
 from deltaflow.gguf_export import CONVERTER_TYPES, FTYPES, GGUF_TYPES
 from deltaflow.io import sha256_text
 from deltaflow.seeds import families as seed_families, is_seed_arm
-from deltaflow.judging import is_judged, judge_label, judge_ref, settings as judge_settings
+from deltaflow.benchmarks import is_judged
+from deltaflow.judging import judge_label, judge_ref, settings as judge_settings
 from deltaflow import sources
 
 # Fills defaults and checks every cross-reference before any job is scheduled;
@@ -99,10 +100,10 @@ def get_mixture_dataset_manifests(wildcards):
 
 
 def decontamination_benchmarks(mixture):
-    spec = config["mixtures"][mixture].get("decontamination", {})
-    if spec.get("policy", "drop") == "off":
+    spec = config["mixtures"][mixture]["decontamination"]  # defaults filled by the schema
+    if spec["policy"] == "off":
         return []
-    chosen = spec.get("benchmarks")
+    chosen = spec["benchmarks"]
     return sorted(BENCHMARKS if chosen is None else chosen)
 
 

@@ -27,12 +27,12 @@ def count_tokens(row):
     return len(tok(text, add_special_tokens=False)["input_ids"])
 
 
-decon = spec.get("decontamination", {})
+decon = spec["decontamination"]  # the validated config: defaults filled from config/schema.yaml
 index = None
-if decon.get("policy", "drop") != "off" and inp.eval_items:
+if decon["policy"] != "off" and inp.eval_items:
     items = [EvalItem(Path(p).parent.name, str(d["doc_id"]), d.get("text") or d["query"])
              for p in inp.eval_items for d in read_jsonl(p)]
-    index = ContaminationIndex(items, ngram=decon.get("ngram", 13), min_tokens=decon.get("min_tokens", 8))
+    index = ContaminationIndex(items, ngram=decon["ngram"], min_tokens=decon["min_tokens"])
 parsers = {b: answer_parser(s) for b, s in params.label_specs.items()}
 result = build_mixture(name, spec, rows_by_dataset, count_tokens, index=index, parsers=parsers)
 

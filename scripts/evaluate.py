@@ -11,9 +11,8 @@ from pathlib import Path
 from deltaflow.benchmark_eval import (LazyModel, cache_key, evaluate_benchmark, generation_code, raw_outputs,
                                       write_benchmark_outputs)
 from deltaflow.evaluation import load_model, model_identity, token_counter
-from deltaflow.benchmarks import with_shots
+from deltaflow.benchmarks import is_judged, with_shots
 from deltaflow.io import read_jsonl, write_json, write_jsonl
-from deltaflow.judging import is_judged
 from deltaflow.provenance import build_manifest, device_class, output_versions
 from deltaflow.rulekit import start_job
 

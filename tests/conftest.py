@@ -56,6 +56,15 @@ def config_errors(cfg: dict) -> str:
     return str(err.value)
 
 
+def build_mixture(name: str, spec: dict, *args, **kwargs):
+    """deltaflow.mixture.build_mixture on ``spec`` with the schema's defaults filled in, as the
+    workflow's validated config holds it."""
+    from deltaflow import mixture
+    from deltaflow.config import schema_defaults
+
+    return mixture.build_mixture(name, schema_defaults("mixture", spec), *args, **kwargs)
+
+
 def write_config(workdir: Path, cfg: dict) -> Path:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

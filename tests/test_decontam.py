@@ -8,7 +8,7 @@ from deltaflow.benchmarks import prepare_items
 from deltaflow.datasets import normalize_dataset
 from deltaflow.decontam import ContaminationIndex, EvalItem, normalize_tokens
 from deltaflow.errors import DataError
-from deltaflow.mixture import build_mixture
+from conftest import build_mixture
 from deltaflow.tasks import generate_task
 
 

@@ -182,7 +182,7 @@ def test_merge_export_parity_eval_tables_end_to_end(smol_tiny, tmp_path):
 
 
 def test_new_tokens_through_training_eval_merge_and_gguf(smol_tiny, tmp_path):
-    """A run that adds <think> tokens (seed 000): trained rows in the adapter and its checkpoint
+    """A run that adds <think> tokens: trained rows in the adapter and its checkpoint
     arm, evaluated unmerged, merged and as a GGUF with the extended vocabulary."""
     think = tmp_path / "think.jsonl"
     think.write_text("".join(json.dumps({"messages": [

@@ -3,7 +3,9 @@ from collections import Counter
 import pytest
 
 from deltaflow.errors import ConfigError, DataError
-from deltaflow.mixture import build_mixture, realized_shares
+from deltaflow.mixture import realized_shares
+
+from conftest import build_mixture
 
 
 def rows(name, n, split="train"):
@@ -86,7 +88,7 @@ def test_fraction_rounding_to_zero_is_an_error():
 
 
 def test_bad_multiplier_is_an_error():
-    with pytest.raises(ConfigError, match="multiplier: must be > 0"):
+    with pytest.raises(ConfigError, match=r"components\[0\].multiplier: 0 is less than or equal to the minimum of 0"):
         build([{"dataset": "task", "multiplier": 0}])
 
 
@@ -135,7 +137,7 @@ def test_profiles_tag_rows_and_sum_shares():
 
 
 def test_violated_min_share_fails_with_realized_shares():
-    # seed 000's postmortem: task data below 5% of the mix
+    # a known failure: task data below 5% of the mix
     with pytest.raises(DataError, match=r"task share 0\.0476 violates min_share 0\.2.*Realized shares: chat 0\.9524"):
         build([{"dataset": "chat", "multiplier": 10}, {"dataset": "task", "multiplier": 1}],
               min_share={"task": 0.2})

@@ -5,30 +5,39 @@ from deltaflow.errors import DeltaflowError
 from deltaflow.training import (_best_by_val_loss, _training_args, load_base_for_training, peft_config_for, split_validation,
                                 total_steps, train_precision)
 
+from deltaflow.config import schema_defaults
+
+
+def recipe_of(**keys) -> dict:
+    """A recipe as the validated config holds it: the schema's defaults filled in."""
+    return schema_defaults("recipe", keys)
+
+
 RECIPE = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}
 
 
 def test_lora_dora_rslora_configs():
-    lora = peft_config_for({**RECIPE, "method": "lora"})
+    lora = peft_config_for(recipe_of(**RECIPE, method="lora"))
     assert not lora.use_dora and not lora.use_rslora and lora.target_modules == "all-linear"
-    dora = peft_config_for({**RECIPE, "method": "dora", "use_rslora": True})
+    dora = peft_config_for(recipe_of(**RECIPE, method="dora", use_rslora=True))
     assert dora.use_dora and dora.use_rslora and dora.r == 4 and dora.lora_alpha == 8
 
 
 def test_qlora_on_cpu_is_refused_before_loading_anything(tmp_path):
     # tmp_path holds no model: the error must come before any load is attempted
     with pytest.raises(DeltaflowError, match=r"QLoRA \(load_in_4bit\) needs a CUDA GPU.*train.device: cuda"):
-        load_base_for_training(tmp_path, {**RECIPE, "load_in_4bit": True}, "cpu")
+        load_base_for_training(tmp_path, recipe_of(**RECIPE, load_in_4bit=True), "cpu")
 
 
 def test_precision_auto_is_fp32_on_cpu_and_bf16_on_cuda(tmp_path):
-    assert train_precision({}, "cpu") == "fp32" and train_precision({}, "cuda") == "bf16"
-    assert train_precision({"precision": "bf16"}, "cpu") == "bf16"
+    assert train_precision(recipe_of(), "cpu") == "fp32" and train_precision(recipe_of(), "cuda") == "bf16"
+    assert train_precision(recipe_of(precision="bf16"), "cpu") == "bf16"
     with pytest.raises(DeltaflowError, match="fp16.*needs a CUDA GPU"):
-        train_precision({"precision": "fp16"}, "cpu")
+        train_precision(recipe_of(precision="fp16"), "cpu")
     recipe = {"max_steps": 10, "epochs": None, "batch_size": 2, "grad_accum": 1, "learning_rate": 1e-3,
               "lr_scheduler": "linear", "warmup_ratio": 0.1, "logging_steps": 2, "max_length": 32,
               "seed": 0, "sampling": "random"}
+    recipe = recipe_of(**recipe)
     cpu = _training_args({**recipe, "precision": "bf16"}, "cpu", tmp_path, False, 10, False)
     assert cpu["bf16"] and not cpu["fp16"] and cpu["use_cpu"] and cpu["warmup_steps"] == 1
     gpu = _training_args({**recipe, "precision": "fp16"}, "cuda", tmp_path, True, 10, True)
@@ -90,10 +99,59 @@ def test_bf16_recipe_trains_on_cpu_with_fp32_adapter_weights(tmp_path):
     model.save_pretrained(tmp_path / "base")
     tok.save_pretrained(tmp_path / "base")
     rows = [r for r in generate_task("arithmetic", train_rows=24, eval_rows=0, seed=0, name="a") if r["split"] == "train"]
-    recipe = dict(RECIPE, learning_rate=1e-3, lr_scheduler="linear", warmup_ratio=0.0, max_steps=3, epochs=None,
+    recipe = recipe_of(**RECIPE, learning_rate=1e-3, lr_scheduler="linear", warmup_ratio=0.0, max_steps=3, epochs=None,
                   batch_size=4, grad_accum=1, max_length=64, sampling="random", assistant_only_loss=True, seed=0,
                   logging_steps=1, precision="bf16")
     m = train_adapter(tmp_path / "base", rows, recipe, tmp_path / "adapter", device="cpu")
     assert m["precision"] == "bf16" and m["steps"] == 3 and all(c["loss"] > 0 for c in m["loss_curve"])
     weights = load_file(tmp_path / "adapter/adapter_model.safetensors")
     assert weights and {str(v.dtype) for v in weights.values()} == {"torch.float32"}
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("sampling", ["group_by_length", "random"])
+def test_resume_inside_a_later_epoch_repeats_the_uninterrupted_losses(tmp_path, monkeypatch, sampling):
+    """70 rows in batches of 4 are 18 steps an epoch: a run stopped after its step-20 checkpoint
+    (in the second epoch) and resumed logs, step for step, the losses of a run never stopped.
+    (Length-grouped batches drew the second epoch's order from torch's global RNG, which a resume
+    restores to the checkpoint's step, not to the epoch's start: the orders differed.)"""
+    from conftest import REPO
+    from deltaflow import training
+    from deltaflow.basemodel import build_random_llama
+    from deltaflow.tasks import generate_task
+
+    model, tok = build_random_llama(REPO / "tests/fixtures/tiny_corpus.txt", hidden_size=32, num_layers=2,
+                                    num_heads=4, vocab_size=300, seed=0)
+    model.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    rows = [r for r in generate_task("arithmetic", train_rows=70, eval_rows=0, seed=0, name="a") if r["split"] == "train"]
+    recipe = recipe_of(**RECIPE, learning_rate=1e-3, max_steps=30, batch_size=4, max_length=64, sampling=sampling,
+                       logging_steps=1, resume_every=4, seed=0)
+
+    def train(name: str, resume: str):
+        return training.train_adapter(tmp_path / "base", rows, recipe, tmp_path / name,
+                                      resume_dir=tmp_path / resume, resume_key="k")
+
+    clean = train("clean", "r0")
+    plain = training._loss_callback
+
+    def stopping(curve, eval_curve):  # the kill: right after the step-20 checkpoint is written
+        cb = plain(curve, eval_curve)
+
+        def on_save(args, state, control, **kw):
+            if state.global_step >= 20:
+                raise _Killed
+        cb.on_save = on_save
+        return cb
+
+    monkeypatch.setattr(training, "_loss_callback", stopping)
+    with pytest.raises(_Killed):
+        train("killed", "r1")
+    monkeypatch.setattr(training, "_loss_callback", plain)
+    resumed = train("resumed", "r1")
+    assert resumed["resumed_from_step"] == 20 and clean["resumed_from_step"] is None
+    expected = {c["step"]: c["loss"] for c in clean["loss_curve"] if c["step"] > 20}
+    assert {c["step"]: c["loss"] for c in resumed["loss_curve"]} == pytest.approx(expected, rel=1e-5, abs=1e-6)

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from deltaflow.errors import DeltaflowError
+from deltaflow.config import schema_defaults
 from deltaflow.training import peft_config_for
 from deltaflow.vocab import add_tokens, adapter_has_tokenizer, load_base_for_adapter, trainable_token_indices
 
-RECIPE = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"}
+RECIPE = schema_defaults("recipe", {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"})
 
 
 def make_base(path, tied: bool):

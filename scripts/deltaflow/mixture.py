@@ -181,7 +181,7 @@ def _filter_component(pool: list[dict], tokens: list[int], comp: dict, rep: Comp
             rep.rejected[reason_kind(reason)] = rep.rejected.get(reason_kind(reason), 0) + 1
         else:
             keep.append(i)
-    if label_errors and comp.get("on_label_mismatch", "error") == "error":
+    if label_errors and comp["on_label_mismatch"] == "error":
         row, reason = label_errors[0]
         raise DataError(
             f"{where}: {len(label_errors)} of {len(pool)} rows of dataset '{comp['dataset']}' have "
@@ -189,7 +189,7 @@ def _filter_component(pool: list[dict], tokens: list[int], comp: dict, rep: Comp
             "answers to the exact label strings, or set on_label_mismatch: reject to drop them")
     cap = comp.get("cap_per_class")
     if cap or comp.get("balance_classes"):
-        field_name = comp.get("label_field", "label")
+        field_name = comp["label_field"]
         by_class: dict[str, list[int]] = defaultdict(list)
         for i in keep:
             by_class[str(_label_of(pool[i], field_name))].append(i)
@@ -227,20 +227,20 @@ def build_mixture(name: str, spec: dict, rows_by_dataset: dict[str, list[dict]],
     the eval items to decontaminate against; ``parsers`` maps benchmark name to its answer
     parser (for ``labels_from``).
     """
-    seed = spec.get("seed", 0)
-    kind = spec.get("kind", "sft")
-    basis = spec.get("share_basis", "rows")
+    seed = spec["seed"]
+    kind = spec["kind"]
+    basis = spec["share_basis"]
     reports: list[ComponentReport] = []
     pools: list[list[dict]] = []
     pool_tokens: list[list[int]] = []
     removed: list[dict] = []
     seen: dict[str, dict[str, str]] = {"exact": {}, "normalized": {}}
-    dedup = spec.get("dedup", "normalized")
+    dedup = spec["dedup"]
     modes = {"normalized": ("exact", "normalized"), "exact": ("exact",), "off": ()}[dedup]
 
     for i, comp in enumerate(spec["components"]):
         where = f"mixtures.{name}.components[{i}]"
-        split = comp.get("split", "train")
+        split = comp["split"]
         comp_name = comp.get("name", comp["dataset"])
         pool = [r for r in rows_by_dataset[comp["dataset"]] if r["split"] == split]
         if not pool:
@@ -267,7 +267,7 @@ def build_mixture(name: str, spec: dict, rows_by_dataset: dict[str, list[dict]],
             r["component"] = comp_name
         removed.extend(out)
         bad = sum(v for k, v in rep.rejected.items() if k in BAD_ROW)
-        limit = spec.get("max_reject_fraction", 0.5)
+        limit = spec["max_reject_fraction"]
         if bad / len(pool) > limit:
             raise DataError(f"{where}: {bad} of {len(pool)} rows of dataset '{comp['dataset']}' were "
                             f"rejected ({rep.rejected}), more than max_reject_fraction {limit}; "
@@ -332,7 +332,7 @@ def build_mixture(name: str, spec: dict, rows_by_dataset: dict[str, list[dict]],
             rep.rows += 1
             rep.tokens += tok_of[id(row)]
             tagged.append(out)
-    if spec.get("shuffle", True):
+    if spec["shuffle"]:
         random.Random(seed).shuffle(tagged)
     for i, row in enumerate(tagged):
         row["mixture_row"] = i
@@ -343,7 +343,7 @@ def build_mixture(name: str, spec: dict, rows_by_dataset: dict[str, list[dict]],
 
 
 def _decontaminate(name, spec, index, pools, pool_tokens, reports, removed) -> list[dict]:
-    policy = spec.get("decontamination", {}).get("policy", "drop")
+    policy = spec["decontamination"]["policy"]
     if index is None or policy == "off":
         return []
     hits = []
@@ -373,10 +373,9 @@ def _decontaminate(name, spec, index, pools, pool_tokens, reports, removed) -> l
 
 
 def _decontam_summary(spec, index, hits) -> dict:
-    cfg = spec.get("decontamination", {})
     benchmarks = sorted({i.benchmark for i in index.items}) if index else []
     per = Counter(h["benchmark"] for h in hits)
-    return {"policy": cfg.get("policy", "drop") if index else "off",
+    return {"policy": spec["decontamination"]["policy"] if index else "off",
             "ngram": index.ngram if index else None, "min_tokens": index.min_tokens if index else None,
             "benchmarks": benchmarks, "eval_items": len(index.items) if index else 0,
             "hits": len(hits), "rows_removed": len({h["row"] for h in hits}),
@@ -402,7 +401,7 @@ def _fill_shares(name, spec, basis, share_idx, pools, pool_tokens, chosen, repor
             raise ConfigError(f"mixtures.{name}: share targets sum to {total_share:g}; with no "
                               "fixed-weight components they must sum to 1")
         total = spec[key]
-    seed = spec.get("seed", 0)
+    seed = spec["seed"]
     for i in share_idx:
         rng = random.Random(f"{seed}:{i}:{reports[i].name}")
         target = shares[i] * total

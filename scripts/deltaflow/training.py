@@ -134,14 +134,14 @@ def peft_config_for(recipe: dict, token_indices: dict | None = None):
 
     return LoraConfig(r=recipe["r"], lora_alpha=recipe["alpha"], lora_dropout=recipe["dropout"],
                       target_modules=recipe["target_modules"], task_type="CAUSAL_LM",
-                      use_dora=recipe.get("method", "lora") == "dora",
-                      use_rslora=recipe.get("use_rslora", False),
+                      use_dora=recipe["method"] == "dora",
+                      use_rslora=recipe["use_rslora"],
                       trainable_token_indices=token_indices or None)
 
 
 def train_precision(recipe: dict, device: str) -> str:
     """fp32 | bf16 | fp16: the recipe's precision, ``auto`` = fp32 on CPU and bf16 on CUDA."""
-    precision = recipe.get("precision", "auto")
+    precision = recipe["precision"]
     if precision == "auto":
         return "bf16" if device == "cuda" else "fp32"
     if precision == "fp16" and device != "cuda":
@@ -157,7 +157,7 @@ def load_base_for_training(base_dir: Path, recipe: dict, device: str):
     from transformers import AutoModelForCausalLM
 
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if recipe.get("load_in_4bit"):
+    if recipe["load_in_4bit"]:
         if device != "cuda" or not torch.cuda.is_available():
             raise DeltaflowError("QLoRA (load_in_4bit) needs a CUDA GPU; this job runs on "
                                  f"device '{device}' (cuda available: {torch.cuda.is_available()}). "
@@ -202,7 +202,7 @@ def split_validation(rows: list[dict], n: int, seed: int) -> tuple[list[dict], l
 def total_steps(recipe: dict, n_examples: int) -> int:
     """Optimizer steps of a run: max_steps, or epochs x batches per epoch (as HF Trainer counts
     them: ceil(examples / batch) batches, an optimizer step every grad_accum of them)."""
-    if recipe.get("max_steps"):
+    if recipe["max_steps"]:
         return recipe["max_steps"]
     batches = math.ceil(n_examples / recipe["batch_size"])
     return recipe["epochs"] * max(1, math.ceil(batches / recipe["grad_accum"]))
@@ -210,8 +210,8 @@ def total_steps(recipe: dict, n_examples: int) -> int:
 
 def resume_every(recipe: dict, steps: int) -> int:
     """Steps between full trainer checkpoints (adapter + optimizer + RNG) for resuming."""
-    every = recipe.get("save_every")
-    return recipe.get("resume_every") or (every if isinstance(every, int) else None) or max(1, steps // 5)
+    every = recipe["save_every"]
+    return recipe["resume_every"] or (every if isinstance(every, int) else None) or max(1, steps // 5)
 
 
 def training_resume_key(inputs: dict, *, device: str, versions: dict | None = None) -> str:
@@ -250,9 +250,9 @@ def _training_args(recipe: dict, device: str, scratch: Path, resumable: bool, st
     """TrainingArguments shared by the SFT and DPO configs. ``steps``: the run's optimizer
     steps (total_steps); ``validate``: a validation set is passed (val_rows)."""
     precision = train_precision(recipe, device)
-    epochs = recipe.get("epochs")
+    epochs = recipe["epochs"]
     checkpoint_every = resume_every(recipe, steps)
-    eval_every = recipe.get("eval_every") or recipe["logging_steps"]
+    eval_every = recipe["eval_every"] or recipe["logging_steps"]
     return dict(
         output_dir=str(scratch),
         max_steps=-1 if epochs else recipe["max_steps"],
@@ -331,35 +331,21 @@ def _best_by_val_loss(arms: list[dict], eval_curve: list[dict], final_step: int)
     return {"tag": tag, "step": step, "val_loss": loss}
 
 
-def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path, *,
-                  device: str = "cpu", chat_template_path: str | None = None,
-                  init_dir: Path | None = None, resume_dir: Path | None = None,
-                  resume_key: str = "") -> dict:
-    """Train a PEFT adapter on a mixture's rows and save it to ``out_dir``.
-
-    objective sft: TRL SFTTrainer on chat ``messages`` (assistant-only loss).
-    objective dpo: TRL DPOTrainer on chosen/rejected pairs; the reference is the base model
-    (adapters disabled, no second copy in memory) or, with ``reference: init``, the adapter
-    the run starts from. ``init_dir``: continue training that adapter (a run's
-    ``init_from``) instead of a fresh one.
-
-    Returns the metrics dict (loss curve, tokens seen, tokens/s, peak memory, wall time, ...).
-    """
-    from datasets import Dataset
+def _prepare_model(base_dir: Path, recipe: dict, device: str, init_dir: Path | None):
+    """The tokenizer, the base (vocabulary extended for new tokens), the PEFT config (None when
+    continuing ``init_dir``'s adapter, loaded trainable), the new token ids and the adapter saver."""
     from transformers import AutoTokenizer
 
-    objective = recipe.get("objective", "sft")
-    wall0 = time.time()
     # continuing an adapter that brought new tokens: its tokenizer, and the base extended to it
     tok = AutoTokenizer.from_pretrained(init_dir if adapter_has_tokenizer(init_dir) else base_dir)
     model = load_base_for_training(base_dir, recipe, device)
     base_vocab = model.get_input_embeddings().weight.shape[0]
     extend_embeddings(model, len(tok))
-    new_ids = add_tokens(tok, model, recipe["new_tokens"]) if recipe.get("new_tokens") and init_dir is None else []
+    new_ids = add_tokens(tok, model, recipe["new_tokens"]) if recipe["new_tokens"] and init_dir is None else []
     if new_ids:
         log.info("new tokens %s: ids %s, rows initialized to the mean embedding", recipe["new_tokens"], new_ids)
     peft_config = peft_config_for(recipe, trainable_token_indices(model, new_ids) if new_ids else None)
-    # the tokenizer saved with the adapter (before the training chat-template patch below)
+    # the tokenizer saved with the adapter (before the training chat-template patch)
     adapter_tok = copy.deepcopy(tok) if len(tok) > base_vocab else None
 
     def save_adapter(peft_model, path: Path, **kw):
@@ -374,6 +360,133 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
 
         model = PeftModel.from_pretrained(model, str(init_dir), is_trainable=True)
         peft_config = None  # the loaded adapter is trained further
+    return tok, model, peft_config, new_ids, save_adapter
+
+
+def _epoch_seeded(trainer_cls):
+    """``trainer_cls`` whose length-grouped sampler draws each epoch's order from
+    (data_seed, epoch) instead of torch's global RNG.
+
+    HF's LengthGroupedSampler shuffles with the global generator when the epoch's iterator is
+    made; a run resumed inside a later epoch restores the RNG of the checkpoint's step, not of
+    that epoch's start, so the resumed epoch saw another order than the uninterrupted run
+    (losses differed from the first resumed step). Seeding from (seed, epoch) through the
+    ``set_epoch`` hook the Trainer calls every epoch (as accelerate's seedable random sampler
+    does for ``sampling: random``) makes the order a function of the epoch alone."""
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+
+    class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+        def __init__(self, batch_size: int, lengths: list[int], seed: int):
+            super().__init__(batch_size, lengths=lengths)
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = int(epoch)
+
+        def __iter__(self):
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+    class Seeded(trainer_cls):
+        def _get_train_sampler(self, train_dataset=None):
+            sampler = super()._get_train_sampler(train_dataset)
+            if type(sampler) is LengthGroupedSampler:
+                seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+                return EpochSeededLengthGroupedSampler(sampler.batch_size, list(sampler.lengths), seed)
+            return sampler
+
+    Seeded.__name__ = Seeded.__qualname__ = trainer_cls.__name__
+    return Seeded
+
+
+def _sft_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *,
+                 chat_template_path, **_):
+    """TRL's SFTTrainer on the rows' chat ``messages`` (assistant-only loss via the patched template)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    if recipe["assistant_only_loss"]:
+        override = Path(chat_template_path).read_text() if chat_template_path else None
+        tok.chat_template = training_template(tok, override)
+    train_rows = [{"messages": r["messages"]} for r in rows if r.get("messages")]
+    if not train_rows:
+        raise DeltaflowError("the mixture has no chat rows to train on")
+    val = [{"messages": r["messages"]} for r in val_rows if r.get("messages")]
+    args = SFTConfig(**common, assistant_only_loss=recipe["assistant_only_loss"], packing=recipe["packing"])
+    trainer = _epoch_seeded(SFTTrainer)(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
+                         eval_dataset=Dataset.from_list(val) if val else None,
+                         processing_class=tok, peft_config=peft_config, callbacks=callbacks)
+    return trainer, train_rows, {}
+
+
+def _dpo_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, init_dir, **_):
+    """TRL's DPOTrainer on chosen/rejected pairs, the reference being the base (adapters
+    disabled) or, with ``reference: init``, the adapter the run continues."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    train_rows = preference_rows(rows)
+    if not train_rows:
+        raise DeltaflowError("the mixture has no chosen/rejected pairs to train DPO on "
+                             "(use a `kind: preference` mixture)")
+    # HF's group_by_length sampler reads `input_ids`, which DPO's pair rows do not have
+    args = DPOConfig(**{**common, "train_sampling_strategy": "random"}, beta=recipe["beta"])
+    val = preference_rows(val_rows)
+    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=Dataset.from_list(train_rows),
+                         eval_dataset=Dataset.from_list(val) if val else None,
+                         processing_class=tok, peft_config=peft_config, callbacks=callbacks)
+    # Continuing an adapter, TRL keeps a frozen copy of it ("ref") as the reference. The
+    # default anchors to the base instead: without the "ref" adapter TRL computes the
+    # reference log-probs with adapters disabled, i.e. from the base model.
+    if init_dir is not None and recipe["reference"] == "base":
+        trainer.model.delete_adapter("ref")
+    return trainer, train_rows, {"reference": "init" if init_dir is not None and recipe["reference"] == "init"
+                                 else "base"}
+
+
+def _examples_used(trainer, train_rows: list, recipe: dict) -> int:
+    """How many training examples TRL kept: it drops those with no trainable tokens after
+    truncation. (Packed, the dataset holds packed sequences, not rows, so its length says
+    nothing about drops.)"""
+    packed = getattr(trainer.args, "packing", False)  # SFT only
+    used = len(trainer.train_dataset) if not packed else len(train_rows)
+    if packed:
+        log.info("packed %d rows into %d sequences of up to %d tokens", len(train_rows),
+                 len(trainer.train_dataset), recipe["max_length"])
+    if used < len(train_rows):
+        log.warning("TRL dropped %d of %d examples with no trainable tokens after truncation to "
+                    "max_length=%d", len(train_rows) - used, len(train_rows), recipe["max_length"])
+    return used
+
+
+def _collect_arms(arms_dir: Path, out_dir: Path) -> list[dict]:
+    """The checkpoint arms saved during training (save_every), copied under the adapter."""
+    saved = sorted(({**json.loads((d / "arm.json").read_text()), "tag": d.name}
+                    for d in arms_dir.glob("*") if (d / "arm.json").exists()), key=lambda a: a["step"])
+    for arm in saved:
+        shutil.copytree(arms_dir / arm["tag"], out_dir / "checkpoints" / arm["tag"])
+    return saved
+
+
+def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path, *,
+                  device: str = "cpu", chat_template_path: str | None = None,
+                  init_dir: Path | None = None, resume_dir: Path | None = None,
+                  resume_key: str = "") -> dict:
+    """Train a PEFT adapter on a mixture's rows and save it to ``out_dir``.
+
+    ``recipe`` is a validated config's recipe (defaults filled: config.schema_defaults).
+    objective sft: TRL SFTTrainer on chat ``messages`` (assistant-only loss).
+    objective dpo: TRL DPOTrainer on chosen/rejected pairs; the reference is the base model
+    (adapters disabled, no second copy in memory) or, with ``reference: init``, the adapter
+    the run starts from. ``init_dir``: continue training that adapter (a run's
+    ``init_from``) instead of a fresh one.
+
+    Returns the metrics dict (loss curve, tokens seen, tokens/s, peak memory, wall time, ...).
+    """
+    objective = recipe["objective"]
+    wall0 = time.time()
+    tok, model, peft_config, new_ids, save_adapter = _prepare_model(base_dir, recipe, device, init_dir)
     # TRL's checkpoints (adapter, optimizer, scheduler, RNG states, data position) go to a
     # folder beside the adapter, outside its atomic temporary folder: a killed job's next
     # attempt resumes from the last one (HF Trainer restores the RNG and skips the batches
@@ -381,7 +494,7 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
     # is in place.
     scratch = resume_dir or out_dir / "_trainer"
     resume_step = prepare_resume_dir(scratch, resume_key) if resume_dir else None
-    rows, val_rows = split_validation(rows, recipe.get("val_rows", 0), recipe["seed"])
+    rows, val_rows = split_validation(rows, recipe["val_rows"], recipe["seed"])
     if val_rows:
         log.info("validation: %d held-out rows (every copy left out of the %d training rows)",
                  len(val_rows), len(rows))
@@ -391,57 +504,15 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
     eval_curve: list = []
     loss_cb = _loss_callback(curve, eval_curve)
     arms_dir = scratch / "arms"
-    callbacks = [loss_cb, _checkpoint_callback(arms_dir, recipe.get("save_every"), save_adapter)]
-    extra: dict = {}
-    if objective == "sft":
-        from trl import SFTConfig, SFTTrainer
-
-        if recipe["assistant_only_loss"]:
-            override = Path(chat_template_path).read_text() if chat_template_path else None
-            tok.chat_template = training_template(tok, override)
-        train_rows = [{"messages": r["messages"]} for r in rows if r.get("messages")]
-        if not train_rows:
-            raise DeltaflowError("the mixture has no chat rows to train on")
-        val = [{"messages": r["messages"]} for r in val_rows if r.get("messages")]
-        args = SFTConfig(**common, assistant_only_loss=recipe["assistant_only_loss"],
-                         packing=recipe.get("packing", False))
-        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
-                             eval_dataset=Dataset.from_list(val) if val else None,
-                             processing_class=tok, peft_config=peft_config, callbacks=callbacks)
-    else:
-        from trl import DPOConfig, DPOTrainer
-
-        train_rows = preference_rows(rows)
-        if not train_rows:
-            raise DeltaflowError("the mixture has no chosen/rejected pairs to train DPO on "
-                                 "(use a `kind: preference` mixture)")
-        # HF's group_by_length sampler reads `input_ids`, which DPO's pair rows do not have
-        common["train_sampling_strategy"] = "random"
-        args = DPOConfig(**common, beta=recipe.get("beta", 0.1))
-        dataset = Dataset.from_list(train_rows)
-        val = preference_rows(val_rows)
-        trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=dataset,
-                             eval_dataset=Dataset.from_list(val) if val else None,
-                             processing_class=tok, peft_config=peft_config, callbacks=callbacks)
-        # Continuing an adapter, TRL keeps a frozen copy of it ("ref") as the reference. Seed
-        # 001 anchors to the base instead: without the "ref" adapter TRL computes the
-        # reference log-probs with adapters disabled, i.e. from the base model.
-        if init_dir is not None and recipe.get("reference", "base") == "base":
-            trainer.model.delete_adapter("ref")
-        extra["reference"] = "init" if init_dir is not None and recipe.get("reference") == "init" else "base"
+    callbacks = [loss_cb, _checkpoint_callback(arms_dir, recipe["save_every"], save_adapter)]
+    build = _sft_trainer if objective == "sft" else _dpo_trainer
+    trainer, train_rows, extra = build(model, tok, rows, val_rows, recipe, common, peft_config, callbacks,
+                                       chat_template_path=chat_template_path, init_dir=init_dir)
     expose_token_rows_to_fused_head(trainer.model)  # a no-op without new-token rows
     if objective == "dpo":
         extra["preference_before"] = _margin(trainer, trainer.train_dataset, loss_cb)
-    # TRL drops examples with no trainable tokens after truncation; count them. (Packed, the
-    # dataset holds packed sequences, not rows, so its length says nothing about drops.)
-    packed = getattr(args, "packing", False)  # SFT only
-    used = len(trainer.train_dataset) if not packed else len(train_rows)
-    if packed:
-        log.info("packed %d rows into %d sequences of up to %d tokens", len(train_rows),
-                 len(trainer.train_dataset), recipe["max_length"])
-    if used < len(train_rows):
-        log.warning("TRL dropped %d of %d examples with no trainable tokens after truncation to "
-                    "max_length=%d", len(train_rows) - used, len(train_rows), recipe["max_length"])
+    used = _examples_used(trainer, train_rows, recipe)
+
     train_start = time.time()
     if resume_step:
         log.info("resuming from step %d (%s)", resume_step, scratch)
@@ -456,10 +527,7 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
                  extra["preference_before"].get("rewards/margins", float("nan")),
                  extra["preference_after"].get("rewards/margins", float("nan")))
     save_adapter(trainer.model, out_dir, selected_adapters=["default"])
-    saved = sorted(({**json.loads((d / "arm.json").read_text()), "tag": d.name}
-                    for d in arms_dir.glob("*") if (d / "arm.json").exists()), key=lambda a: a["step"])
-    for arm in saved:
-        shutil.copytree(arms_dir / arm["tag"], out_dir / "checkpoints" / arm["tag"])
+    saved = _collect_arms(arms_dir, out_dir)
     if resume_dir is None:
         shutil.rmtree(scratch, ignore_errors=True)
     tokens = int(trainer.state.num_input_tokens_seen)
@@ -479,9 +547,9 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "device": device,
         "resumed_from_step": resume_step,
-        "peft": {"method": recipe.get("method", "lora"), "use_rslora": recipe.get("use_rslora", False),
-                 "load_in_4bit": recipe.get("load_in_4bit", False)},
-        "new_tokens": dict(zip(recipe.get("new_tokens") or [], new_ids)),
+        "peft": {"method": recipe["method"], "use_rslora": recipe["use_rslora"],
+                 "load_in_4bit": recipe["load_in_4bit"]},
+        "new_tokens": dict(zip(recipe["new_tokens"] or [], new_ids)),
         "checkpoints": [{**arm, "path": f"checkpoints/{arm['tag']}",
                          "loss": next((c["loss"] for c in reversed(curve) if c["step"] <= arm["step"]), None),
                          "val_loss": next((c["eval_loss"] for c in eval_curve if c["step"] == arm["step"]), None)}
