@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--skip-hf", action="store_true")
+    ap.add_argument("--skip-vllm", action="store_true", help="HF only (no .venv-vllm; the CPU smoke run)")
     args = ap.parse_args()
 
     spec = registry.load(args.benchmark)
@@ -62,6 +63,10 @@ def main() -> None:
         gen_s = time.time() - t0
         rows["hf"] = (load_s, gen_s, count_tokens(tok, raws), raws)
         del lm
+    if args.skip_vllm:
+        load_s, secs, toks, _ = rows["hf"]
+        print(f"hf: load {load_s:.1f} s, {args.n} items in {secs:.1f} s, {toks} tokens, {toks / secs:.1f} tokens/s")
+        return
     timing = run_worker_job(python=vllm_python(None), model_dir=args.model, adapter_dir=None,
                           benchmarks=[{"spec": spec, "docs": str(docs), "work_dir": str(tmp / "vllm")}],
                           chunk_size=args.n, options={"dtype": args.dtype, "max_model_len": 2048},

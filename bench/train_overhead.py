@@ -38,21 +38,22 @@ def demo_recipe(steps: int) -> dict:
     return recipe
 
 
-def bare_trl(rows: list[dict], recipe: dict, out: Path) -> float:
-    """A plain TRL script: SFTTrainer + LoraConfig with the same hyperparameters; tokens/s."""
+def bare_trl(rows: list[dict], recipe: dict, out: Path, base: Path = BASE, device: str = "cpu") -> float:
+    """A plain TRL script: SFTTrainer + LoraConfig with the same hyperparameters; tokens/s.
+    (bench/train_shapes.py runs it on a model shape and a GPU too.)"""
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    tok = AutoTokenizer.from_pretrained(BASE)
+    tok = AutoTokenizer.from_pretrained(base)
     tok.chat_template = training_template(tok, None)  # the same assistant-only-loss template
-    model = AutoModelForCausalLM.from_pretrained(BASE)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype="bfloat16" if device == "cuda" else "float32")
     args = SFTConfig(output_dir=str(out), max_steps=recipe["max_steps"], per_device_train_batch_size=recipe["batch_size"],
                      learning_rate=recipe["learning_rate"], lr_scheduler_type=recipe["lr_scheduler"],
                      warmup_steps=int(recipe["warmup_ratio"] * recipe["max_steps"]), logging_steps=5,
                      max_length=recipe["max_length"], assistant_only_loss=True, seed=recipe["seed"],
-                     data_seed=recipe["seed"], bf16=False, gradient_checkpointing=False, use_cpu=True,
+                     data_seed=recipe["seed"], bf16=device == "cuda", gradient_checkpointing=False, use_cpu=device == "cpu",
                      save_strategy="no", report_to=[], include_num_input_tokens_seen="non_padding", disable_tqdm=True,
                      train_sampling_strategy=recipe["sampling"])
     peft = LoraConfig(r=recipe["r"], lora_alpha=recipe["alpha"], lora_dropout=recipe["dropout"],

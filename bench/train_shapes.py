@@ -47,7 +47,7 @@ def main() -> None:
 
     from deltaflow.config import schema_defaults
     from deltaflow.tasks import generate_task
-    from deltaflow.training import train_adapter
+    from deltaflow.training import peak_memory_mb, train_adapter
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", choices=sorted(SHAPES), default="qwen2.5-0.5b")
@@ -55,6 +55,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--max-length", type=int, default=256)
+    ap.add_argument("--save-base", type=Path, help="also write the shape's random-init model here "
+                    "(bench/gpu_check.sh measures generation on it)")
     a = ap.parse_args()
     rows = [r for r in generate_task("arithmetic", train_rows=400, eval_rows=0, seed=0, name="bench")
             if r["split"] == "train"]
@@ -62,10 +64,12 @@ def main() -> None:
                   lr_scheduler="linear", warmup_ratio=0.0, max_steps=a.steps, epochs=None,
                   batch_size=a.batch_size, grad_accum=1, max_length=a.max_length, sampling="random",
                   assistant_only_loss=True, seed=0, logging_steps=max(1, a.steps // 4), precision="auto"))
-    arms = {"lora": recipe, "qlora": {**recipe, "load_in_4bit": True}}
+    # ours (LoRA, LoRA packed, QLoRA) and a bare TRL script with the same hyperparameters
+    arms = {"lora": recipe, "packed": {**recipe, "packing": True}, "bare_trl": recipe,
+            "qlora": {**recipe, "load_in_4bit": True}}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        base = build_model(a.shape, Path(tmp) / "base")
+        base = build_model(a.shape, a.save_base or Path(tmp) / "base")
         n_params = sum(p.numel() for p in
                        __import__("transformers").AutoModelForCausalLM.from_pretrained(base).parameters())
         print(f"shape {a.shape}: {n_params / 1e6:.1f}M parameters; device {a.device}; {a.steps} steps, "
@@ -76,10 +80,24 @@ def main() -> None:
                 continue
             if a.device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
-            m = train_adapter(base, rows, rec, Path(tmp) / name, device=a.device)
+            if name == "bare_trl":
+                sys.path.insert(0, str(Path(__file__).parent))
+                from train_overhead import bare_trl
+
+                tps = bare_trl(rows, rec, Path(tmp) / name, base=base, device=a.device)
+                m = {"tokens_per_s": tps, "peak_memory_mb": peak_memory_mb(a.device), "precision": "as ours",
+                     "final_loss": float("nan")}
+            else:
+                m = train_adapter(base, rows, rec, Path(tmp) / name, device=a.device)
             results[name] = m
             print(f"{name:>6}: {m['tokens_per_s']:10.1f} tokens/s  peak memory {m['peak_memory_mb']:9.1f} MB  "
                   f"precision {m['precision']}  final loss {m['final_loss']:.4f}", flush=True)
+    lo = results.get("lora")
+    if lo and "bare_trl" in results:
+        print(f"ours / bare TRL: tokens/s {lo['tokens_per_s'] / results['bare_trl']['tokens_per_s']:.3f}")
+    if lo and "packed" in results:
+        print(f"packed / unpacked: tokens/s {results['packed']['tokens_per_s'] / lo['tokens_per_s']:.3f} "
+              f"(attention: the model's default, sdpa)")
     if "qlora" in results:
         lo, q = results["lora"], results["qlora"]
         print(f"qlora / lora: tokens/s {q['tokens_per_s'] / lo['tokens_per_s']:.3f}, "

@@ -9,6 +9,7 @@ from deltaflow.benchmarks import item_spec
 from deltaflow.config import benchmark_axes, benchmark_spec, validate_config
 from deltaflow.models import ModelGraph, gguf_path
 from deltaflow.codedeps import code_closure
+from deltaflow.distributed import processes_for
 from deltaflow.gguf_export import CONVERTER_TYPES, FTYPES, GGUF_TYPES
 from deltaflow.io import sha256_text
 from deltaflow.seeds import families as seed_families, is_seed_arm

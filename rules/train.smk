@@ -15,6 +15,8 @@ rule adapter:
         mixture=lambda w: config["runs"][w.run]["mixture"],
         recipe=lambda w: config["recipes"][config["runs"][w.run]["recipe"]],
         device=config["train"]["device"],
+        processes=processes_for(config["train"]),
+        strategy=config["train"]["strategy"],
         chat_template_path=config["base_model"]["chat_template_path"],
         init_from=lambda w: config["runs"][w.run].get("init_from"),
         init_dir=lambda w: (f"results/adapters/{config['runs'][w.run]['init_from']}"

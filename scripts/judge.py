@@ -47,10 +47,10 @@ def load_judge(judge):
     if "path" in judge:  # a full local model, loaded as a merged one is
         return load_model(base_dir, merged_dir=Path(judge["path"]), batch_size=p.batch_size, device=p.device)
     if "hub" in judge:
-        from lm_eval.models.huggingface import HFLM
+        from deltaflow.shared_context import SharedContextHFLM
 
-        return HFLM(pretrained=judge["hub"], revision=judge["revision"], device=p.device, batch_size=p.batch_size,
-                    dtype="float32")
+        return SharedContextHFLM(pretrained=judge["hub"], revision=judge["revision"], device=p.device,
+                                 batch_size=p.batch_size, dtype="float32")
     return load_model(base_dir, adapter_dir=_path(judge["adapter_dir"]), merged_dir=_path(judge["merged_dir"]),
                       gguf=_path(judge["gguf"]), batch_size=p.batch_size, device=p.device, threads=p.threads)
 

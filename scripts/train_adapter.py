@@ -2,10 +2,11 @@
 import shutil
 from pathlib import Path
 
-from deltaflow.io import atomic_dir, read_json, read_jsonl, sha256_path, write_json
+from deltaflow.distributed import launch
+from deltaflow.io import atomic_dir, read_json, read_jsonl, sha256_path, write_json, write_jsonl
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
-from deltaflow.training import train_adapter, training_resume_key
+from deltaflow.training import prepare_resume_dir, train_adapter, training_resume_key
 
 started = start_job(snakemake)  # noqa: F821
 p = snakemake.params  # noqa: F821
@@ -22,12 +23,19 @@ resume_key = training_resume_key({
     # continuing another run's adapter: its files are part of what this run is made from
     "init": sha256_path(snakemake.input.init) if p.init_dir else None}, device=p.device)  # noqa: F821
 with atomic_dir(out_dir) as tmp:
-    metrics = train_adapter(Path(snakemake.input.base).parent, rows, p.recipe, tmp,  # noqa: F821
-                            device=p.device, chat_template_path=p.chat_template_path,
-                            init_dir=Path(p.init_dir) if p.init_dir else None,
-                            resume_dir=resume_dir, resume_key=resume_key)
+    job = dict(base_dir=Path(snakemake.input.base).parent, recipe=p.recipe, out_dir=tmp,  # noqa: F821
+               device=p.device, chat_template_path=p.chat_template_path,
+               init_dir=Path(p.init_dir) if p.init_dir else None,
+               resume_dir=resume_dir, resume_key=resume_key, strategy=p.strategy)
+    if p.processes > 1:  # torchrun inside this job (deltaflow.distributed); rank 0 writes the adapter
+        prepare_resume_dir(resume_dir, resume_key)  # once, before the processes read it
+        write_jsonl(resume_dir / "rows.jsonl", rows)
+        metrics = launch({**{k: str(v) if isinstance(v, Path) else v for k, v in job.items()},
+                          "rows_file": str(resume_dir / "rows.jsonl")}, p.processes, resume_dir / "launch")
+    else:
+        metrics = train_adapter(rows=rows, **job)
     write_json(tmp / "recipe.json", {"run": run, "mixture": p.mixture, "recipe": p.recipe, "device": p.device,
-                                     "init_from": p.init_from})
+                                     "init_from": p.init_from, "processes": p.processes, "strategy": p.strategy})
     write_json(tmp / "metrics.json", metrics)
     write_manifest(tmp / "manifest.json", "adapter",
                    inputs={"train": snakemake.input.train, "base": snakemake.input.base,  # noqa: F821

@@ -45,7 +45,9 @@ def slurm_config() -> dict:
     """The tiny config cut to one run and two benchmarks: every kind of stage is still
     submitted (SLURM's status polling, not the work, is what a job costs here)."""
     cfg = tiny_config()
-    cfg["train"] = {"gpus": 1}  # scheduled on the GRES-declared GPUs; runs on the CPU here
+    # scheduled on the 2 GRES-declared GPUs (a multi-GPU request); runs on one CPU process here
+    # (train.processes follows the GPUs on cuda only), so its outputs equal the local run's
+    cfg["train"] = {"gpus": 2}
     cfg["eval"] = {**cfg["eval"], "gpus": 1}  # tiny.yaml's batch size and generation guards kept
     cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
     cfg["mixtures"] = {"mix_a": cfg["mixtures"]["mix_a"]}
@@ -84,10 +86,14 @@ def test_every_job_ran_under_slurm(slurm_run):
     assert "localrule" not in out.replace("localrule all", "")
 
 
-def test_gpu_rules_are_submitted_to_the_gpu_partition_with_a_gres(slurm_run):
+def test_gpu_rules_are_submitted_to_the_gpu_partition_with_their_gpu_count(slurm_run):
     _, out = slurm_run
     ids = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: \S*/rule_adapter/", out)
     assert ids
+    job = slurm_job(ids[0])
+    assert job["Partition"] == "gpu"
+    assert "gpu:2" in job.get("TresPerNode", "") or "gpu=2" in job.get("TRES", "") or "gpu:2" in job.get("TresPerJob", "")
+    ids = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: \S*/rule_evaluate/", out)
     job = slurm_job(ids[0])
     assert job["Partition"] == "gpu"
     assert "gpu:1" in job.get("TresPerNode", "") or "gpu=1" in job.get("TRES", "") or "gpu:1" in job.get("TresPerJob", "")

@@ -20,6 +20,7 @@ from . import lmeval_tasks, registry
 from .benchmarks import LOADERS
 from .errors import ConfigError
 from .declared import check_template_spec
+from .distributed import processes_for
 from .gguf_export import GGUF_TYPES
 from .grid import expand_grids
 from .judging import check_spec as check_judge, headline_metric
@@ -170,7 +171,17 @@ def _check_references(config: dict, *, check_files: bool):
                    "give each component a distinct `name:`")
         yield from _check_mixture(config, mname, mix, names)
 
+    train = config["train"]
+    processes = processes_for(train)
+    if train["strategy"] == "fsdp" and train["device"] != "cuda":
+        yield ("config key 'train.strategy': fsdp shards the model over GPUs and train.device is cpu; "
+               "use strategy: ddp on cpu (or train.device: cuda)")
+    used = {run["recipe"] for run in config["runs"].values()}
     for rname, recipe in config["recipes"].items():
+        if rname in used and recipe["batch_size"] % processes:
+            yield (f"config key 'recipes.{rname}.batch_size': {recipe['batch_size']} does not split over "
+                   f"{processes} training processes (train.processes / train.gpus); the batch is global: "
+                   f"make it a multiple of {processes}")
         if recipe.get("load_in_4bit") and config.get("train", {}).get("device", "cpu") != "cuda":
             yield (f"config key 'recipes.{rname}.load_in_4bit': QLoRA (a 4-bit base through "
                    "bitsandbytes) needs a CUDA GPU and train.device is cpu; set train.device: cuda "

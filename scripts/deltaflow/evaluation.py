@@ -99,13 +99,13 @@ def load_model(base_dir: Path, *, adapter_dir: Path | None = None, merged_dir: P
         from .llamacpp import make_lm
 
         return make_lm(gguf, merged_dir, threads=threads)
-    from lm_eval.models.huggingface import HFLM
+    from .shared_context import SharedContextHFLM  # lm-eval HFLM, one forward per MCQ context
 
     if merged_dir is not None:
-        return HFLM(pretrained=str(merged_dir), device=device, batch_size=batch_size, dtype="float32")
+        return SharedContextHFLM(pretrained=str(merged_dir), device=device, batch_size=batch_size, dtype="float32")
     if adapter_has_tokenizer(adapter_dir):
         return _lm_with_new_tokens(base_dir, adapter_dir, batch_size=batch_size, device=device)
-    return HFLM(pretrained=str(base_dir), peft=str(adapter_dir) if adapter_dir else None,
+    return SharedContextHFLM(pretrained=str(base_dir), peft=str(adapter_dir) if adapter_dir else None,
                 device=device, batch_size=batch_size, dtype="float32")
 
 
@@ -136,13 +136,14 @@ def _lm_with_new_tokens(base_dir: Path, adapter_dir: Path, *, batch_size: int, d
     loads the adapter, so that call is skipped on this one model.
     """
     import torch
-    from lm_eval.models.huggingface import HFLM
     from peft import PeftModel
+
+    from .shared_context import SharedContextHFLM
 
     base, tok = load_base_for_adapter(base_dir, adapter_dir, dtype=torch.float32)
     model = PeftModel.from_pretrained(base, str(adapter_dir)).to(device).eval()
     model.tie_weights = lambda *a, **k: None
-    return HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
+    return SharedContextHFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
 
 
 def _lm_eval_samples(lm, spec: dict, docs_path: Path) -> list[dict]:

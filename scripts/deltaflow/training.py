@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from .chat_template import training_template
+from .distributed import world_size
 from .errors import DeltaflowError
 from .io import sha256_text
 from .provenance import device_class, output_versions
@@ -64,7 +65,8 @@ def _loss_callback(curve: list, eval_curve: list):
             log.info("step %d/%d loss %.4f", state.global_step, state.max_steps, loss)
             if not math.isfinite(loss):
                 good = max((c["step"] for c in curve if math.isfinite(c["loss"])), default=0)
-                dropped = _drop_checkpoints_after(Path(args.output_dir), good)
+                dropped = (_drop_checkpoints_after(Path(args.output_dir), good) if state.is_world_process_zero
+                           else "by the main process")
                 raise DeltaflowError(
                     f"non-finite training loss {loss} at step {state.global_step} (the last finite "
                     f"loss was logged at step {good}); the run stops here. Checkpoints saved after "
@@ -102,6 +104,8 @@ def _checkpoint_callback(arms_dir: Path, every: int | str | None, save_adapter):
     from transformers import TrainerCallback
 
     def save(model, state, tag):
+        if not state.is_world_process_zero:  # one writer when training on several processes
+            return
         save_adapter(model, arms_dir / tag)
         (arms_dir / tag / "arm.json").write_text(
             json.dumps({"step": state.global_step, "epoch": round(float(state.epoch or 0), 4)}))
@@ -245,20 +249,44 @@ def prepare_resume_dir(resume_dir: Path, key: str) -> int | None:
     return max(steps) if steps else None
 
 
+def per_process_batch(recipe: dict, world: int) -> int:
+    """Each process's share of the recipe's (global) batch."""
+    if recipe["batch_size"] % world:
+        raise DeltaflowError(f"batch_size {recipe['batch_size']} does not split over {world} processes; "
+                             "make it a multiple of train.processes")
+    return recipe["batch_size"] // world
+
+
+def _parallel_args(device: str, world: int, strategy: str) -> dict:
+    """TrainingArguments for a job on ``world`` processes (deltaflow.distributed)."""
+    if world == 1:
+        return {}
+    args = {"ddp_backend": "gloo" if device == "cpu" else "nccl",
+            # PEFT freezes the base: every trainable parameter gets a gradient each step
+            "ddp_find_unused_parameters": False}
+    if strategy == "fsdp":  # parameters, gradients and optimizer state sharded over the GPUs
+        args.update(fsdp="full_shard auto_wrap",
+                    fsdp_config={"auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "use_orig_params": False,
+                                 "cpu_ram_efficient_loading": True, "sync_module_states": True})
+    return args
+
+
 def _training_args(recipe: dict, device: str, scratch: Path, resumable: bool, steps: int,
-                   validate: bool) -> dict:
+                   validate: bool, world: int = 1, strategy: str = "ddp") -> dict:
     """TrainingArguments shared by the SFT and DPO configs. ``steps``: the run's optimizer
-    steps (total_steps); ``validate``: a validation set is passed (val_rows)."""
+    steps (total_steps); ``validate``: a validation set is passed (val_rows); ``world``: the
+    processes the job trains on (the batch is global: each takes its share)."""
     precision = train_precision(recipe, device)
     epochs = recipe["epochs"]
     checkpoint_every = resume_every(recipe, steps)
     eval_every = recipe["eval_every"] or recipe["logging_steps"]
     return dict(
+        **_parallel_args(device, world, strategy),
         output_dir=str(scratch),
         max_steps=-1 if epochs else recipe["max_steps"],
         num_train_epochs=epochs or 1,
-        per_device_train_batch_size=recipe["batch_size"],
-        per_device_eval_batch_size=recipe["batch_size"],
+        per_device_train_batch_size=per_process_batch(recipe, world),
+        per_device_eval_batch_size=per_process_batch(recipe, world),
         gradient_accumulation_steps=recipe["grad_accum"],
         learning_rate=recipe["learning_rate"],
         lr_scheduler_type=recipe["lr_scheduler"],
@@ -393,7 +421,10 @@ def _epoch_seeded(trainer_cls):
             sampler = super()._get_train_sampler(train_dataset)
             if type(sampler) is LengthGroupedSampler:
                 seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-                return EpochSeededLengthGroupedSampler(sampler.batch_size, list(sampler.lengths), seed)
+                # grouped by the global batch, so N processes' shares of each step are the
+                # rows one process would take (accelerate deals batch i to process i mod N)
+                return EpochSeededLengthGroupedSampler(sampler.batch_size * self.args.world_size,
+                                                       list(sampler.lengths), seed)
             return sampler
 
     Seeded.__name__ = Seeded.__qualname__ = trainer_cls.__name__
@@ -460,11 +491,12 @@ def _examples_used(trainer, train_rows: list, recipe: dict) -> int:
     return used
 
 
-def _collect_arms(arms_dir: Path, out_dir: Path) -> list[dict]:
-    """The checkpoint arms saved during training (save_every), copied under the adapter."""
+def _collect_arms(arms_dir: Path, out_dir: Path | None) -> list[dict]:
+    """The checkpoint arms saved during training (save_every), copied under the adapter
+    (``out_dir``; None: only listed, on processes other than the main one)."""
     saved = sorted(({**json.loads((d / "arm.json").read_text()), "tag": d.name}
                     for d in arms_dir.glob("*") if (d / "arm.json").exists()), key=lambda a: a["step"])
-    for arm in saved:
+    for arm in saved if out_dir is not None else []:
         shutil.copytree(arms_dir / arm["tag"], out_dir / "checkpoints" / arm["tag"])
     return saved
 
@@ -472,8 +504,11 @@ def _collect_arms(arms_dir: Path, out_dir: Path) -> list[dict]:
 def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path, *,
                   device: str = "cpu", chat_template_path: str | None = None,
                   init_dir: Path | None = None, resume_dir: Path | None = None,
-                  resume_key: str = "") -> dict:
+                  resume_key: str = "", strategy: str = "ddp") -> dict:
     """Train a PEFT adapter on a mixture's rows and save it to ``out_dir``.
+
+    Run under torchrun (deltaflow.distributed.launch), every process calls this: the batch is
+    split over them (``strategy`` ddp or fsdp) and the main process writes the adapter.
 
     ``recipe`` is a validated config's recipe (defaults filled: config.schema_defaults).
     objective sft: TRL SFTTrainer on chat ``messages`` (assistant-only loss).
@@ -499,7 +534,8 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         log.info("validation: %d held-out rows (every copy left out of the %d training rows)",
                  len(val_rows), len(rows))
     common = _training_args(recipe, device, scratch, resumable=resume_dir is not None,
-                            steps=total_steps(recipe, len(rows)), validate=bool(val_rows))
+                            steps=total_steps(recipe, len(rows)), validate=bool(val_rows),
+                            world=world_size(), strategy=strategy)
     curve: list = []
     eval_curve: list = []
     loss_cb = _loss_callback(curve, eval_curve)
@@ -526,9 +562,11 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         log.info("reward margin on the training pairs: %.4f -> %.4f",
                  extra["preference_before"].get("rewards/margins", float("nan")),
                  extra["preference_after"].get("rewards/margins", float("nan")))
-    save_adapter(trainer.model, out_dir, selected_adapters=["default"])
-    saved = _collect_arms(arms_dir, out_dir)
-    if resume_dir is None:
+    main = trainer.is_world_process_zero()
+    if main:
+        save_adapter(trainer.model, out_dir, selected_adapters=["default"])
+    saved = _collect_arms(arms_dir, out_dir if main else None)
+    if resume_dir is None and main:
         shutil.rmtree(scratch, ignore_errors=True)
     tokens = int(trainer.state.num_input_tokens_seen)
     tokens_this_attempt = tokens - int(loss_cb.start_tokens)
@@ -546,6 +584,8 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         "peak_memory_mb": round(peak_memory_mb(device), 1),
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "device": device,
+        "processes": world_size(),
+        "strategy": strategy if world_size() > 1 else None,
         "resumed_from_step": resume_step,
         "peft": {"method": recipe["method"], "use_rslora": recipe["use_rslora"],
                  "load_in_4bit": recipe["load_in_4bit"]},

@@ -1,0 +1,118 @@
+"""Log-likelihoods with one forward pass per shared context (multiple-choice scoring).
+
+lm-eval's HFLM scores every (context, continuation) request as its own sequence: an item with
+four choices reads its question four times. (lm-eval's own TODO at
+``HFLM._loglikelihood_tokens``: "lump together requests with the same context".) On the demo's
+ARC-Easy that is 19.5k tokens through the model for 6.9k distinct ones.
+
+``SharedContextHFLM`` keeps HFLM for everything else (loading, PEFT, tokenization, request
+building, generation) and replaces only ``_loglikelihood_tokens``: requests are grouped by their
+context tokens, and each group becomes one sequence - the context, then every continuation
+(less its last token) - with a 4-D attention mask under which each continuation sees the context
+and itself only, and position ids that restart after the context for each continuation. So
+each token of a continuation is computed exactly as in HFLM's own sequence (same positions, same
+visible tokens), the context once, and groups are batched (``batch_size`` sequences a pass) so the
+matmuls stay large. Scores agree with HFLM's to float rounding (tests/test_shared_context.py
+checks every request; bench/eval_profile.py compares the per-item choices on the real model).
+Requests longer than the model's window go through HFLM's own left-truncating path.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lm_eval.models.huggingface import HFLM
+
+log = logging.getLogger(__name__)
+
+
+class SharedContextHFLM(HFLM):
+    """HFLM whose log-likelihood requests share one forward pass per distinct context."""
+
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
+        if self.backend != "causal":
+            return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
+        results: list = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, (_, ctx, cont) in enumerate(requests):
+            groups.setdefault(tuple(ctx), []).append(i)
+        packed, long = [], []
+        for ctx, idxs in groups.items():
+            width = len(ctx) + sum(len(requests[i][2]) - 1 for i in idxs)
+            if not ctx or any(not requests[i][2] for i in idxs) or width > self.max_length:
+                long += idxs
+            else:
+                packed.append((list(ctx), idxs, width))
+        if long:  # HFLM truncates these from the left: its own path, unchanged
+            for i, r in zip(long, super()._loglikelihood_tokens([requests[i] for i in long],
+                                                                disable_tqdm=True, override_bs=override_bs)):
+                results[i] = r
+        for batch in self._batches(packed):
+            scores = self._score_packed([(ctx, [requests[i][2] for i in idxs]) for ctx, idxs, _ in batch])
+            for (_, idxs, _), group_scores in zip(batch, scores):
+                for i, r in zip(idxs, group_scores):
+                    results[i] = r
+                    if requests[i][0] is not None:  # as HFLM (rolling windows: cached by the caller)
+                        self.cache_hook.add_partial("loglikelihood", requests[i][0], r)
+        log.debug("%d log-likelihood requests: %d distinct contexts", len(requests), len(groups))
+        return results
+
+    def _batches(self, packed: list) -> list[list]:
+        """Packed groups, longest first, in batches of up to ``batch_size`` sequences (at most
+        16: every position's logits are held, rows x width x vocab floats); a batch also ends
+        where the next sequence is under 3/4 of the batch's width (padding is compute)."""
+        size = min(self.batch_size, 16) if isinstance(self.batch_size, int) and self.batch_size > 0 else 16
+        batches: list[list] = []
+        for group in sorted(packed, key=lambda g: -g[2]):
+            if batches and len(batches[-1]) < size and group[2] * 4 >= batches[-1][0][2] * 3:
+                batches[-1].append(group)
+            else:
+                batches.append([group])
+        return batches
+
+    def _score_packed(self, groups: list[tuple[list[int], list[list[int]]]]) -> list[list[tuple[float, bool]]]:
+        """(sum of log-probs, greedy?) of each continuation after its context, for a batch of
+        (context, continuations) groups packed one sequence each."""
+        import torch
+        import torch.nn.functional as F
+
+        rows, where = [], []
+        for ctx, conts in groups:
+            toks, pos, seg, at = list(ctx), list(range(len(ctx))), [-1] * len(ctx), []
+            for j, cont in enumerate(conts):
+                start = len(toks)
+                toks += cont[:-1]
+                pos += range(len(ctx), len(ctx) + len(cont) - 1)
+                seg += [j] * (len(cont) - 1)
+                # the positions whose next-token logits score cont: the context's last, then its own
+                at.append([len(ctx) - 1] + list(range(start, start + len(cont) - 1)))
+            rows.append((toks, pos, seg))
+            where.append(at)
+        width = max(len(t) for t, _, _ in rows)
+        dtype = next(self.model.parameters()).dtype
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id or 0, dtype=torch.long)
+        pos_ids = torch.zeros((len(rows), width), dtype=torch.long)
+        mask = torch.full((len(rows), 1, width, width), torch.finfo(dtype).min, dtype=dtype)
+        for b, (toks, pos, seg) in enumerate(rows):
+            n = len(toks)
+            ids[b, :n] = torch.tensor(toks)
+            pos_ids[b, :n] = torch.tensor(pos)
+            s = torch.tensor(seg)
+            # causal, and a continuation sees the context and itself, never another continuation
+            allowed = torch.tril(torch.ones(n, n, dtype=torch.bool)) & ((s[None, :] == -1) | (s[:, None] == s[None, :]))
+            mask[b, 0, :n, :n].masked_fill_(allowed, 0.0)
+            pad = torch.arange(n, width)
+            mask[b, 0, pad, pad] = 0.0  # padding attends to itself (no all-masked rows); never read
+        with torch.no_grad():
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                position_ids=pos_ids.to(self.device)).logits
+        out = []
+        for b, (ctx, conts) in enumerate(groups):
+            group = []
+            for cont, at in zip(conts, where[b]):
+                lp = F.log_softmax(logits[b, at], dim=-1, dtype=self.softmax_dtype)
+                target = torch.tensor(cont, device=lp.device)
+                greedy = bool((lp.argmax(dim=-1) == target).all())
+                group.append((float(lp.gather(-1, target[:, None]).sum()), greedy))
+            out.append(group)
+        return out

@@ -1,0 +1,59 @@
+"""One forward pass per shared context gives HFLM's log-likelihoods and greedy flags."""
+import random
+
+import pytest
+
+from conftest import tiny_random_model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    from lm_eval.models.huggingface import HFLM
+
+    from deltaflow.shared_context import SharedContextHFLM
+
+    path = str(tiny_random_model(tmp_path_factory.mktemp("tiny")))
+    kw = dict(pretrained=path, device="cpu", batch_size=4, dtype="float32", max_length=48)
+    return HFLM(**kw), SharedContextHFLM(**kw)
+
+
+def test_every_request_scores_as_hflm_scores_it(models):
+    import torch
+
+    hf, shared = models
+    rng = random.Random(0)
+    vocab = hf.model.config.vocab_size
+    requests = []
+    for n_ctx in (1, 2, 7, 20, 40):  # a one-token context has nothing to cache
+        ctx = [rng.randrange(vocab) for _ in range(n_ctx)]
+        greedy = hf.model.generate(torch.tensor([ctx]), max_new_tokens=3, do_sample=False)[0, n_ctx:].tolist()
+        conts = [[rng.randrange(vocab) for _ in range(k)] for k in (1, 3, 5, 12)] + [greedy]
+        requests += [((f"c{n_ctx}", str(c)), ctx, c) for c in conts]
+    rng.shuffle(requests)  # groups interleaved, as lm-eval's request order does
+    theirs = hf._loglikelihood_tokens(requests, disable_tqdm=True)
+    ours = shared._loglikelihood_tokens(requests, disable_tqdm=True)
+    assert len(ours) == len(requests)
+    for (_, ctx, cont), (lp, greedy), (ref_lp, ref_greedy) in zip(requests, ours, theirs):
+        # 40 + 12 tokens exceed max_length 48: HFLM's own left-truncating path scores those
+        assert lp == pytest.approx(ref_lp, abs=1e-4), (len(ctx), len(cont))
+        assert greedy == ref_greedy
+    assert sum(g for _, g in ours) == 5  # each context's greedy continuation, and only those
+
+
+def test_an_arc_style_task_through_lm_eval_scores_the_same(models, tmp_path):
+    """Both models through lm-eval's own request building (simple_evaluate on a local task)."""
+    from deltaflow import registry
+    from deltaflow.benchmarks import prepare_docs
+    from deltaflow.evaluation import _lm_eval_samples
+    from deltaflow.io import write_jsonl
+
+    hf, shared = models
+    spec = registry.load("arc_easy")
+    spec.update(name="arc_easy", n=8, seed=1234)
+    write_jsonl(tmp_path / "docs.jsonl", prepare_docs(spec))
+    ref = _lm_eval_samples(hf, spec, tmp_path / "docs.jsonl")
+    got = _lm_eval_samples(shared, spec, tmp_path / "docs.jsonl")
+    assert [s["doc_id"] for s in got] == [s["doc_id"] for s in ref]
+    for a, b in zip(got, ref):
+        assert [r[0][0] for r in a["resps"]] == pytest.approx([r[0][0] for r in b["resps"]], abs=1e-4)
+        assert a["acc"] == b["acc"]
