@@ -65,7 +65,6 @@ rule evaluate:
         # exports: a full merged model, or a GGUF run by llama.cpp with the merged tokenizer
         merged_dir=lambda w: model_load_params(w.model)["merged_dir"],
         gguf=lambda w: model_load_params(w.model)["gguf"],
-        threads=config["export"]["threads"],
     log:
         "logs/evals/{model}.log",
     threads: 2

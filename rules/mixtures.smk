@@ -20,6 +20,12 @@ rule mixture:
         label_specs=get_mixture_label_specs,
     log:
         "logs/mixtures/{mixture}.log",
+    # Training is on every later job's path: its chain goes first. Two threads (the tokenizer
+    # uses them) and a priority above the eval jobs: when the base model is ready the mixture
+    # takes both cores, then the adapter does, instead of a one-thread eval of the base holding
+    # one core while the two-thread training waits for it.
+    threads: 2
+    priority: 10
     resources:
         mem_mb=4000,
         runtime=30,

@@ -24,6 +24,7 @@ rule adapter:
     log:
         "logs/adapters/{run}.log",
     threads: 2
+    priority: 10  # before the eval jobs (rules/mixtures.smk says why)
     resources:
         mem_mb=8000,
         runtime=120,

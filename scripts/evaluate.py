@@ -74,7 +74,8 @@ if "vllm" in versions:
                  timing["load_s"], timing["generate_s"])
 
 lm = LazyModel(lambda: load_model(base_dir, adapter_dir=adapter_dir, merged_dir=merged_dir, gguf=gguf,
-                                  batch_size=p.batch_size, device=p.device, threads=p.threads))
+                                  batch_size=p.batch_size, device=p.device,
+                                  threads=snakemake.threads))  # noqa: F821  (the job's threads)
 count_tokens = token_counter(base_dir, adapter_dir=adapter_dir, merged_dir=merged_dir)
 model_inputs = {k: inp[k] for k in ("base", "adapter", "merged", "gguf") if k in inp.keys()}
 summary = {"model": model, "benchmarks": {}}
