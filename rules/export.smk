@@ -13,6 +13,7 @@ rule gguf_convert:
         manifest="results/gguf/{export}/model-{ctype}.json",
     log:
         "logs/gguf/{export}.{ctype}.log",
+    priority: 5  # models to evaluate come before the evals (two run side by side)
     resources:
         mem_mb=6000,
         runtime=30,
@@ -32,6 +33,7 @@ rule gguf_quantize:
     log:
         "logs/gguf/{export}.{qtype}.log",
     threads: config["export"]["threads"]
+    priority: 5  # models to evaluate come before the evals (two run side by side)
     resources:
         mem_mb=4000,
         runtime=30,

@@ -15,6 +15,7 @@ rule merge_adapters:
         adapter_dirs=lambda w: {m: model_adapter_dir(m) for m in MERGES[w.merge]["adapters"]},
     log:
         "logs/merges/{merge}.log",
+    priority: 5  # models to evaluate come before the evals (two run side by side)
     resources:
         mem_mb=4000,
         runtime=20,
@@ -33,6 +34,7 @@ rule merge_full:
         adapter_dir=lambda w: model_adapter_dir(w.export),
     log:
         "logs/merges/{export}.merged.log",
+    priority: 5  # models to evaluate come before the evals (two run side by side)
     resources:
         mem_mb=6000,
         runtime=20,

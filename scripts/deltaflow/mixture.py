@@ -218,93 +218,78 @@ def _dedup_key(row: dict, mode: str) -> str:
 
 # --- the mixture -------------------------------------------------------------------------
 
-def build_mixture(name: str, spec: dict, rows_by_dataset: dict[str, list[dict]],
-                  count_tokens: Callable[[dict], int], *, index: ContaminationIndex | None = None,
-                  parsers: dict[str, Callable[[str], str | None]] | None = None) -> MixtureResult:
-    """Build mixture ``name`` from ``spec`` (a validated config entry).
+def _component_pool(name: str, i: int, comp: dict, kind: str,
+                    rows_by_dataset: dict[str, list[dict]]) -> tuple[list[dict], ComponentReport]:
+    """A component's rows (its dataset's split) and its report, checked for the mixture kind."""
+    where = f"mixtures.{name}.components[{i}]"
+    split = comp["split"]
+    comp_name = comp.get("name", comp["dataset"])
+    pool = [r for r in rows_by_dataset[comp["dataset"]] if r["split"] == split]
+    if not pool:
+        raise ConfigError(f"{where}: dataset '{comp['dataset']}' split '{split}' has no rows")
+    if kind == "preference" and not all(isinstance(r.get("chosen"), str) and
+                                        isinstance(r.get("rejected"), str) for r in pool):
+        raise ConfigError(f"{where}: mixture kind 'preference' needs chosen/rejected pairs, but "
+                          f"dataset '{comp['dataset']}' has rows without them (use a preference "
+                          "format such as sharegpt_preference)")
+    rep = ComponentReport(name=comp_name, dataset=comp["dataset"], split=split,
+                          profile=comp.get("profile", comp_name),
+                          benchmark_profile=comp.get("benchmark_profile"),
+                          weight={k: comp[k] for k in WEIGHT_KEYS if k in comp},
+                          available_rows=len(pool))
+    return pool, rep
 
-    ``rows_by_dataset`` maps dataset name to its normalized rows (all splits); ``index`` holds
-    the eval items to decontaminate against; ``parsers`` maps benchmark name to its answer
-    parser (for ``labels_from``).
-    """
-    seed = spec["seed"]
-    kind = spec["kind"]
-    basis = spec["share_basis"]
-    reports: list[ComponentReport] = []
-    pools: list[list[dict]] = []
-    pool_tokens: list[list[int]] = []
-    removed: list[dict] = []
-    seen: dict[str, dict[str, str]] = {"exact": {}, "normalized": {}}
-    dedup = spec["dedup"]
-    modes = {"normalized": ("exact", "normalized"), "exact": ("exact",), "off": ()}[dedup]
 
-    for i, comp in enumerate(spec["components"]):
-        where = f"mixtures.{name}.components[{i}]"
-        split = comp["split"]
-        comp_name = comp.get("name", comp["dataset"])
-        pool = [r for r in rows_by_dataset[comp["dataset"]] if r["split"] == split]
-        if not pool:
-            raise ConfigError(f"{where}: dataset '{comp['dataset']}' split '{split}' has no rows")
-        if kind == "preference" and not all(isinstance(r.get("chosen"), str) and
-                                            isinstance(r.get("rejected"), str) for r in pool):
-            raise ConfigError(f"{where}: mixture kind 'preference' needs chosen/rejected pairs, but "
-                              f"dataset '{comp['dataset']}' has rows without them (use a preference "
-                              "format such as sharegpt_preference)")
-        rep = ComponentReport(name=comp_name, dataset=comp["dataset"], split=split,
-                              profile=comp.get("profile", comp_name),
-                              benchmark_profile=comp.get("benchmark_profile"),
-                              weight={k: comp[k] for k in WEIGHT_KEYS if k in comp},
-                              available_rows=len(pool))
-        rng = random.Random(f"{seed}:{i}:{comp_name}:filter")
-        tokens = [count_tokens(r) for r in pool]
-        parser = None
-        if comp.get("labels_from"):
-            parser = (parsers or {}).get(comp["labels_from"])
-            if parser is None:
-                raise ConfigError(f"{where}.labels_from: no parser for benchmark '{comp['labels_from']}'")
-        keep, out = _filter_component(pool, tokens, comp, rep, parser, rng, where)
-        for r in out:
-            r["component"] = comp_name
-        removed.extend(out)
-        bad = sum(v for k, v in rep.rejected.items() if k in BAD_ROW)
-        limit = spec["max_reject_fraction"]
-        if bad / len(pool) > limit:
-            raise DataError(f"{where}: {bad} of {len(pool)} rows of dataset '{comp['dataset']}' were "
-                            f"rejected ({rep.rejected}), more than max_reject_fraction {limit}; "
-                            f"first: {next(r['reason'] for r in out if reason_kind(r['reason']) in BAD_ROW)}")
-        # dedup across the whole mixture, first occurrence (in component order) wins
-        kept, kept_tokens = [], []
-        for j in keep:
-            row = pool[j]
-            dup_of = None
-            for mode in modes:
-                key = _dedup_key(row, mode)
-                if key in seen[mode]:
-                    dup_of = (mode, seen[mode][key])
-                    break
-            if dup_of:
-                rep.duplicates[dup_of[0]] = rep.duplicates.get(dup_of[0], 0) + 1
-                removed.append({**row, "component": comp_name,
-                                "reason": f"duplicate ({dup_of[0]}) of row {dup_of[1]}"})
-                continue
-            for mode in modes:
-                seen[mode].setdefault(_dedup_key(row, mode), row["id"])
-            kept.append(row)
-            kept_tokens.append(tokens[j])
-        reports.append(rep)
-        pools.append(kept)
-        pool_tokens.append(kept_tokens)
+def _filter_rows(name: str, i: int, comp: dict, spec: dict, pool: list[dict], rep: ComponentReport,
+                 count_tokens, parsers, removed: list[dict]) -> tuple[list[int], list[int]]:
+    """Indices of the component's rows that pass its filters (length, labels, class caps) and
+    every row's token count; the rest go to ``removed`` with the reason. Fails when more than
+    ``max_reject_fraction`` of the rows are bad."""
+    where = f"mixtures.{name}.components[{i}]"
+    rng = random.Random(f"{spec['seed']}:{i}:{rep.name}:filter")
+    tokens = [count_tokens(r) for r in pool]
+    parser = None
+    if comp.get("labels_from"):
+        parser = (parsers or {}).get(comp["labels_from"])
+        if parser is None:
+            raise ConfigError(f"{where}.labels_from: no parser for benchmark '{comp['labels_from']}'")
+    keep, out = _filter_component(pool, tokens, comp, rep, parser, rng, where)
+    for r in out:
+        r["component"] = rep.name
+    removed.extend(out)
+    bad = sum(v for k, v in rep.rejected.items() if k in BAD_ROW)
+    limit = spec["max_reject_fraction"]
+    if bad / len(pool) > limit:
+        raise DataError(f"{where}: {bad} of {len(pool)} rows of dataset '{comp['dataset']}' were "
+                        f"rejected ({rep.rejected}), more than max_reject_fraction {limit}; "
+                        f"first: {next(r['reason'] for r in out if reason_kind(r['reason']) in BAD_ROW)}")
+    return keep, tokens
 
-    hits = _decontaminate(name, spec, index, pools, pool_tokens, reports, removed)
-    for rep, pool in zip(reports, pools):
-        rep.unique_rows = len(pool)
 
-    # weights: fixed components first, then share targets fill the rest of the mix
+def _dedup(pool: list[dict], keep: list[int], tokens: list[int], rep: ComponentReport, modes: tuple,
+           seen: dict[str, dict[str, str]], removed: list[dict]) -> tuple[list[dict], list[int]]:
+    """The kept rows not already in the mixture (first occurrence, in component order, wins)."""
+    kept, kept_tokens = [], []
+    for j in keep:
+        row = pool[j]
+        dup_of = next(((mode, seen[mode][_dedup_key(row, mode)]) for mode in modes
+                       if _dedup_key(row, mode) in seen[mode]), None)
+        if dup_of:
+            rep.duplicates[dup_of[0]] = rep.duplicates.get(dup_of[0], 0) + 1
+            removed.append({**row, "component": rep.name, "reason": f"duplicate ({dup_of[0]}) of row {dup_of[1]}"})
+            continue
+        for mode in modes:
+            seen[mode].setdefault(_dedup_key(row, mode), row["id"])
+        kept.append(row)
+        kept_tokens.append(tokens[j])
+    return kept, kept_tokens
+
+
+def _weigh(name: str, spec: dict, pools: list[list[dict]], pool_tokens: list[list[int]],
+           reports: list[ComponentReport], tok_of: dict) -> list[list[dict]]:
+    """Each component's rows in the mix: fixed weights first (multiplier, fraction, rows), then
+    the share targets fill the rest."""
     chosen: list[list[dict]] = [[] for _ in reports]
-    tok_of = {}
-    for pool, toks in zip(pools, pool_tokens):
-        for r, t in zip(pool, toks):
-            tok_of[id(r)] = t
     share_idx = []
     for i, (comp, pool, rep) in enumerate(zip(spec["components"], pools, reports)):
         where = f"mixtures.{name}.components[{i}]"
@@ -316,12 +301,17 @@ def build_mixture(name: str, spec: dict, rows_by_dataset: dict[str, list[dict]],
             share_idx.append(i)
             rep.target_share = comp["share"]
             continue
-        chosen[i] = realize_component(pool, comp, random.Random(f"{seed}:{i}:{rep.name}"), where)
+        chosen[i] = realize_component(pool, comp, random.Random(f"{spec['seed']}:{i}:{rep.name}"), where)
     if share_idx:
-        _fill_shares(name, spec, basis, share_idx, pools, pool_tokens, chosen, reports, tok_of)
+        _fill_shares(name, spec, spec["share_basis"], share_idx, pools, pool_tokens, chosen, reports, tok_of)
+    return chosen
 
+
+def _tag(name: str, spec: dict, reports: list[ComponentReport], chosen: list[list[dict]], tok_of: dict) -> list[dict]:
+    """The mix's rows tagged with their mixture, profile and component, shuffled (seeded) and
+    numbered; the reports count rows and tokens."""
     tagged = []
-    for comp, rep, rows in zip(spec["components"], reports, chosen):
+    for rep, rows in zip(reports, chosen):
         for row in rows:
             out = dict(row)
             out["mixture"] = name
@@ -333,10 +323,44 @@ def build_mixture(name: str, spec: dict, rows_by_dataset: dict[str, list[dict]],
             rep.tokens += tok_of[id(row)]
             tagged.append(out)
     if spec["shuffle"]:
-        random.Random(seed).shuffle(tagged)
+        random.Random(spec["seed"]).shuffle(tagged)
     for i, row in enumerate(tagged):
         row["mixture_row"] = i
-    manifest = _summarize(name, spec, kind, seed, basis, reports, len(tagged))
+    return tagged
+
+
+def build_mixture(name: str, spec: dict, rows_by_dataset: dict[str, list[dict]],
+                  count_tokens: Callable[[dict], int], *, index: ContaminationIndex | None = None,
+                  parsers: dict[str, Callable[[str], str | None]] | None = None) -> MixtureResult:
+    """Build mixture ``name`` from ``spec`` (a validated config entry: config.schema_defaults
+    fills one outside a workflow run).
+
+    ``rows_by_dataset`` maps dataset name to its normalized rows (all splits); ``index`` holds
+    the eval items to decontaminate against; ``parsers`` maps benchmark name to its answer
+    parser (for ``labels_from``). Steps: each component's pool, filtered and deduplicated
+    across the mixture; decontamination; weights; tags and order; the manifest and its bounds.
+    """
+    reports: list[ComponentReport] = []
+    pools: list[list[dict]] = []
+    pool_tokens: list[list[int]] = []
+    removed: list[dict] = []
+    seen: dict[str, dict[str, str]] = {"exact": {}, "normalized": {}}
+    modes = {"normalized": ("exact", "normalized"), "exact": ("exact",), "off": ()}[spec["dedup"]]
+    for i, comp in enumerate(spec["components"]):
+        pool, rep = _component_pool(name, i, comp, spec["kind"], rows_by_dataset)
+        keep, tokens = _filter_rows(name, i, comp, spec, pool, rep, count_tokens, parsers, removed)
+        kept, kept_tokens = _dedup(pool, keep, tokens, rep, modes, seen, removed)
+        reports.append(rep)
+        pools.append(kept)
+        pool_tokens.append(kept_tokens)
+
+    hits = _decontaminate(name, spec, index, pools, pool_tokens, reports, removed)
+    for rep, pool in zip(reports, pools):
+        rep.unique_rows = len(pool)
+    tok_of = {id(r): t for pool, toks in zip(pools, pool_tokens) for r, t in zip(pool, toks)}
+    chosen = _weigh(name, spec, pools, pool_tokens, reports, tok_of)
+    tagged = _tag(name, spec, reports, chosen, tok_of)
+    manifest = _summarize(name, spec, spec["kind"], spec["seed"], spec["share_basis"], reports, len(tagged))
     manifest.decontamination = _decontam_summary(spec, index, hits)
     _check_bounds(name, spec, manifest)
     return MixtureResult(rows=tagged, manifest=manifest, removed=removed, hits=hits)
