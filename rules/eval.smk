@@ -59,7 +59,10 @@ rule evaluate:
         chunk_size=config["eval"]["chunk_size"],
         backend=config["eval"]["backend"],
         vllm_python=config["eval"]["vllm"].get("python"),
-        vllm_options={k: v for k, v in config["eval"]["vllm"].items() if k != "python"},
+        # several GPUs for one eval job (eval.gpus on cuda): vLLM's tensor parallelism
+        vllm_options={**{k: v for k, v in config["eval"]["vllm"].items() if k != "python"},
+                      **({"tensor_parallel_size": config["eval"]["gpus"]}
+                         if config["eval"]["device"] == "cuda" and config["eval"]["gpus"] > 1 else {})},
         cache_dir="results/evals/.cache",
         adapter_dir=lambda w: model_load_params(w.model)["adapter_dir"],
         # exports: a full merged model, or a GGUF run by llama.cpp with the merged tokenizer

