@@ -24,7 +24,7 @@ def test_seeds_become_arms_with_their_own_recipes():
     cfg["runs"]["run_a"]["seeds"] = [0, 1, 2]
     validate_config(cfg)
     assert cfg["runs"]["run_a~s1"] == {"mixture": "mix_a", "recipe": "tiny_lora~s1"}
-    assert cfg["recipes"]["tiny_lora~s2"]["seed"] == 2 and "save_every" not in cfg["recipes"]["tiny_lora~s2"]
+    assert cfg["recipes"]["tiny_lora~s2"]["seed"] == 2 and cfg["recipes"]["tiny_lora~s2"]["save_every"] is None
     assert families(cfg) == {"run_a": ["run_a", "run_a~s1", "run_a~s2"]}
     graph = ModelGraph(cfg)
     assert "run_a~s1" in graph.names and "run_a~s1@step3" not in graph.names and "run_a@step3" in graph.names

@@ -59,7 +59,7 @@ def expand_seeds(config: dict) -> list[str]:
                 continue
             rname = f"{spec['recipe']}~s{s}"
             derived = {**copy.deepcopy(recipe), "seed": s}
-            derived.pop("save_every", None)  # the arms' finals measure seed variance; no checkpoint arms
+            derived["save_every"] = None  # the arms' finals measure seed variance; no checkpoint arms
             recipes[rname] = derived
             runs[arm_name(run, s)] = {k: v for k, v in {"mixture": spec["mixture"], "recipe": rname,
                                                         "init_from": spec.get("init_from")}.items() if v}
