@@ -5,6 +5,10 @@ the vLLM/HF ratio (the goal on a GPU: >= 10x).
     .venv/bin/python bench/eval_throughput.py [MODEL_DIR] [--n 32] [--max-gen-toks 64]
         [--benchmark gsm8k] [--device cpu] [--batch-size 16]
 
+With --generation the prompts are the demo's self-replay generation (config/config.yaml
+`generations.self_replay`: Alpaca's user turns through the chat template), built by the
+generation stage's own code (deltaflow.generation), i.e. the generate rule's throughput.
+
 MODEL_DIR: a HF folder (default: the demo's base, results/models/base). Both backends run the
 workflow's own code path (evaluation.generate_outputs; the vLLM one through the same worker
 the eval rule starts), greedy, with the benchmark's prompts and stop sequences. vLLM's time
@@ -31,6 +35,21 @@ def count_tokens(tok, raws) -> int:
     return sum(len(tok(r, add_special_tokens=False)["input_ids"]) for raw in raws for r in raw["responses"])
 
 
+def generation_spec(args, docs: Path) -> dict:
+    """The demo's self-replay generation as the generate rule builds it, n prompts, greedy."""
+    from deltaflow.config import load_config
+    from deltaflow.datasets import normalize_dataset
+    from deltaflow.generation import eval_spec, prompt_docs
+
+    cfg = load_config(ROOT / "config/config.yaml")
+    gen = cfg["generations"]["self_replay"]
+    gen["prompts"]["n"] = args.n
+    gen["sampling"]["max_tokens"] = args.max_gen_toks
+    rows = normalize_dataset(gen["prompts"]["dataset"], cfg["datasets"][gen["prompts"]["dataset"]]).rows
+    write_jsonl(docs, prompt_docs("self_replay", gen, rows, verified=False))
+    return eval_spec("self_replay", gen)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model", nargs="?", type=Path, default=ROOT / "results/models/base")
@@ -40,17 +59,23 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--generation", action="store_true",
+                    help="the demo's self-replay generation's prompts instead of a benchmark")
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--skip-vllm", action="store_true", help="HF only (no .venv-vllm; the CPU smoke run)")
     args = ap.parse_args()
 
-    spec = registry.load(args.benchmark)
-    spec.update(name=args.benchmark, n=args.n, seed=1234)
-    spec["decoding"]["max_gen_toks"] = args.max_gen_toks
-    tok = AutoTokenizer.from_pretrained(args.model)
     tmp = Path(tempfile.mkdtemp(prefix="eval_bench_"))
     docs = tmp / "docs.jsonl"
-    write_jsonl(docs, prepare_docs(spec))
+    if args.generation:
+        spec = generation_spec(args, docs)
+        args.benchmark = spec["name"]
+    else:
+        spec = registry.load(args.benchmark)
+        spec.update(name=args.benchmark, n=args.n, seed=1234)
+        spec["decoding"]["max_gen_toks"] = args.max_gen_toks
+        write_jsonl(docs, prepare_docs(spec))
+    tok = AutoTokenizer.from_pretrained(args.model)
     print(f"model {args.model}, {args.benchmark} n={args.n}, greedy, max_gen_toks {args.max_gen_toks}, "
           f"device {args.device}")
     rows = {}

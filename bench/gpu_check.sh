@@ -3,7 +3,8 @@
 # after setup it prints
 #   1. LoRA and QLoRA tokens/s and peak memory on the Qwen2.5-0.5B shape, ours vs a bare TRL
 #      script, and packing vs not (bench/train_shapes.py; bf16, sdpa attention);
-#   2. HF generate vs vLLM generated tokens/s on the same prompts (bench/eval_throughput.py);
+#   2. HF generate vs vLLM generated tokens/s on the same prompts (bench/eval_throughput.py), a
+#      benchmark's and the generation stage's (the demo's self-replay prompts);
 #   3. the demo's eval job for the base model on the GPU (the workflow's own rule).
 #   bash bench/gpu_check.sh           on the GPU machine (runs `make setup` / `make vllm-env` if needed)
 #   bash bench/gpu_check.sh --smoke   CPU-sized: the same steps on the tiny shape, no vLLM, no
@@ -31,16 +32,18 @@ $PY bench/train_shapes.py --shape "$SHAPE" --device "$DEV" --steps "$STEPS" --ba
 echo "== 2. generation: HF generate vs vLLM, greedy, same prompts =="
 if [ "$SMOKE" = 1 ]; then
   $PY bench/eval_throughput.py "$work/base" --n 4 --max-gen-toks 8 --device cpu --batch-size 4 --skip-vllm
+  $PY bench/eval_throughput.py "$work/base" --generation --n 2 --max-gen-toks 8 --device cpu --batch-size 4 --skip-vllm
 else
   make vllm-env >/tmp/gpu_check_vllm.log 2>&1 || { tail -20 /tmp/gpu_check_vllm.log; exit 1; }
   $PY bench/eval_throughput.py "$work/base" --n 64 --max-gen-toks 128 --device cuda --batch-size 64
+  $PY bench/eval_throughput.py "$work/base" --generation --n 64 --max-gen-toks 256 --device cuda --batch-size 64
 fi
 
 if [ "$SMOKE" = 0 ]; then
   echo "== 3. the demo's eval job for the base model on the GPU =="
   t0=$(date +%s)
   $PY -m snakemake --profile profiles/local --directory "$work/demo" --configfile config/config.yaml \
-    --config 'eval={device: cuda, batch_size: 64}' -s Snakefile results/evals/base/manifest.json \
+    --config 'eval={device: cuda, batch_size: 64}' -s Snakefile results/evals/base/summary.json \
     >"$work/demo.log" 2>&1 || { tail -40 "$work/demo.log"; exit 1; }
   echo "demo eval job (base model, all benchmarks, with its upstream jobs): $(( $(date +%s) - t0 )) s"
   cat "$work/demo/results/evals/base/summary.json" 2>/dev/null | head -c 2000; echo

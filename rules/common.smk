@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from deltaflow.benchmarks import item_spec
-from deltaflow.config import benchmark_axes, benchmark_spec, validate_config
+from deltaflow.config import benchmark_axes, benchmark_dirs, benchmark_spec, validate_config
 from deltaflow.models import ModelGraph, gguf_path
 from deltaflow.codedeps import code_closure
 from deltaflow.distributed import processes_for
@@ -15,6 +15,8 @@ from deltaflow.io import sha256_text
 from deltaflow.seeds import families as seed_families, is_seed_arm
 from deltaflow.benchmarks import is_judged
 from deltaflow.judging import judge_label, judge_ref, settings as judge_settings
+from deltaflow.origins import Origins
+from deltaflow.generation import verifier_spec
 from deltaflow import sources
 
 # Fills defaults and checks every cross-reference before any job is scheduled;
@@ -27,6 +29,8 @@ config.clear()
 config.update(_canonical)
 
 DATASETS = sorted(config["datasets"])
+# model-written datasets (deltaflow.generation): results/data/<name>/ like a dataset's
+GENERATIONS = config["generations"]
 MIXTURES = sorted(config["mixtures"])
 RUNS = sorted(config["runs"])
 # every model and what made it (deltaflow.models): the base, runs, their checkpoints
@@ -54,6 +58,8 @@ AXES = benchmark_axes(config)
 # recorded on the model card: the whole validated config (defaults filled), canonical JSON
 CONFIG_SHA = sha256_text(json.dumps(config, sort_keys=True))
 BASE = "results/models/base/manifest.json"
+# where every dataset's text comes from, transitively through the models that wrote it
+ORIGINS = Origins(config, GRAPH)
 
 # The deltaflow modules a rule's script runs, derived from its imports (deltaflow.codedeps):
 # inputs of the rule, so editing one reruns exactly the jobs whose code imports it (Snakemake
@@ -72,6 +78,7 @@ def _alternatives(names):
 
 wildcard_constraints:
     dataset=_alternatives(DATASETS),
+    generation=_alternatives(GENERATIONS) or "(?!)",
     mixture=_alternatives(MIXTURES),
     run=_alternatives(RUNS),
     model=_alternatives(MODELS),
@@ -116,6 +123,42 @@ def get_mixture_items(wildcards):
 def get_mixture_label_specs(wildcards):
     comps = config["mixtures"][wildcards.mixture]["components"]
     return {c["labels_from"]: BENCH_SPECS[c["labels_from"]] for c in comps if c.get("labels_from")}
+
+
+def generation_models(name):
+    """The generating model (and the rejected model of pairs) as load references: a workflow
+    model's files (model_load_params) or a teacher's path / hub id."""
+    gen = GENERATIONS[name]
+    out = {}
+    for role in ("model", "rejected_model"):
+        ref = gen.get(role)
+        if ref is None:
+            continue
+        out[role] = ({"model": ref, **model_load_params(ref)} if isinstance(ref, str)
+                     else {k: v for k, v in ref.items() if v is not None})
+    return out
+
+
+def generation_verifier(name):
+    """The verifier's scoring spec (deltaflow.generation.verifier_spec), or None."""
+    return verifier_spec(name, GENERATIONS[name], benchmark_dirs(config))
+
+
+def get_generation_input(wildcards):
+    gen = GENERATIONS[wildcards.generation]
+    refs = generation_models(wildcards.generation).values()
+    return {"base": BASE, "code": script_code("generate.py"),
+            "prompts": f"results/data/{gen['prompts']['dataset']}/rows.jsonl",
+            "models": [f for ref in refs for f in judge_files(ref)]}
+
+
+def dataset_card_entry(name):
+    """A training dataset in the card's metadata: type, origin and licence (a generation's from
+    the DAG: who wrote its targets, every licence behind it)."""
+    if name in GENERATIONS:
+        o = ORIGINS.dataset(name)
+        return {"type": "generation", "origin": ", ".join(sorted(o.written_by)), "license": ", ".join(sorted(o.licences))}
+    return {k: config["datasets"][name].get(k) for k in ("type", "origin", "license")}
 
 
 def get_run_train(wildcards):

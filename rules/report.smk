@@ -43,8 +43,9 @@ rule model_card:
         model_runs={m: model_run(m) for m in CANDIDATES},
         lineage={m: GRAPH.lineage(m) for m in CANDIDATES},
         nodes={m: dataclasses.asdict(GRAPH.node(m)) for m in CANDIDATES},
-        datasets={m: {d: {k: config["datasets"][d].get(k) for k in ("type", "origin", "license")}
-                      for d in GRAPH.training_datasets(m)} for m in CANDIDATES},
+        datasets={m: {d: dataset_card_entry(d) for d in GRAPH.training_datasets(m)} for m in CANDIDATES},
+        # every origin and licence that reached each candidate's training data (deltaflow.origins)
+        origins={m: ORIGINS.model(m).to_dict() for m in CANDIDATES},
         license=config["base_model"]["license"],
         tables=config["tables"],
         axes=AXES,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from deltaflow.benchmark_eval import (LazyModel, benchmark_metrics, cache_key, generation_code, raw_outputs,
                                       write_benchmark_outputs)
-from deltaflow.evaluation import decoding_hash, load_model, model_identity
-from deltaflow.io import atomic_path, read_jsonl, sha256_path, sha256_text, write_json
+from deltaflow.evaluation import decoding_hash, load_ref, ref_identity
+from deltaflow.io import atomic_path, read_jsonl, sha256_text, write_json
 from deltaflow.judging import (judge_docs, judge_eval_spec, judge_label, judge_metrics, judge_records, responses_of,
                                settings)
 from deltaflow.provenance import build_manifest, device_class, output_versions
@@ -28,35 +28,9 @@ versions = output_versions()
 hf_settings = {"batch_size": p.batch_size, "device": p.device, "backend": "hf", "device_class": device_class(p.device)}
 
 
-def _path(value):
-    return Path(value) if value else None
-
-
-def identity_of(judge):
-    """What decides the judge's outputs: a workflow model's weights, a local folder's files, or
-    the pinned hub revision."""
-    if "path" in judge:
-        return {"path_files": {f.name: sha256_path(f) for f in sorted(Path(judge["path"]).iterdir()) if f.is_file()}}
-    if "hub" in judge:
-        return {"hub": judge["hub"], "revision": judge["revision"]}
-    return model_identity(Path(inp.base), adapter_dir=_path(judge["adapter_dir"]), merged_dir=_path(judge["merged_dir"]),
-                          gguf=_path(judge["gguf"]))
-
-
-def load_judge(judge):
-    if "path" in judge:  # a full local model, loaded as a merged one is
-        return load_model(base_dir, merged_dir=Path(judge["path"]), batch_size=p.batch_size, device=p.device)
-    if "hub" in judge:
-        from deltaflow.shared_context import SharedContextHFLM
-
-        return SharedContextHFLM(pretrained=judge["hub"], revision=judge["revision"], device=p.device,
-                                 batch_size=p.batch_size, dtype="float32")
-    return load_model(base_dir, adapter_dir=_path(judge["adapter_dir"]), merged_dir=_path(judge["merged_dir"]),
-                      gguf=_path(judge["gguf"]), batch_size=p.batch_size, device=p.device, threads=p.threads)
-
-
-identities = {label: identity_of(j) for label, j in p.judges.items()}
-judges = {label: LazyModel(lambda j=j: load_judge(j)) for label, j in p.judges.items()}
+identities = {label: ref_identity(j, Path(inp.base)) for label, j in p.judges.items()}
+judges = {label: LazyModel(lambda j=j: load_ref(j, base_dir, batch_size=p.batch_size, device=p.device, threads=p.threads))
+          for label, j in p.judges.items()}
 
 summary = {"model": model, "benchmarks": {}}
 for i, spec in enumerate(p.specs):

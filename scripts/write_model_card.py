@@ -31,6 +31,7 @@ body = render_model_card(
     config_sha=p.config_sha,
     reference_notes={k: v.get("note", "") for k, v in p.tables["references"].items()},
     lineage=p.lineage[model],
+    origins=p.origins[model],
 )
 metadata = hub_metadata(model=model, node=node, base_name=p.base_name, base_manifest=base_manifest, delta=delta,
                         datasets=p.datasets[model], recipe=adapter_manifest["params"]["recipe"], license=p.license)

@@ -144,6 +144,12 @@ def test_model_card_metadata_the_hub_reads_and_the_release_folder(tiny_run):
     graph = ModelGraph(load_config(cfg_path, check_files=False))
     assert data.datasets == graph.training_datasets(chosen)
     assert data.to_dict()["dataset_origins"]["alpaca"]["origin"] == "model-generated"
+    # every origin and licence that reached the chosen model's training, through the DAG
+    from deltaflow.origins import Origins
+
+    origin = Origins(load_config(cfg_path, check_files=False)).model(chosen)
+    assert f"- Training targets written by: {', '.join(sorted(origin.written_by))}" in card.content
+    assert "dataset alpaca: model-generated (licence unknown)" in card.content
     df = pd.read_csv(workdir / "results/tables/delta.csv")
     rows = df[(df.model == chosen) & (df.level == "benchmark") & (df.source == "evaluated")]
     got = {(r.dataset_name, r.metric_type): r.metric_value for r in data.eval_results}

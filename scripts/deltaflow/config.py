@@ -23,9 +23,11 @@ from .declared import check_template_spec
 from .distributed import processes_for
 from .gguf_export import GGUF_TYPES
 from .grid import expand_grids
+from .generation import check_config as check_generations
 from .judging import check_spec as check_judge, headline_metric
 from .lmeval_tasks import is_lm_eval_task
 from .models import ModelGraph
+from .origins import check_policies
 from .seeds import expand_seeds, is_seed_arm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +134,9 @@ def load_config(path: str | os.PathLike, *, check_files: bool = True) -> dict:
 
 
 def dataset_splits(ds: dict) -> list[str]:
-    """The splits a dataset provides after normalization."""
+    """The splits a dataset (or a generation: its one split) provides after normalization."""
+    if "prompts" in ds:  # generations.<name>
+        return [ds.get("split", "train")]
     if ds["type"] == "generated":
         return ["train", "eval"]
     return [ds.get("split", "train")]
@@ -152,15 +156,16 @@ def _check_references(config: dict, *, check_files: bool):
     if check_files and tpl and not Path(tpl).exists():
         yield f"config key 'base_model.chat_template_path': file '{tpl}' does not exist"
 
+    gens = config.get("generations") or {}
     for mname, mix in config["mixtures"].items():
         for i, comp in enumerate(mix["components"]):
             key = f"mixtures.{mname}.components[{i}]"
             ds = comp["dataset"]
-            if ds not in datasets:
+            if ds not in datasets and ds not in gens:
                 yield (f"config key '{key}.dataset': unknown dataset '{ds}'; "
-                       f"known: {', '.join(sorted(datasets))}")
+                       f"known: {', '.join(sorted([*datasets, *gens]))}")
                 continue
-            splits = dataset_splits(datasets[ds])
+            splits = dataset_splits(datasets[ds] if ds in datasets else gens[ds])
             if comp.get("split", "train") not in splits:
                 yield (f"config key '{key}.split': dataset '{ds}' has splits {splits}, "
                        f"not '{comp['split']}'")
@@ -201,6 +206,13 @@ def _check_references(config: dict, *, check_files: bool):
 
     yield from _check_runs(config)
     yield from _check_merges_and_exports(config)
+    # model-written data (deltaflow.generation) and the origin policies over every dataset
+    # (deltaflow.origins: transitive through the models that wrote it; a data cycle is an error)
+    gen_errors = check_generations(config, ModelGraph(config).names, dirs=benchmark_dirs(config),
+                                   dataset_splits=dataset_splits)
+    yield from gen_errors
+    if not gen_errors:
+        yield from check_policies(config)
     if config.get("eval", {}).get("backend") == "vllm":
         for run, spec in config["runs"].items():
             if config["recipes"].get(spec.get("recipe"), {}).get("method", "lora") == "dora":
@@ -480,6 +492,11 @@ def _check_mixture(config: dict, mname: str, mix: dict, names: list[str]):
     key = f"mixtures.{mname}"
     benchmarks = config["benchmarks"]
     for i, comp in enumerate(mix["components"]):
+        gen = (config.get("generations") or {}).get(comp["dataset"])
+        if gen is not None and (mix.get("kind", "sft") == "preference") != (gen["mode"] == "pairs"):
+            yield (f"config key '{key}.components[{i}].dataset': generation '{comp['dataset']}' writes "
+                   f"{'preference pairs' if gen['mode'] == 'pairs' else 'SFT rows'} (mode {gen['mode']}) and the "
+                   f"mixture is kind {mix.get('kind', 'sft')}")
         ds = config["datasets"].get(comp["dataset"], {})
         fmt = ds.get("format")
         if mix.get("kind") == "preference" and ds.get("type") == "generated":

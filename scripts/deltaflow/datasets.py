@@ -19,6 +19,7 @@ from pathlib import Path
 from . import sources
 from .errors import DataError
 from .io import read_jsonl
+from .origins import declared_origin
 from .tasks import generate_task
 
 ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
@@ -130,7 +131,7 @@ NORMALIZERS = {
 }
 
 
-def normalize_records(records: list[dict], *, fmt: str, name: str, split: str, origin: str,
+def normalize_records(records: list[dict], *, fmt: str, name: str, split: str, origin,
                       where: str) -> NormalizedDataset:
     normalizer = NORMALIZERS[fmt]
     rows, rejected = [], []
@@ -180,7 +181,7 @@ def normalize_dataset(name: str, spec: dict) -> NormalizedDataset:
         records = records[: spec["max_rows"]]
     out = normalize_records(records, fmt=spec["format"], name=name,
                             split=spec.get("split", "train"),
-                            origin=spec.get("origin", "human"), where=where)
+                            origin=declared_origin(spec), where=where)
     out.source = source
     limit = spec.get("max_reject_fraction", 0.2)
     if out.rows and len(out.rejected) / len(records) > limit:

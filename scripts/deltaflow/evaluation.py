@@ -109,6 +109,36 @@ def load_model(base_dir: Path, *, adapter_dir: Path | None = None, merged_dir: P
                 device=device, batch_size=batch_size, dtype="float32")
 
 
+def ref_identity(ref: dict, base_manifest: Path) -> dict:
+    """What decides the outputs of a model named by reference (judges, generators): a workflow
+    model's weights (``adapter_dir`` / ``merged_dir`` / ``gguf``, see ``model_identity``), a
+    local folder's files (``path``), or a pinned hub revision (``hub`` + ``revision``)."""
+    def opt(key):
+        return Path(ref[key]) if ref.get(key) else None
+
+    if "path" in ref:
+        return {"path_files": {f.name: sha256_path(f) for f in sorted(Path(ref["path"]).iterdir()) if f.is_file()}}
+    if "hub" in ref:
+        return {"hub": ref["hub"], "revision": ref["revision"]}
+    return model_identity(base_manifest, adapter_dir=opt("adapter_dir"), merged_dir=opt("merged_dir"), gguf=opt("gguf"))
+
+
+def load_ref(ref: dict, base_dir: Path, *, batch_size: int = 16, device: str = "cpu", threads: int = 2):
+    """A model named by reference (see ``ref_identity``) as an lm-eval LM."""
+    def opt(key):
+        return Path(ref[key]) if ref.get(key) else None
+
+    if "path" in ref:  # a full local model, loaded as a merged one is
+        return load_model(base_dir, merged_dir=Path(ref["path"]), batch_size=batch_size, device=device)
+    if "hub" in ref:
+        from .shared_context import SharedContextHFLM
+
+        return SharedContextHFLM(pretrained=ref["hub"], revision=ref["revision"], device=device,
+                                 batch_size=batch_size, dtype="float32")
+    return load_model(base_dir, adapter_dir=opt("adapter_dir"), merged_dir=opt("merged_dir"), gguf=opt("gguf"),
+                      batch_size=batch_size, device=device, threads=threads)
+
+
 def token_counter(base_dir: Path, *, adapter_dir: Path | None = None, merged_dir: Path | None = None):
     """Counts a response's tokens with the evaluated model's tokenizer (the adapter's when it
     brought new tokens, the merged model's for merged and GGUF exports), loaded on first use:
@@ -170,7 +200,9 @@ def _lm_eval_samples(lm, spec: dict, docs_path: Path) -> list[dict]:
             apply_chat_template=bool(decoding_spec(spec)["chat_template"]),
             log_samples=True,
             bootstrap_iters=0,
-            random_seed=0, numpy_random_seed=1234, torch_random_seed=1234, fewshot_random_seed=1234,
+            # a sampled generation's own seed (generations.<n>.sampling.seed) when it has one
+            random_seed=0, numpy_random_seed=1234, torch_random_seed=decoding_spec(spec).get("seed", 1234),
+            fewshot_random_seed=1234,
         )
     samples = out["samples"][task_cfg["task"]]
     if spec.get("loader") == "lm_eval":

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 from .decontam import ContaminationIndex, normalize_text
+from .origins import check_rows, origin_summary
 from .errors import ConfigError, DataError
 
 WEIGHT_KEYS = ("multiplier", "fraction", "rows", "share")
@@ -49,6 +50,8 @@ class ComponentReport:
     tokens: int = 0
     row_share: float = 0.0
     token_share: float = 0.0
+    # who wrote the rows (deltaflow.origins tags) and, for model-written rows, which models
+    origin: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -63,6 +66,7 @@ class MixtureManifest:
     profiles: dict = field(default_factory=dict)
     bounds: dict = field(default_factory=dict)
     decontamination: dict = field(default_factory=dict)
+    policy: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -348,6 +352,8 @@ def build_mixture(name: str, spec: dict, rows_by_dataset: dict[str, list[dict]],
     modes = {"normalized": ("exact", "normalized"), "exact": ("exact",), "off": ()}[spec["dedup"]]
     for i, comp in enumerate(spec["components"]):
         pool, rep = _component_pool(name, i, comp, spec["kind"], rows_by_dataset)
+        check_rows(name, spec.get("policy"), rep.name, pool)  # the config check's second line
+        rep.origin = origin_summary(pool)
         keep, tokens = _filter_rows(name, i, comp, spec, pool, rep, count_tokens, parsers, removed)
         kept, kept_tokens = _dedup(pool, keep, tokens, rep, modes, seen, removed)
         reports.append(rep)
@@ -362,6 +368,7 @@ def build_mixture(name: str, spec: dict, rows_by_dataset: dict[str, list[dict]],
     tagged = _tag(name, spec, reports, chosen, tok_of)
     manifest = _summarize(name, spec, spec["kind"], spec["seed"], spec["share_basis"], reports, len(tagged))
     manifest.decontamination = _decontam_summary(spec, index, hits)
+    manifest.policy = spec.get("policy")
     _check_bounds(name, spec, manifest)
     return MixtureResult(rows=tagged, manifest=manifest, removed=removed, hits=hits)
 

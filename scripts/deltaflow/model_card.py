@@ -81,7 +81,8 @@ def _provenance(config_sha: str, base: dict, adapter: dict) -> list[str]:
 def render_model_card(*, model: str, base_name: str, delta: pd.DataFrame, settings: TableSettings,
                       verdict: dict, selection: dict, run: dict, mixture_manifest: dict,
                       adapter_manifest: dict, base_manifest: dict, config_sha: str,
-                      reference_notes: dict | None = None, lineage: list[str] | None = None) -> str:
+                      reference_notes: dict | None = None, lineage: list[str] | None = None,
+                      origins: dict | None = None) -> str:
     table = model_section(delta, model, settings.confidence)
     refs = delta[delta.source == REFERENCE]
     lines = [f"# {model}: adapter on {base_name}", "",
@@ -96,6 +97,13 @@ def render_model_card(*, model: str, base_name: str, delta: pd.DataFrame, settin
     lines += _mixture_section(run["mixture"], mixture_manifest["mixture"]) + [""]
     lineage = lineage or [f"run {model}"]
     lines += ["## How this model was made", "", *[f"{i}. {step}" for i, step in enumerate(lineage, 1)], ""]
+    if origins:  # deltaflow.origins: everything that reached the training data, through the DAG
+        lines += ["## Where the training data comes from", "",
+                  f"- Training targets written by: {', '.join(origins['written_by']) or 'none'}",
+                  f"- Prompts written by: {', '.join(origins['prompts_by']) or 'none'}",
+                  f"- Licences: {', '.join(origins['licences']) or 'none'}", "",
+                  "How each piece came about (transitively through the models that wrote data):", "", "```",
+                  *origins["chain"], "```", ""]
     lines += ["## Recipe", "", f"Training run: mixture `{run['mixture']}` × recipe `{run['recipe']}`:", "",
               "```yaml", yaml.safe_dump(adapter_manifest["params"]["recipe"], sort_keys=True).rstrip(), "```", ""]
     lines += _provenance(config_sha, base_manifest, adapter_manifest)

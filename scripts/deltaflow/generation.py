@@ -1,0 +1,248 @@
+"""Model-written training data: ``generations.<name>`` (rules/generate.smk).
+
+A model of the workflow (the base, a run or checkpoint, a merge, a merged or GGUF export) or a
+teacher from outside it (a local folder, a pinned hub id) answers a prompt set (a dataset's
+split: each row's first user turn), and the answers become a dataset under
+``results/data/<name>/`` that mixtures use like any other. The generating goes through the eval
+path (benchmark_eval.raw_outputs): the same backends (HF, vLLM, llama.cpp), cached by content,
+resumable by chunks after a kill, with the silent-generation guard.
+
+Modes:
+- ``answer``: every sample becomes an SFT row (self-replay: the base answers general prompts;
+  teacher answers: a larger model does);
+- ``best_of_n``: k samples, each checked by a verifier (a registry benchmark's scorer against
+  the prompt row's reference answer); ``keep: best`` keeps the first that passes, ``keep:
+  passing`` every distinct one that passes (rejection sampling);
+- ``pairs``: preference rows (the schema DPO reads): the model's answer chosen over
+  ``rejected_model``'s, or, with one model, a passing sample chosen over a failing one.
+
+A prompt that yields no row (no passing sample, all samples alike, an empty answer) is written to
+``rejected.jsonl`` with the reason; nothing is dropped silently. Every row's ``origin`` names the
+model, the hash of its weights and the generation, and carries the origin tags of
+deltaflow.origins (who wrote the targets and the prompts, transitively).
+"""
+
+from __future__ import annotations
+
+from .errors import DataError
+
+MODES = ("answer", "best_of_n", "pairs")
+
+
+def eval_spec(name: str, gen: dict) -> dict:
+    """The generation as an eval spec over its prompts (open-ended: nothing matched by lm-eval)."""
+    s = gen["sampling"]
+    decoding = {"chat_template": s["chat_template"], "num_fewshot": 0, "max_gen_toks": s["max_tokens"],
+                "until": list(s["until"]), "temperature": s["temperature"], "top_p": s["top_p"],
+                "samples": s["samples"]}
+    if s["temperature"] > 0:
+        decoding["seed"] = s["seed"]
+    return {"name": f"gen_{name}", "task": name, "axis": "generation", "n": None, "output_type": "open_ended",
+            "metric": "judged", "decoding": decoding, "guards": dict(gen.get("guards") or {})}
+
+
+def prompt_text(row: dict) -> str | None:
+    """A row's prompt: its first user turn (None when it has none)."""
+    return next((m["content"] for m in row.get("messages") or [] if m.get("role") == "user"
+                 and isinstance(m.get("content"), str) and m["content"].strip()), None)
+
+
+def reference(row: dict):
+    """The answer a verifier checks against: a task row's label, else its first assistant turn."""
+    if row.get("label") is not None:
+        return row["label"]
+    return next((m["content"] for m in row.get("messages") or [] if m.get("role") == "assistant"), None)
+
+
+def prompt_docs(name: str, gen: dict, rows: list[dict], *, verified: bool) -> list[dict]:
+    """The prompt set as eval docs: the split's rows (a seeded subset of ``n``), each its first
+    user turn. A row without a user turn or, with a verifier, without a reference answer is a
+    data error naming the row (the prompt set does not fit the generation)."""
+    import random
+
+    p = gen["prompts"]
+    pool = [r for r in rows if r.get("split") == p["split"]]
+    where = f"generations.{name}.prompts"
+    if not pool:
+        raise DataError(f"{where}: dataset '{p['dataset']}' has no rows in split '{p['split']}'")
+    docs = []
+    for r in pool:
+        text = prompt_text(r)
+        if text is None:
+            raise DataError(f"{where}: row {r.get('id')} of dataset '{p['dataset']}' has no user turn to answer; "
+                            "a prompt set needs user turns (use a chat/instruction dataset)")
+        answer = reference(r)
+        if verified and answer is None:
+            raise DataError(f"{where}: row {r.get('id')} of dataset '{p['dataset']}' has no reference answer "
+                            "(a label or an assistant turn) for the verifier to check against")
+        docs.append({"doc_id": str(r["id"]), "query": text, "answer": "" if answer is None else str(answer),
+                     "answer_from": "label" if r.get("label") is not None else "assistant"})
+    ids = [d["doc_id"] for d in docs]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise DataError(f"{where}: dataset '{p['dataset']}' repeats row id {dup}; ids must be unique")
+    if p["n"] is not None and p["n"] < len(docs):
+        docs = sorted(random.Random(p["seed"]).sample(docs, p["n"]), key=lambda d: ids.index(d["doc_id"]))
+    return docs
+
+
+def verifier_spec(name: str, gen: dict, dirs: tuple = ()) -> dict | None:
+    """The verifier as a scoring spec: the named benchmark's registry entry, or its own match."""
+    from . import registry
+
+    v = gen.get("verifier")
+    if not v:
+        return None
+    if "benchmark" in v:
+        return {**registry.load(v["benchmark"], dirs), "name": v["benchmark"]}
+    return {"name": f"{name}.verifier", "output_type": "generate_until", "metric": "exact_match",
+            **{k: v[k] for k in ("match", "extract", "ignore") if v.get(k) is not None}}
+
+
+def verdicts(vspec: dict | None, doc: dict, responses: list[str]) -> list[float] | None:
+    """Per-sample correctness under the verifier benchmark's own scorer (deltaflow.scoring)."""
+    if vspec is None:
+        return None
+    from .scoring import extract, score_generations
+
+    if doc.get("answer_from") == "assistant" and vspec.get("extract"):
+        # a reference written as an answer ("It is 4.") goes through the same filter as the samples
+        doc = {**doc, "answer": extract(vspec, [doc["answer"]])[0]}
+    return [float(c) for c in score_generations(vspec, doc, responses)["correct"]]
+
+
+def _row(name: str, doc: dict, origin: dict, rid: str, split: str, **fields) -> dict:
+    return {"id": rid, "source": name, "split": split, "origin": origin, "prompt_id": doc["doc_id"], **fields}
+
+
+def build_rows(name: str, gen: dict, docs: list[dict], raws: list[dict], *, origin: dict,
+               vspec: dict | None = None, rejected_raws: list[dict] | None = None) -> tuple[list[dict], list[dict], dict]:
+    """Rows, rejections (one per prompt that gave no row, with the reason) and counts from the raw
+    outputs of the generating model (and of ``rejected_model`` for pairs from two models)."""
+    mode, split = gen["mode"], gen["split"]
+    theirs = {r["doc_id"]: r["responses"][0] for r in rejected_raws or []}
+    rows, rejected = [], []
+    passed = total = 0
+
+    def reject(doc, reason, responses, correct=None):
+        rejected.append({"source": name, "prompt_id": doc["doc_id"], "reason": reason, "responses": responses,
+                         **({"correct": correct} if correct is not None else {})})
+
+    for doc, raw in zip(docs, raws):
+        responses = [r.strip() for r in raw["responses"]]
+        user = [{"role": "user", "content": doc["query"]}]
+        correct = verdicts(vspec, doc, responses)
+        if correct is not None:
+            total += len(correct)
+            passed += int(sum(correct))
+        if mode == "answer":
+            for j, resp in enumerate(responses):
+                rid = f"{name}-{doc['doc_id']}" + (f"-s{j}" if len(responses) > 1 else "")
+                if not resp:
+                    reject(doc, f"sample {j}: empty response", responses)
+                    continue
+                rows.append(_row(name, doc, origin, rid, split,
+                                 messages=user + [{"role": "assistant", "content": resp}]))
+        elif mode == "best_of_n":
+            good = [resp for resp, c in zip(responses, correct) if c > 0 and resp]
+            if not good:
+                reject(doc, f"no sample passed the verifier (0 of {len(responses)})", responses, correct)
+                continue
+            keep = good[:1] if gen["keep"] == "best" else list(dict.fromkeys(good))
+            for j, resp in enumerate(keep):
+                rid = f"{name}-{doc['doc_id']}" + (f"-p{j}" if gen["keep"] == "passing" else "")
+                rows.append(_row(name, doc, origin, rid, split, samples=len(responses), passed=len(good),
+                                 messages=user + [{"role": "assistant", "content": resp}]))
+        else:  # pairs
+            if rejected_raws is not None:
+                chosen, other = responses[0], theirs[doc["doc_id"]].strip()
+                if correct is not None:  # with a verifier the chosen answer must pass and the other fail
+                    other_ok = verdicts(vspec, doc, [other])[0]
+                    if not (correct[0] > 0 and other_ok == 0):
+                        reject(doc, f"verifier: chosen {'passes' if correct[0] else 'fails'}, rejected "
+                                    f"{'passes' if other_ok else 'fails'} (a pair needs pass over fail)",
+                               [chosen, other], [correct[0], other_ok])
+                        continue
+            else:
+                good = [r for r, c in zip(responses, correct) if c > 0 and r]
+                bad = [r for r, c in zip(responses, correct) if c == 0 and r]
+                if not good or not bad:
+                    reject(doc, f"{len(good)} of {len(responses)} samples pass: a pair needs one that passes and "
+                                "one that fails", responses, correct)
+                    continue
+                chosen, other = good[0], bad[0]
+            if not chosen or not other or chosen == other:
+                reject(doc, "chosen and rejected are empty or identical", [chosen, other])
+                continue
+            rows.append(_row(name, doc, origin, f"{name}-{doc['doc_id']}", split, messages=user,
+                             chosen=chosen, rejected=other))
+    counts = {"prompts": len(docs), "rows": len(rows), "rejected": len(rejected)}
+    if vspec is not None:
+        counts.update(samples_checked=total, samples_passed=passed,
+                      pass_rate=round(passed / total, 4) if total else None)
+    return rows, rejected, counts
+
+
+def check_config(config: dict, models: list[str], *, dirs: tuple, dataset_splits) -> list[str]:
+    """Config errors in ``generations:`` (before any job). ``dirs``: the config's benchmark_dirs;
+    ``dataset_splits``: config.dataset_splits (passed in: this module is a job's code and must
+    not import the whole config stage)."""
+    from . import registry
+
+    gens = config.get("generations") or {}
+    errors = []
+    for name, gen in sorted(gens.items()):
+        key = f"config key 'generations.{name}"
+        if name in config["datasets"]:
+            errors.append(f"{key}': '{name}' is also a dataset; a generation writes results/data/{name}/, "
+                          "so give it another name")
+        ref = gen["model"]
+        roles = [("model", ref)] + ([("rejected_model", gen["rejected_model"])] if gen.get("rejected_model") else [])
+        for role, r in roles:
+            if isinstance(r, str) and r not in models:
+                errors.append(f"{key}.{role}': {r!r} is not a model of this workflow; known: {', '.join(models)} "
+                              "(or a teacher: {path: <local model folder>} / {hub: <id>, revision: <commit>})")
+            elif isinstance(r, dict) and "hub" in r and not r.get("revision"):
+                errors.append(f"{key}.{role}.revision': a hub model needs a pinned revision (a commit sha)")
+        p = gen["prompts"]
+        if p["dataset"] not in config["datasets"] and p["dataset"] not in gens:
+            errors.append(f"{key}.prompts.dataset': unknown dataset '{p['dataset']}'; known: "
+                          f"{', '.join(sorted([*config['datasets'], *gens]))}")
+        elif p["dataset"] in config["datasets"]:
+            splits = dataset_splits(config["datasets"][p["dataset"]])
+            if p["split"] not in splits:
+                errors.append(f"{key}.prompts.split': dataset '{p['dataset']}' has splits {splits}, not '{p['split']}'")
+            if config["datasets"][p["dataset"]].get("format") == "text":
+                errors.append(f"{key}.prompts.dataset': '{p['dataset']}' is raw text with no user turns; "
+                              "a prompt set needs chat or instruction rows")
+        k = gen["sampling"]["samples"]
+        mode = gen["mode"]
+        verifier = gen.get("verifier")
+        if mode in ("best_of_n",) and not verifier:
+            errors.append(f"{key}.verifier': mode best_of_n keeps the samples a verifier passes; name one "
+                          "(verifier: {benchmark: <a generation benchmark whose scorer fits the prompts>})")
+        if mode == "best_of_n" and k < 2:
+            errors.append(f"{key}.sampling.samples': best_of_n needs k >= 2 samples per prompt, got {k}")
+        if mode == "pairs" and not gen.get("rejected_model") and (not verifier or k < 2):
+            errors.append(f"{key}': pairs from one model need a verifier and sampling.samples >= 2 (a passing "
+                          "sample over a failing one), or name rejected_model (its answer is the rejected one)")
+        if mode != "pairs" and gen.get("rejected_model"):
+            errors.append(f"{key}.rejected_model': only mode pairs uses a second model")
+        if k > 1 and gen["sampling"]["temperature"] == 0:
+            errors.append(f"{key}.sampling.temperature': {k} samples at temperature 0 are {k} copies of one "
+                          "greedy answer; set temperature > 0")
+        if verifier and "benchmark" in verifier:
+            b = verifier["benchmark"]
+            if b not in registry.available(dirs):
+                errors.append(f"{key}.verifier.benchmark': unknown benchmark '{b}'; the registry has: "
+                              f"{', '.join(registry.available(dirs))}")
+            else:
+                vs = registry.load(b, dirs)
+                if vs.get("output_type") != "generate_until":
+                    errors.append(f"{key}.verifier.benchmark': '{b}' is {vs.get('output_type')}; a verifier checks "
+                                  "an answer against the prompt row's reference (a generate_until benchmark: "
+                                  "final-number, exact, numeric or contains match). Code tests and instruction "
+                                  "checkers need per-prompt tests or instruction ids, which dataset rows do not carry")
+        if not isinstance(ref, str) and not (ref.get("path") or ref.get("hub")):
+            errors.append(f"{key}.model': a teacher from outside the workflow needs path or hub + revision")
+    return errors
