@@ -1,7 +1,8 @@
 """Model-written data through the workflow, on a copy of the shared tiny run: a self-replay
 generation by the base over a stub prompt set with a benchmark item planted in it (caught by the
-mixture's decontamination), preference pairs from a teacher folder over a trained run, both in
-mixtures with their origins in the report, and the origin policy refusing the teacher's vendor."""
+mixture's decontamination), best-of-n and pass-over-fail pairs checked by a verifier on sampled
+answers, preference pairs from a teacher folder over a trained run, in mixtures with their
+origins in the report, and the origin policy refusing the teacher's vendor."""
 import json
 import shutil
 
@@ -22,6 +23,11 @@ def test_generations_feed_mixtures_with_their_origins(tiny_workflow, tmp_path):
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps([{"instruction": q, "output": "ok"} for q in
                                    ("Name a colour.", "Say hello.", planted, "Count to three.")]))
+    # verifiable prompts: the reference answer "e", matched by `contains` (the tiny model's
+    # sampled text holds an "e" in some samples and not in others: seeded, so always the same)
+    checked = tmp_path / "checked.json"
+    checked.write_text(json.dumps([{"instruction": q, "output": "e"} for q in
+                                   ("Name a colour.", "Say hello.", "Count to three.")]))
     teacher = tmp_path / "teacher"
     shutil.copytree(res / "models/base", teacher)
     cfg = run.cfg
@@ -29,7 +35,13 @@ def test_generations_feed_mixtures_with_their_origins(tiny_workflow, tmp_path):
                                        "license": "mit"}
     # the tiny random model is no chat model: through a chat template it ends every answer at once
     # (the silent-generation guard fails such a generation); plain prompts give it text to write
+    cfg["datasets"]["checked"] = {"type": "file", "path": str(checked), "format": "alpaca", "origin": "human"}
+    sampled = {"max_tokens": 6, "chat_template": False, "samples": 3, "temperature": 1.0, "seed": 2}
     cfg["generations"] = {
+        "best_gen": {"model": "base", "prompts": {"dataset": "checked"}, "mode": "best_of_n", "keep": "passing",
+                     "verifier": {"match": "contains"}, "sampling": sampled, "guards": {"max_truncated_share": 1.0}},
+        "pair_gen": {"model": "base", "prompts": {"dataset": "checked"}, "mode": "pairs",
+                     "verifier": {"match": "contains"}, "sampling": sampled, "guards": {"max_truncated_share": 1.0}},
         "self_gen": {"model": "base", "prompts": {"dataset": "stub_prompts"}, "sampling": {"max_tokens": 6, "chat_template": False},
                      "guards": {"max_truncated_share": 1.0}},
         "teacher_pairs": {"model": {"path": str(teacher)}, "origin": {"model": "teacher-7b", "vendor": "acme"},
@@ -42,7 +54,8 @@ def test_generations_feed_mixtures_with_their_origins(tiny_workflow, tmp_path):
     cfg["mixtures"]["pref"]["components"].append({"dataset": "teacher_pairs", "multiplier": 1})
     cfg["mixtures"]["pref"]["decontamination"] = {"benchmarks": ["gsm8k"]}
     run.cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    targets = ["results/mixtures/mix_b/report.md", "results/mixtures/pref/report.md"]
+    targets = ["results/mixtures/mix_b/report.md", "results/mixtures/pref/report.md",
+               "results/data/best_gen/rows.jsonl", "results/data/pair_gen/rows.jsonl"]
     run.snakemake(*targets)
 
     # self-replay: one SFT row per prompt, origin naming the model, its hash and the generation
@@ -61,6 +74,15 @@ def test_generations_feed_mixtures_with_their_origins(tiny_workflow, tmp_path):
     report = (res / "mixtures/mix_b/report.md").read_text()
     assert "| self_gen | self_gen | tiny-random-llama | human | base (self_gen) |" in report
 
+    # best of n: every distinct sample that holds the reference, counted against the samples
+    best = read_jsonl(res / "data/best_gen/rows.jsonl")
+    best_manifest = read_json(res / "data/best_gen/manifest.json")
+    assert best and all("e" in r["messages"][1]["content"] for r in best)
+    assert best_manifest["samples_checked"] == 9 and best_manifest["samples_passed"] == len(best)
+    assert best_manifest["sampling"]["samples"] == 3 and best_manifest["decoding"]["seed"] == 2
+    # pairs from one model: a passing sample chosen over a failing one
+    for p in read_jsonl(res / "data/pair_gen/rows.jsonl"):
+        assert "e" in p["chosen"] and "e" not in p["rejected"]
     # pairs: the teacher's sampled answer over run_a's, in the preference schema DPO reads
     pairs = read_jsonl(res / "data/teacher_pairs/rows.jsonl")
     pairs_manifest = read_json(res / "data/teacher_pairs/manifest.json")

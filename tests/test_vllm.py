@@ -101,7 +101,15 @@ def test_workflow_eval_job_with_the_vllm_backend(tmp_path):
                    "guards": cfg["eval"]["guards"]}  # the tiny random model never stops (tiny.yaml)
     for key in ("merges", "sweeps", "export"):
         cfg.pop(key, None)
-    run_snakemake(tmp_path, write_config(tmp_path, cfg), "results/evals/base/summary.json")
+    # model-written data goes through the same backend (rules/generate.smk)
+    cfg["generations"] = {"vgen": {"model": "base", "prompts": {"dataset": "alpaca", "n": 2},
+                                   "sampling": {"max_tokens": 6, "chat_template": False},
+                                   "guards": cfg["eval"]["guards"]}}
+    run_snakemake(tmp_path, write_config(tmp_path, cfg), "results/evals/base/summary.json",
+                  "results/data/vgen/rows.jsonl")
+    made_by = json.loads((tmp_path / "results/data/vgen/manifest.json").read_text())["made_by"]
+    assert made_by["backend"] == "vllm" and made_by["cache"]["hit"] is False
+    assert len((tmp_path / "results/data/vgen/rows.jsonl").read_text().splitlines()) == 2
     log = (tmp_path / "logs/evals/base.log").read_text()
     assert "vLLM worker: 1 benchmark(s) for base" in log and "vLLM worker finished" in log
     gsm = json.loads((tmp_path / "results/evals/base/gsm8k.json").read_text())
