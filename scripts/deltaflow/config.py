@@ -28,6 +28,7 @@ from .judging import check_spec as check_judge, headline_metric
 from .lmeval_tasks import is_lm_eval_task
 from .models import ModelGraph
 from .origins import check_policies
+from .rewards import check_rewards
 from .seeds import expand_seeds, is_seed_arm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -192,6 +193,9 @@ def _check_references(config: dict, *, check_files: bool):
                    "bitsandbytes) needs a CUDA GPU and train.device is cpu; set train.device: cuda "
                    "(and train.gpus) on a GPU machine, or load_in_4bit: false")
         yield from _check_recipe_length(rname, recipe)
+        if recipe["objective"] == "grpo":
+            dirs = benchmark_dirs(config)
+            yield from check_rewards(rname, recipe, dirs, registry.available(dirs), lambda b: registry.load(b, dirs))
         if recipe.get("precision") == "fp16" and config.get("train", {}).get("device", "cpu") != "cuda":
             yield (f"config key 'recipes.{rname}.precision': fp16 mixed precision needs a CUDA GPU "
                    "and train.device is cpu; use auto, fp32 or bf16")
@@ -338,9 +342,17 @@ def _check_runs(config: dict):
         if kind != "preference" and objective == "dpo":
             yield (f"config key 'runs.{rname}.mixture': recipe '{run['recipe']}' trains DPO, which "
                    f"needs a `kind: preference` mixture; '{run['mixture']}' is {kind}")
+        if objective == "cpt":
+            yield from _check_cpt_mixture(config, rname, run)
         init = run.get("init_from")
         if init is None:
             continue
+        if init in runs and objective == "cpt" and \
+                config["recipes"].get(runs[init]["recipe"], {}).get("objective", "sft") != "cpt":
+            yield (f"config key 'runs.{rname}.init_from': continued pretraining on top of '{init}', an "
+                   f"{config['recipes'][runs[init]['recipe']].get('objective', 'sft')} run: the order is CPT "
+                   "then SFT (knowledge first, behaviour on top); SFT then CPT trains the behaviour away. "
+                   "Train the CPT run from the base and give the SFT run init_from the CPT run")
         if init not in runs or init == rname:
             yield (f"config key 'runs.{rname}.init_from': '{init}' is not another run; "
                    f"known: {', '.join(sorted(r for r in runs if r != rname))}")
@@ -360,6 +372,23 @@ def _check_runs(config: dict):
         if init_recipe.get("load_in_4bit", False) != recipe.get("load_in_4bit", False):
             yield (f"config key 'runs.{rname}.init_from': '{init}' and this run differ in "
                    "load_in_4bit; continue an adapter on the same base precision")
+
+
+def _check_cpt_mixture(config: dict, rname: str, run: dict):
+    """A CPT run trains on raw text: every component is a `format: text` dataset, or general
+    replay (`profile: replay`), whose chat rows join as text through the chat template."""
+    mix = config["mixtures"][run["mixture"]]
+    if mix.get("kind", "sft") == "preference":
+        return  # reported as a preference/objective mismatch
+    for i, comp in enumerate(mix["components"]):
+        ds = config["datasets"].get(comp["dataset"])
+        is_text = ds is not None and ds.get("format") == "text"
+        if not is_text and comp.get("profile") != "replay":
+            what = f"'{comp['dataset']}' has chat rows" if ds is None or ds.get("format") != "text" else ""
+            yield (f"config key 'mixtures.{run['mixture']}.components[{i}]': run '{rname}' is continued "
+                   f"pretraining (objective cpt) and {what or comp['dataset']}; CPT trains on raw text "
+                   "(a `format: text` dataset). Mark general replay with `profile: replay` (its chat rows "
+                   "join as text), or train chat rows with an sft run on top (init_from)")
 
 
 def _check_recipe_length(rname: str, recipe: dict):

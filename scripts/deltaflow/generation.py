@@ -88,9 +88,14 @@ def prompt_docs(name: str, gen: dict, rows: list[dict], *, verified: bool) -> li
 
 def verifier_spec(name: str, gen: dict, dirs: tuple = ()) -> dict | None:
     """The verifier as a scoring spec: the named benchmark's registry entry, or its own match."""
+    return scoring_spec(gen.get("verifier"), name, dirs)
+
+
+def scoring_spec(v: dict | None, name: str, dirs: tuple = ()) -> dict | None:
+    """A verifier ({benchmark: <name>} or {match, extract, ignore}) as a scoring spec (also
+    GRPO's verifier rewards, deltaflow.rewards)."""
     from . import registry
 
-    v = gen.get("verifier")
     if not v:
         return None
     if "benchmark" in v:

@@ -197,8 +197,12 @@ class ModelGraph:
         if node.kind == "base":
             return ["the base model"]
         if node.kind == "run":
-            init = f", continuing {node.parents[0][0]}" if node.parents else ""
-            return [f"run {model}: mixture {node.details['mixture']} x recipe {node.details['recipe']}{init}"]
+            objective = self.config["recipes"].get(node.details["recipe"], {}).get("objective", "sft")
+            what = {"sft": "", "dpo": " (DPO)", "cpt": " (continued pretraining)"}.get(objective, "")
+            step = f"run {model}{what}: mixture {node.details['mixture']} x recipe {node.details['recipe']}"
+            if node.parents:  # a stack: the run it continues comes first (e.g. CPT, then SFT on top)
+                return [*self.lineage(node.parents[0][0]), f"{step}, continuing {node.parents[0][0]}"]
+            return [step]
         if node.kind == "checkpoint":
             return [*self.lineage(node.run), f"checkpoint at step {node.tag} of {node.run}"]
         if node.kind == "sweep":

@@ -34,6 +34,9 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+RL_LOG_KEYS = ("reward", "rewards/", "kl", "completions/mean_length", "frac_reward_zero_std", "entropy")
+
+
 def _loss_callback(curve: list, eval_curve: list):
     from transformers import TrainerCallback
 
@@ -43,6 +46,7 @@ def _loss_callback(curve: list, eval_curve: list):
         start_time = time.time()
         start_tokens = 0  # tokens seen before this attempt (restored from a checkpoint when resuming)
         record_eval = True  # off while DPO's margin is measured on the training pairs
+        group_stats = None  # GRPO: rewards.GroupStats, read at every logging step
 
         def on_train_begin(self, args, state, control, **kw):
             self.start_time = time.time()
@@ -62,6 +66,12 @@ def _loss_callback(curve: list, eval_curve: list):
                           "learning_rate": logs.get("learning_rate"),
                           "tokens_seen": state.num_input_tokens_seen,
                           "elapsed_s": round(time.time() - self.start_time, 3)})
+            # GRPO: TRL's reward per function, KL, completion length; our group statistics
+            rl = {k: float(v) for k, v in logs.items() if k.startswith(RL_LOG_KEYS) and isinstance(v, (int, float))}
+            if rl:
+                curve[-1]["rl"] = rl
+            if self.group_stats is not None:
+                curve[-1]["groups"] = self.group_stats.take()
             log.info("step %d/%d loss %.4f", state.global_step, state.max_steps, loss)
             if not math.isfinite(loss):
                 good = max((c["step"] for c in curve if math.isfinite(c["loss"])), default=0)
@@ -451,6 +461,93 @@ def _sft_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callba
     return trainer, train_rows, {}
 
 
+def _cpt_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callbacks, **_):
+    """Continued pretraining: TRL's SFTTrainer in language-modeling form (a ``text`` field: the
+    loss on every token), rows packed into max_length sequences. Replay rows with chat
+    ``messages`` are rendered to text with the tokenizer's chat template."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    def text_of(row):
+        if row.get("text"):
+            return row["text"]
+        return tok.apply_chat_template(row["messages"], tokenize=False) if row.get("messages") else ""
+
+    train_rows = [{"text": t} for t in map(text_of, rows) if t.strip()]
+    if not train_rows:
+        raise DeltaflowError("the mixture has no text to continue pretraining on")
+    val = [{"text": t} for t in map(text_of, val_rows) if t.strip()]
+    # packed sequences have no per-row lengths to group by
+    args = SFTConfig(**{**common, "train_sampling_strategy": "random"}, packing=True, dataset_text_field="text",
+                     assistant_only_loss=False, completion_only_loss=False)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
+                         eval_dataset=Dataset.from_list(val) if val else None,
+                         processing_class=tok, peft_config=peft_config, callbacks=callbacks)
+    return trainer, train_rows, {"text_rows": sum(1 for r in rows if r.get("text")),
+                                 "replay_rows_as_text": sum(1 for r in rows if not r.get("text") and r.get("messages"))}
+
+
+def grpo_rows(rows: list[dict]) -> list[dict]:
+    """Mixture rows -> GRPO prompts: the first user turn (conversational, TRL applies the chat
+    template) and the reference answer the verifier rewards check against."""
+    from .generation import prompt_text, reference
+
+    out = []
+    for r in rows:
+        text = prompt_text(r)
+        if text is None:
+            continue
+        answer = reference(r)
+        out.append({"prompt": [{"role": "user", "content": text}], "answer": "" if answer is None else str(answer),
+                    "answer_from": "label" if r.get("label") is not None else "assistant"})
+    return out
+
+
+def _grpo_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, loss_cb, dirs=(), **_):
+    """TRL's GRPOTrainer: ``num_generations`` sampled completions per prompt, rewards from the
+    registry's scorers (deltaflow.rewards), the group statistics recorded at every log."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from .rewards import GroupStats, reward_functions, reward_name
+
+    train_rows = grpo_rows(rows)
+    if not train_rows:
+        raise DeltaflowError("the mixture has no prompts (rows with a user turn) for GRPO")
+    specs = recipe["rewards"]
+    stats = GroupStats([reward_name(i, s) for i, s in enumerate(specs)], [s["weight"] for s in specs],
+                       recipe["num_generations"])
+    loss_cb.group_stats = stats
+    args = {k: v for k, v in common.items() if k != "max_length"}
+    args = GRPOConfig(**{**args, "train_sampling_strategy": "random", "eval_strategy": "no"},
+                      num_generations=recipe["num_generations"], beta=recipe["kl_beta"],
+                      loss_type=recipe["loss_type"], max_completion_length=recipe["max_completion_length"],
+                      temperature=recipe["temperature"], reward_weights=[s["weight"] for s in specs])
+    trainer = GRPOTrainer(model=model, reward_funcs=reward_functions(specs, dirs, stats), args=args,
+                          train_dataset=Dataset.from_list(train_rows), processing_class=tok,
+                          peft_config=peft_config, callbacks=callbacks)
+    return trainer, train_rows, {"rewards": [{**s, "name": reward_name(i, s)} for i, s in enumerate(specs)],
+                                 "num_generations": recipe["num_generations"]}
+
+
+def rl_summary(curve: list[dict]) -> dict:
+    """metrics.json's RL block: the reward curve per reward function, KL and completion length
+    per logging step, and the group statistics summed over the run."""
+    rl = [c for c in curve if "rl" in c]
+    if not rl:
+        return {}
+    groups: dict = {}
+    for c in curve:
+        for k, v in (c.get("groups") or {}).items():
+            if k != "mixed_share":
+                groups[k] = groups.get(k, 0) + v
+    total = sum(groups.values())
+    first, last = rl[0]["rl"].get("reward"), rl[-1]["rl"].get("reward")
+    return {"reward_curve": [{"step": c["step"], **c["rl"]} for c in rl],
+            "reward_first": first, "reward_last": last,
+            "groups": {**groups, "mixed_share": round(groups.get("mixed", 0) / total, 4) if total else None}}
+
+
 def _dpo_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, init_dir, **_):
     """TRL's DPOTrainer on chosen/rejected pairs, the reference being the base (adapters
     disabled) or, with ``reference: init``, the adapter the run continues."""
@@ -480,7 +577,7 @@ def _examples_used(trainer, train_rows: list, recipe: dict) -> int:
     """How many training examples TRL kept: it drops those with no trainable tokens after
     truncation. (Packed, the dataset holds packed sequences, not rows, so its length says
     nothing about drops.)"""
-    packed = getattr(trainer.args, "packing", False)  # SFT only
+    packed = getattr(trainer.args, "packing", False)  # SFT and CPT
     used = len(trainer.train_dataset) if not packed else len(train_rows)
     if packed:
         log.info("packed %d rows into %d sequences of up to %d tokens", len(train_rows),
@@ -504,7 +601,7 @@ def _collect_arms(arms_dir: Path, out_dir: Path | None) -> list[dict]:
 def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path, *,
                   device: str = "cpu", chat_template_path: str | None = None,
                   init_dir: Path | None = None, resume_dir: Path | None = None,
-                  resume_key: str = "", strategy: str = "ddp") -> dict:
+                  resume_key: str = "", strategy: str = "ddp", benchmark_dirs: tuple = ()) -> dict:
     """Train a PEFT adapter on a mixture's rows and save it to ``out_dir``.
 
     Run under torchrun (deltaflow.distributed.launch), every process calls this: the batch is
@@ -512,6 +609,8 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
 
     ``recipe`` is a validated config's recipe (defaults filled: config.schema_defaults).
     objective sft: TRL SFTTrainer on chat ``messages`` (assistant-only loss).
+    objective cpt: TRL SFTTrainer on raw ``text`` (loss on every token, packed).
+    objective grpo: TRL GRPOTrainer on the rows' prompts, rewards from deltaflow.rewards.
     objective dpo: TRL DPOTrainer on chosen/rejected pairs; the reference is the base model
     (adapters disabled, no second copy in memory) or, with ``reference: init``, the adapter
     the run starts from. ``init_dir``: continue training that adapter (a run's
@@ -541,9 +640,10 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
     loss_cb = _loss_callback(curve, eval_curve)
     arms_dir = scratch / "arms"
     callbacks = [loss_cb, _checkpoint_callback(arms_dir, recipe["save_every"], save_adapter)]
-    build = _sft_trainer if objective == "sft" else _dpo_trainer
+    build = {"sft": _sft_trainer, "dpo": _dpo_trainer, "cpt": _cpt_trainer, "grpo": _grpo_trainer}[objective]
     trainer, train_rows, extra = build(model, tok, rows, val_rows, recipe, common, peft_config, callbacks,
-                                       chat_template_path=chat_template_path, init_dir=init_dir)
+                                       chat_template_path=chat_template_path, init_dir=init_dir, loss_cb=loss_cb,
+                                       dirs=benchmark_dirs)
     expose_token_rows_to_fused_head(trainer.model)  # a no-op without new-token rows
     if objective == "dpo":
         extra["preference_before"] = _margin(trainer, trainer.train_dataset, loss_cb)
@@ -605,5 +705,6 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         "train_rows": len(train_rows),
         "train_examples_used": used,
         "train_examples_dropped_no_target_tokens": len(train_rows) - used,
+        **rl_summary(curve),
         **extra,
     }
