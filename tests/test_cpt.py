@@ -1,7 +1,8 @@
 """Continued pretraining (objective cpt) as a run: config errors (chat rows that are not replay,
 SFT then CPT), the CPT -> SFT lineage, and through the workflow a CPT run on real C4 text with
-general replay, an SFT run stacked on it (init_from), both evaluated and tabled. The training
-itself (held-out loss falls, packing) is test_training's."""
+general replay, an SFT run stacked on it (init_from), and a GRPO run continuing an SFT run with
+a checkpoint arm, all evaluated and tabled. The training itself (CPT's held-out loss falls,
+GRPO's reward rises) is test_training's."""
 import pandas as pd
 import pytest
 import yaml
@@ -45,9 +46,14 @@ def test_cpt_then_sft_lineage_and_the_refused_orders():
 
 
 @pytest.mark.e2e
-def test_a_cpt_run_and_an_sft_run_stacked_on_it_are_evaluated_and_tabled(tiny_workflow, tmp_path):
+def test_cpt_sft_stack_and_a_grpo_run_are_evaluated_and_tabled(tiny_workflow, tmp_path):
     run = copy_run(tiny_workflow, tmp_path / "run")
     cfg = _cpt_config(run.cfg)
+    cfg["recipes"]["tiny_grpo"] = {"objective": "grpo", "r": 4, "alpha": 8, "learning_rate": 0.01, "max_steps": 4,
+                                   "batch_size": 4, "num_generations": 2, "max_completion_length": 4,
+                                   "logging_steps": 1, "save_every": 2,
+                                   "rewards": [{"verifier": {"benchmark": "arithmetic"}}, {"format": "[0-9]", "weight": 0.5}]}
+    cfg["runs"]["rl"] = {"mixture": "mix_a", "recipe": "tiny_grpo", "init_from": "run_a"}
     run.cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     run.snakemake("results/tables/delta.csv")
     res = run.work / "results"
@@ -56,7 +62,11 @@ def test_a_cpt_run_and_an_sft_run_stacked_on_it_are_evaluated_and_tabled(tiny_wo
     assert cpt["eval_curve"][-1]["eval_loss"] < cpt["eval_curve"][0]["eval_loss"]  # held-out C4 rows
     stacked = read_json(res / "adapters/sft_on_cpt/metrics.json")
     assert stacked["objective"] == "sft" and stacked["init_from"].endswith("adapters/cpt_run")
+    rl = read_json(res / "adapters/rl/metrics.json")
+    assert rl["objective"] == "grpo" and rl["steps"] == 4 and len(rl["reward_curve"]) == 4
+    assert {"rewards/reward0/mean", "rewards/reward1/mean", "completions/mean_length"} <= set(rl["reward_curve"][0])
+    assert sum(v for k, v in rl["groups"].items() if k != "mixed_share") == 4 * 4 // 2
     delta = pd.read_csv(res / "tables/delta.csv")
-    assert {"cpt_run", "sft_on_cpt"} <= set(delta.model)
+    assert {"cpt_run", "sft_on_cpt", "rl", "rl@step2"} <= set(delta.model)
     report = (res / "mixtures/cpt_mix/report.md").read_text()
     assert "| domain | c4 | human | human |" in report

@@ -73,6 +73,7 @@ def test_generations_feed_mixtures_with_their_origins(tiny_workflow, tmp_path):
     assert any(r["id"] == "self_gen-stub_prompts-2" and "arc_easy" in r["reason"] for r in removed)
     report = (res / "mixtures/mix_b/report.md").read_text()
     assert "| self_gen | self_gen | tiny-random-llama | human | base (self_gen) |" in report
+    assert "| alpaca | alpaca | model-generated | model-generated |  |" in report  # declared, not generated
 
     # best of n: every distinct sample that holds the reference, counted against the samples
     best = read_jsonl(res / "data/best_gen/rows.jsonl")

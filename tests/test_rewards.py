@@ -18,6 +18,8 @@ def test_verifier_and_format_rewards_score_completions():
     own, = reward_functions([{"verifier": {"match": "numeric", "extract": {"regex": "(-?[0-9]+)", "group_select": -1}},
                               "weight": 1.0}])
     assert own(["so 4", "5"], answer=["It is 4.", "It is 4."], answer_from=["assistant"] * 2) == [1.0, 0.0]
+    # a reference with no number in it: nothing passes (lm-eval's "[invalid]" on both sides is no match)
+    assert own(["no number", "7"], answer=["Paris."] * 2, answer_from=["assistant"] * 2) == [0.0, 0.0]
 
 
 def test_group_statistics_sort_groups_by_what_they_can_teach():

@@ -37,7 +37,7 @@ def test_mixture_rows_per_component(tiny_run):
     assert {(r["mixture_component"], r["mixture_profile"]) for r in rows} == {
         ("arithmetic", "capability"), ("replay", "release")}
     assert manifest["mixture"]["bounds"]["min_share.capability"] == {"bound": 0.5, "realized": 0.857143, "ok": True}
-    # decontaminated against every evaluated benchmark's full item pool (not only the n subset)
+    # decontaminated against the listed benchmarks' full item pools (not only the n subset)
     d = manifest["mixture"]["decontamination"]
     assert d["benchmarks"] == ["arc_easy", "arithmetic", "gsm8k"] and d["hits"] == 0
     assert d["eval_items"] > 1000  # ARC-Easy + GSM8K test sets + the arithmetic eval split

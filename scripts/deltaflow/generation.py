@@ -113,6 +113,8 @@ def verdicts(vspec: dict | None, doc: dict, responses: list[str]) -> list[float]
     if doc.get("answer_from") == "assistant" and vspec.get("extract"):
         # a reference written as an answer ("It is 4.") goes through the same filter as the samples
         doc = {**doc, "answer": extract(vspec, [doc["answer"]])[0]}
+        if doc["answer"] == "[invalid]":  # lm-eval's fallback: no reference to check against, nothing
+            return [0.0] * len(responses)  # passes (else an unextractable sample would "match" it)
     return [float(c) for c in score_generations(vspec, doc, responses)["correct"]]
 
 

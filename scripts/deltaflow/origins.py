@@ -238,6 +238,6 @@ def origin_summary(rows: list[dict]) -> dict:
         w, pr = row_origin_tags(row)
         written |= w
         prompts |= pr
-        if isinstance(row.get("origin"), dict) and row["origin"].get("model"):
+        if isinstance(row.get("origin"), dict) and row["origin"].get("generation"):
             models.add(f"{row['origin']['model']} ({row['origin'].get('generation')})")
     return {"written_by": sorted(written), "prompts_by": sorted(prompts), "models": sorted(models)}
