@@ -6,7 +6,7 @@
   mixed groups, and completion tokens/s;
 - CPT: C4 text rows from the llamafactory sdist, the held-out rows' loss at four points, tokens/s.
 
-    .venv/bin/python bench/rl_cpt.py [MODEL_DIR] [--grpo-steps 10] [--cpt-steps 20]
+    .venv/bin/python bench/rl_cpt.py [MODEL_DIR] [--grpo-steps 10] [--cpt-steps 20] [--init-adapter DIR]
 
 MODEL_DIR: a HF folder (default: the demo's base, results/models/base).
 """
@@ -27,14 +27,14 @@ LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear", "lr
         "warmup_ratio": 0.0, "seed": 0, "logging_steps": 1}
 
 
-def grpo(model: Path, steps: int, out: Path) -> None:
+def grpo(model: Path, steps: int, out: Path, init: Path | None = None) -> None:
     rows = [r for r in generate_task("arithmetic", train_rows=64, eval_rows=0, seed=0, name="arith") if r["split"] == "train"]
     recipe = schema_defaults("recipe", {**LORA, "objective": "grpo", "learning_rate": 2e-4, "max_steps": steps,
                                         "batch_size": 8, "num_generations": 4, "max_completion_length": 16,
                                         "max_length": 256, "temperature": 1.0,
                                         "rewards": [{"verifier": {"benchmark": "arithmetic"}, "name": "exact"}]})
     t0 = time.time()
-    m = train_adapter(model, rows, recipe, out / "grpo", device="cpu")
+    m = train_adapter(model, rows, recipe, out / "grpo", device="cpu", init_dir=init)
     wall = time.time() - t0
     rewards = [round(c.get("reward", float("nan")), 3) for c in m["reward_curve"]]
     lengths = [c.get("completions/mean_length", 0.0) for c in m["reward_curve"]]
@@ -65,11 +65,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("model", nargs="?", type=Path, default=ROOT / "results/models/base")
     ap.add_argument("--grpo-steps", type=int, default=10)
+    ap.add_argument("--init-adapter", type=Path, default=None,
+                    help="GRPO continues this SFT adapter (e.g. the demo's results/adapters/arith_lora)")
     ap.add_argument("--cpt-steps", type=int, default=20)
     args = ap.parse_args()
     out = Path(tempfile.mkdtemp(prefix="rl_cpt_"))
     print(f"model {args.model}")
-    grpo(args.model, args.grpo_steps, out)
+    print(f"grpo continues {args.init_adapter or 'a fresh adapter on the base'}")
+    grpo(args.model, args.grpo_steps, out, args.init_adapter)
     cpt(args.model, args.cpt_steps, out)
 
 

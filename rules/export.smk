@@ -28,8 +28,6 @@ rule gguf_quantize:
     output:
         gguf="results/gguf/{export}/model-{qtype}.gguf",
         manifest="results/gguf/{export}/model-{qtype}.json",
-    params:
-        threads=config["export"]["threads"],
     log:
         "logs/gguf/{export}.{qtype}.log",
     threads: config["export"]["threads"]

@@ -12,7 +12,7 @@ if "ctype" in w.keys():
     info = gguf_export.convert(Path(inp.merged).parent, Path(out.gguf), w.ctype)
     inputs = {"merged": inp.merged}
 else:
-    info = gguf_export.quantize(Path(inp.source), Path(out.gguf), w.qtype, threads=snakemake.params.threads)  # noqa: F821
+    info = gguf_export.quantize(Path(inp.source), Path(out.gguf), w.qtype, threads=snakemake.threads)  # noqa: F821  (the job's threads: the profile may lower them)
     inputs = {"source": inp.source}
 info.update(gguf_export.check_gguf(Path(out.gguf)))
 write_manifest(out.manifest, "gguf", inputs={**inputs, "gguf": out.gguf, "code": list(inp.code)},

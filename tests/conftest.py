@@ -142,6 +142,10 @@ def tiny_workflow(tmp_path_factory) -> TinyRun:
     work = root / "work"
     work.mkdir()
     cfg = tiny_config()
+    # the evaluated benchmarks listed (the default, all of them, checks the same ones): a test
+    # that adds a benchmark to a copy of this run does not rebuild the mixtures and retrain
+    for mix in ("mix_a", "mix_b"):
+        cfg["mixtures"][mix]["decontamination"] = {"benchmarks": sorted(cfg["benchmarks"])}
     run = TinyRun(root, wf, work, cfg)
     write_config(work, cfg)
     run.proc = run.snakemake(env={"HF_TOKEN": SECRET, "WANDB_API_KEY": SECRET})

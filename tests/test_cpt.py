@@ -20,7 +20,7 @@ C4 = {"type": "sdist_file", "sdist": "llamafactory==0.9.5", "path": "data/c4_dem
 def _cpt_config(cfg):
     cfg["datasets"]["c4"] = dict(C4)
     cfg["mixtures"]["cpt_mix"] = {"components": [
-        {"name": "domain", "dataset": "c4", "multiplier": 1, "max_tokens": 400},
+        {"name": "domain", "dataset": "c4", "multiplier": 1},  # long documents: chunked by packing
         {"name": "replay", "dataset": "alpaca", "share": 0.1, "profile": "replay"}]}
     cfg["recipes"]["tiny_cpt"] = {**cfg["recipes"]["tiny_lora"], "objective": "cpt", "max_length": 64, "val_rows": 4,
                                   "eval_every": 3}

@@ -478,8 +478,10 @@ def _cpt_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callba
         raise DeltaflowError("the mixture has no text to continue pretraining on")
     val = [{"text": t} for t in map(text_of, val_rows) if t.strip()]
     # packed sequences have no per-row lengths to group by
-    args = SFTConfig(**{**common, "train_sampling_strategy": "random"}, packing=True, dataset_text_field="text",
-                     assistant_only_loss=False, completion_only_loss=False)
+    # bfd_split: a document longer than max_length continues in the next sequences (chunked),
+    # where TRL's default bfd would cut it off at max_length and drop the rest
+    args = SFTConfig(**{**common, "train_sampling_strategy": "random"}, packing=True, packing_strategy="bfd_split",
+                     dataset_text_field="text", assistant_only_loss=False, completion_only_loss=False)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
                          eval_dataset=Dataset.from_list(val) if val else None,
                          processing_class=tok, peft_config=peft_config, callbacks=callbacks)
