@@ -71,8 +71,13 @@ def test_loss_plot_draws_train_validation_and_arms(tmp_path):
     m = {"loss_curve": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}],
          "eval_curve": [{"step": 2, "eval_loss": 1.7}],
          "checkpoints": [{"step": 1, "loss": 2.0, "val_loss": None}]}
-    loss_curves({"run (sft)": m, "other (dpo)": {"loss_curve": [{"step": 1, "loss": 0.6}]}}, tmp_path / "l.png")
-    assert (tmp_path / "l.png").stat().st_size > 1000
+    titles = loss_curves({"run (sft)": m, "other (dpo)": {"loss_curve": [{"step": 1, "loss": 0.6}]}}, tmp_path / "l.png")
+    assert (tmp_path / "l.png").stat().st_size > 1000 and len(titles) == 1
+    # a GRPO run adds the reward panel (reward per step, mixed-group share)
+    rl = {"loss_curve": [{"step": 1, "loss": 0.0, "groups": {"mixed_share": 0.5}}],
+          "reward_curve": [{"step": 1, "reward": 0.25}, {"step": 2, "reward": 0.75}]}
+    titles = loss_curves({"run (sft)": m, "rl (grpo)": rl}, tmp_path / "r.png")
+    assert titles[1].startswith("GRPO: mean reward") and (tmp_path / "r.png").stat().st_size > 1000
 
 
 def test_best_checkpoint_by_validation_loss():

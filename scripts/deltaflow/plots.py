@@ -49,10 +49,32 @@ def forest_plot(df: pd.DataFrame, path, *, baseline: str = "base", confidence: f
     _save(fig, path)
 
 
-def loss_curves(metrics: dict[str, dict], path) -> None:
+def loss_curves(metrics: dict[str, dict], path) -> list[str]:
     """Training loss per logged step, one line per run; the validation loss (recipes with
-    val_rows) dashed in the same colour, and each saved checkpoint arm marked on it."""
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    val_rows) dashed in the same colour, and each saved checkpoint arm marked on it. GRPO runs
+    (a ``reward_curve`` in their metrics) get a second panel: the reward per step and, dotted,
+    the share of groups with mixed rewards (the ones that teach anything). Returns the panels'
+    titles."""
+    rl = {run: m for run, m in metrics.items() if m.get("reward_curve")}
+    fig, axes = plt.subplots(1, 2 if rl else 1, figsize=(12 if rl else 7.5, 4), squeeze=False)
+    ax = axes[0][0]
+    if rl:
+        rax = axes[0][1]
+        for i, (run, m) in enumerate(sorted(metrics.items())):
+            if run not in rl:
+                continue
+            curve = [(c["step"], c["reward"]) for c in m["reward_curve"] if c.get("reward") is not None]
+            if curve:
+                rax.plot(*zip(*curve), marker=".", color=f"C{i % 10}", label=f"{run} reward")
+            mixed = [(c["step"], c["groups"]["mixed_share"]) for c in m.get("loss_curve", [])
+                     if (c.get("groups") or {}).get("mixed_share") is not None]
+            if mixed:
+                rax.plot(*zip(*mixed), ls=":", color=f"C{i % 10}", label=f"{run} mixed groups")
+        rax.set_xlabel("step")
+        rax.set_ylabel("reward / share")
+        rax.set_title("GRPO: mean reward; dotted: share of groups with mixed rewards", fontsize=9)
+        rax.grid(alpha=0.3)
+        rax.legend(fontsize=8)
     for i, (run, m) in enumerate(sorted(metrics.items())):
         color = f"C{i % 10}"
         points = [(p["step"], p["loss"]) for p in m.get("loss_curve", []) if p.get("loss") is not None]
@@ -73,7 +95,9 @@ def loss_curves(metrics: dict[str, dict], path) -> None:
     ax.grid(alpha=0.3)
     if metrics:
         ax.legend(fontsize=8)
+    titles = [a.get_title() for a in axes[0]]
     _save(fig, path)
+    return titles
 
 
 def pareto_plot(selection: dict, path) -> None:
