@@ -40,6 +40,8 @@ else
 fi
 
 if [ "$SMOKE" = 0 ]; then
+  echo "== 2b. GRPO (HF generation; TRL's vLLM option is not wired) and CPT on the $SHAPE shape =="
+  $PY bench/rl_cpt.py "$work/base" --grpo-steps 10 --cpt-steps 20 --device cuda
   echo "== 3. the demo's eval job for the base model on the GPU =="
   t0=$(date +%s)
   $PY -m snakemake --profile profiles/local --directory "$work/demo" --configfile config/config.yaml \

@@ -27,14 +27,14 @@ LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear", "lr
         "warmup_ratio": 0.0, "seed": 0, "logging_steps": 1}
 
 
-def grpo(model: Path, steps: int, out: Path, init: Path | None = None) -> None:
+def grpo(model: Path, steps: int, out: Path, init: Path | None = None, device: str = "cpu") -> None:
     rows = [r for r in generate_task("arithmetic", train_rows=64, eval_rows=0, seed=0, name="arith") if r["split"] == "train"]
     recipe = schema_defaults("recipe", {**LORA, "objective": "grpo", "learning_rate": 2e-4, "max_steps": steps,
                                         "batch_size": 8, "num_generations": 4, "max_completion_length": 16,
                                         "max_length": 256, "temperature": 1.0,
                                         "rewards": [{"verifier": {"benchmark": "arithmetic"}, "name": "exact"}]})
     t0 = time.time()
-    m = train_adapter(model, rows, recipe, out / "grpo", device="cpu", init_dir=init)
+    m = train_adapter(model, rows, recipe, out / "grpo", device=device, init_dir=init)
     wall = time.time() - t0
     rewards = [round(c.get("reward", float("nan")), 3) for c in m["reward_curve"]]
     lengths = [c.get("completions/mean_length", 0.0) for c in m["reward_curve"]]
@@ -48,14 +48,14 @@ def grpo(model: Path, steps: int, out: Path, init: Path | None = None) -> None:
     print(f"grpo: {completion_tokens:.0f} completion tokens, {completion_tokens / m['train_s']:.1f} completion tokens/s")
 
 
-def cpt(model: Path, steps: int, out: Path) -> None:
+def cpt(model: Path, steps: int, out: Path, device: str = "cpu") -> None:
     c4 = sources.resolve_file({"type": "sdist_file", "sdist": "llamafactory==0.9.5", "path": "data/c4_demo.jsonl"})
     rows = [{"id": f"c4-{i}", "text": json.loads(line)["text"], "messages": []}
             for i, line in enumerate(c4.read_text().splitlines()[:120])]
     recipe = schema_defaults("recipe", {**LORA, "objective": "cpt", "learning_rate": 5e-4, "max_steps": steps,
                                         "batch_size": 4, "max_length": 256, "val_rows": 10, "eval_every": max(1, steps // 4)})
 
-    m = train_adapter(model, rows, recipe, out / "cpt", device="cpu")
+    m = train_adapter(model, rows, recipe, out / "cpt", device=device)
     print(f"cpt: {steps} steps x {recipe['batch_size']} packed sequences of {recipe['max_length']} tokens, "
           f"{m['tokens_seen']} tokens in {m['train_s']:.1f} s = {m['tokens_per_s']:.1f} tokens/s")
     print(f"cpt: held-out loss (10 C4 rows) {json.dumps(m['eval_curve'])}")
@@ -68,12 +68,13 @@ def main() -> None:
     ap.add_argument("--init-adapter", type=Path, default=None,
                     help="GRPO continues this SFT adapter (e.g. the demo's results/adapters/arith_lora)")
     ap.add_argument("--cpt-steps", type=int, default=20)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     out = Path(tempfile.mkdtemp(prefix="rl_cpt_"))
     print(f"model {args.model}")
     print(f"grpo continues {args.init_adapter or 'a fresh adapter on the base'}")
-    grpo(args.model, args.grpo_steps, out, args.init_adapter)
-    cpt(args.model, args.cpt_steps, out)
+    grpo(args.model, args.grpo_steps, out, args.init_adapter, args.device)
+    cpt(args.model, args.cpt_steps, out, args.device)
 
 
 if __name__ == "__main__":
