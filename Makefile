@@ -33,13 +33,16 @@ demo: setup
 dryrun: setup
 	$(PY) -m snakemake --profile profiles/local -n
 
+# Two pytest-xdist workers, a test file each at a time (module fixtures are built once): a
+# 2-core machine is ~45% idle under one (model loads, imports, Snakemake's polling).
+TEST_WORKERS ?= 2
 test: setup vllm-env system-tools
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The fast tier while you work: no Snakemake runs, no model loads beyond tiny in-process ones,
 # no cluster (tests marked e2e are left to `make test`).
 check: setup
-	$(PY) -m pytest tests -m "not e2e" $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not e2e" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Debian packages the tests use (root only): slurm-wlm + munge for the real-SLURM tests (the
 # tests start the cluster), chromium to render the HTML report headless.

@@ -133,11 +133,7 @@ def copy_run(run: TinyRun, dest: Path) -> TinyRun:
     return TinyRun(dest, dest / "workflow", dest / "work", copy.deepcopy(run.cfg))
 
 
-@pytest.fixture(scope="session")
-def tiny_workflow(tmp_path_factory) -> TinyRun:
-    """The tiny config run once, end to end, with tokens in its environment (test_workflow
-    checks that none reaches a manifest). Read it; copy it (`copy_run`) before changing it."""
-    root = tmp_path_factory.mktemp("shared_tiny")
+def _run_tiny_workflow(root: Path) -> TinyRun:
     wf = copy_workflow(root / "workflow")
     work = root / "work"
     work.mkdir()
@@ -150,3 +146,27 @@ def tiny_workflow(tmp_path_factory) -> TinyRun:
     write_config(work, cfg)
     run.proc = run.snakemake(env={"HF_TOKEN": SECRET, "WANDB_API_KEY": SECRET})
     return run
+
+
+@pytest.fixture(scope="session")
+def tiny_workflow(tmp_path_factory) -> TinyRun:
+    """The tiny config run once, end to end, with tokens in its environment (test_workflow
+    checks that none reaches a manifest). Read it; copy it (`copy_run`) before changing it.
+
+    `make test` runs the suite on two pytest-xdist workers, each its own session: the first
+    worker to get here runs the workflow in the temporary folder the workers share, the other
+    waits on a file lock and reads the finished run (its `proc` is None)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker is None:
+        return _run_tiny_workflow(tmp_path_factory.mktemp("shared_tiny"))
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent / "shared_tiny"
+    with FileLock(f"{root}.lock"):
+        if not (root / "finished").exists():
+            if root.exists():  # left by a worker whose run failed: start again
+                shutil.rmtree(root)
+            run = _run_tiny_workflow(root)
+            (root / "finished").write_text(worker)
+            return run
+    return TinyRun(root, root / "workflow", root / "work", yaml.safe_load((root / "work/config.yaml").read_text()))

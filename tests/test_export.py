@@ -128,19 +128,39 @@ def export_config(model_dir: Path) -> dict:
     return cfg
 
 
-def test_merge_export_parity_eval_tables_end_to_end(smol_tiny, tmp_path):
+@pytest.fixture(scope="module")
+def export_run(smol_tiny, tmp_path_factory):
+    """One workflow run through every export path: a run that adds <think> tokens (trained rows
+    in the adapter and its step-3 checkpoint arm), evaluated unmerged, merged and as f16 and
+    q8_0 GGUFs, with a merged-vs-GGUF comparison."""
+    work = tmp_path_factory.mktemp("export_run")
+    think = work / "think.jsonl"
+    think.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"What is {a} + {b}?"},
+        {"role": "assistant", "content": f"<think>{a} plus {b}</think> {a + b}"}]}) + "\n"
+        for a in range(4) for b in range(3)))
     cfg = export_config(smol_tiny)
-    run_snakemake(tmp_path, write_config(tmp_path, cfg), timeout=1500)
-    res = tmp_path / "results"
+    cfg["datasets"]["think"] = {"type": "file", "path": str(think), "format": "messages", "origin": "human"}
+    cfg["mixtures"]["mix_a"]["components"].append({"dataset": "think", "multiplier": 1})
+    cfg["recipes"]["tiny_lora"].update(new_tokens=["<think>", "</think>"], save_every=3)
+    run_snakemake(work, write_config(work, cfg), timeout=1500)
+    return work, cfg
+
+
+def _arc(res: Path, model: str) -> list[dict]:
+    return [json.loads(line) for line in (res / f"evals/{model}/arc_easy.jsonl").read_text().splitlines()]
+
+
+def test_merge_export_parity_eval_tables_end_to_end(export_run):
+    work, cfg = export_run
+    res = work / "results"
     df = pd.read_csv(res / "tables/delta.csv")
     models = set(df.model)
-    assert {"base", "run_a", "run_a.merged", "run_a.f16.gguf", "run_a.q8_0.gguf"} <= models
+    assert {"base", "run_a", "run_a@step3", "run_a.merged", "run_a.f16.gguf", "run_a.q8_0.gguf"} <= models
     # the merged model is the adapter folded in: same choices on every multiple-choice item, and
     # log-likelihoods equal up to float error; the f16 GGUF through llama.cpp matches it closely
-    def arc(model):
-        return [json.loads(line) for line in (res / f"evals/{model}/arc_easy.jsonl").read_text().splitlines()]
     for other, tol in (("run_a.merged", 1e-3), ("run_a.f16.gguf", 5e-2)):
-        for a, b in zip(arc("run_a"), arc(other)):
+        for a, b in zip(_arc(res, "run_a"), _arc(res, other)):
             assert a["doc_id"] == b["doc_id"] and a["prompt_hash"] == b["prompt_hash"]
             assert max(abs(x - y) for x, y in zip(a["loglikelihoods"], b["loglikelihoods"])) < tol, other
     for t in ("f16", "q8_0"):
@@ -160,43 +180,19 @@ def test_merge_export_parity_eval_tables_end_to_end(smol_tiny, tmp_path):
     graph = ModelGraph(validate_config(cfg))
     for model, chain_models in (("run_a.merged", ["run_a.merged", "run_a"]),
                                 ("run_a.q8_0.gguf", ["run_a.q8_0.gguf", "run_a.merged", "run_a"])):
-        chain = audit_chain(tmp_path, graph, model, "arithmetic")
+        chain = audit_chain(work, graph, model, "arithmetic")
         assert [s["name"] for s in chain["steps"] if s["step"] in ("gguf", "merged", "run")] == chain_models
         assert chain["changed"] == [] and "mix_a" in chain["mixtures"]
         if model.endswith(".gguf"):
             gguf = next(s for s in chain["steps"] if s["step"] == "gguf")
             assert any(f["path"].endswith("model-q8_0.gguf") and f["sha256_now"] for f in gguf["files"])
 
-    # an impossible q8_0 threshold: only the parity check and what reads it rerun; the q8_0 GGUF
-    # is flagged in the tables and excluded from selection
-    before = (res / "gguf/run_a/model-q8_0.gguf").stat().st_mtime_ns
-    cfg["export"]["parity"]["thresholds"] = {"q8_0": {"max_mean_kl": 0.0}}
-    run_snakemake(tmp_path, write_config(tmp_path, cfg), timeout=900)
-    assert (res / "gguf/run_a/model-q8_0.gguf").stat().st_mtime_ns == before
-    df = pd.read_csv(res / "tables/delta.csv")
-    flagged = set(df[df.flag.fillna("") != ""].model)
-    assert flagged == {"run_a.q8_0.gguf"}
-    sel = json.loads((res / "tables/selection.json").read_text())
-    assert "run_a.q8_0.gguf" in sel["excluded"] and sel["chosen"] != "run_a.q8_0.gguf"
-    assert "FLAGGED: GGUF parity check failed" in (res / "tables/delta.md").read_text()
 
-
-def test_new_tokens_through_training_eval_merge_and_gguf(smol_tiny, tmp_path):
-    """A run that adds <think> tokens: trained rows in the adapter and its checkpoint
-    arm, evaluated unmerged, merged and as a GGUF with the extended vocabulary."""
-    think = tmp_path / "think.jsonl"
-    think.write_text("".join(json.dumps({"messages": [
-        {"role": "user", "content": f"What is {a} + {b}?"},
-        {"role": "assistant", "content": f"<think>{a} plus {b}</think> {a + b}"}]}) + "\n"
-        for a in range(4) for b in range(3)))
-    cfg = export_config(smol_tiny)
-    cfg["datasets"]["think"] = {"type": "file", "path": str(think), "format": "messages", "origin": "human"}
-    cfg["mixtures"]["mix_a"]["components"].append({"dataset": "think", "multiplier": 1})
-    cfg["recipes"]["tiny_lora"].update(new_tokens=["<think>", "</think>"], save_every=3)
-    cfg["export"].update(gguf_types=["f16"])
-    cfg["tables"]["comparisons"] = []
-    run_snakemake(tmp_path, write_config(tmp_path, cfg), timeout=1500)
-    res = tmp_path / "results"
+def test_new_tokens_through_training_eval_merge_and_gguf(export_run, smol_tiny):
+    """The added <think> tokens: trained rows in the adapter and its checkpoint arm, and the
+    extended vocabulary in the merged model and the GGUF."""
+    work, _ = export_run
+    res = work / "results"
     from transformers import AutoTokenizer
 
     vocab = len(AutoTokenizer.from_pretrained(smol_tiny))
@@ -213,16 +209,27 @@ def test_new_tokens_through_training_eval_merge_and_gguf(smol_tiny, tmp_path):
     import torch
 
     assert rows.shape[0] == 2 and not torch.allclose(rows[0], rows[1])
-    models = set(pd.read_csv(res / "tables/delta.csv").model)
-    assert {"base", "run_a", "run_a@step3", "run_a.merged", "run_a.f16.gguf"} <= models
-
-    def arc(model):
-        return [json.loads(line) for line in (res / f"evals/{model}/arc_easy.jsonl").read_text().splitlines()]
-    for a, b in zip(arc("run_a"), arc("run_a.merged")):
-        assert max(abs(x - y) for x, y in zip(a["loglikelihoods"], b["loglikelihoods"])) < 1e-3
-    rep = json.loads((res / "gguf/run_a/parity-f16.json").read_text())
-    assert rep["passed"], rep["reason"]
     from gguf import GGUFReader
 
-    reader = GGUFReader(str(res / "gguf/run_a/model-f16.gguf"))
-    assert len(reader.fields["tokenizer.ggml.tokens"].data) == vocab + 2
+    for t in ("f16", "q8_0"):
+        reader = GGUFReader(str(res / f"gguf/run_a/model-{t}.gguf"))
+        assert len(reader.fields["tokenizer.ggml.tokens"].data) == vocab + 2, t
+
+
+def test_failed_parity_reruns_only_the_check_and_flags_the_gguf(export_run):
+    """An impossible q8_0 threshold: only the parity check and what reads it rerun; the q8_0 GGUF
+    is flagged in the tables and excluded from selection. (Last in the module: it edits the run.)"""
+    work, cfg = export_run
+    res = work / "results"
+    before = (res / "gguf/run_a/model-q8_0.gguf").stat().st_mtime_ns
+    cfg = json.loads(json.dumps(cfg))
+    cfg["export"]["parity"]["thresholds"] = {"q8_0": {"max_mean_kl": 0.0}}
+    proc = run_snakemake(work, write_config(work, cfg), timeout=900)
+    assert "rule adapter" not in proc.stdout + proc.stderr and "rule gguf_quantize" not in proc.stdout + proc.stderr
+    assert (res / "gguf/run_a/model-q8_0.gguf").stat().st_mtime_ns == before
+    df = pd.read_csv(res / "tables/delta.csv")
+    flagged = set(df[df.flag.fillna("") != ""].model)
+    assert flagged == {"run_a.q8_0.gguf"}
+    sel = json.loads((res / "tables/selection.json").read_text())
+    assert "run_a.q8_0.gguf" in sel["excluded"] and sel["chosen"] != "run_a.q8_0.gguf"
+    assert "FLAGGED: GGUF parity check failed" in (res / "tables/delta.md").read_text()

@@ -7,30 +7,22 @@ import time
 
 import pytest
 
-from conftest import REPO, SNAKEMAKE, run_snakemake, tiny_config, write_config
+from conftest import SNAKEMAKE, copy_run, write_config
 
 pytestmark = pytest.mark.e2e
 TARGET = "results/adapters/run_a/manifest.json"
 
 
-def one_run_config(max_steps: int) -> dict:
-    cfg = tiny_config()
-    cfg["recipes"]["tiny_lora"].update(max_steps=max_steps, resume_every=5, save_every=5, logging_steps=1)
-    cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
-    cfg["merges"] = {}  # the TIES merge needs run_dpo
-    cfg["mixtures"] = {"mix_a": cfg["mixtures"]["mix_a"]}
-    cfg["tables"]["comparisons"] = []
-    cfg["gates"]["guarded"] = {}
-    return cfg
-
-
-def test_kill_9_mid_training_then_rerun_resumes(tmp_path):
-    killed, clean = tmp_path / "killed", tmp_path / "clean"
-    killed.mkdir(), clean.mkdir()
-    cfg = one_run_config(40)
+def test_kill_9_mid_training_then_rerun_resumes(tiny_workflow, tmp_path):
+    # two copies of the shared run (base, data and mixtures done): only run_a retrains, longer
+    runs = {name: copy_run(tiny_workflow, tmp_path / name) for name in ("killed", "clean")}
+    for run in runs.values():
+        run.cfg["recipes"]["tiny_lora"].update(max_steps=40, resume_every=5, save_every=5, logging_steps=1)
+        write_config(run.work, run.cfg)
+    killed, clean = runs["killed"].work, runs["clean"].work
     # --retries 1: Snakemake restarts a failed job once, as the profiles do (restart-times)
-    cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(killed), "--configfile",
-           str(write_config(killed, cfg)), "--cores", "2", "--retries", "1", TARGET]
+    cmd = [SNAKEMAKE, "-s", str(runs["killed"].snakefile), "--directory", str(killed), "--configfile",
+           str(runs["killed"].cfg_path), "--cores", "2", "--retries", "1", TARGET]
     log = open(tmp_path / "snakemake.out", "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                             env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"))
@@ -67,7 +59,7 @@ def test_kill_9_mid_training_then_rerun_resumes(tmp_path):
         list(range(5, 40, 5))
     assert [c["step"] for c in metrics["checkpoints"]] == list(range(5, 40, 5))
     # same data order and RNG: the resumed steps' losses match an uninterrupted run's
-    run_snakemake(clean, write_config(clean, cfg), TARGET)
+    runs["clean"].snakemake(TARGET)
     ref = json.loads((clean / "results/adapters/run_a/metrics.json").read_text())
     assert ref["resumed_from_step"] is None
     after = {c["step"]: c["loss"] for c in metrics["loss_curve"]}

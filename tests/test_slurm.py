@@ -122,7 +122,7 @@ def test_outputs_match_a_local_run(slurm_run, tiny_workflow):
 
 def test_cancelled_job_is_retried_and_leaves_no_partial_output(cluster, tmp_path):
     cfg = tiny_config()
-    cfg["recipes"]["tiny_lora"]["max_steps"] = 600  # long enough to be cancelled mid-way
+    cfg["recipes"]["tiny_lora"]["max_steps"] = 300  # long enough (~25 s) to be cancelled mid-way
     cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
     cfg["merges"] = {}  # the TIES merge needs run_dpo
     cfg["mixtures"] = {"mix_a": cfg["mixtures"]["mix_a"]}
@@ -148,6 +148,6 @@ def test_cancelled_job_is_retried_and_leaves_no_partial_output(cluster, tmp_path
     assert proc.returncode == 0, out[-6000:]
     assert re.search(rf"SLURM-job '{cancelled}' failed", out)
     metrics = json.loads((tmp_path / "results/adapters/run_a/metrics.json").read_text())
-    assert metrics["steps"] == 600
+    assert metrics["steps"] == 300
     leftovers = [p.name for p in (tmp_path / "results/adapters").iterdir() if p.name.startswith(".")]
     assert leftovers == []

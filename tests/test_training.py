@@ -117,6 +117,27 @@ class _Killed(Exception):
     pass
 
 
+def _killed_after_checkpoint(monkeypatch, step: int, train) -> None:
+    """Run ``train()`` and stop it (the "kill") right after its step-``step`` checkpoint is written."""
+    from deltaflow import training
+
+    plain = training._loss_callback
+
+    def stopping(curve, eval_curve):
+        cb = plain(curve, eval_curve)
+
+        def on_save(args, state, control, **kw):
+            if state.global_step >= step:
+                raise _Killed
+        cb.on_save = on_save
+        return cb
+
+    monkeypatch.setattr(training, "_loss_callback", stopping)
+    with pytest.raises(_Killed):
+        train()
+    monkeypatch.setattr(training, "_loss_callback", plain)
+
+
 @pytest.mark.parametrize("sampling", ["group_by_length", "random"])
 def test_resume_inside_a_later_epoch_repeats_the_uninterrupted_losses(tmp_path, monkeypatch, sampling):
     """70 rows in batches of 4 are 18 steps an epoch: a run stopped after its step-20 checkpoint
@@ -141,21 +162,7 @@ def test_resume_inside_a_later_epoch_repeats_the_uninterrupted_losses(tmp_path, 
                                       resume_dir=tmp_path / resume, resume_key="k")
 
     clean = train("clean", "r0")
-    plain = training._loss_callback
-
-    def stopping(curve, eval_curve):  # the kill: right after the step-20 checkpoint is written
-        cb = plain(curve, eval_curve)
-
-        def on_save(args, state, control, **kw):
-            if state.global_step >= 20:
-                raise _Killed
-        cb.on_save = on_save
-        return cb
-
-    monkeypatch.setattr(training, "_loss_callback", stopping)
-    with pytest.raises(_Killed):
-        train("killed", "r1")
-    monkeypatch.setattr(training, "_loss_callback", plain)
+    _killed_after_checkpoint(monkeypatch, 20, lambda: train("killed", "r1"))
     resumed = train("resumed", "r1")
     assert resumed["resumed_from_step"] == 20 and clean["resumed_from_step"] is None
     expected = {c["step"]: c["loss"] for c in clean["loss_curve"] if c["step"] > 20}
@@ -218,3 +225,89 @@ def test_grpo_raises_a_learnable_reward_and_logs_its_groups(tmp_path):
     assert m["reward_first"] == 0.0 and m["reward_last"] >= 0.9
     assert m["groups"]["all_zero"] > 0 and m["groups"]["mixed"] > 0 and m["groups"]["all_max"] > 0
     assert sum(v for k, v in m["groups"].items() if k != "mixed_share") == 30 * 16 // 8
+
+
+def _grpo_setup(tmp_path, **keys):
+    from conftest import tiny_random_model
+
+    base = tiny_random_model(tmp_path / "base")
+    rows = [{"id": f"p{i}", "messages": [{"role": "user", "content": f"Say something about {w}."},
+                                         {"role": "assistant", "content": "x"}]}
+            for i, w in enumerate(["cats", "dogs", "rain", "tea", "boats", "maps", "ink", "salt"])]
+    recipe = recipe_of(**{**RECIPE, "objective": "grpo", "learning_rate": 0.05, "lr_scheduler": "constant",
+                          "warmup_ratio": 0.0, "max_steps": 10, "batch_size": 8, "num_generations": 4,
+                          "max_completion_length": 4, "max_length": 64, "seed": 0, "logging_steps": 1,
+                          "rewards": [{"format": "e", "name": "has_e"}], **keys})
+    return base, rows, recipe
+
+
+def test_grpo_resumed_after_a_kill_repeats_the_uninterrupted_rewards(tmp_path, monkeypatch):
+    """GRPO samples its completions from torch's RNG: a run stopped after its step-6 checkpoint
+    and resumed samples, scores and steps exactly as a run never stopped (HF restores the RNG)."""
+    from deltaflow import training
+
+    base, rows, recipe = _grpo_setup(tmp_path, resume_every=3)
+
+    def train(name: str, resume: str):
+        return training.train_adapter(base, rows, recipe, tmp_path / name, resume_dir=tmp_path / resume, resume_key="k")
+
+    clean = train("clean", "r0")
+    _killed_after_checkpoint(monkeypatch, 6, lambda: train("killed", "r1"))
+    resumed = train("resumed", "r1")
+    assert resumed["resumed_from_step"] == 6 and resumed["steps"] == clean["steps"] == 10
+    after = [c for c in clean["loss_curve"] if c["step"] > 6]
+    assert [c["step"] for c in resumed["loss_curve"]] == [7, 8, 9, 10]
+    for mine, ref in zip(resumed["loss_curve"], after):
+        assert mine["loss"] == pytest.approx(ref["loss"], rel=1e-5, abs=1e-7)
+        assert mine["rl"]["rewards/has_e/mean"] == ref["rl"]["rewards/has_e/mean"]
+        assert mine["groups"] == ref["groups"]
+    # the rewards moved over the run (the comparison is not of constant curves)
+    assert len({c["rl"]["rewards/has_e/mean"] for c in clean["loss_curve"]}) > 1
+
+
+def test_grpo_weights_that_overflow_stop_the_run_with_the_reason(tmp_path):
+    """A learning rate this high overflows the weights in one step: the next step's sampling
+    meets inf/NaN logits (before any loss is non-finite). The run stops with the reason, and the
+    checkpoint holding the broken weights is removed so a rerun never resumes from it."""
+    from deltaflow.training import train_adapter
+
+    base, rows, recipe = _grpo_setup(tmp_path, learning_rate=1.0e38, resume_every=1)
+    with pytest.raises(DeltaflowError, match=r"non-finite model outputs while sampling the completions of step 2: "
+                                             r"the weights after step 1 overflowed.*\['checkpoint-1'\].*Lower the "
+                                             "learning rate"):
+        train_adapter(base, rows, recipe, tmp_path / "adapter", resume_dir=tmp_path / "r", resume_key="k")
+    assert not list((tmp_path / "r").glob("checkpoint-*")) and not (tmp_path / "adapter").exists()
+
+
+def test_grpo_vllm_rollouts_map_to_trls_colocated_vllm_seam_without_a_gpu(monkeypatch):
+    """rollouts: vllm is TRL's colocated vLLM generation, a CUDA-only path that cannot run here:
+    the GRPOConfig arguments it gives are checked (with vllm's presence faked), the missing
+    package is a clear error, and rollouts: hf leaves TRL's generation as it is."""
+    import importlib.util
+
+    from trl import GRPOConfig
+
+    from deltaflow.training import grpo_args
+
+    recipe = recipe_of(**RECIPE, objective="grpo", max_steps=2, batch_size=4, num_generations=2,
+                       rewards=[{"format": "e"}])
+    common = {"output_dir": "/tmp/x", "max_steps": 2, "max_length": 64, "per_device_train_batch_size": 4}
+    hf = grpo_args(recipe, common, GRPOConfig)
+    assert "max_length" not in hf and "use_vllm" not in hf and hf["num_generations"] == 2
+    vllm = {**recipe, "rollouts": "vllm"}
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(DeltaflowError, match="rollouts: vllm needs the vllm package in the training environment"):
+            grpo_args(vllm, common, GRPOConfig)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real_find_spec(name, *a))
+    args = grpo_args(vllm, common, GRPOConfig)
+    assert args["use_vllm"] is True and args["vllm_mode"] == "colocate" and args["vllm_gpu_memory_utilization"] == 0.3
+    assert {k: v for k, v in args.items() if not k.startswith(("use_vllm", "vllm_"))} == hf
+
+
+def test_grpo_vllm_rollouts_on_cpu_are_a_config_error(tiny_cfg):
+    from conftest import config_errors
+
+    tiny_cfg["recipes"]["tiny_lora"]["rollouts"] = "vllm"
+    assert ("config key 'recipes.tiny_lora.rollouts': vllm samples GRPO's completions through TRL's colocated vLLM, "
+            "which needs objective grpo and a CUDA GPU") in config_errors(tiny_cfg)

@@ -18,6 +18,10 @@ ARC_ARROW = "hf_datasets/ai2_arc/ARC-Easy/validation/data-00000-of-00001.arrow"
 @pytest.mark.e2e
 def test_judged_lm_eval_and_fewshot_benchmarks_through_the_workflow(tiny_workflow, tmp_path):
     run = copy_run(tiny_workflow, tmp_path / "run")
+    # two models are enough to judge one against the other: the others' eval jobs are not rerun
+    for key in ("run_b", "run_dpo"):
+        del run.cfg["runs"][key]
+    run.cfg["sweeps"], run.cfg["merges"], run.cfg["tables"]["comparisons"] = {}, {}, []
     bench = run.cfg["benchmarks"]
     bench["style_pair"] = {"task": "writingbench_en", "n": 3, "max_gen_toks": 8,
                            "judge": {"kind": "pairwise", "model": "base"}}

@@ -166,7 +166,7 @@ def test_model_card_metadata_the_hub_reads_and_the_release_folder(tiny_run):
 def test_strict_gate_fails_the_run_but_keeps_the_tables(tiny_workflow, tmp_path):
     run = copy_run(tiny_workflow, tmp_path)
     work = run.work
-    cfg = tiny_config()
+    cfg = run.cfg  # the shared run's own config (it lists the decontamination benchmarks)
     cfg["gates"].update(strict=True, target={"target": {"min_gain_pts": 50.0}})
     proc = run.snakemake(configfile=write_config(work, cfg), check=False)
     out = proc.stdout + proc.stderr
@@ -405,7 +405,7 @@ def test_status_says_what_would_rerun_and_why(tiny_workflow, tmp_path):
     run = copy_run(tiny_workflow, tmp_path)
     args = ["-s", str(run.snakefile), "--directory", str(run.work), "--cores", "2"]
     assert plan([*args, "--configfile", str(run.cfg_path)]) == []
-    cfg = tiny_config()
+    cfg = run.cfg
     cfg["recipes"]["tiny_dora"]["learning_rate"] = 0.02
     jobs = plan([*args, "--configfile", str(write_config(run.work, cfg))])
     by_job = {(j.rule, j.wildcards): j.reason for j in jobs}

@@ -193,6 +193,11 @@ def _check_references(config: dict, *, check_files: bool):
                    "bitsandbytes) needs a CUDA GPU and train.device is cpu; set train.device: cuda "
                    "(and train.gpus) on a GPU machine, or load_in_4bit: false")
         yield from _check_recipe_length(rname, recipe)
+        if recipe["rollouts"] == "vllm" and (recipe["objective"] != "grpo" or train["device"] != "cuda"):
+            yield (f"config key 'recipes.{rname}.rollouts': vllm samples GRPO's completions through TRL's "
+                   "colocated vLLM, which needs objective grpo and a CUDA GPU (train.device: cuda); "
+                   f"this recipe is objective {recipe['objective']} on train.device {train['device']}: "
+                   "use rollouts: hf")
         if recipe["objective"] == "grpo":
             dirs = benchmark_dirs(config)
             yield from check_rewards(rname, recipe, dirs, registry.available(dirs), lambda b: registry.load(b, dirs))

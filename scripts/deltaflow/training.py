@@ -103,6 +103,31 @@ def _drop_checkpoints_after(scratch: Path, step: int) -> list[str]:
     return gone
 
 
+# what torch.multinomial raises when the logits it samples from are inf/NaN
+_NONFINITE_SAMPLING = "probability tensor contains either `inf`, `nan` or element < 0"
+
+
+def _train(trainer, objective: str, scratch: Path, resume_step: int | None):
+    """trainer.train, resumed from ``checkpoint-<resume_step>`` when given. GRPO samples before
+    it computes a loss: weights that overflowed at step N show first as non-finite logits while
+    the completions of step N+1 are sampled, not as a non-finite loss. That is stopped like a
+    non-finite loss (a clear error; checkpoints from step N on removed, as their weights are
+    the broken ones) instead of torch's bare RuntimeError and a resume from broken weights."""
+    try:
+        return trainer.train(resume_from_checkpoint=str(scratch / f"checkpoint-{resume_step}") if resume_step else None)
+    except RuntimeError as err:
+        if objective != "grpo" or _NONFINITE_SAMPLING not in str(err):
+            raise
+        step = trainer.state.global_step
+        good = max(0, step - 1)
+        dropped = _drop_checkpoints_after(scratch, good) if trainer.is_world_process_zero() else "by the main process"
+        raise DeltaflowError(
+            f"non-finite model outputs while sampling the completions of step {step + 1}: the weights "
+            f"after step {step} overflowed (inf/NaN logits); the run stops here. Checkpoints saved after "
+            f"step {good} were removed ({dropped or 'none'}). Lower the learning rate (a changed recipe "
+            "starts over) or check the rewards") from err
+
+
 def _checkpoint_callback(arms_dir: Path, every: int | str | None, save_adapter):
     """Save the adapter every ``every`` steps to ``arms_dir/step<N>``, or after each epoch but
     the last to ``arms_dir/epoch<N>`` with ``every == "epoch"`` (eval arms).
@@ -505,6 +530,30 @@ def grpo_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
+def grpo_args(recipe: dict, common: dict, config_cls) -> dict:
+    """GRPOConfig's keyword arguments: the common training arguments it has (an SFT-only one such
+    as max_length is left out by GRPOConfig's own fields, not by a list here) and the recipe's
+    GRPO keys. ``rollouts: vllm`` is TRL's colocated vLLM generation (CUDA only; the config
+    refuses it elsewhere), so this is where that path is checked without a GPU."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    args = {k: v for k, v in common.items() if k in fields}
+    args.update(train_sampling_strategy="random", eval_strategy="no", num_generations=recipe["num_generations"],
+                beta=recipe["kl_beta"], loss_type=recipe["loss_type"],
+                max_completion_length=recipe["max_completion_length"], temperature=recipe["temperature"],
+                reward_weights=[s["weight"] for s in recipe["rewards"]])
+    if recipe["rollouts"] == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise DeltaflowError("recipe rollouts: vllm needs the vllm package in the training environment "
+                                 "(TRL colocates it with the trainer); install vllm there or use rollouts: hf")
+        args.update(use_vllm=True, vllm_mode="colocate",
+                    vllm_gpu_memory_utilization=recipe["vllm_gpu_memory_utilization"])
+    return args
+
+
 def _grpo_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, loss_cb, dirs=(), **_):
     """TRL's GRPOTrainer: ``num_generations`` sampled completions per prompt, rewards from the
     registry's scorers (deltaflow.rewards), the group statistics recorded at every log."""
@@ -520,11 +569,7 @@ def _grpo_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callb
     stats = GroupStats([reward_name(i, s) for i, s in enumerate(specs)], [s["weight"] for s in specs],
                        recipe["num_generations"])
     loss_cb.group_stats = stats
-    args = {k: v for k, v in common.items() if k != "max_length"}
-    args = GRPOConfig(**{**args, "train_sampling_strategy": "random", "eval_strategy": "no"},
-                      num_generations=recipe["num_generations"], beta=recipe["kl_beta"],
-                      loss_type=recipe["loss_type"], max_completion_length=recipe["max_completion_length"],
-                      temperature=recipe["temperature"], reward_weights=[s["weight"] for s in specs])
+    args = GRPOConfig(**grpo_args(recipe, common, GRPOConfig))
     trainer = GRPOTrainer(model=model, reward_funcs=reward_functions(specs, dirs, stats), args=args,
                           train_dataset=Dataset.from_list(train_rows), processing_class=tok,
                           peft_config=peft_config, callbacks=callbacks)
@@ -654,7 +699,7 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
     train_start = time.time()
     if resume_step:
         log.info("resuming from step %d (%s)", resume_step, scratch)
-    result = trainer.train(resume_from_checkpoint=str(scratch / f"checkpoint-{resume_step}") if resume_step else None)
+    result = _train(trainer, objective, scratch, resume_step)
     train_s = time.time() - train_start
     if val_rows and (not eval_curve or eval_curve[-1]["step"] != trainer.state.global_step):
         # the loss of the adapter actually saved (the last eval_every may fall before the end)
