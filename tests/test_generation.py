@@ -8,7 +8,7 @@ import pytest
 
 from deltaflow.benchmark_eval import raw_outputs
 from deltaflow.config import schema_defaults, validate_config
-from deltaflow.errors import ConfigError, DataError
+from deltaflow.errors import ConfigError, DataError, DeltaflowError
 from deltaflow.evaluation import load_model
 from deltaflow.generation import build_rows, eval_spec, prompt_docs, verifier_spec
 from deltaflow.io import write_jsonl
@@ -203,3 +203,17 @@ def test_the_rows_keep_their_origin_through_normalization(tmp_path):
     spec = copy.deepcopy({"type": "file", "path": str(f), "format": "alpaca", "origin": {"vendor": "openai"}})
     assert normalize_dataset("a", spec).rows[0]["origin"] == {"vendor": "openai"}
     assert normalize_dataset("a", {**spec, "origin": None}).rows[0]["origin"] == "unknown"
+
+
+def test_a_failed_generation_is_named_with_its_own_guards_key():
+    """The silent-generation guard on a generation stage names the generation and the key that
+    loosens it (generations.<name>.guards), not an eval benchmark."""
+    from deltaflow.benchmark_eval import check_health
+
+    spec = eval_spec("replay", _gen())
+    health = {"responses": 4, "empty": 4, "empty_share": 1.0, "thresholds": {"max_empty_share": 0.5,
+                                                                            "max_truncated_share": 0.95}}
+    with pytest.raises(DeltaflowError, match=r"^generation 'replay': its generations look failed.*4 of 4 responses "
+                                             r"are empty.*\(max_empty_share / max_truncated_share\) "
+                                             r"\(generations\.replay\.guards\) in the config"):
+        check_health(spec, health)

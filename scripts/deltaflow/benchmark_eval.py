@@ -119,10 +119,12 @@ def check_health(spec: dict, health: dict) -> None:
                         f"{health['max_gen_toks']} ({health['truncated_share']:.1%} > max_truncated_share "
                         f"{limits['max_truncated_share']:.0%})")
     if problems:
+        # a generation stage's spec names itself (deltaflow.generation.eval_spec); a benchmark's is its name
+        subject, keys = spec.get("guard_subject") or (f"benchmark '{spec['name']}'", "for this benchmark")
         raise DeltaflowError(
-            f"benchmark '{spec['name']}': its generations look failed, not scored: {'; '.join(problems)}. "
+            f"{subject}: its generations look failed, not scored: {'; '.join(problems)}. "
             "Look at the responses in the eval cache; if this is expected (a short max_gen_toks by design), "
-            "raise `guards` (max_empty_share / max_truncated_share) for this benchmark in the config")
+            f"raise `guards` (max_empty_share / max_truncated_share) {keys} in the config")
 
 
 def raw_outputs(model, spec: dict, docs_path: Path, *, cache_dir: Path | None = None, key: str | None = None,

@@ -38,7 +38,8 @@ def eval_spec(name: str, gen: dict) -> dict:
     if s["temperature"] > 0:
         decoding["seed"] = s["seed"]
     return {"name": f"gen_{name}", "task": name, "axis": "generation", "n": None, "output_type": "open_ended",
-            "metric": "judged", "decoding": decoding, "guards": dict(gen.get("guards") or {})}
+            "metric": "judged", "decoding": decoding, "guards": dict(gen.get("guards") or {}),
+            "guard_subject": [f"generation '{name}'", f"(generations.{name}.guards)"]}
 
 
 def prompt_text(row: dict) -> str | None:
