@@ -129,3 +129,20 @@ def test_max_reject_fraction_turns_a_bad_source_into_an_error(tmp_path):
         normalize_dataset("a", spec)
     out = normalize_dataset("a", {**spec, "max_reject_fraction": 0.5})
     assert len(out.rows) == 7 and len(out.rejected) == 3
+
+
+def test_messages_rows_keep_what_a_grpo_reward_checks_and_bad_ones_are_rejections():
+    """Rows in the messages format may carry code tests and instruction checkers (what GRPO's
+    code and instruction rewards check completions with); malformed ones are rejections with
+    the reason, not dropped and not passed on."""
+    turn = [{"role": "user", "content": "Write add."}, {"role": "assistant", "content": "def add(a, b): ..."}]
+    recs = [{"messages": turn, "tests": "assert add(1, 2) == 3", "entry_point": "add"},
+            {"messages": turn, "instructions": [{"id": "format:no_whitespace"}]},
+            {"messages": turn, "tests": ["assert add(1, 2) == 3"]},
+            {"messages": turn, "instructions": [{"kwargs": {}}]}]
+    out = normalize_records(recs, fmt="messages", name="c", split="train", origin="human", where="c.jsonl")
+    assert out.rows[0]["tests"] == "assert add(1, 2) == 3" and out.rows[0]["entry_point"] == "add"
+    assert out.rows[1]["instructions"] == [{"id": "format:no_whitespace", "kwargs": {}}]
+    assert [r["record"] for r in out.rejected] == [2, 3]
+    assert "'tests' must be a string" in out.rejected[0]["reason"]
+    assert "'instructions' must be a non-empty list of {id" in out.rejected[1]["reason"]

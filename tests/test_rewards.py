@@ -1,6 +1,12 @@
 """GRPO's rewards from the registry's scorers (deltaflow.rewards), the group statistics by hand,
 and the config errors of a grpo recipe. The training itself: test_training."""
-from deltaflow.rewards import GroupStats, reward_functions
+import json
+
+import pytest
+
+from deltaflow.errors import DataError
+from deltaflow.rewards import GroupStats, check_reward_rows, reward_functions
+from deltaflow.training import grpo_rows
 
 from conftest import config_errors, tiny_config
 
@@ -35,15 +41,58 @@ def test_group_statistics_sort_groups_by_what_they_can_teach():
 def test_grpo_recipe_config_errors():
     cfg = tiny_config()
     cfg["recipes"]["rl"] = {**cfg["recipes"]["tiny_lora"], "objective": "grpo", "num_generations": 1,
-                            "rewards": [{"verifier": {"benchmark": "humaneval"}}, {"format": "(", "verifier": {"match": "exact"}},
+                            "rewards": [{"verifier": {"benchmark": "arc_easy"}}, {"format": "(", "verifier": {"match": "exact"}},
                                         {"format": "("}]}
     cfg["runs"]["rl_run"] = {"mixture": "mix_a", "recipe": "rl", "init_from": "run_a"}
     text = config_errors(cfg)
     assert "recipes.rl.num_generations': GRPO compares completions within a group" in text
-    assert "'humaneval' is code; a reward checks a completion against the prompt row's reference" in text
+    assert "'arc_easy' is multiple_choice; a reward checks a completion against its prompt row" in text
     assert "recipes.rl.rewards[1]': give exactly one of verifier or format" in text
     assert "recipes.rl.rewards[2].format': not a regex" in text
     cfg["recipes"]["rl"].update(num_generations=3, rewards=[])
     text = config_errors(cfg)
     assert "objective grpo needs at least one reward" in text
     assert "batch_size': 4 completions per step do not split into groups of num_generations 3" in text
+
+
+def _prompt_rows(**fields):
+    return [{"id": f"r{i}", "messages": [{"role": "user", "content": f"Task {i}."}, {"role": "assistant", "content": "-"}],
+             **{k: v[i] for k, v in fields.items()}} for i in range(len(next(iter(fields.values()))))]
+
+
+def test_code_rewards_run_each_rows_tests_in_the_sandbox():
+    """verifier {benchmark: mbpp}: MBPP's scorer (the completion is the program, the row's
+    asserts after it, run in deltaflow's sandbox); a chat model's fenced block is the program."""
+    rows = grpo_rows(_prompt_rows(tests=["assert add(2, 3) == 5", "assert add(2, 3) == 5", "assert add(2, 3) == 5",
+                                         "assert double(4) == 8"]))
+    mbpp, = reward_functions([{"verifier": {"benchmark": "mbpp"}, "weight": 1.0}])
+    completions = ["def add(a, b):\n    return a + b",
+                   "def add(a, b):\n    return a - b",
+                   [{"role": "assistant", "content": "Here:\n```python\ndef add(a, b):\n    return a + b\n```\nDone."}],
+                   "def double(x):\n    return x * 3"]
+    cols = {k: [r[k] for r in rows] for k in ("answer", "answer_from", "verify")}
+    assert mbpp(completions, **cols) == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_instruction_rewards_apply_each_rows_checkers():
+    """verifier {benchmark: ifbench}: IFBench's checkers with the row's instruction ids and
+    kwargs; the completion passes when it follows every one (prompt-level strict)."""
+    words = [{"id": "count:word_count_range", "kwargs": {"min_words": 2, "max_words": 3}}]
+    both = words + [{"id": "format:no_whitespace", "kwargs": {}}]
+    rows = grpo_rows(_prompt_rows(instructions=[words, words, both]))
+    ifb, = reward_functions([{"verifier": {"benchmark": "ifbench"}, "weight": 1.0}])
+    cols = {k: [r[k] for r in rows] for k in ("answer", "answer_from", "verify")}
+    assert ifb(["two words", "far too many words here", "two words"], **cols) == [1.0, 0.0, 0.0]
+    assert json.loads(rows[2]["verify"])["checks"] == json.dumps(both)
+
+
+def test_prompts_without_what_the_reward_checks_are_a_data_error():
+    rows = grpo_rows(_prompt_rows(tests=["assert f() == 1", None]))
+    with pytest.raises(DataError, match=r"reward 'reward0' \(mbpp, code\) checks completions with each prompt row's "
+                                        r"tests, and row 'r1' has none: the prompts do not fit this reward"):
+        check_reward_rows([{"verifier": {"benchmark": "mbpp"}}], rows)
+    with pytest.raises(DataError, match=r"row's code_prompt, entry_point, and row 'r0' has none"):
+        check_reward_rows([{"verifier": {"benchmark": "humaneval"}}], rows)
+    with pytest.raises(DataError, match=r"\(ifbench, instruction\) checks completions with each prompt row's instructions"):
+        check_reward_rows([{"verifier": {"benchmark": "ifbench"}}], rows)
+    check_reward_rows([{"verifier": {"benchmark": "arithmetic"}}, {"format": "x"}], rows)  # nothing per row needed

@@ -311,3 +311,22 @@ def test_grpo_vllm_rollouts_on_cpu_are_a_config_error(tiny_cfg):
     tiny_cfg["recipes"]["tiny_lora"]["rollouts"] = "vllm"
     assert ("config key 'recipes.tiny_lora.rollouts': vllm samples GRPO's completions through TRL's colocated vLLM, "
             "which needs objective grpo and a CUDA GPU") in config_errors(tiny_cfg)
+
+
+def test_grpo_with_code_and_instruction_rewards_reads_each_prompt_rows_checks(tmp_path):
+    """Code tests and instruction checkers as GRPO rewards through TRL: each completion is
+    checked with its own prompt row's tests (run in the sandbox) and instructions. The tests
+    here can never pass (assert False) and the instruction always holds (at most 10,000 words),
+    so the two reward curves are 0 and 1 at every step whatever the tiny model writes."""
+    from deltaflow.training import train_adapter
+
+    base, rows, recipe = _grpo_setup(tmp_path, max_steps=2, rewards=[
+        {"verifier": {"benchmark": "mbpp"}, "name": "tests"},
+        {"verifier": {"benchmark": "ifbench"}, "name": "words", "weight": 0.5}])
+    for r in rows:
+        r.update(tests="assert False", instructions=[{"id": "count:word_count_range",
+                                                      "kwargs": {"min_words": 0, "max_words": 10000}}])
+    m = train_adapter(base, rows, recipe, tmp_path / "adapter", device="cpu")
+    assert [c["rl"]["rewards/tests/mean"] for c in m["loss_curve"]] == [0.0, 0.0]
+    assert [c["rl"]["rewards/words/mean"] for c in m["loss_curve"]] == [1.0, 1.0]
+    assert m["groups"]["uniform"] == 2 * 8 // 4  # every group: 0.5 of a possible 1.5

@@ -3,7 +3,9 @@
 Every row: ``id``, ``source``, ``split``, ``origin`` and chat ``messages``
 (list of {role, content}); preference rows also carry ``chosen`` and
 ``rejected`` (assistant strings) with ``messages`` holding the prompt turns.
-Generated task rows also carry ``label`` (and ``label_set`` for MCQ).
+Generated task rows also carry ``label`` (and ``label_set`` for MCQ); rows in the messages
+format may carry what a GRPO reward checks completions with (``VERIFY_FIELDS``: code tests,
+instruction checkers).
 
 Rows that cannot be normalized are not dropped silently: they are returned as
 rejections with the reason and the source line, and counted in the manifest.
@@ -105,6 +107,29 @@ def _from_messages(rec: dict) -> dict:
     for key in ("label", "label_set"):
         if key in rec:
             out[key] = rec[key]
+    out.update(_verification(rec))
+    return out
+
+
+# What a row may carry for a GRPO reward to check a completion with the registry's scorers:
+# code tests run in the sandbox (mbpp style: the completion is the program, then ``tests``;
+# humaneval style: ``code_prompt`` + completion + ``tests`` + check(``entry_point``)), and
+# IFBench/IFEval instruction checkers (``instructions``: [{id, kwargs}]).
+VERIFY_FIELDS = ("tests", "entry_point", "code_prompt", "instructions")
+
+
+def _verification(rec: dict) -> dict:
+    out = {k: rec[k] for k in VERIFY_FIELDS if rec.get(k) is not None}
+    for key in ("tests", "entry_point", "code_prompt"):
+        if key in out and not isinstance(out[key], str):
+            raise ValueError(f"'{key}' must be a string (Python source)")
+    if "instructions" in out:
+        ins = out["instructions"]
+        if not isinstance(ins, list) or not ins or not all(
+                isinstance(i, dict) and isinstance(i.get("id"), str) and isinstance(i.get("kwargs", {}), dict)
+                for i in ins):
+            raise ValueError("'instructions' must be a non-empty list of {id: <checker id>, kwargs: {...}}")
+        out["instructions"] = [{"id": i["id"], "kwargs": dict(i.get("kwargs") or {})} for i in ins]
     return out
 
 

@@ -250,7 +250,7 @@ def check_config(config: dict, models: list[str], *, dirs: tuple, dataset_splits
                     errors.append(f"{key}.verifier.benchmark': '{b}' is {vs.get('output_type')}; a verifier checks "
                                   "an answer against the prompt row's reference (a generate_until benchmark: "
                                   "final-number, exact, numeric or contains match). Code tests and instruction "
-                                  "checkers need per-prompt tests or instruction ids, which dataset rows do not carry")
+                                  "checkers check GRPO's rewards (recipes.<name>.rewards), not generations yet")
         if not isinstance(ref, str) and not (ref.get("path") or ref.get("hub")):
             errors.append(f"{key}.model': a teacher from outside the workflow needs path or hub + revision")
     return errors

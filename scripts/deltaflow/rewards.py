@@ -15,9 +15,15 @@ whose completions all get the same reward has zero advantage and teaches nothing
 
 from __future__ import annotations
 
+import json
 import re
 
+from .errors import DataError
 from .generation import scoring_spec, verdicts
+
+# the output types whose scorer can check a completion against a prompt row
+REWARD_TYPES = ("generate_until", "code", "instruction")
+_FENCE = re.compile(r"```[A-Za-z0-9_+-]*\n(.*?)```", re.S)
 
 
 def completion_text(completion) -> str:
@@ -25,6 +31,43 @@ def completion_text(completion) -> str:
     if isinstance(completion, list):
         return "".join(m.get("content", "") for m in completion if isinstance(m, dict))
     return str(completion)
+
+
+def verification_doc(row: dict, prompt: str) -> dict:
+    """What the code and instruction scorers read besides the completion, from a prompt row's
+    ``tests`` / ``entry_point`` / ``code_prompt`` and ``instructions`` (deltaflow.datasets), in
+    the fields the registry's code and IFBench docs have."""
+    doc = {k: row[k] for k in ("tests", "entry_point", "code_prompt") if row.get(k) is not None}
+    if row.get("instructions"):
+        doc.update(doc_id=str(row.get("id")), query=prompt, checks=json.dumps(row["instructions"]))
+    return doc
+
+
+def program_text(completion: str) -> str:
+    """A chat model's program: the first fenced block when the completion has one (```python
+    ... ```), else the completion as it is (the registry's code prompts ask for bare code)."""
+    fenced = _FENCE.search(completion)
+    return fenced.group(1) if fenced else completion
+
+
+def check_reward_rows(specs: list[dict], rows: list[dict], dirs: tuple = ()) -> None:
+    """Code and instruction rewards check each completion with what its prompt row carries: a
+    row without it is a data error naming the row (the prompts do not fit the reward), raised
+    before any step."""
+    for i, spec in enumerate(specs):
+        vspec = scoring_spec(spec.get("verifier"), reward_name(i, spec), dirs)
+        kind = vspec and vspec["output_type"]
+        need = {"code": ["tests"] + (["code_prompt", "entry_point"] if kind == "code" and
+                                      vspec["code"]["style"] == "humaneval" else []),
+                "instruction": ["checks"]}.get(kind)
+        for row in rows if need else []:
+            missing = [k for k in need if k not in json.loads(row["verify"])]
+            if missing:
+                field = "instructions" if missing == ["checks"] else ", ".join(missing)
+                raise DataError(f"reward {reward_name(i, spec)!r} ({vspec['name']}, {kind}) checks completions with "
+                                f"each prompt row's {field}, and row {row['row_id']!r} has none: the prompts do not "
+                                f"fit this reward. Give every row {field} (see config/README.md, GRPO), or use a "
+                                "reward that fits them")
 
 
 def reward_name(i: int, spec: dict) -> str:
@@ -78,10 +121,12 @@ def reward_functions(specs: list[dict], dirs: tuple = (), stats: GroupStats | No
                 return [float(bool(pattern.search(completion_text(c)))) for c in completions]
         else:
             vspec = scoring_spec(spec["verifier"], name, dirs)
+            as_text = program_text if vspec["output_type"] == "code" else (lambda text: text)
 
-            def score(completions, answer, answer_from, vspec=vspec, **_):
-                return [verdicts(vspec, {"answer": a, "answer_from": f}, [completion_text(c)])[0]
-                        for c, a, f in zip(completions, answer, answer_from)]
+            def score(completions, answer, answer_from, verify=None, vspec=vspec, as_text=as_text, **_):
+                verify = verify or ["{}"] * len(completions)  # rows without code tests or instructions
+                return [verdicts(vspec, {"answer": a, "answer_from": f, **json.loads(v)}, [as_text(completion_text(c))])[0]
+                        for c, a, f, v in zip(completions, answer, answer_from, verify)]
 
         def reward(completions, score=score, name=name, **kw):
             values = score(completions, **kw)
@@ -122,11 +167,12 @@ def check_rewards(rname: str, recipe: dict, dirs: tuple, available: list[str], l
         if "benchmark" in v:
             if v["benchmark"] not in available:
                 errors.append(f"{where}.verifier.benchmark': unknown benchmark '{v['benchmark']}'")
-            elif load(v["benchmark"]).get("output_type") != "generate_until":
+            elif load(v["benchmark"]).get("output_type") not in REWARD_TYPES:
                 errors.append(f"{where}.verifier.benchmark': '{v['benchmark']}' is {load(v['benchmark']).get('output_type')}; "
-                              "a reward checks a completion against the prompt row's reference (a generate_until "
-                              "benchmark's scorer: final-number, exact, numeric or contains match). Code tests and "
-                              "instruction checkers need per-prompt tests or instruction ids, which mixture rows do not carry")
+                              "a reward checks a completion against its prompt row with a benchmark's scorer: "
+                              "generate_until (final-number, exact, numeric or contains match against the row's "
+                              "answer), code (the row's tests in the sandbox) or instruction (the row's "
+                              "instruction checkers)")
         elif v.get("match") not in ("exact", "numeric", "contains"):
             errors.append(f"{where}.verifier': give benchmark, or match (exact, numeric or contains)")
     return errors

@@ -518,6 +518,7 @@ def grpo_rows(rows: list[dict]) -> list[dict]:
     """Mixture rows -> GRPO prompts: the first user turn (conversational, TRL applies the chat
     template) and the reference answer the verifier rewards check against."""
     from .generation import prompt_text, reference
+    from .rewards import verification_doc
 
     out = []
     for r in rows:
@@ -526,7 +527,8 @@ def grpo_rows(rows: list[dict]) -> list[dict]:
             continue
         answer = reference(r)
         out.append({"prompt": [{"role": "user", "content": text}], "answer": "" if answer is None else str(answer),
-                    "answer_from": "label" if r.get("label") is not None else "assistant"})
+                    "answer_from": "label" if r.get("label") is not None else "assistant",
+                    "verify": json.dumps(verification_doc(r, text)), "row_id": str(r.get("id"))})
     return out
 
 
@@ -560,12 +562,13 @@ def _grpo_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callb
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from .rewards import GroupStats, reward_functions, reward_name
+    from .rewards import GroupStats, check_reward_rows, reward_functions, reward_name
 
     train_rows = grpo_rows(rows)
     if not train_rows:
         raise DeltaflowError("the mixture has no prompts (rows with a user turn) for GRPO")
     specs = recipe["rewards"]
+    check_reward_rows(specs, train_rows, dirs)
     stats = GroupStats([reward_name(i, s) for i, s in enumerate(specs)], [s["weight"] for s in specs],
                        recipe["num_generations"])
     loss_cb.group_stats = stats
