@@ -40,8 +40,14 @@ else
 fi
 
 if [ "$SMOKE" = 0 ]; then
-  echo "== 2b. GRPO (HF generation; TRL's vLLM option is not wired) and CPT on the $SHAPE shape =="
+  echo "== 2b. GRPO (HF generation) and CPT on the $SHAPE shape =="
   $PY bench/rl_cpt.py "$work/base" --grpo-steps 10 --cpt-steps 20 --device cuda
+  echo "== 2c. GRPO with TRL's colocated vLLM generation (recipes.<r>.rollouts: vllm) =="
+  if $PY -c "import vllm" 2>/dev/null; then
+    $PY bench/rl_cpt.py "$work/base" --grpo-steps 10 --device cuda --rollouts vllm --skip-cpt
+  else
+    echo "skipped: vllm is not importable in $PY (TRL colocates it with the trainer; the eval backend's .venv-vllm is another environment)"
+  fi
   echo "== 3. the demo's eval job for the base model on the GPU =="
   t0=$(date +%s)
   $PY -m snakemake --profile profiles/local --directory "$work/demo" --configfile config/config.yaml \

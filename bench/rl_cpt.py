@@ -7,6 +7,7 @@
 - CPT: C4 text rows from the llamafactory sdist, the held-out rows' loss at four points, tokens/s.
 
     .venv/bin/python bench/rl_cpt.py [MODEL_DIR] [--grpo-steps 10] [--cpt-steps 20] [--init-adapter DIR]
+        [--rollouts hf|vllm] [--skip-cpt]
 
 MODEL_DIR: a HF folder (default: the demo's base, results/models/base).
 """
@@ -27,11 +28,12 @@ LORA = {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear", "lr
         "warmup_ratio": 0.0, "seed": 0, "logging_steps": 1}
 
 
-def grpo(model: Path, steps: int, out: Path, init: Path | None = None, device: str = "cpu") -> None:
+def grpo(model: Path, steps: int, out: Path, init: Path | None = None, device: str = "cpu",
+         rollouts: str = "hf") -> None:
     rows = [r for r in generate_task("arithmetic", train_rows=64, eval_rows=0, seed=0, name="arith") if r["split"] == "train"]
     recipe = schema_defaults("recipe", {**LORA, "objective": "grpo", "learning_rate": 2e-4, "max_steps": steps,
                                         "batch_size": 8, "num_generations": 4, "max_completion_length": 16,
-                                        "max_length": 256, "temperature": 1.0,
+                                        "max_length": 256, "temperature": 1.0, "rollouts": rollouts,
                                         "rewards": [{"verifier": {"benchmark": "arithmetic"}, "name": "exact"}]})
     t0 = time.time()
     m = train_adapter(model, rows, recipe, out / "grpo", device=device, init_dir=init)
@@ -39,7 +41,7 @@ def grpo(model: Path, steps: int, out: Path, init: Path | None = None, device: s
     rewards = [round(c.get("reward", float("nan")), 3) for c in m["reward_curve"]]
     lengths = [c.get("completions/mean_length", 0.0) for c in m["reward_curve"]]
     completion_tokens = sum(lengths) * recipe["batch_size"]  # one logged step per optimizer step
-    print(f"grpo: {steps} steps x {recipe['batch_size']} completions ({recipe['num_generations']} per prompt), "
+    print(f"grpo ({rollouts} rollouts): {steps} steps x {recipe['batch_size']} completions ({recipe['num_generations']} per prompt), "
           f"{wall:.1f} s ({m['train_s']:.1f} s training)")
     print(f"grpo: reward per step {rewards}")
     half = max(1, len(rewards) // 2)
@@ -69,12 +71,16 @@ def main() -> None:
                     help="GRPO continues this SFT adapter (e.g. the demo's results/adapters/arith_lora)")
     ap.add_argument("--cpt-steps", type=int, default=20)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--rollouts", choices=["hf", "vllm"], default="hf",
+                    help="who samples GRPO's completions: HF generate, or TRL's colocated vLLM (CUDA)")
+    ap.add_argument("--skip-cpt", action="store_true")
     args = ap.parse_args()
     out = Path(tempfile.mkdtemp(prefix="rl_cpt_"))
     print(f"model {args.model}")
     print(f"grpo continues {args.init_adapter or 'a fresh adapter on the base'}")
-    grpo(args.model, args.grpo_steps, out, args.init_adapter, args.device)
-    cpt(args.model, args.cpt_steps, out, args.device)
+    grpo(args.model, args.grpo_steps, out, args.init_adapter, args.device, args.rollouts)
+    if not args.skip_cpt:
+        cpt(args.model, args.cpt_steps, out, args.device)
 
 
 if __name__ == "__main__":
