@@ -96,3 +96,19 @@ def test_prompts_without_what_the_reward_checks_are_a_data_error():
     with pytest.raises(DataError, match=r"\(ifbench, instruction\) checks completions with each prompt row's instructions"):
         check_reward_rows([{"verifier": {"benchmark": "ifbench"}}], rows)
     check_reward_rows([{"verifier": {"benchmark": "arithmetic"}}, {"format": "x"}], rows)  # nothing per row needed
+
+
+def test_code_or_instruction_rewards_on_task_pack_prompts_are_a_config_error():
+    """Code tests for math prompts: a task pack's rows (and model-written rows) never carry tests
+    or instructions, so a GRPO run over them with such a reward is refused before any job."""
+    cfg = tiny_config()
+    cfg["recipes"]["rl"] = {**cfg["recipes"]["tiny_lora"], "objective": "grpo", "num_generations": 2,
+                            "rewards": [{"verifier": {"benchmark": "mbpp"}}, {"verifier": {"benchmark": "ifbench"}},
+                                        {"verifier": {"benchmark": "arithmetic"}}]}
+    cfg["runs"]["rl_run"] = {"mixture": "mix_a", "recipe": "rl", "init_from": "run_a"}
+    text = config_errors(cfg)
+    assert ("config key 'mixtures.mix_a.components[0]': run 'rl_run' rewards completions with rewards[0] (mbpp) of "
+            "recipe 'rl', which checks each prompt row's tests; 'arithmetic' is a task pack's rows and has none: "
+            "the prompts do not fit the reward") in text
+    assert "rewards[1] (ifbench) of recipe 'rl', which checks each prompt row's instructions" in text
+    assert "components[1]" not in text  # alpaca is a file: its rows are checked when the run starts

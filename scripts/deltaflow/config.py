@@ -28,7 +28,7 @@ from .judging import check_spec as check_judge, headline_metric
 from .lmeval_tasks import is_lm_eval_task
 from .models import ModelGraph
 from .origins import check_policies
-from .rewards import check_rewards
+from .rewards import REWARD_TYPES, check_rewards
 from .seeds import expand_seeds, is_seed_arm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -349,6 +349,8 @@ def _check_runs(config: dict):
                    f"needs a `kind: preference` mixture; '{run['mixture']}' is {kind}")
         if objective == "cpt":
             yield from _check_cpt_mixture(config, rname, run)
+        if objective == "grpo" and kind != "preference":
+            yield from _check_reward_prompts(config, rname, run)
         init = run.get("init_from")
         if init is None:
             continue
@@ -394,6 +396,33 @@ def _check_cpt_mixture(config: dict, rname: str, run: dict):
                    f"pretraining (objective cpt) and {what or comp['dataset']}; CPT trains on raw text "
                    "(a `format: text` dataset). Mark general replay with `profile: replay` (its chat rows "
                    "join as text), or train chat rows with an sft run on top (init_from)")
+
+
+def _check_reward_prompts(config: dict, rname: str, run: dict):
+    """Code and instruction rewards check each completion with its prompt row's tests or
+    instructions. Task-pack rows (`type: generated`) and model-written rows (`generations`)
+    never carry them: such a component cannot fit the reward, known before any job (a file's
+    rows are checked when the run starts: deltaflow.rewards.check_reward_rows)."""
+    recipe = config["recipes"][run["recipe"]]
+    dirs = benchmark_dirs(config)
+    kinds = {}
+    for i, spec in enumerate(recipe["rewards"]):
+        b = (spec.get("verifier") or {}).get("benchmark")
+        if b and b in registry.available(dirs):
+            out_type = registry.load(b, dirs).get("output_type")
+            if out_type in REWARD_TYPES[1:]:
+                kinds.setdefault(out_type, f"rewards[{i}] ({b})")
+    field = {"code": "tests", "instruction": "instructions"}
+    for i, comp in enumerate(config["mixtures"][run["mixture"]]["components"]):
+        ds = config["datasets"].get(comp["dataset"])
+        what = ("a task pack's rows" if ds is not None and ds["type"] == "generated"
+                else "model-written rows" if comp["dataset"] in config.get("generations", {}) else None)
+        for out_type, reward in kinds.items() if what else ():
+            yield (f"config key 'mixtures.{run['mixture']}.components[{i}]': run '{rname}' rewards completions with "
+                   f"{reward} of recipe '{run['recipe']}', which checks each prompt row's {field[out_type]}; "
+                   f"'{comp['dataset']}' is {what} and has none: the prompts do not fit the reward. Use a "
+                   f"dataset whose rows carry {field[out_type]}, or a reward that fits these prompts "
+                   "(e.g. {verifier: {benchmark: arithmetic}})")
 
 
 def _check_recipe_length(rname: str, recipe: dict):
