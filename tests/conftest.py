@@ -13,6 +13,19 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
+# The test files that take minutes (measured: bench/README.md, "Test suite"), longest first.
+# `make test` hands whole files to two pytest-xdist workers in collection order; starting the
+# long ones first keeps one worker from running a 15-minute file alone at the end.
+SLOW_FIRST = ("test_slurm.py", "test_export.py", "test_training_runs.py", "test_workflow.py", "test_vllm.py",
+              "test_users_benchmarks.py", "test_cpt.py", "test_declared.py", "test_generation_workflow.py",
+              "test_reruns.py", "test_resume.py", "test_eval.py", "test_bench.py", "test_lm_eval_parity.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))  # stable: file order kept within
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

@@ -168,7 +168,7 @@ def test_merge_export_parity_eval_tables_end_to_end(export_run):
         assert rep["passed"], rep["reason"]
         man = json.loads((res / f"gguf/run_a/model-{t}.json").read_text())
         assert man["bytes"] == (res / f"gguf/run_a/model-{t}.gguf").stat().st_size
-    assert (df.flag.fillna("") == "").all()
+    assert df.flag.isna().all(), df.flag.dropna().tolist()  # an empty flag reads back as NaN
     merge_manifest = json.loads((res / "models/merged/run_a/manifest.json").read_text())
     assert merge_manifest["params"]["method"] == "merge_and_unload" and "adapter" in merge_manifest["inputs"]
     parity = pd.read_csv(res / "tables/gguf_parity.csv")
@@ -228,7 +228,7 @@ def test_failed_parity_reruns_only_the_check_and_flags_the_gguf(export_run):
     assert "rule adapter" not in proc.stdout + proc.stderr and "rule gguf_quantize" not in proc.stdout + proc.stderr
     assert (res / "gguf/run_a/model-q8_0.gguf").stat().st_mtime_ns == before
     df = pd.read_csv(res / "tables/delta.csv")
-    flagged = set(df[df.flag.fillna("") != ""].model)
+    flagged = set(df[df.flag.notna() & (df.flag.astype(str) != "")].model)
     assert flagged == {"run_a.q8_0.gguf"}
     sel = json.loads((res / "tables/selection.json").read_text())
     assert "run_a.q8_0.gguf" in sel["excluded"] and sel["chosen"] != "run_a.q8_0.gguf"
