@@ -25,7 +25,7 @@ spec = eval_spec(name, gen)
 base_dir = Path(inp.base).parent
 cache_dir = Path(p.cache_dir)
 
-docs = prompt_docs(name, gen, read_jsonl(inp.prompts), verified=p.verifier is not None)
+docs = prompt_docs(name, gen, read_jsonl(inp.prompts), verified=p.verifier is not None, vspec=p.verifier)
 text = "".join(json.dumps(d, sort_keys=True) + "\n" for d in docs)
 docs_path = cache_dir / "docs" / f"{sha256_text(text)[:32]}.jsonl"
 if not docs_path.exists():

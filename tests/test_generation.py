@@ -170,7 +170,9 @@ def test_rows_whose_origin_the_policy_forbids_fail_the_mixture():
     (lambda g: g.update(mode="best_of_n"), "generations.g.verifier': mode best_of_n keeps the samples"),
     (lambda g: g.update(mode="best_of_n", verifier={"benchmark": "arithmetic"}),
      "best_of_n needs k >= 2 samples per prompt, got 1"),
-    (lambda g: g.update(verifier={"benchmark": "humaneval"}), "'humaneval' is code; a verifier checks"),
+    (lambda g: g.update(verifier={"benchmark": "arc_easy"}), "'arc_easy' is multiple_choice; a verifier checks"),
+    (lambda g: g.update(verifier={"benchmark": "mbpp"}, prompts={"dataset": "arithmetic"}),
+     "'mbpp' checks each prompt row's tests; 'arithmetic' is a task pack's or a generation's rows and has none"),
     (lambda g: g.update(mode="pairs"), "pairs from one model need a verifier and sampling.samples >= 2"),
     (lambda g: g.update(sampling={"samples": 4}), "4 samples at temperature 0 are 4 copies"),
     (lambda g: g.update(prompts={"dataset": "nothing"}), "generations.g.prompts.dataset': unknown dataset 'nothing'"),
@@ -217,3 +219,29 @@ def test_a_failed_generation_is_named_with_its_own_guards_key():
                                              r"are empty.*\(max_empty_share / max_truncated_share\) "
                                              r"\(generations\.replay\.guards\) in the config"):
         check_health(spec, health)
+
+
+def test_best_of_n_with_code_tests_keeps_the_programs_that_pass_their_rows_tests():
+    """Rejection sampling with unit tests: a code verifier (MBPP's scorer, in the sandbox) checks
+    each sample with its prompt row's tests; a fenced program counts; a row without tests is a
+    data error naming it, before any model runs."""
+    from deltaflow.generation import scoring_spec
+
+    rows = [{"id": "c1", "split": "train", "tests": "assert add(2, 3) == 5",
+             "messages": [{"role": "user", "content": "Write add(a, b)."}, {"role": "assistant", "content": "-"}]},
+            {"id": "c2", "split": "train", "tests": "assert neg(2) == -2",
+             "messages": [{"role": "user", "content": "Write neg(x)."}, {"role": "assistant", "content": "-"}]}]
+    gen = _gen(mode="best_of_n", keep="passing", verifier={"benchmark": "mbpp"},
+               sampling={"samples": 3, "temperature": 1.0})
+    vspec = scoring_spec(gen["verifier"], "g")
+    docs = prompt_docs("g", gen, rows, verified=True, vspec=vspec)
+    assert docs[0]["tests"] == "assert add(2, 3) == 5"
+    raws = [{"doc_id": "c1", "responses": ["def add(a, b):\n    return a * b",
+                                           "```python\ndef add(a, b):\n    return a + b\n```",
+                                           "def add(a, b): return b + a"]},
+            {"doc_id": "c2", "responses": ["def neg(x): return x", "no code", "def neg(x): return abs(x)"]}]
+    out, rejected, counts = build_rows("g", gen, docs, raws, origin=ORIGIN, vspec=vspec)
+    assert [r["messages"][-1]["content"] for r in out] == [raws[0]["responses"][1], raws[0]["responses"][2]]
+    assert [r["prompt_id"] for r in rejected] == ["c2"] and counts["samples_passed"] == 2
+    with pytest.raises(DataError, match=r"row c2 of dataset 'x' has no tests for the verifier \(mbpp, code\)"):
+        prompt_docs("g", gen, [rows[0], {**rows[1], "tests": None}], verified=True, vspec=vspec)

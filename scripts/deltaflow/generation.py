@@ -24,6 +24,9 @@ deltaflow.origins (who wrote the targets and the prompts, transitively).
 
 from __future__ import annotations
 
+import json
+import re
+
 from .errors import DataError
 
 MODES = ("answer", "best_of_n", "pairs")
@@ -55,7 +58,43 @@ def reference(row: dict):
     return next((m["content"] for m in row.get("messages") or [] if m.get("role") == "assistant"), None)
 
 
-def prompt_docs(name: str, gen: dict, rows: list[dict], *, verified: bool) -> list[dict]:
+# the output types whose scorer can check an answer against its prompt row: a reference answer
+# (generate_until), the row's code tests (code) or its instruction checkers (instruction)
+VERIFIER_TYPES = ("generate_until", "code", "instruction")
+_FENCE = re.compile(r"```[A-Za-z0-9_+-]*\n(.*?)```", re.S)
+
+
+def verification_doc(row: dict, prompt: str) -> dict:
+    """What the code and instruction scorers read besides the answer, from a prompt row's
+    ``tests`` / ``entry_point`` / ``code_prompt`` and ``instructions`` (deltaflow.datasets), in
+    the fields the registry's code and IFBench docs have."""
+    doc = {k: row[k] for k in ("tests", "entry_point", "code_prompt") if row.get(k) is not None}
+    if row.get("instructions"):
+        doc.update(doc_id=str(row.get("id")), query=prompt, checks=json.dumps(row["instructions"]))
+    return doc
+
+
+def missing_checks(vspec: dict | None, doc: dict) -> str | None:
+    """The row field(s) a code or instruction verifier needs and ``doc`` lacks (None: all there,
+    or a verifier that checks against the reference answer only)."""
+    kind = vspec and vspec["output_type"]
+    if kind == "code":
+        need = ["tests"] + (["code_prompt", "entry_point"] if vspec["code"]["style"] == "humaneval" else [])
+        missing = [k for k in need if k not in doc]
+        return ", ".join(missing) or None
+    if kind == "instruction":
+        return None if "checks" in doc else "instructions"
+    return None
+
+
+def program_text(answer: str) -> str:
+    """A chat model's program: the first fenced block when the answer has one (```python ...
+    ```), else the answer as it is (the registry's code prompts ask for bare code)."""
+    fenced = _FENCE.search(answer)
+    return fenced.group(1) if fenced else answer
+
+
+def prompt_docs(name: str, gen: dict, rows: list[dict], *, verified: bool, vspec: dict | None = None) -> list[dict]:
     """The prompt set as eval docs: the split's rows (a seeded subset of ``n``), each its first
     user turn. A row without a user turn or, with a verifier, without a reference answer is a
     data error naming the row (the prompt set does not fit the generation)."""
@@ -76,7 +115,13 @@ def prompt_docs(name: str, gen: dict, rows: list[dict], *, verified: bool) -> li
         if verified and answer is None:
             raise DataError(f"{where}: row {r.get('id')} of dataset '{p['dataset']}' has no reference answer "
                             "(a label or an assistant turn) for the verifier to check against")
-        docs.append({"doc_id": str(r["id"]), "query": text, "answer": "" if answer is None else str(answer),
+        checks = verification_doc(r, text)
+        missing = missing_checks(vspec, checks)
+        if missing:
+            raise DataError(f"{where}: row {r.get('id')} of dataset '{p['dataset']}' has no {missing} for the "
+                            f"verifier ({vspec['name']}, {vspec['output_type']}) to check its answers with: the "
+                            f"prompts do not fit the verifier. Give every row {missing} (config/README.md)")
+        docs.append({**checks, "doc_id": str(r["id"]), "query": text, "answer": "" if answer is None else str(answer),
                      "answer_from": "label" if r.get("label") is not None else "assistant"})
     ids = [d["doc_id"] for d in docs]
     if len(set(ids)) != len(ids):
@@ -111,6 +156,8 @@ def verdicts(vspec: dict | None, doc: dict, responses: list[str]) -> list[float]
         return None
     from .scoring import extract, score_generations
 
+    if vspec["output_type"] == "code":
+        responses = [program_text(r) for r in responses]
     if doc.get("answer_from") == "assistant" and vspec.get("extract"):
         # a reference written as an answer ("It is 4.") goes through the same filter as the samples
         doc = {**doc, "answer": extract(vspec, [doc["answer"]])[0]}
@@ -246,11 +293,17 @@ def check_config(config: dict, models: list[str], *, dirs: tuple, dataset_splits
                               f"{', '.join(registry.available(dirs))}")
             else:
                 vs = registry.load(b, dirs)
-                if vs.get("output_type") != "generate_until":
+                if vs.get("output_type") not in VERIFIER_TYPES:
                     errors.append(f"{key}.verifier.benchmark': '{b}' is {vs.get('output_type')}; a verifier checks "
-                                  "an answer against the prompt row's reference (a generate_until benchmark: "
-                                  "final-number, exact, numeric or contains match). Code tests and instruction "
-                                  "checkers check GRPO's rewards (recipes.<name>.rewards), not generations yet")
+                                  "an answer against its prompt row with a benchmark's scorer: generate_until "
+                                  "(final-number, exact, numeric or contains match against the row's answer), "
+                                  "code (the row's tests in the sandbox) or instruction (the row's checkers)")
+                elif vs["output_type"] != "generate_until" and (
+                        config["datasets"].get(p["dataset"], {}).get("type") == "generated" or p["dataset"] in gens):
+                    field = "tests" if vs["output_type"] == "code" else "instructions"
+                    errors.append(f"{key}.verifier.benchmark': '{b}' checks each prompt row's {field}; "
+                                  f"'{p['dataset']}' is a task pack's or a generation's rows and has none: the "
+                                  "prompts do not fit the verifier")
         if not isinstance(ref, str) and not (ref.get("path") or ref.get("hub")):
             errors.append(f"{key}.model': a teacher from outside the workflow needs path or hub + revision")
     return errors

@@ -19,11 +19,7 @@ import json
 import re
 
 from .errors import DataError
-from .generation import scoring_spec, verdicts
-
-# the output types whose scorer can check a completion against a prompt row
-REWARD_TYPES = ("generate_until", "code", "instruction")
-_FENCE = re.compile(r"```[A-Za-z0-9_+-]*\n(.*?)```", re.S)
+from .generation import VERIFIER_TYPES as REWARD_TYPES, missing_checks, scoring_spec, verdicts
 
 
 def completion_text(completion) -> str:
@@ -33,41 +29,19 @@ def completion_text(completion) -> str:
     return str(completion)
 
 
-def verification_doc(row: dict, prompt: str) -> dict:
-    """What the code and instruction scorers read besides the completion, from a prompt row's
-    ``tests`` / ``entry_point`` / ``code_prompt`` and ``instructions`` (deltaflow.datasets), in
-    the fields the registry's code and IFBench docs have."""
-    doc = {k: row[k] for k in ("tests", "entry_point", "code_prompt") if row.get(k) is not None}
-    if row.get("instructions"):
-        doc.update(doc_id=str(row.get("id")), query=prompt, checks=json.dumps(row["instructions"]))
-    return doc
-
-
-def program_text(completion: str) -> str:
-    """A chat model's program: the first fenced block when the completion has one (```python
-    ... ```), else the completion as it is (the registry's code prompts ask for bare code)."""
-    fenced = _FENCE.search(completion)
-    return fenced.group(1) if fenced else completion
-
-
 def check_reward_rows(specs: list[dict], rows: list[dict], dirs: tuple = ()) -> None:
     """Code and instruction rewards check each completion with what its prompt row carries: a
     row without it is a data error naming the row (the prompts do not fit the reward), raised
     before any step."""
     for i, spec in enumerate(specs):
         vspec = scoring_spec(spec.get("verifier"), reward_name(i, spec), dirs)
-        kind = vspec and vspec["output_type"]
-        need = {"code": ["tests"] + (["code_prompt", "entry_point"] if kind == "code" and
-                                      vspec["code"]["style"] == "humaneval" else []),
-                "instruction": ["checks"]}.get(kind)
-        for row in rows if need else []:
-            missing = [k for k in need if k not in json.loads(row["verify"])]
+        for row in rows:
+            missing = missing_checks(vspec, json.loads(row["verify"]))
             if missing:
-                field = "instructions" if missing == ["checks"] else ", ".join(missing)
-                raise DataError(f"reward {reward_name(i, spec)!r} ({vspec['name']}, {kind}) checks completions with "
-                                f"each prompt row's {field}, and row {row['row_id']!r} has none: the prompts do not "
-                                f"fit this reward. Give every row {field} (see config/README.md, GRPO), or use a "
-                                "reward that fits them")
+                raise DataError(f"reward {reward_name(i, spec)!r} ({vspec['name']}, {vspec['output_type']}) checks "
+                                f"completions with each prompt row's {missing}, and row {row['row_id']!r} has none: "
+                                f"the prompts do not fit this reward. Give every row {missing} (see "
+                                "config/README.md, GRPO), or use a reward that fits them")
 
 
 def reward_name(i: int, spec: dict) -> str:
@@ -121,11 +95,10 @@ def reward_functions(specs: list[dict], dirs: tuple = (), stats: GroupStats | No
                 return [float(bool(pattern.search(completion_text(c)))) for c in completions]
         else:
             vspec = scoring_spec(spec["verifier"], name, dirs)
-            as_text = program_text if vspec["output_type"] == "code" else (lambda text: text)
 
-            def score(completions, answer, answer_from, verify=None, vspec=vspec, as_text=as_text, **_):
+            def score(completions, answer, answer_from, verify=None, vspec=vspec, **_):
                 verify = verify or ["{}"] * len(completions)  # rows without code tests or instructions
-                return [verdicts(vspec, {"answer": a, "answer_from": f, **json.loads(v)}, [as_text(completion_text(c))])[0]
+                return [verdicts(vspec, {"answer": a, "answer_from": f, **json.loads(v)}, [completion_text(c)])[0]
                         for c, a, f, v in zip(completions, answer, answer_from, verify)]
 
         def reward(completions, score=score, name=name, **kw):

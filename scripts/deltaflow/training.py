@@ -517,8 +517,7 @@ def _cpt_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callba
 def grpo_rows(rows: list[dict]) -> list[dict]:
     """Mixture rows -> GRPO prompts: the first user turn (conversational, TRL applies the chat
     template) and the reference answer the verifier rewards check against."""
-    from .generation import prompt_text, reference
-    from .rewards import verification_doc
+    from .generation import prompt_text, reference, verification_doc
 
     out = []
     for r in rows:
