@@ -1,10 +1,11 @@
 """GRPO's rewards (recipes.<r>.rewards) from the registry's own scorers, and the group statistics
 of an RL run.
 
-A verifier reward scores a completion 1 or 0 with a benchmark's scorer (its extract regex and
-exact/numeric/contains match, deltaflow.scoring through deltaflow.generation.verdicts) against
-the prompt row's reference answer, the same check the generation stage's best-of-n uses; a format
-reward is 1 when the completion matches a regex. TRL's GRPOTrainer calls each function on a
+A verifier reward scores a completion 1 or 0 with a benchmark's scorer (deltaflow.scoring through
+deltaflow.generation.verdicts, the same check the generation stage's best-of-n uses): its extract
+regex and exact/numeric/contains match against the prompt row's reference answer, the row's code
+tests in the sandbox, or the row's IFBench instruction checkers (the row fields travel in the
+GRPO dataset's ``verify`` column). A format reward is 1 when the completion matches a regex. TRL's GRPOTrainer calls each function on a
 generation batch and sums them with ``reward_weights``.
 
 ``GroupStats`` records the weighted total per completion and sorts every group of
