@@ -172,7 +172,7 @@ def test_rows_whose_origin_the_policy_forbids_fail_the_mixture():
      "best_of_n needs k >= 2 samples per prompt, got 1"),
     (lambda g: g.update(verifier={"benchmark": "arc_easy"}), "'arc_easy' is multiple_choice; a verifier checks"),
     (lambda g: g.update(verifier={"benchmark": "mbpp"}, prompts={"dataset": "arithmetic"}),
-     "'mbpp' checks each prompt row's tests; 'arithmetic' is a task pack's or a generation's rows and has none"),
+     "'mbpp' checks each prompt row's tests; 'arithmetic' is a task pack's rows and has none"),
     (lambda g: g.update(mode="pairs"), "pairs from one model need a verifier and sampling.samples >= 2"),
     (lambda g: g.update(sampling={"samples": 4}), "4 samples at temperature 0 are 4 copies"),
     (lambda g: g.update(prompts={"dataset": "nothing"}), "generations.g.prompts.dataset': unknown dataset 'nothing'"),

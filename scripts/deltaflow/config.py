@@ -23,12 +23,12 @@ from .declared import check_template_spec
 from .distributed import processes_for
 from .gguf_export import GGUF_TYPES
 from .grid import expand_grids
-from .generation import check_config as check_generations
+from .generation import CHECK_FIELDS, check_config as check_generations, rows_without_checks
 from .judging import check_spec as check_judge, headline_metric
 from .lmeval_tasks import is_lm_eval_task
 from .models import ModelGraph
 from .origins import check_policies
-from .rewards import REWARD_TYPES, check_rewards
+from .rewards import check_rewards
 from .seeds import expand_seeds, is_seed_arm
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -410,18 +410,16 @@ def _check_reward_prompts(config: dict, rname: str, run: dict):
         b = (spec.get("verifier") or {}).get("benchmark")
         if b and b in registry.available(dirs):
             out_type = registry.load(b, dirs).get("output_type")
-            if out_type in REWARD_TYPES[1:]:
+            if out_type in CHECK_FIELDS:
                 kinds.setdefault(out_type, f"rewards[{i}] ({b})")
-    field = {"code": "tests", "instruction": "instructions"}
     for i, comp in enumerate(config["mixtures"][run["mixture"]]["components"]):
-        ds = config["datasets"].get(comp["dataset"])
-        what = ("a task pack's rows" if ds is not None and ds["type"] == "generated"
-                else "model-written rows" if comp["dataset"] in config.get("generations", {}) else None)
+        what = rows_without_checks(config, comp["dataset"])
         for out_type, reward in kinds.items() if what else ():
+            field = CHECK_FIELDS[out_type]
             yield (f"config key 'mixtures.{run['mixture']}.components[{i}]': run '{rname}' rewards completions with "
-                   f"{reward} of recipe '{run['recipe']}', which checks each prompt row's {field[out_type]}; "
+                   f"{reward} of recipe '{run['recipe']}', which checks each prompt row's {field}; "
                    f"'{comp['dataset']}' is {what} and has none: the prompts do not fit the reward. Use a "
-                   f"dataset whose rows carry {field[out_type]}, or a reward that fits these prompts "
+                   f"dataset whose rows carry {field}, or a reward that fits these prompts "
                    "(e.g. {verifier: {benchmark: arithmetic}})")
 
 

@@ -64,6 +64,21 @@ VERIFIER_TYPES = ("generate_until", "code", "instruction")
 _FENCE = re.compile(r"```[A-Za-z0-9_+-]*\n(.*?)```", re.S)
 
 
+# the row field each kind of per-row check reads (deltaflow.datasets.VERIFY_FIELDS)
+CHECK_FIELDS = {"code": "tests", "instruction": "instructions"}
+
+
+def rows_without_checks(config: dict, dataset: str) -> str | None:
+    """What a dataset's rows are when they can never carry tests or instructions (a task pack's
+    or a generation's), else None: a file's rows are only known once its job has read them."""
+    ds = config["datasets"].get(dataset)
+    if ds is not None and ds["type"] == "generated":
+        return "a task pack's rows"
+    if dataset in (config.get("generations") or {}):
+        return "model-written rows"
+    return None
+
+
 def verification_doc(row: dict, prompt: str) -> dict:
     """What the code and instruction scorers read besides the answer, from a prompt row's
     ``tests`` / ``entry_point`` / ``code_prompt`` and ``instructions`` (deltaflow.datasets), in
@@ -298,11 +313,9 @@ def check_config(config: dict, models: list[str], *, dirs: tuple, dataset_splits
                                   "an answer against its prompt row with a benchmark's scorer: generate_until "
                                   "(final-number, exact, numeric or contains match against the row's answer), "
                                   "code (the row's tests in the sandbox) or instruction (the row's checkers)")
-                elif vs["output_type"] != "generate_until" and (
-                        config["datasets"].get(p["dataset"], {}).get("type") == "generated" or p["dataset"] in gens):
-                    field = "tests" if vs["output_type"] == "code" else "instructions"
-                    errors.append(f"{key}.verifier.benchmark': '{b}' checks each prompt row's {field}; "
-                                  f"'{p['dataset']}' is a task pack's or a generation's rows and has none: the "
+                elif vs["output_type"] in CHECK_FIELDS and (what := rows_without_checks(config, p["dataset"])):
+                    errors.append(f"{key}.verifier.benchmark': '{b}' checks each prompt row's "
+                                  f"{CHECK_FIELDS[vs['output_type']]}; '{p['dataset']}' is {what} and has none: the "
                                   "prompts do not fit the verifier")
         if not isinstance(ref, str) and not (ref.get("path") or ref.get("hub")):
             errors.append(f"{key}.model': a teacher from outside the workflow needs path or hub + revision")
