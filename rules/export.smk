@@ -50,7 +50,6 @@ rule gguf_parity:
     params:
         thresholds=config["export"]["parity"]["thresholds"],
         max_new_tokens=config["export"]["parity"]["max_new_tokens"],
-        threads=config["export"]["threads"],
     log:
         "logs/gguf/{export}.{gtype}.parity.log",
     threads: config["export"]["threads"]

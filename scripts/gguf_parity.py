@@ -9,6 +9,7 @@ start_job(snakemake)  # noqa: F821
 inp, p, w = snakemake.input, snakemake.params, snakemake.wildcards  # noqa: F821
 report = parity_report(Path(inp.merged).parent, Path(inp.gguf), read_prompts(Path(inp.prompts)),
                        gguf_type=w.gtype, thresholds=thresholds_for(w.gtype, p.thresholds),
-                       max_new_tokens=p.max_new_tokens, threads=p.threads)
+                       max_new_tokens=p.max_new_tokens,
+                       threads=snakemake.threads)  # noqa: F821  (the job's threads: the profile may lower them)
 report["model"] = f"{w.export}.{w.gtype}.gguf"
 write_json(snakemake.output[0], report)  # noqa: F821

@@ -86,3 +86,43 @@ def test_generation_computes_a_shared_prompt_prefix_once_and_generates_the_same(
         hook.remove()
     assert seen[0] == (1, 12) and seen[1] == (3, width - 12)  # prefix once, then only the rests
     assert got[:, width:].tolist() == ref[:, width:].tolist()
+
+
+def test_greedy_generation_drops_finished_rows_and_gives_hf_generates_text(models):
+    """Rows that meet a stop string (or EOS) at different steps: each leaves the batch when it
+    finishes, and every row's text, cut at its first stop string as lm-eval cuts it, equals HF
+    generate's (which decodes the whole batch until every row has stopped)."""
+    import torch
+    from lm_eval.models.utils import postprocess_generated_text
+
+    hf, shared = models
+    rng = random.Random(3)
+    vocab = hf.model.config.vocab_size
+    prefix = [rng.randrange(3, vocab) for _ in range(10)]
+    prompts = [prefix + [rng.randrange(3, vocab) for _ in range(k)] for k in (2, 4, 6, 8)]
+    width, steps = max(map(len, prompts)), 10
+    pad = hf.tokenizer.pad_token_id or 0
+    context = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    free = hf._model_generate(context, attention_mask=mask, max_length=width + steps, stop=["never-generated"],
+                              do_sample=False)[:, width:].tolist()
+    # stop strings that end row 0 after its 2nd token and row 2 after its 5th (the random
+    # model's tokens decode to distinct strings)
+    stop = [hf.tokenizer.decode([free[0][1]]), hf.tokenizer.decode([free[2][4]])]
+    kw = dict(max_length=width + steps, stop=stop, do_sample=False)
+    ref = hf._model_generate(context, attention_mask=mask, **kw)[:, width:].tolist()
+    rows_run = []
+    hook = shared.model.register_forward_pre_hook(lambda m, a, k: rows_run.append(k["input_ids"].shape[0]),
+                                                  with_kwargs=True)
+    try:
+        got = shared._model_generate(context, attention_mask=mask, **kw)[:, width:].tolist()
+    finally:
+        hook.remove()
+
+    def text(toks):
+        return postprocess_generated_text(generation=hf.tok_decode(toks), stop=stop, think_end_token=None)
+
+    assert [text(t) for t in got] == [text(t) for t in ref]
+    assert sum(s in hf.tok_decode(r) for r in ref for s in stop) >= 2  # the stops did end rows early
+    assert rows_run[0] == 1 and rows_run[1] == 4  # the shared prefix, then the batch's rests
+    assert min(rows_run) < 4 and sum(rows_run[1:]) < 4 * len(ref[0])  # finished rows left the batch
