@@ -61,3 +61,28 @@ def test_random_init_is_seeded(repo):
                               num_heads=2, vocab_size=300, seed=1)
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert "{% generation %}" in tok.chat_template
+
+
+def test_a_gguf_is_parsed_once_per_load_and_the_reader_restored_after(tmp_path):
+    """transformers makes a new GGUFReader for the tokenizer, the config and the weights; inside
+    gguf_parsed_once they share one parse (and one name map), and outside nothing is changed."""
+    import gguf
+
+    from deltaflow.basemodel import gguf_parsed_once
+
+    path = tmp_path / "t.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(2)
+    writer.add_tensor("token_embd.weight", torch.zeros(4, 8).numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    with gguf_parsed_once():
+        first = gguf.GGUFReader(str(path))
+        assert gguf.GGUFReader(os.path.join(str(tmp_path), ".", "t.gguf")) is first  # one parse per file
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2) is gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2)
+        assert [t.name for t in first.tensors] == ["token_embd.weight"]
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, name_map)
+    assert gguf.GGUFReader(str(path)) is not gguf.GGUFReader(str(path))
