@@ -75,6 +75,34 @@ def test_parity_f16_near_exact_and_thresholds_decide(exported, smol_tiny, repo):
     assert not strict["passed"] and strict["reason"] == "failed: mean_kl"
 
 
+def test_llama_runner_asks_only_for_the_logits_it_reads_and_gives_the_same(exported, smol_tiny):
+    """Logits of the positions a caller reads (a choice's, the last for generation) equal those of
+    a fresh full evaluation; a cached prefix whose logits were never made is evaluated again."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from deltaflow.llamacpp import LlamaRunner, load_llama
+
+    d, _ = exported
+    ids = AutoTokenizer.from_pretrained(str(smol_tiny)).encode("Question: which gas do plants take in?\nAnswer:")
+    conts = [[330, 331, 332], [330, 440], [550]]
+
+    def fresh(tokens):
+        runner = LlamaRunner(load_llama(d / "model-f16.gguf", threads=1))
+        return runner.logits(tokens)
+
+    runner = LlamaRunner(load_llama(d / "model-f16.gguf", threads=1))
+    for cont in conts:  # the context reused across choices, as an MCQ item's requests come
+        inp = (ids + cont)[:-1]
+        got = runner.logits(inp, start=len(ids) - 1)
+        assert got.shape[0] == len(cont)
+        np.testing.assert_allclose(got, fresh(inp)[len(ids) - 1:], atol=1e-4)
+    greedy = runner.greedy(ids, 4)
+    assert greedy == LlamaRunner(load_llama(d / "model-f16.gguf", threads=1)).greedy(ids, 4)
+    # after generation only the last positions have logits: a full read evaluates the prefix again
+    np.testing.assert_allclose(runner.logits(ids), fresh(ids), atol=1e-4)
+
+
 def test_kl_divergence_matches_hand_values():
     import numpy as np
 

@@ -47,27 +47,61 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 
 class LlamaRunner:
     """Feed token ids to llama.cpp, reusing the longest common prefix of the previous call
-    (multiple-choice items share their context across choices)."""
+    (multiple-choice items share their context across choices), and asking llama.cpp for the
+    logits of the positions a caller reads only.
+
+    ``Llama.eval`` with ``logits_all`` projects every position onto the vocabulary and copies it
+    out; a generation step reads the last position only and a choice its own tokens. So each
+    position's logits are requested in the batch (llama.cpp's per-token ``logits`` flag) when
+    needed, and which of ``llm.scores``' rows hold logits is tracked (``_have``): a prefix reused
+    from the cache is re-evaluated from the first needed position whose logits were never made.
+    """
 
     def __init__(self, llm):
         self.llm = llm
         self.n_vocab = llm.n_vocab()
+        self._have = np.zeros(llm.n_ctx(), dtype=bool)
 
-    def logits(self, tokens: list[int]) -> np.ndarray:
-        """Logits at every position of ``tokens`` (shape len x vocab)."""
+    def logits(self, tokens: list[int], start: int = 0) -> np.ndarray:
+        """Logits at positions ``start`` .. ``len(tokens) - 1`` of ``tokens`` (shape
+        (len - start) x vocab; ``start`` 0: every position)."""
         llm = self.llm
         if len(tokens) > llm.n_ctx():
             raise DeltaflowError(f"{len(tokens)} tokens exceed llama.cpp's context of {llm.n_ctx()}")
+        start = min(max(start, 0), len(tokens) - 1)
         keep = llm.longest_token_prefix(llm.input_ids[:llm.n_tokens].tolist(), tokens)
         keep = min(keep, len(tokens) - 1)  # evaluate at least one token
+        missing = np.flatnonzero(~self._have[start:keep])
+        if missing.size:  # cached positions whose logits were not asked for then
+            keep = start + int(missing[0])
         llm.n_tokens = keep
-        llm.eval(tokens[keep:])  # drops the KV cache past n_tokens first
-        return np.array(llm.scores[:len(tokens), :self.n_vocab])
+        self._eval(tokens[keep:], want_from=start)
+        return np.array(llm.scores[start:len(tokens), :self.n_vocab])
+
+    def _eval(self, tokens: list[int], want_from: int) -> None:
+        """``Llama.eval`` (drop the cache past ``n_tokens``, decode in ``n_batch`` chunks, record
+        the ids) with logits for the positions from ``want_from`` on (and each chunk's last)."""
+        llm = self.llm
+        llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
+        self._have[llm.n_tokens:] = False
+        for i in range(0, len(tokens), llm.n_batch):
+            chunk = tokens[i:i + llm.n_batch]
+            n_past = llm.n_tokens
+            llm._batch.set_batch(batch=chunk, n_past=n_past, logits_all=False)
+            want = [j for j in range(len(chunk)) if n_past + j >= want_from or j == len(chunk) - 1]
+            for j in want:
+                llm._batch.batch.logits[j] = True
+            llm._ctx.decode(llm._batch)
+            out = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(want), llm._n_vocab))
+            llm.scores[[n_past + j for j in want], :] = out
+            self._have[[n_past + j for j in want]] = True
+            llm.input_ids[n_past:n_past + len(chunk)] = chunk
+            llm.n_tokens += len(chunk)
 
     def greedy(self, tokens: list[int], max_new: int, stop_ids=(), stop_check=None) -> list[int]:
         """Greedy continuation token ids (argmax each step)."""
         out: list[int] = []
-        self.logits(tokens)
+        self.logits(tokens, start=len(tokens) - 1)
         llm = self.llm
         for _ in range(max_new):
             nxt = int(np.argmax(llm.scores[llm.n_tokens - 1, :self.n_vocab]))
@@ -76,7 +110,7 @@ class LlamaRunner:
                 break
             if llm.n_tokens >= llm.n_ctx():
                 break
-            llm.eval([nxt])
+            self._eval([nxt], want_from=llm.n_tokens)
         return out
 
 
@@ -120,8 +154,7 @@ def make_lm(gguf_path: Path, tokenizer_dir: Path, *, threads: int = 2, n_ctx: in
             for i, (_, ctx, cont) in enumerate(requests):
                 seq = (ctx + cont)[-(self.max_length + 1):]
                 inp = seq[:-1]
-                logits = self.runner.logits(inp)
-                logp = _log_softmax(logits[-len(cont):])
+                logp = _log_softmax(self.runner.logits(inp, start=len(inp) - len(cont)))
                 ll = float(sum(logp[j, t] for j, t in enumerate(cont)))
                 greedy = bool(all(int(np.argmax(logp[j])) == t for j, t in enumerate(cont)))
                 out.append((ll, greedy))

@@ -37,13 +37,16 @@ log = logging.getLogger(__name__)
 class SharedContextHFLM(HFLM):
     """HFLM whose log-likelihood requests share one forward pass per distinct context."""
 
-    def _takes_positions(self) -> bool:
-        """Packing needs explicit position ids (models that derive positions from the mask or
-        use ALiBi, e.g. BLOOM, would see a choice's distance to the context shifted)."""
+    def _forward_params(self):
         import inspect
 
         model = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-        return "position_ids" in inspect.signature(model.forward).parameters
+        return inspect.signature(model.forward).parameters
+
+    def _takes_positions(self) -> bool:
+        """Packing needs explicit position ids (models that derive positions from the mask or
+        use ALiBi, e.g. BLOOM, would see a choice's distance to the context shifted)."""
+        return "position_ids" in self._forward_params()
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
         if self.backend != "causal" or not self._takes_positions():
@@ -141,7 +144,8 @@ class SharedContextHFLM(HFLM):
         if kwargs.get("do_sample") or kwargs.get("temperature") not in (None, 0, 0.0):
             return False
         gc = getattr(self.model, "generation_config", None)
-        return gc is not None and all(getattr(gc, k, None) in (None, v) for k, v in self._PROCESSORS.items())
+        return (gc is not None and "logits_to_keep" in self._forward_params()
+                and all(getattr(gc, k, None) in (None, v) for k, v in self._PROCESSORS.items()))
 
     def _greedy(self, ids, mask, cache, start: int, max_length: int, stop: list[str]):
         """Greedy decoding that drops a row from the batch once it has finished (its EOS, or a
