@@ -14,7 +14,7 @@ f16=${1:-$(ls "$src"/results/gguf/*/model-f16.gguf 2>/dev/null | head -1)}
 work=$(mktemp -d)
 for kind in prebuilt source; do
   python3 -m venv "$work/$kind"
-  "$work/$kind/bin/pip" install -q --disable-pip-version-check numpy jinja2 diskcache typing-extensions
+  "$work/$kind/bin/pip" install -q --disable-pip-version-check numpy jinja2 diskcache typing-extensions 2>/dev/null
   flag=""; [ $kind = source ] && flag="--source"
   t0=$(date +%s.%N)
   (cd "$src" && PIP_NO_CACHE_DIR=1 PYTHONPATH="$src/scripts" "$work/$kind/bin/python" -m deltaflow.setup_llamacpp \
@@ -22,7 +22,7 @@ for kind in prebuilt source; do
   t1=$(date +%s.%N)
   python3 -c "import sys; print(f'{sys.argv[1]}_install_s={float(sys.argv[3]) - float(sys.argv[2]):.1f}')" \
     $kind "$t0" "$t1" | tee -a "$work/times"
-  "$work/$kind/bin/python" - "$f16" "$work/$kind" <<'PY'
+  "$work/$kind/bin/python" - "$f16" "$work/$kind" 2>"$work/$kind.outputs.log" <<'PY'
 import hashlib, json, sys, time
 from pathlib import Path
 import numpy as np
