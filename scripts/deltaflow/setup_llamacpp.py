@@ -36,16 +36,16 @@ import os
 import platform
 import re
 import shutil
-import ssl
 import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from .setup_sdists import urlopen
 
 MARKER = "deltaflow-prebuilt.json"
 SHIM = Path(__file__).with_name("llama_prebuilt_shim.c")
@@ -110,11 +110,9 @@ def check_integrity(data: bytes, integrity: str, what: str) -> None:
 def fetch(prebuilt: Prebuilt) -> bytes:
     registry = os.environ.get("npm_config_registry") or NPM_REGISTRY
     url = prebuilt.url(registry)
-    cafile = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
-    context = ssl.create_default_context(cafile=cafile if cafile and Path(cafile).exists() else None)
     t0 = time.time()
     try:
-        with urllib.request.urlopen(url, timeout=120, context=context) as resp:
+        with urlopen(url) as resp:
             data = resp.read()
     except OSError as e:
         raise Unfit(f"could not fetch {url}: {e}") from e

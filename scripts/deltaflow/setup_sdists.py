@@ -1,17 +1,97 @@
 """Unpack the source distributions listed in envs/sdists.txt (their data/ folders are
 real SFT and preference data, e.g. llamafactory's alpaca_en_demo.json).
 
-pip fetches the sdist from PyPI (the only registry this platform reaches); we unpack
-it under .venv/sdists/NAME-VERSION/ where deltaflow.sources looks for it.
+The sdist is fetched from the package index (PyPI, the only registry this platform reaches; or
+PIP_INDEX_URL) through its JSON simple API (PEP 691) and checked against the sha256 the index
+gives; we unpack it under .venv/sdists/NAME-VERSION/ where deltaflow.sources looks for it.
+
+Not ``pip download``: to say which file it fetched, pip unpacks the sdist and builds its
+metadata. For BIG-bench's 358 MB archive that was most of a cold ``make setup`` (221 s of
+250 s, bench/README.md); a fetch needs the file and its hash only. An index that does not speak
+PEP 691 (a plain mirror) gets ``pip download`` as before.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import re
+import ssl
 import subprocess
 import sys
 import tarfile
 import tempfile
+import time
+import urllib.request
 from pathlib import Path
+
+PYPI_SIMPLE = "https://pypi.org/simple"
+PEP691 = "application/vnd.pypi.simple.v1+json"
+
+
+def _context() -> ssl.SSLContext:
+    cafile = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE")
+    return ssl.create_default_context(cafile=cafile if cafile and Path(cafile).exists() else None)
+
+
+def urlopen(url: str, accept: str | None = None, timeout: float = 120):
+    """``urllib``'s urlopen with pip's certificate bundle (PIP_CERT) where one is set."""
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    return urllib.request.urlopen(request, timeout=timeout, context=_context())
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def sdist_file(name: str, version: str, index: str = PYPI_SIMPLE) -> dict | None:
+    """The index's entry ({filename, url, hashes}) for ``name==version``'s .tar.gz sdist, or
+    None when the index does not answer in PEP 691 JSON."""
+    with urlopen(f"{index.rstrip('/')}/{canonical(name)}/", accept=PEP691) as resp:
+        if PEP691 not in resp.headers.get("Content-Type", ""):
+            return None
+        files = json.load(resp)["files"]
+    for entry in files:
+        stem = entry["filename"].removesuffix(".tar.gz")
+        if stem != entry["filename"] and "-" in stem:
+            fname, fversion = stem.rsplit("-", 1)
+            if canonical(fname) == canonical(name) and fversion == version:
+                return entry
+    raise SystemExit(f"{name}=={version}: the index {index} lists no .tar.gz sdist of it")
+
+
+def download(url: str, dest: Path, sha256: str | None) -> None:
+    """Stream ``url`` to ``dest``, checking its sha256 (the index's) on the way."""
+    digest = hashlib.sha256()
+    t0 = time.time()
+    with urlopen(url) as resp, open(dest, "wb") as out:
+        while chunk := resp.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    if sha256 and digest.hexdigest() != sha256:
+        dest.unlink()
+        raise SystemExit(f"{url}: sha256 {digest.hexdigest()} is not the index's {sha256}; "
+                         "the download is damaged, run make setup again")
+    print(f"  fetched {url.rsplit('/', 1)[-1]} ({dest.stat().st_size / 1e6:.1f} MB, "
+          f"{time.time() - t0:.1f} s)", flush=True)
+
+
+def fetch(requirement: str, tmp: Path) -> Path:
+    name, version = requirement.split("==")
+    index = os.environ.get("PIP_INDEX_URL") or PYPI_SIMPLE
+    entry = sdist_file(name, version, index)
+    if entry is None:
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                        "--no-binary", ":all:", "--disable-pip-version-check",
+                        requirement, "-d", str(tmp)], check=True)
+        archives = list(tmp.glob("*.tar.gz"))
+        if len(archives) != 1:
+            raise SystemExit(f"expected one sdist for {requirement}, got {archives}")
+        return archives[0]
+    archive = tmp / entry["filename"]
+    download(entry["url"], archive, entry.get("hashes", {}).get("sha256"))
+    return archive
 
 
 def unpack(requirement: str, dest: Path, only: str | None = None) -> Path:
@@ -23,20 +103,19 @@ def unpack(requirement: str, dest: Path, only: str | None = None) -> Path:
     if (target / ".complete").exists() and (target / ".complete").read_text() == marker:
         return target
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                        "--no-binary", ":all:", "--disable-pip-version-check",
-                        requirement, "-d", tmp], check=True)
-        archives = list(Path(tmp).glob("*.tar.gz"))
-        if len(archives) != 1:
-            raise SystemExit(f"expected one sdist for {requirement}, got {archives}")
-        top = archives[0].name[: -len(".tar.gz")]
-        with tarfile.open(archives[0]) as tar:
-            members = None
-            if only:
-                members = [m for m in tar.getmembers() if m.name.startswith(f"{top}/{only.rstrip('/')}")]
-                if not members:
-                    raise SystemExit(f"{requirement}: nothing under '{only}' in the sdist")
-            tar.extractall(dest, members=members, filter="data")
+        archive = fetch(requirement, Path(tmp))
+        top = archive.name[: -len(".tar.gz")]
+        prefix = f"{top}/{only.rstrip('/')}" if only else None
+        found = 0
+        # one pass over the compressed stream ("r|gz"): a member list first would read the
+        # whole archive twice
+        with tarfile.open(archive, "r|gz") as tar:
+            for member in tar:
+                if prefix is None or member.name == prefix or member.name.startswith(prefix + "/"):
+                    tar.extract(member, dest, filter="data")
+                    found += 1
+        if prefix and not found:
+            raise SystemExit(f"{requirement}: nothing under '{only}' in the sdist")
     unpacked = dest / top
     if unpacked != target:
         unpacked.rename(target)
@@ -51,7 +130,7 @@ def main(argv: list[str]) -> None:
         line = line.split("#", 1)[0].strip()
         if line:
             requirement, *only = line.split()
-            print(f"sdist {line} -> {unpack(requirement, dest, only[0] if only else None)}")
+            print(f"sdist {line} -> {unpack(requirement, dest, only[0] if only else None)}", flush=True)
 
 
 if __name__ == "__main__":
