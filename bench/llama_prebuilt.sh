@@ -5,7 +5,8 @@
 # the timed step is exactly the one `make setup` runs. Then the same GGUF through both:
 #   - llama.cpp's quantizer, f16 -> q8_0 (the two files' sha256),
 #   - full-vocabulary logits over 12 prompts, on the f16 file and on each side's q8_0,
-#   - greedy generation, 48 tokens, on the same prompts.
+#   - greedy generation, 48 tokens, on the same prompts;
+#   - speed at one thread: a 100-token prompt, and single-token decode steps.
 #   bash bench/llama_prebuilt.sh [F16.gguf]   (default: a demo run's results/gguf/*/model-f16.gguf)
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -53,6 +54,22 @@ for name, path in [("f16", f16), ("q8_0", q8)]:
         texts.append(llm.create_completion(p, max_tokens=48, temperature=0.0)["choices"][0]["text"])
     np.savez(out / f"{name}_logits.npz", *logits)
     res[name] = {"texts": texts, "seconds": round(time.time() - t0, 2)}
+    # speed at one thread (an eval job's share in the local profile): a 100-token prompt, 5
+    # times, then 40 single-token decode steps
+    one = llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=1, n_threads_batch=1,
+                          logits_all=True, verbose=False, seed=0)
+    toks = one.tokenize((" ".join(prompts) * 2).encode())[:150]
+    t0 = time.time()
+    for _ in range(5):
+        one.reset()
+        one.eval(toks[:100])
+    res[name]["prompt100_ms"] = round((time.time() - t0) / 5 * 1000, 1)
+    one.reset()
+    one.eval(toks[:10])
+    t0 = time.time()
+    for tok in toks[10:50]:
+        one.eval([tok])
+    res[name]["decode_ms"] = round((time.time() - t0) / 40 * 1000, 2)
 (out / "result.json").write_text(json.dumps(res))
 print(f"  {Path(llama_cpp.__file__).parent}: quantized, {len(prompts)} prompts x {{f16, q8_0}}")
 PY
@@ -75,5 +92,8 @@ for name in ("f16", "q8_0"):
     print(f"{name}: max |logit diff| {max(diffs):.3g}; argmax equal at every position in "
           f"{argmax}/{len(diffs)} prompts; greedy texts equal {same}/{len(diffs)}; "
           f"eval+generate {a[name]['seconds']} s prebuilt vs {b[name]['seconds']} s source")
+    print(f"{name} at 1 thread: 100-token prompt {a[name]['prompt100_ms']} ms prebuilt vs "
+          f"{b[name]['prompt100_ms']} ms source ({a[name]['prompt100_ms'] / b[name]['prompt100_ms']:.2f}x); "
+          f"decode {a[name]['decode_ms']} vs {b[name]['decode_ms']} ms/token")
 PY
 echo "venvs and logs left in $work"
