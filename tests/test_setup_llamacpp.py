@@ -136,3 +136,28 @@ def test_a_function_the_prebuilt_lacks_stops_with_a_message_when_called():
             f"print(json.dumps([n for n in {sl.bound_functions(bindings.read_text())!r} if not hasattr(lib, n)]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+@prebuilt_only
+def test_the_bindings_installed_without_their_dependencies_have_them_all():
+    """setup_llamacpp installs the bindings --no-deps (a resolving pip install re-checks the whole
+    venv and prints an ERROR about the data packages installed --no-deps); each runtime dependency
+    llama-cpp-python declares must then be installed, at a version it accepts, by
+    envs/requirements.txt. A version bump that adds one fails here, not in a GGUF job."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    declared = [Requirement(r) for r in metadata.requires("llama-cpp-python") or []]
+    runtime = [r for r in declared if r.marker is None or r.marker.evaluate({"extra": ""})]
+    assert runtime, "llama-cpp-python declares no runtime dependencies: the test reads nothing"
+    unmet = []
+    for req in runtime:
+        try:
+            version = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            unmet.append(f"{req} (not installed)")
+            continue
+        if not req.specifier.contains(version, prereleases=True):
+            unmet.append(f"{req} (installed {version})")
+    assert not unmet, f"add to envs/requirements.txt: {unmet}"

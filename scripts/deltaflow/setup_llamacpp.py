@@ -256,7 +256,10 @@ def install_prebuilt(prebuilt: Prebuilt, requirement: str) -> dict:
         if package_dir() is not None:
             remove()
         try:
-            pip("install", "-q", str(wheel))
+            # --no-deps: its dependencies are in envs/requirements.txt (already installed); a
+            # resolving install would re-check the whole venv and print an ERROR about the data
+            # packages installed --no-deps. verify() below imports it, so a missing one shows.
+            pip("install", "-q", "--no-deps", str(wheel))
         except subprocess.CalledProcessError as e:
             raise Unfit(f"installing {wheel.name} failed (exit {e.returncode})") from e
         pkg = package_dir()
