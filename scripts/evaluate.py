@@ -46,7 +46,13 @@ if any(on_vllm(spec) for spec in specs):
     from deltaflow.vllm_backend import run_worker_job, vllm_python, worker_versions
 
     versions["vllm"] = worker_versions(vllm_python(p.vllm_python))
-hf_settings = {**settings, "backend": "hf", "device_class": device_class(p.device)}
+# a GGUF's numbers depend on which llama.cpp CPU kernels were loaded (llamacpp.cpu_backend)
+kernels = {}
+if gguf is not None:
+    from deltaflow.llamacpp import cpu_backend
+
+    kernels["llama_cpp_cpu"] = cpu_backend()
+hf_settings = {**settings, "backend": "hf", "device_class": device_class(p.device), **kernels}
 vllm_settings = {**settings, "backend": "vllm", "device_class": device_class(p.device)}
 code = {"hf": generation_code("hf"), "vllm": generation_code("vllm") if "vllm" in versions else None}
 
@@ -101,7 +107,7 @@ for i, (spec, docs, key) in enumerate(zip(specs, inp.docs, keys)):
     metrics["manifest"] = build_manifest("eval", inputs={**model_inputs, "docs": docs, "code": list(inp.code)},
                                          params={"spec": spec, **settings, "adapter_dir": p.adapter_dir,
                                                  "merged_dir": p.merged_dir, "gguf": p.gguf},
-                                         started=started, extra={"versions": versions})
+                                         started=started, extra={"versions": versions, **kernels})
     summary["benchmarks"][bench] = write_benchmark_outputs(snakemake.output.samples[j],  # noqa: F821
                                                            snakemake.output.metrics[j],  # noqa: F821
                                                            records, metrics, metrics["cache"]["hit"])

@@ -197,6 +197,16 @@ def test_merge_export_parity_eval_tables_end_to_end(export_run):
         man = json.loads((res / f"gguf/run_a/model-{t}.json").read_text())
         assert man["bytes"] == (res / f"gguf/run_a/model-{t}.gguf").stat().st_size
     assert df.flag.isna().all(), df.flag.dropna().tolist()  # an empty flag reads back as NaN
+    # which llama.cpp CPU kernels computed a GGUF's numbers is recorded (and keys its eval cache)
+    from deltaflow.llamacpp import cpu_backend
+
+    kernels = cpu_backend()
+    assert kernels.startswith("CPU")
+    for model, expected in (("run_a.q8_0.gguf", kernels), ("run_a.merged", None)):
+        manifest = json.loads((res / f"evals/{model}/arithmetic.json").read_text())["manifest"]
+        assert manifest.get("llama_cpp_cpu") == expected, model
+    assert all(json.loads((res / f"gguf/run_a/parity-{t}.json").read_text())["llama_cpp_cpu"] == kernels
+               for t in ("f16", "q8_0"))
     merge_manifest = json.loads((res / "models/merged/run_a/manifest.json").read_text())
     assert merge_manifest["params"]["method"] == "merge_and_unload" and "adapter" in merge_manifest["inputs"]
     parity = pd.read_csv(res / "tables/gguf_parity.csv")

@@ -39,6 +39,20 @@ def load_llama(gguf_path: Path, *, n_ctx: int = 2048, threads: int = 2):
                  logits_all=True, verbose=False, seed=0)
 
 
+def cpu_backend() -> str:
+    """The CPU kernels llama.cpp computes with: its system info, i.e. the instruction sets the
+    loaded CPU backend was built for. The prebuilt libraries (deltaflow.setup_llamacpp) carry one
+    backend per x86 level and load the best this CPU runs, so the same GGUF gives different
+    logits on an AVX2 and an AVX-512 machine (bench/README: up to 1.1 on q8_0, greedy texts
+    differing in 4 of 12 prompts); a source build with GGML_NATIVE=OFF is AVX2-level everywhere.
+    Part of a GGUF eval's cache key and of the parity report, so results made with one set of
+    kernels are never resumed or reused under another."""
+    import llama_cpp
+
+    return " | ".join(part.strip() for part in llama_cpp.llama_print_system_info().decode().split("|")
+                      if part.strip())
+
+
 def _log_softmax(x: np.ndarray) -> np.ndarray:
     x = x.astype(np.float64)
     m = x.max(axis=-1, keepdims=True)
@@ -282,6 +296,7 @@ def parity_report(hf_dir: Path, gguf_path: Path, prompts: list[str], *, gguf_typ
     ]
     failed = [c["check"] for c in checks if not c["passed"]]
     return {"gguf": str(gguf_path), "hf_model": str(hf_dir), "type": gguf_type, "thresholds": thresholds,
+            "llama_cpp_cpu": cpu_backend(),
             "summary": summary, "checks": checks, "passed": not failed,
             "reason": ("all checks pass" if not failed else "failed: " + ", ".join(failed)),
             "per_prompt": per_prompt}
