@@ -143,21 +143,10 @@ def test_the_bindings_installed_without_their_dependencies_have_them_all():
     """setup_llamacpp installs the bindings --no-deps (a resolving pip install re-checks the whole
     venv and prints an ERROR about the data packages installed --no-deps); each runtime dependency
     llama-cpp-python declares must then be installed, at a version it accepts, by
-    envs/requirements.txt. A version bump that adds one fails here, not in a GGUF job."""
-    from importlib import metadata
-
-    from packaging.requirements import Requirement
-
-    declared = [Requirement(r) for r in metadata.requires("llama-cpp-python") or []]
-    runtime = [r for r in declared if r.marker is None or r.marker.evaluate({"extra": ""})]
-    assert runtime, "llama-cpp-python declares no runtime dependencies: the test reads nothing"
-    unmet = []
-    for req in runtime:
-        try:
-            version = metadata.version(req.name)
-        except metadata.PackageNotFoundError:
-            unmet.append(f"{req} (not installed)")
-            continue
-        if not req.specifier.contains(version, prereleases=True):
-            unmet.append(f"{req} (installed {version})")
-    assert not unmet, f"add to envs/requirements.txt: {unmet}"
+    envs/requirements.txt. A version bump that adds one fails here, not in a GGUF job. `pip check`
+    judges it; its lines about the data packages (installed --no-deps on purpose) are not ours."""
+    proc = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
+    lines = proc.stdout.splitlines()
+    assert lines, proc.stderr  # pip check ran and reported (at least the data packages' lines)
+    assert [line for line in lines if line.startswith("llama-cpp-python ")] == [], \
+        "add llama-cpp-python's missing dependencies to envs/requirements.txt"

@@ -49,8 +49,7 @@ def cpu_backend() -> str:
     kernels are never resumed or reused under another."""
     import llama_cpp
 
-    return " | ".join(part.strip() for part in llama_cpp.llama_print_system_info().decode().split("|")
-                      if part.strip())
+    return llama_cpp.llama_print_system_info().decode().strip().rstrip("|").strip()
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:
