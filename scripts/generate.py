@@ -90,6 +90,9 @@ rows, rejected, counts = build_rows(name, gen, docs, raws, origin=row_origin, vs
 log.info("%s: %d rows from %d prompts, %d prompts rejected%s", name, counts["rows"], counts["prompts"],
          counts["rejected"], f"; verifier {vspec['name']} passed {counts['samples_passed']} of "
                              f"{counts['samples_checked']} samples" if vspec else "")
+if counts.get("samples_hacked"):
+    log.warning("%s: %d samples gamed the verifier's tests (ended the run before the tests finished, or "
+                "compared an always-equal value); they count as failed", name, counts["samples_hacked"])
 if not rows:
     reasons = Counter(r["reason"] for r in rejected)
     raise RuntimeError(f"generation '{name}': no rows from {len(docs)} prompts; by reason: {dict(reasons)}. "

@@ -33,7 +33,8 @@ def test_fork_bomb_is_contained():
             "    if libc.fork() < 0:\n        raise SystemExit(3)\n")
     t0 = time.monotonic()
     out = run_program(bomb, LIMITS)
-    assert out.returncode == 3 or out.status == "timeout"
+    # the forked copies all report (more than one report: suspect), or the bomb runs out of time
+    assert not out.passed and out.status in ("early_exit", "suspect", "timeout"), out
     assert time.monotonic() - t0 < LIMITS.timeout_s + 3
     assert run_program("assert True\n", LIMITS).passed  # the machine still runs programs
 

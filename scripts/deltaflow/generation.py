@@ -167,6 +167,13 @@ def scoring_spec(v: dict | None, name: str, dirs: tuple = ()) -> dict | None:
 
 def verdicts(vspec: dict | None, doc: dict, responses: list[str]) -> list[float] | None:
     """Per-sample correctness under the verifier benchmark's own scorer (deltaflow.scoring)."""
+    checked = checked_samples(vspec, doc, responses)
+    return None if checked is None else checked[0]
+
+
+def checked_samples(vspec: dict | None, doc: dict, responses: list[str]) -> tuple[list[float], int] | None:
+    """Per-sample correctness and how many samples gamed a code verifier's tests (ended the run
+    before the tests finished, or compared an always-equal value; deltaflow.sandbox)."""
     if vspec is None:
         return None
     from .scoring import extract, score_generations
@@ -177,8 +184,9 @@ def verdicts(vspec: dict | None, doc: dict, responses: list[str]) -> list[float]
         # a reference written as an answer ("It is 4.") goes through the same filter as the samples
         doc = {**doc, "answer": extract(vspec, [doc["answer"]])[0]}
         if doc["answer"] == "[invalid]":  # lm-eval's fallback: no reference to check against, nothing
-            return [0.0] * len(responses)  # passes (else an unextractable sample would "match" it)
-    return [float(c) for c in score_generations(vspec, doc, responses)["correct"]]
+            return [0.0] * len(responses), 0  # passes (else an unextractable sample would "match" it)
+    scored = score_generations(vspec, doc, responses)
+    return [float(c) for c in scored["correct"]], int(scored.get("hacked", 0))
 
 
 def _row(name: str, doc: dict, origin: dict, rid: str, split: str, **fields) -> dict:
@@ -192,7 +200,7 @@ def build_rows(name: str, gen: dict, docs: list[dict], raws: list[dict], *, orig
     mode, split = gen["mode"], gen["split"]
     theirs = {r["doc_id"]: r["responses"][0] for r in rejected_raws or []}
     rows, rejected = [], []
-    passed = total = 0
+    passed = total = hacked = 0
 
     def reject(doc, reason, responses, correct=None):
         rejected.append({"source": name, "prompt_id": doc["doc_id"], "reason": reason, "responses": responses,
@@ -201,10 +209,15 @@ def build_rows(name: str, gen: dict, docs: list[dict], raws: list[dict], *, orig
     for doc, raw in zip(docs, raws):
         responses = [r.strip() for r in raw["responses"]]
         user = [{"role": "user", "content": doc["query"]}]
-        correct = verdicts(vspec, doc, responses)
-        if correct is not None:
+        # a code verifier gets the samples as written (a humaneval-style continuation starts
+        # with its indentation)
+        code = vspec is not None and vspec["output_type"] == "code"
+        checked = checked_samples(vspec, doc, [r.rstrip() for r in raw["responses"]] if code else responses)
+        correct = None if checked is None else checked[0]
+        if checked is not None:
             total += len(correct)
             passed += int(sum(correct))
+            hacked += checked[1]
         if mode == "answer":
             for j, resp in enumerate(responses):
                 rid = f"{name}-{doc['doc_id']}" + (f"-s{j}" if len(responses) > 1 else "")
@@ -227,7 +240,8 @@ def build_rows(name: str, gen: dict, docs: list[dict], raws: list[dict], *, orig
             if rejected_raws is not None:
                 chosen, other = responses[0], theirs[doc["doc_id"]].strip()
                 if correct is not None:  # with a verifier the chosen answer must pass and the other fail
-                    other_ok = verdicts(vspec, doc, [other])[0]
+                    other_checked = checked_samples(vspec, doc, [other])
+                    other_ok, hacked = other_checked[0][0], hacked + other_checked[1]
                     if not (correct[0] > 0 and other_ok == 0):
                         reject(doc, f"verifier: chosen {'passes' if correct[0] else 'fails'}, rejected "
                                     f"{'passes' if other_ok else 'fails'} (a pair needs pass over fail)",
@@ -250,6 +264,8 @@ def build_rows(name: str, gen: dict, docs: list[dict], raws: list[dict], *, orig
     if vspec is not None:
         counts.update(samples_checked=total, samples_passed=passed,
                       pass_rate=round(passed / total, 4) if total else None)
+        if vspec["output_type"] == "code":  # samples that gamed the tests (deltaflow.sandbox)
+            counts["samples_hacked"] = hacked
     return rows, rejected, counts
 
 

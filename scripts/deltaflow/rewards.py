@@ -20,7 +20,7 @@ import json
 import re
 
 from .errors import DataError
-from .generation import VERIFIER_TYPES as REWARD_TYPES, missing_checks, scoring_spec, verdicts
+from .generation import VERIFIER_TYPES as REWARD_TYPES, checked_samples, missing_checks, scoring_spec
 
 
 def completion_text(completion) -> str:
@@ -56,6 +56,7 @@ class GroupStats:
         self.names, self.weights, self.group = names, weights, group
         self.pending: dict[str, list[float]] = {}
         self.counts = {"mixed": 0, "all_zero": 0, "all_max": 0, "uniform": 0}
+        self.hacked = 0  # completions that gamed a code reward's tests (deltaflow.sandbox)
 
     def record(self, name: str, values: list[float]) -> None:
         self.pending[name] = values
@@ -83,6 +84,13 @@ class GroupStats:
         self.counts = {k: 0 for k in self.counts}
         return out
 
+    def take_hacked(self) -> int:
+        """Completions since the last call that ended the run before a code reward's tests
+        finished or compared an always-equal value: they scored 0, and a rising count means the
+        policy is learning to game the tests."""
+        out, self.hacked = self.hacked, 0
+        return out
+
 
 def reward_functions(specs: list[dict], dirs: tuple = (), stats: GroupStats | None = None) -> list:
     """One TRL reward function per spec (named as in metrics.json), recording into ``stats``."""
@@ -99,8 +107,12 @@ def reward_functions(specs: list[dict], dirs: tuple = (), stats: GroupStats | No
 
             def score(completions, answer, answer_from, verify=None, vspec=vspec, **_):
                 verify = verify or ["{}"] * len(completions)  # rows without code tests or instructions
-                return [verdicts(vspec, {"answer": a, "answer_from": f, **json.loads(v)}, [completion_text(c)])[0]
-                        for c, a, f, v in zip(completions, answer, answer_from, verify)]
+                checked = [checked_samples(vspec, {"answer": a, "answer_from": f, **json.loads(v)},
+                                           [completion_text(c)])
+                           for c, a, f, v in zip(completions, answer, answer_from, verify)]
+                if stats is not None:
+                    stats.hacked += sum(h for _, h in checked)
+                return [correct[0] for correct, _ in checked]
 
         def reward(completions, score=score, name=name, **kw):
             values = score(completions, **kw)
@@ -119,7 +131,7 @@ def check_rewards(rname: str, recipe: dict, dirs: tuple, available: list[str], l
     errors = []
     if not recipe["rewards"]:
         errors.append(f"{key}.rewards': objective grpo needs at least one reward: a verifier ({{verifier: "
-                      "{benchmark: arithmetic}}}) or a format regex ({format: '...'})")
+                      "{benchmark: arithmetic}}) or a format regex ({format: '...'})")
     if recipe["num_generations"] < 2:
         errors.append(f"{key}.num_generations': GRPO compares completions within a group; "
                       f"{recipe['num_generations']} gives no advantage to learn from (use 2 or more)")

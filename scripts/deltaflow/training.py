@@ -72,6 +72,11 @@ def _loss_callback(curve: list, eval_curve: list):
                 curve[-1]["rl"] = rl
             if self.group_stats is not None:
                 curve[-1]["groups"] = self.group_stats.take()
+                curve[-1]["reward_hacking"] = self.group_stats.take_hacked()
+                if curve[-1]["reward_hacking"]:
+                    log.warning("step %d: %d completions gamed a code reward's tests (ended the run before "
+                                "the tests finished, or compared an always-equal value); they scored 0",
+                                state.global_step, curve[-1]["reward_hacking"])
             log.info("step %d/%d loss %.4f", state.global_step, state.max_steps, loss)
             if not math.isfinite(loss):
                 good = max((c["step"] for c in curve if math.isfinite(c["loss"])), default=0)
@@ -592,8 +597,11 @@ def rl_summary(curve: list[dict]) -> dict:
                 groups[k] = groups.get(k, 0) + v
     total = sum(groups.values())
     first, last = rl[0]["rl"].get("reward"), rl[-1]["rl"].get("reward")
-    return {"reward_curve": [{"step": c["step"], **c["rl"]} for c in rl],
+    return {"reward_curve": [{"step": c["step"], **c["rl"],
+                              **({"reward_hacking": c["reward_hacking"]} if "reward_hacking" in c else {})}
+                             for c in rl],
             "reward_first": first, "reward_last": last,
+            "reward_hacking": sum(c.get("reward_hacking", 0) for c in curve),
             "groups": {**groups, "mixed_share": round(groups.get("mixed", 0) / total, 4) if total else None}}
 
 
