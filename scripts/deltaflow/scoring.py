@@ -60,8 +60,12 @@ def match_kind(spec: dict) -> str:
 
 
 def primary_metric(spec: dict) -> str:
-    """The benchmark's headline metric: its ``metric``; for k > 1 a bare exact_match means
-    mean@k (the average sample correctness), reported beside pass@k (e.g. Mean@8 and Pass@8)."""
+    """The benchmark's headline metric: the config's ``benchmarks.<name>.metric`` (``headline``,
+    any metric its records carry, e.g. pass@8), else its ``metric``; for k > 1 a bare
+    exact_match means mean@k (the average sample correctness), reported beside pass@k (e.g.
+    Mean@8 and Pass@8)."""
+    if spec.get("headline"):
+        return spec["headline"]
     metric = spec["metric"]
     if samples_of(spec) > 1 and metric in (*MATCH_METRICS.values(), "pass", "prompt_level_strict_acc"):
         return f"mean@{samples_of(spec)}"
@@ -127,13 +131,14 @@ def matches(spec: dict, predictions: list[str], target: str) -> list[float]:
     raise DeltaflowError(f"benchmark '{spec['name']}': unknown match {kind!r}; use exact, numeric or contains")
 
 
-def code_program(spec: dict, doc: dict, completion: str) -> str:
-    """The program that passes when the completion is right: prompt-completion + the tests."""
+def code_parts(spec: dict, doc: dict, completion: str) -> tuple[str, str]:
+    """The program (the model's code) and the tests that pass when it is right, run apart by the
+    sandbox (deltaflow.sandbox.run_tests): the program cannot swallow or reorder the tests."""
     style = spec["code"]["style"]
     if style == "humaneval":  # the completion continues the function signature + docstring
-        return f"{doc['code_prompt']}{completion}\n\n{doc['tests']}\n\ncheck({doc['entry_point']})\n"
+        return f"{doc['code_prompt']}{completion}\n", f"{doc['tests']}\n\ncheck({doc['entry_point']})\n"
     if style == "mbpp":       # the completion is a whole program
-        return f"{completion}\n\n{doc['tests']}\n"
+        return f"{completion}\n", f"{doc['tests']}\n"
     raise DeltaflowError(f"benchmark '{spec['name']}': unknown code style {style!r}; use humaneval or mbpp")
 
 
@@ -150,12 +155,15 @@ def score_generations(spec: dict, doc: dict, responses: list[str]) -> dict:
     k = len(responses)
     out: dict = {"responses": responses}
     if spec["output_type"] == "code":
-        from .sandbox import Limits, run_program
+        from .sandbox import HACKS, Limits, run_tests
 
         lim = Limits(**spec["code"].get("limits", {}))
-        results = [run_program(code_program(spec, doc, r), lim) for r in responses]
+        results = [run_tests(*code_parts(spec, doc, r), lim) for r in responses]
         correct = [float(r.passed) for r in results]
-        out["execution"] = [{"status": r.status, "seconds": round(r.seconds, 3)} for r in results]
+        out["execution"] = [{"status": r.status, "seconds": round(r.seconds, 3),
+                             **({"reason": r.reason} if r.reason else {})} for r in results]
+        # samples that gamed the tests (ended the run early, or compared an always-equal value)
+        out["hacked"] = sum(r.status in HACKS for r in results)
     elif spec["output_type"] == "instruction":
         from .ifeval import score_item
 
@@ -210,8 +218,19 @@ def aggregate(spec: dict, records: list[dict]) -> dict:
     values = {k: sum(float(r[k]) for r in records) / len(records) for k in keys}
     if spec["output_type"] == "instruction":
         values.update(micro_averages(records))  # IFEval's instruction-level numbers
-    return {"score": sum(r["score"] for r in records) / len(records), "metric": primary_metric(spec),
-            "all_metrics": values, "samples": samples_of(spec)}
+    out = {"score": sum(r["score"] for r in records) / len(records), "metric": primary_metric(spec),
+           "all_metrics": values, "samples": samples_of(spec)}
+    if spec["output_type"] == "code":
+        out["code_verdicts"] = code_verdicts(records)
+    return out
+
+
+def code_verdicts(records: list[dict]) -> dict:
+    """How a code benchmark's samples ended (sandbox statuses: passed, failed, timeout, early_exit,
+    suspect) and ``hacked``: the samples that ended the run before their tests finished or
+    compared a value that equals anything (deltaflow.sandbox)."""
+    counts = Counter(e["status"] for r in records for e in r.get("execution", []))
+    return {**dict(sorted(counts.items())), "hacked": sum(int(r.get("hacked", 0)) for r in records)}
 
 
 def score_all(spec: dict, docs: list[dict], raws: list[dict]) -> tuple[list[dict], dict]:
