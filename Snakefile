@@ -1,13 +1,20 @@
 # deltaflow: raw datasets -> mixtures -> PEFT adapters -> per-benchmark evals -> delta tables
 # -> gates, selection, plots and the model card.
 # Thin on purpose: config loading and validation live in rules/common.smk, logic in scripts/.
+import os
+
 from snakemake.utils import min_version
+
+from deltaflow.io import read_config_file
 
 min_version("9.0")
 
 # --configfile deep-merges over a `configfile:` directive, so the default config is only
 # loaded when none was given on the command line (a test config must not inherit its runs).
 if not config:
+    # an empty or duplicate-key file is named here; Snakemake's own message names no file
+    if os.path.exists("config/config.yaml"):
+        read_config_file("config/config.yaml")
 
     configfile: "config/config.yaml"
 
@@ -29,6 +36,9 @@ include: "rules/tables.smk"
 include: "rules/seeds.smk"
 include: "rules/selection.smk"
 include: "rules/report.smk"
+
+# results copied without .snakemake/: rerun the jobs made with other params or code (common.smk)
+mark_stale_results()
 
 
 rule all:

@@ -3,6 +3,7 @@ import dataclasses
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 from deltaflow.benchmarks import item_spec
@@ -11,14 +12,19 @@ from deltaflow.models import ModelGraph, gguf_path
 from deltaflow.codedeps import code_closure
 from deltaflow.distributed import processes_for
 from deltaflow.gguf_export import CONVERTER_TYPES, FTYPES, GGUF_TYPES
-from deltaflow.io import sha256_text
+from deltaflow.io import read_config_file, sha256_text
 from deltaflow.seeds import families as seed_families, is_seed_arm
 from deltaflow.benchmarks import is_judged
+from deltaflow.datasets import prompt_sets
 from deltaflow.judging import judge_label, judge_ref, settings as judge_settings
 from deltaflow.origins import Origins
 from deltaflow.generation import verifier_spec
 from deltaflow import sources
 
+# Snakemake reads the config files itself and keeps the last of a key given twice: read each
+# again strictly (deltaflow.io.read_config_file), so a duplicate key names both its lines.
+for _configfile in workflow.configfiles:
+    read_config_file(_configfile)
 # Fills defaults and checks every cross-reference before any job is scheduled;
 # a ConfigError names the key and the fix.
 validate_config(config)
@@ -29,6 +35,8 @@ config.clear()
 config.update(_canonical)
 
 DATASETS = sorted(config["datasets"])
+# datasets read as prompts only (a generation's prompt set, GRPO mixtures): rows without answers kept
+PROMPT_SETS = prompt_sets(config)
 # model-written datasets (deltaflow.generation): results/data/<name>/ like a dataset's
 GENERATIONS = config["generations"]
 MIXTURES = sorted(config["mixtures"])
@@ -88,6 +96,14 @@ wildcard_constraints:
     qtype=_alternatives(FTYPES),
     gtype=_alternatives(GGUF_TYPES),
     benchmark=_alternatives(BENCHMARKS),
+
+
+def dataset_spec(name):
+    """A dataset's config, marked `prompts_only` when it is a prompt set (deltaflow.datasets:
+    used only for its prompts): its rows need no answers. The mark is added only there, so the
+    other datasets' params stay what they were."""
+    spec = config["datasets"][name]
+    return {**spec, "prompts_only": True} if name in PROMPT_SETS and not spec.get("prompts_only") else spec
 
 
 def get_dataset_input(wildcards):
@@ -291,3 +307,55 @@ def get_final_output():
             *(["results/tables/gguf_parity.md"] if parity_reports() else []),
             *(["results/tables/seeds.md"] if SEED_FAMILIES else []),
             *[f"results/mixtures/{m}/report.md" for m in MIXTURES]]
+
+
+def _has_snakemake_record(path):
+    """Whether .snakemake/metadata holds Snakemake's record of ``path`` (its file layout: the
+    path's urlsafe base64, split into 254-character folder names). Wrong only when another
+    persistence backend is used, which costs the full check below, never a missed one."""
+    from base64 import urlsafe_b64encode
+
+    b64 = urlsafe_b64encode(path.encode()).decode()
+    parts = [b64[i:i + 254] for i in range(0, len(b64), 254)]
+    return os.path.exists(os.path.join(".snakemake", "metadata", *[f"@{p}" for p in parts[:-1]], parts[-1]))
+
+
+def mark_stale_results():
+    """Results copied without .snakemake/ (an rsync of results/, a restored backup, a shared
+    results folder): Snakemake cannot see that params or code changed since they were made, so
+    each job's record (deltaflow.provenance.write_job_record) is compared with the job now. A
+    job whose params or code differ gets its outputs' modification time set to 1970, so that
+    Snakemake reruns it and everything downstream; each is named, with what changed. Outputs
+    that Snakemake holds a record of are left to Snakemake (the normal case: one stat each)."""
+    from snakemake.iocontainers import InputFiles, OutputFiles, Wildcards
+    from snakemake_interface_executor_plugins.settings import ExecMode
+    from deltaflow.provenance import params_digest, read_job_records, stale_reasons
+
+    if workflow.exec_mode != ExecMode.DEFAULT:  # a cluster job's own Snakemake: the main one checked
+        return
+    scripts_dir = os.path.join(workflow.basedir, "scripts")
+    hashes = {}
+    for rec in read_job_records("results"):
+        outputs = rec.get("outputs") or []
+        if not outputs or _has_snakemake_record(outputs[0]) or not all(os.path.exists(o) for o in outputs):
+            continue  # Snakemake's to check; missing outputs rerun anyway
+        if not workflow.is_rule(rec.get("rule", "")):
+            continue
+        producer = workflow.get_rule(rec["rule"])
+        if not producer.is_producer(outputs[0]):
+            continue  # a name the config no longer has: not in this DAG
+        try:
+            params, _ = producer.expand_params(Wildcards(fromdict=rec["wildcards"]), InputFiles(), OutputFiles(), None)
+            current = params_digest(params.items())
+        except Exception:  # a params function that needs more than wildcards: compare the code only
+            current = None
+        reasons = stale_reasons(rec, current, scripts_dir, hashes)
+        if not reasons:
+            continue
+        job = ", ".join([f"{rec['rule']} job", *(f"{k}={v}" for k, v in sorted(rec["wildcards"].items()))])
+        print(f"deltaflow: {', '.join(outputs)} ({job}) was made with "
+              f"other {' and '.join(reasons)} than now, and .snakemake/metadata has no record of it "
+              "(results copied without it?): marked outdated (modification time 1970) so that it reruns, "
+              "with what depends on it", file=sys.stderr)
+        for o in outputs:
+            os.utime(o, (0, 0))

@@ -10,7 +10,7 @@ rule dataset:
         rejected="results/data/{dataset}/rejected.jsonl",
         manifest="results/data/{dataset}/manifest.json",
     params:
-        spec=lambda w: config["datasets"][w.dataset],
+        spec=lambda w: dataset_spec(w.dataset),
     log:
         "logs/data/{dataset}.log",
     resources:

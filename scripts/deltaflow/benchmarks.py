@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import sources
 from .errors import DataError
-from .io import read_jsonl, sha256_text
+from .io import read_jsonl, read_text, sha256_text
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def load_source_rows(spec: dict, dataset_rows: Path | None = None) -> list[dict]
         return load_hf(src)
     path = sources.resolve_file(src)
     if "field" in src:  # one JSON document holding the rows under a key (BIG-bench's "examples")
-        return json.loads(path.read_text())[src["field"]]
+        return json.loads(read_text(path))[src["field"]]
     return read_table(path)
 
 
@@ -225,10 +225,12 @@ def read_table(path: Path) -> list[dict]:
     if suffix in (".csv", ".parquet"):
         import pandas as pd
 
+        if suffix == ".csv":
+            read_text(path)  # invalid UTF-8 named by file and line, not pandas' bare UnicodeDecodeError
         frame = pd.read_csv(path, keep_default_na=False) if suffix == ".csv" else pd.read_parquet(path)
         return frame.to_dict(orient="records")
     if suffix == ".json":
-        rows = json.loads(path.read_text())
+        rows = json.loads(read_text(path))
         if not isinstance(rows, list):
             raise DataError(f"{path}: a JSON source must hold a list of rows (or name its key with `field:`)")
         return rows

@@ -8,7 +8,11 @@ error is raised before any job starts, naming the config key and the fix.
 
 from __future__ import annotations
 
+import ast
 import copy
+import difflib
+import functools
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -19,14 +23,16 @@ import yaml
 from . import lmeval_tasks, registry
 from .benchmarks import LOADERS
 from .errors import ConfigError
+from .datasets import check_prompt_sets
 from .declared import check_template_spec
 from .distributed import processes_for
 from .gguf_export import GGUF_TYPES
 from .grid import expand_grids
+from .io import read_config_file
 from .generation import CHECK_FIELDS, check_config as check_generations, rows_without_checks
 from .judging import check_spec as check_judge, headline_metric
 from .lmeval_tasks import is_lm_eval_task
-from .models import ModelGraph
+from .models import PEFT_KEYS, ModelGraph
 from .origins import check_policies
 from .rewards import check_rewards
 from .seeds import expand_seeds, is_seed_arm
@@ -87,8 +93,9 @@ def validate_config(config: dict, *, check_files: bool = True) -> dict:
             msg = err.message
             if err.validator == "oneOf" and "multiplier" in str(err.schema):
                 msg = "give exactly one of multiplier, fraction, rows or share"
-            if err.validator == "additionalProperties":
-                hint = " — check the spelling against config/README.md"
+            if err.validator in ("additionalProperties", "enum"):  # short: the key, the value, the fix
+                lines.extend(f"config key '{_key(p)}': {m}" for p, m in _short_errors(err, list(err.absolute_path)))
+                continue
             path = list(err.absolute_path)
             if err.validator == "required":  # name the missing key itself
                 missing = re.match(r"'(.+)' is a required property", err.message)  # one error per key
@@ -102,6 +109,100 @@ def validate_config(config: dict, *, check_files: bool = True) -> dict:
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config
+
+
+# Keys and values deltaflow knows and does not support, with the reason and what to do instead:
+# reported as such, never as a misspelling. Keys are dotted config paths; `*` stands for a name.
+UNSUPPORTED_KEYS = {
+    "recipes.*.early_stopping_patience": (
+        "a run trains all its max_steps or epochs; save checkpoints with save_every (each is "
+        "evaluated) and let the selection pick the best one"),
+    "recipes.*.max_grad_norm": (
+        "gradient clipping cannot be set from a recipe; training uses transformers' default "
+        "(max_grad_norm 1.0)"),
+    "recipes.*.warmup_steps": "give the warmup as warmup_ratio, a fraction of the steps",
+    "base_model.tokenizer": (
+        "the tokenizer is always the base model's own (from its folder, package or hub repo)"),
+}
+UNSUPPORTED_VALUES = {
+    ("recipes.*.objective", "ppo"): (
+        "TRL 1.x no longer ships PPO; its trainers are SFT, DPO, GRPO, RLOO, KTO, Reward and "
+        "Distillation. deltaflow trains {allowed}: for RL from a reward use grpo (rewards: "
+        "verifiers or format regexes), for preference pairs dpo"),
+}
+
+
+# transformers schedulers that need arguments a recipe cannot give (the schema has no
+# scheduler arguments yet) or, for the metric-driven ones, a validation loss
+SCHEDULER_ARGUMENTS = {
+    "cosine_with_min_lr": "its minimum learning rate (min_lr or min_lr_rate)",
+    "cosine_warmup_with_min_lr": "its minimum learning rate (min_lr or min_lr_rate)",
+    "warmup_stable_decay": "its decay length (num_decay_steps)",
+}
+SCHEDULERS_ON_VALIDATION = ("reduce_lr_on_plateau", "greedy")
+
+
+@functools.lru_cache(maxsize=1)
+def scheduler_names() -> tuple[str, ...]:
+    """transformers' own scheduler names (``transformers.trainer_utils.SchedulerType``'s values),
+    read from its source: importing transformers imports torch, seconds at every config check."""
+    origin = importlib.util.find_spec("transformers").origin
+    tree = ast.parse((Path(origin).parent / "trainer_utils.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "SchedulerType":
+            names = tuple(n.value.value for n in node.body if isinstance(n, ast.Assign)
+                          and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str))
+            if names:
+                return names
+    from transformers.trainer_utils import SchedulerType  # moved in the source: import it
+
+    return tuple(s.value for s in SchedulerType)
+
+
+def _check_scheduler(rname: str, recipe: dict):
+    key, name = f"config key 'recipes.{rname}.lr_scheduler'", recipe["lr_scheduler"]
+    names = scheduler_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        yield (f"{key}: '{name}' is not a transformers scheduler" + (f" (did you mean '{close[0]}'?)" if close else "")
+               + f"; transformers has: {', '.join(names)}")
+    elif name in SCHEDULER_ARGUMENTS:
+        yield (f"{key}: '{name}' needs {SCHEDULER_ARGUMENTS[name]}, and a recipe has no key to give "
+               "scheduler arguments yet; use cosine (decays to 0) or another scheduler without arguments")
+    elif name in SCHEDULERS_ON_VALIDATION and not recipe["val_rows"]:
+        yield (f"{key}: '{name}' adapts the learning rate to the validation loss, and this recipe "
+               "has none; set val_rows (and eval_every), or use a fixed schedule such as cosine")
+
+
+def _match(table_key: str, path: list) -> bool:
+    parts = table_key.split(".")
+    return len(parts) == len(path) and all(t in ("*", str(p)) for t, p in zip(parts, path))
+
+
+def _short_errors(err, path: list) -> list[tuple[list, str]]:
+    """(path, message) lines for an unexpected key or a value outside an enum: the key, the
+    value, what is allowed (or why a known feature is unsupported), never the key's whole
+    description. ``path`` locates ``err`` in the config (the known-unsupported tables match it)."""
+    if err.validator == "enum":
+        allowed = list(err.validator_value)
+        for (key, value), reason in UNSUPPORTED_VALUES.items():
+            if _match(key, path) and err.instance == value:
+                return [(path, f"{value!r} is not supported: " +
+                         reason.format(allowed=", ".join(map(str, allowed))))]
+        return [(path, f"{err.instance!r} is not one of {', '.join(map(str, allowed))}")]
+    known = list((err.schema.get("properties") or {}) if isinstance(err.schema, dict) else ())
+    out = []
+    for extra in sorted(k for k in err.instance if k not in known):
+        where = [*path, extra]
+        reason = next((r for key, r in UNSUPPORTED_KEYS.items() if _match(key, where)), None)
+        if reason:
+            out.append((where, f"'{extra}' is a known setting that deltaflow does not support "
+                               f"(not a misspelling): {reason}"))
+            continue
+        close = difflib.get_close_matches(str(extra), known, n=1)
+        fix = f"did you mean '{close[0]}'?" if close else f"known keys here: {', '.join(known)}"
+        out.append((where, f"unknown key '{extra}' — {fix} (check the spelling against config/README.md)"))
+    return out
 
 
 def schema_defaults(definition: str, instance: dict) -> dict:
@@ -120,18 +221,24 @@ def schema_defaults(definition: str, instance: dict) -> dict:
 def _recipe_validator(schema: dict):
     """Schema errors of one recipe (a grid's derived recipes), as messages."""
     validator = _Validator({"$ref": "#/$defs/recipe", "$defs": schema["$defs"]})
-    return lambda recipe: [f"{_key(e.absolute_path)}: {e.message}" for e in validator.iter_errors(recipe)]
+
+    def errors(recipe: dict) -> list[str]:
+        out = []
+        for e in validator.iter_errors(recipe):
+            if e.validator in ("additionalProperties", "enum"):  # matched as a recipe's keys
+                out += [f"{_key(p[2:])}: {m}" for p, m in _short_errors(e, ["recipes", "*", *e.absolute_path])]
+            else:
+                out.append(f"{_key(e.absolute_path)}: {e.message}")
+        return out
+    return errors
 
 
 def load_config(path: str | os.PathLike, *, check_files: bool = True) -> dict:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
-    try:
-        config = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return validate_config(config, check_files=check_files)
+    # strict: a key given twice, invalid YAML or an empty file is an error naming the file
+    return validate_config(read_config_file(path), check_files=check_files)
 
 
 def dataset_splits(ds: dict) -> list[str]:
@@ -149,13 +256,25 @@ def _check_references(config: dict, *, check_files: bool):
         if ds["type"] == "file" and check_files and "path" in ds and not Path(ds["path"]).exists():
             yield (f"config key 'datasets.{name}.path': file '{ds['path']}' does not exist "
                    f"(paths are relative to the working directory {os.getcwd()})")
+        local_id = ds["type"] == "hf" and str(ds.get("id", "")).startswith(("/", "./", "../", "~"))
+        if check_files and local_id and not Path(ds["id"]).expanduser().exists():
+            yield (f"config key 'datasets.{name}.id': local dataset folder '{ds['id']}' does not exist "
+                   f"(paths are relative to the working directory {os.getcwd()})")
 
     src = config["base_model"]["source"]
     if check_files and src["type"] == "random_init" and "corpus" in src and not Path(src["corpus"]).exists():
         yield f"config key 'base_model.source.corpus': file '{src['corpus']}' does not exist"
+    if check_files and src["type"] == "local":
+        yield from _check_local_base(src)
     tpl = config["base_model"].get("chat_template_path")
     if check_files and tpl and not Path(tpl).exists():
-        yield f"config key 'base_model.chat_template_path': file '{tpl}' does not exist"
+        yield (f"config key 'base_model.chat_template_path': file '{tpl}' does not exist "
+               f"(paths are relative to the working directory {os.getcwd()})")
+    for gname, gen in (config.get("generations") or {}).items() if check_files else ():
+        teacher = gen.get("model")
+        if isinstance(teacher, dict) and teacher.get("path") and not (Path(teacher["path"]) / "config.json").is_file():
+            yield (f"config key 'generations.{gname}.model.path': '{teacher['path']}' is not a transformers "
+                   f"model folder (no config.json there; paths are relative to the working directory {os.getcwd()})")
 
     gens = config.get("generations") or {}
     for mname, mix in config["mixtures"].items():
@@ -176,6 +295,7 @@ def _check_references(config: dict, *, check_files: bool):
             yield (f"config key 'mixtures.{mname}.components': component names {dupes} repeat; "
                    "give each component a distinct `name:`")
         yield from _check_mixture(config, mname, mix, names)
+    yield from check_prompt_sets(config)  # a prompt set trained on with SFT, DPO or CPT
 
     train = config["train"]
     processes = processes_for(train)
@@ -193,6 +313,7 @@ def _check_references(config: dict, *, check_files: bool):
                    "bitsandbytes) needs a CUDA GPU and train.device is cpu; set train.device: cuda "
                    "(and train.gpus) on a GPU machine, or load_in_4bit: false")
         yield from _check_recipe_length(rname, recipe)
+        yield from _check_scheduler(rname, recipe)
         if recipe["rollouts"] == "vllm" and (recipe["objective"] != "grpo" or train["device"] != "cuda"):
             yield (f"config key 'recipes.{rname}.rollouts': vllm samples GRPO's completions through TRL's "
                    "colocated vLLM, which needs objective grpo and a CUDA GPU (train.device: cuda); "
@@ -224,8 +345,9 @@ def _check_references(config: dict, *, check_files: bool):
         yield from check_policies(config)
     if config.get("eval", {}).get("backend") == "vllm":
         for run, spec in config["runs"].items():
-            if config["recipes"].get(spec.get("recipe"), {}).get("method", "lora") == "dora":
-                yield (f"config key 'eval.backend': vllm cannot serve run '{run}', a DoRA adapter "
+            graph = ModelGraph(config)
+            if _adapter_recipe(graph, run).get("method", "lora") == "dora":
+                yield (f"config key 'eval.backend': vllm cannot serve run '{run}', a DoRA adapter{_via(graph, run)} "
                        "(vLLM has no DoRA); use backend hf, or evaluate its merged export")
             if ModelGraph(config).adds_tokens(run):
                 yield (f"config key 'eval.backend': vllm cannot serve run '{run}': its adapter adds "
@@ -271,6 +393,7 @@ def _check_references(config: dict, *, check_files: bool):
                    f"(declared fields, no Python) or one of {', '.join(sorted(LOADERS))}")
         yield from (f"benchmark '{task}' ({where}): {e}" for e in _check_scoring(spec))
         yield from check_judge(bname, benchmark_spec(config, bname), model_names)
+        yield from _check_headline(bname, bench, benchmark_spec(config, bname))
         if spec["source"]["type"] == "dataset":
             ds = bench.get("dataset")
             if ds is None:
@@ -287,6 +410,23 @@ def _check_references(config: dict, *, check_files: bool):
         yield from _check_tables(config)
 
 
+def _check_local_base(src: dict):
+    """A `type: local` base: a transformers model folder (config.json), or a folder holding `file`
+    (a GGUF), relative to the working directory like every path of the config."""
+    where = f"(paths are relative to the working directory {os.getcwd()})"
+    path = Path(src["path"])
+    if not path.is_dir():
+        what = "is a file, not a model folder" if path.exists() else "does not exist"
+        yield f"config key 'base_model.source.path': '{src['path']}' {what} {where}"
+    elif src.get("file") and not (path / src["file"]).is_file():
+        yield (f"config key 'base_model.source.file': '{src['file']}' is not in the folder "
+               f"'{src['path']}' {where}")
+    elif not src.get("file") and not (path / "config.json").is_file():
+        yield (f"config key 'base_model.source.path': '{src['path']}' holds no config.json, so it is "
+               f"not a transformers model folder {where}; give the folder save_pretrained wrote "
+               "(or a folder with a GGUF and `file`)")
+
+
 def _check_scoring(spec: dict):
     """A generation benchmark's match kind and its metric agree (before any job)."""
     from .scoring import MATCH_METRICS
@@ -298,6 +438,25 @@ def _check_scoring(spec: dict):
             and spec["metric"] != MATCH_METRICS[kind]:
         yield (f"metric '{spec['metric']}' does not fit match '{kind}'; a {kind} match is scored as "
                f"'{MATCH_METRICS[kind]}'")
+
+
+def _check_headline(bname: str, bench: dict, spec: dict):
+    """``benchmarks.<name>.metric``: one of the metrics the benchmark records (for k samples,
+    e.g. mean@k, pass@1, pass@k, maj@k), or a judged benchmark's own score."""
+    chosen = bench.get("metric")
+    if not chosen:
+        return
+    key = f"config key 'benchmarks.{bname}.metric'"
+    if bench.get("judge"):
+        if chosen != spec["metric"]:
+            yield (f"{key}: '{chosen}': a judged benchmark's score is the judge's {spec['metric']}; "
+                   f"remove metric (or set it to {spec['metric']})")
+        return
+    recorded = recorded_metrics(spec)
+    if chosen not in recorded:
+        k = spec.get("decoding", {}).get("samples", 1)
+        yield (f"{key}: '{chosen}' is not a metric '{bname}' records ({spec['output_type']}"
+               f"{f', {k} samples per item' if k > 1 else ''}); it records: {', '.join(recorded)}")
 
 
 def _check_benchmark_overrides(bname: str, bench: dict, spec: dict, check_files: bool):
@@ -379,6 +538,44 @@ def _check_runs(config: dict):
         if init_recipe.get("load_in_4bit", False) != recipe.get("load_in_4bit", False):
             yield (f"config key 'runs.{rname}.init_from': '{init}' and this run differ in "
                    "load_in_4bit; continue an adapter on the same base precision")
+        yield from _check_continued_peft(config, rname, run, recipe)
+
+
+def _same_setting(a, b) -> bool:
+    if isinstance(a, list) and isinstance(b, list):  # target_modules: a set of module names
+        return sorted(map(str, a)) == sorted(map(str, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    return a == b
+
+
+def _check_continued_peft(config: dict, rname: str, run: dict, recipe: dict):
+    """A run that continues an adapter (init_from) trains it as it is: PEFT loads the parent's
+    adapter with its own method, rank, alpha, dropout, target modules and rsLoRA scaling, and the
+    recipe's PEFT keys (schema defaults filled) would be ignored. Any difference is refused."""
+    runs, chain, cur = config["runs"], [], run["init_from"]
+    while cur in runs and cur not in chain and cur != rname:
+        chain.append(cur)
+        cur = runs[cur].get("init_from")
+    if cur is not None:
+        return  # a loop or an unknown run: reported above
+    graph = ModelGraph(config)
+    origin = graph.adapter_origin(run["init_from"])
+    have = graph.peft_settings(run["init_from"])
+    def show(v):
+        return str(v).lower() if isinstance(v, bool) else repr(v)
+    diffs = [f"{k} {show(recipe[k])} differs from {show(have[k])}" for k in PEFT_KEYS
+             if k in recipe and k in have and not _same_setting(recipe[k], have[k])]
+    if not diffs:
+        return
+    made = f"runs.{origin}.recipe '{runs[origin]['recipe']}'"
+    parent = run["init_from"]
+    src = f"'{parent}', {made}" if origin == parent else f"'{parent}', first trained by {made}"
+    yield (f"config key 'runs.{rname}.recipe': recipe '{run['recipe']}': {'; '.join(diffs)} of the adapter "
+           f"it continues ({src}); the parent adapter is continued as it is, its PEFT settings with it — "
+           f"use the same PEFT settings ({', '.join(PEFT_KEYS)}) or train from the base (no init_from)")
 
 
 def _check_cpt_mixture(config: dict, rname: str, run: dict):
@@ -443,8 +640,17 @@ def _check_recipe_length(rname: str, recipe: dict):
 
 
 def _adapter_recipe(graph: ModelGraph, model: str) -> dict:
-    run = graph.model_run(model)
+    """The recipe that shaped ``model``'s adapter: its run's, or with init_from the recipe of
+    the first run of the chain (the adapter continued as it is; deltaflow.models)."""
+    run = graph.adapter_origin(model)
     return graph.config["recipes"].get(graph.config["runs"][run]["recipe"], {}) if run else {}
+
+
+def _via(graph: ModelGraph, model: str) -> str:
+    """' (the adapter of run X, continued through init_from)' where ``model``'s adapter was
+    created by another run than its own."""
+    origin = graph.adapter_origin(model)
+    return f" (the adapter run '{origin}' created, continued through init_from)" if origin != graph.model_run(model) else ""
 
 
 def _check_merges_and_exports(config: dict):
@@ -467,7 +673,7 @@ def _check_merges_and_exports(config: dict):
                 yield (f"config key '{key}.adapters.{model}': its run adds new tokens (new_tokens); "
                        "weighted combinations need plain LoRA factors — merge runs without new tokens")
             if recipe.get("method", "lora") == "dora":
-                yield (f"config key '{key}.adapters.{model}': a DoRA adapter; PEFT's weighted "
+                yield (f"config key '{key}.adapters.{model}': a DoRA adapter{_via(graph, model)}; PEFT's weighted "
                        "combination is for LoRA factors (DoRA's magnitude vector does not combine "
                        "linearly) — merge LoRA runs, or export the DoRA run alone")
             ranks[model] = recipe.get("r", 8)
@@ -486,7 +692,7 @@ def _check_merges_and_exports(config: dict):
             yield (f"config key '{key}': its run adds new tokens (new_tokens); scaling the trained "
                    "token rows is not a weight-delta scale — sweep a run without new tokens")
         if _adapter_recipe(graph, model).get("method", "lora") == "dora":
-            yield (f"config key '{key}': a DoRA adapter; scaling its factors does not scale its "
+            yield (f"config key '{key}': a DoRA adapter{_via(graph, model)}; scaling its factors does not scale its "
                    "weight delta (the magnitude vector is not linear) — sweep a LoRA run")
         if 1.0 in [float(c) for c in coefs]:
             yield f"config key '{key}': coefficient 1 is the adapter itself (already evaluated); drop it"
@@ -495,9 +701,6 @@ def _check_merges_and_exports(config: dict):
         if model not in all_adapters:
             yield (f"config key 'export.models[{i}]': '{model}' is not an adapter model; "
                    f"known: {', '.join(all_adapters)}")
-        elif _adapter_recipe(graph, model).get("load_in_4bit"):
-            yield (f"config key 'export.models[{i}]': '{model}' was trained on a 4-bit base; "
-                   "merging into 4-bit weights loses the adapter's precision — export a 16-bit run")
     prompts = config.get("export", {}).get("parity", {}).get("prompts")
     if prompts and not Path(prompts).exists():
         yield f"config key 'export.parity.prompts': file '{prompts}' does not exist"
@@ -573,6 +776,12 @@ def _check_mixture(config: dict, mname: str, mix: dict, names: list[str]):
         if comp.get("labels_from") and comp["labels_from"] not in benchmarks:
             yield (f"config key '{key}.components[{i}].labels_from': unknown benchmark "
                    f"'{comp['labels_from']}'; known: {', '.join(sorted(benchmarks))}")
+        elif comp.get("labels_from") and is_lm_eval_task(benchmarks[comp["labels_from"]].get("task", comp["labels_from"])):
+            yield (f"config key '{key}.components[{i}].labels_from': benchmark '{comp['labels_from']}' is lm-eval's "
+                   f"task '{benchmarks[comp['labels_from']].get('task', comp['labels_from'])}', whose answers are read by "
+                   "the task's own filters (its filter_list), which deltaflow does not apply to training rows: labels "
+                   "would be compared as whole strings. Name a packaged or benchmark_dirs benchmark with the same "
+                   "answers, or drop labels_from")
     chosen = (mix.get("decontamination") or {}).get("benchmarks") or []
     for b in chosen:
         if b not in benchmarks:
@@ -632,4 +841,21 @@ def benchmark_spec(config: dict, name: str) -> dict:
     if bench.get("judge"):  # a judged benchmark (deltaflow.judging): the judge's verdicts are the score
         spec["judge"] = dict(bench["judge"])
         spec["metric"] = headline_metric(spec)
+    elif bench.get("metric") and not is_lm_eval_task(task):  # the headline (scoring.primary_metric)
+        spec["headline"] = bench["metric"]
     return spec
+
+
+def recorded_metrics(spec: dict) -> list[str]:
+    """The per-item metrics a packaged or declared benchmark's records carry
+    (scoring.score_output), each of which can be its headline (``benchmarks.<name>.metric``)."""
+    from .ifeval import METRICS as IFEVAL_METRICS
+    from .scoring import MATCH_METRICS, match_kind, samples_of
+
+    k = samples_of(spec)
+    sampled = [f"mean@{k}", "pass@1", *([f"pass@{k}"] if k > 1 else [])]
+    out = {"multiple_choice": ["acc", "acc_norm"],
+           "generate_until": [MATCH_METRICS.get(match_kind(spec), "exact_match"), *sampled, f"maj@{k}"],
+           "code": ["pass", *sampled],
+           "instruction": [*IFEVAL_METRICS, *sampled]}.get(spec["output_type"], [])
+    return [*out, *(m for m in spec.get("metric_keys", ()) if m not in out)]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from . import sources
 from .errors import DataError
-from .io import read_jsonl
+from .io import read_jsonl, read_text
 from .origins import declared_origin
 from .tasks import generate_task
 
@@ -41,7 +41,7 @@ def _read_records(path: Path) -> list[dict]:
         return read_jsonl(path)
     if name.endswith(".json"):
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(read_text(path))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: not valid JSON ({exc}); fix the file") from exc
         if not isinstance(data, list):
@@ -54,13 +54,15 @@ def _msg(role, content):
     return {"role": role, "content": content}
 
 
-def _from_alpaca(rec: dict) -> dict:
+def _from_alpaca(rec: dict, prompts_only: bool = False) -> dict:
     instruction, inp, output = rec.get("instruction"), rec.get("input", ""), rec.get("output")
     if not isinstance(instruction, str) or not instruction.strip():
         raise ValueError("missing or empty 'instruction'")
+    user = instruction if not inp else f"{instruction}\n\n{inp}"
+    if prompts_only and output is None:  # a prompt without an answer
+        return {"messages": [_msg("user", user)]}
     if not isinstance(output, str) or not output.strip():
         raise ValueError("missing or empty 'output' (empty assistant turn)")
-    user = instruction if not inp else f"{instruction}\n\n{inp}"
     return {"messages": [_msg("user", user), _msg("assistant", output)]}
 
 
@@ -76,13 +78,13 @@ def _sharegpt_turns(turns) -> list[dict]:
     return out
 
 
-def _from_sharegpt(rec: dict) -> dict:
+def _from_sharegpt(rec: dict, prompts_only: bool = False) -> dict:
     msgs = _sharegpt_turns(rec.get("conversations"))
-    _check_chat(msgs)
+    _check_chat(msgs, prompts_only)
     return {"messages": msgs}
 
 
-def _from_sharegpt_preference(rec: dict) -> dict:
+def _from_sharegpt_preference(rec: dict, prompts_only: bool = False) -> dict:
     prompt = _sharegpt_turns(rec.get("conversations"))
     chosen, rejected = rec.get("chosen"), rec.get("rejected")
     for key, val in (("chosen", chosen), ("rejected", rejected)):
@@ -91,7 +93,7 @@ def _from_sharegpt_preference(rec: dict) -> dict:
     return {"messages": prompt, "chosen": chosen["value"], "rejected": rejected["value"]}
 
 
-def _from_messages(rec: dict) -> dict:
+def _from_messages(rec: dict, prompts_only: bool = False) -> dict:
     msgs = rec.get("messages")
     if not isinstance(msgs, list) or not msgs:
         raise ValueError("missing or empty 'messages'")
@@ -103,7 +105,7 @@ def _from_messages(rec: dict) -> dict:
     if "chosen" in rec or "rejected" in rec:
         out["chosen"], out["rejected"] = rec.get("chosen"), rec.get("rejected")
     else:
-        _check_chat(out["messages"])
+        _check_chat(out["messages"], prompts_only)
     for key in ("label", "label_set"):
         if key in rec:
             out[key] = rec[key]
@@ -133,16 +135,26 @@ def _verification(rec: dict) -> dict:
     return out
 
 
-def _from_text(rec: dict) -> dict:
+def _from_text(rec: dict, prompts_only: bool = False) -> dict:
     text = rec.get("text")
     if not isinstance(text, str) or not text.strip():
         raise ValueError("missing or empty 'text'")
     return {"text": text, "messages": []}
 
 
-def _check_chat(msgs: list[dict]) -> None:
+# the reason a chat row without an answer is rejected (counted per reason in the manifest)
+NO_ANSWER = "conversation does not end with an assistant turn"
+
+
+def _check_chat(msgs: list[dict], prompts_only: bool = False) -> None:
+    """A training row ends with a non-empty assistant turn; a prompt set's row may end with its
+    (non-empty) user turn instead: the prompt, answered by a generation or a GRPO policy."""
+    if prompts_only and msgs[-1]["role"] == "user":
+        if not msgs[-1]["content"].strip():
+            raise ValueError("empty user turn (a prompt set's row ends with the prompt)")
+        return
     if msgs[-1]["role"] != "assistant":
-        raise ValueError("conversation does not end with an assistant turn")
+        raise ValueError(NO_ANSWER)
     if not msgs[-1]["content"].strip():
         raise ValueError("empty assistant turn")
 
@@ -157,14 +169,16 @@ NORMALIZERS = {
 
 
 def normalize_records(records: list[dict], *, fmt: str, name: str, split: str, origin,
-                      where: str) -> NormalizedDataset:
+                      where: str, prompts_only: bool = False) -> NormalizedDataset:
+    """Rows in deltaflow's schema, and a rejection (with the reason) per record that is not one.
+    ``prompts_only``: a prompt set (see prompt_sets), whose rows need no assistant turn."""
     normalizer = NORMALIZERS[fmt]
     rows, rejected = [], []
     for i, rec in enumerate(records):
         try:
             if not isinstance(rec, dict):
                 raise ValueError(f"expected an object, got {type(rec).__name__}")
-            row = normalizer(rec)
+            row = normalizer(rec, prompts_only)
         except ValueError as exc:
             rejected.append({"source": name, "record": i, "where": f"{where}[{i}]",
                              "reason": str(exc), "raw": rec})
@@ -206,7 +220,8 @@ def normalize_dataset(name: str, spec: dict) -> NormalizedDataset:
         records = records[: spec["max_rows"]]
     out = normalize_records(records, fmt=spec["format"], name=name,
                             split=spec.get("split", "train"),
-                            origin=declared_origin(spec), where=where)
+                            origin=declared_origin(spec), where=where,
+                            prompts_only=bool(spec.get("prompts_only")))
     out.source = source
     limit = spec.get("max_reject_fraction", 0.2)
     if out.rows and len(out.rejected) / len(records) > limit:
@@ -216,10 +231,77 @@ def normalize_dataset(name: str, spec: dict) -> NormalizedDataset:
             f"dataset '{name}' ({where}): {len(out.rejected)} of {len(records)} records rejected, "
             f"more than max_reject_fraction {limit}; by reason: {dict(reasons)}; first: "
             f"{first['where']}: {first['reason']}. Fix the source or `format:`, or raise "
-            f"datasets.{name}.max_reject_fraction")
+            f"datasets.{name}.max_reject_fraction{_no_answer_hint(name, reasons)}")
     if not out.rows:
         raise DataError(
             f"dataset '{name}' ({where}): no usable rows out of {len(records)}; first problem: "
             f"{out.rejected[0]['reason'] if out.rejected else 'empty file'} — check `format:`"
+            f"{_no_answer_hint(name, Counter(r['reason'] for r in out.rejected))}"
         )
     return out
+
+
+def _no_answer_hint(name: str, reasons: Counter) -> str:
+    if not reasons.get(NO_ANSWER):
+        return ""
+    return (f". Rows without an assistant turn are prompts without answers: a dataset used only "
+            f"for its prompts (a generation's prompt set, a mixture only GRPO runs train) keeps them, "
+            f"and so does one marked datasets.{name}.prompts_only: true; '{name}' is also trained on "
+            "(a mixture an SFT, DPO or CPT run trains, or one no run trains), which needs an answer in "
+            "every row (config/README.md, prompt sets)")
+
+
+# objectives that read only a row's prompt (and its reference answer, if any), never train on
+# its assistant turn
+PROMPT_OBJECTIVES = ("grpo",)
+
+
+def dataset_uses(config: dict) -> dict[str, dict[str, list[str]]]:
+    """Where each of ``config``'s datasets is used, by config key: ``prompts`` (a generation's
+    prompt set, a component of a mixture only GRPO runs train), ``training`` (a component of a
+    mixture an SFT, DPO or CPT run trains) and ``untrained`` (a component of a mixture no run
+    trains: built and reported, not trained)."""
+    uses = {name: {"prompts": [], "training": [], "untrained": []} for name in config["datasets"]}
+    for gname, gen in (config.get("generations") or {}).items():
+        dataset = (gen.get("prompts") or {}).get("dataset")
+        if dataset in uses:
+            uses[dataset]["prompts"].append(f"generations.{gname}.prompts")
+    objectives: dict[str, set] = {}
+    for run in config.get("runs", {}).values():
+        recipe = config.get("recipes", {}).get(run.get("recipe"), {})
+        objectives.setdefault(run.get("mixture"), set()).add(recipe.get("objective", "sft"))
+    for mname, mix in config["mixtures"].items():
+        trained_by = objectives.get(mname, set())
+        use = ("untrained" if not trained_by else
+               "prompts" if trained_by <= set(PROMPT_OBJECTIVES) else "training")
+        for i, comp in enumerate(mix["components"]):
+            if comp["dataset"] in uses:
+                uses[comp["dataset"]][use].append(f"mixtures.{mname}.components[{i}]")
+    return uses
+
+
+def prompt_sets(config: dict) -> set[str]:
+    """The datasets normalized as prompt sets (rows may end with their user turn): those marked
+    ``prompts_only: true``, and those used only for their prompts."""
+    return {name for name, use in dataset_uses(config).items()
+            if config["datasets"][name].get("prompts_only") or (use["prompts"] and not use["training"])}
+
+
+def check_prompt_sets(config: dict):
+    """A mixture that trains on a prompt set (``prompts_only: true``) with SFT, DPO or CPT: its
+    rows have no answers to train on. Yields one error per component."""
+    for name, use in dataset_uses(config).items():
+        if not config["datasets"][name].get("prompts_only"):
+            continue
+        for key in use["training"]:
+            mname = key.split(".")[1]
+            runs = sorted(f"'{r}' ({config['recipes'][run['recipe']].get('objective', 'sft')})"
+                          for r, run in config["runs"].items() if run["mixture"] == mname
+                          and run["recipe"] in config["recipes"]
+                          and config["recipes"][run["recipe"]].get("objective", "sft") not in PROMPT_OBJECTIVES)
+            yield (f"config key '{key}.dataset': dataset '{name}' is a prompt set (datasets.{name}.prompts_only: "
+                   f"true: user turns, no answers) and {'run' if len(runs) == 1 else 'runs'} {', '.join(runs)} "
+                   f"{'trains' if len(runs) == 1 else 'train'} on mixture '{mname}', which "
+                   "needs an answer in every row. Train on it with a GRPO recipe only, use it as a generation's "
+                   f"prompt set (generations.<name>.prompts.dataset: {name}) and train on the generation, or "
+                   "give the rows answers and drop prompts_only")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -91,9 +92,29 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     return n
 
 
+def decode_utf8(data: bytes, path: str | os.PathLike) -> str:
+    """``data`` (the bytes of ``path``) as UTF-8 text; invalid bytes raise a DataError naming the
+    file, the line and the byte offset, and the fix."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(
+            f"{path}:{line}: not valid UTF-8 (byte {data[exc.start:exc.end]!r} at byte offset {exc.start}, "
+            f"column {column}: {exc.reason}); save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8` "
+            "for a Latin-1 file, or fix that line") from None
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A UTF-8 text file (gzipped too); invalid UTF-8 raises naming the file and line."""
+    with _opener(path)(path, "rb") as fh:
+        return decode_utf8(fh.read(), path)
+
+
 def read_json(path: str | os.PathLike) -> Any:
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc}); fix or regenerate the file") from exc
 
@@ -101,8 +122,8 @@ def read_json(path: str | os.PathLike) -> Any:
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a JSONL file; a malformed line raises naming the file and line number."""
     rows = []
-    opener = _opener(path)
-    with opener(path, "rt") as fh:
+    # universal newlines, as a file opened in text mode reads them
+    with io.StringIO(read_text(path), newline=None) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -157,3 +178,88 @@ def safetensors_sha256(folder: str | os.PathLike) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _strict_yaml_loader():
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    line = key_node.start_mark.line + 1
+                    try:
+                        twice = key in seen
+                    except TypeError:  # an unhashable key: PyYAML's own error follows
+                        continue
+                    if twice:
+                        raise DuplicateKeyError(key, seen[key], line)
+                    seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
+
+
+class DuplicateKeyError(ValueError):
+    def __init__(self, key, first: int, second: int):
+        super().__init__(key, first, second)
+        self.key, self.first, self.second = key, first, second
+
+
+def load_yaml(path: str | os.PathLike, *, what: str = "YAML file") -> Any:
+    """A YAML file read strictly: a key given twice in one mapping, invalid YAML or invalid
+    UTF-8 raises an error naming the file, the key and both lines (a ConfigError)."""
+    import yaml
+
+    from .errors import ConfigError
+
+    try:
+        text = read_text(path)
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        return yaml.load(text, Loader=_strict_yaml_loader())  # noqa: S506 (a SafeLoader)
+    except DuplicateKeyError as exc:
+        raise ConfigError(
+            f"{what} {path}:{exc.second}: key '{exc.key}' is given twice in one mapping (lines {exc.first} "
+            f"and {exc.second}); YAML would keep only the last. Remove one, or merge them") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path}: not valid YAML: {exc}") from None
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """A workflow config file (YAML, or JSON as Snakemake also reads it), strictly: a key given
+    twice, an empty file or one whose top level is not a mapping raises a ConfigError naming the
+    file."""
+    from .errors import ConfigError
+
+    try:
+        text = read_text(path)
+    except DataError as exc:
+        raise ConfigError(str(exc)) from None
+
+    def no_duplicates(pairs):
+        keys = [k for k, _ in pairs]
+        for k in keys:
+            if keys.count(k) > 1:
+                raise ConfigError(f"config file {path}: key '{k}' is given twice in one object; "
+                                  "JSON would keep only the last. Remove one, or merge them")
+        return dict(pairs)
+
+    try:
+        config = json.loads(text, object_pairs_hook=no_duplicates)
+    except ValueError:
+        config = load_yaml(path, what="config file")
+    if config is None:
+        raise ConfigError(f"config file {path} is empty: give the workflow's settings in it "
+                          "(config/config.yaml is a complete example) or leave it out")
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping of keys (datasets:, "
+                          f"mixtures:, ...), not a {type(config).__name__}")
+    return config

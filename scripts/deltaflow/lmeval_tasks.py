@@ -7,14 +7,20 @@ The task's prompts, targets and metrics are lm-eval's: the item pool is the task
 docs (after its ``process_docs``), each kept whole under ``lm_eval_doc``; the eval hands lm-eval
 the task's full config with only its data replaced by those docs, so ``doc_to_text``,
 ``doc_to_choice``, filters and metric functions (Python ones included) run as lm-eval runs them.
-Every per-sample metric lm-eval computes is recorded as ``<metric>,<filter>`` (lm-eval's own
-result keys, e.g. ``acc,none`` or ``exact_match,strict-match``), and the headline ``metric`` is
-one of them (default: the task's first metric under its first filter). Aggregates are per-item
-means, which is lm-eval's aggregation for the metrics it marks ``mean``; a task whose headline
-metric aggregates otherwise (corpus BLEU, F1 over a set) is refused.
+Every per-sample metric lm-eval aggregates as a ``mean`` is recorded as ``<metric>,<filter>``
+(lm-eval's own result keys, e.g. ``acc,none`` or ``exact_match,strict-match``), and the headline
+``metric`` is one of them (default: the task's first metric under its first filter). Aggregates
+are per-item means; a metric lm-eval aggregates otherwise (IFEval's instruction-level accuracy,
+corpus BLEU) is not recorded and cannot be the headline.
+
+Data: local files (one of datasets' file builders with ``data_files``, a local folder, or the
+task's ``custom_dataset``), or the task's hub dataset pinned with ``dataset_kwargs.revision``;
+anything else is refused, as for every hub source. A task's import of a package that is not
+installed is a config error naming it.
 
 Scope: multiple-choice and generate-until tasks, zero-shot (a task's few-shot split lives with
-its hub dataset; set num_fewshot 0). Tasks made of a group run one subtask per benchmark.
+its hub dataset; set num_fewshot 0). A group or tag (``mmlu``, ``ai2_arc``) is refused with the
+list of its tasks: one benchmark per task.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ from .io import sha256_path
 
 PREFIX = "lm_eval:"
 SUPPORTED = ("multiple_choice", "generate_until")
+# import name -> the name pip installs it by, where they differ
+PIP_NAMES = {"sklearn": "scikit-learn", "yaml": "pyyaml", "Levenshtein": "levenshtein", "rouge_score": "rouge-score"}
+# datasets' builders that read local files (data_files); any other dataset_path is a hub id
+LOCAL_BUILDERS = ("json", "csv", "parquet", "arrow", "text", "pandas")
 
 
 def is_lm_eval_task(task: str) -> bool:
@@ -50,12 +60,104 @@ def task_yaml(ref: str) -> Path:
         if not path.exists():
             raise ConfigError(f"lm-eval task file '{target}' does not exist")
         return path.resolve()
-    pattern = re.compile(rf"^task:\s*[\"']?{re.escape(target)}[\"']?\s*$", re.M)
-    for path in sorted(_tasks_dir().rglob("*.yaml")):
-        if pattern.search(path.read_text(errors="ignore")):
-            return path
+    index = _task_index()
+    if target in index["tasks"]:
+        return index["tasks"][target]
+    subtasks = group_subtasks(target)
+    if subtasks:
+        shown = ", ".join(subtasks[:60]) + (f", ... ({len(subtasks) - 60} more)" if len(subtasks) > 60 else "")
+        raise ConfigError(
+            f"'{ref}': '{target}' is a group of lm-eval tasks, not a task, and deltaflow does not run "
+            f"groups (nor their aggregate score): name its tasks, one benchmark each (e.g. "
+            f"task: lm_eval:{subtasks[0]}). Its {len(subtasks)} tasks: {shown}")
     raise ConfigError(f"'{ref}': lm-eval {_lm_eval_version()} has no task named '{target}' "
                       "(see `lm_eval ls tasks`; a task YAML of your own: lm_eval:<path>.yaml)")
+
+
+def _key(name: str) -> str:  # a top-level YAML key, quoted or not (mmlu's generated files quote them)
+    return rf"^[\"']?{name}[\"']?:"
+
+
+_NAME = r"[\"']?([^\s\"'#\[\]{}]+)[\"']?\s*(?:#.*)?$"
+_TASK = re.compile(_key("task") + r"\s*" + _NAME, re.M)
+_GROUP = re.compile(_key("group") + r"\s*" + _NAME, re.M)
+_TAG = re.compile(_key("tag") + r"\s*" + _NAME, re.M)
+_TAG_LIST = re.compile(_key("tag") + r"\s*\n((?:[ \t]*-[^\n]*\n?)+)", re.M)
+_INCLUDE = re.compile(_key("include") + r"\s*" + _NAME, re.M)
+
+
+@functools.lru_cache(maxsize=None)
+def _task_index() -> dict:
+    """lm-eval's task library read from its YAML text (each file once, ~0.5 s): task name -> file
+    (the first file naming it, in path order), group name -> file, tag -> its tasks."""
+    tasks: dict[str, Path] = {}
+    groups: dict[str, Path] = {}
+    tags: dict[str, list[str]] = {}
+    own_tags: dict[Path, list[str]] = {}
+    includes: dict[Path, Path] = {}
+    named: list[tuple[str, Path]] = []
+    for path in sorted(_tasks_dir().rglob("*")):
+        if path.suffix not in (".yaml", ".yml", "") or not path.is_file() or path.name.startswith("."):
+            continue  # task files, and the templates (_default_template_yaml) they include
+        text = path.read_text(errors="ignore")
+        names = [m.group(1) for m in _TAG.finditer(text)]
+        for block in _TAG_LIST.finditer(text):
+            names += [line.strip()[1:].strip().strip("\"'") for line in block.group(1).splitlines() if line.strip()]
+        own_tags[path] = names
+        include = _INCLUDE.search(text)
+        if include:
+            includes[path] = (path.parent / include.group(1)).resolve()
+        if path.suffix == "":
+            continue
+        task = _TASK.search(text)
+        if task:
+            tasks.setdefault(task.group(1), path)
+            named.append((task.group(1), path))
+        group = _GROUP.search(text)
+        if group:
+            groups.setdefault(group.group(1), path)
+    for name, path in named:  # a task's tags: its own, else those of the file it includes
+        seen = set()
+        while not own_tags.get(path) and path in includes and path not in seen:
+            seen.add(path)
+            path = includes[path]
+        for tag in own_tags.get(path, ()):
+            tags.setdefault(tag, []).append(name)
+    return {"tasks": tasks, "groups": groups, "tags": tags}
+
+
+@functools.lru_cache(maxsize=None)
+def group_subtasks(name: str) -> list[str] | None:
+    """The tasks a group or tag of lm-eval's library is made of (groups and tags inside it
+    expanded), or None when ``name`` is neither."""
+    import yaml
+
+    index = _task_index()
+    if name not in index["groups"] and name not in index["tags"]:
+        return None
+
+    class _Loader(yaml.SafeLoader):  # a group file's !function entries are not needed here
+        pass
+
+    _Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    leaves: list[str] = []
+
+    def walk(n: str, seen: frozenset) -> None:
+        if n in seen:
+            return
+        if n in index["groups"] and n not in index["tasks"]:
+            cfg = yaml.load(index["groups"][n].read_text(), Loader=_Loader) or {}
+            items = cfg.get("task") or []
+            for t in items if isinstance(items, list) else [items]:
+                walk(t.get("task") if isinstance(t, dict) else t, seen | {n})
+        elif n in index["tags"] and n not in index["tasks"]:
+            for m in sorted(index["tags"][n]):
+                walk(m, seen | {n})
+        elif n in index["tasks"] and n not in leaves:
+            leaves.append(n)
+
+    walk(name, frozenset())
+    return leaves or None
 
 
 def _lm_eval_version() -> str:
@@ -66,21 +168,57 @@ def _lm_eval_version() -> str:
 
 def task_config(ref: str, overrides: dict | None = None) -> dict:
     """The task's full config (includes resolved, ``!function`` entries as callables) with the
-    config's overrides on top."""
+    config's overrides on top. A Python package the task's functions import that is not
+    installed is a ConfigError naming it."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    cfg = dict(load_yaml(task_yaml(ref), resolve_func=True))
+    from .ifeval import install_punkt_tab
+
+    path = task_yaml(ref)
+    install_punkt_tab()  # NLTK's punkt_tab, which ifeval's checkers would download on import
+    try:
+        cfg = dict(load_yaml(path, resolve_func=True))
+    except ImportError as exc:
+        module = (exc.name or str(exc)).split(".")[0]
+        package = PIP_NAMES.get(module, module)
+        raise ConfigError(
+            f"'{ref}': lm-eval's task ({path.name}) imports the Python package '{package}', which is not "
+            f"installed ({type(exc).__name__}: {exc}); run `make setup` (envs/requirements.txt pins what "
+            f"the tasks deltaflow documents need), or `pip install {package}` for another task") from None
     for key in ("tag", "group", "task_list"):
         cfg.pop(key, None)
     cfg.update(overrides or {})
     return cfg
 
 
-def metric_keys(cfg: dict) -> list[str]:
-    """lm-eval's result keys for this task: ``<metric>,<filter>``."""
-    metrics = [m["metric"] if isinstance(m["metric"], str) else getattr(m["metric"], "__name__", str(m["metric"]))
-               for m in cfg.get("metric_list") or []]
-    if not metrics:  # lm-eval's defaults per output type
+def data_origin(cfg: dict) -> dict:
+    """Where the task's data comes from: ``{"local": True}`` (local files through one of datasets'
+    file builders, a local dataset folder, or the task's own ``custom_dataset``), else the hub id
+    and the ``revision`` pinned under ``dataset_kwargs`` (None when unpinned)."""
+    path = cfg.get("dataset_path")
+    kwargs = cfg.get("dataset_kwargs") or {}
+    files = kwargs.get("data_files") or {}
+    files = [files] if isinstance(files, str) else list(files.values()) if isinstance(files, dict) else list(files)
+    flat = [f for x in files for f in (x if isinstance(x, (list, tuple)) else [x])]
+    remote = [f for f in flat if isinstance(f, str) and re.match(r"^[a-z][a-z0-9+.-]*://", f)]
+    if cfg.get("custom_dataset") or (path in LOCAL_BUILDERS and flat and not remote) or (
+            isinstance(path, str) and path not in LOCAL_BUILDERS and Path(path).exists()):
+        return {"local": True}
+    return {"local": False, "dataset_path": path, "remote_files": remote, "revision": kwargs.get("revision")}
+
+
+def _metric_name(m) -> str:
+    return m if isinstance(m, str) else getattr(m, "__name__", str(m))
+
+
+def metric_keys(cfg: dict, *, per_item: bool = True) -> list[str]:
+    """lm-eval's result keys for this task: ``<metric>,<filter>``; with ``per_item``, those lm-eval
+    aggregates as a mean over items (what deltaflow records), else those it aggregates otherwise
+    (e.g. IFEval's instruction-level accuracies, a mean over all instructions of all items)."""
+    entries = cfg.get("metric_list") or []
+    metrics = [_metric_name(m["metric"]) for m in entries
+               if per_item == (_metric_name(m.get("aggregation", "mean")) == "mean")]
+    if not entries and per_item:  # lm-eval's defaults per output type
         metrics = ["acc", "acc_norm"] if cfg.get("output_type") == "multiple_choice" else ["exact_match"]
     filters = [f["name"] for f in cfg.get("filter_list") or []] or ["none"]
     return [f"{m},{f}" for f in filters for m in metrics]
@@ -93,6 +231,7 @@ def registry_spec(ref: str, bench: dict) -> dict:
     cfg = task_config(ref, overrides)
     out_type = cfg.get("output_type", "generate_until")
     keys = metric_keys(cfg)
+    others = metric_keys(cfg, per_item=False)
     spec = {
         "description": f"lm-eval's {cfg.get('task', ref)} task ({task_yaml(ref).name})",
         "axis": bench.get("axis", "lm_eval"),
@@ -100,9 +239,11 @@ def registry_spec(ref: str, bench: dict) -> dict:
                    "yaml_sha256": sha256_path(task_yaml(ref)), "lm_eval": _lm_eval_version(), "overrides": overrides},
         "loader": "lm_eval",
         "output_type": out_type,
-        "metric": bench.get("metric", keys[0]),
+        "metric": bench.get("metric", keys[0] if keys else None),
         "metric_keys": keys,
+        "unrecorded_metrics": others,
         "decoding": {"chat_template": False, "num_fewshot": 0},
+        "data": data_origin(cfg),
     }
     if out_type == "generate_until":
         spec["decoding"]["generation_kwargs"] = cfg.get("generation_kwargs") or {}
@@ -115,9 +256,26 @@ def check(name: str, spec: dict) -> list[str]:
     if spec["output_type"] not in SUPPORTED:
         errors.append(f"{key}.task': '{spec['source']['task']}' is a {spec['output_type']} task; deltaflow runs "
                       f"lm-eval's {' and '.join(SUPPORTED)} tasks")
-    if spec["metric"] not in spec["metric_keys"]:
+    if not spec["metric_keys"]:
+        errors.append(f"{key}.task': '{spec['source']['task']}' aggregates none of its metrics as a mean over "
+                      f"items ({', '.join(spec['unrecorded_metrics'])}); deltaflow records per-item means only")
+    elif spec["metric"] in spec.get("unrecorded_metrics", ()):
+        errors.append(f"{key}.metric': lm-eval aggregates '{spec['metric']}' over the whole set, not as a mean "
+                      f"over items, and deltaflow records per-item means only: one of "
+                      f"{', '.join(spec['metric_keys'])}")
+    elif spec["metric"] not in spec["metric_keys"]:
         errors.append(f"{key}.metric': '{spec['metric']}' is not one of the task's per-sample metrics: "
                       f"{', '.join(spec['metric_keys'])}")
+    data = spec.get("data") or {"local": True}
+    if not data["local"] and data["remote_files"]:
+        errors.append(f"{key}.lm_eval.dataset_kwargs.data_files': {data['remote_files'][0]} is a URL; "
+                      "deltaflow reads an lm-eval task's data from local files or a pinned hub dataset")
+    elif not data["local"] and not data["revision"]:
+        errors.append(f"{key}.lm_eval': the task's data is the hub dataset '{data['dataset_path']}' with no "
+                      "pinned revision (every hub source must have one); pin it with "
+                      "lm_eval: {dataset_kwargs: {revision: <commit sha>}} (it replaces the task's own "
+                      "dataset_kwargs: repeat any you keep), or read local files with lm_eval: {dataset_path: json, "
+                      "dataset_name: null, dataset_kwargs: {data_files: {test: <file>}}, test_split: test}")
     if spec.get("decoding", {}).get("num_fewshot"):
         errors.append(f"{key}.decoding.num_fewshot': lm-eval tasks run zero-shot here (their few-shot split "
                       "is part of the hub dataset); set 0")

@@ -19,6 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 BASE_MANIFEST = "results/models/base/manifest.json"
+# the recipe keys that shape an adapter (PEFT's LoraConfig): set by the run that creates it,
+# kept by every run that continues it (init_from)
+# (load_in_4bit, the base's precision, must match too: config.py checks it on its own)
+PEFT_KEYS = ("method", "r", "alpha", "dropout", "target_modules", "use_rslora")
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,24 @@ class ModelGraph:
         mixtures = self.config["mixtures"]
         return sorted({c["dataset"] for run in self.runs_behind(model)
                        for c in mixtures[self.config["runs"][run]["mixture"]]["components"]})
+
+    def adapter_origin(self, model: str) -> str | None:
+        """The run that created ``model``'s adapter: the first run of its init_from chain (a run
+        continuing another trains that adapter further, its PEFT settings as they are). None
+        for the base, merges and exports."""
+        run = self.model_run(model)
+        runs, seen = self.config["runs"], set()
+        while run in runs and runs[run].get("init_from") in runs and run not in seen:
+            seen.add(run)
+            run = runs[run]["init_from"]
+        return run if run in runs else None
+
+    def peft_settings(self, model: str) -> dict:
+        """The PEFT settings ``model``'s adapter has (PEFT_KEYS of the recipe of the run that
+        created it, see adapter_origin); {} for models without a run's adapter."""
+        run = self.adapter_origin(model)
+        recipe = self.config["recipes"].get(self.config["runs"][run]["recipe"], {}) if run else {}
+        return {k: recipe[k] for k in PEFT_KEYS if k in recipe}
 
     def adds_tokens(self, model: str) -> bool:
         """Whether ``model``'s adapter (a run, its checkpoint or a run continuing one) has new tokens."""

@@ -15,7 +15,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from .io import sha256_path, write_json
+from .io import sha256_file, sha256_path, sha256_text, write_json
 
 PACKAGES = ["torch", "transformers", "trl", "peft", "lm_eval", "datasets", "snakemake",
             "accelerate", "gguf", "pandas"]
@@ -134,3 +134,100 @@ def write_manifest(path, kind: str, **kwargs) -> dict:
     manifest = build_manifest(kind, **kwargs)
     write_json(path, manifest)
     return manifest
+
+
+# --- job records: what made each job's outputs, travelling with results/ ---------------------
+# Snakemake keeps what made an output (params, code) in .snakemake/metadata, which an `rsync
+# results/`, a restored backup or a shared results folder leaves behind. Every job also writes
+# results/.jobs/<rule>/<wildcards>.json: a hash per param and per code file. With no Snakemake
+# record for an output, the workflow compares it with the job's current params and code at
+# parse time (rules/common.smk: mark_stale_results) and reruns what differs.
+JOBS_DIR = ".jobs"
+
+
+def _canonical(value) -> str:
+    def default(obj):
+        return sorted(obj, key=repr) if isinstance(obj, (set, frozenset)) else str(obj)
+
+    return json.dumps(value, sort_keys=True, default=default)
+
+
+def params_digest(params) -> dict[str, str]:
+    """{param name: sha256 of its canonical JSON} for ``(name, value)`` pairs."""
+    return {name: sha256_text(_canonical(value)) for name, value in params}
+
+
+def job_record_path(results: str | os.PathLike, rule: str, wildcards: dict) -> Path:
+    from urllib.parse import quote
+
+    key = ",".join(f"{k}={quote(str(v), safe='')}" for k, v in sorted(wildcards.items())) or "all"
+    return Path(results) / JOBS_DIR / rule / f"{key}.json"
+
+
+def code_digest(files, scripts_dir: str | os.PathLike) -> dict[str, str]:
+    """{path relative to the workflow's scripts/ folder: sha256} of the code a job runs (relative,
+    so a copied checkout's files compare with the originals)."""
+    root = os.path.realpath(scripts_dir)
+    return {os.path.relpath(os.path.realpath(f), root): sha256_file(f) for f in files if os.path.isfile(f)}
+
+
+def write_job_record(snakemake) -> Path | None:
+    """Record the running job's rule, wildcards, outputs, params and code (rulekit.start_job);
+    only for a workflow job whose outputs are under results/."""
+    import sys
+
+    outputs = [str(o) for o in getattr(snakemake, "output", [])]
+    rule = getattr(snakemake, "rule", None)
+    if not rule or not outputs or Path(outputs[0]).is_absolute() or Path(outputs[0]).parts[0] != "results":
+        return None
+    scripts_dir = Path(snakemake.scriptdir)
+    code = snakemake.input.get("code", []) if hasattr(snakemake.input, "get") else []
+    code = [code] if isinstance(code, str) else list(code)
+    # the entry script: Snakemake runs a copy of it, with __file__ set to the original
+    entry = getattr(sys.modules.get("__main__"), "__file__", None)
+    if entry and Path(entry).is_file() and Path(entry).resolve().is_relative_to(scripts_dir.resolve()):
+        code.append(entry)
+    wildcards = dict(snakemake.wildcards.items())
+    record = {"rule": rule, "wildcards": wildcards, "outputs": outputs,
+              "params": params_digest(snakemake.params.items()), "code": code_digest(code, scripts_dir)}
+    path = job_record_path("results", rule, wildcards)
+    write_json(path, record)
+    return path
+
+
+def read_job_records(results: str | os.PathLike) -> list[dict]:
+    """Every job record under ``results``; an unreadable one is skipped (a job writing it)."""
+    out = []
+    root = Path(results) / JOBS_DIR
+    if not root.is_dir():
+        return out
+    for rule_dir in sorted(root.iterdir()):
+        for f in sorted(rule_dir.glob("*.json")) if rule_dir.is_dir() else ():
+            try:
+                out.append(json.loads(f.read_text()))
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def stale_reasons(record: dict, params: dict[str, str] | None, scripts_dir: str | os.PathLike,
+                  hashes: dict | None = None) -> list[str]:
+    """What differs between a job record and the job now: ``params`` is the current
+    params_digest (None: it cannot be computed); ``hashes`` caches file hashes across records."""
+    hashes = {} if hashes is None else hashes
+    reasons = []
+    if params is not None:
+        changed = sorted(k for k in set(params) | set(record.get("params", {}))
+                         if params.get(k) != record.get("params", {}).get(k))
+        if changed:
+            reasons.append(f"params {', '.join(changed)}")
+    edited = []
+    for rel, sha in sorted(record.get("code", {}).items()):
+        path = os.path.normpath(os.path.join(scripts_dir, rel))
+        if path not in hashes:
+            hashes[path] = sha256_file(path) if os.path.isfile(path) else None
+        if hashes[path] != sha:
+            edited.append(rel)
+    if edited:
+        reasons.append(f"code {', '.join(edited)}")
+    return reasons

@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 
-from .provenance import now
+from .provenance import now, write_job_record
 
 
 def start_job(snakemake) -> str:
@@ -23,4 +23,6 @@ def start_job(snakemake) -> str:
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
     else:
         logging.basicConfig(level=logging.INFO, force=True)
+    # what made these outputs, kept with results/ (a copy without .snakemake/ is checked with it)
+    write_job_record(snakemake)
     return now()

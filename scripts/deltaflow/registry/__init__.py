@@ -8,7 +8,7 @@ import copy
 import functools
 from pathlib import Path
 
-import yaml
+from ..io import load_yaml
 
 REGISTRY_DIR = Path(__file__).resolve().parent
 REQUIRED_KEYS = ("source", "loader", "output_type", "metric")
@@ -50,7 +50,7 @@ def path_of(name: str, dirs: tuple = ()) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def _load(path: Path, mtime_ns: int) -> dict:
-    return yaml.safe_load(path.read_text())
+    return load_yaml(path, what="benchmark file")  # a key given twice is an error naming both lines
 
 
 def load(name: str, dirs: tuple = ()) -> dict:
