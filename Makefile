@@ -7,7 +7,7 @@ PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.deltaflow-setup
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test check dryrun report system-tools vllm-env clean
+.PHONY: setup demo test check lint format dryrun report system-tools vllm-env clean
 
 setup: $(STAMP)
 
@@ -51,8 +51,17 @@ test: setup vllm-env system-tools
 
 # The fast tier while you work: no Snakemake runs, no model loads beyond tiny in-process ones,
 # no cluster (tests marked e2e are left to `make test`).
-check: setup
+check: setup lint
 	$(PY) -m pytest tests -m "not e2e" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# ruff's lint and formatter over the whole tree (pyproject.toml [tool.ruff]); `make format` fixes
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # Debian packages the tests use (root only): slurm-wlm + munge for the real-SLURM tests (the
 # tests start the cluster), chromium to render the HTML report headless.

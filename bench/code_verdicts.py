@@ -8,6 +8,7 @@ early-exit and always-equal hacks (tests/test_code_verdicts.py) fails no honest 
 Prints, per benchmark, the references that passed, the statuses of the rest with their
 reasons, and the mean seconds per sample.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,11 +33,17 @@ def main() -> None:
         lim = Limits(**spec["code"].get("limits", {}))
         t0 = time.monotonic()
         with ThreadPoolExecutor(args.workers) as pool:
-            outs = list(pool.map(lambda d: run_tests(*code_parts(spec, d, d["answer"]), lim), docs))
+            outs = list(
+                pool.map(
+                    lambda d, spec=spec, lim=lim: run_tests(*code_parts(spec, d, d["answer"]), lim), docs
+                )
+            )
         wall = time.monotonic() - t0
         statuses = Counter(o.status for o in outs)
-        print(f"{name}: {statuses['passed']}/{len(docs)} reference solutions pass; statuses {dict(statuses)}; "
-              f"{sum(o.seconds for o in outs) / len(outs):.3f} s per sample, {wall:.1f} s wall on {args.workers} workers")
+        print(
+            f"{name}: {statuses['passed']}/{len(docs)} reference solutions pass; statuses {dict(statuses)}; "
+            f"{sum(o.seconds for o in outs) / len(outs):.3f} s per sample, {wall:.1f} s wall on {args.workers} workers"
+        )
         for d, o in zip(docs, outs):
             if not o.passed:
                 print(f"  {d['doc_id']}: {o.status}: {o.reason}")

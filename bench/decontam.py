@@ -11,6 +11,7 @@ clean rows were flagged (none should be). By design, items shorter than min_toke
 matched exactly only, and a one-word edit is guaranteed to be caught only in items of at
 least 2 x min_tokens (16) tokens; such misses are listed and do not fail the bench.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,21 +76,30 @@ def main() -> None:
     planted_ids = {f"r{i}" for i in planted_at}
     caught = len(flagged & planted_ids)
     false_pos = len(flagged - planted_ids)
-    print(f"eval items: {len(items)} ({n_real} real ARC-Easy/ARC-Challenge/GSM8K + synthetic), "
-          f"n-grams indexed: {sum(index.n_grams)}")
+    print(
+        f"eval items: {len(items)} ({n_real} real ARC-Easy/ARC-Challenge/GSM8K + synthetic), "
+        f"n-grams indexed: {sum(index.n_grams)}"
+    )
     print(f"training rows: {len(rows)} ({n_tokens / 1e6:.1f}M words), planted: {len(planted_ids)}")
-    print(f"index build: {build_s:.1f} s; scan: {scan_s:.1f} s ({len(rows) / scan_s:.0f} rows/s, "
-          f"{n_tokens / scan_s / 1e6:.2f}M words/s)")
+    print(
+        f"index build: {build_s:.1f} s; scan: {scan_s:.1f} s ({len(rows) / scan_s:.0f} rows/s, "
+        f"{n_tokens / scan_s / 1e6:.2f}M words/s)"
+    )
     # by design: items shorter than min_tokens are matched exactly only, and a one-word edit is
     # only guaranteed to be caught in items of at least 2 x min_tokens tokens
     missed = [planted_item[r] for r in planted_ids - flagged]
-    by_design = [(it, k) for it, k in missed
-                 if (k > 0 and len(normalize_tokens(it.text)) < index.min_tokens)
-                 or (k == 1 and len(normalize_tokens(it.text)) < 2 * index.min_tokens)]
+    by_design = [
+        (it, k)
+        for it, k in missed
+        if (k > 0 and len(normalize_tokens(it.text)) < index.min_tokens)
+        or (k == 1 and len(normalize_tokens(it.text)) < 2 * index.min_tokens)
+    ]
     print(f"planted caught: {caught}/{len(planted_ids)}; clean rows flagged: {false_pos}")
     for it, kind in missed:
-        print(f"  missed: {it.benchmark} {it.doc_id} ({len(normalize_tokens(it.text))} tokens, "
-              f"{['exact', 'edited', 'embedded'][kind]}): {it.text!r}")
+        print(
+            f"  missed: {it.benchmark} {it.doc_id} ({len(normalize_tokens(it.text))} tokens, "
+            f"{['exact', 'edited', 'embedded'][kind]}): {it.text!r}"
+        )
     if len(missed) != len(by_design):
         raise SystemExit("FAIL: planted items of min_tokens or more were missed")
 

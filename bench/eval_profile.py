@@ -19,6 +19,7 @@ Needed tokens: log-likelihood, each distinct context once plus every continuatio
 each prompt plus each generated token. Attention FLOPs (small at these lengths) are left out.
 Per-item results of both classes are compared (accuracy equal; largest log-likelihood gap).
 """
+
 import argparse
 import sys
 import tempfile
@@ -30,10 +31,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from deltaflow.benchmarks import prepare_docs  # noqa: E402
-from deltaflow.config import benchmark_spec, load_config  # noqa: E402
-from deltaflow.evaluation import generate_outputs  # noqa: E402
-from deltaflow.io import write_jsonl  # noqa: E402
+from deltaflow.benchmarks import prepare_docs
+from deltaflow.config import benchmark_spec, load_config
+from deltaflow.evaluation import generate_outputs
+from deltaflow.io import write_jsonl
 
 
 def matmul_peak(threads: int, n: int = 1024, reps: int = 20) -> float:
@@ -46,7 +47,7 @@ def matmul_peak(threads: int, n: int = 1024, reps: int = 20) -> float:
         t0 = time.perf_counter()
         for _ in range(reps):
             a @ b
-        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9)
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
     return best
 
 
@@ -115,11 +116,15 @@ def main() -> None:
     params = sum(p.numel() for p in probe.model.parameters())
     flop_per_token = 2 * params  # tied head included once as its matmul; embedding lookup is free
     del probe
-    print(f"model {model_dir}: {params / 1e6:.1f}M parameters, {flop_per_token / 1e9:.3f} GFLOP/token; "
-          f"{args.threads} threads; fp32 matmul peak {peak:.1f} GFLOP/s; model load {load_s:.1f} s; "
-          f"batch {args.batch_size}, chunk {chunk}")
-    print(f"{'benchmark':<11} {'class':<18} {'wall s':>7} {'forward s':>9} {'other s':>8} {'calls':>6} "
-          f"{'computed tok':>12} {'needed tok':>10} {'efficiency':>10} {'in-forward':>10}")
+    print(
+        f"model {model_dir}: {params / 1e6:.1f}M parameters, {flop_per_token / 1e9:.3f} GFLOP/token; "
+        f"{args.threads} threads; fp32 matmul peak {peak:.1f} GFLOP/s; model load {load_s:.1f} s; "
+        f"batch {args.batch_size}, chunk {chunk}"
+    )
+    print(
+        f"{'benchmark':<11} {'class':<18} {'wall s':>7} {'forward s':>9} {'other s':>8} {'calls':>6} "
+        f"{'computed tok':>12} {'needed tok':>10} {'efficiency':>10} {'in-forward':>10}"
+    )
     tmp = Path(tempfile.mkdtemp(prefix="eval_profile_"))
     for name in args.benchmarks:
         spec = benchmark_spec(cfg, name)
@@ -129,29 +134,44 @@ def main() -> None:
         write_jsonl(docs, prepare_docs(spec, rows))
         results = {}
         for cls in (HFLM, SharedContextHFLM):
-            lm, raws, wall, meter, requests = run(cls, model_dir, spec, docs, tmp / f"{name}.{cls.__name__}",
-                                                  args.batch_size, chunk)
+            lm, raws, wall, meter, requests = run(
+                cls, model_dir, spec, docs, tmp / f"{name}.{cls.__name__}", args.batch_size, chunk
+            )
             if requests:  # log-likelihood: each distinct context once, every continuation
-                needed = (sum(len(c) for c in {tuple(r[1]) for r in requests})
-                          + sum(len(r[2]) for r in requests))
+                needed = sum(len(c) for c in {tuple(r[1]) for r in requests}) + sum(
+                    len(r[2]) for r in requests
+                )
             else:
                 tok = lm.tokenizer
-                needed = sum(len(tok(x, add_special_tokens=False)["input_ids"])
-                             for r in raws for x in [r.get("prompt", "")] + list(r.get("responses") or []))
+                needed = sum(
+                    len(tok(x, add_special_tokens=False)["input_ids"])
+                    for r in raws
+                    for x in [r.get("prompt", "")] + list(r.get("responses") or [])
+                )
             eff = flop_per_token * needed / wall / (peak * 1e9)
             in_fwd = flop_per_token * meter.tokens / max(meter.seconds, 1e-9) / (peak * 1e9)
-            print(f"{name:<11} {cls.__name__:<18} {wall:7.1f} {meter.seconds:9.1f} {wall - meter.seconds:8.1f} "
-                  f"{meter.calls:6d} {meter.tokens:12d} {needed:10d} {eff:10.2f} {in_fwd:10.2f}", flush=True)
+            print(
+                f"{name:<11} {cls.__name__:<18} {wall:7.1f} {meter.seconds:9.1f} {wall - meter.seconds:8.1f} "
+                f"{meter.calls:6d} {meter.tokens:12d} {needed:10d} {eff:10.2f} {in_fwd:10.2f}",
+                flush=True,
+            )
             results[cls.__name__] = raws
             if not requests:
                 break  # generation: both classes run HFLM's generate_until
         if len(results) == 2:
             a, b = results["HFLM"], results["SharedContextHFLM"]
-            gap = max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra["loglikelihoods"], rb["loglikelihoods"]))
-            same = sum(ra["loglikelihoods"].index(max(ra["loglikelihoods"]))
-                       == rb["loglikelihoods"].index(max(rb["loglikelihoods"])) for ra, rb in zip(a, b))
-            print(f"{'':<11} per item: same argmax choice on {same}/{len(a)}; "
-                  f"largest log-likelihood gap {gap:.2e}")
+            gap = max(
+                abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra["loglikelihoods"], rb["loglikelihoods"])
+            )
+            same = sum(
+                ra["loglikelihoods"].index(max(ra["loglikelihoods"]))
+                == rb["loglikelihoods"].index(max(rb["loglikelihoods"]))
+                for ra, rb in zip(a, b)
+            )
+            print(
+                f"{'':<11} per item: same argmax choice on {same}/{len(a)}; "
+                f"largest log-likelihood gap {gap:.2e}"
+            )
 
 
 if __name__ == "__main__":

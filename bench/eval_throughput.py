@@ -14,6 +14,7 @@ workflow's own code path (evaluation.generate_outputs; the vLLM one through the 
 the eval rule starts), greedy, with the benchmark's prompts and stop sequences. vLLM's time
 includes its start-up (reported separately, from the worker's wall time minus generation).
 """
+
 import argparse
 import sys
 import tempfile
@@ -59,8 +60,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--generation", action="store_true",
-                    help="the demo's self-replay generation's prompts instead of a benchmark")
+    ap.add_argument(
+        "--generation",
+        action="store_true",
+        help="the demo's self-replay generation's prompts instead of a benchmark",
+    )
     ap.add_argument("--skip-hf", action="store_true")
     ap.add_argument("--skip-vllm", action="store_true", help="HF only (no .venv-vllm; the CPU smoke run)")
     args = ap.parse_args()
@@ -76,8 +80,10 @@ def main() -> None:
         spec["decoding"]["max_gen_toks"] = args.max_gen_toks
         write_jsonl(docs, prepare_docs(spec))
     tok = AutoTokenizer.from_pretrained(args.model)
-    print(f"model {args.model}, {args.benchmark} n={args.n}, greedy, max_gen_toks {args.max_gen_toks}, "
-          f"device {args.device}")
+    print(
+        f"model {args.model}, {args.benchmark} n={args.n}, greedy, max_gen_toks {args.max_gen_toks}, "
+        f"device {args.device}"
+    )
     rows = {}
     if not args.skip_hf:
         t0 = time.time()
@@ -90,12 +96,19 @@ def main() -> None:
         del lm
     if args.skip_vllm:
         load_s, secs, toks, _ = rows["hf"]
-        print(f"hf: load {load_s:.1f} s, {args.n} items in {secs:.1f} s, {toks} tokens, {toks / secs:.1f} tokens/s")
+        print(
+            f"hf: load {load_s:.1f} s, {args.n} items in {secs:.1f} s, {toks} tokens, {toks / secs:.1f} tokens/s"
+        )
         return
-    timing = run_worker_job(python=vllm_python(None), model_dir=args.model, adapter_dir=None,
-                          benchmarks=[{"spec": spec, "docs": str(docs), "work_dir": str(tmp / "vllm")}],
-                          chunk_size=args.n, options={"dtype": args.dtype, "max_model_len": 2048},
-                          job_dir=tmp)
+    timing = run_worker_job(
+        python=vllm_python(None),
+        model_dir=args.model,
+        adapter_dir=None,
+        benchmarks=[{"spec": spec, "docs": str(docs), "work_dir": str(tmp / "vllm")}],
+        chunk_size=args.n,
+        options={"dtype": args.dtype, "max_model_len": 2048},
+        job_dir=tmp,
+    )
     raws = generate_outputs(None, spec, docs, tmp / "vllm", chunk_size=args.n)
     rows["vllm"] = (timing["load_s"], timing["generate_s"][args.benchmark], count_tokens(tok, raws), raws)
     print(f"{'backend':<8} {'load s':>8} {'gen s':>8} {'items/s':>8} {'gen tok':>8} {'tok/s':>8}")
@@ -106,8 +119,10 @@ def main() -> None:
         hf_tps = rows["hf"][2] / rows["hf"][1]
         v_tps = rows["vllm"][2] / rows["vllm"][1]
         same = sum(a["responses"] == b["responses"] for a, b in zip(rows["hf"][3], rows["vllm"][3]))
-        print(f"vLLM / HF generated tokens/s: {v_tps / hf_tps:.2f}x; items/s: "
-              f"{rows['hf'][1] / rows['vllm'][1]:.2f}x; identical greedy responses: {same}/{args.n}")
+        print(
+            f"vLLM / HF generated tokens/s: {v_tps / hf_tps:.2f}x; items/s: "
+            f"{rows['hf'][1] / rows['vllm'][1]:.2f}x; identical greedy responses: {same}/{args.n}"
+        )
 
 
 if __name__ == "__main__":

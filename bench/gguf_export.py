@@ -8,6 +8,7 @@ as the workflow's rules (llama.cpp's converter, llama.cpp's quantizer, the parit
 config/parity_prompts.txt) and prints, per type: seconds, MB, size relative to the
 safetensors weights, and the parity numbers.
 """
+
 import argparse
 import shutil
 import tempfile
@@ -23,8 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     ap = argparse.ArgumentParser()
     default = ROOT / "results/models/merged/arith_lora"
-    ap.add_argument("model", nargs="?", type=Path,
-                    default=default if default.exists() else ROOT / "results/models/base")
+    ap.add_argument(
+        "model", nargs="?", type=Path, default=default if default.exists() else ROOT / "results/models/base"
+    )
     ap.add_argument("--types", nargs="+", default=["f16", "q8_0", "q4_k_m"])
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
@@ -43,20 +45,32 @@ def main() -> None:
                 continue
             out = tmp / f"model-{t}.gguf"
             t0 = time.time()
-            info = convert(args.model, out, t) if t in CONVERTER_TYPES else quantize(f16, out, t, args.threads)
+            info = (
+                convert(args.model, out, t) if t in CONVERTER_TYPES else quantize(f16, out, t, args.threads)
+            )
             rows.append((t, time.time() - t0, info["bytes"]))
-        print(f"{'type':8} {'export s':>9} {'MB':>8} {'vs fp32':>8} {'mean KL':>10} {'top-1':>6} "
-              f"{'greedy':>7} {'max |dlogit|':>12} {'parity s':>9} verdict")
+        print(
+            f"{'type':8} {'export s':>9} {'MB':>8} {'vs fp32':>8} {'mean KL':>10} {'top-1':>6} "
+            f"{'greedy':>7} {'max |dlogit|':>12} {'parity s':>9} verdict"
+        )
         for t, secs, size in rows:
             if t not in args.types:
                 continue
             t0 = time.time()
-            rep = parity_report(args.model, tmp / f"model-{t}.gguf", prompts, gguf_type=t,
-                                thresholds=thresholds_for(t, {}), threads=args.threads)
+            rep = parity_report(
+                args.model,
+                tmp / f"model-{t}.gguf",
+                prompts,
+                gguf_type=t,
+                thresholds=thresholds_for(t, {}),
+                threads=args.threads,
+            )
             s = rep["summary"]
-            print(f"{t:8} {secs:9.1f} {size / 1e6:8.1f} {size / st_bytes:8.3f} {s['mean_kl']:10.2e} "
-                  f"{s['top1_agreement']:6.3f} {s['greedy_agreement']:7.3f} {s['max_abs_logit_diff']:12.3f} "
-                  f"{time.time() - t0:9.1f} {'PASS' if rep['passed'] else 'FAIL'} ({rep['reason']})")
+            print(
+                f"{t:8} {secs:9.1f} {size / 1e6:8.1f} {size / st_bytes:8.3f} {s['mean_kl']:10.2e} "
+                f"{s['top1_agreement']:6.3f} {s['greedy_agreement']:7.3f} {s['max_abs_logit_diff']:12.3f} "
+                f"{time.time() - t0:9.1f} {'PASS' if rep['passed'] else 'FAIL'} ({rep['reason']})"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

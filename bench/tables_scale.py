@@ -6,6 +6,7 @@ Prints seconds per table for M models x B benchmarks x N items with 1000 paired-
 resamples each, and the cost per (model x benchmark) cell, so the ratio between grids
 shows whether the cost is linear in cells x items.
 """
+
 import time
 
 import numpy as np
@@ -22,8 +23,14 @@ def grid(models: int, benchmarks: int, items: int, seed: int = 0) -> list[EvalRe
         for b in range(benchmarks):
             scores = (rng.random(items) < 0.5).astype(float)
             recs = [{"doc_id": f"b{b}-{i}", "score": float(s)} for i, s in enumerate(scores)]
-            out.append(EvalResult(m, f"bench{b}", {"axis": AXES[b % 4], "metric": "acc",
-                                                   "decoding_hash": "h", "decoding": {}}, recs))
+            out.append(
+                EvalResult(
+                    m,
+                    f"bench{b}",
+                    {"axis": AXES[b % 4], "metric": "acc", "decoding_hash": "h", "decoding": {}},
+                    recs,
+                )
+            )
     return out
 
 
@@ -39,10 +46,13 @@ def main() -> None:
         dt = time.perf_counter() - t0
         cells = models * benchmarks
         rows.append((models, benchmarks, items, dt, dt / cells, dt / (cells * items)))
-        print(f"{models:>3} models x {benchmarks:>3} benchmarks x {items:>5} items: {dt:7.2f} s "
-              f"({1000 * dt / cells:.1f} ms per model x benchmark)", flush=True)
+        print(
+            f"{models:>3} models x {benchmarks:>3} benchmarks x {items:>5} items: {dt:7.2f} s "
+            f"({1000 * dt / cells:.1f} ms per model x benchmark)",
+            flush=True,
+        )
     base = rows[0][5]
-    for m, b, n, dt, per_cell, per_item in rows[1:]:
+    for m, b, n, _dt, _per_cell, per_item in rows[1:]:
         print(f"cost per (cell x item) at {m}x{b}x{n}: {per_item / base:.2f}x the 3x3x200 grid's")
 
 

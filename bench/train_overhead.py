@@ -13,6 +13,7 @@ rounds alternate (bare, ours, bare, ours, ...) so machine noise hits both.
    (group_by_length, little padding left to remove) and with random batches (TRL's default,
    where short rows are padded to the longest in the batch).
 """
+
 import argparse
 import statistics
 import sys
@@ -49,24 +50,50 @@ def bare_trl(rows: list[dict], recipe: dict, out: Path, base: Path = BASE, devic
     tok = AutoTokenizer.from_pretrained(base)
     tok.chat_template = training_template(tok, None)  # the same assistant-only-loss template
     model = AutoModelForCausalLM.from_pretrained(base, dtype="bfloat16" if device == "cuda" else "float32")
-    args = SFTConfig(output_dir=str(out), max_steps=recipe["max_steps"], per_device_train_batch_size=recipe["batch_size"],
-                     learning_rate=recipe["learning_rate"], lr_scheduler_type=recipe["lr_scheduler"],
-                     warmup_steps=int(recipe["warmup_ratio"] * recipe["max_steps"]), logging_steps=5,
-                     max_length=recipe["max_length"], assistant_only_loss=True, seed=recipe["seed"],
-                     data_seed=recipe["seed"], bf16=device == "cuda", gradient_checkpointing=False, use_cpu=device == "cpu",
-                     save_strategy="no", report_to=[], include_num_input_tokens_seen="non_padding", disable_tqdm=True,
-                     train_sampling_strategy=recipe["sampling"])
-    peft = LoraConfig(r=recipe["r"], lora_alpha=recipe["alpha"], lora_dropout=recipe["dropout"],
-                      target_modules=recipe["target_modules"], task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, processing_class=tok, peft_config=peft,
-                         train_dataset=Dataset.from_list([{"messages": r["messages"]} for r in rows]))
+    args = SFTConfig(
+        output_dir=str(out),
+        max_steps=recipe["max_steps"],
+        per_device_train_batch_size=recipe["batch_size"],
+        learning_rate=recipe["learning_rate"],
+        lr_scheduler_type=recipe["lr_scheduler"],
+        warmup_steps=int(recipe["warmup_ratio"] * recipe["max_steps"]),
+        logging_steps=5,
+        max_length=recipe["max_length"],
+        assistant_only_loss=True,
+        seed=recipe["seed"],
+        data_seed=recipe["seed"],
+        bf16=device == "cuda",
+        gradient_checkpointing=False,
+        use_cpu=device == "cpu",
+        save_strategy="no",
+        report_to=[],
+        include_num_input_tokens_seen="non_padding",
+        disable_tqdm=True,
+        train_sampling_strategy=recipe["sampling"],
+    )
+    peft = LoraConfig(
+        r=recipe["r"],
+        lora_alpha=recipe["alpha"],
+        lora_dropout=recipe["dropout"],
+        target_modules=recipe["target_modules"],
+        task_type="CAUSAL_LM",
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        processing_class=tok,
+        peft_config=peft,
+        train_dataset=Dataset.from_list([{"messages": r["messages"]} for r in rows]),
+    )
     t0 = time.time()
     trainer.train()
     return trainer.state.num_input_tokens_seen / (time.time() - t0)
 
 
 def ours(rows: list[dict], recipe: dict, out: Path) -> float:
-    metrics = train_adapter(BASE, rows, recipe, out / "adapter", resume_dir=out / "resume", resume_key="bench")
+    metrics = train_adapter(
+        BASE, rows, recipe, out / "adapter", resume_dir=out / "resume", resume_key="bench"
+    )
     return metrics["tokens_per_s"]
 
 
@@ -79,24 +106,36 @@ def main() -> None:
         sys.exit("run `make demo` first: this bench trains on the demo's base model and mixture")
     rows = read_jsonl(MIX)
     recipe = demo_recipe(a.steps)
-    print(f"{len(rows)} rows, {a.steps} steps, batch {recipe['batch_size']}, max_length {recipe['max_length']}, "
-          f"{a.rounds} alternating rounds", flush=True)
+    print(
+        f"{len(rows)} rows, {a.steps} steps, batch {recipe['batch_size']}, max_length {recipe['max_length']}, "
+        f"{a.rounds} alternating rounds",
+        flush=True,
+    )
     runs = {"bare": [], "ours": [], "packed": [], "random": []}
     for r in range(a.rounds):
-        for name, fn, rec in (("bare", bare_trl, recipe), ("ours", ours, recipe),
-                              ("packed", ours, {**recipe, "packing": True}),
-                              ("random", ours, {**recipe, "sampling": "random"})):
+        for name, fn, rec in (
+            ("bare", bare_trl, recipe),
+            ("ours", ours, recipe),
+            ("packed", ours, {**recipe, "packing": True}),
+            ("random", ours, {**recipe, "sampling": "random"}),
+        ):
             with tempfile.TemporaryDirectory() as tmp:
                 tps = fn(rows, rec, Path(tmp))
             runs[name].append(tps)
             print(f"round {r + 1} {name:>6}: {tps:8.1f} tokens/s", flush=True)
     med = {k: statistics.median(v) for k, v in runs.items()}
-    print(f"overhead: ours / bare TRL tokens/s = {med['ours'] / med['bare']:.3f} (goal >= 0.95); "
-          f"per round: {', '.join(f'{o / b:.3f}' for o, b in zip(runs['ours'], runs['bare']))}")
-    print(f"packing: on / off tokens/s = {med['packed'] / med['ours']:.3f} (goal >= 1.3; off = length-grouped "
-          f"batches); per round: {', '.join(f'{p / o:.3f}' for p, o in zip(runs['packed'], runs['ours']))}")
-    print(f"packing: on / off tokens/s = {med['packed'] / med['random']:.3f} (goal >= 1.3; off = random "
-          f"batches); per round: {', '.join(f'{p / o:.3f}' for p, o in zip(runs['packed'], runs['random']))}")
+    print(
+        f"overhead: ours / bare TRL tokens/s = {med['ours'] / med['bare']:.3f} (goal >= 0.95); "
+        f"per round: {', '.join(f'{o / b:.3f}' for o, b in zip(runs['ours'], runs['bare']))}"
+    )
+    print(
+        f"packing: on / off tokens/s = {med['packed'] / med['ours']:.3f} (goal >= 1.3; off = length-grouped "
+        f"batches); per round: {', '.join(f'{p / o:.3f}' for p, o in zip(runs['packed'], runs['ours']))}"
+    )
+    print(
+        f"packing: on / off tokens/s = {med['packed'] / med['random']:.3f} (goal >= 1.3; off = random "
+        f"batches); per round: {', '.join(f'{p / o:.3f}' for p, o in zip(runs['packed'], runs['random']))}"
+    )
 
 
 if __name__ == "__main__":

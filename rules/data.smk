@@ -4,7 +4,7 @@
 rule dataset:
     input:
         raw=get_dataset_input,
-        code=script_code("normalize_dataset.py"),
+        code=script_code("dataset.py"),
     output:
         rows="results/data/{dataset}/rows.jsonl",
         rejected="results/data/{dataset}/rejected.jsonl",
@@ -17,4 +17,4 @@ rule dataset:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/normalize_dataset.py"
+        "../scripts/dataset.py"

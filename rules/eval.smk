@@ -25,7 +25,7 @@ rule benchmark_items:
 rule benchmark_docs:
     input:
         pool="results/benchmarks/{benchmark}/items.jsonl",
-        code=script_code("prepare_benchmark.py"),
+        code=script_code("benchmark_docs.py"),
         fewshot_source=get_fewshot_source,
     output:
         docs="results/benchmarks/{benchmark}/docs.jsonl",
@@ -40,7 +40,7 @@ rule benchmark_docs:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/prepare_benchmark.py"
+        "../scripts/benchmark_docs.py"
 
 
 rule evaluate:

@@ -7,7 +7,7 @@ PARITY_PROMPTS = config["export"]["parity"]["prompts"] or os.path.relpath(
 rule gguf_convert:
     input:
         merged="results/models/merged/{export}/manifest.json",
-        code=script_code("gguf_export.py"),
+        code=script_code("gguf_convert.py"),
     output:
         gguf="results/gguf/{export}/model-{ctype}.gguf",
         manifest="results/gguf/{export}/model-{ctype}.json",
@@ -18,13 +18,13 @@ rule gguf_convert:
         mem_mb=6000,
         runtime=30,
     script:
-        "../scripts/gguf_export.py"
+        "../scripts/gguf_convert.py"
 
 
 rule gguf_quantize:
     input:
         source="results/gguf/{export}/model-f16.gguf",
-        code=script_code("gguf_export.py"),
+        code=script_code("gguf_quantize.py"),
     output:
         gguf="results/gguf/{export}/model-{qtype}.gguf",
         manifest="results/gguf/{export}/model-{qtype}.json",
@@ -36,7 +36,7 @@ rule gguf_quantize:
         mem_mb=4000,
         runtime=30,
     script:
-        "../scripts/gguf_export.py"
+        "../scripts/gguf_quantize.py"
 
 
 rule gguf_parity:

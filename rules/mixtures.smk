@@ -8,7 +8,7 @@ rule mixture:
         datasets=get_mixture_dataset_manifests,
         eval_items=get_mixture_items,
         base=BASE,
-        code=script_code("build_mixture.py"),
+        code=script_code("mixture.py"),
     output:
         train="results/mixtures/{mixture}/train.jsonl",
         manifest="results/mixtures/{mixture}/manifest.json",
@@ -30,4 +30,4 @@ rule mixture:
         mem_mb=4000,
         runtime=30,
     script:
-        "../scripts/build_mixture.py"
+        "../scripts/mixture.py"

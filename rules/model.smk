@@ -3,7 +3,7 @@
 
 rule base_model:
     input:
-        code=script_code("materialize_base.py"),
+        code=script_code("base_model.py"),
     output:
         manifest=BASE,
     params:
@@ -14,4 +14,4 @@ rule base_model:
         mem_mb=6000,
         runtime=30,
     script:
-        "../scripts/materialize_base.py"
+        "../scripts/base_model.py"

@@ -6,7 +6,7 @@ rule plots:
         delta="results/tables/delta.csv",
         selection="results/tables/selection.json",
         metrics=expand("results/adapters/{run}/metrics.json", run=RUNS),
-        code=script_code("make_plots.py"),
+        code=script_code("plots.py"),
     output:
         forest=report("results/plots/forest.png", caption="report/forest.rst", category="Plots"),
         loss=report("results/plots/loss_curves.png", caption="report/loss.rst", category="Plots"),
@@ -19,7 +19,7 @@ rule plots:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/make_plots.py"
+        "../scripts/plots.py"
 
 
 rule model_card:
@@ -27,13 +27,13 @@ rule model_card:
         delta="results/tables/delta.csv",
         gates="results/tables/gates.json",
         selection="results/tables/selection.json",
-        # the chosen model is known only after `select`; every candidate's files are inputs
+        # the chosen model is known only after `select_model`; every candidate's files are inputs
         adapters=expand("results/adapters/{run}/manifest.json", run=RUNS),
         mixtures=sorted({f"results/mixtures/{r['mixture']}/manifest.json" for r in config["runs"].values()}),
         # what the release folder copies: every candidate's manifest (and GGUF file)
         models=release_inputs(),
         base=BASE,
-        code=script_code("write_model_card.py"),
+        code=script_code("model_card.py"),
     output:
         card=report("results/model_card.md", caption="report/model_card.rst", category="Model card"),
         release=directory("results/release"),
@@ -56,4 +56,4 @@ rule model_card:
         mem_mb=1000,
         runtime=5,
     script:
-        "../scripts/write_model_card.py"
+        "../scripts/model_card.py"

@@ -2,7 +2,7 @@
 # (score = target gain - lambda x worst guarded regression).
 
 
-rule select:
+rule select_model:
     input:
         delta="results/tables/delta.csv",
         parity=parity_reports(),
@@ -17,7 +17,7 @@ rule select:
         gates=config["gates"],
         candidates=CANDIDATES,
     log:
-        "logs/tables/select.log",
+        "logs/tables/select_model.log",
     resources:
         mem_mb=1000,
         runtime=5,

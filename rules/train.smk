@@ -7,7 +7,7 @@ rule adapter:
         unpack(get_run_init),
         train=get_run_train,
         base=BASE,
-        code=script_code("train_adapter.py"),
+        code=script_code("adapter.py"),
     output:
         manifest="results/adapters/{run}/manifest.json",
         metrics="results/adapters/{run}/metrics.json",
@@ -31,4 +31,4 @@ rule adapter:
         runtime=120,
         gpu=config["train"]["gpus"],
     script:
-        "../scripts/train_adapter.py"
+        "../scripts/adapter.py"

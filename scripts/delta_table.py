@@ -1,20 +1,27 @@
 """Rule delta_table: every model vs base (and configured pairs) with paired statistics."""
+
 from deltaflow.io import read_json, write_text
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
-from deltaflow.tables import (TableSettings, comparison_table, delta_table, load_eval_results, to_html,
-                             to_markdown)
+from deltaflow.tables import (
+    TableSettings,
+    comparison_table,
+    delta_table,
+    load_eval_results,
+    to_html,
+    to_markdown,
+)
 
-started = start_job(snakemake)  # noqa: F821
-p, out = snakemake.params, snakemake.output  # noqa: F821
-results, inputs = load_eval_results(snakemake.input.summaries)  # noqa: F821
+started = start_job(snakemake)
+p, out = snakemake.params, snakemake.output
+results, inputs = load_eval_results(snakemake.input.summaries)
 
 settings = TableSettings.from_config(p.tables, p.axes)
 references = {name: spec["scores"] for name, spec in p.tables["references"].items()}
 df = delta_table(results, baseline="base", settings=settings, references=references)
 # a GGUF that failed its parity check is flagged on every row of its model
 flags = {}
-for path in snakemake.input.parity:  # noqa: F821
+for path in snakemake.input.parity:
     report = read_json(path)
     if not report["passed"]:
         flags[report["model"]] = f"GGUF parity check failed ({report['reason']}; see {path})"
@@ -28,8 +35,13 @@ write_text(out.csv, df.to_csv(index=False))
 write_text(out.comparisons, cdf.to_csv(index=False))
 write_text(out.md, to_markdown(df, settings, title=title, comparisons=cdf))
 write_text(out.html, to_html(df, settings, title=title, comparisons=cdf))
-inputs["code"] = list(snakemake.input.code)  # noqa: F821
-inputs["parity"] = list(snakemake.input.parity)  # noqa: F821
-write_manifest(out.manifest, "delta_table", inputs=inputs,
-               params={"baseline": "base", "tables": p.tables, "axes": p.axes}, started=started,
-               extra={"rows": len(df), "comparison_rows": len(cdf)})
+inputs["code"] = list(snakemake.input.code)
+inputs["parity"] = list(snakemake.input.parity)
+write_manifest(
+    out.manifest,
+    "delta_table",
+    inputs=inputs,
+    params={"baseline": "base", "tables": p.tables, "axes": p.axes},
+    started=started,
+    extra={"rows": len(df), "comparison_rows": len(cdf)},
+)

@@ -4,6 +4,7 @@ has, each row's ``origin`` naming the model, its weights' hash and the generatio
 (deltaflow.generation). Generating goes through the eval path (benchmark_eval.raw_outputs):
 cached by content, resumed by chunks after a kill, vLLM when eval.backend is vllm.
 """
+
 import json
 import logging
 from collections import Counter
@@ -16,10 +17,10 @@ from deltaflow.io import atomic_path, read_jsonl, sha256_text, write_jsonl
 from deltaflow.provenance import device_class, output_versions, write_manifest
 from deltaflow.rulekit import start_job
 
-started = start_job(snakemake)  # noqa: F821
+started = start_job(snakemake)
 log = logging.getLogger("generate")
-p, inp, out = snakemake.params, snakemake.input, snakemake.output  # noqa: F821
-name = snakemake.wildcards.generation  # noqa: F821
+p, inp, out = snakemake.params, snakemake.input, snakemake.output
+name = snakemake.wildcards.generation
 gen = p.spec
 spec = eval_spec(name, gen)
 base_dir = Path(inp.base).parent
@@ -31,8 +32,15 @@ docs_path = cache_dir / "docs" / f"{sha256_text(text)[:32]}.jsonl"
 if not docs_path.exists():
     with atomic_path(docs_path) as tmp:
         tmp.write_text(text)
-log.info("%s: %d prompts from %s/%s, %d sample(s) each, mode %s", name, len(docs), gen["prompts"]["dataset"],
-         gen["prompts"]["split"], gen["sampling"]["samples"], gen["mode"])
+log.info(
+    "%s: %d prompts from %s/%s, %d sample(s) each, mode %s",
+    name,
+    len(docs),
+    gen["prompts"]["dataset"],
+    gen["prompts"]["split"],
+    gen["sampling"]["samples"],
+    gen["mode"],
+)
 
 
 def on_vllm(ref):
@@ -50,30 +58,63 @@ def outputs_of(role, ref):
         versions = worker_versions(vllm_python(p.vllm_python))
     else:
         versions = output_versions()
-    settings = {"batch_size": p.batch_size, "device": p.device, "backend": backend, "device_class": device_class(p.device)}
-    key = cache_key(model_identity=identity, spec=spec, docs_path=docs_path, settings=settings,
-                    code=generation_code(backend), versions=versions)
+    settings = {
+        "batch_size": p.batch_size,
+        "device": p.device,
+        "backend": backend,
+        "device_class": device_class(p.device),
+    }
+    key = cache_key(
+        model_identity=identity,
+        spec=spec,
+        docs_path=docs_path,
+        settings=settings,
+        code=generation_code(backend),
+        versions=versions,
+    )
     model = None
     if backend == "vllm":
         if not (cache_dir / key / "outputs.jsonl").exists():
             model_dir = Path(ref.get("path") or ref.get("merged_dir") or base_dir)
             adapter = Path(ref["adapter_dir"]) if ref.get("adapter_dir") else None
-            run_worker_job(python=vllm_python(p.vllm_python), model_dir=model_dir, adapter_dir=adapter,
-                           benchmarks=[{"spec": spec, "docs": str(docs_path), "work_dir": str(cache_dir / (key + ".partial"))}],
-                           chunk_size=p.chunk_size, options=p.vllm_options, job_dir=cache_dir / f".vllm-{name}-{role}")
+            run_worker_job(
+                python=vllm_python(p.vllm_python),
+                model_dir=model_dir,
+                adapter_dir=adapter,
+                benchmarks=[
+                    {"spec": spec, "docs": str(docs_path), "work_dir": str(cache_dir / (key + ".partial"))}
+                ],
+                chunk_size=p.chunk_size,
+                options=p.vllm_options,
+                job_dir=cache_dir / f".vllm-{name}-{role}",
+            )
     else:
-        model = LazyModel(lambda: load_ref(ref, base_dir, batch_size=p.batch_size, device=p.device,
-                                           threads=snakemake.threads))  # noqa: F821
+        model = LazyModel(
+            lambda: load_ref(
+                ref, base_dir, batch_size=p.batch_size, device=p.device, threads=snakemake.threads
+            )
+        )
     count = None
     if "hub" not in ref:
         where = Path(ref["path"]) if "path" in ref else base_dir
-        count = token_counter(where, adapter_dir=Path(ref["adapter_dir"]) if ref.get("adapter_dir") else None,
-                              merged_dir=Path(ref["merged_dir"]) if ref.get("merged_dir") else None)
-    raws, hit, health = raw_outputs(model, spec, docs_path, cache_dir=cache_dir, key=key, chunk_size=p.chunk_size,
-                                    count_tokens=count)
-    label = ref.get("model") or (f"hub:{ref['hub']}@{ref['revision']}" if "hub" in ref else f"path:{ref['path']}")
-    return raws, {"model": label, "model_sha256": sha256_text(json.dumps(identity, sort_keys=True))[:16],
-                  "backend": backend, "cache": {"key": key, "hit": hit}, "generation_health": health}
+        count = token_counter(
+            where,
+            adapter_dir=Path(ref["adapter_dir"]) if ref.get("adapter_dir") else None,
+            merged_dir=Path(ref["merged_dir"]) if ref.get("merged_dir") else None,
+        )
+    raws, hit, health = raw_outputs(
+        model, spec, docs_path, cache_dir=cache_dir, key=key, chunk_size=p.chunk_size, count_tokens=count
+    )
+    label = ref.get("model") or (
+        f"hub:{ref['hub']}@{ref['revision']}" if "hub" in ref else f"path:{ref['path']}"
+    )
+    return raws, {
+        "model": label,
+        "model_sha256": sha256_text(json.dumps(identity, sort_keys=True))[:16],
+        "backend": backend,
+        "cache": {"key": key, "hit": hit},
+        "generation_health": health,
+    }
 
 
 raws, made_by = outputs_of("model", p.models["model"])
@@ -81,31 +122,60 @@ rejected_raws, rejected_by = None, None
 if "rejected_model" in p.models:
     rejected_raws, rejected_by = outputs_of("rejected_model", p.models["rejected_model"])
 
-row_origin = {"model": made_by["model"], "model_sha256": made_by["model_sha256"], "generation": name,
-              "written_by": p.origin["written_by"], "prompts_by": p.origin["prompts_by"]}
+row_origin = {
+    "model": made_by["model"],
+    "model_sha256": made_by["model_sha256"],
+    "generation": name,
+    "written_by": p.origin["written_by"],
+    "prompts_by": p.origin["prompts_by"],
+}
 if rejected_by:
     row_origin.update(rejected_model=rejected_by["model"], rejected_model_sha256=rejected_by["model_sha256"])
 vspec = p.verifier
-rows, rejected, counts = build_rows(name, gen, docs, raws, origin=row_origin, vspec=vspec, rejected_raws=rejected_raws)
-log.info("%s: %d rows from %d prompts, %d prompts rejected%s", name, counts["rows"], counts["prompts"],
-         counts["rejected"], f"; verifier {vspec['name']} passed {counts['samples_passed']} of "
-                             f"{counts['samples_checked']} samples" if vspec else "")
+rows, rejected, counts = build_rows(
+    name, gen, docs, raws, origin=row_origin, vspec=vspec, rejected_raws=rejected_raws
+)
+log.info(
+    "%s: %d rows from %d prompts, %d prompts rejected%s",
+    name,
+    counts["rows"],
+    counts["prompts"],
+    counts["rejected"],
+    f"; verifier {vspec['name']} passed {counts['samples_passed']} of {counts['samples_checked']} samples"
+    if vspec
+    else "",
+)
 if counts.get("samples_hacked"):
-    log.warning("%s: %d samples gamed the verifier's tests (ended the run before the tests finished, or "
-                "compared an always-equal value); they count as failed", name, counts["samples_hacked"])
+    log.warning(
+        "%s: %d samples gamed the verifier's tests (ended the run before the tests finished, or "
+        "compared an always-equal value); they count as failed",
+        name,
+        counts["samples_hacked"],
+    )
 if not rows:
     reasons = Counter(r["reason"] for r in rejected)
-    raise RuntimeError(f"generation '{name}': no rows from {len(docs)} prompts; by reason: {dict(reasons)}. "
-                       "See the responses in the log's cache entry; loosen the verifier or raise sampling.samples")
+    raise RuntimeError(
+        f"generation '{name}': no rows from {len(docs)} prompts; by reason: {dict(reasons)}. "
+        "See the responses in the log's cache entry; loosen the verifier or raise sampling.samples"
+    )
 write_jsonl(out.rejected, rejected)
 write_jsonl(out.rows, rows)
 write_manifest(
-    out.manifest, "generation",
+    out.manifest,
+    "generation",
     inputs={"prompts": inp.prompts, "models": list(inp.models), "base": inp.base, "code": list(inp.code)},
-    params={"name": name, "spec": gen, "verifier": vspec["name"] if vspec else None}, started=started,
-    extra={"source": {"type": "generation", "prompts": gen["prompts"], "model": made_by["model"]},
-           "sampling": gen["sampling"], "decoding": spec["decoding"], "mode": gen["mode"],
-           "made_by": made_by, "rejected_by": rejected_by, "origin": p.origin, **counts,
-           "rows_by_split": dict(Counter(r["split"] for r in rows)),
-           "rejected_by_reason": dict(Counter(r["reason"].split(":")[0] for r in rejected))},
+    params={"name": name, "spec": gen, "verifier": vspec["name"] if vspec else None},
+    started=started,
+    extra={
+        "source": {"type": "generation", "prompts": gen["prompts"], "model": made_by["model"]},
+        "sampling": gen["sampling"],
+        "decoding": spec["decoding"],
+        "mode": gen["mode"],
+        "made_by": made_by,
+        "rejected_by": rejected_by,
+        "origin": p.origin,
+        **counts,
+        "rows_by_split": dict(Counter(r["split"] for r in rows)),
+        "rejected_by_reason": dict(Counter(r["reason"].split(":")[0] for r in rejected)),
+    },
 )

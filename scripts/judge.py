@@ -4,33 +4,56 @@ rubric. The judge's questions go through benchmark_eval's one eval path (cached 
 resumable by chunks); writes per-item verdict records + metrics per benchmark and a summary in
 the eval summary's form.
 """
+
 import json
 import logging
 from pathlib import Path
 
-from deltaflow.benchmark_eval import (LazyModel, benchmark_metrics, cache_key, generation_code, raw_outputs,
-                                      write_benchmark_outputs)
+from deltaflow.benchmark_eval import (
+    LazyModel,
+    benchmark_metrics,
+    cache_key,
+    generation_code,
+    raw_outputs,
+    write_benchmark_outputs,
+)
 from deltaflow.evaluation import decoding_hash, load_ref, ref_identity
 from deltaflow.io import atomic_path, read_jsonl, sha256_text, write_json
-from deltaflow.judging import (judge_docs, judge_eval_spec, judge_label, judge_metrics, judge_records, responses_of,
-                               settings)
+from deltaflow.judging import (
+    judge_docs,
+    judge_eval_spec,
+    judge_label,
+    judge_metrics,
+    judge_records,
+    responses_of,
+    settings,
+)
 from deltaflow.provenance import build_manifest, device_class, output_versions
 from deltaflow.rulekit import start_job
 
-started = start_job(snakemake)  # noqa: F821
+started = start_job(snakemake)
 log = logging.getLogger("judge")
-p = snakemake.params  # noqa: F821
-inp = snakemake.input  # noqa: F821
-model = snakemake.wildcards.model  # noqa: F821
+p = snakemake.params
+inp = snakemake.input
+model = snakemake.wildcards.model
 base_dir = Path(inp.base).parent
 cache_dir = Path(p.cache_dir)
 versions = output_versions()
-hf_settings = {"batch_size": p.batch_size, "device": p.device, "backend": "hf", "device_class": device_class(p.device)}
+hf_settings = {
+    "batch_size": p.batch_size,
+    "device": p.device,
+    "backend": "hf",
+    "device_class": device_class(p.device),
+}
 
 
 identities = {label: ref_identity(j, Path(inp.base)) for label, j in p.judges.items()}
-judges = {label: LazyModel(lambda j=j: load_ref(j, base_dir, batch_size=p.batch_size, device=p.device, threads=p.threads))
-          for label, j in p.judges.items()}
+judges = {
+    label: LazyModel(
+        lambda j=j: load_ref(j, base_dir, batch_size=p.batch_size, device=p.device, threads=p.threads)
+    )
+    for label, j in p.judges.items()
+}
 
 summary = {"model": model, "benchmarks": {}}
 for i, spec in enumerate(p.specs):
@@ -41,10 +64,15 @@ for i, spec in enumerate(p.specs):
     self_baseline = pairwise and s["baseline"] == model
     theirs = None
     if pairwise:
-        theirs = mine if self_baseline else responses_of(f"results/evals/{s['baseline']}/{bench}.responses.jsonl")
+        theirs = (
+            mine if self_baseline else responses_of(f"results/evals/{s['baseline']}/{bench}.responses.jsonl")
+        )
     jspec = judge_eval_spec(spec)
-    hashes = {"judge_model": label, "judge_model_sha256": sha256_text(json.dumps(identities[label], sort_keys=True))[:16],
-              "judge_decoding_hash": decoding_hash(jspec)}
+    hashes = {
+        "judge_model": label,
+        "judge_model_sha256": sha256_text(json.dumps(identities[label], sort_keys=True))[:16],
+        "judge_decoding_hash": decoding_hash(jspec),
+    }
     raws, hit = [], True
     if not self_baseline:
         jdocs = judge_docs(spec, docs, mine, theirs)
@@ -54,21 +82,55 @@ for i, spec in enumerate(p.specs):
         if not jdocs_path.exists():
             with atomic_path(jdocs_path) as tmp:
                 tmp.write_text(text)
-        key = cache_key(model_identity=identities[label], spec=jspec, docs_path=jdocs_path, settings=hf_settings,
-                        code=generation_code("hf"), versions=versions)
-        log.info("[%d/%d] %s: %d judgments of %s by %s (%s, %s)", i + 1, len(p.specs), bench, len(jdocs), model,
-                 label, s["kind"], s["mode"])
-        raws, hit, _ = raw_outputs(judges[label], jspec, jdocs_path, cache_dir=cache_dir, key=key,
-                                   chunk_size=p.chunk_size)
+        key = cache_key(
+            model_identity=identities[label],
+            spec=jspec,
+            docs_path=jdocs_path,
+            settings=hf_settings,
+            code=generation_code("hf"),
+            versions=versions,
+        )
+        log.info(
+            "[%d/%d] %s: %d judgments of %s by %s (%s, %s)",
+            i + 1,
+            len(p.specs),
+            bench,
+            len(jdocs),
+            model,
+            label,
+            s["kind"],
+            s["mode"],
+        )
+        raws, hit, _ = raw_outputs(
+            judges[label], jspec, jdocs_path, cache_dir=cache_dir, key=key, chunk_size=p.chunk_size
+        )
     records = judge_records(spec, docs, mine, raws, theirs, self_baseline=self_baseline, hashes=hashes)
     metrics = judge_metrics(spec, records)
     metrics.update(benchmark_metrics(spec, records))
     metrics.update(model=model, cache={"hit": hit}, judge_decoding=jspec["decoding"], versions=versions)
-    metrics["manifest"] = build_manifest("judge", inputs={"responses": inp.responses[i], "docs": inp.docs[i],
-                                                          "baselines": list(inp.baselines), "code": list(inp.code)},
-                                         params={"spec": spec, "judge_model": p.judges[label]}, started=started)
-    log.info("[%d/%d] %s: %s %.4f (n=%d, %d unparsed of %d judgments)", i + 1, len(p.specs), bench, metrics["metric"],
-             metrics["score"], metrics["n"], metrics["unparsed"], metrics["judgments"])
-    summary["benchmarks"][bench] = write_benchmark_outputs(snakemake.output.samples[i],  # noqa: F821
-                                                           snakemake.output.metrics[i], records, metrics, hit)  # noqa: F821
-write_json(snakemake.output.summary, summary)  # noqa: F821
+    metrics["manifest"] = build_manifest(
+        "judge",
+        inputs={
+            "responses": inp.responses[i],
+            "docs": inp.docs[i],
+            "baselines": list(inp.baselines),
+            "code": list(inp.code),
+        },
+        params={"spec": spec, "judge_model": p.judges[label]},
+        started=started,
+    )
+    log.info(
+        "[%d/%d] %s: %s %.4f (n=%d, %d unparsed of %d judgments)",
+        i + 1,
+        len(p.specs),
+        bench,
+        metrics["metric"],
+        metrics["score"],
+        metrics["n"],
+        metrics["unparsed"],
+        metrics["judgments"],
+    )
+    summary["benchmarks"][bench] = write_benchmark_outputs(
+        snakemake.output.samples[i], snakemake.output.metrics[i], records, metrics, hit
+    )
+write_json(snakemake.output.summary, summary)

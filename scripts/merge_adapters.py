@@ -1,4 +1,5 @@
 """Rule merge_adapters: one adapter combination or coefficient-sweep arm (PEFT add_weighted_adapter)."""
+
 from pathlib import Path
 
 from deltaflow.io import atomic_dir
@@ -6,17 +7,28 @@ from deltaflow.merging import combine_adapters
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
 
-started = start_job(snakemake)  # noqa: F821
-p, inp = snakemake.params, snakemake.input  # noqa: F821
+started = start_job(snakemake)
+p, inp = snakemake.params, snakemake.input
 spec = p.spec
-out_dir = Path(snakemake.output.manifest).parent  # noqa: F821
+out_dir = Path(snakemake.output.manifest).parent
 with atomic_dir(out_dir) as tmp:
-    info = combine_adapters(Path(inp.base).parent, {m: Path(d) for m, d in p.adapter_dirs.items()},
-                            spec["adapters"], tmp, method=spec["method"], density=spec.get("density"),
-                            majority_sign_method=spec.get("majority_sign_method", "total"),
-                            svd_rank=spec.get("svd_rank"), seed=spec.get("seed", 0))
+    info = combine_adapters(
+        Path(inp.base).parent,
+        {m: Path(d) for m, d in p.adapter_dirs.items()},
+        spec["adapters"],
+        tmp,
+        method=spec["method"],
+        density=spec.get("density"),
+        majority_sign_method=spec.get("majority_sign_method", "total"),
+        svd_rank=spec.get("svd_rank"),
+        seed=spec.get("seed", 0),
+    )
     # the manifest records what the merge is made of: its inputs (with hashes), weights and method
-    write_manifest(tmp / "manifest.json", "merge",
-                   inputs={"adapters": list(inp.adapters), "base": inp.base, "code": list(inp.code)},
-                   params={"merge": snakemake.wildcards.merge, **spec, "adapter_dirs": p.adapter_dirs},  # noqa: F821
-                   started=started, extra=info)
+    write_manifest(
+        tmp / "manifest.json",
+        "merge",
+        inputs={"adapters": list(inp.adapters), "base": inp.base, "code": list(inp.code)},
+        params={"merge": snakemake.wildcards.merge, **spec, "adapter_dirs": p.adapter_dirs},
+        started=started,
+        extra=info,
+    )

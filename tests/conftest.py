@@ -16,9 +16,22 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 # The test files that take minutes (measured: bench/README.md, "Test suite"), longest first.
 # `make test` hands whole files to two pytest-xdist workers in collection order; starting the
 # long ones first keeps one worker from running a 15-minute file alone at the end.
-SLOW_FIRST = ("test_slurm.py", "test_export.py", "test_training_runs.py", "test_workflow.py", "test_vllm.py",
-              "test_users_benchmarks.py", "test_cpt.py", "test_declared.py", "test_generation_workflow.py",
-              "test_reruns.py", "test_resume.py", "test_eval.py", "test_bench.py", "test_lm_eval_parity.py")
+SLOW_FIRST = (
+    "test_slurm.py",
+    "test_export.py",
+    "test_training_runs.py",
+    "test_workflow.py",
+    "test_vllm.py",
+    "test_users_benchmarks.py",
+    "test_cpt.py",
+    "test_declared.py",
+    "test_generation_workflow.py",
+    "test_reruns.py",
+    "test_resume.py",
+    "test_eval.py",
+    "test_bench.py",
+    "test_lm_eval_parity.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -46,8 +59,15 @@ def tiny_cfg() -> dict:
     return copy.deepcopy(tiny_config())
 
 
-TINY_MODEL = {"type": "random_init", "corpus": str(REPO / "tests/fixtures/tiny_corpus.txt"),
-              "hidden_size": 64, "num_layers": 2, "num_heads": 4, "vocab_size": 512, "seed": 0}
+TINY_MODEL = {
+    "type": "random_init",
+    "corpus": str(REPO / "tests/fixtures/tiny_corpus.txt"),
+    "hidden_size": 64,
+    "num_layers": 2,
+    "num_heads": 4,
+    "vocab_size": 512,
+    "seed": 0,
+}
 
 
 def tiny_random_model(out: Path) -> Path:
@@ -84,20 +104,40 @@ def write_config(workdir: Path, cfg: dict) -> Path:
     return path
 
 
-def run_snakemake(workdir: Path, configfile: Path, *args: str, check: bool = True,
-                  timeout: int = 900, snakefile: Path | None = None,
-                  env: dict | None = None) -> subprocess.CompletedProcess:
+def run_snakemake(
+    workdir: Path,
+    configfile: Path,
+    *args: str,
+    check: bool = True,
+    timeout: int = 900,
+    snakefile: Path | None = None,
+    env: dict | None = None,
+) -> subprocess.CompletedProcess:
     # one thread per training/eval job: the tiny model's jobs are mostly single-threaded start-up
     # (imports, model load), so two of them side by side finish the run ~30% sooner on 2 cores
     # with identical outputs (torch's thread count does not follow Snakemake's)
-    cmd = [SNAKEMAKE, "-s", str(snakefile or REPO / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(configfile), "--cores", "2", "--set-threads", "evaluate=1", "adapter=1",
-           "--show-failed-logs", *args]
+    cmd = [
+        SNAKEMAKE,
+        "-s",
+        str(snakefile or REPO / "Snakefile"),
+        "--directory",
+        str(workdir),
+        "--configfile",
+        str(configfile),
+        "--cores",
+        "2",
+        "--set-threads",
+        "evaluate=1",
+        "adapter=1",
+        "--show-failed-logs",
+        *args,
+    ]
     full_env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **(env or {}))
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, check=False)
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
-                             f"{proc.stderr[-8000:]}")
+        raise AssertionError(
+            f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
+        )
     return proc
 
 
@@ -109,9 +149,9 @@ SECRET = "hf_SECRETdeltaflowTOKEN123"
 
 @dataclass
 class TinyRun:
-    root: Path       # holds workflow/ and work/
-    wf: Path         # a copy of the workflow files (Snakefile, rules, scripts, config)
-    work: Path       # the working directory with results/, logs/ and .snakemake/
+    root: Path  # holds workflow/ and work/
+    wf: Path  # a copy of the workflow files (Snakefile, rules, scripts, config)
+    work: Path  # the working directory with results/, logs/ and .snakemake/
     cfg: dict
     proc: subprocess.CompletedProcess | None = None
 
@@ -124,7 +164,9 @@ class TinyRun:
         return self.work / "config.yaml"
 
     def snakemake(self, *args, configfile: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
-        return run_snakemake(self.work, configfile or self.cfg_path, *args, snakefile=self.snakefile, **kwargs)
+        return run_snakemake(
+            self.work, configfile or self.cfg_path, *args, snakefile=self.snakefile, **kwargs
+        )
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -132,7 +174,9 @@ def copy_workflow(dest: Path) -> Path:
     shutil.copy(REPO / "Snakefile", dest / "Snakefile")
     for d in ("rules", "config"):
         shutil.copytree(REPO / d, dest / d)
-    shutil.copytree(REPO / "scripts", dest / "scripts", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(
+        REPO / "scripts", dest / "scripts", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+    )
     return dest
 
 
@@ -182,4 +226,6 @@ def tiny_workflow(tmp_path_factory) -> TinyRun:
             run = _run_tiny_workflow(root)
             (root / "finished").write_text(worker)
             return run
-    return TinyRun(root, root / "workflow", root / "work", yaml.safe_load((root / "work/config.yaml").read_text()))
+    return TinyRun(
+        root, root / "workflow", root / "work", yaml.safe_load((root / "work/config.yaml").read_text())
+    )

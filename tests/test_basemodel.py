@@ -1,6 +1,6 @@
 """Base-model sources: the hub path is real transformers/huggingface_hub code, exercised
 offline on a local copy laid out as a hub cache; local folders; the random-init model."""
-import json
+
 import os
 
 import pytest
@@ -13,9 +13,18 @@ from deltaflow.basemodel import build_random_llama, materialize_base
 @pytest.fixture(scope="module")
 def tiny_model_dir(repo, tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_src")
-    info = materialize_base({"type": "random_init", "corpus": str(repo / "tests/fixtures/tiny_corpus.txt"),
-                             "hidden_size": 32, "num_layers": 1, "num_heads": 2, "vocab_size": 300,
-                             "seed": 0}, out)
+    info = materialize_base(
+        {
+            "type": "random_init",
+            "corpus": str(repo / "tests/fixtures/tiny_corpus.txt"),
+            "hidden_size": 32,
+            "num_layers": 1,
+            "num_heads": 2,
+            "vocab_size": 300,
+            "seed": 0,
+        },
+        out,
+    )
     assert info["parameters"] > 0 and info["corpus_sha256"]
     return out
 
@@ -50,15 +59,27 @@ def test_hub_source_at_pinned_revision_from_a_local_hub_cache(tiny_model_dir, tm
     info = materialize_base({"type": "hub", "id": "deltaflow/tiny", "revision": commit}, tmp_path / "out")
     assert info["revision"] == commit
     assert torch.equal(_logits(tiny_model_dir), _logits(tmp_path / "out"))
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 -- offline: whichever error huggingface_hub raises
         materialize_base({"type": "hub", "id": "deltaflow/tiny", "revision": "f" * 40}, tmp_path / "out2")
 
 
 def test_random_init_is_seeded(repo):
-    a, tok = build_random_llama(repo / "tests/fixtures/tiny_corpus.txt", hidden_size=32, num_layers=1,
-                                num_heads=2, vocab_size=300, seed=1)
-    b, _ = build_random_llama(repo / "tests/fixtures/tiny_corpus.txt", hidden_size=32, num_layers=1,
-                              num_heads=2, vocab_size=300, seed=1)
+    a, tok = build_random_llama(
+        repo / "tests/fixtures/tiny_corpus.txt",
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        vocab_size=300,
+        seed=1,
+    )
+    b, _ = build_random_llama(
+        repo / "tests/fixtures/tiny_corpus.txt",
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        vocab_size=300,
+        seed=1,
+    )
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert "{% generation %}" in tok.chat_template
 
@@ -82,7 +103,9 @@ def test_a_gguf_is_parsed_once_per_load_and_the_reader_restored_after(tmp_path):
     with gguf_parsed_once():
         first = gguf.GGUFReader(str(path))
         assert gguf.GGUFReader(os.path.join(str(tmp_path), ".", "t.gguf")) is first  # one parse per file
-        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2) is gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2)
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, 2) is gguf.get_tensor_name_map(
+            gguf.MODEL_ARCH.LLAMA, 2
+        )
         assert [t.name for t in first.tensors] == ["token_embd.weight"]
     assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, name_map)
     assert gguf.GGUFReader(str(path)) is not gguf.GGUFReader(str(path))

@@ -1,5 +1,3 @@
-import pytest
-
 from deltaflow import registry
 from deltaflow.benchmarks import lm_eval_task_config, prepare_docs, select_subset
 
@@ -11,11 +9,30 @@ def spec(name, **kw):
 
 
 def test_registry_lists_real_benchmarks():
-    assert {"arc_easy", "arc_challenge", "gsm8k", "arithmetic", "mcq_letters", "spelling", "mmlu", "hellaswag",
-            "piqa", "boolq", "winogrande", "humaneval", "mbpp", "ifbench", "truthfulqa_mc1"} <= set(registry.available())
+    assert {
+        "arc_easy",
+        "arc_challenge",
+        "gsm8k",
+        "arithmetic",
+        "mcq_letters",
+        "spelling",
+        "mmlu",
+        "hellaswag",
+        "piqa",
+        "boolq",
+        "winogrande",
+        "humaneval",
+        "mbpp",
+        "ifbench",
+        "truthfulqa_mc1",
+    } <= set(registry.available())
     for name in registry.available():
         s = registry.load(name)
-        assert s["axis"] and s["output_type"] in ("multiple_choice", "generate_until", "code", "instruction", "open_ended") and s["metric"]
+        assert (
+            s["axis"]
+            and s["output_type"] in ("multiple_choice", "generate_until", "code", "instruction", "open_ended")
+            and s["metric"]
+        )
 
 
 def test_arc_easy_from_packaged_data():

@@ -1,22 +1,29 @@
 import pytest
-from transformers import AutoTokenizer
 
 from deltaflow.basemodel import build_random_llama
 from deltaflow.chat_template import PROBES, patch_generation_markers, render, training_template
 from deltaflow.errors import ConfigError
 
 # SmolLM2-135M-Instruct's own template, as shipped in its GGUF.
-SMOLLM2 = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-           "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
-           "Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
-           "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
-           "{{ '<|im_start|>assistant\n' }}{% endif %}")
+SMOLLM2 = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+    "Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + "
+    "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 
 
 @pytest.fixture(scope="module")
 def tok(repo, tmp_path_factory):
-    _, tok = build_random_llama(repo / "tests/fixtures/tiny_corpus.txt", hidden_size=32,
-                                num_layers=1, num_heads=2, vocab_size=300, seed=0)
+    _, tok = build_random_llama(
+        repo / "tests/fixtures/tiny_corpus.txt",
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        vocab_size=300,
+        seed=0,
+    )
     return tok
 
 
@@ -32,8 +39,9 @@ def test_patched_template_masks_only_assistant_tokens(tok):
     tok.chat_template = SMOLLM2
     patched = training_template(tok)
     msgs = [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]
-    enc = tok.apply_chat_template(msgs, chat_template=patched, return_assistant_tokens_mask=True,
-                                  return_dict=True, tokenize=True)
+    enc = tok.apply_chat_template(
+        msgs, chat_template=patched, return_assistant_tokens_mask=True, return_dict=True, tokenize=True
+    )
     ids, mask = enc["input_ids"], enc["assistant_masks"]
     trained = tok.decode([i for i, m in zip(ids, mask) if m])
     assert trained == "4<|im_end|>"

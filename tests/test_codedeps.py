@@ -3,6 +3,7 @@ training resume key change with the code and package versions that compute outpu
 
 The end-to-end half (editing any module reruns exactly the stages that import it) is in
 test_reruns.py::test_every_module_edit_reruns_exactly_the_stages_that_import_it."""
+
 import json
 import re
 import subprocess
@@ -10,13 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from deltaflow import benchmark_eval
 from deltaflow.codedeps import PACKAGE_DIR, code_closure, direct_imports, module_path
 from deltaflow.io import write_jsonl
 from deltaflow.training import training_resume_key
-
-from conftest import REPO
 
 
 def _names(paths):
@@ -45,20 +45,42 @@ def test_relative_absolute_lazy_and_package_imports(tmp_path):
 
 def _runtime_imports(module: str) -> set[str]:
     """The deltaflow modules that importing ``module`` actually loads (module level only)."""
-    code = (f"import sys, json; import deltaflow.{module}; "
-            "print(json.dumps(sorted(m for m in sys.modules if m == 'deltaflow' or m.startswith('deltaflow.'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(REPO / "scripts"), "PATH": "/usr/bin:/bin"})
+    code = (
+        f"import sys, json; import deltaflow.{module}; "
+        "print(json.dumps(sorted(m for m in sys.modules if m == 'deltaflow' or m.startswith('deltaflow.'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(REPO / "scripts"), "PATH": "/usr/bin:/bin"},
+    )
     return set(json.loads(out.stdout))
 
 
-@pytest.mark.parametrize("module", ["evaluation", "training", "tables", "model_card", "benchmarks", "mixture",
-                                    "llamacpp", "selection", "plots", "basemodel"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "evaluation",
+        "training",
+        "tables",
+        "model_card",
+        "benchmarks",
+        "mixture",
+        "llamacpp",
+        "selection",
+        "plots",
+        "basemodel",
+    ],
+)
 def test_static_closure_covers_what_python_really_imports(module):
     """The AST closure is a superset of the modules Python loads when importing the module (it
     also has the ones imported inside functions, which run later)."""
-    static = {".".join(["deltaflow", *p.relative_to(PACKAGE_DIR).with_suffix("").parts]).removesuffix(".__init__")
-              for p in code_closure(module_path(module))}
+    static = {
+        ".".join(["deltaflow", *p.relative_to(PACKAGE_DIR).with_suffix("").parts]).removesuffix(".__init__")
+        for p in code_closure(module_path(module))
+    }
     assert _runtime_imports(module) <= static
 
 
@@ -66,13 +88,15 @@ def test_the_drift_the_issue_found_is_covered():
     """Modules the hand-kept list missed: basemodel -> sources, selection/plots -> tables,
     benchmarks -> datasets, io everywhere."""
     scripts = REPO / "scripts"
-    assert {"sources.py", "io.py"} <= _names(code_closure(scripts / "materialize_base.py"))
+    assert {"sources.py", "io.py"} <= _names(code_closure(scripts / "base_model.py"))
     assert "tables.py" in _names(code_closure(scripts / "select_model.py"))
-    assert "tables.py" in _names(code_closure(scripts / "make_plots.py"))
+    assert "tables.py" in _names(code_closure(scripts / "plots.py"))
     assert {"datasets.py", "tasks.py"} <= _names(code_closure(scripts / "benchmark_items.py"))
     assert "vllm_backend.py" in _names(code_closure(scripts / "evaluate.py"))
     # and nothing a stage does not import: the tables never depend on training code
-    assert not {"training.py", "evaluation.py", "mixture.py"} & _names(code_closure(scripts / "delta_table.py"))
+    assert not {"training.py", "evaluation.py", "mixture.py"} & _names(
+        code_closure(scripts / "delta_table.py")
+    )
 
 
 def test_every_rule_with_a_script_declares_its_derived_code():
@@ -88,8 +112,8 @@ def test_every_rule_with_a_script_declares_its_derived_code():
             indirect = re.search(r"unpack\((get_\w+)\)", block)
             if via not in block and indirect:
                 common = (REPO / "rules/common.smk").read_text()
-                body = common[common.index(f"def {indirect.group(1)}("):]
-                body = body[:body.index("\ndef ", 1)]
+                body = common[common.index(f"def {indirect.group(1)}(") :]
+                body = body[: body.index("\ndef ", 1)]
                 assert via in body, f"{smk.name}: rule {rule.group(1)} ({indirect.group(1)}) lacks {via}"
             else:
                 assert via in block, f"{smk.name}: rule {rule.group(1)} lacks code={via}"
@@ -103,9 +127,12 @@ def test_generation_code_excludes_scoring_and_includes_the_vllm_worker_for_vllm(
 
 
 def _key(docs, **over):
-    args = {"model_identity": {"base_weights": "abc"}, "spec": {"name": "x", "output_type": "generate_until",
-                                                                 "decoding": {"max_gen_toks": 8}},
-            "docs_path": docs, "settings": {"backend": "hf", "device_class": "cpu"}}
+    args = {
+        "model_identity": {"base_weights": "abc"},
+        "spec": {"name": "x", "output_type": "generate_until", "decoding": {"max_gen_toks": 8}},
+        "docs_path": docs,
+        "settings": {"backend": "hf", "device_class": "cpu"},
+    }
     args.update(over)
     return benchmark_eval.cache_key(**args)
 

@@ -1,11 +1,11 @@
 """Config and data files read strictly: a YAML key given twice, an empty config file and invalid
 UTF-8 in a data file are errors naming the file and the line."""
+
 import json
 import subprocess
 
 import pytest
 import yaml
-
 from conftest import SNAKEMAKE, copy_workflow, run_snakemake, tiny_config
 
 from deltaflow.errors import ConfigError, DataError
@@ -27,15 +27,19 @@ def test_a_key_given_twice_in_a_configfile_is_refused_naming_both_lines(tmp_path
     proc = run_snakemake(tmp_path, path, "-n", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert (f"config file {path}:{second}: key 'benchmarks' is given twice in one mapping (lines {first} and "
-            f"{second}); YAML would keep only the last") in out
+    assert (
+        f"config file {path}:{second}: key 'benchmarks' is given twice in one mapping (lines {first} and "
+        f"{second}); YAML would keep only the last"
+    ) in out
     assert not (tmp_path / "results").exists()
 
 
 def test_strict_reading_nested_keys_json_and_yaml_merge_keys(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("datasets:\n  a:\n    type: generated\n    seed: 1\n    seed: 2\n")
-    with pytest.raises(ConfigError, match=r"c.yaml:5: key 'seed' is given twice in one mapping \(lines 4 and 5\)"):
+    with pytest.raises(
+        ConfigError, match=r"c.yaml:5: key 'seed' is given twice in one mapping \(lines 4 and 5\)"
+    ):
         read_config_file(path)
     path.write_text('{"runs": {}, "runs": {"a": 1}}')
     with pytest.raises(ConfigError, match="key 'runs' is given twice in one object"):
@@ -49,7 +53,9 @@ def test_a_key_given_twice_in_a_benchmark_file_is_refused(tmp_path):
     from deltaflow import registry
 
     (tmp_path / "mine.yaml").write_text("task: mine\noutput_type: multiple_choice\ntask: other\n")
-    with pytest.raises(ConfigError, match=r"benchmark file .*mine.yaml:3: key 'task' is given twice .*lines 1 and 3"):
+    with pytest.raises(
+        ConfigError, match=r"benchmark file .*mine.yaml:3: key 'task' is given twice .*lines 1 and 3"
+    ):
         registry.load("mine", (str(tmp_path),))
 
 
@@ -66,8 +72,12 @@ def test_an_empty_default_config_is_named_by_the_workflow(tmp_path):
     Snakemake's own loader before the workflow is read (config/README.md)."""
     wf = copy_workflow(tmp_path / "wf")
     (wf / "config/config.yaml").write_text("")
-    proc = subprocess.run([SNAKEMAKE, "-s", str(wf / "Snakefile"), "--directory", str(wf), "-n", "--cores", "1"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [SNAKEMAKE, "-s", str(wf / "Snakefile"), "--directory", str(wf), "-n", "--cores", "1"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode != 0
     assert "config file config/config.yaml is empty" in proc.stdout + proc.stderr
 

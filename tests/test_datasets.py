@@ -27,21 +27,38 @@ def test_alpaca_rows_normalize_and_bad_rows_are_kept_as_rejections():
 
 
 def test_sharegpt_preference_rows():
-    recs = [{"conversations": [{"from": "human", "value": "Q?"}],
-             "chosen": {"from": "gpt", "value": "good"}, "rejected": {"from": "gpt", "value": "bad"}},
-            {"conversations": [{"from": "human", "value": "Q2"}], "chosen": {"value": ""},
-             "rejected": {"value": "x"}}]
-    out = normalize_records(recs, fmt="sharegpt_preference", name="p", split="train",
-                            origin="human", where="d")
+    recs = [
+        {
+            "conversations": [{"from": "human", "value": "Q?"}],
+            "chosen": {"from": "gpt", "value": "good"},
+            "rejected": {"from": "gpt", "value": "bad"},
+        },
+        {
+            "conversations": [{"from": "human", "value": "Q2"}],
+            "chosen": {"value": ""},
+            "rejected": {"value": "x"},
+        },
+    ]
+    out = normalize_records(
+        recs, fmt="sharegpt_preference", name="p", split="train", origin="human", where="d"
+    )
     assert out.rows[0]["messages"] == [{"role": "user", "content": "Q?"}]
     assert (out.rows[0]["chosen"], out.rows[0]["rejected"]) == ("good", "bad")
     assert len(out.rejected) == 1 and "chosen" in out.rejected[0]["reason"]
 
 
 def test_real_llamafactory_preference_file_normalizes():
-    out = normalize_dataset("dpo", {"type": "sdist_file", "sdist": "llamafactory==0.9.5",
-                                    "path": "data/dpo_en_demo.json", "format": "sharegpt_preference",
-                                    "origin": "model-generated", "split": "train"})
+    out = normalize_dataset(
+        "dpo",
+        {
+            "type": "sdist_file",
+            "sdist": "llamafactory==0.9.5",
+            "path": "data/dpo_en_demo.json",
+            "format": "sharegpt_preference",
+            "origin": "model-generated",
+            "split": "train",
+        },
+    )
     assert len(out.rows) + len(out.rejected) == 300
     assert len(out.rows) >= 290
     assert all(r["chosen"] and r["rejected"] for r in out.rows)
@@ -110,22 +127,47 @@ def test_hf_source_loads_through_datasets_from_a_local_copy(tmp_path, monkeypatc
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     folder = tmp_path / "my_ds"
     folder.mkdir()
-    (folder / "train.jsonl").write_text("".join(
-        json.dumps({"messages": [{"role": "user", "content": f"q{i}"},
-                                 {"role": "assistant", "content": f"a{i}"}]}) + "\n" for i in range(5)))
-    out = normalize_dataset("hfds", {"type": "hf", "id": str(folder), "revision": "main",
-                                     "split": "train", "format": "messages", "subset": None})
+    (folder / "train.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"q{i}"},
+                        {"role": "assistant", "content": f"a{i}"},
+                    ]
+                }
+            )
+            + "\n"
+            for i in range(5)
+        )
+    )
+    out = normalize_dataset(
+        "hfds",
+        {
+            "type": "hf",
+            "id": str(folder),
+            "revision": "main",
+            "split": "train",
+            "format": "messages",
+            "subset": None,
+        },
+    )
     assert [r["messages"][1]["content"] for r in out.rows] == [f"a{i}" for i in range(5)]
     assert out.source["revision"] == "main"
 
 
 def test_max_reject_fraction_turns_a_bad_source_into_an_error(tmp_path):
     path = tmp_path / "a.json"
-    recs = [{"instruction": f"q{i}", "output": "y"} for i in range(7)] + [{"instruction": "q", "output": ""}] * 3
+    recs = [{"instruction": f"q{i}", "output": "y"} for i in range(7)] + [
+        {"instruction": "q", "output": ""}
+    ] * 3
     path.write_text(json.dumps(recs))
     spec = {"type": "file", "path": str(path), "format": "alpaca"}
-    with pytest.raises(DataError, match=r"3 of 10 records rejected, more than max_reject_fraction 0.2.*"
-                                        r"empty 'output'.*raise datasets.a.max_reject_fraction"):
+    with pytest.raises(
+        DataError,
+        match=r"3 of 10 records rejected, more than max_reject_fraction 0.2.*"
+        r"empty 'output'.*raise datasets.a.max_reject_fraction",
+    ):
         normalize_dataset("a", spec)
     out = normalize_dataset("a", {**spec, "max_reject_fraction": 0.5})
     assert len(out.rows) == 7 and len(out.rejected) == 3
@@ -136,10 +178,12 @@ def test_messages_rows_keep_what_a_grpo_reward_checks_and_bad_ones_are_rejection
     code and instruction rewards check completions with); malformed ones are rejections with
     the reason, not dropped and not passed on."""
     turn = [{"role": "user", "content": "Write add."}, {"role": "assistant", "content": "def add(a, b): ..."}]
-    recs = [{"messages": turn, "tests": "assert add(1, 2) == 3", "entry_point": "add"},
-            {"messages": turn, "instructions": [{"id": "format:no_whitespace"}]},
-            {"messages": turn, "tests": ["assert add(1, 2) == 3"]},
-            {"messages": turn, "instructions": [{"kwargs": {}}]}]
+    recs = [
+        {"messages": turn, "tests": "assert add(1, 2) == 3", "entry_point": "add"},
+        {"messages": turn, "instructions": [{"id": "format:no_whitespace"}]},
+        {"messages": turn, "tests": ["assert add(1, 2) == 3"]},
+        {"messages": turn, "instructions": [{"kwargs": {}}]},
+    ]
     out = normalize_records(recs, fmt="messages", name="c", split="train", origin="human", where="c.jsonl")
     assert out.rows[0]["tests"] == "assert add(1, 2) == 3" and out.rows[0]["entry_point"] == "add"
     assert out.rows[1]["instructions"] == [{"id": "format:no_whitespace", "kwargs": {}}]

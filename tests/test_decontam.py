@@ -1,14 +1,15 @@
 """Contamination checks on real benchmark items planted into real training rows."""
+
 import random
 
 import pytest
+from conftest import build_mixture
 
 from deltaflow import registry
 from deltaflow.benchmarks import prepare_items
 from deltaflow.datasets import normalize_dataset
 from deltaflow.decontam import ContaminationIndex, EvalItem, normalize_tokens
 from deltaflow.errors import DataError
-from conftest import build_mixture
 from deltaflow.tasks import generate_task
 
 
@@ -25,13 +26,24 @@ def index():
 
 @pytest.fixture(scope="module")
 def alpaca():
-    return normalize_dataset("alpaca", {"type": "sdist_file", "sdist": "llamafactory==0.9.5",
-                                        "path": "data/alpaca_en_demo.json", "format": "alpaca"}).rows
+    return normalize_dataset(
+        "alpaca",
+        {
+            "type": "sdist_file",
+            "sdist": "llamafactory==0.9.5",
+            "path": "data/alpaca_en_demo.json",
+            "format": "alpaca",
+        },
+    ).rows
 
 
 def chat(row_id, user, answer="Sure."):
-    return {"id": row_id, "split": "train", "source": "planted",
-            "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
+    return {
+        "id": row_id,
+        "split": "train",
+        "source": "planted",
+        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
+    }
 
 
 def edit_one_word(text, rng):
@@ -50,8 +62,16 @@ def planted_rows(index, rng):
         out.append((chat(f"exact-{n}", item.text), item))
         out.append((chat(f"case-{n}", "  " + item.text.upper().replace(",", " ,") + " "), item))
         out.append((chat(f"edit-{n}", edit_one_word(item.text, rng)), item))
-        out.append((chat(f"embed-{n}", f"Here is a homework problem from my class. {item.text} "
-                                       "Please explain the steps in detail."), item))
+        out.append(
+            (
+                chat(
+                    f"embed-{n}",
+                    f"Here is a homework problem from my class. {item.text} "
+                    "Please explain the steps in detail.",
+                ),
+                item,
+            )
+        )
         out.append((chat(f"answer-{n}", "Can you help?", f"The question was: {item.text}"), item))
     return out
 
@@ -95,12 +115,16 @@ def test_mixture_drop_policy_removes_and_reports(index, alpaca):
     planted = [row for row, _ in planted_rows(index, rng)]
     clean = [chat("clean-0", "Name three primary colors."), chat("clean-1", "What is a haiku?")]
     data = {"alpaca": alpaca, "planted": planted + clean}
-    spec = {"components": [{"dataset": "alpaca", "multiplier": 1}, {"dataset": "planted", "multiplier": 1}],
-            "decontamination": {"policy": "drop"}}
+    spec = {
+        "components": [{"dataset": "alpaca", "multiplier": 1}, {"dataset": "planted", "multiplier": 1}],
+        "decontamination": {"policy": "drop"},
+    }
     res = build_mixture("m", spec, data, lambda r: 1, index=index, parsers={})
     d = res.manifest.decontamination
     # the upper-cased copies are normalized duplicates of the exact ones (removed by dedup first)
-    dups = {r["id"] for r in res.removed if r["reason"].startswith("duplicate") and r["component"] == "planted"}
+    dups = {
+        r["id"] for r in res.removed if r["reason"].startswith("duplicate") and r["component"] == "planted"
+    }
     assert dups == {r["id"] for r in planted if r["id"].startswith("case-")}
     assert d["rows_removed"] == len(planted) - len(dups) and res.manifest.components[0].contaminated == 0
     alpaca_kept = res.manifest.components[0].unique_rows
@@ -118,16 +142,28 @@ def test_mixture_fail_policy_names_the_hit(index):
 
 
 def test_real_dpo_pairs_make_a_preference_mixture(index):
-    pairs = normalize_dataset("dpo", {"type": "sdist_file", "sdist": "llamafactory==0.9.5",
-                                      "path": "data/dpo_en_demo.json", "format": "sharegpt_preference"}).rows
+    pairs = normalize_dataset(
+        "dpo",
+        {
+            "type": "sdist_file",
+            "sdist": "llamafactory==0.9.5",
+            "path": "data/dpo_en_demo.json",
+            "format": "sharegpt_preference",
+        },
+    ).rows
     item = next(i for i in index.items if i.benchmark == "gsm8k")
     leaked = dict(pairs[0], id="dpo-leak", chosen=f"Solved: {item.text}")
     spec = {"kind": "preference", "components": [{"dataset": "dpo", "multiplier": 1, "profile": "style"}]}
     res = build_mixture("pref", spec, {"dpo": pairs + [leaked]}, lambda r: 1, index=index, parsers={})
     assert res.manifest.kind == "preference"
     assert [h["row"] for h in res.hits] == ["dpo-leak"]  # the chosen response is checked too
-    assert all(isinstance(r["chosen"], str) and isinstance(r["rejected"], str) and
-               r["messages"][-1]["role"] == "user" and r["mixture_profile"] == "style" for r in res.rows)
+    assert all(
+        isinstance(r["chosen"], str)
+        and isinstance(r["rejected"], str)
+        and r["messages"][-1]["role"] == "user"
+        and r["mixture_profile"] == "style"
+        for r in res.rows
+    )
     dups = res.manifest.components[0].duplicates
     assert res.manifest.rows + sum(dups.values()) == len(pairs)
 
@@ -137,10 +173,12 @@ def test_report_lists_hits_and_ends_with_the_overlap_count(index):
 
     item = next(i for i in index.items if i.benchmark == "arc_easy")
     data = {"p": [chat("p-0", item.text), chat("p-1", "hello there")]}
-    res = build_mixture("m", {"components": [{"dataset": "p", "multiplier": 1}]}, data, lambda r: 1,
-                        index=index, parsers={})
-    text = render_report(res.manifest, hits=res.hits, removed=res.removed, dataset_rejects={},
-                         inputs={"dataset:p": "abc"})
+    res = build_mixture(
+        "m", {"components": [{"dataset": "p", "multiplier": 1}]}, data, lambda r: 1, index=index, parsers={}
+    )
+    text = render_report(
+        res.manifest, hits=res.hits, removed=res.removed, dataset_rejects={}, inputs={"dataset:p": "abc"}
+    )
     assert f"| p-0 | arc_easy | {item.doc_id} | exact | 0 | 1.0 |" in text
     assert text.rstrip().endswith("**1 overlap; 1 training row removed**")
     assert "| arc_easy | 1 |" in text and "| gsm8k | 0 |" in text

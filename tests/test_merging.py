@@ -1,5 +1,6 @@
 """Adapter arithmetic on a tiny random Llama: sweeps scale exactly, TIES/DARE differ from linear
 and are reproducible, merge_and_unload matches the unmerged adapter, bad merges are refused."""
+
 import json
 
 import pytest
@@ -16,13 +17,20 @@ def tiny(repo, tmp_path_factory):
     from peft import LoraConfig, get_peft_model
 
     root = tmp_path_factory.mktemp("merge")
-    model, tok = build_random_llama(repo / "tests/fixtures/tiny_corpus.txt", hidden_size=64, num_layers=2,
-                                    num_heads=4, vocab_size=512, seed=0)
+    model, tok = build_random_llama(
+        repo / "tests/fixtures/tiny_corpus.txt",
+        hidden_size=64,
+        num_layers=2,
+        num_heads=4,
+        vocab_size=512,
+        seed=0,
+    )
     model.save_pretrained(root / "base")
     tok.save_pretrained(root / "base")
     dirs = {}
-    for i, (name, extra) in enumerate([("a", {}), ("b", {}), ("rs", {"use_rslora": True}),
-                                       ("dora", {"use_dora": True})]):
+    for i, (name, extra) in enumerate(
+        [("a", {}), ("b", {}), ("rs", {"use_rslora": True}), ("dora", {"use_dora": True})]
+    ):
         torch.manual_seed(10 + i)
         base = type(model).from_pretrained(root / "base")
         cfg = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False, **extra)
@@ -54,8 +62,14 @@ def test_ties_and_dare_differ_from_linear_and_are_reproducible(tiny, tmp_path):
     base, dirs = tiny
     ins, w = {"a": dirs["a"], "b": dirs["b"]}, {"a": 0.6, "b": 0.4}
     out = {}
-    for label, method, seed in [("linear", "linear", 0), ("ties", "ties", 0), ("ties2", "ties", 0),
-                                ("dare", "dare_ties", 0), ("dare2", "dare_ties", 0), ("dare_s1", "dare_ties", 1)]:
+    for label, method, seed in [
+        ("linear", "linear", 0),
+        ("ties", "ties", 0),
+        ("ties2", "ties", 0),
+        ("dare", "dare_ties", 0),
+        ("dare2", "dare_ties", 0),
+        ("dare_s1", "dare_ties", 1),
+    ]:
         combine_adapters(base, ins, w, tmp_path / label, method=method, density=0.5, seed=seed)
         out[label] = weight_deltas(base, tmp_path / label)
     assert _allclose(out["ties"], out["ties2"]) and _allclose(out["dare"], out["dare2"])
@@ -78,7 +92,9 @@ def test_merge_full_matches_the_unmerged_adapter(tiny, tmp_path):
     ids = torch.tensor([[5, 17, 42, 99, 3, 7]])
     with torch.no_grad():
         merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")(ids).logits
-        unmerged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), dirs["a"])(ids).logits
+        unmerged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), dirs["a"])(
+            ids
+        ).logits
         plain = AutoModelForCausalLM.from_pretrained(base)(ids).logits
     assert torch.allclose(merged, unmerged, atol=1e-5)
     assert not torch.allclose(merged, plain, atol=1e-3)  # the adapter did change the model

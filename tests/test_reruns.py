@@ -4,6 +4,7 @@ Runs the tiny two-mixture workflow once, then asserts on the dry-run job list af
 edit (Snakemake 9.27's `--list-changes params` misreports; the dry run's jobs are right).
 The workflow files are copied so that a code edit can be made without touching the repo.
 """
+
 import json
 import re
 import subprocess
@@ -11,7 +12,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import copy_run, run_snakemake, write_config
 
 pytestmark = pytest.mark.e2e
@@ -47,8 +47,13 @@ def fresh(tiny_workflow, tmp_path):
 
 
 # the tables and what reads them: gates/selection, the release check, plots, the model card
-TABLES_AND_AFTER = {("delta_table", ""), ("select", ""), ("release_check", ""), ("plots", ""),
-                    ("model_card", "")}
+TABLES_AND_AFTER = {
+    ("delta_table", ""),
+    ("select_model", ""),
+    ("release_check", ""),
+    ("plots", ""),
+    ("model_card", ""),
+}
 
 
 def edited(work, cfg, mutate):
@@ -58,7 +63,7 @@ def edited(work, cfg, mutate):
 
 
 def test_nothing_to_do_after_a_run(done):
-    work, cfg, wf = done
+    work, _cfg, wf = done
     assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == set()
 
 
@@ -66,21 +71,31 @@ def test_editing_one_mixture_reruns_only_its_run(fresh):
     work, cfg, wf = fresh
     path = edited(work, cfg, lambda c: c["mixtures"]["mix_b"]["components"][0].update(fraction=0.75))
     assert planned_jobs(work, path, wf / "Snakefile") == {
-        ("mixture", "mixture=mix_b"), ("adapter", "run=run_b"), ("evaluate", "model=run_b"),
-        ("evaluate", "model=run_b@step3"), *TABLES_AND_AFTER,
+        ("mixture", "mixture=mix_b"),
+        ("adapter", "run=run_b"),
+        ("evaluate", "model=run_b"),
+        ("evaluate", "model=run_b@step3"),
+        *TABLES_AND_AFTER,
     }
     # run it: exactly that mixture's manifest changes
     mixtures = work / "results/mixtures"
     before = {m: (mixtures / m / "manifest.json").read_bytes() for m in ("mix_a", "mix_b")}
     train_b = (mixtures / "mix_b/train.jsonl").read_bytes()
-    run_snakemake(work, path, "results/mixtures/mix_a/manifest.json", "results/mixtures/mix_b/manifest.json",
-                  snakefile=wf / "Snakefile")
+    run_snakemake(
+        work,
+        path,
+        "results/mixtures/mix_a/manifest.json",
+        "results/mixtures/mix_b/manifest.json",
+        snakefile=wf / "Snakefile",
+    )
     assert (mixtures / "mix_a/manifest.json").read_bytes() == before["mix_a"]
     assert (mixtures / "mix_b/manifest.json").read_bytes() != before["mix_b"]
     assert (mixtures / "mix_b/train.jsonl").read_bytes() != train_b
     # and back: the same config and seed give a byte-identical train file
     write_config(work, cfg)
-    run_snakemake(work, work / "config.yaml", "results/mixtures/mix_b/train.jsonl", snakefile=wf / "Snakefile")
+    run_snakemake(
+        work, work / "config.yaml", "results/mixtures/mix_b/train.jsonl", snakefile=wf / "Snakefile"
+    )
     assert (mixtures / "mix_b/train.jsonl").read_bytes() == train_b
 
 
@@ -90,9 +105,14 @@ def test_editing_one_benchmark_n_reruns_that_benchmark_for_every_model(fresh):
     assert planned_jobs(work, path, wf / "Snakefile") == {
         # the item pool (what mixtures are decontaminated against) does not depend on n:
         # no mixture, adapter or benchmark_items job reruns
-        ("benchmark_docs", "benchmark=arc_easy"), ("evaluate", "model=base"),
-        ("evaluate", "model=run_a"), ("evaluate", "model=run_b"), ("evaluate", "model=run_b@step3"),
-        ("evaluate", "model=run_dpo"), ("evaluate", "model=a_dpo_ties"), ("evaluate", "model=run_a.x0.5"),
+        ("benchmark_docs", "benchmark=arc_easy"),
+        ("evaluate", "model=base"),
+        ("evaluate", "model=run_a"),
+        ("evaluate", "model=run_b"),
+        ("evaluate", "model=run_b@step3"),
+        ("evaluate", "model=run_dpo"),
+        ("evaluate", "model=a_dpo_ties"),
+        ("evaluate", "model=run_a.x0.5"),
         *TABLES_AND_AFTER,
     }
     # The eval jobs rerun (one per model; two are run here), but only arc_easy is recomputed:
@@ -105,39 +125,59 @@ def test_editing_one_benchmark_n_reruns_that_benchmark_for_every_model(fresh):
         arc = json.loads((work / f"results/evals/{model}/arc_easy.json").read_text())
         assert arc["n"] == 6 and arc["cache"]["hit"] is False
         for bench in ("arithmetic", "gsm8k"):
-            assert json.loads((work / f"results/evals/{model}/{bench}.json").read_text())["cache"]["hit"] is True
+            assert (
+                json.loads((work / f"results/evals/{model}/{bench}.json").read_text())["cache"]["hit"] is True
+            )
     assert {p: p.read_bytes() for p in before} == before
     # back to the original n: every result is in the cache, nothing is recomputed
     write_config(work, cfg)
     run_snakemake(work, work / "config.yaml", *targets, snakefile=wf / "Snakefile")
     for model in models:
         for bench in ("arithmetic", "arc_easy", "gsm8k"):
-            assert json.loads((work / f"results/evals/{model}/{bench}.json").read_text())["cache"]["hit"] is True
+            assert (
+                json.loads((work / f"results/evals/{model}/{bench}.json").read_text())["cache"]["hit"] is True
+            )
 
 
 def test_editing_a_recipe_reruns_its_runs(done):
     work, cfg, wf = done
     path = edited(work, cfg, lambda c: [r.update(learning_rate=0.02) for r in c["recipes"].values()])
     jobs = planned_jobs(work, path, wf / "Snakefile")
-    assert {j for j in jobs if j[0] == "adapter"} == {("adapter", "run=run_a"), ("adapter", "run=run_b"),
-                                                     ("adapter", "run=run_dpo")}
+    assert {j for j in jobs if j[0] == "adapter"} == {
+        ("adapter", "run=run_a"),
+        ("adapter", "run=run_b"),
+        ("adapter", "run=run_dpo"),
+    }
     assert not any(j[0] in ("mixture", "dataset", "base_model", "benchmark_docs") for j in jobs)
-    assert {j for j in jobs if j[0] == "evaluate"} == {("evaluate", "model=run_a"), ("evaluate", "model=run_b"),
-                                                      ("evaluate", "model=run_b@step3"), ("evaluate", "model=run_dpo"),
-                                                      ("evaluate", "model=a_dpo_ties"), ("evaluate", "model=run_a.x0.5")}
+    assert {j for j in jobs if j[0] == "evaluate"} == {
+        ("evaluate", "model=run_a"),
+        ("evaluate", "model=run_b"),
+        ("evaluate", "model=run_b@step3"),
+        ("evaluate", "model=run_dpo"),
+        ("evaluate", "model=a_dpo_ties"),
+        ("evaluate", "model=run_a.x0.5"),
+    }
     # one recipe: its run and what continues that run's adapter (run_dpo's init_from)
     path = edited(work, cfg, lambda c: c["recipes"]["tiny_dora"].update(learning_rate=0.02))
     jobs = planned_jobs(work, path, wf / "Snakefile")
     assert {j for j in jobs if j[0] in ("adapter", "evaluate")} == {
-        ("adapter", "run=run_b"), ("evaluate", "model=run_b"), ("evaluate", "model=run_b@step3")}
+        ("adapter", "run=run_b"),
+        ("evaluate", "model=run_b"),
+        ("evaluate", "model=run_b@step3"),
+    }
     path = edited(work, cfg, lambda c: c["recipes"]["tiny_lora"].update(learning_rate=0.02))
     jobs = planned_jobs(work, path, wf / "Snakefile")
     # ... and the merge and sweep arm built from those adapters
     assert {j for j in jobs if j[0] in ("adapter", "merge_adapters", "evaluate")} == {
-        ("adapter", "run=run_a"), ("adapter", "run=run_dpo"), ("evaluate", "model=run_a"),
-        ("evaluate", "model=run_dpo"), ("merge_adapters", "merge=a_dpo_ties"),
-        ("merge_adapters", "merge=run_a.x0.5"), ("evaluate", "model=a_dpo_ties"),
-        ("evaluate", "model=run_a.x0.5")}
+        ("adapter", "run=run_a"),
+        ("adapter", "run=run_dpo"),
+        ("evaluate", "model=run_a"),
+        ("evaluate", "model=run_dpo"),
+        ("merge_adapters", "merge=a_dpo_ties"),
+        ("merge_adapters", "merge=run_a.x0.5"),
+        ("evaluate", "model=a_dpo_ties"),
+        ("evaluate", "model=run_a.x0.5"),
+    }
     write_config(work, cfg)
 
 
@@ -152,7 +192,7 @@ def test_gate_or_axis_edit_reruns_no_eval(done):
 
 
 def test_touch_without_change_reruns_nothing(done):
-    work, cfg, wf = done
+    work, _cfg, wf = done
     data = work / "results/data/arithmetic/rows.jsonl"
     data.touch()
     (wf / "scripts/deltaflow/mixture.py").touch()
@@ -160,14 +200,17 @@ def test_touch_without_change_reruns_nothing(done):
 
 
 def test_code_change_reruns_that_stage(done):
-    work, cfg, wf = done
+    work, _cfg, wf = done
     plots = wf / "scripts/deltaflow/plots.py"
     stats = wf / "scripts/deltaflow/stats.py"
     originals = {f: f.read_text() for f in (plots, stats)}
     try:
         plots.write_text(originals[plots] + "\n# a change\n")
         # (the release check runs after the plots, so it follows them)
-        assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == {("plots", ""), ("release_check", "")}
+        assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == {
+            ("plots", ""),
+            ("release_check", ""),
+        }
         # the stats module: the tables and everything downstream of them, nothing upstream
         stats.write_text(originals[stats] + "\n# a change\n")
         assert planned_jobs(work, work / "config.yaml", wf / "Snakefile") == TABLES_AND_AFTER
@@ -184,7 +227,7 @@ def test_every_module_edit_reruns_exactly_the_stages_that_import_it(done):
     afterwards (same content: nothing to do)."""
     from deltaflow.codedeps import code_closure
 
-    work, cfg, wf = done
+    work, _cfg, wf = done
     pkg = wf / "scripts/deltaflow"
     originals = {f: f.read_text() for f in pkg.rglob("*.py")}
     scripts = {}
@@ -205,7 +248,9 @@ def test_every_module_edit_reruns_exactly_the_stages_that_import_it(done):
             if not m or m.group(1) == "all":
                 continue
             want = set(code_closure(scripts[m.group(1)], package_dir=pkg))
-            inputs = {(work / p.strip()).resolve() for p in re.search(r"input: (.*)", block).group(1).split(",")}
+            inputs = {
+                (work / p.strip()).resolve() for p in re.search(r"input: (.*)", block).group(1).split(",")
+            }
             assert {p for p in inputs if p.is_relative_to(pkg)} == want, m.group(1)
             # a job no upstream job reruns is scheduled by the edit of its own code alone
             updated = re.search(r"Updated input files: ([^;\n]*)", block)
@@ -215,9 +260,21 @@ def test_every_module_edit_reruns_exactly_the_stages_that_import_it(done):
                 assert "Input files updated by another job" in block, block
             seen.add(m.group(1))
         # every rule of the workflow that ran in the tiny config was planned
-        assert seen >= {"base_model", "dataset", "mixture", "adapter", "benchmark_items", "benchmark_docs",
-                        "evaluate", "merge_adapters", "delta_table", "select", "release_check", "plots",
-                        "model_card"}
+        assert seen >= {
+            "base_model",
+            "dataset",
+            "mixture",
+            "adapter",
+            "benchmark_items",
+            "benchmark_docs",
+            "evaluate",
+            "merge_adapters",
+            "delta_table",
+            "select_model",
+            "release_check",
+            "plots",
+            "model_card",
+        }
     finally:
         for f, text in originals.items():
             f.write_text(text)
@@ -228,26 +285,37 @@ def test_parser_fix_rescores_saved_outputs_without_a_model(fresh):
     """An answer-parser change (here: GSM8K's regex takes the first number instead of the last)
     reruns every eval job, but each finds its raw outputs cached and only re-scores (two models'
     jobs are run here); `deltaflow rescore` previews the same numbers from the saved outputs."""
-    work, cfg, wf = fresh
+    work, _cfg, wf = fresh
     yml = wf / "scripts/deltaflow/registry/gsm8k.yaml"
     original = yml.read_text()
-    before = {m: json.loads((work / f"results/evals/{m}/gsm8k.jsonl").read_text().splitlines()[0])
-              for m in ("base", "run_a")}
+    before = {
+        m: json.loads((work / f"results/evals/{m}/gsm8k.jsonl").read_text().splitlines()[0])
+        for m in ("base", "run_a")
+    }
     try:
         yml.write_text(original.replace("group_select: -1", "group_select: 0"))
         # the preview: no model is loaded (torch is never imported)
-        script = (f"import sys; sys.path.insert(0, {str(wf / 'scripts')!r}); from deltaflow.cli import main; "
-                  "rc = main(['rescore', 'gsm8k', '--config', 'config.yaml']); "
-                  "sys.exit(rc if 'torch' not in sys.modules else 99)")
-        proc = subprocess.run([sys.executable, "-c", script], cwd=work, capture_output=True, text=True)
+        script = (
+            f"import sys; sys.path.insert(0, {str(wf / 'scripts')!r}); from deltaflow.cli import main; "
+            "rc = main(['rescore', 'gsm8k', '--config', 'config.yaml']); "
+            "sys.exit(rc if 'torch' not in sys.modules else 99)"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", script], cwd=work, capture_output=True, text=True, check=False
+        )
         assert proc.returncode == 0, proc.stderr
         assert "base" in proc.stdout and "items changed" in proc.stdout
         # the workflow imports deltaflow (and its registry) from the copy edited here
         env = {"PYTHONPATH": str(wf / "scripts")}
         assert {j[0] for j in planned_jobs(work, work / "config.yaml", wf / "Snakefile", env)} >= {"evaluate"}
         models = ("base", "run_a")
-        run_snakemake(work, work / "config.yaml", *[f"results/evals/{m}/summary.json" for m in models],
-                      snakefile=wf / "Snakefile", env=env)
+        run_snakemake(
+            work,
+            work / "config.yaml",
+            *[f"results/evals/{m}/summary.json" for m in models],
+            snakefile=wf / "Snakefile",
+            env=env,
+        )
         for model in models:
             ev = json.loads((work / f"results/evals/{model}/gsm8k.json").read_text())
             assert ev["cache"]["hit"] is True and ev["scoring"]["extract"]["group_select"] == 0

@@ -1,4 +1,5 @@
 """A training job killed with SIGKILL resumes from its last checkpoint when Snakemake reruns it."""
+
 import json
 import os
 import signal
@@ -6,7 +7,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import SNAKEMAKE, copy_run, write_config
 
 pytestmark = pytest.mark.e2e
@@ -21,17 +21,37 @@ def test_kill_9_mid_training_then_rerun_resumes(tiny_workflow, tmp_path):
         write_config(run.work, run.cfg)
     killed, clean = runs["killed"].work, runs["clean"].work
     # --retries 1: Snakemake restarts a failed job once, as the profiles do (restart-times)
-    cmd = [SNAKEMAKE, "-s", str(runs["killed"].snakefile), "--directory", str(killed), "--configfile",
-           str(runs["killed"].cfg_path), "--cores", "2", "--retries", "1", TARGET]
-    log = open(tmp_path / "snakemake.out", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"))
+    cmd = [
+        SNAKEMAKE,
+        "-s",
+        str(runs["killed"].snakefile),
+        "--directory",
+        str(killed),
+        "--configfile",
+        str(runs["killed"].cfg_path),
+        "--cores",
+        "2",
+        "--retries",
+        "1",
+        TARGET,
+    ]
+    log = open(tmp_path / "snakemake.out", "w")  # noqa: SIM115 (the killed run's log, read after)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"),
+    )
     resume = killed / "results/adapters/.resume/run_a"
     deadline = time.time() + 600
     try:
         while time.time() < deadline:
-            steps = [int(p.name.split("-")[1]) for p in resume.glob("checkpoint-*")
-                     if (p / "trainer_state.json").exists()]
+            steps = [
+                int(p.name.split("-")[1])
+                for p in resume.glob("checkpoint-*")
+                if (p / "trainer_state.json").exists()
+            ]
             if steps and max(steps) >= 10:
                 break
             assert proc.poll() is None, "the training finished before it could be killed"
@@ -40,8 +60,9 @@ def test_kill_9_mid_training_then_rerun_resumes(tiny_workflow, tmp_path):
             pytest.fail("no trainer checkpoint appeared")
         # SIGKILL the training job itself (as an OOM killer or a lost node would): it gets no
         # chance to clean up; nothing half-written may look complete
-        job = subprocess.run(["pgrep", "-s", str(proc.pid), "-f", "train_adapter"], capture_output=True,
-                             text=True).stdout.split()
+        job = subprocess.run(
+            ["pgrep", "-s", str(proc.pid), "-f", "train_adapter"], capture_output=True, text=True, check=False
+        ).stdout.split()
         assert job, "no training process found"
         for pid in job:
             os.kill(int(pid), signal.SIGKILL)
@@ -55,8 +76,9 @@ def test_kill_9_mid_training_then_rerun_resumes(tiny_workflow, tmp_path):
     assert "resuming from step" in (killed / "logs/adapters/run_a.log").read_text()
     assert not resume.exists()  # removed once the adapter is in place
     # checkpoint arms saved before the kill survive the resume
-    assert sorted(int(d.name[4:]) for d in (killed / "results/adapters/run_a/checkpoints").iterdir()) == \
-        list(range(5, 40, 5))
+    assert sorted(int(d.name[4:]) for d in (killed / "results/adapters/run_a/checkpoints").iterdir()) == list(
+        range(5, 40, 5)
+    )
     assert [c["step"] for c in metrics["checkpoints"]] == list(range(5, 40, 5))
     # same data order and RNG: the resumed steps' losses match an uninterrupted run's
     runs["clean"].snakemake(TARGET)
@@ -66,7 +88,9 @@ def test_kill_9_mid_training_then_rerun_resumes(tiny_workflow, tmp_path):
     expected = {c["step"]: c["loss"] for c in ref["loss_curve"] if c["step"] in after}
     # every step after the resume point was logged again (how far the job got before the kill
     # depends on the machine's load), and each loss equals the uninterrupted run's
-    assert len(after) == 40 - metrics["resumed_from_step"] and after == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    assert len(after) == 40 - metrics["resumed_from_step"] and after == pytest.approx(
+        expected, rel=1e-4, abs=1e-5
+    )
 
 
 def test_a_resume_folder_for_other_inputs_is_discarded(tmp_path):

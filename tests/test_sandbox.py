@@ -1,4 +1,5 @@
 """The code sandbox: malicious samples fail their own test and leave the run unharmed."""
+
 import os
 import socket
 import time
@@ -29,8 +30,10 @@ def test_fork_bomb_is_contained():
     out = run_program("import os\nwhile True:\n    os.fork()\n", LIMITS)
     assert out.status == "failed"
     # around the guard: libc's fork directly, stopped by the process limit
-    bomb = ("import ctypes\nlibc = ctypes.CDLL(None)\nfor _ in range(10000):\n"
-            "    if libc.fork() < 0:\n        raise SystemExit(3)\n")
+    bomb = (
+        "import ctypes\nlibc = ctypes.CDLL(None)\nfor _ in range(10000):\n"
+        "    if libc.fork() < 0:\n        raise SystemExit(3)\n"
+    )
     t0 = time.monotonic()
     out = run_program(bomb, LIMITS)
     # the forked copies all report (more than one report: suspect), or the bomb runs out of time
@@ -42,13 +45,17 @@ def test_fork_bomb_is_contained():
 def test_file_deletion_outside_the_temp_dir_fails(tmp_path):
     victim = tmp_path / "keep.txt"
     victim.write_text("precious")
-    for program in (f"import os\nos.remove({str(victim)!r})\n",
-                    f"import shutil\nshutil.rmtree({str(tmp_path)!r})\n"):
+    for program in (
+        f"import os\nos.remove({str(victim)!r})\n",
+        f"import shutil\nshutil.rmtree({str(tmp_path)!r})\n",
+    ):
         assert run_program(program, LIMITS).status == "failed"
     assert victim.read_text() == "precious"
 
 
-@pytest.mark.skipif(not ROOT, reason="bypassing the guard through libc is only stopped by the uid drop (root)")
+@pytest.mark.skipif(
+    not ROOT, reason="bypassing the guard through libc is only stopped by the uid drop (root)"
+)
 def test_file_deletion_through_libc_fails_as_nobody(tmp_path):
     victim = tmp_path / "keep.txt"
     victim.write_text("precious")
@@ -68,7 +75,9 @@ def test_no_network():
     server.listen()
     port = server.getsockname()[1]
     try:
-        out = run_program(f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\n", LIMITS)
+        out = run_program(
+            f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\n", LIMITS
+        )
         assert out.status == "failed" and "network" in out.stderr_tail.lower()
         if ROOT:  # the raw socket module too: there is no network in the namespace at all
             raw = f"import _socket\ns = _socket.socket()\ns.settimeout(1)\ns.connect(('127.0.0.1', {port}))\n"

@@ -1,12 +1,14 @@
 """Replicate training seeds (deltaflow.seeds): arms derived from `seeds:`, the seed table's
 statistics by hand, selection on the run rather than a lucky seed, and the arms through the
 workflow."""
+
 import copy
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import copy_run, tiny_config
 
 from deltaflow.config import validate_config
 from deltaflow.errors import ConfigError
@@ -15,8 +17,6 @@ from deltaflow.models import ModelGraph
 from deltaflow.seeds import families, seed_rows
 from deltaflow.tables import EvalResult
 
-from conftest import copy_run, tiny_config
-
 
 def test_seeds_become_arms_with_their_own_recipes():
     cfg = tiny_config()
@@ -24,7 +24,9 @@ def test_seeds_become_arms_with_their_own_recipes():
     cfg["runs"]["run_a"]["seeds"] = [0, 1, 2]
     validate_config(cfg)
     assert cfg["runs"]["run_a~s1"] == {"mixture": "mix_a", "recipe": "tiny_lora~s1"}
-    assert cfg["recipes"]["tiny_lora~s2"]["seed"] == 2 and cfg["recipes"]["tiny_lora~s2"]["save_every"] is None
+    assert (
+        cfg["recipes"]["tiny_lora~s2"]["seed"] == 2 and cfg["recipes"]["tiny_lora~s2"]["save_every"] is None
+    )
     assert families(cfg) == {"run_a": ["run_a", "run_a~s1", "run_a~s2"]}
     graph = ModelGraph(cfg)
     assert "run_a~s1" in graph.names and "run_a~s1@step3" not in graph.names and "run_a@step3" in graph.names
@@ -33,10 +35,13 @@ def test_seeds_become_arms_with_their_own_recipes():
     assert again["runs"] == cfg["runs"] and again["recipes"] == cfg["recipes"]
 
 
-@pytest.mark.parametrize("seeds,message", [
-    ([1, 2], r"runs.run_a.seeds': \[1, 2\] leaves out the recipe's own seed 0"),
-    ([0, 0], r"list two or more different seeds|non-unique"),
-])
+@pytest.mark.parametrize(
+    "seeds,message",
+    [
+        ([1, 2], r"runs.run_a.seeds': \[1, 2\] leaves out the recipe's own seed 0"),
+        ([0, 0], r"list two or more different seeds|non-unique"),
+    ],
+)
 def test_bad_seed_lists_are_config_errors(seeds, message):
     cfg = tiny_config()
     cfg["runs"]["run_a"]["seeds"] = seeds

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from deltaflow import provenance, setup_llamacpp as sl
+from deltaflow import provenance
+from deltaflow import setup_llamacpp as sl
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,8 +37,7 @@ def _integrity(data: bytes) -> str:
 def test_the_pinned_listing_reads_and_a_malformed_line_is_named(tmp_path):
     listing = sl.read_listing(REPO / "envs" / "llamacpp-prebuilt.txt")
     assert [p.platform for p in listing] == ["linux-x86_64"]
-    assert listing[0].url() == ("https://registry.npmjs.org/@node-llama-cpp/linux-x64/-/"
-                                "linux-x64-3.22.1.tgz")
+    assert listing[0].url() == ("https://registry.npmjs.org/@node-llama-cpp/linux-x64/-/linux-x64-3.22.1.tgz")
     assert sl.read_requirement(REPO / "envs" / "gguf.txt") == "llama-cpp-python==0.3.36"
     bad = tmp_path / "prebuilt.txt"
     bad.write_text("# comment\nlinux-x86_64 @x/y 1.0 md5-abc v1\n")
@@ -57,7 +57,9 @@ def test_a_tarball_whose_hash_is_not_the_pinned_one_is_refused(tmp_path, monkeyp
     good = sl.Prebuilt("linux-x86_64", "@x/y", "1.0", _integrity(data), "v1")
     assert sl.fetch(good) == data
     tampered = sl.Prebuilt("linux-x86_64", "@x/y", "1.0", _integrity(data + b"!"), "v1")
-    with pytest.raises(sl.Unfit, match=r"y-1.0.tgz: sha512 .* is not the pinned .* damaged or the package changed"):
+    with pytest.raises(
+        sl.Unfit, match=r"y-1.0.tgz: sha512 .* is not the pinned .* damaged or the package changed"
+    ):
         sl.fetch(tampered)
     missing = sl.Prebuilt("linux-x86_64", "@x/z", "1.0", _integrity(data), "v1")
     with pytest.raises(sl.Unfit, match=r"could not fetch .*z-1.0.tgz"):
@@ -66,11 +68,18 @@ def test_a_tarball_whose_hash_is_not_the_pinned_one_is_refused(tmp_path, monkeyp
 
 def test_only_the_llama_cpp_libraries_are_taken_from_the_tarball(tmp_path):
     tgz = tmp_path / "p.tgz"
-    tgz.write_bytes(_tarball({
-        "package/bins/linux-x64/libllama.v0.5.0.so": b"1", "package/bins/linux-x64/libggml.v0.5.0.so": b"2",
-        "package/bins/linux-x64/libggml-cpu-haswell.so": b"3", "package/bins/linux-x64/libllama-common.so": b"4",
-        "package/bins/linux-x64/llama-addon.node": b"5", "package/dist/index.js": b"6",
-    }))
+    tgz.write_bytes(
+        _tarball(
+            {
+                "package/bins/linux-x64/libllama.v0.5.0.so": b"1",
+                "package/bins/linux-x64/libggml.v0.5.0.so": b"2",
+                "package/bins/linux-x64/libggml-cpu-haswell.so": b"3",
+                "package/bins/linux-x64/libllama-common.so": b"4",
+                "package/bins/linux-x64/llama-addon.node": b"5",
+                "package/dist/index.js": b"6",
+            }
+        )
+    )
     (tmp_path / "lib").mkdir()
     names = sl.extract_libraries(tgz, tmp_path / "lib")
     assert names == ["libggml-cpu-haswell.so", "libggml.v0.5.0.so", "libllama.v0.5.0.so"]
@@ -81,9 +90,11 @@ def test_only_the_llama_cpp_libraries_are_taken_from_the_tarball(tmp_path):
 
 
 def test_the_bound_functions_are_read_from_the_bindings_source():
-    src = ('@ctypes_function("llama_backend_init", [], None)\n'
-           '@ctypes_function(\n    "llama_batch_ext_init", [llama_context_p_ctypes], c_void_p\n)\n'
-           'ctypes_function = ctypes_function_for_shared_library(_lib)\n')
+    src = (
+        '@ctypes_function("llama_backend_init", [], None)\n'
+        '@ctypes_function(\n    "llama_batch_ext_init", [llama_context_p_ctypes], c_void_p\n)\n'
+        "ctypes_function = ctypes_function_for_shared_library(_lib)\n"
+    )
     assert sl.bound_functions(src) == ["llama_backend_init", "llama_batch_ext_init"]
 
 
@@ -94,7 +105,10 @@ def test_a_prebuilt_that_does_not_fit_falls_back_to_the_source_build(tmp_path, m
     monkeypatch.setattr(sl, "install_source", built.append)
     assert sl.main([str(REPO / "envs" / "gguf.txt"), str(listing)]) == 0
     assert built == ["llama-cpp-python==0.3.36"]
-    assert f"llama.cpp prebuilt not used: no prebuilt llama.cpp for {sl.this_platform()}" in capsys.readouterr().out
+    assert (
+        f"llama.cpp prebuilt not used: no prebuilt llama.cpp for {sl.this_platform()}"
+        in capsys.readouterr().out
+    )
     assert sl.main([str(REPO / "envs" / "gguf.txt"), str(listing), "--source"]) == 0
     assert built == ["llama-cpp-python==0.3.36"] * 2
 
@@ -107,8 +121,11 @@ def test_provenance_names_the_prebuilt_llama_cpp_under_the_bindings(monkeypatch)
 
 
 INSTALLED = sl.installed_marker()
-prebuilt_only = pytest.mark.skipif(INSTALLED is None, reason="llama-cpp-python is a source build here "
-                                   "(make setup LLAMA_CPP=source, or no prebuilt for this platform)")
+prebuilt_only = pytest.mark.skipif(
+    INSTALLED is None,
+    reason="llama-cpp-python is a source build here "
+    "(make setup LLAMA_CPP=source, or no prebuilt for this platform)",
+)
 
 
 @prebuilt_only
@@ -125,16 +142,21 @@ def test_a_function_the_prebuilt_lacks_stops_with_a_message_when_called():
     name = INSTALLED["stubbed"][0]
     # a handle of its own: the bindings' function objects carry argument types
     call = f"import ctypes, llama_cpp; ctypes.CDLL(llama_cpp.llama_cpp._lib._name).{name}()"
-    proc = subprocess.run([sys.executable, "-c", call],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", call], capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode != 0
     assert f"deltaflow: llama.cpp's {name} is not in the prebuilt llama.cpp libraries" in proc.stderr
     assert "make setup LLAMA_CPP=source" in proc.stderr
     # every function the bindings bind is found: in the prebuilt library or as a stub
     bindings = Path(sl.package_dir()) / "llama_cpp.py"
-    code = ("import json, llama_cpp; lib = llama_cpp.llama_cpp._lib; "
-            f"print(json.dumps([n for n in {sl.bound_functions(bindings.read_text())!r} if not hasattr(lib, n)]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
+    code = (
+        "import json, llama_cpp; lib = llama_cpp.llama_cpp._lib; "
+        f"print(json.dumps([n for n in {sl.bound_functions(bindings.read_text())!r} if not hasattr(lib, n)]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
@@ -145,8 +167,11 @@ def test_the_bindings_installed_without_their_dependencies_have_them_all():
     llama-cpp-python declares must then be installed, at a version it accepts, by
     envs/requirements.txt. A version bump that adds one fails here, not in a GGUF job. `pip check`
     judges it; its lines about the data packages (installed --no-deps on purpose) are not ours."""
-    proc = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "check"], capture_output=True, text=True, timeout=120, check=False
+    )
     lines = proc.stdout.splitlines()
     assert lines, proc.stderr  # pip check ran and reported (at least the data packages' lines)
-    assert [line for line in lines if line.startswith("llama-cpp-python ")] == [], \
+    assert [line for line in lines if line.startswith("llama-cpp-python ")] == [], (
         "add llama-cpp-python's missing dependencies to envs/requirements.txt"
+    )

@@ -36,9 +36,14 @@ def index(monkeypatch):
             state["requests"].append(self.path)
             base = f"http://127.0.0.1:{self.server.server_port}"
             if self.path == "/simple/my-data/":
-                entries = [{"filename": f, "url": f"{base}/files/{f}",
-                            "hashes": {"sha256": state["hashes"].get(f, hashlib.sha256(d).hexdigest())}}
-                           for f, d in state["files"].items()]
+                entries = [
+                    {
+                        "filename": f,
+                        "url": f"{base}/files/{f}",
+                        "hashes": {"sha256": state["hashes"].get(f, hashlib.sha256(d).hexdigest())},
+                    }
+                    for f, d in state["files"].items()
+                ]
                 body = json.dumps({"files": entries}).encode()
                 ctype = ss.PEP691 if state["json"] else "text/html"
             elif self.path.startswith("/files/") and self.path[7:] in state["files"]:
@@ -63,9 +68,15 @@ def index(monkeypatch):
 
 
 def test_one_folder_of_the_sdist_is_unpacked_and_a_second_run_fetches_nothing(index, tmp_path):
-    index["files"]["my_data-1.0.tar.gz"] = _sdist("my_data-1.0", {
-        "pkg/tasks/qa/task.json": b'{"q": 1}', "pkg/tasks/qa_extra/x.json": b"{}",
-        "pkg/tasks/other/y.json": b"{}", "setup.py": b""})
+    index["files"]["my_data-1.0.tar.gz"] = _sdist(
+        "my_data-1.0",
+        {
+            "pkg/tasks/qa/task.json": b'{"q": 1}',
+            "pkg/tasks/qa_extra/x.json": b"{}",
+            "pkg/tasks/other/y.json": b"{}",
+            "setup.py": b"",
+        },
+    )
     index["files"]["my_data-1.1.tar.gz"] = _sdist("my_data-1.1", {"z": b""})
     out = ss.unpack("my-data==1.0", tmp_path, "pkg/tasks/qa/")
     assert out == tmp_path / "my-data-1.0"
@@ -79,7 +90,9 @@ def test_one_folder_of_the_sdist_is_unpacked_and_a_second_run_fetches_nothing(in
 def test_a_download_that_does_not_match_the_index_hash_is_refused(index, tmp_path):
     index["files"]["my_data-1.0.tar.gz"] = _sdist("my_data-1.0", {"a": b"1"})
     index["hashes"]["my_data-1.0.tar.gz"] = "0" * 64
-    with pytest.raises(SystemExit, match=r"my_data-1.0.tar.gz: sha256 \w+ is not the index's 0{64}; the download is damaged"):
+    with pytest.raises(
+        SystemExit, match=r"my_data-1.0.tar.gz: sha256 \w+ is not the index's 0{64}; the download is damaged"
+    ):
         ss.unpack("my-data==1.0", tmp_path)
     assert not (tmp_path / "my-data-1.0" / ".complete").exists()
 

@@ -1,8 +1,8 @@
 """One forward pass per shared context gives HFLM's log-likelihoods and greedy flags."""
+
 import random
 
 import pytest
-
 from conftest import tiny_random_model
 
 
@@ -13,7 +13,7 @@ def models(tmp_path_factory):
     from deltaflow.shared_context import SharedContextHFLM
 
     path = str(tiny_random_model(tmp_path_factory.mktemp("tiny")))
-    kw = dict(pretrained=path, device="cpu", batch_size=4, dtype="float32", max_length=48)
+    kw = {"pretrained": path, "device": "cpu", "batch_size": 4, "dtype": "float32", "max_length": 48}
     return HFLM(**kw), SharedContextHFLM(**kw)
 
 
@@ -75,11 +75,12 @@ def test_generation_computes_a_shared_prompt_prefix_once_and_generates_the_same(
     pad = hf.tokenizer.pad_token_id or 0
     context = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    kw = dict(max_length=width + 6, stop=["never-generated"], do_sample=False)
+    kw = {"max_length": width + 6, "stop": ["never-generated"], "do_sample": False}
     ref = hf._model_generate(context, attention_mask=mask, **kw)
     seen = []
-    hook = shared.model.register_forward_pre_hook(lambda m, a, k: seen.append(tuple(k["input_ids"].shape)),
-                                                  with_kwargs=True)
+    hook = shared.model.register_forward_pre_hook(
+        lambda m, a, k: seen.append(tuple(k["input_ids"].shape)), with_kwargs=True
+    )
     try:
         got = shared._model_generate(context, attention_mask=mask, **kw)
     finally:
@@ -104,16 +105,18 @@ def test_greedy_generation_drops_finished_rows_and_gives_hf_generates_text(model
     pad = hf.tokenizer.pad_token_id or 0
     context = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
-    free = hf._model_generate(context, attention_mask=mask, max_length=width + steps, stop=["never-generated"],
-                              do_sample=False)[:, width:].tolist()
+    free = hf._model_generate(
+        context, attention_mask=mask, max_length=width + steps, stop=["never-generated"], do_sample=False
+    )[:, width:].tolist()
     # stop strings that end row 0 after its 2nd token and row 2 after its 5th (the random
     # model's tokens decode to distinct strings)
     stop = [hf.tokenizer.decode([free[0][1]]), hf.tokenizer.decode([free[2][4]])]
-    kw = dict(max_length=width + steps, stop=stop, do_sample=False)
+    kw = {"max_length": width + steps, "stop": stop, "do_sample": False}
     ref = hf._model_generate(context, attention_mask=mask, **kw)[:, width:].tolist()
     rows_run = []
-    hook = shared.model.register_forward_pre_hook(lambda m, a, k: rows_run.append(k["input_ids"].shape[0]),
-                                                  with_kwargs=True)
+    hook = shared.model.register_forward_pre_hook(
+        lambda m, a, k: rows_run.append(k["input_ids"].shape[0]), with_kwargs=True
+    )
     try:
         got = shared._model_generate(context, attention_mask=mask, **kw)[:, width:].tolist()
     finally:

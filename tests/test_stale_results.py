@@ -1,11 +1,11 @@
 """Results copied without Snakemake's metadata (an rsync of results/, a restored backup): each
 job's record under results/.jobs/ is compared with the job now, and what differs reruns."""
+
 import json
 import shutil
 
 import pytest
 import yaml
-
 from conftest import write_config
 from test_reruns import TABLES_AND_AFTER, planned_jobs
 
@@ -19,17 +19,24 @@ def test_a_record_names_the_params_and_code_that_changed(tmp_path):
     (scripts / "deltaflow").mkdir(parents=True)
     (scripts / "deltaflow/io.py").write_text("x = 1\n")
     (scripts / "prepare.py").write_text("y = 2\n")
-    record = {"params": params_digest([("spec", {"n": 200, "seed": 1}), ("tags", {"b", "a"})]),
-              "code": code_digest([scripts / "deltaflow/io.py", scripts / "prepare.py"], scripts)}
+    record = {
+        "params": params_digest([("spec", {"n": 200, "seed": 1}), ("tags", {"b", "a"})]),
+        "code": code_digest([scripts / "deltaflow/io.py", scripts / "prepare.py"], scripts),
+    }
     assert set(record["code"]) == {"deltaflow/io.py", "prepare.py"}
     # key order and set order do not count as a change
-    assert stale_reasons(record, params_digest([("spec", {"seed": 1, "n": 200}), ("tags", {"a", "b"})]),
-                         scripts) == []
+    assert (
+        stale_reasons(record, params_digest([("spec", {"seed": 1, "n": 200}), ("tags", {"a", "b"})]), scripts)
+        == []
+    )
     (scripts / "prepare.py").write_text("y = 3\n")
-    assert stale_reasons(record, params_digest([("spec", {"n": 40, "seed": 1}), ("tags", {"a", "b"})]),
-                         scripts) == ["params spec", "code prepare.py"]
-    assert job_record_path("results", "evaluate", {"model": "run_a@step3"}).as_posix() == \
-        "results/.jobs/evaluate/model=run_a%40step3.json"
+    assert stale_reasons(
+        record, params_digest([("spec", {"n": 40, "seed": 1}), ("tags", {"a", "b"})]), scripts
+    ) == ["params spec", "code prepare.py"]
+    assert (
+        job_record_path("results", "evaluate", {"model": "run_a@step3"}).as_posix()
+        == "results/.jobs/evaluate/model=run_a%40step3.json"
+    )
 
 
 @pytest.mark.e2e
@@ -52,12 +59,17 @@ def test_copied_results_rerun_exactly_what_the_config_changed(tiny_workflow, tmp
 
     proc = run_snakemake(work, cfg_path, "-n", snakefile=wf / "Snakefile")
     out = proc.stdout + proc.stderr
-    assert ("deltaflow: results/benchmarks/arc_easy/docs.jsonl, results/benchmarks/arc_easy/fewshot.jsonl, "
-            "results/benchmarks/arc_easy/manifest.json (benchmark_docs job, benchmark=arc_easy) was made with "
-            "other params spec than now") in out
+    assert (
+        "deltaflow: results/benchmarks/arc_easy/docs.jsonl, results/benchmarks/arc_easy/fewshot.jsonl, "
+        "results/benchmarks/arc_easy/manifest.json (benchmark_docs job, benchmark=arc_easy) was made with "
+        "other params spec than now"
+    ) in out
     # the item pool does not depend on n: no mixture, adapter or benchmark_items job reruns
     assert planned_jobs(work, cfg_path, wf / "Snakefile") == {
-        ("benchmark_docs", "benchmark=arc_easy"), *{("evaluate", f"model={m}") for m in MODELS}, *TABLES_AND_AFTER}
+        ("benchmark_docs", "benchmark=arc_easy"),
+        *{("evaluate", f"model={m}") for m in MODELS},
+        *TABLES_AND_AFTER,
+    }
 
     run_snakemake(work, cfg_path, snakefile=wf / "Snakefile")
     md = (work / "results/tables/delta.md").read_text()

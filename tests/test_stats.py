@@ -1,20 +1,30 @@
 """Paired statistics against values computed by hand (and against scipy's own bootstrap)."""
+
 import numpy as np
 import pytest
 from scipy import stats as sps
 
 from deltaflow.errors import DeltaflowError
-from deltaflow.stats import (benchmark_seed, compare_scores, mcnemar_exact, paired_bootstrap,
-                             pooled_ci, resample_means)
+from deltaflow.stats import (
+    benchmark_seed,
+    compare_scores,
+    mcnemar_exact,
+    paired_bootstrap,
+    pooled_ci,
+    resample_means,
+)
 
 
-@pytest.mark.parametrize("b, c, expected", [
-    (0, 0, 1.0),
-    (1, 6, 16 / 128),            # 2 * P(X <= 1), X ~ Bin(7, 1/2) = 2 * (1 + 7) / 128
-    (0, 5, 2 / 32),              # 2 * P(X = 0), X ~ Bin(5, 1/2)
-    (3, 3, 1.0),
-    (2, 10, 2 * (1 + 12 + 66) / 4096),
-])
+@pytest.mark.parametrize(
+    "b, c, expected",
+    [
+        (0, 0, 1.0),
+        (1, 6, 16 / 128),  # 2 * P(X <= 1), X ~ Bin(7, 1/2) = 2 * (1 + 7) / 128
+        (0, 5, 2 / 32),  # 2 * P(X = 0), X ~ Bin(5, 1/2)
+        (3, 3, 1.0),
+        (2, 10, 2 * (1 + 12 + 66) / 4096),
+    ],
+)
 def test_mcnemar_exact_by_hand(b, c, expected):
     assert mcnemar_exact(b, c) == pytest.approx(expected)
     assert mcnemar_exact(c, b) == pytest.approx(expected)
@@ -28,8 +38,9 @@ def test_bootstrap_with_fixed_seed_is_reproducible_and_matches_a_hand_rerun():
     # the same draws by hand: 2000 x 10 indices from default_rng(7), in chunks of 256 rows
     rng = np.random.default_rng(7)
     d = right - left
-    means = np.concatenate([d[rng.integers(0, 10, size=(min(256, 2000 - s), 10))].mean(axis=1)
-                            for s in range(0, 2000, 256)])
+    means = np.concatenate(
+        [d[rng.integers(0, 10, size=(min(256, 2000 - s), 10))].mean(axis=1) for s in range(0, 2000, 256)]
+    )
     assert (lo, hi) == (np.percentile(means, 2.5), np.percentile(means, 97.5))
     assert paired_bootstrap(left, right, resamples=2000, seed=7) == (mean, lo, hi)
     # deltas are multiples of 0.1, so the bounds are too
@@ -49,8 +60,14 @@ def test_bootstrap_agrees_with_scipy_percentile_bootstrap():
     left = (rng.random(300) < 0.5).astype(float)
     right = np.where(rng.random(300) < 0.2, 1 - left, left)
     _, lo, hi = paired_bootstrap(left, right, resamples=5000, seed=3)
-    ref = sps.bootstrap((right - left,), np.mean, n_resamples=5000, method="percentile",
-                        confidence_level=0.95, rng=np.random.default_rng(3)).confidence_interval
+    ref = sps.bootstrap(
+        (right - left,),
+        np.mean,
+        n_resamples=5000,
+        method="percentile",
+        confidence_level=0.95,
+        rng=np.random.default_rng(3),
+    ).confidence_interval
     assert lo == pytest.approx(ref.low, abs=0.01) and hi == pytest.approx(ref.high, abs=0.01)
 
 

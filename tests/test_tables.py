@@ -2,8 +2,15 @@ import pandas as pd
 import pytest
 
 from deltaflow.errors import DeltaflowError
-from deltaflow.tables import (REFERENCE, EvalResult, TableSettings, comparison_table, delta_table, to_html,
-                              to_markdown)
+from deltaflow.tables import (
+    REFERENCE,
+    EvalResult,
+    TableSettings,
+    comparison_table,
+    delta_table,
+    to_html,
+    to_markdown,
+)
 
 SETTINGS = TableSettings(resamples=1000, seed=0, axes={"a": "knowledge", "b": "knowledge", "c": "target"})
 
@@ -11,13 +18,28 @@ SETTINGS = TableSettings(resamples=1000, seed=0, axes={"a": "knowledge", "b": "k
 def result(model, bench, scores, axis="knowledge", dhash="d1", ids=None):
     ids = ids or [f"q{i}" for i in range(len(scores))]
     recs = [{"doc_id": i, "score": s} for i, s in zip(ids, scores)]
-    return EvalResult(model, bench, {"score": sum(scores) / len(scores), "n": len(scores), "axis": axis,
-                                     "metric": "acc", "decoding_hash": dhash, "decoding": {"t": dhash}}, recs)
+    return EvalResult(
+        model,
+        bench,
+        {
+            "score": sum(scores) / len(scores),
+            "n": len(scores),
+            "axis": axis,
+            "metric": "acc",
+            "decoding_hash": dhash,
+            "decoding": {"t": dhash},
+        },
+        recs,
+    )
 
 
 FIXTURE = [
-    result("base", "a", [1, 0, 0, 0]), result("base", "b", [1, 1, 0, 0, 0]), result("base", "c", [0, 0, 1]),
-    result("run", "a", [1, 1, 1, 0]), result("run", "b", [1, 0, 0, 0, 0]), result("run", "c", [1, 1, 1]),
+    result("base", "a", [1, 0, 0, 0]),
+    result("base", "b", [1, 1, 0, 0, 0]),
+    result("base", "c", [0, 0, 1]),
+    result("run", "a", [1, 1, 1, 0]),
+    result("run", "b", [1, 0, 0, 0, 0]),
+    result("run", "c", [1, 1, 1]),
 ]
 
 
@@ -75,8 +97,11 @@ def test_markdown_and_html_render_every_model():
 
 
 def test_comparison_rows_seed_003_style():
-    results = FIXTURE + [result("run2", "a", [0, 1, 1, 0]), result("run2", "b", [1, 1, 1, 0, 0]),
-                         result("run2", "c", [1, 0, 1])]
+    results = FIXTURE + [
+        result("run2", "a", [0, 1, 1, 0]),
+        result("run2", "b", [1, 1, 1, 0, 0]),
+        result("run2", "c", [1, 0, 1]),
+    ]
     cdf = comparison_table(results, [("run", "run2")], SETTINGS)
     a = cdf[(cdf.level == "benchmark") & (cdf.benchmark == "a")].iloc[0]
     # run [1,1,1,0] -> run2 [0,1,1,0]: left better on 1 of 4, right better on none
@@ -88,12 +113,16 @@ def test_comparison_rows_seed_003_style():
 
 def test_refuses_different_items():
     with pytest.raises(DeltaflowError, match=r"different items.*only in base: \['q9'\]"):
-        delta_table([result("base", "a", [1, 0], ids=["q0", "q9"]), result("run", "a", [1, 0], ids=["q0", "q1"])])
+        delta_table(
+            [result("base", "a", [1, 0], ids=["q0", "q9"]), result("run", "a", [1, 0], ids=["q0", "q1"])]
+        )
 
 
 def test_refuses_reordered_items():
     with pytest.raises(DeltaflowError, match="same ids in a different order"):
-        delta_table([result("base", "a", [1, 0], ids=["q0", "q1"]), result("run", "a", [1, 0], ids=["q1", "q0"])])
+        delta_table(
+            [result("base", "a", [1, 0], ids=["q0", "q1"]), result("run", "a", [1, 0], ids=["q1", "q0"])]
+        )
 
 
 def test_refuses_different_decoding():

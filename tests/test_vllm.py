@@ -2,10 +2,12 @@
 vllm model, compared with the HF backend on the same tiny model + LoRA adapter (served
 unmerged as a vLLM LoRA): the same greedy responses. (Log-likelihood benchmarks stay on HF
 under the vLLM backend; see scripts/evaluate.py.)"""
+
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import REPO
 
 from deltaflow import registry
 from deltaflow.basemodel import materialize_base
@@ -15,11 +17,12 @@ from deltaflow.evaluation import generate_outputs, load_model
 from deltaflow.io import write_jsonl
 from deltaflow.vllm_backend import REPO_ROOT, lora_rank, run_worker_job, vllm_python
 
-from conftest import REPO
-
 VLLM_PY = REPO_ROOT / ".venv-vllm/bin/python"
 # the vLLM worker is a subprocess model load in its own environment
-pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not VLLM_PY.exists(), reason="no .venv-vllm: run `make vllm-env` (make test does)")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not VLLM_PY.exists(), reason="no .venv-vllm: run `make vllm-env` (make test does)"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +33,22 @@ def model_and_adapter(tmp_path_factory):
     root = tmp_path_factory.mktemp("vllm")
     base = root / "base"
     # head_dim 64: vLLM's CPU attention kernels need a supported head size
-    materialize_base({"type": "random_init", "corpus": str(REPO / "tests/fixtures/tiny_corpus.txt"),
-                      "hidden_size": 128, "num_layers": 2, "num_heads": 2, "vocab_size": 512, "seed": 0}, base)
+    materialize_base(
+        {
+            "type": "random_init",
+            "corpus": str(REPO / "tests/fixtures/tiny_corpus.txt"),
+            "hidden_size": 128,
+            "num_layers": 2,
+            "num_heads": 2,
+            "vocab_size": 512,
+            "seed": 0,
+        },
+        base,
+    )
     model = AutoModelForCausalLM.from_pretrained(base)
-    peft = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                            init_lora_weights=False))  # random B: the adapter changes outputs
+    peft = get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )  # random B: the adapter changes outputs
     torch.manual_seed(0)
     peft.save_pretrained(root / "adapter")
     return base, root / "adapter"
@@ -55,8 +69,15 @@ def test_vllm_matches_hf_with_an_unmerged_lora(model_and_adapter, tmp_path):
         docs = tmp_path / f"{spec['name']}.jsonl"
         write_jsonl(docs, prepare_docs(spec))
         jobs.append({"spec": spec, "docs": str(docs), "work_dir": str(tmp_path / "vllm" / spec["name"])})
-    timing = run_worker_job(python=vllm_python(None), model_dir=base, adapter_dir=adapter, benchmarks=jobs,
-                            chunk_size=4, options={"dtype": "float32", "max_model_len": 512}, job_dir=tmp_path)
+    timing = run_worker_job(
+        python=vllm_python(None),
+        model_dir=base,
+        adapter_dir=adapter,
+        benchmarks=jobs,
+        chunk_size=4,
+        options={"dtype": "float32", "max_model_len": 512},
+        job_dir=tmp_path,
+    )
     assert set(timing["generate_s"]) == {"gsm8k", "humaneval"}
     hf = load_model(base, adapter_dir=adapter, batch_size=4)
     hf_base = load_model(base, batch_size=4)
@@ -64,7 +85,9 @@ def test_vllm_matches_hf_with_an_unmerged_lora(model_and_adapter, tmp_path):
     for spec, job in zip(specs, jobs):
         vl = generate_outputs(None, spec, Path(job["docs"]), Path(job["work_dir"]), chunk_size=4)
         ref = generate_outputs(hf, spec, Path(job["docs"]), tmp_path / "hf" / spec["name"], chunk_size=4)
-        plain = generate_outputs(hf_base, spec, Path(job["docs"]), tmp_path / "hf0" / spec["name"], chunk_size=4)
+        plain = generate_outputs(
+            hf_base, spec, Path(job["docs"]), tmp_path / "hf0" / spec["name"], chunk_size=4
+        )
         assert [r["prompt_hash"] for r in vl] == [r["prompt_hash"] for r in ref]
         assert [r["responses"] for r in vl] == [r["responses"] for r in ref]
         changed.append([r["responses"] for r in ref] != [r["responses"] for r in plain])
@@ -97,16 +120,28 @@ def test_workflow_eval_job_with_the_vllm_backend(tmp_path):
     cfg["gates"] = {}
     cfg["tables"] = {}
     cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
-    cfg["eval"] = {"backend": "vllm", "vllm": {"dtype": "float32", "max_model_len": 512},
-                   "guards": cfg["eval"]["guards"]}  # the tiny random model never stops (tiny.yaml)
+    cfg["eval"] = {
+        "backend": "vllm",
+        "vllm": {"dtype": "float32", "max_model_len": 512},
+        "guards": cfg["eval"]["guards"],
+    }  # the tiny random model never stops (tiny.yaml)
     for key in ("merges", "sweeps", "export"):
         cfg.pop(key, None)
     # model-written data goes through the same backend (rules/generate.smk)
-    cfg["generations"] = {"vgen": {"model": "base", "prompts": {"dataset": "alpaca", "n": 2},
-                                   "sampling": {"max_tokens": 6, "chat_template": False},
-                                   "guards": cfg["eval"]["guards"]}}
-    run_snakemake(tmp_path, write_config(tmp_path, cfg), "results/evals/base/summary.json",
-                  "results/data/vgen/rows.jsonl")
+    cfg["generations"] = {
+        "vgen": {
+            "model": "base",
+            "prompts": {"dataset": "alpaca", "n": 2},
+            "sampling": {"max_tokens": 6, "chat_template": False},
+            "guards": cfg["eval"]["guards"],
+        }
+    }
+    run_snakemake(
+        tmp_path,
+        write_config(tmp_path, cfg),
+        "results/evals/base/summary.json",
+        "results/data/vgen/rows.jsonl",
+    )
     made_by = json.loads((tmp_path / "results/data/vgen/manifest.json").read_text())["made_by"]
     assert made_by["backend"] == "vllm" and made_by["cache"]["hit"] is False
     assert len((tmp_path / "results/data/vgen/rows.jsonl").read_text().splitlines()) == 2

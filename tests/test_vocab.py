@@ -1,22 +1,31 @@
 """New tokens with mean-initialized rows, trained as PEFT trainable token rows, and loaded back
 the same way by evaluation and merging (a 2-layer random Llama built in the test)."""
+
 import pytest
 import torch
 
-from deltaflow.errors import DeltaflowError
 from deltaflow.config import schema_defaults
+from deltaflow.errors import DeltaflowError
 from deltaflow.training import peft_config_for
-from deltaflow.vocab import add_tokens, adapter_has_tokenizer, load_base_for_adapter, trainable_token_indices
+from deltaflow.vocab import adapter_has_tokenizer, add_tokens, load_base_for_adapter, trainable_token_indices
 
 RECIPE = schema_defaults("recipe", {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"})
 
 
 def make_base(path, tied: bool):
     from conftest import REPO
+
     from deltaflow.basemodel import build_random_llama
 
-    model, tok = build_random_llama(REPO / "tests/fixtures/tiny_corpus.txt", hidden_size=32, num_layers=2,
-                                    num_heads=4, vocab_size=300, seed=0, tied=tied)
+    model, tok = build_random_llama(
+        REPO / "tests/fixtures/tiny_corpus.txt",
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        vocab_size=300,
+        seed=0,
+        tied=tied,
+    )
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path

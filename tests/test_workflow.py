@@ -1,4 +1,5 @@
 """Real Snakemake runs of the whole DAG on the tiny config (random 2-layer Llama, ~20-row data)."""
+
 import json
 import shutil
 import subprocess
@@ -6,8 +7,8 @@ from collections import Counter
 
 import pandas as pd
 import pytest
-
 from conftest import SECRET, copy_run, run_snakemake, tiny_config, write_config
+
 from deltaflow.io import read_jsonl
 
 pytestmark = pytest.mark.e2e
@@ -31,12 +32,24 @@ def test_mixture_rows_per_component(tiny_run):
     assert comps["replay"]["rows"] == 10 and comps["replay"]["available_rows"] == 24
     # tokens are counted with the base tokenizer over the chat-rendered rows
     assert manifest["mixture"]["tokens"] > 10 * len(rows)
-    assert set(manifest["inputs"]) == {"dataset:arithmetic", "dataset:alpaca", "base", "code",
-                                       "benchmark_items:arithmetic", "benchmark_items:arc_easy",
-                                       "benchmark_items:gsm8k"}
+    assert set(manifest["inputs"]) == {
+        "dataset:arithmetic",
+        "dataset:alpaca",
+        "base",
+        "code",
+        "benchmark_items:arithmetic",
+        "benchmark_items:arc_easy",
+        "benchmark_items:gsm8k",
+    }
     assert {(r["mixture_component"], r["mixture_profile"]) for r in rows} == {
-        ("arithmetic", "capability"), ("replay", "release")}
-    assert manifest["mixture"]["bounds"]["min_share.capability"] == {"bound": 0.5, "realized": 0.857143, "ok": True}
+        ("arithmetic", "capability"),
+        ("replay", "release"),
+    }
+    assert manifest["mixture"]["bounds"]["min_share.capability"] == {
+        "bound": 0.5,
+        "realized": 0.857143,
+        "ok": True,
+    }
     # decontaminated against the listed benchmarks' full item pools (not only the n subset)
     d = manifest["mixture"]["decontamination"]
     assert d["benchmarks"] == ["arc_easy", "arithmetic", "gsm8k"] and d["hits"] == 0
@@ -77,8 +90,16 @@ def test_delta_table_rows_and_numbers(tiny_run):
     ours = df[df.source == "evaluated"]
     # 7 models x (3 benchmarks + 3 axes + macro), then the reference's 3 + 3 + macro
     assert len(ours) == 49 and len(df) == 56
-    assert set(df.model) == {"base", "run_a", "run_b", "run_b@step3", "run_dpo", "a_dpo_ties", "run_a.x0.5",
-                             "fixture-ref"}
+    assert set(df.model) == {
+        "base",
+        "run_a",
+        "run_b",
+        "run_b@step3",
+        "run_dpo",
+        "a_dpo_ties",
+        "run_a.x0.5",
+        "fixture-ref",
+    }
     bench = ours[ours.level == "benchmark"]
     n = {b: int(v) for b, v in bench[bench.model == "run_a"].set_index("benchmark")["n"].items()}
     assert n == {"arithmetic": 10, "arc_easy": 8, "gsm8k": 3}
@@ -96,9 +117,15 @@ def test_delta_table_rows_and_numbers(tiny_run):
     assert "### run_a vs base" in md and "| arithmetic (10)" in md and "fixture-ref*" in md
     assert "run_b_minus_run_a" in md
     cmp = pd.read_csv(workdir / "results/tables/comparisons.csv")
-    assert set(cmp.comparison) == {"run_a_minus_base", "run_b_minus_base", "run_b@step3_minus_base",
-                                   "run_dpo_minus_base", "a_dpo_ties_minus_base", "run_a.x0.5_minus_base",
-                                   "run_b_minus_run_a"}
+    assert set(cmp.comparison) == {
+        "run_a_minus_base",
+        "run_b_minus_base",
+        "run_b@step3_minus_base",
+        "run_dpo_minus_base",
+        "a_dpo_ties_minus_base",
+        "run_a.x0.5_minus_base",
+        "run_b_minus_run_a",
+    }
     row = cmp[(cmp.comparison == "run_b_minus_run_a") & (cmp.benchmark == "arc_easy")].iloc[0]
     assert row.right_better + row.left_better + row.tie == pytest.approx(1.0) and row.n == 8
     assert (workdir / "results/tables/delta.html").read_text().startswith("<!DOCTYPE html>")
@@ -117,12 +144,29 @@ def test_gates_selection_plots_and_model_card(tiny_run):
         assert (workdir / f"results/plots/{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = (workdir / "results/model_card.md").read_text()
     chosen = sel["chosen"]
-    mixture = {"run_a": "mix_a", "run_b": "mix_b", "run_b@step3": "mix_b", "run_dpo": "pref",
-               "a_dpo_ties": "mix_a", "run_a.x0.5": "mix_a"}[chosen]
-    for text in (f"# {chosen}: adapter on tiny-random-llama", "## Delta vs base", "## Release gates",
-                 "## How this model was made",
-                 f"## Training data: mixture `{mixture}`", "## Recipe", "## Provenance", "config sha256",
-                 "git commit", "base weights sha256", "trl 1.", "**0 overlap**", "fixture-ref"):
+    mixture = {
+        "run_a": "mix_a",
+        "run_b": "mix_b",
+        "run_b@step3": "mix_b",
+        "run_dpo": "pref",
+        "a_dpo_ties": "mix_a",
+        "run_a.x0.5": "mix_a",
+    }[chosen]
+    for text in (
+        f"# {chosen}: adapter on tiny-random-llama",
+        "## Delta vs base",
+        "## Release gates",
+        "## How this model was made",
+        f"## Training data: mixture `{mixture}`",
+        "## Recipe",
+        "## Provenance",
+        "config sha256",
+        "git commit",
+        "base weights sha256",
+        "trl 1.",
+        "**0 overlap**",
+        "fixture-ref",
+    ):
         assert text in card, text
 
 
@@ -155,7 +199,9 @@ def test_model_card_metadata_the_hub_reads_and_the_release_folder(tiny_run):
     got = {(r.dataset_name, r.metric_type): r.metric_value for r in data.eval_results}
     assert got == {(r.benchmark, r.metric): r.score for r in rows.itertuples()}
     release = workdir / "results/release" / chosen
-    assert sorted(p.name for p in (workdir / "results/release").iterdir() if not p.name.startswith(".")) == [chosen]
+    assert sorted(p.name for p in (workdir / "results/release").iterdir() if not p.name.startswith(".")) == [
+        chosen
+    ]
     files = {p.name for p in release.iterdir()}
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md"} <= files
     assert (release / "README.md").read_text() == (workdir / "results/model_card.md").read_text()
@@ -182,8 +228,10 @@ def test_strict_gate_fails_the_run_but_keeps_the_tables(tiny_workflow, tmp_path)
 def test_same_items_for_every_model(tiny_run):
     workdir, _, _ = tiny_run
     for bench in ("arithmetic", "arc_easy", "gsm8k"):
-        ids = [[r["doc_id"] for r in read_jsonl(workdir / f"results/evals/{m}/{bench}.jsonl")]
-               for m in ("base", "run_a")]
+        ids = [
+            [r["doc_id"] for r in read_jsonl(workdir / f"results/evals/{m}/{bench}.jsonl")]
+            for m in ("base", "run_a")
+        ]
         docs = [d["doc_id"] for d in read_jsonl(workdir / f"results/benchmarks/{bench}/docs.jsonl")]
         assert ids[0] == ids[1] == docs
 
@@ -200,8 +248,9 @@ def test_adapter_changed_the_model(tiny_run):
     base = AutoModelForCausalLM.from_pretrained(base_dir)
     with torch.no_grad():
         before = base(ids).logits
-    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir),
-                                      workdir / "results/adapters/run_a")
+    tuned = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(base_dir), workdir / "results/adapters/run_a"
+    )
     with torch.no_grad():
         after = tuned(ids).logits
     assert (after - before).abs().max().item() > 1e-3
@@ -227,7 +276,9 @@ def test_dora_rslora_run_and_its_checkpoint_arm(tiny_run):
     # DoRA = a learned magnitude vector per adapted layer, beside the LoRA A/B matrices
     assert any("lora_magnitude_vector" in k for k in keys) and any("lora_A" in k for k in keys)
     step3 = run_b / "checkpoints/step3"
-    assert (step3 / "adapter_model.safetensors").read_bytes() != (run_b / "adapter_model.safetensors").read_bytes()
+    assert (step3 / "adapter_model.safetensors").read_bytes() != (
+        run_b / "adapter_model.safetensors"
+    ).read_bytes()
     metrics = json.loads((run_b / "metrics.json").read_text())
     assert [c["step"] for c in metrics["checkpoints"]] == [3] and metrics["peft"]["method"] == "dora"
     # the checkpoint is a model of its own in the eval grid, loaded from its own folder
@@ -246,15 +297,18 @@ def test_merge_and_sweep_arms_record_their_inputs_and_are_evaluated(tiny_run):
     ties = json.loads((workdir / "results/merges/a_dpo_ties/manifest.json").read_text())
     assert ties["params"]["method"] == "ties" and ties["params"]["adapters"] == {"run_a": 0.6, "run_dpo": 0.4}
     assert ties["density"] == 0.5 and ties["seed"] == 0
-    assert [e["path"] for e in ties["inputs"]["adapters"]] == ["results/adapters/run_a/manifest.json",
-                                                               "results/adapters/run_dpo/manifest.json"]
+    assert [e["path"] for e in ties["inputs"]["adapters"]] == [
+        "results/adapters/run_a/manifest.json",
+        "results/adapters/run_dpo/manifest.json",
+    ]
     assert all(len(e["sha256"]) == 64 for e in ties["inputs"]["adapters"])
     sweep = json.loads((workdir / "results/merges/run_a.x0.5/manifest.json").read_text())
     assert sweep["params"]["kind"] == "sweep" and sweep["params"]["adapters"] == {"run_a": 0.5}
     for model in ("a_dpo_ties", "run_a.x0.5"):
         assert (workdir / f"results/merges/{model}/adapter_model.safetensors").exists()
-        assert set(json.loads((workdir / f"results/evals/{model}/summary.json").read_text())["benchmarks"]) == {
-            "arithmetic", "arc_easy", "gsm8k"}
+        assert set(
+            json.loads((workdir / f"results/evals/{model}/summary.json").read_text())["benchmarks"]
+        ) == {"arithmetic", "arc_easy", "gsm8k"}
 
 
 def test_every_artifact_has_a_manifest_with_input_hashes(tiny_run):
@@ -288,11 +342,12 @@ def test_bad_config_fails_before_any_job(tmp_path):
 def test_malformed_data_row_names_file_and_line(tmp_path):
     cfg = tiny_config()
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
-                   '{"messages": [}\n')
+    bad.write_text(
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n'
+        '{"messages": [}\n'
+    )
     cfg["datasets"]["alpaca"] = {"type": "file", "path": str(bad), "format": "messages"}
-    proc = run_snakemake(tmp_path, write_config(tmp_path, cfg), "results/data/alpaca/rows.jsonl",
-                         check=False)
+    proc = run_snakemake(tmp_path, write_config(tmp_path, cfg), "results/data/alpaca/rows.jsonl", check=False)
     assert proc.returncode != 0
     assert "bad.jsonl:2: malformed JSON line" in proc.stdout + proc.stderr
     assert not (tmp_path / "results/data/alpaca/rows.jsonl").exists()
@@ -303,7 +358,9 @@ def _audit(workdir, model, benchmark):
     from deltaflow.config import load_config
     from deltaflow.models import ModelGraph
 
-    return audit_chain(workdir, ModelGraph(load_config(workdir / "config.yaml", check_files=False)), model, benchmark)
+    return audit_chain(
+        workdir, ModelGraph(load_config(workdir / "config.yaml", check_files=False)), model, benchmark
+    )
 
 
 def test_audit_traces_a_cell_to_data_recipe_model_and_code(tiny_run):
@@ -323,13 +380,16 @@ def test_audit_traces_a_cell_to_data_recipe_model_and_code(tiny_run):
     assert "every recorded hash matches the disk" in text
 
 
-@pytest.mark.parametrize("model, kind, chain_models", [
-    ("base", "base", []),
-    ("run_b@step3", "checkpoint", ["run_b@step3", "run_b"]),
-    ("run_dpo", "run", ["run_dpo", "run_a"]),
-    ("a_dpo_ties", "merge", ["a_dpo_ties", "run_a", "run_dpo"]),
-    ("run_a.x0.5", "sweep", ["run_a.x0.5", "run_a"]),
-])
+@pytest.mark.parametrize(
+    "model, kind, chain_models",
+    [
+        ("base", "base", []),
+        ("run_b@step3", "checkpoint", ["run_b@step3", "run_b"]),
+        ("run_dpo", "run", ["run_dpo", "run_a"]),
+        ("a_dpo_ties", "merge", ["a_dpo_ties", "run_a", "run_dpo"]),
+        ("run_a.x0.5", "sweep", ["run_a.x0.5", "run_a"]),
+    ],
+)
 def test_audit_traces_every_kind_of_model(tiny_run, model, kind, chain_models):
     """Every model of the tiny config traces through the model graph: a merge through each
     input adapter's own chain (run_dpo continues run_a), a checkpoint or sweep arm through its
@@ -337,7 +397,9 @@ def test_audit_traces_every_kind_of_model(tiny_run, model, kind, chain_models):
     workdir, _, _ = tiny_run
     chain = _audit(workdir, model, "gsm8k")
     assert chain["kind"] == kind and chain["changed"] == []
-    assert [s["name"] for s in chain["steps"] if s["step"] in ("run", "checkpoint", "merge", "sweep")] == chain_models
+    assert [
+        s["name"] for s in chain["steps"] if s["step"] in ("run", "checkpoint", "merge", "sweep")
+    ] == chain_models
     mixtures = {"run_a": "mix_a", "run_b": "mix_b", "run_dpo": "pref"}
     assert set(chain["mixtures"]) == {mixtures[m] for m in chain_models if m in mixtures}
     assert [s["step"] for s in chain["steps"]][:3] == ["table", "eval", "benchmark"]
@@ -356,7 +418,8 @@ def test_audit_flags_a_file_changed_after_the_table(tiny_workflow, tmp_path):
     train.write_text(train.read_text() + "\n")  # one byte more, after the fact
     chain = _audit(run.work, "run_a.x0.5", "arithmetic")
     assert [(c["step"], c["name"], c["path"]) for c in chain["changed"]] == [
-        ("run", "run_a", "results/mixtures/mix_a/train.jsonl")]
+        ("run", "run_a", "results/mixtures/mix_a/train.jsonl")
+    ]
     assert "train: results/mixtures/mix_a/train.jsonl (CHANGED (recorded" in format_chain(chain)
     # the command line: text and JSON, the config's model graph, a clear error for an unknown model
     import contextlib
@@ -435,9 +498,22 @@ def test_html_report_renders_in_headless_chromium(tiny_workflow, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (make system-tools installs it as root)")
-    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                          "--virtual-time-budget=15000", "--dump-dom", report.as_uri()],
-                         capture_output=True, text=True, timeout=180, check=True).stdout
+    dom = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    ).stdout
     # the category links exist only once React has rendered the page
     for category in ("Tables", "Plots", "Model card", "Selection", "Mixtures"):
         assert f"<span>{category}</span>" in dom and f"<span>{category}</span>" not in html, category

@@ -33,8 +33,13 @@ def _check(workdir: Path, path: str, recorded: str | None, role: str) -> dict:
     """One file: its recorded sha256 against the file on disk now."""
     p = workdir / path
     now = sha256_path(p) if p.exists() else None
-    return {"role": role, "path": path, "sha256_recorded": recorded, "sha256_now": now,
-            "changed": recorded is not None and now != recorded}
+    return {
+        "role": role,
+        "path": path,
+        "sha256_recorded": recorded,
+        "sha256_now": now,
+        "changed": recorded is not None and now != recorded,
+    }
 
 
 def _inputs(workdir: Path, manifest: dict) -> list[dict]:
@@ -50,7 +55,9 @@ def _step(workdir: Path, kind: str, name: str, manifest_path: str, *, params=Non
     manifest = _load(workdir / manifest_path)
     code = manifest.get("code", {})
     step = {
-        "step": kind, "name": name, "file": manifest_path,
+        "step": kind,
+        "name": name,
+        "file": manifest_path,
         "params": manifest.get("params", {}) if params is None else params,
         "code": {"git_commit": code.get("git_commit"), "git_dirty": code.get("git_dirty")},
         "packages": {k: v for k, v in manifest.get("packages", {}).items() if k in PACKAGES_SHOWN},
@@ -61,10 +68,20 @@ def _step(workdir: Path, kind: str, name: str, manifest_path: str, *, params=Non
         folder = workdir / Path(manifest_path).parent
         now = None
         if folder.is_dir():  # a merged model records its safetensors' hash; the base, its folder's
-            now = safetensors_sha256(folder) if kind == "merged" else sha256_path(folder, exclude=("manifest.json",))
-        step["files"].append({"role": "weights", "path": str(Path(manifest_path).parent),
-                              "sha256_recorded": manifest["weights_sha256"], "sha256_now": now,
-                              "changed": now != manifest["weights_sha256"]})
+            now = (
+                safetensors_sha256(folder)
+                if kind == "merged"
+                else sha256_path(folder, exclude=("manifest.json",))
+            )
+        step["files"].append(
+            {
+                "role": "weights",
+                "path": str(Path(manifest_path).parent),
+                "sha256_recorded": manifest["weights_sha256"],
+                "sha256_now": now,
+                "changed": now != manifest["weights_sha256"],
+            }
+        )
     step.update(extra or {})
     return step
 
@@ -78,15 +95,27 @@ def audit_chain(workdir: Path, graph: ModelGraph, model: str, benchmark: str) ->
     if not table_path.exists():
         raise DeltaflowError(f"{table_path} does not exist; run the workflow first")
     table = pd.read_csv(table_path)
-    cell = table[(table.model == model) & (table.benchmark == benchmark) & (table.level == "benchmark")
-                 & (table.source == "evaluated")]
+    cell = table[
+        (table.model == model)
+        & (table.benchmark == benchmark)
+        & (table.level == "benchmark")
+        & (table.source == "evaluated")
+    ]
     if cell.empty:
-        raise DeltaflowError(f"no row ({model}, {benchmark}) in {table_path}; "
-                             f"models: {sorted(table.model.unique())}, "
-                             f"benchmarks: {sorted(table[table.level == 'benchmark'].benchmark.unique())}")
+        raise DeltaflowError(
+            f"no row ({model}, {benchmark}) in {table_path}; "
+            f"models: {sorted(table.model.unique())}, "
+            f"benchmarks: {sorted(table[table.level == 'benchmark'].benchmark.unique())}"
+        )
     node = graph.node(model)
-    chain: dict = {"cell": cell.iloc[0].to_dict(), "model": model, "benchmark": benchmark, "kind": node.kind,
-                   "lineage": graph.lineage(model), "steps": []}
+    chain: dict = {
+        "cell": cell.iloc[0].to_dict(),
+        "model": model,
+        "benchmark": benchmark,
+        "kind": node.kind,
+        "lineage": graph.lineage(model),
+        "steps": [],
+    }
     steps = chain["steps"]
     steps.append(_step(workdir, "table", "delta table", "results/tables/manifest.json", params={}))
     steps[-1]["files"] = [f for f in steps[-1]["files"] if f["role"] in (f"{model}/{benchmark}", "code")]
@@ -95,20 +124,42 @@ def audit_chain(workdir: Path, graph: ModelGraph, model: str, benchmark: str) ->
     if summary is None:
         raise DeltaflowError(f"results/evals/{model}/summary.json has no {benchmark}; rerun the workflow")
     ev = _load(workdir / summary["metrics"])
-    eval_step = {"step": "eval", "name": f"{model} x {benchmark}", "file": summary["metrics"],
-                 "params": {"metric": ev["metric"], "score": ev["score"], "n": ev["n"], "decoding": ev["decoding"],
-                            "cache": ev.get("cache"), "lm_eval_version": ev.get("lm_eval_version")},
-                 "code": ev["manifest"].get("code", {}),
-                 "packages": {k: v for k, v in ev["manifest"].get("packages", {}).items() if k in PACKAGES_SHOWN},
-                 "finished": ev["manifest"].get("finished"),
-                 "files": [_check(workdir, summary["metrics"], summary["metrics_sha256"], "metrics"),
-                           _check(workdir, summary["samples"], summary["samples_sha256"], "samples"),
-                           *_inputs(workdir, ev["manifest"])]}
+    eval_step = {
+        "step": "eval",
+        "name": f"{model} x {benchmark}",
+        "file": summary["metrics"],
+        "params": {
+            "metric": ev["metric"],
+            "score": ev["score"],
+            "n": ev["n"],
+            "decoding": ev["decoding"],
+            "cache": ev.get("cache"),
+            "lm_eval_version": ev.get("lm_eval_version"),
+        },
+        "code": ev["manifest"].get("code", {}),
+        "packages": {k: v for k, v in ev["manifest"].get("packages", {}).items() if k in PACKAGES_SHOWN},
+        "finished": ev["manifest"].get("finished"),
+        "files": [
+            _check(workdir, summary["metrics"], summary["metrics_sha256"], "metrics"),
+            _check(workdir, summary["samples"], summary["samples_sha256"], "samples"),
+            *_inputs(workdir, ev["manifest"]),
+        ],
+    }
     steps.append(eval_step)
     docs = _load(workdir / f"results/benchmarks/{benchmark}/manifest.json")
-    steps.append(_step(workdir, "benchmark", benchmark, f"results/benchmarks/{benchmark}/manifest.json",
-                       params={"source": docs["params"]["spec"]["source"], "n": docs["n"],
-                               "seed": docs["params"]["spec"]["seed"]}))
+    steps.append(
+        _step(
+            workdir,
+            "benchmark",
+            benchmark,
+            f"results/benchmarks/{benchmark}/manifest.json",
+            params={
+                "source": docs["params"]["spec"]["source"],
+                "n": docs["n"],
+                "seed": docs["params"]["spec"]["seed"],
+            },
+        )
+    )
 
     mixtures: list[str] = []
     for m in [model, *graph.ancestors(model)]:
@@ -133,14 +184,27 @@ def audit_chain(workdir: Path, graph: ModelGraph, model: str, benchmark: str) ->
             if ds in chain["datasets"]:
                 continue
             dm = _load(workdir / f"results/data/{ds}/manifest.json")
-            steps.append(_step(workdir, "dataset", ds, f"results/data/{ds}/manifest.json",
-                               extra={"rows": dm["rows"], "rejected": dm["rejected"], "source": dm.get("source")}))
-            chain["datasets"][ds] = {"rows": dm["rows"], "rejected": dm["rejected"],
-                                     "raw": dm["inputs"].get("raw"), "source": dm.get("source")}
+            steps.append(
+                _step(
+                    workdir,
+                    "dataset",
+                    ds,
+                    f"results/data/{ds}/manifest.json",
+                    extra={"rows": dm["rows"], "rejected": dm["rejected"], "source": dm.get("source")},
+                )
+            )
+            chain["datasets"][ds] = {
+                "rows": dm["rows"],
+                "rejected": dm["rejected"],
+                "raw": dm["inputs"].get("raw"),
+                "source": dm.get("source"),
+            }
     base = _load(workdir / "results/models/base/manifest.json")
     steps.append(_step(workdir, "base", "base model", "results/models/base/manifest.json"))
     chain["base_model"] = {"source": base["source"], "weights_sha256": base["weights_sha256"]}
-    chain["changed"] = [{"step": s["step"], "name": s["name"], **f} for s in steps for f in s["files"] if f["changed"]]
+    chain["changed"] = [
+        {"step": s["step"], "name": s["name"], **f} for s in steps for f in s["files"] if f["changed"]
+    ]
     return chain
 
 
@@ -150,47 +214,74 @@ def _short(sha: str | None) -> str:
 
 def format_chain(chain: dict) -> str:
     c = chain["cell"]
-    lines = [f"{c['model']} x {c['benchmark']}: {c['score']} (base {c['base_score']}, "
-             f"delta {c['delta_pts']:+} pts, n={int(c['n'])}) [{chain['kind']}]",
-             "  made by: " + " -> ".join(chain["lineage"])]
+    lines = [
+        (
+            f"{c['model']} x {c['benchmark']}: {c['score']} (base {c['base_score']}, "
+            f"delta {c['delta_pts']:+} pts, n={int(c['n'])}) [{chain['kind']}]"
+        ),
+        "  made by: " + " -> ".join(chain["lineage"]),
+    ]
     for s in chain["steps"]:
         code = s["code"]
-        commit = (code.get("git_commit") or "no commit")[:12] + (" (dirty tree)" if code.get("git_dirty") else "")
+        commit = (code.get("git_commit") or "no commit")[:12] + (
+            " (dirty tree)" if code.get("git_dirty") else ""
+        )
         pkgs = ", ".join(f"{k} {v}" for k, v in s["packages"].items() if v)
         lines.append(f"  {s['step']} {s['name']}: {s['file']}  code {commit}" + (f"; {pkgs}" if pkgs else ""))
         if s["step"] == "eval":
             p = s["params"]
-            lines.append(f"    {p['metric']}={p['score']:.4f} over n={p['n']}, decoding {json.dumps(p['decoding'])}")
+            lines.append(
+                f"    {p['metric']}={p['score']:.4f} over n={p['n']}, decoding {json.dumps(p['decoding'])}"
+            )
         elif s["step"] == "benchmark":
             p = s["params"]
             lines.append(f"    items: {p['n']} chosen with seed {p['seed']} from {json.dumps(p['source'])}")
         elif s["step"] == "run":
             p = s["params"]
-            lines.append(f"    mixture {p.get('mixture')}, recipe {json.dumps(p.get('recipe'))}"
-                         + (f", init_from {p['init_from']}" if p.get("init_from") else ""))
+            lines.append(
+                f"    mixture {p.get('mixture')}, recipe {json.dumps(p.get('recipe'))}"
+                + (f", init_from {p['init_from']}" if p.get("init_from") else "")
+            )
         elif s["step"] == "mixture":
             m = s["mixture"]
             lines.append(f"    {m['rows']} rows / {m['tokens']} tokens, seed {m['seed']}")
             for comp in m["components"]:
-                lines.append(f"    - {comp['name']}: {comp['rows']} rows ({comp['row_share']:.1%}) from "
-                             f"{comp['dataset']}[{comp['split']}] weight {comp['weight']}")
+                lines.append(
+                    f"    - {comp['name']}: {comp['rows']} rows ({comp['row_share']:.1%}) from "
+                    f"{comp['dataset']}[{comp['split']}] weight {comp['weight']}"
+                )
         elif s["step"] == "dataset":
             lines.append(f"    {s['rows']} rows, {s['rejected']} rejected")
         elif s["step"] in ("merge", "sweep"):
             lines.append(f"    from {', '.join(f'{m} x {w:g}' for m, w in s['parents'])}")
         elif s["step"] == "base":
             src = chain["base_model"]["source"]  # as resolved when the base was materialized
-            origin = src.get("id") or src.get("resolved_path") or src.get("path") or src.get("corpus") or src.get("type")
+            origin = (
+                src.get("id")
+                or src.get("resolved_path")
+                or src.get("path")
+                or src.get("corpus")
+                or src.get("type")
+            )
             rev = src.get("revision") or src.get("package_version") or "-"
             lines.append(f"    base model: {origin} revision {rev}")
         for f in s["files"]:
             if f["role"] == "code" and not f["changed"]:
                 continue  # code files: listed only when changed (the commit is shown above)
-            mark = (f"CHANGED (recorded {_short(f['sha256_recorded'])}, now {_short(f['sha256_now'])})"
-                    if f["changed"] else f"sha256 {_short(f['sha256_recorded'] or f['sha256_now'])}"
-                    + ("" if f["sha256_now"] else " (missing)"))
+            mark = (
+                f"CHANGED (recorded {_short(f['sha256_recorded'])}, now {_short(f['sha256_now'])})"
+                if f["changed"]
+                else f"sha256 {_short(f['sha256_recorded'] or f['sha256_now'])}"
+                + ("" if f["sha256_now"] else " (missing)")
+            )
             lines.append(f"    {f['role']}: {f['path']} ({mark})")
     n = len(chain["changed"])
-    lines.append(f"  {n} file(s) changed since the table was made" + (": the cell no longer traces to the "
-                 "files on disk; rerun the workflow" if n else "; every recorded hash matches the disk"))
+    lines.append(
+        f"  {n} file(s) changed since the table was made"
+        + (
+            ": the cell no longer traces to the files on disk; rerun the workflow"
+            if n
+            else "; every recorded hash matches the disk"
+        )
+    )
     return "\n".join(lines)

@@ -85,8 +85,16 @@ def _load_pretrained(location: str, *, gguf_file: str | None = None, revision: s
     return model, tok
 
 
-def build_random_llama(corpus: Path, *, hidden_size: int, num_layers: int, num_heads: int,
-                       vocab_size: int, seed: int, tied: bool = True):
+def build_random_llama(
+    corpus: Path,
+    *,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    vocab_size: int,
+    seed: int,
+    tied: bool = True,
+):
     """A tiny random-init Llama with a BPE tokenizer trained on ``corpus`` (no download);
     ``tied``: the output layer shares the input embeddings (as SmolLM2's does)."""
     import torch
@@ -97,21 +105,35 @@ def build_random_llama(corpus: Path, *, hidden_size: int, num_layers: int, num_h
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     bpe.train([str(corpus)], trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>",
-                                  eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                  unk_token="<|endoftext|>")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+    )
     tok.chat_template = CHATML_TEMPLATE
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size,
-                      intermediate_size=hidden_size * 2, num_hidden_layers=num_layers,
-                      num_attention_heads=num_heads, num_key_value_heads=num_heads,
-                      max_position_embeddings=1024, tie_word_embeddings=tied,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        max_position_embeddings=1024,
+        tie_word_embeddings=tied,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     model = LlamaForCausalLM(cfg)
     return model, tok
 
@@ -122,8 +144,9 @@ def materialize_base(source: dict, out_dir: Path) -> dict:
     info: dict = {"type": kind}
     if kind == "gguf_package":
         gguf = sources.package_file(source["package"], source["file"])
-        info.update(sources.describe({"type": "package_file", "package": source["package"],
-                                      "path": source["file"]}))
+        info.update(
+            sources.describe({"type": "package_file", "package": source["package"], "path": source["file"]})
+        )
         info["source_sha256"] = sha256_file(gguf)
         log.info("dequantizing %s (%.0f MB) to fp32 safetensors", gguf, gguf.stat().st_size / 1e6)
         model, tok = _load_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -137,19 +160,22 @@ def materialize_base(source: dict, out_dir: Path) -> dict:
         model, tok = _load_pretrained(str(path), gguf_file=source.get("file"))
     elif kind == "hub":
         info.update({"id": source["id"], "revision": source["revision"]})
-        model, tok = _load_pretrained(source["id"], gguf_file=source.get("file"),
-                                      revision=source["revision"])
+        model, tok = _load_pretrained(source["id"], gguf_file=source.get("file"), revision=source["revision"])
         info["resolved_commit"] = getattr(model.config, "_commit_hash", None)
     elif kind == "random_init":
         corpus = Path(source["corpus"])
-        info.update({k: source.get(k) for k in ("hidden_size", "num_layers", "num_heads",
-                                                 "vocab_size", "seed")})
+        info.update(
+            {k: source.get(k) for k in ("hidden_size", "num_layers", "num_heads", "vocab_size", "seed")}
+        )
         info["corpus_sha256"] = sha256_file(corpus)
-        model, tok = build_random_llama(corpus, hidden_size=source.get("hidden_size", 64),
-                                        num_layers=source.get("num_layers", 2),
-                                        num_heads=source.get("num_heads", 4),
-                                        vocab_size=source.get("vocab_size", 512),
-                                        seed=source.get("seed", 0))
+        model, tok = build_random_llama(
+            corpus,
+            hidden_size=source.get("hidden_size", 64),
+            num_layers=source.get("num_layers", 2),
+            num_heads=source.get("num_heads", 4),
+            vocab_size=source.get("vocab_size", 512),
+            seed=source.get("seed", 0),
+        )
     else:  # the schema rejects anything else before we get here
         raise ValueError(f"unknown base model source type {kind!r}")
     if tok.pad_token is None:

@@ -19,8 +19,9 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 from .benchmarks import decoding_spec, lm_eval_task_config
 from .codedeps import code_closure, module_path
@@ -61,8 +62,15 @@ def generation_code(backend: str = "hf") -> list[Path]:
     return code_closure(*entries)
 
 
-def cache_key(*, model_identity: dict, spec: dict, docs_path: Path, settings: dict,
-              code: list[Path] | None = None, versions: dict | None = None) -> str:
+def cache_key(
+    *,
+    model_identity: dict,
+    spec: dict,
+    docs_path: Path,
+    settings: dict,
+    code: list[Path] | None = None,
+    versions: dict | None = None,
+) -> str:
     """Content address of one (model x benchmark) evaluation's raw outputs.
 
     A batched eval job reruns whenever any of its benchmarks changes; outputs whose key is
@@ -95,8 +103,12 @@ def generation_health(spec: dict, raws: list[dict], count_tokens: Callable[[str]
     responses = [r for raw in raws for r in raw["responses"]]
     cap = decoding_spec(spec).get("max_gen_toks", 32)
     empty = sum(1 for r in responses if not r.strip())
-    health = {"responses": len(responses), "empty": empty,
-              "empty_share": round(empty / len(responses), 4) if responses else 0.0, "max_gen_toks": cap}
+    health = {
+        "responses": len(responses),
+        "empty": empty,
+        "empty_share": round(empty / len(responses), 4) if responses else 0.0,
+        "max_gen_toks": cap,
+    }
     if count_tokens is not None:
         cut = sum(1 for r in responses if r.strip() and count_tokens(r) >= cap)
         health.update(truncated=cut, truncated_share=round(cut / len(responses), 4) if responses else 0.0)
@@ -112,23 +124,36 @@ def check_health(spec: dict, health: dict) -> None:
     limits = health["thresholds"]
     problems = []
     if health["empty_share"] > limits["max_empty_share"]:
-        problems.append(f"{health['empty']} of {health['responses']} responses are empty "
-                        f"({health['empty_share']:.1%} > max_empty_share {limits['max_empty_share']:.0%})")
+        problems.append(
+            f"{health['empty']} of {health['responses']} responses are empty "
+            f"({health['empty_share']:.1%} > max_empty_share {limits['max_empty_share']:.0%})"
+        )
     if health.get("truncated_share", 0.0) > limits["max_truncated_share"]:
-        problems.append(f"{health['truncated']} of {health['responses']} responses were cut at max_gen_toks "
-                        f"{health['max_gen_toks']} ({health['truncated_share']:.1%} > max_truncated_share "
-                        f"{limits['max_truncated_share']:.0%})")
+        problems.append(
+            f"{health['truncated']} of {health['responses']} responses were cut at max_gen_toks "
+            f"{health['max_gen_toks']} ({health['truncated_share']:.1%} > max_truncated_share "
+            f"{limits['max_truncated_share']:.0%})"
+        )
     if problems:
         # a generation stage's spec names itself (deltaflow.generation.eval_spec); a benchmark's is its name
         subject, keys = spec.get("guard_subject") or (f"benchmark '{spec['name']}'", "for this benchmark")
         raise DeltaflowError(
             f"{subject}: its generations look failed, not scored: {'; '.join(problems)}. "
             "Look at the responses in the eval cache; if this is expected (a short max_gen_toks by design), "
-            f"raise `guards` (max_empty_share / max_truncated_share) {keys} in the config")
+            f"raise `guards` (max_empty_share / max_truncated_share) {keys} in the config"
+        )
 
 
-def raw_outputs(model, spec: dict, docs_path: Path, *, cache_dir: Path | None = None, key: str | None = None,
-                chunk_size: int = 32, count_tokens: Callable[[str], int] | None = None) -> tuple[list[dict], bool, dict | None]:
+def raw_outputs(
+    model,
+    spec: dict,
+    docs_path: Path,
+    *,
+    cache_dir: Path | None = None,
+    key: str | None = None,
+    chunk_size: int = 32,
+    count_tokens: Callable[[str], int] | None = None,
+) -> tuple[list[dict], bool, dict | None]:
     """The model's raw outputs on the docs (from the cache, or generated and cached), whether the
     cache had them, and for generation benchmarks their health (``generation_health``), checked
     (``check_health``) before anything is scored. See ``evaluate_benchmark`` for the arguments."""
@@ -154,15 +179,22 @@ def raw_outputs(model, spec: dict, docs_path: Path, *, cache_dir: Path | None = 
     health = None
     if spec["output_type"] in GENERATION_TYPES:
         if count_tokens is None and hasattr(lm, "tok_encode"):
-            count_tokens = lambda text: len(lm.tok_encode(text))  # noqa: E731
+            count_tokens = lambda text: len(lm.tok_encode(text))
         health = generation_health(spec, raws, count_tokens)
         check_health(spec, health)
     return raws, hit, health
 
 
-def evaluate_benchmark(model, spec: dict, docs_path: Path, *, cache_dir: Path | None = None,
-                       key: str | None = None, chunk_size: int = 32,
-                       count_tokens: Callable[[str], int] | None = None) -> BenchmarkResult:
+def evaluate_benchmark(
+    model,
+    spec: dict,
+    docs_path: Path,
+    *,
+    cache_dir: Path | None = None,
+    key: str | None = None,
+    chunk_size: int = 32,
+    count_tokens: Callable[[str], int] | None = None,
+) -> BenchmarkResult:
     """One benchmark on a model: (per-item records, metrics, raw outputs).
 
     ``model`` is an lm-eval LM, a ``LazyModel``, or None when every chunk was already generated
@@ -173,8 +205,9 @@ def evaluate_benchmark(model, spec: dict, docs_path: Path, *, cache_dir: Path | 
     Generation benchmarks are checked for silent failure (``check_health``) before scoring.
     """
     t0 = time.time()
-    raws, hit, health = raw_outputs(model, spec, docs_path, cache_dir=cache_dir, key=key, chunk_size=chunk_size,
-                                    count_tokens=count_tokens)
+    raws, hit, health = raw_outputs(
+        model, spec, docs_path, cache_dir=cache_dir, key=key, chunk_size=chunk_size, count_tokens=count_tokens
+    )
     records, metrics = score_all(spec, read_jsonl(docs_path), raws)
     if not hit:  # lm-eval's per-sample values were computed with this scoring spec
         check_against_lm_eval(spec, raws, records)
@@ -189,20 +222,31 @@ def evaluate_benchmark(model, spec: dict, docs_path: Path, *, cache_dir: Path | 
     return BenchmarkResult(records, metrics, raws)
 
 
-def write_benchmark_outputs(samples_path, metrics_path, records: list[dict], metrics: dict, hit: bool) -> dict:
+def write_benchmark_outputs(
+    samples_path, metrics_path, records: list[dict], metrics: dict, hit: bool
+) -> dict:
     """Write one benchmark's per-item records and metrics; return its entry in the model's
     summary.json (scores and the files' hashes, which tables.load_eval_results checks)."""
     write_jsonl(samples_path, records)
     write_json(metrics_path, metrics)
-    return {"score": metrics["score"], "n": metrics["n"], "cache_hit": hit,
-            "metrics": str(metrics_path), "samples": str(samples_path),
-            "metrics_sha256": sha256_path(metrics_path), "samples_sha256": sha256_path(samples_path)}
+    return {
+        "score": metrics["score"],
+        "n": metrics["n"],
+        "cache_hit": hit,
+        "metrics": str(metrics_path),
+        "samples": str(samples_path),
+        "metrics_sha256": sha256_path(metrics_path),
+        "samples_sha256": sha256_path(samples_path),
+    }
 
 
 def json_safe(value):
     """A task config as JSON: an lm-eval task's Python functions (``!function`` entries) by name."""
+
     def name(obj):
-        return f"<function {getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}>"
+        return (
+            f"<function {getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__name__)}>"
+        )
 
     return json.loads(json.dumps(value, default=name))
 
@@ -213,8 +257,10 @@ def check_against_lm_eval(spec: dict, raws: list[dict], records: list[dict]) -> 
     for raw, rec in zip(raws, records):
         for k, v in raw.get("lm_eval", {}).items():
             if k in rec and abs(float(rec[k]) - v) > 1e-9:
-                raise RuntimeError(f"{spec['name']} doc {rec['doc_id']}: our {k} {rec[k]} != lm-eval's {v}; "
-                                   "the scoring code has drifted from lm-eval's")
+                raise RuntimeError(
+                    f"{spec['name']} doc {rec['doc_id']}: our {k} {rec[k]} != lm-eval's {v}; "
+                    "the scoring code has drifted from lm-eval's"
+                )
 
 
 def benchmark_metrics(spec: dict, records: list[dict]) -> dict:

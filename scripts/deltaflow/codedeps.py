@@ -10,7 +10,7 @@ at parse time). Imports inside functions count too: a lazily imported module sti
 from __future__ import annotations
 
 import ast
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 PACKAGE = "deltaflow"
@@ -71,7 +71,7 @@ def direct_imports(path: Path, package_dir: Path = PACKAGE_DIR) -> set[Path]:
     return found
 
 
-@lru_cache(maxsize=None)
+@cache
 def _closure(entry: Path, package_dir: Path) -> tuple[Path, ...]:
     seen: set[Path] = set()
     todo = list(direct_imports(entry, package_dir))

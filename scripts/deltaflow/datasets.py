@@ -24,8 +24,14 @@ from .io import read_jsonl, read_text
 from .origins import declared_origin
 from .tasks import generate_task
 
-ROLE_MAP = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-            "system": "system", "model": "assistant"}
+ROLE_MAP = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "model": "assistant",
+}
 
 
 @dataclass
@@ -98,8 +104,11 @@ def _from_messages(rec: dict, prompts_only: bool = False) -> dict:
     if not isinstance(msgs, list) or not msgs:
         raise ValueError("missing or empty 'messages'")
     for m in msgs:
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") \
-                or not isinstance(m.get("content"), str):
+        if (
+            not isinstance(m, dict)
+            or m.get("role") not in ("system", "user", "assistant")
+            or not isinstance(m.get("content"), str)
+        ):
             raise ValueError("each message needs role (system|user|assistant) and string content")
     out = {"messages": [_msg(m["role"], m["content"]) for m in msgs]}
     if "chosen" in rec or "rejected" in rec:
@@ -127,9 +136,14 @@ def _verification(rec: dict) -> dict:
             raise ValueError(f"'{key}' must be a string (Python source)")
     if "instructions" in out:
         ins = out["instructions"]
-        if not isinstance(ins, list) or not ins or not all(
+        if (
+            not isinstance(ins, list)
+            or not ins
+            or not all(
                 isinstance(i, dict) and isinstance(i.get("id"), str) and isinstance(i.get("kwargs", {}), dict)
-                for i in ins):
+                for i in ins
+            )
+        ):
             raise ValueError("'instructions' must be a non-empty list of {id: <checker id>, kwargs: {...}}")
         out["instructions"] = [{"id": i["id"], "kwargs": dict(i.get("kwargs") or {})} for i in ins]
     return out
@@ -168,8 +182,9 @@ NORMALIZERS = {
 }
 
 
-def normalize_records(records: list[dict], *, fmt: str, name: str, split: str, origin,
-                      where: str, prompts_only: bool = False) -> NormalizedDataset:
+def normalize_records(
+    records: list[dict], *, fmt: str, name: str, split: str, origin, where: str, prompts_only: bool = False
+) -> NormalizedDataset:
     """Rows in deltaflow's schema, and a rejection (with the reason) per record that is not one.
     ``prompts_only``: a prompt set (see prompt_sets), whose rows need no assistant turn."""
     normalizer = NORMALIZERS[fmt]
@@ -177,19 +192,22 @@ def normalize_records(records: list[dict], *, fmt: str, name: str, split: str, o
     for i, rec in enumerate(records):
         try:
             if not isinstance(rec, dict):
-                raise ValueError(f"expected an object, got {type(rec).__name__}")
+                raise ValueError(f"expected an object, got {type(rec).__name__}")  # noqa: TRY004 (caught below: a rejected row)
             row = normalizer(rec, prompts_only)
         except ValueError as exc:
-            rejected.append({"source": name, "record": i, "where": f"{where}[{i}]",
-                             "reason": str(exc), "raw": rec})
+            rejected.append(
+                {"source": name, "record": i, "where": f"{where}[{i}]", "reason": str(exc), "raw": rec}
+            )
             continue
         row_id = rec.get("id") if isinstance(rec.get("id"), (str, int)) else None
-        row.update({
-            "id": f"{name}-{row_id if row_id is not None else i}",
-            "source": name,
-            "split": split,
-            "origin": origin,
-        })
+        row.update(
+            {
+                "id": f"{name}-{row_id if row_id is not None else i}",
+                "source": name,
+                "split": split,
+                "origin": origin,
+            }
+        )
         rows.append(row)
     return NormalizedDataset(rows=rows, rejected=rejected)
 
@@ -198,16 +216,22 @@ def load_hf(spec: dict) -> list[dict]:
     """Rows of a Hugging Face dataset at a pinned revision (real hub code; tests use a local copy)."""
     import datasets
 
-    ds = datasets.load_dataset(spec["id"], spec.get("subset"), revision=spec["revision"],
-                               split=spec.get("split", "train"))
+    ds = datasets.load_dataset(
+        spec["id"], spec.get("subset"), revision=spec["revision"], split=spec.get("split", "train")
+    )
     return [dict(r) for r in ds]
 
 
 def normalize_dataset(name: str, spec: dict) -> NormalizedDataset:
     """Normalize the dataset ``name`` configured as ``spec``."""
     if spec["type"] == "generated":
-        rows = generate_task(spec["task"], train_rows=spec["train_rows"],
-                             eval_rows=spec["eval_rows"], seed=spec.get("seed", 0), name=name)
+        rows = generate_task(
+            spec["task"],
+            train_rows=spec["train_rows"],
+            eval_rows=spec["eval_rows"],
+            seed=spec.get("seed", 0),
+            name=name,
+        )
         return NormalizedDataset(rows=rows, source=dict(spec))
     if spec["type"] == "hf":
         records, where = load_hf(spec), f"hf:{spec['id']}@{spec['revision']}"
@@ -218,10 +242,15 @@ def normalize_dataset(name: str, spec: dict) -> NormalizedDataset:
         source = sources.describe(spec)
     if spec.get("max_rows"):
         records = records[: spec["max_rows"]]
-    out = normalize_records(records, fmt=spec["format"], name=name,
-                            split=spec.get("split", "train"),
-                            origin=declared_origin(spec), where=where,
-                            prompts_only=bool(spec.get("prompts_only")))
+    out = normalize_records(
+        records,
+        fmt=spec["format"],
+        name=name,
+        split=spec.get("split", "train"),
+        origin=declared_origin(spec),
+        where=where,
+        prompts_only=bool(spec.get("prompts_only")),
+    )
     out.source = source
     limit = spec.get("max_reject_fraction", 0.2)
     if out.rows and len(out.rejected) / len(records) > limit:
@@ -231,7 +260,8 @@ def normalize_dataset(name: str, spec: dict) -> NormalizedDataset:
             f"dataset '{name}' ({where}): {len(out.rejected)} of {len(records)} records rejected, "
             f"more than max_reject_fraction {limit}; by reason: {dict(reasons)}; first: "
             f"{first['where']}: {first['reason']}. Fix the source or `format:`, or raise "
-            f"datasets.{name}.max_reject_fraction{_no_answer_hint(name, reasons)}")
+            f"datasets.{name}.max_reject_fraction{_no_answer_hint(name, reasons)}"
+        )
     if not out.rows:
         raise DataError(
             f"dataset '{name}' ({where}): no usable rows out of {len(records)}; first problem: "
@@ -244,11 +274,13 @@ def normalize_dataset(name: str, spec: dict) -> NormalizedDataset:
 def _no_answer_hint(name: str, reasons: Counter) -> str:
     if not reasons.get(NO_ANSWER):
         return ""
-    return (f". Rows without an assistant turn are prompts without answers: a dataset used only "
-            f"for its prompts (a generation's prompt set, a mixture only GRPO runs train) keeps them, "
-            f"and so does one marked datasets.{name}.prompts_only: true; '{name}' is also trained on "
-            "(a mixture an SFT, DPO or CPT run trains, or one no run trains), which needs an answer in "
-            "every row (config/README.md, prompt sets)")
+    return (
+        f". Rows without an assistant turn are prompts without answers: a dataset used only "
+        f"for its prompts (a generation's prompt set, a mixture only GRPO runs train) keeps them, "
+        f"and so does one marked datasets.{name}.prompts_only: true; '{name}' is also trained on "
+        "(a mixture an SFT, DPO or CPT run trains, or one no run trains), which needs an answer in "
+        "every row (config/README.md, prompt sets)"
+    )
 
 
 # objectives that read only a row's prompt (and its reference answer, if any), never train on
@@ -272,8 +304,13 @@ def dataset_uses(config: dict) -> dict[str, dict[str, list[str]]]:
         objectives.setdefault(run.get("mixture"), set()).add(recipe.get("objective", "sft"))
     for mname, mix in config["mixtures"].items():
         trained_by = objectives.get(mname, set())
-        use = ("untrained" if not trained_by else
-               "prompts" if trained_by <= set(PROMPT_OBJECTIVES) else "training")
+        use = (
+            "untrained"
+            if not trained_by
+            else "prompts"
+            if trained_by <= set(PROMPT_OBJECTIVES)
+            else "training"
+        )
         for i, comp in enumerate(mix["components"]):
             if comp["dataset"] in uses:
                 uses[comp["dataset"]][use].append(f"mixtures.{mname}.components[{i}]")
@@ -283,8 +320,11 @@ def dataset_uses(config: dict) -> dict[str, dict[str, list[str]]]:
 def prompt_sets(config: dict) -> set[str]:
     """The datasets normalized as prompt sets (rows may end with their user turn): those marked
     ``prompts_only: true``, and those used only for their prompts."""
-    return {name for name, use in dataset_uses(config).items()
-            if config["datasets"][name].get("prompts_only") or (use["prompts"] and not use["training"])}
+    return {
+        name
+        for name, use in dataset_uses(config).items()
+        if config["datasets"][name].get("prompts_only") or (use["prompts"] and not use["training"])
+    }
 
 
 def check_prompt_sets(config: dict):
@@ -295,13 +335,18 @@ def check_prompt_sets(config: dict):
             continue
         for key in use["training"]:
             mname = key.split(".")[1]
-            runs = sorted(f"'{r}' ({config['recipes'][run['recipe']].get('objective', 'sft')})"
-                          for r, run in config["runs"].items() if run["mixture"] == mname
-                          and run["recipe"] in config["recipes"]
-                          and config["recipes"][run["recipe"]].get("objective", "sft") not in PROMPT_OBJECTIVES)
-            yield (f"config key '{key}.dataset': dataset '{name}' is a prompt set (datasets.{name}.prompts_only: "
-                   f"true: user turns, no answers) and {'run' if len(runs) == 1 else 'runs'} {', '.join(runs)} "
-                   f"{'trains' if len(runs) == 1 else 'train'} on mixture '{mname}', which "
-                   "needs an answer in every row. Train on it with a GRPO recipe only, use it as a generation's "
-                   f"prompt set (generations.<name>.prompts.dataset: {name}) and train on the generation, or "
-                   "give the rows answers and drop prompts_only")
+            runs = sorted(
+                f"'{r}' ({config['recipes'][run['recipe']].get('objective', 'sft')})"
+                for r, run in config["runs"].items()
+                if run["mixture"] == mname
+                and run["recipe"] in config["recipes"]
+                and config["recipes"][run["recipe"]].get("objective", "sft") not in PROMPT_OBJECTIVES
+            )
+            yield (
+                f"config key '{key}.dataset': dataset '{name}' is a prompt set (datasets.{name}.prompts_only: "
+                f"true: user turns, no answers) and {'run' if len(runs) == 1 else 'runs'} {', '.join(runs)} "
+                f"{'trains' if len(runs) == 1 else 'train'} on mixture '{mname}', which "
+                "needs an answer in every row. Train on it with a GRPO recipe only, use it as a generation's "
+                f"prompt set (generations.<name>.prompts.dataset: {name}) and train on the generation, or "
+                "give the rows answers and drop prompts_only"
+            )

@@ -38,7 +38,9 @@ def _render(value, row: dict, key: str) -> Any:
     if isinstance(value, (int, list)):
         return value
     if not isinstance(value, str):
-        raise TemplateError(f"template.{key} must be a field name, a template, a list or an int; got {value!r}")
+        raise TemplateError(
+            f"template.{key} must be a field name, a template, a list or an int; got {value!r}"
+        )
     if value in row:
         return row[value]
     try:
@@ -58,7 +60,9 @@ def _choices(value, row: dict) -> list[str]:
     if isinstance(out, dict):
         out = list(out.values())
     if not isinstance(out, (list, tuple)) or len(out) < 2:
-        raise TemplateError(f"template.doc_to_choice gave {out!r}; a multiple-choice item needs a list of 2+ choices")
+        raise TemplateError(
+            f"template.doc_to_choice gave {out!r}; a multiple-choice item needs a list of 2+ choices"
+        )
     return [str(c) for c in out]
 
 
@@ -71,33 +75,46 @@ def gold_index(target, choices: list[str]) -> int:
     if isinstance(target, int):
         if 0 <= target < len(choices):
             return target
-        raise TemplateError(f"template.doc_to_target gave index {target}, outside the {len(choices)} choices {choices}")
+        raise TemplateError(
+            f"template.doc_to_target gave index {target}, outside the {len(choices)} choices {choices}"
+        )
     target = str(target)
     if target in choices:
         return choices.index(target)
     if target.strip() in choices:
         return choices.index(target.strip())
     letter = target.strip().upper()
-    if len(letter) == 1 and letter in LETTERS[:len(choices)]:
+    if len(letter) == 1 and letter in LETTERS[: len(choices)]:
         return LETTERS.index(letter)
-    raise TemplateError(f"template.doc_to_target gave {target!r}, which is not among the choices {choices} "
-                        "(nor an index or a letter of one)")
+    raise TemplateError(
+        f"template.doc_to_target gave {target!r}, which is not among the choices {choices} "
+        "(nor an index or a letter of one)"
+    )
 
 
 def template_doc(spec: dict, row: dict, i: int) -> dict:
     """One source row as a doc of the declared benchmark ``spec``."""
     tpl = spec.get("template") or {}
     ctx = {**row, "_index": i}
-    if "where" in tpl and str(_render(tpl["where"], ctx, "where")).strip().lower() in ("false", "0", "", "none"):
+    if "where" in tpl and str(_render(tpl["where"], ctx, "where")).strip().lower() in (
+        "false",
+        "0",
+        "",
+        "none",
+    ):
         from .benchmarks import Excluded
 
         raise Excluded(f"template.where {tpl['where']!r} is false for this row")
     query = _render(tpl["doc_to_text"], ctx, "doc_to_text")
-    doc = {"doc_id": str(_render(tpl["doc_id"], ctx, "doc_id")) if "doc_id" in tpl else f"{spec['name']}-{i}",
-           "query": str(query)}
+    doc = {
+        "doc_id": str(_render(tpl["doc_id"], ctx, "doc_id")) if "doc_id" in tpl else f"{spec['name']}-{i}",
+        "query": str(query),
+    }
     if spec["output_type"] == "multiple_choice":
         choices = _choices(tpl["doc_to_choice"], ctx)
-        doc.update(choices=choices, gold=gold_index(_render(tpl["doc_to_target"], ctx, "doc_to_target"), choices))
+        doc.update(
+            choices=choices, gold=gold_index(_render(tpl["doc_to_target"], ctx, "doc_to_target"), choices)
+        )
     elif "doc_to_target" in tpl:
         doc["answer"] = str(_render(tpl["doc_to_target"], ctx, "doc_to_target"))
     else:  # an open-ended prompt: nothing to match, a judge scores the response
@@ -115,13 +132,24 @@ def check_template_spec(name: str, spec: dict) -> list[str]:
     key = f"benchmarks.{name}.template"
     tpl = spec.get("template")
     if not isinstance(tpl, dict):
-        return [f"config key '{key}': loader 'template' needs a template mapping (doc_to_text, doc_to_target, ...)"]
-    errors = [f"config key '{key}.{k}': unknown key; known: {', '.join(TEMPLATE_KEYS)}" for k in tpl
-              if k not in TEMPLATE_KEYS]
-    required = ["doc_to_text"] + (["doc_to_target"] if spec.get("output_type") != "open_ended" else []) \
+        return [
+            f"config key '{key}': loader 'template' needs a template mapping (doc_to_text, doc_to_target, ...)"
+        ]
+    errors = [
+        f"config key '{key}.{k}': unknown key; known: {', '.join(TEMPLATE_KEYS)}"
+        for k in tpl
+        if k not in TEMPLATE_KEYS
+    ]
+    required = (
+        ["doc_to_text"]
+        + (["doc_to_target"] if spec.get("output_type") != "open_ended" else [])
         + (["doc_to_choice"] if spec.get("output_type") == "multiple_choice" else [])
-    errors += [f"config key '{key}.{k}': required for a {spec.get('output_type')} benchmark" for k in required
-               if k not in tpl]
+    )
+    errors += [
+        f"config key '{key}.{k}': required for a {spec.get('output_type')} benchmark"
+        for k in required
+        if k not in tpl
+    ]
     for k, v in tpl.items():
         if isinstance(v, str):
             try:

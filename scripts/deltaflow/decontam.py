@@ -47,13 +47,19 @@ class Hit:
     row: str
     benchmark: str
     doc_id: str
-    match: str          # "exact" or "ngram"
-    ngram: int          # n-gram length used for this item (0 for exact)
-    overlap: float      # fraction of the item's n-grams found in the row (1.0 for exact)
+    match: str  # "exact" or "ngram"
+    ngram: int  # n-gram length used for this item (0 for exact)
+    overlap: float  # fraction of the item's n-grams found in the row (1.0 for exact)
 
     def to_dict(self) -> dict:
-        return {"row": self.row, "benchmark": self.benchmark, "doc_id": self.doc_id,
-                "match": self.match, "ngram": self.ngram, "overlap": round(self.overlap, 4)}
+        return {
+            "row": self.row,
+            "benchmark": self.benchmark,
+            "doc_id": self.doc_id,
+            "match": self.match,
+            "ngram": self.ngram,
+            "overlap": round(self.overlap, 4),
+        }
 
 
 class ContaminationIndex:
@@ -75,7 +81,7 @@ class ContaminationIndex:
             if k == 0:
                 self.n_grams.append(0)
                 continue
-            seen = {toks[i:i + k] for i in range(len(toks) - k + 1)}
+            seen = {toks[i : i + k] for i in range(len(toks) - k + 1)}
             self.n_grams.append(len(seen))
             for g in seen:
                 self.grams[g[:min_tokens]].append((g, idx))
@@ -95,11 +101,11 @@ class ContaminationIndex:
             toks = normalize_tokens(text)
             exact.update(self.exact.get(" ".join(toks), ()))
             for i in range(len(toks) - m + 1):
-                cands = self.grams.get(toks[i:i + m])
+                cands = self.grams.get(toks[i : i + m])
                 if not cands:
                     continue
                 for gram, idx in cands:
-                    if toks[i:i + len(gram)] == gram:
+                    if toks[i : i + len(gram)] == gram:
                         found[idx].add(gram)
         hits = []
         for idx in sorted(exact | set(found)):
@@ -107,6 +113,14 @@ class ContaminationIndex:
             if idx in exact:
                 hits.append(Hit(row_id, item.benchmark, item.doc_id, "exact", 0, 1.0))
             else:
-                hits.append(Hit(row_id, item.benchmark, item.doc_id, "ngram", self.gram_len[idx],
-                                len(found[idx]) / self.n_grams[idx]))
+                hits.append(
+                    Hit(
+                        row_id,
+                        item.benchmark,
+                        item.doc_id,
+                        "ngram",
+                        self.gram_len[idx],
+                        len(found[idx]) / self.n_grams[idx],
+                    )
+                )
         return hits

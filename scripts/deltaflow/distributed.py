@@ -57,23 +57,41 @@ def launch(job: dict, processes: int, work_dir: Path) -> dict:
     job_file, metrics_file = work_dir / "job.json", work_dir / "metrics.json"
     metrics_file.unlink(missing_ok=True)
     write_json(job_file, {**job, "metrics_file": str(metrics_file)})
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
-           "--tee=3", "-m", "deltaflow.distributed", str(job_file)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+        "--tee=3",
+        "-m",
+        "deltaflow.distributed",
+        str(job_file),
+    ]
     log.info("training on %d processes (%s): %s", processes, job.get("strategy", "ddp"), " ".join(cmd))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                                     os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
+        ),
+    }
     rc = subprocess.call(cmd, env=env, stdout=sys.stderr, stderr=sys.stderr)
     if rc != 0 or not metrics_file.exists():
-        raise DeltaflowError(f"distributed training ({processes} processes) failed with exit code {rc}; "
-                             "each process's error is in this job's log above (torchrun prefixes lines "
-                             "with the rank)")
+        raise DeltaflowError(
+            f"distributed training ({processes} processes) failed with exit code {rc}; "
+            "each process's error is in this job's log above (torchrun prefixes lines "
+            "with the rank)"
+        )
     return json.loads(metrics_file.read_text())
 
 
 def main(job_file: str) -> None:
     """One torchrun process: train, and on rank 0 write the metrics for the launcher."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format=f"%(asctime)s rank{os.environ.get('RANK', '0')} %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format=f"%(asctime)s rank{os.environ.get('RANK', '0')} %(name)s %(levelname)s %(message)s",
+    )
     from .io import read_jsonl
     from .training import train_adapter
 

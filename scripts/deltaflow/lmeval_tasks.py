@@ -35,7 +35,12 @@ from .io import sha256_path
 PREFIX = "lm_eval:"
 SUPPORTED = ("multiple_choice", "generate_until")
 # import name -> the name pip installs it by, where they differ
-PIP_NAMES = {"sklearn": "scikit-learn", "yaml": "pyyaml", "Levenshtein": "levenshtein", "rouge_score": "rouge-score"}
+PIP_NAMES = {
+    "sklearn": "scikit-learn",
+    "yaml": "pyyaml",
+    "Levenshtein": "levenshtein",
+    "rouge_score": "rouge-score",
+}
 # datasets' builders that read local files (data_files); any other dataset_path is a hub id
 LOCAL_BUILDERS = ("json", "csv", "parquet", "arrow", "text", "pandas")
 
@@ -50,11 +55,11 @@ def _tasks_dir() -> Path:
     return Path(lm_eval.__file__).parent / "tasks"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def task_yaml(ref: str) -> Path:
     """The YAML behind ``lm_eval:<name>`` (found by its ``task:`` line among lm-eval's ~14k task
     files, 0.5 s; lm-eval's TaskManager would index them all, ~10 s) or ``lm_eval:<path>``."""
-    target = ref[len(PREFIX):] if is_lm_eval_task(ref) else ref
+    target = ref[len(PREFIX) :] if is_lm_eval_task(ref) else ref
     if target.endswith((".yaml", ".yml")):
         path = Path(target)
         if not path.exists():
@@ -65,13 +70,18 @@ def task_yaml(ref: str) -> Path:
         return index["tasks"][target]
     subtasks = group_subtasks(target)
     if subtasks:
-        shown = ", ".join(subtasks[:60]) + (f", ... ({len(subtasks) - 60} more)" if len(subtasks) > 60 else "")
+        shown = ", ".join(subtasks[:60]) + (
+            f", ... ({len(subtasks) - 60} more)" if len(subtasks) > 60 else ""
+        )
         raise ConfigError(
             f"'{ref}': '{target}' is a group of lm-eval tasks, not a task, and deltaflow does not run "
             f"groups (nor their aggregate score): name its tasks, one benchmark each (e.g. "
-            f"task: lm_eval:{subtasks[0]}). Its {len(subtasks)} tasks: {shown}")
-    raise ConfigError(f"'{ref}': lm-eval {_lm_eval_version()} has no task named '{target}' "
-                      "(see `lm_eval ls tasks`; a task YAML of your own: lm_eval:<path>.yaml)")
+            f"task: lm_eval:{subtasks[0]}). Its {len(subtasks)} tasks: {shown}"
+        )
+    raise ConfigError(
+        f"'{ref}': lm-eval {_lm_eval_version()} has no task named '{target}' "
+        "(see `lm_eval ls tasks`; a task YAML of your own: lm_eval:<path>.yaml)"
+    )
 
 
 def _key(name: str) -> str:  # a top-level YAML key, quoted or not (mmlu's generated files quote them)
@@ -79,14 +89,14 @@ def _key(name: str) -> str:  # a top-level YAML key, quoted or not (mmlu's gener
 
 
 _NAME = r"[\"']?([^\s\"'#\[\]{}]+)[\"']?\s*(?:#.*)?$"
-_TASK = re.compile(_key("task") + r"\s*" + _NAME, re.M)
-_GROUP = re.compile(_key("group") + r"\s*" + _NAME, re.M)
-_TAG = re.compile(_key("tag") + r"\s*" + _NAME, re.M)
-_TAG_LIST = re.compile(_key("tag") + r"\s*\n((?:[ \t]*-[^\n]*\n?)+)", re.M)
-_INCLUDE = re.compile(_key("include") + r"\s*" + _NAME, re.M)
+_TASK = re.compile(_key("task") + r"\s*" + _NAME, re.MULTILINE)
+_GROUP = re.compile(_key("group") + r"\s*" + _NAME, re.MULTILINE)
+_TAG = re.compile(_key("tag") + r"\s*" + _NAME, re.MULTILINE)
+_TAG_LIST = re.compile(_key("tag") + r"\s*\n((?:[ \t]*-[^\n]*\n?)+)", re.MULTILINE)
+_INCLUDE = re.compile(_key("include") + r"\s*" + _NAME, re.MULTILINE)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _task_index() -> dict:
     """lm-eval's task library read from its YAML text (each file once, ~0.5 s): task name -> file
     (the first file naming it, in path order), group name -> file, tag -> its tasks."""
@@ -102,7 +112,9 @@ def _task_index() -> dict:
         text = path.read_text(errors="ignore")
         names = [m.group(1) for m in _TAG.finditer(text)]
         for block in _TAG_LIST.finditer(text):
-            names += [line.strip()[1:].strip().strip("\"'") for line in block.group(1).splitlines() if line.strip()]
+            names += [
+                line.strip()[1:].strip().strip("\"'") for line in block.group(1).splitlines() if line.strip()
+            ]
         own_tags[path] = names
         include = _INCLUDE.search(text)
         if include:
@@ -126,7 +138,7 @@ def _task_index() -> dict:
     return {"tasks": tasks, "groups": groups, "tags": tags}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def group_subtasks(name: str) -> list[str] | None:
     """The tasks a group or tag of lm-eval's library is made of (groups and tags inside it
     expanded), or None when ``name`` is neither."""
@@ -184,7 +196,8 @@ def task_config(ref: str, overrides: dict | None = None) -> dict:
         raise ConfigError(
             f"'{ref}': lm-eval's task ({path.name}) imports the Python package '{package}', which is not "
             f"installed ({type(exc).__name__}: {exc}); run `make setup` (envs/requirements.txt pins what "
-            f"the tasks deltaflow documents need), or `pip install {package}` for another task") from None
+            f"the tasks deltaflow documents need), or `pip install {package}` for another task"
+        ) from None
     for key in ("tag", "group", "task_list"):
         cfg.pop(key, None)
     cfg.update(overrides or {})
@@ -198,11 +211,20 @@ def data_origin(cfg: dict) -> dict:
     path = cfg.get("dataset_path")
     kwargs = cfg.get("dataset_kwargs") or {}
     files = kwargs.get("data_files") or {}
-    files = [files] if isinstance(files, str) else list(files.values()) if isinstance(files, dict) else list(files)
+    files = (
+        [files]
+        if isinstance(files, str)
+        else list(files.values())
+        if isinstance(files, dict)
+        else list(files)
+    )
     flat = [f for x in files for f in (x if isinstance(x, (list, tuple)) else [x])]
     remote = [f for f in flat if isinstance(f, str) and re.match(r"^[a-z][a-z0-9+.-]*://", f)]
-    if cfg.get("custom_dataset") or (path in LOCAL_BUILDERS and flat and not remote) or (
-            isinstance(path, str) and path not in LOCAL_BUILDERS and Path(path).exists()):
+    if (
+        cfg.get("custom_dataset")
+        or (path in LOCAL_BUILDERS and flat and not remote)
+        or (isinstance(path, str) and path not in LOCAL_BUILDERS and Path(path).exists())
+    ):
         return {"local": True}
     return {"local": False, "dataset_path": path, "remote_files": remote, "revision": kwargs.get("revision")}
 
@@ -216,8 +238,11 @@ def metric_keys(cfg: dict, *, per_item: bool = True) -> list[str]:
     aggregates as a mean over items (what deltaflow records), else those it aggregates otherwise
     (e.g. IFEval's instruction-level accuracies, a mean over all instructions of all items)."""
     entries = cfg.get("metric_list") or []
-    metrics = [_metric_name(m["metric"]) for m in entries
-               if per_item == (_metric_name(m.get("aggregation", "mean")) == "mean")]
+    metrics = [
+        _metric_name(m["metric"])
+        for m in entries
+        if per_item == (_metric_name(m.get("aggregation", "mean")) == "mean")
+    ]
     if not entries and per_item:  # lm-eval's defaults per output type
         metrics = ["acc", "acc_norm"] if cfg.get("output_type") == "multiple_choice" else ["exact_match"]
     filters = [f["name"] for f in cfg.get("filter_list") or []] or ["none"]
@@ -235,8 +260,14 @@ def registry_spec(ref: str, bench: dict) -> dict:
     spec = {
         "description": f"lm-eval's {cfg.get('task', ref)} task ({task_yaml(ref).name})",
         "axis": bench.get("axis", "lm_eval"),
-        "source": {"type": "lm_eval", "task": ref, "yaml": str(task_yaml(ref)),
-                   "yaml_sha256": sha256_path(task_yaml(ref)), "lm_eval": _lm_eval_version(), "overrides": overrides},
+        "source": {
+            "type": "lm_eval",
+            "task": ref,
+            "yaml": str(task_yaml(ref)),
+            "yaml_sha256": sha256_path(task_yaml(ref)),
+            "lm_eval": _lm_eval_version(),
+            "overrides": overrides,
+        },
         "loader": "lm_eval",
         "output_type": out_type,
         "metric": bench.get("metric", keys[0] if keys else None),
@@ -254,31 +285,45 @@ def check(name: str, spec: dict) -> list[str]:
     key = f"config key 'benchmarks.{name}"
     errors = []
     if spec["output_type"] not in SUPPORTED:
-        errors.append(f"{key}.task': '{spec['source']['task']}' is a {spec['output_type']} task; deltaflow runs "
-                      f"lm-eval's {' and '.join(SUPPORTED)} tasks")
+        errors.append(
+            f"{key}.task': '{spec['source']['task']}' is a {spec['output_type']} task; deltaflow runs "
+            f"lm-eval's {' and '.join(SUPPORTED)} tasks"
+        )
     if not spec["metric_keys"]:
-        errors.append(f"{key}.task': '{spec['source']['task']}' aggregates none of its metrics as a mean over "
-                      f"items ({', '.join(spec['unrecorded_metrics'])}); deltaflow records per-item means only")
+        errors.append(
+            f"{key}.task': '{spec['source']['task']}' aggregates none of its metrics as a mean over "
+            f"items ({', '.join(spec['unrecorded_metrics'])}); deltaflow records per-item means only"
+        )
     elif spec["metric"] in spec.get("unrecorded_metrics", ()):
-        errors.append(f"{key}.metric': lm-eval aggregates '{spec['metric']}' over the whole set, not as a mean "
-                      f"over items, and deltaflow records per-item means only: one of "
-                      f"{', '.join(spec['metric_keys'])}")
+        errors.append(
+            f"{key}.metric': lm-eval aggregates '{spec['metric']}' over the whole set, not as a mean "
+            f"over items, and deltaflow records per-item means only: one of "
+            f"{', '.join(spec['metric_keys'])}"
+        )
     elif spec["metric"] not in spec["metric_keys"]:
-        errors.append(f"{key}.metric': '{spec['metric']}' is not one of the task's per-sample metrics: "
-                      f"{', '.join(spec['metric_keys'])}")
+        errors.append(
+            f"{key}.metric': '{spec['metric']}' is not one of the task's per-sample metrics: "
+            f"{', '.join(spec['metric_keys'])}"
+        )
     data = spec.get("data") or {"local": True}
     if not data["local"] and data["remote_files"]:
-        errors.append(f"{key}.lm_eval.dataset_kwargs.data_files': {data['remote_files'][0]} is a URL; "
-                      "deltaflow reads an lm-eval task's data from local files or a pinned hub dataset")
+        errors.append(
+            f"{key}.lm_eval.dataset_kwargs.data_files': {data['remote_files'][0]} is a URL; "
+            "deltaflow reads an lm-eval task's data from local files or a pinned hub dataset"
+        )
     elif not data["local"] and not data["revision"]:
-        errors.append(f"{key}.lm_eval': the task's data is the hub dataset '{data['dataset_path']}' with no "
-                      "pinned revision (every hub source must have one); pin it with "
-                      "lm_eval: {dataset_kwargs: {revision: <commit sha>}} (it replaces the task's own "
-                      "dataset_kwargs: repeat any you keep), or read local files with lm_eval: {dataset_path: json, "
-                      "dataset_name: null, dataset_kwargs: {data_files: {test: <file>}}, test_split: test}")
+        errors.append(
+            f"{key}.lm_eval': the task's data is the hub dataset '{data['dataset_path']}' with no "
+            "pinned revision (every hub source must have one); pin it with "
+            "lm_eval: {dataset_kwargs: {revision: <commit sha>}} (it replaces the task's own "
+            "dataset_kwargs: repeat any you keep), or read local files with lm_eval: {dataset_path: json, "
+            "dataset_name: null, dataset_kwargs: {data_files: {test: <file>}}, test_split: test}"
+        )
     if spec.get("decoding", {}).get("num_fewshot"):
-        errors.append(f"{key}.decoding.num_fewshot': lm-eval tasks run zero-shot here (their few-shot split "
-                      "is part of the hub dataset); set 0")
+        errors.append(
+            f"{key}.decoding.num_fewshot': lm-eval tasks run zero-shot here (their few-shot split "
+            "is part of the hub dataset); set 0"
+        )
     return errors
 
 
@@ -290,23 +335,29 @@ def load_docs(spec: dict) -> list[dict]:
     cfg = task_config(spec["source"]["task"], spec["source"].get("overrides"))
     try:
         task = ConfigurableTask(config=cfg)
-    except Exception as exc:  # the hub unreachable, a data file missing: say which and how to fix
-        raise DataError(f"benchmark '{spec['name']}': lm-eval could not load the data of "
-                        f"'{spec['source']['task']}' ({type(exc).__name__}: {str(exc)[:300]}); point it at "
-                        "local data with benchmarks.<name>.lm_eval: {dataset_path: json, dataset_kwargs: "
-                        "{data_files: {test: <file>}}, test_split: test}") from None
+    except Exception as exc:  # noqa: BLE001 -- the hub unreachable, a data file missing: say which and how to fix
+        raise DataError(
+            f"benchmark '{spec['name']}': lm-eval could not load the data of "
+            f"'{spec['source']['task']}' ({type(exc).__name__}: {str(exc)[:300]}); point it at "
+            "local data with benchmarks.<name>.lm_eval: {dataset_path: json, dataset_kwargs: "
+            "{data_files: {test: <file>}}, test_split: test}"
+        ) from None
     docs = []
     for i, doc in enumerate(task.eval_docs):
         doc = dict(doc)
         if "doc_id" in doc:
-            raise DataError(f"benchmark '{spec['name']}': the task's docs have a 'doc_id' field, which deltaflow "
-                            "uses for its own stable ids; rename it with process_docs")
+            raise DataError(
+                f"benchmark '{spec['name']}': the task's docs have a 'doc_id' field, which deltaflow "
+                "uses for its own stable ids; rename it with process_docs"
+            )
         text = task.doc_to_text(doc)
         out = {"doc_id": f"{spec['name']}-{i}", "query": str(text), "text": str(text), "lm_eval_doc": doc}
         target = task.doc_to_target(doc)
         if spec["output_type"] == "multiple_choice":
             choices = [str(c) for c in task.doc_to_choice(doc)]
-            out.update(choices=choices, gold=target if isinstance(target, int) else choices.index(str(target)))
+            out.update(
+                choices=choices, gold=target if isinstance(target, int) else choices.index(str(target))
+            )
         else:
             out["answer"] = str(target)
         docs.append(out)
@@ -317,11 +368,18 @@ def eval_task_config(spec: dict, lm_docs_path: Path) -> dict:
     """The task's full config for ``lm_eval.simple_evaluate`` with its data replaced by the docs
     at ``lm_docs_path`` (already processed: process_docs off) and our decoding."""
     cfg = task_config(spec["source"]["task"], spec["source"].get("overrides"))
-    cfg.update({
-        "task": f"deltaflow_{spec['name']}",
-        "dataset_path": "json", "dataset_name": None,
-        "dataset_kwargs": {"data_files": {"test": str(Path(lm_docs_path).resolve())}},
-        "test_split": "test", "validation_split": None, "training_split": None, "fewshot_split": None,
-        "process_docs": None, "num_fewshot": 0,
-    })
+    cfg.update(
+        {
+            "task": f"deltaflow_{spec['name']}",
+            "dataset_path": "json",
+            "dataset_name": None,
+            "dataset_kwargs": {"data_files": {"test": str(Path(lm_docs_path).resolve())}},
+            "test_split": "test",
+            "validation_split": None,
+            "training_split": None,
+            "fewshot_split": None,
+            "process_docs": None,
+            "num_fewshot": 0,
+        }
+    )
     return cfg

@@ -44,10 +44,18 @@ def _fix_rslora_scaling(model, adapter_name: str) -> None:
             module.scaling[adapter_name] = cfg.lora_alpha / cfg.r
 
 
-def combine_adapters(base_dir: Path, adapters: dict[str, Path], weights: dict[str, float],
-                     out_dir: Path, *, method: str = "linear", density: float | None = None,
-                     majority_sign_method: str = "total", svd_rank: int | None = None,
-                     seed: int = 0) -> dict:
+def combine_adapters(
+    base_dir: Path,
+    adapters: dict[str, Path],
+    weights: dict[str, float],
+    out_dir: Path,
+    *,
+    method: str = "linear",
+    density: float | None = None,
+    majority_sign_method: str = "total",
+    svd_rank: int | None = None,
+    seed: int = 0,
+) -> dict:
     """Write ``sum_i weights[i] * adapters[i]`` (by ``method``) as one adapter in ``out_dir``."""
     import torch
     from peft import PeftModel
@@ -57,11 +65,15 @@ def combine_adapters(base_dir: Path, adapters: dict[str, Path], weights: dict[st
         raise DeltaflowError("combine_adapters needs at least one adapter")
     for name, path in adapters.items():
         if not (Path(path) / "adapter_config.json").exists():
-            raise DeltaflowError(f"{path} is not a PEFT adapter folder (no adapter_config.json); "
-                                 f"rerun the job that writes '{name}'")
+            raise DeltaflowError(
+                f"{path} is not a PEFT adapter folder (no adapter_config.json); "
+                f"rerun the job that writes '{name}'"
+            )
         if adapter_has_tokenizer(path):
-            raise DeltaflowError(f"adapter '{name}' adds new tokens; weighted combinations and sweeps "
-                                 "need plain LoRA factors (merge or sweep runs without new_tokens)")
+            raise DeltaflowError(
+                f"adapter '{name}' adds new tokens; weighted combinations and sweeps "
+                "need plain LoRA factors (merge or sweep runs without new_tokens)"
+            )
     model = PeftModel.from_pretrained(_load_base(base_dir), str(adapters[names[0]]), adapter_name="in0")
     for i, name in enumerate(names[1:], start=1):
         model.load_adapter(str(adapters[name]), adapter_name=f"in{i}")
@@ -75,18 +87,33 @@ def combine_adapters(base_dir: Path, adapters: dict[str, Path], weights: dict[st
         kwargs.update(density=density, majority_sign_method=majority_sign_method)
     if method.endswith("svd") and svd_rank:
         kwargs["svd_rank"] = svd_rank
-    model.add_weighted_adapter([f"in{i}" for i in range(len(names))], [float(weights[n]) for n in names],
-                               adapter_name="default", **kwargs)
+    model.add_weighted_adapter(
+        [f"in{i}" for i in range(len(names))],
+        [float(weights[n]) for n in names],
+        adapter_name="default",
+        **kwargs,
+    )
     _fix_rslora_scaling(model, "default")
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out_dir), selected_adapters=["default"])
     cfg = model.peft_config["default"]
-    log.info("combined %s with weights %s by %s into %s (rank %d)", names,
-             [weights[n] for n in names], method, out_dir, cfg.r)
-    return {"method": method, "weights": {n: float(weights[n]) for n in names},
-            "density": density if "density" in kwargs else None,
-            "majority_sign_method": majority_sign_method if "density" in kwargs else None,
-            "svd_rank": kwargs.get("svd_rank"), "seed": seed, "rank": cfg.r}
+    log.info(
+        "combined %s with weights %s by %s into %s (rank %d)",
+        names,
+        [weights[n] for n in names],
+        method,
+        out_dir,
+        cfg.r,
+    )
+    return {
+        "method": method,
+        "weights": {n: float(weights[n]) for n in names},
+        "density": density if "density" in kwargs else None,
+        "majority_sign_method": majority_sign_method if "density" in kwargs else None,
+        "svd_rank": kwargs.get("svd_rank"),
+        "seed": seed,
+        "rank": cfg.r,
+    }
 
 
 def merge_full(base_dir: Path, adapter_dir: Path | None, out_dir: Path) -> dict:
@@ -111,5 +138,8 @@ def weight_deltas(base_dir: Path, adapter_dir: Path) -> dict:
     base = _load_base(base_dir)
     before = {k: v.clone() for k, v in base.state_dict().items()}
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
-    return {k: v - before[k] for k, v in merged.state_dict().items()
-            if k in before and not bool((v == before[k]).all())}
+    return {
+        k: v - before[k]
+        for k, v in merged.state_dict().items()
+        if k in before and not bool((v == before[k]).all())
+    }

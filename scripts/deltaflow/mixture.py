@@ -18,12 +18,12 @@ import json
 import math
 import random
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from .decontam import ContaminationIndex, normalize_text
-from .origins import check_rows, origin_summary
 from .errors import ConfigError, DataError
+from .origins import check_rows, origin_summary
 
 WEIGHT_KEYS = ("multiplier", "fraction", "rows", "share")
 # Reasons that mean a bad row (counted against max_reject_fraction); caps, duplicates and
@@ -40,11 +40,11 @@ class ComponentReport:
     weight: dict
     available_rows: int
     benchmark_profile: str | None = None
-    rejected: dict = field(default_factory=dict)     # reason -> rows
-    capped: dict = field(default_factory=dict)       # class -> rows removed by the cap
-    duplicates: dict = field(default_factory=dict)   # exact / normalized -> rows
+    rejected: dict = field(default_factory=dict)  # reason -> rows
+    capped: dict = field(default_factory=dict)  # class -> rows removed by the cap
+    duplicates: dict = field(default_factory=dict)  # exact / normalized -> rows
     contaminated: int = 0
-    unique_rows: int = 0                             # rows left after filters, dedup, decontamination
+    unique_rows: int = 0  # rows left after filters, dedup, decontamination
     target_share: float | None = None
     rows: int = 0
     tokens: int = 0
@@ -76,8 +76,8 @@ class MixtureManifest:
 class MixtureResult:
     rows: list[dict]
     manifest: MixtureManifest
-    removed: list[dict]          # every row taken out, with "reason" and "component"
-    hits: list[dict]             # contamination hits (row, benchmark, doc_id, match, overlap)
+    removed: list[dict]  # every row taken out, with "reason" and "component"
+    hits: list[dict]  # contamination hits (row, benchmark, doc_id, match, overlap)
 
 
 def reason_kind(reason: str) -> str:
@@ -112,7 +112,7 @@ def realize_component(rows: list[dict], comp: dict, rng: random.Random, where: s
         mult = comp["multiplier"]
         if mult <= 0:
             raise ConfigError(f"{where}.multiplier: must be > 0, got {mult}")
-        whole, frac = int(math.floor(mult)), mult - math.floor(mult)
+        whole, frac = math.floor(mult), mult - math.floor(mult)
         out = rows * whole
         extra = round(frac * n)
         if extra:
@@ -121,8 +121,10 @@ def realize_component(rows: list[dict], comp: dict, rng: random.Random, where: s
     if "fraction" in comp:
         k = round(comp["fraction"] * n)
         if k == 0:
-            raise ConfigError(f"{where}.fraction: {comp['fraction']} of {n} rows rounds to 0 rows; "
-                              "raise the fraction or use `rows:`")
+            raise ConfigError(
+                f"{where}.fraction: {comp['fraction']} of {n} rows rounds to 0 rows; "
+                "raise the fraction or use `rows:`"
+            )
         return _seeded_sample(rows, k, rng)
     if "rows" in comp:
         return _take_rows(rows, comp["rows"], rng)
@@ -144,6 +146,7 @@ def _take_tokens(rows: list[dict], tokens: list[int], target: float, rng: random
 
 # --- filters -----------------------------------------------------------------------------
 
+
 def _label_of(row: dict, field_name: str):
     label = row.get(field_name)
     if label is None and row.get("messages") and row["messages"][-1]["role"] == "assistant":
@@ -160,15 +163,24 @@ def _check_label(row: dict, comp: dict, parser: Callable[[str], str | None] | No
         if parsed is None:
             return f"label: the benchmark's parser extracts nothing from answer {answer!r}"
         if row.get("label") is not None and parsed.strip() != str(row["label"]).strip():
-            return f"label: the parser reads {parsed!r} from {answer!r}, but the row's label is {row['label']!r}"
+            return (
+                f"label: the parser reads {parsed!r} from {answer!r}, but the row's label is {row['label']!r}"
+            )
         answer = parsed
     if label_set and answer.strip() not in [str(x) for x in label_set]:
         return f"label: answer {answer.strip()!r} is not in the label set {list(label_set)}"
     return None
 
 
-def _filter_component(pool: list[dict], tokens: list[int], comp: dict, rep: ComponentReport,
-                      parser, rng: random.Random, where: str) -> tuple[list[int], list[dict]]:
+def _filter_component(
+    pool: list[dict],
+    tokens: list[int],
+    comp: dict,
+    rep: ComponentReport,
+    parser,
+    rng: random.Random,
+    where: str,
+) -> tuple[list[int], list[dict]]:
     """Indices of pool rows that pass the component's filters; removed rows with reasons."""
     keep, removed = [], []
     label_errors = []
@@ -190,7 +202,8 @@ def _filter_component(pool: list[dict], tokens: list[int], comp: dict, rep: Comp
         raise DataError(
             f"{where}: {len(label_errors)} of {len(pool)} rows of dataset '{comp['dataset']}' have "
             f"answers the benchmark would not score; first: row {row['id']}: {reason}. Fix the "
-            "answers to the exact label strings, or set on_label_mismatch: reject to drop them")
+            "answers to the exact label strings, or set on_label_mismatch: reject to drop them"
+        )
     cap = comp.get("cap_per_class")
     if cap or comp.get("balance_classes"):
         field_name = comp["label_field"]
@@ -206,8 +219,11 @@ def _filter_component(pool: list[dict], tokens: list[int], comp: dict, rep: Comp
             chosen = set(_seeded_sample(idx, min(limit, len(idx)), rng))
             if len(idx) > limit:
                 rep.capped[cls] = len(idx) - limit
-                removed.extend({**pool[i], "reason": f"class cap: class {cls!r} over {limit} rows"}
-                               for i in idx if i not in chosen)
+                removed.extend(
+                    {**pool[i], "reason": f"class cap: class {cls!r} over {limit} rows"}
+                    for i in idx
+                    if i not in chosen
+                )
             keep.extend(i for i in idx if i in chosen)
         keep.sort()
     return keep, removed
@@ -222,8 +238,10 @@ def _dedup_key(row: dict, mode: str) -> str:
 
 # --- the mixture -------------------------------------------------------------------------
 
-def _component_pool(name: str, i: int, comp: dict, kind: str,
-                    rows_by_dataset: dict[str, list[dict]]) -> tuple[list[dict], ComponentReport]:
+
+def _component_pool(
+    name: str, i: int, comp: dict, kind: str, rows_by_dataset: dict[str, list[dict]]
+) -> tuple[list[dict], ComponentReport]:
     """A component's rows (its dataset's split) and its report, checked for the mixture kind."""
     where = f"mixtures.{name}.components[{i}]"
     split = comp["split"]
@@ -231,21 +249,37 @@ def _component_pool(name: str, i: int, comp: dict, kind: str,
     pool = [r for r in rows_by_dataset[comp["dataset"]] if r["split"] == split]
     if not pool:
         raise ConfigError(f"{where}: dataset '{comp['dataset']}' split '{split}' has no rows")
-    if kind == "preference" and not all(isinstance(r.get("chosen"), str) and
-                                        isinstance(r.get("rejected"), str) for r in pool):
-        raise ConfigError(f"{where}: mixture kind 'preference' needs chosen/rejected pairs, but "
-                          f"dataset '{comp['dataset']}' has rows without them (use a preference "
-                          "format such as sharegpt_preference)")
-    rep = ComponentReport(name=comp_name, dataset=comp["dataset"], split=split,
-                          profile=comp.get("profile", comp_name),
-                          benchmark_profile=comp.get("benchmark_profile"),
-                          weight={k: comp[k] for k in WEIGHT_KEYS if k in comp},
-                          available_rows=len(pool))
+    if kind == "preference" and not all(
+        isinstance(r.get("chosen"), str) and isinstance(r.get("rejected"), str) for r in pool
+    ):
+        raise ConfigError(
+            f"{where}: mixture kind 'preference' needs chosen/rejected pairs, but "
+            f"dataset '{comp['dataset']}' has rows without them (use a preference "
+            "format such as sharegpt_preference)"
+        )
+    rep = ComponentReport(
+        name=comp_name,
+        dataset=comp["dataset"],
+        split=split,
+        profile=comp.get("profile", comp_name),
+        benchmark_profile=comp.get("benchmark_profile"),
+        weight={k: comp[k] for k in WEIGHT_KEYS if k in comp},
+        available_rows=len(pool),
+    )
     return pool, rep
 
 
-def _filter_rows(name: str, i: int, comp: dict, spec: dict, pool: list[dict], rep: ComponentReport,
-                 count_tokens, parsers, removed: list[dict]) -> tuple[list[int], list[int]]:
+def _filter_rows(
+    name: str,
+    i: int,
+    comp: dict,
+    spec: dict,
+    pool: list[dict],
+    rep: ComponentReport,
+    count_tokens,
+    parsers,
+    removed: list[dict],
+) -> tuple[list[int], list[int]]:
     """Indices of the component's rows that pass its filters (length, labels, class caps) and
     every row's token count; the rest go to ``removed`` with the reason. Fails when more than
     ``max_reject_fraction`` of the rows are bad."""
@@ -264,23 +298,40 @@ def _filter_rows(name: str, i: int, comp: dict, spec: dict, pool: list[dict], re
     bad = sum(v for k, v in rep.rejected.items() if k in BAD_ROW)
     limit = spec["max_reject_fraction"]
     if bad / len(pool) > limit:
-        raise DataError(f"{where}: {bad} of {len(pool)} rows of dataset '{comp['dataset']}' were "
-                        f"rejected ({rep.rejected}), more than max_reject_fraction {limit}; "
-                        f"first: {next(r['reason'] for r in out if reason_kind(r['reason']) in BAD_ROW)}")
+        raise DataError(
+            f"{where}: {bad} of {len(pool)} rows of dataset '{comp['dataset']}' were "
+            f"rejected ({rep.rejected}), more than max_reject_fraction {limit}; "
+            f"first: {next(r['reason'] for r in out if reason_kind(r['reason']) in BAD_ROW)}"
+        )
     return keep, tokens
 
 
-def _dedup(pool: list[dict], keep: list[int], tokens: list[int], rep: ComponentReport, modes: tuple,
-           seen: dict[str, dict[str, str]], removed: list[dict]) -> tuple[list[dict], list[int]]:
+def _dedup(
+    pool: list[dict],
+    keep: list[int],
+    tokens: list[int],
+    rep: ComponentReport,
+    modes: tuple,
+    seen: dict[str, dict[str, str]],
+    removed: list[dict],
+) -> tuple[list[dict], list[int]]:
     """The kept rows not already in the mixture (first occurrence, in component order, wins)."""
     kept, kept_tokens = [], []
     for j in keep:
         row = pool[j]
-        dup_of = next(((mode, seen[mode][_dedup_key(row, mode)]) for mode in modes
-                       if _dedup_key(row, mode) in seen[mode]), None)
+        dup_of = next(
+            (
+                (mode, seen[mode][_dedup_key(row, mode)])
+                for mode in modes
+                if _dedup_key(row, mode) in seen[mode]
+            ),
+            None,
+        )
         if dup_of:
             rep.duplicates[dup_of[0]] = rep.duplicates.get(dup_of[0], 0) + 1
-            removed.append({**row, "component": rep.name, "reason": f"duplicate ({dup_of[0]}) of row {dup_of[1]}"})
+            removed.append(
+                {**row, "component": rep.name, "reason": f"duplicate ({dup_of[0]}) of row {dup_of[1]}"}
+            )
             continue
         for mode in modes:
             seen[mode].setdefault(_dedup_key(row, mode), row["id"])
@@ -289,8 +340,14 @@ def _dedup(pool: list[dict], keep: list[int], tokens: list[int], rep: ComponentR
     return kept, kept_tokens
 
 
-def _weigh(name: str, spec: dict, pools: list[list[dict]], pool_tokens: list[list[int]],
-           reports: list[ComponentReport], tok_of: dict) -> list[list[dict]]:
+def _weigh(
+    name: str,
+    spec: dict,
+    pools: list[list[dict]],
+    pool_tokens: list[list[int]],
+    reports: list[ComponentReport],
+    tok_of: dict,
+) -> list[list[dict]]:
     """Each component's rows in the mix: fixed weights first (multiplier, fraction, rows), then
     the share targets fill the rest."""
     chosen: list[list[dict]] = [[] for _ in reports]
@@ -298,9 +355,11 @@ def _weigh(name: str, spec: dict, pools: list[list[dict]], pool_tokens: list[lis
     for i, (comp, pool, rep) in enumerate(zip(spec["components"], pools, reports)):
         where = f"mixtures.{name}.components[{i}]"
         if not pool:
-            raise DataError(f"{where}: no rows of dataset '{comp['dataset']}' are left after filters, "
-                            f"dedup and decontamination (removed: {rep.rejected or ''} {rep.capped or ''} "
-                            f"{rep.duplicates or ''} contaminated {rep.contaminated})")
+            raise DataError(
+                f"{where}: no rows of dataset '{comp['dataset']}' are left after filters, "
+                f"dedup and decontamination (removed: {rep.rejected or ''} {rep.capped or ''} "
+                f"{rep.duplicates or ''} contaminated {rep.contaminated})"
+            )
         if "share" in comp:
             share_idx.append(i)
             rep.target_share = comp["share"]
@@ -311,7 +370,9 @@ def _weigh(name: str, spec: dict, pools: list[list[dict]], pool_tokens: list[lis
     return chosen
 
 
-def _tag(name: str, spec: dict, reports: list[ComponentReport], chosen: list[list[dict]], tok_of: dict) -> list[dict]:
+def _tag(
+    name: str, spec: dict, reports: list[ComponentReport], chosen: list[list[dict]], tok_of: dict
+) -> list[dict]:
     """The mix's rows tagged with their mixture, profile and component, shuffled (seeded) and
     numbered; the reports count rows and tokens."""
     tagged = []
@@ -333,9 +394,15 @@ def _tag(name: str, spec: dict, reports: list[ComponentReport], chosen: list[lis
     return tagged
 
 
-def build_mixture(name: str, spec: dict, rows_by_dataset: dict[str, list[dict]],
-                  count_tokens: Callable[[dict], int], *, index: ContaminationIndex | None = None,
-                  parsers: dict[str, Callable[[str], str | None]] | None = None) -> MixtureResult:
+def build_mixture(
+    name: str,
+    spec: dict,
+    rows_by_dataset: dict[str, list[dict]],
+    count_tokens: Callable[[dict], int],
+    *,
+    index: ContaminationIndex | None = None,
+    parsers: dict[str, Callable[[str], str | None]] | None = None,
+) -> MixtureResult:
     """Build mixture ``name`` from ``spec`` (a validated config entry: config.schema_defaults
     fills one outside a workflow run).
 
@@ -386,9 +453,14 @@ def _decontaminate(name, spec, index, pools, pool_tokens, reports, removed) -> l
                 hits.extend(h.to_dict() for h in row_hits)
                 rep.contaminated += 1
                 first = row_hits[0]
-                removed.append({**row, "component": rep.name,
-                                "reason": f"contamination: {first.match} overlap with {first.benchmark} "
-                                          f"doc {first.doc_id}"})
+                removed.append(
+                    {
+                        **row,
+                        "component": rep.name,
+                        "reason": f"contamination: {first.match} overlap with {first.benchmark} "
+                        f"doc {first.doc_id}",
+                    }
+                )
             else:
                 keep_rows.append(row)
                 keep_toks.append(t)
@@ -399,18 +471,24 @@ def _decontaminate(name, spec, index, pools, pool_tokens, reports, removed) -> l
         raise DataError(
             f"mixtures.{name}: {len(hits)} contamination hits ({dict(per)}); first: training row "
             f"{ex['row']} overlaps {ex['benchmark']} doc {ex['doc_id']} ({ex['match']}, overlap "
-            f"{ex['overlap']}). Remove those rows or set decontamination.policy: drop")
+            f"{ex['overlap']}). Remove those rows or set decontamination.policy: drop"
+        )
     return hits
 
 
 def _decontam_summary(spec, index, hits) -> dict:
     benchmarks = sorted({i.benchmark for i in index.items}) if index else []
     per = Counter(h["benchmark"] for h in hits)
-    return {"policy": spec["decontamination"]["policy"] if index else "off",
-            "ngram": index.ngram if index else None, "min_tokens": index.min_tokens if index else None,
-            "benchmarks": benchmarks, "eval_items": len(index.items) if index else 0,
-            "hits": len(hits), "rows_removed": len({h["row"] for h in hits}),
-            "overlap_per_benchmark": {b: per.get(b, 0) for b in benchmarks}}
+    return {
+        "policy": spec["decontamination"]["policy"] if index else "off",
+        "ngram": index.ngram if index else None,
+        "min_tokens": index.min_tokens if index else None,
+        "benchmarks": benchmarks,
+        "eval_items": len(index.items) if index else 0,
+        "hits": len(hits),
+        "rows_removed": len({h["row"] for h in hits}),
+        "overlap_per_benchmark": {b: per.get(b, 0) for b in benchmarks},
+    }
 
 
 def _fill_shares(name, spec, basis, share_idx, pools, pool_tokens, chosen, reports, tok_of):
@@ -420,17 +498,23 @@ def _fill_shares(name, spec, basis, share_idx, pools, pool_tokens, chosen, repor
     size = (lambda rows: len(rows)) if basis == "rows" else (lambda rows: sum(tok_of[id(r)] for r in rows))
     if fixed:
         if total_share >= 1:
-            raise ConfigError(f"mixtures.{name}: share targets sum to {total_share:g}; with fixed-weight "
-                              "components they must sum to less than 1")
+            raise ConfigError(
+                f"mixtures.{name}: share targets sum to {total_share:g}; with fixed-weight "
+                "components they must sum to less than 1"
+            )
         total = sum(size(chosen[i]) for i in fixed) / (1 - total_share)
     else:
         key = "total_rows" if basis == "rows" else "total_tokens"
         if key not in spec:
-            raise ConfigError(f"mixtures.{name}: every component has a share, so the mix size must be "
-                              f"given: set {key} (share_basis is {basis})")
+            raise ConfigError(
+                f"mixtures.{name}: every component has a share, so the mix size must be "
+                f"given: set {key} (share_basis is {basis})"
+            )
         if abs(total_share - 1) > 1e-6:
-            raise ConfigError(f"mixtures.{name}: share targets sum to {total_share:g}; with no "
-                              "fixed-weight components they must sum to 1")
+            raise ConfigError(
+                f"mixtures.{name}: share targets sum to {total_share:g}; with no "
+                "fixed-weight components they must sum to 1"
+            )
         total = spec[key]
     seed = spec["seed"]
     for i in share_idx:
@@ -439,8 +523,9 @@ def _fill_shares(name, spec, basis, share_idx, pools, pool_tokens, chosen, repor
         if basis == "rows":
             k = round(target)
             if k == 0:
-                raise ConfigError(f"mixtures.{name}.components[{i}].share: {shares[i]} of {total:.0f} "
-                                  "rows rounds to 0 rows")
+                raise ConfigError(
+                    f"mixtures.{name}.components[{i}].share: {shares[i]} of {total:.0f} rows rounds to 0 rows"
+                )
             chosen[i] = _take_rows(pools[i], k, rng)
         else:
             chosen[i] = _take_tokens(pools[i], pool_tokens[i], target, rng)
@@ -460,8 +545,16 @@ def _summarize(name, spec, kind, seed, basis, reports, total_rows) -> MixtureMan
     for p in profiles.values():
         p["row_share"] = round(p["rows"] / total_rows, 6) if total_rows else 0.0
         p["token_share"] = round(p["tokens"] / total_tokens, 6) if total_tokens else 0.0
-    return MixtureManifest(mixture=name, kind=kind, seed=seed, share_basis=basis, rows=total_rows,
-                           tokens=total_tokens, components=reports, profiles=profiles)
+    return MixtureManifest(
+        mixture=name,
+        kind=kind,
+        seed=seed,
+        share_basis=basis,
+        rows=total_rows,
+        tokens=total_tokens,
+        components=reports,
+        profiles=profiles,
+    )
 
 
 def realized_shares(manifest: MixtureManifest) -> dict[str, float]:
@@ -478,8 +571,10 @@ def _check_bounds(name, spec, manifest: MixtureManifest) -> None:
     for kind, op in (("min_share", lambda s, b: s >= b - 1e-9), ("max_share", lambda s, b: s <= b + 1e-9)):
         for target, bound in (spec.get(kind) or {}).items():
             if target not in shares:
-                raise ConfigError(f"mixtures.{name}.{kind}.{target}: no component or profile named "
-                                  f"'{target}' (known: {sorted(shares)})")
+                raise ConfigError(
+                    f"mixtures.{name}.{kind}.{target}: no component or profile named "
+                    f"'{target}' (known: {sorted(shares)})"
+                )
             ok = op(shares[target], bound)
             results[f"{kind}.{target}"] = {"bound": bound, "realized": shares[target], "ok": ok}
             if not ok:
@@ -487,5 +582,7 @@ def _check_bounds(name, spec, manifest: MixtureManifest) -> None:
     manifest.bounds = results
     if failures:
         realized = ", ".join(f"{k} {v:.4f}" for k, v in sorted(shares.items()))
-        raise DataError(f"mixtures.{name}: {'; '.join(failures)} ({manifest.share_basis} basis). "
-                        f"Realized shares: {realized}. Change the component weights or the bounds.")
+        raise DataError(
+            f"mixtures.{name}: {'; '.join(failures)} ({manifest.share_basis} basis). "
+            f"Realized shares: {realized}. Change the component weights or the bounds."
+        )

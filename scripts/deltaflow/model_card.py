@@ -14,81 +14,178 @@ from .tables import REFERENCE, TableSettings, markdown_table, model_section, tab
 
 
 def _mixture_section(name: str, mix: dict) -> list[str]:
-    comps = pd.DataFrame([{
-        "component": c["name"], "dataset": c["dataset"], "profile": c.get("profile") or "",
-        "rows": c["rows"], "row share": f"{c['row_share']:.3f}", "token share": f"{c['token_share']:.3f}",
-        "removed": ", ".join(f"{k} {v}" for k, v in {**c.get("rejected", {}), **c.get("duplicates", {})}.items())
-        + (f", contaminated {c['contaminated']}" if c.get("contaminated") else ""),
-    } for c in mix["components"]])
+    comps = pd.DataFrame(
+        [
+            {
+                "component": c["name"],
+                "dataset": c["dataset"],
+                "profile": c.get("profile") or "",
+                "rows": c["rows"],
+                "row share": f"{c['row_share']:.3f}",
+                "token share": f"{c['token_share']:.3f}",
+                "removed": ", ".join(
+                    f"{k} {v}" for k, v in {**c.get("rejected", {}), **c.get("duplicates", {})}.items()
+                )
+                + (f", contaminated {c['contaminated']}" if c.get("contaminated") else ""),
+            }
+            for c in mix["components"]
+        ]
+    )
     d = mix.get("decontamination") or {}
-    lines = [f"## Training data: mixture `{name}`", "",
-             f"{mix['rows']} rows, {mix['tokens']} tokens ({mix['kind']}, seed {mix['seed']}).", "",
-             markdown_table(comps)]
+    lines = [
+        f"## Training data: mixture `{name}`",
+        "",
+        f"{mix['rows']} rows, {mix['tokens']} tokens ({mix['kind']}, seed {mix['seed']}).",
+        "",
+        markdown_table(comps),
+    ]
     if d.get("policy", "off") != "off":
-        lines += ["", f"Decontamination ({d['policy']}, {d['ngram']}-gram) against "
-                      f"{d['eval_items']} items of {', '.join(d['benchmarks'])}: "
-                      f"**{d['hits']} overlap** in the final mix, {d['rows_removed']} rows removed."]
+        lines += [
+            "",
+            (
+                f"Decontamination ({d['policy']}, {d['ngram']}-gram) against "
+                f"{d['eval_items']} items of {', '.join(d['benchmarks'])}: "
+                f"**{d['hits']} overlap** in the final mix, {d['rows_removed']} rows removed."
+            ),
+        ]
     return lines
 
 
 def _gate_section(model: str, verdict: dict, selection: dict) -> list[str]:
-    lines = ["## Release gates", "",
-             f"**{'PASS' if verdict['passes'] else 'FAIL'}** — {model}"
-             f"{'' if verdict['checks'] else ' (no gates configured)'}.", ""]
+    lines = [
+        "## Release gates",
+        "",
+        (
+            f"**{'PASS' if verdict['passes'] else 'FAIL'}** — {model}"
+            f"{'' if verdict['checks'] else ' (no gates configured)'}."
+        ),
+        "",
+    ]
     if verdict["checks"]:
-        lines += [markdown_table(pd.DataFrame([{
-            "axis": c["axis"], "kind": c["kind"], "bound": c["bound"],
-            "value (pts)": f"{c['value_pts']:+.2f}", "threshold (pts)": f"{c['threshold_pts']:+.2f}",
-            "verdict": "pass" if c["passed"] else "FAIL",
-            "decided by the data": "no: " + c["power_note"] if c.get("underpowered") else "yes"}
-            for c in verdict["checks"]])), ""]
+        lines += [
+            markdown_table(
+                pd.DataFrame(
+                    [
+                        {
+                            "axis": c["axis"],
+                            "kind": c["kind"],
+                            "bound": c["bound"],
+                            "value (pts)": f"{c['value_pts']:+.2f}",
+                            "threshold (pts)": f"{c['threshold_pts']:+.2f}",
+                            "verdict": "pass" if c["passed"] else "FAIL",
+                            "decided by the data": "no: " + c["power_note"]
+                            if c.get("underpowered")
+                            else "yes",
+                        }
+                        for c in verdict["checks"]
+                    ]
+                )
+            ),
+            "",
+        ]
         if verdict.get("underpowered"):
-            lines += [f"**Underpowered:** the {', '.join(verdict['underpowered'])} gate(s) cannot be decided at "
-                      "these item counts (the tolerance is below the CI half-width or the required gain below "
-                      "the minimum detectable effect); the verdict there is noise, not evidence.", ""]
+            lines += [
+                (
+                    f"**Underpowered:** the {', '.join(verdict['underpowered'])} gate(s) cannot be decided at "
+                    "these item counts (the tolerance is below the CI half-width or the required gain below "
+                    "the minimum detectable effect); the verdict there is noise, not evidence."
+                ),
+                "",
+            ]
     k = (selection.get("seeds") or {}).get(model, 1)
-    lines += [f"Training seeds behind these numbers: **{k}**"
-              + (" (gates and selection use the seed-averaged rows with a CI that includes seed variance; "
-                 "results/tables/seeds.md)." if k > 1 else " (one seed: a delta smaller than the seed-to-seed "
-                 "spread cannot be told from seed noise; declare `seeds:` on the run to measure it)."), ""]
-    lines += [f"Selection: `{selection['formula']}`, λ = {selection['lambda']:g}; "
-              f"{selection['reason']}.", "",
-              markdown_table(pd.DataFrame([{
-                  "model": c["model"], "target gain": f"{c['target_gain_pts']:+.2f}",
-                  "worst regression": f"{c['worst_guarded_regression_pts']:.2f}",
-                  "score": f"{c['score']:+.2f}", "gates": "pass" if c["passes_gates"] else "fail",
-                  "Pareto frontier": "yes" if c["on_frontier"] else ""} for c in selection["candidates"]]))]
+    lines += [
+        f"Training seeds behind these numbers: **{k}**"
+        + (
+            " (gates and selection use the seed-averaged rows with a CI that includes seed variance; "
+            "results/tables/seeds.md)."
+            if k > 1
+            else " (one seed: a delta smaller than the seed-to-seed "
+            "spread cannot be told from seed noise; declare `seeds:` on the run to measure it)."
+        ),
+        "",
+    ]
+    lines += [
+        (f"Selection: `{selection['formula']}`, λ = {selection['lambda']:g}; {selection['reason']}."),
+        "",
+        markdown_table(
+            pd.DataFrame(
+                [
+                    {
+                        "model": c["model"],
+                        "target gain": f"{c['target_gain_pts']:+.2f}",
+                        "worst regression": f"{c['worst_guarded_regression_pts']:.2f}",
+                        "score": f"{c['score']:+.2f}",
+                        "gates": "pass" if c["passes_gates"] else "fail",
+                        "Pareto frontier": "yes" if c["on_frontier"] else "",
+                    }
+                    for c in selection["candidates"]
+                ]
+            )
+        ),
+    ]
     return lines
 
 
 def _provenance(config_sha: str, base: dict, adapter: dict) -> list[str]:
     src = base["source"]
     # every scalar that pins the source (hub repo + revision, package + version, file hash, ...)
-    revision = {k: v for k, v in src.items() if k not in ("type", "resolved_path")
-                and isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    revision = {
+        k: v
+        for k, v in src.items()
+        if k not in ("type", "resolved_path") and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+    }
     code = adapter.get("code", {})
     pk = adapter.get("packages", {})
-    return ["## Provenance", "",
-            f"- config sha256: `{config_sha}`",
-            f"- git commit: `{code.get('git_commit')}`" + (" (uncommitted changes)" if code.get("git_dirty") else ""),
-            f"- base model: {src['type']} " + ", ".join(f"{k} `{v}`" for k, v in revision.items()),
-            f"- base weights sha256: `{base.get('weights_sha256')}`",
+    return [
+        "## Provenance",
+        "",
+        f"- config sha256: `{config_sha}`",
+        f"- git commit: `{code.get('git_commit')}`"
+        + (" (uncommitted changes)" if code.get("git_dirty") else ""),
+        f"- base model: {src['type']} " + ", ".join(f"{k} `{v}`" for k, v in revision.items()),
+        f"- base weights sha256: `{base.get('weights_sha256')}`",
+        (
             f"- adapter trained {adapter.get('started')} – {adapter.get('finished')} on "
-            f"{adapter.get('hardware', {}).get('machine')} ({adapter.get('hardware', {}).get('gpu', 'cpu')})",
-            "- packages: " + ", ".join(f"{k} {v}" for k, v in pk.items() if v)]
+            f"{adapter.get('hardware', {}).get('machine')} ({adapter.get('hardware', {}).get('gpu', 'cpu')})"
+        ),
+        "- packages: " + ", ".join(f"{k} {v}" for k, v in pk.items() if v),
+    ]
 
 
-def render_model_card(*, model: str, base_name: str, delta: pd.DataFrame, settings: TableSettings,
-                      verdict: dict, selection: dict, run: dict, mixture_manifest: dict,
-                      adapter_manifest: dict, base_manifest: dict, config_sha: str,
-                      reference_notes: dict | None = None, lineage: list[str] | None = None,
-                      origins: dict | None = None) -> str:
+def render_model_card(
+    *,
+    model: str,
+    base_name: str,
+    delta: pd.DataFrame,
+    settings: TableSettings,
+    verdict: dict,
+    selection: dict,
+    run: dict,
+    mixture_manifest: dict,
+    adapter_manifest: dict,
+    base_manifest: dict,
+    config_sha: str,
+    reference_notes: dict | None = None,
+    lineage: list[str] | None = None,
+    origins: dict | None = None,
+) -> str:
     table = model_section(delta, model, settings.confidence)
     refs = delta[delta.source == REFERENCE]
-    lines = [f"# {model}: adapter on {base_name}", "",
-             f"Built by deltaflow. Chosen as the model to ship: {selection['reason']} "
-             f"(gates: **{'PASS' if verdict['passes'] else 'FAIL'}**).", "",
-             "## Delta vs base", "", table_notes(settings, bool(len(refs))), "", markdown_table(table), ""]
+    lines = [
+        f"# {model}: adapter on {base_name}",
+        "",
+        (
+            f"Built by deltaflow. Chosen as the model to ship: {selection['reason']} "
+            f"(gates: **{'PASS' if verdict['passes'] else 'FAIL'}**)."
+        ),
+        "",
+        "## Delta vs base",
+        "",
+        table_notes(settings, bool(len(refs))),
+        "",
+        markdown_table(table),
+        "",
+    ]
     if len(refs):
         notes = "; ".join(f"{name}: {note}" for name, note in (reference_notes or {}).items())
         if notes:
@@ -98,13 +195,29 @@ def render_model_card(*, model: str, base_name: str, delta: pd.DataFrame, settin
     lineage = lineage or [f"run {model}"]
     lines += ["## How this model was made", "", *[f"{i}. {step}" for i, step in enumerate(lineage, 1)], ""]
     if origins:  # deltaflow.origins: everything that reached the training data, through the DAG
-        lines += ["## Where the training data comes from", "",
-                  f"- Training targets written by: {', '.join(origins['written_by']) or 'none'}",
-                  f"- Prompts written by: {', '.join(origins['prompts_by']) or 'none'}",
-                  f"- Licences: {', '.join(origins['licences']) or 'none'}", "",
-                  "How each piece came about (transitively through the models that wrote data):", "", "```",
-                  *origins["chain"], "```", ""]
-    lines += ["## Recipe", "", f"Training run: mixture `{run['mixture']}` × recipe `{run['recipe']}`:", "",
-              "```yaml", yaml.safe_dump(adapter_manifest["params"]["recipe"], sort_keys=True).rstrip(), "```", ""]
+        lines += [
+            "## Where the training data comes from",
+            "",
+            f"- Training targets written by: {', '.join(origins['written_by']) or 'none'}",
+            f"- Prompts written by: {', '.join(origins['prompts_by']) or 'none'}",
+            f"- Licences: {', '.join(origins['licences']) or 'none'}",
+            "",
+            "How each piece came about (transitively through the models that wrote data):",
+            "",
+            "```",
+            *origins["chain"],
+            "```",
+            "",
+        ]
+    lines += [
+        "## Recipe",
+        "",
+        f"Training run: mixture `{run['mixture']}` × recipe `{run['recipe']}`:",
+        "",
+        "```yaml",
+        yaml.safe_dump(adapter_manifest["params"]["recipe"], sort_keys=True).rstrip(),
+        "```",
+        "",
+    ]
     lines += _provenance(config_sha, base_manifest, adapter_manifest)
     return "\n".join(lines) + "\n"

@@ -31,14 +31,14 @@ class ModelNode:
     kind: str
     # the models this one is made from, with the weight each enters with (merges, sweeps)
     parents: tuple[tuple[str, float], ...] = ()
-    run: str | None = None          # run / checkpoint: the run; others: None
-    tag: str | None = None          # checkpoint: step<N> / epoch<N>
-    coef: float | None = None       # sweep: the scale
-    gguf_type: str | None = None    # gguf: the llama.cpp type
+    run: str | None = None  # run / checkpoint: the run; others: None
+    tag: str | None = None  # checkpoint: step<N> / epoch<N>
+    coef: float | None = None  # sweep: the scale
+    gguf_type: str | None = None  # gguf: the llama.cpp type
     details: dict = field(default_factory=dict, compare=False)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelNode":
+    def from_dict(cls, d: dict) -> ModelNode:
         """Back from ``dataclasses.asdict`` (how rules pass a node to a job as a param)."""
         return cls(**{**d, "parents": tuple(tuple(p) for p in d["parents"])})
 
@@ -109,8 +109,11 @@ def checkpoint_models(config: dict) -> dict[str, tuple[str, str]]:
 
 def sweep_models(config: dict) -> dict[str, tuple[str, float]]:
     """``<model>.x<coef>`` -> (model, coef) for every coefficient of every sweep."""
-    return {f"{model}.x{coef_label(c)}": (model, float(c))
-            for model, coefs in sorted(config.get("sweeps", {}).items()) for c in coefs}
+    return {
+        f"{model}.x{coef_label(c)}": (model, float(c))
+        for model, coefs in sorted(config.get("sweeps", {}).items())
+        for c in coefs
+    }
 
 
 def export_models(config: dict) -> dict[str, tuple[str, str, str | None]]:
@@ -145,18 +148,33 @@ class ModelGraph:
         nodes = [ModelNode("base", "base")]
         for run, spec in sorted(config["runs"].items()):
             init = spec.get("init_from")
-            nodes.append(ModelNode(run, "run", parents=((init, 1.0),) if init else (), run=run,
-                                   details={"mixture": spec["mixture"], "recipe": spec["recipe"]}))
+            nodes.append(
+                ModelNode(
+                    run,
+                    "run",
+                    parents=((init, 1.0),) if init else (),
+                    run=run,
+                    details={"mixture": spec["mixture"], "recipe": spec["recipe"]},
+                )
+            )
         for name, (run, tag) in self.checkpoints.items():
             nodes.append(ModelNode(name, "checkpoint", parents=((run, 1.0),), run=run, tag=tag))
         for name, spec in sorted(config.get("merges", {}).items()):
-            nodes.append(ModelNode(name, "merge", parents=tuple((m, float(w)) for m, w in spec["adapters"].items()),
-                                   details={"method": spec["method"]}))
+            nodes.append(
+                ModelNode(
+                    name,
+                    "merge",
+                    parents=tuple((m, float(w)) for m, w in spec["adapters"].items()),
+                    details={"method": spec["method"]},
+                )
+            )
         for name, (model, coef) in self.sweeps.items():
             nodes.append(ModelNode(name, "sweep", parents=((model, coef),), coef=coef))
         for name, (src, kind, gtype) in self.exports.items():
             parent = src if kind == "merged" else f"{src}.merged"
-            nodes.append(ModelNode(name, kind, parents=((parent, 1.0),), gguf_type=gtype, details={"exported": src}))
+            nodes.append(
+                ModelNode(name, kind, parents=((parent, 1.0),), gguf_type=gtype, details={"exported": src})
+            )
         self.nodes = {n.name: n for n in nodes}
 
     @property
@@ -170,7 +188,9 @@ class ModelGraph:
         try:
             return self.nodes[model]
         except KeyError:
-            raise KeyError(f"'{model}' is not a model of this config; models: {', '.join(self.nodes)}") from None
+            raise KeyError(
+                f"'{model}' is not a model of this config; models: {', '.join(self.nodes)}"
+            ) from None
 
     def kind(self, model: str) -> str:
         return self.node(model).kind
@@ -238,8 +258,13 @@ class ModelGraph:
     def training_datasets(self, model: str) -> list[str]:
         """The datasets of every mixture a run behind ``model`` trained on."""
         mixtures = self.config["mixtures"]
-        return sorted({c["dataset"] for run in self.runs_behind(model)
-                       for c in mixtures[self.config["runs"][run]["mixture"]]["components"]})
+        return sorted(
+            {
+                c["dataset"]
+                for run in self.runs_behind(model)
+                for c in mixtures[self.config["runs"][run]["mixture"]]["components"]
+            }
+        )
 
     def adapter_origin(self, model: str) -> str | None:
         """The run that created ``model``'s adapter: the first run of its init_from chain (a run

@@ -30,11 +30,15 @@ class Origin:
     written_by: set[str] = field(default_factory=set)  # tags of who wrote the training targets
     prompts_by: set[str] = field(default_factory=set)  # tags of who wrote the prompts
     licences: set[str] = field(default_factory=set)
-    chain: list[str] = field(default_factory=list)     # how it came to be, one step per line
+    chain: list[str] = field(default_factory=list)  # how it came to be, one step per line
 
     def to_dict(self) -> dict:
-        return {"written_by": sorted(self.written_by), "prompts_by": sorted(self.prompts_by),
-                "licences": sorted(self.licences), "chain": list(self.chain)}
+        return {
+            "written_by": sorted(self.written_by),
+            "prompts_by": sorted(self.prompts_by),
+            "licences": sorted(self.licences),
+            "chain": list(self.chain),
+        }
 
 
 def declared_tags(origin) -> set[str]:
@@ -72,16 +76,22 @@ class Origins:
     def base(self) -> Origin:
         bm = self.config["base_model"]
         tags = {bm["name"], *([bm["vendor"]] if bm.get("vendor") else [])}
-        return Origin(written_by=tags, prompts_by=set(), licences={bm.get("license") or UNKNOWN_LICENCE},
-                      chain=[f"base model {bm['name']} (licence {bm.get('license') or UNKNOWN_LICENCE})"])
+        return Origin(
+            written_by=tags,
+            prompts_by=set(),
+            licences={bm.get("license") or UNKNOWN_LICENCE},
+            chain=[f"base model {bm['name']} (licence {bm.get('license') or UNKNOWN_LICENCE})"],
+        )
 
     def dataset(self, name: str) -> Origin:
         if name in self._memo:
             return self._memo[name]
         if name in self._open:
-            cycle = " -> ".join([*self._open[self._open.index(name):], name])
-            raise ConfigError(f"generations: a cycle in the data ({cycle}): a model cannot be trained on data it "
-                              "generates itself; generate from a model whose training does not use this data")
+            cycle = " -> ".join([*self._open[self._open.index(name) :], name])
+            raise ConfigError(
+                f"generations: a cycle in the data ({cycle}): a model cannot be trained on data it "
+                "generates itself; generate from a model whose training does not use this data"
+            )
         self._open.append(name)
         try:
             gens = self.config.get("generations") or {}
@@ -92,8 +102,12 @@ class Origins:
                 declared = declared_origin(spec)
                 tags = declared_tags(declared)
                 lic = spec.get("license") or UNKNOWN_LICENCE
-                origin = Origin(written_by=set(tags), prompts_by=set(tags), licences={lic},
-                                chain=[f"dataset {name}: {describe(declared)} (licence {lic})"])
+                origin = Origin(
+                    written_by=set(tags),
+                    prompts_by=set(tags),
+                    licences={lic},
+                    chain=[f"dataset {name}: {describe(declared)} (licence {lic})"],
+                )
         finally:
             self._open.pop()
         self._memo[name] = origin
@@ -118,22 +132,32 @@ class Origins:
         declared = gen.get("origin") or ({"model": ref["hub"]} if "hub" in ref else "unknown")
         lic = gen.get("license") or UNKNOWN_LICENCE
         label = ref.get("hub") or ref.get("path")
-        return Origin(written_by=declared_tags(declared), licences={lic},
-                      chain=[f"teacher {label}: {describe(declared)} (licence {lic})"])
+        return Origin(
+            written_by=declared_tags(declared),
+            licences={lic},
+            chain=[f"teacher {label}: {describe(declared)} (licence {lic})"],
+        )
 
     def _generation(self, name: str, gen: dict) -> Origin:
         by = self.generator(gen)
         prompts = self.dataset(gen["prompts"]["dataset"])
-        rejected_by = self.generator({**gen, "model": gen["rejected_model"]}) if gen.get("rejected_model") else None
+        rejected_by = (
+            self.generator({**gen, "model": gen["rejected_model"]}) if gen.get("rejected_model") else None
+        )
         written = set(by.written_by) | (rejected_by.written_by if rejected_by else set())
         chain = [f"generation {name}: responses by {_ref_label(gen['model'])}", *[f"  {x}" for x in by.chain]]
         if rejected_by:
-            chain += [f"  rejected answers by {_ref_label(gen['rejected_model'])}",
-                      *[f"    {x}" for x in rejected_by.chain]]
+            chain += [
+                f"  rejected answers by {_ref_label(gen['rejected_model'])}",
+                *[f"    {x}" for x in rejected_by.chain],
+            ]
         chain += [f"  prompts from {x}" for x in prompts.chain]
-        return Origin(written_by=written, prompts_by=set(prompts.prompts_by),
-                      licences=by.licences | prompts.licences | (rejected_by.licences if rejected_by else set()),
-                      chain=chain)
+        return Origin(
+            written_by=written,
+            prompts_by=set(prompts.prompts_by),
+            licences=by.licences | prompts.licences | (rejected_by.licences if rejected_by else set()),
+            chain=chain,
+        )
 
     def model(self, model: str) -> Origin:
         """Everything that reached a model's training data (its runs' mixtures, transitively)."""
@@ -181,23 +205,29 @@ def check_policies(config: dict, graph=None) -> list[str]:
         for gname in sorted(config.get("generations") or {}):
             origins.dataset(gname)  # a cycle (a model trained on data it writes) raises here
         for mname, mix in sorted(config["mixtures"].items()):
-            for i, comp in enumerate(mix["components"]):
-                if comp["dataset"] not in config["datasets"] and comp["dataset"] not in (config.get("generations") or {}):
+            for comp in mix["components"]:
+                if comp["dataset"] not in config["datasets"] and comp["dataset"] not in (
+                    config.get("generations") or {}
+                ):
                     continue  # an unknown dataset is reported elsewhere
                 origin = origins.dataset(comp["dataset"])
                 for v in violations(mix.get("policy"), origin):
-                    errors.append(f"config key 'mixtures.{mname}.policy': component {comp.get('name', comp['dataset'])} "
-                                  f"(dataset {comp['dataset']}) has {v}; its origin: {' | '.join(origin.chain)}. "
-                                  "Drop the component, or generate that data with an allowed model (generations:)")
+                    errors.append(
+                        f"config key 'mixtures.{mname}.policy': component {comp.get('name', comp['dataset'])} "
+                        f"(dataset {comp['dataset']}) has {v}; its origin: {' | '.join(origin.chain)}. "
+                        "Drop the component, or generate that data with an allowed model (generations:)"
+                    )
         for rname, run in sorted(config["runs"].items()):
             if not run.get("policy") or rname not in origins.graph:
                 continue
             for ds in origins.graph.training_datasets(rname):
                 origin = origins.dataset(ds)
                 for v in violations(run["policy"], origin):
-                    errors.append(f"config key 'runs.{rname}.policy': dataset {ds}, which reaches this run's "
-                                  f"training (its mixture or a run it continues), has {v}; its origin: "
-                                  f"{' | '.join(origin.chain)}")
+                    errors.append(
+                        f"config key 'runs.{rname}.policy': dataset {ds}, which reaches this run's "
+                        f"training (its mixture or a run it continues), has {v}; its origin: "
+                        f"{' | '.join(origin.chain)}"
+                    )
     except ConfigError as exc:
         errors.append(str(exc))
     return errors
@@ -227,8 +257,10 @@ def check_rows(mixture: str, policy: dict | None, component: str, rows: list[dic
             bad.append((row.get("id"), hit))
     if bad:
         first = ", ".join(f"{rid} ({'/'.join(tags)})" for rid, tags in bad[:5])
-        raise ConfigError(f"mixture '{mixture}': component {component} has {len(bad)} rows whose origin its policy "
-                          f"forbids; first: {first}. Remove the component or change mixtures.{mixture}.policy")
+        raise ConfigError(
+            f"mixture '{mixture}': component {component} has {len(bad)} rows whose origin its policy "
+            f"forbids; first: {first}. Remove the component or change mixtures.{mixture}.policy"
+        )
 
 
 def origin_summary(rows: list[dict]) -> dict:

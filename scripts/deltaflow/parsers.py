@@ -23,5 +23,6 @@ def answer_parser(spec: dict):
                 return None
             hit = found[group]
             return hit[0] if isinstance(hit, tuple) else hit
+
         return parse
     return lambda text: text.strip() or None

@@ -17,15 +17,26 @@ from pathlib import Path
 
 from .io import sha256_file, sha256_path, sha256_text, write_json
 
-PACKAGES = ["torch", "transformers", "trl", "peft", "lm_eval", "datasets", "snakemake",
-            "accelerate", "gguf", "pandas"]
+PACKAGES = [
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "lm_eval",
+    "datasets",
+    "snakemake",
+    "accelerate",
+    "gguf",
+    "pandas",
+]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _git(*args: str) -> str | None:
     try:
-        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
 
@@ -86,12 +97,16 @@ def device_class(device: str) -> str:
 
 
 def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def hardware() -> dict:
-    info = {"host": platform.node(), "machine": platform.machine(), "cpus": os.cpu_count(),
-            "python": platform.python_version()}
+    info = {
+        "host": platform.node(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
     try:
         import torch
 
@@ -102,8 +117,14 @@ def hardware() -> dict:
     return info
 
 
-def build_manifest(kind: str, *, inputs: dict[str, str] | None = None, params: dict | None = None,
-                   started: str | None = None, extra: dict | None = None) -> dict:
+def build_manifest(
+    kind: str,
+    *,
+    inputs: dict[str, str] | None = None,
+    params: dict | None = None,
+    started: str | None = None,
+    extra: dict | None = None,
+) -> dict:
     """A manifest dict for an artifact of ``kind`` made from ``inputs`` with ``params``."""
     hashed = {}
     for name, value in (inputs or {}).items():
@@ -123,8 +144,10 @@ def build_manifest(kind: str, *, inputs: dict[str, str] | None = None, params: d
     base = (inputs or {}).get("base")
     if isinstance(base, (str, os.PathLike)) and Path(base).name == "manifest.json" and Path(base).exists():
         base_manifest = json.loads(Path(base).read_text())
-        manifest["base_model"] = {"source": base_manifest.get("source"),
-                                  "weights_sha256": base_manifest.get("weights_sha256")}
+        manifest["base_model"] = {
+            "source": base_manifest.get("source"),
+            "weights_sha256": base_manifest.get("weights_sha256"),
+        }
     if extra:
         manifest.update(extra)
     return manifest
@@ -188,8 +211,13 @@ def write_job_record(snakemake) -> Path | None:
     if entry and Path(entry).is_file() and Path(entry).resolve().is_relative_to(scripts_dir.resolve()):
         code.append(entry)
     wildcards = dict(snakemake.wildcards.items())
-    record = {"rule": rule, "wildcards": wildcards, "outputs": outputs,
-              "params": params_digest(snakemake.params.items()), "code": code_digest(code, scripts_dir)}
+    record = {
+        "rule": rule,
+        "wildcards": wildcards,
+        "outputs": outputs,
+        "params": params_digest(snakemake.params.items()),
+        "code": code_digest(code, scripts_dir),
+    }
     path = job_record_path("results", rule, wildcards)
     write_json(path, record)
     return path
@@ -210,15 +238,19 @@ def read_job_records(results: str | os.PathLike) -> list[dict]:
     return out
 
 
-def stale_reasons(record: dict, params: dict[str, str] | None, scripts_dir: str | os.PathLike,
-                  hashes: dict | None = None) -> list[str]:
+def stale_reasons(
+    record: dict, params: dict[str, str] | None, scripts_dir: str | os.PathLike, hashes: dict | None = None
+) -> list[str]:
     """What differs between a job record and the job now: ``params`` is the current
     params_digest (None: it cannot be computed); ``hashes`` caches file hashes across records."""
     hashes = {} if hashes is None else hashes
     reasons = []
     if params is not None:
-        changed = sorted(k for k in set(params) | set(record.get("params", {}))
-                         if params.get(k) != record.get("params", {}).get(k))
+        changed = sorted(
+            k
+            for k in set(params) | set(record.get("params", {}))
+            if params.get(k) != record.get("params", {}).get(k)
+        )
         if changed:
             reasons.append(f"params {', '.join(changed)}")
     edited = []

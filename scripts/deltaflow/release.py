@@ -19,34 +19,64 @@ import pandas as pd
 from .errors import DeltaflowError
 from .models import ModelNode
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja",
-                   "tokenizer.model", "vocab.json", "merges.txt", "generation_config.json")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "tokenizer.model",
+    "vocab.json",
+    "merges.txt",
+    "generation_config.json",
+)
 
 
 def library_name(node: ModelNode) -> str:
     return {"merged": "transformers", "gguf": "gguf"}.get(node.kind, "peft")
 
 
-def hub_metadata(*, model: str, node: ModelNode, base_name: str, base_manifest: dict, delta: pd.DataFrame,
-                 datasets: dict[str, dict], recipe: dict | None, license: str | None) -> str:
+def hub_metadata(
+    *,
+    model: str,
+    node: ModelNode,
+    base_name: str,
+    base_manifest: dict,
+    delta: pd.DataFrame,
+    datasets: dict[str, dict],
+    recipe: dict | None,
+    license: str | None,
+) -> str:
     """The card's YAML metadata (without the ``---`` fences)."""
     from huggingface_hub import EvalResult, ModelCardData
 
     src = base_manifest["source"]
     rows = delta[(delta.model == model) & (delta.level == "benchmark") & (delta.source == "evaluated")]
-    results = [EvalResult(task_type="multiple-choice" if r.metric in ("acc", "acc_norm") else "text-generation",
-                          dataset_type=r.benchmark, dataset_name=r.benchmark, metric_type=r.metric,
-                          metric_value=float(r.score), metric_name=f"{r.metric} (percent)")
-               for r in rows.itertuples()]
+    results = [
+        EvalResult(
+            task_type="multiple-choice" if r.metric in ("acc", "acc_norm") else "text-generation",
+            dataset_type=r.benchmark,
+            dataset_name=r.benchmark,
+            metric_type=r.metric,
+            metric_value=float(r.score),
+            metric_name=f"{r.metric} (percent)",
+        )
+        for r in rows.itertuples()
+    ]
     tags = ["deltaflow", library_name(node)]
     if recipe:
         tags += [recipe.get("method", "lora"), recipe.get("objective", "sft")]
     data = ModelCardData(
-        base_model=src.get("id") or base_name, library_name=library_name(node),
-        license=license or "other", datasets=sorted(datasets), tags=tags, model_name=model,
+        base_model=src.get("id") or base_name,
+        library_name=library_name(node),
+        license=license or "other",
+        datasets=sorted(datasets),
+        tags=tags,
+        model_name=model,
         eval_results=results or None,
         # not read by the Hub, kept for people: where each training dataset comes from
-        dataset_origins={name: {k: v for k, v in spec.items() if v is not None} for name, spec in sorted(datasets.items())},
+        dataset_origins={
+            name: {k: v for k, v in spec.items() if v is not None} for name, spec in sorted(datasets.items())
+        },
     )
     return data.to_yaml()
 

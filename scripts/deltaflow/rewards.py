@@ -10,8 +10,8 @@ generation batch and sums them with ``reward_weights``.
 
 ``GroupStats`` records the weighted total per completion and sorts every group of
 ``num_generations`` completions of one prompt into mixed / all-zero / all-max / uniform: a group
-whose completions all get the same reward has zero advantage and teaches nothing (seed 003's
-"mixed / all-zero / all-one" logs).
+whose completions all get the same reward has zero advantage and teaches nothing (the
+RL run logs "mixed / all-zero / all-one" groups per step).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import json
 import re
 
 from .errors import DataError
-from .generation import VERIFIER_TYPES as REWARD_TYPES, checked_samples, missing_checks, scoring_spec
+from .generation import VERIFIER_TYPES as REWARD_TYPES
+from .generation import checked_samples, missing_checks, scoring_spec
 
 
 def completion_text(completion) -> str:
@@ -39,10 +40,12 @@ def check_reward_rows(specs: list[dict], rows: list[dict], dirs: tuple = ()) -> 
         for row in rows:
             missing = missing_checks(vspec, json.loads(row["verify"]))
             if missing:
-                raise DataError(f"reward {reward_name(i, spec)!r} ({vspec['name']}, {vspec['output_type']}) checks "
-                                f"completions with each prompt row's {missing}, and row {row['row_id']!r} has none: "
-                                f"the prompts do not fit this reward. Give every row {missing} (see "
-                                "config/README.md, GRPO), or use a reward that fits them")
+                raise DataError(
+                    f"reward {reward_name(i, spec)!r} ({vspec['name']}, {vspec['output_type']}) checks "
+                    f"completions with each prompt row's {missing}, and row {row['row_id']!r} has none: "
+                    f"the prompts do not fit this reward. Give every row {missing} (see "
+                    "config/README.md, GRPO), or use a reward that fits them"
+                )
 
 
 def reward_name(i: int, spec: dict) -> str:
@@ -62,12 +65,13 @@ class GroupStats:
         self.pending[name] = values
         if len(self.pending) < len(self.names):
             return
-        totals = [sum(w * self.pending[n][i] for n, w in zip(self.names, self.weights))
-                  for i in range(len(values))]
+        totals = [
+            sum(w * self.pending[n][i] for n, w in zip(self.names, self.weights)) for i in range(len(values))
+        ]
         self.pending = {}
         top = sum(self.weights)
         for g in range(0, len(totals) - self.group + 1, self.group):
-            block = totals[g:g + self.group]
+            block = totals[g : g + self.group]
             if max(block) - min(block) > 1e-9:
                 self.counts["mixed"] += 1
             elif abs(block[0]) < 1e-9:
@@ -107,9 +111,12 @@ def reward_functions(specs: list[dict], dirs: tuple = (), stats: GroupStats | No
 
             def score(completions, answer, answer_from, verify=None, vspec=vspec, **_):
                 verify = verify or ["{}"] * len(completions)  # rows without code tests or instructions
-                checked = [checked_samples(vspec, {"answer": a, "answer_from": f, **json.loads(v)},
-                                           [completion_text(c)])
-                           for c, a, f, v in zip(completions, answer, answer_from, verify)]
+                checked = [
+                    checked_samples(
+                        vspec, {"answer": a, "answer_from": f, **json.loads(v)}, [completion_text(c)]
+                    )
+                    for c, a, f, v in zip(completions, answer, answer_from, verify)
+                ]
                 if stats is not None:
                     stats.hacked += sum(h for _, h in checked)
                 return [correct[0] for correct, _ in checked]
@@ -130,14 +137,20 @@ def check_rewards(rname: str, recipe: dict, dirs: tuple, available: list[str], l
     key = f"config key 'recipes.{rname}"
     errors = []
     if not recipe["rewards"]:
-        errors.append(f"{key}.rewards': objective grpo needs at least one reward: a verifier ({{verifier: "
-                      "{benchmark: arithmetic}}) or a format regex ({format: '...'})")
+        errors.append(
+            f"{key}.rewards': objective grpo needs at least one reward: a verifier ({{verifier: "
+            "{benchmark: arithmetic}}) or a format regex ({format: '...'})"
+        )
     if recipe["num_generations"] < 2:
-        errors.append(f"{key}.num_generations': GRPO compares completions within a group; "
-                      f"{recipe['num_generations']} gives no advantage to learn from (use 2 or more)")
+        errors.append(
+            f"{key}.num_generations': GRPO compares completions within a group; "
+            f"{recipe['num_generations']} gives no advantage to learn from (use 2 or more)"
+        )
     elif recipe["batch_size"] % recipe["num_generations"]:
-        errors.append(f"{key}.batch_size': {recipe['batch_size']} completions per step do not split into groups of "
-                      f"num_generations {recipe['num_generations']}; make it a multiple")
+        errors.append(
+            f"{key}.batch_size': {recipe['batch_size']} completions per step do not split into groups of "
+            f"num_generations {recipe['num_generations']}; make it a multiple"
+        )
     for i, spec in enumerate(recipe["rewards"]):
         where = f"{key}.rewards[{i}]"
         if bool(spec.get("format")) == bool(spec.get("verifier")):
@@ -154,11 +167,13 @@ def check_rewards(rname: str, recipe: dict, dirs: tuple, available: list[str], l
             if v["benchmark"] not in available:
                 errors.append(f"{where}.verifier.benchmark': unknown benchmark '{v['benchmark']}'")
             elif load(v["benchmark"]).get("output_type") not in REWARD_TYPES:
-                errors.append(f"{where}.verifier.benchmark': '{v['benchmark']}' is {load(v['benchmark']).get('output_type')}; "
-                              "a reward checks a completion against its prompt row with a benchmark's scorer: "
-                              "generate_until (final-number, exact, numeric or contains match against the row's "
-                              "answer), code (the row's tests in the sandbox) or instruction (the row's "
-                              "instruction checkers)")
+                errors.append(
+                    f"{where}.verifier.benchmark': '{v['benchmark']}' is {load(v['benchmark']).get('output_type')}; "
+                    "a reward checks a completion against its prompt row with a benchmark's scorer: "
+                    "generate_until (final-number, exact, numeric or contains match against the row's "
+                    "answer), code (the row's tests in the sandbox) or instruction (the row's "
+                    "instruction checkers)"
+                )
         elif v.get("match") not in ("exact", "numeric", "contains"):
             errors.append(f"{where}.verifier': give benchmark, or match (exact, numeric or contains)")
     return errors

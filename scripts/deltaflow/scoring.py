@@ -78,8 +78,9 @@ def extract(spec: dict, responses: list[str]) -> list[str]:
     from lm_eval.filters.extraction import RegexFilter, WhitespaceFilter
 
     if spec.get("extract"):
-        f = RegexFilter(regex_pattern=spec["extract"]["regex"],
-                        group_select=spec["extract"].get("group_select", 0))
+        f = RegexFilter(
+            regex_pattern=spec["extract"]["regex"], group_select=spec["extract"].get("group_select", 0)
+        )
     else:
         f = WhitespaceFilter()
     return list(f.apply([responses], [{}])[0])
@@ -88,10 +89,18 @@ def extract(spec: dict, responses: list[str]) -> list[str]:
 def exact_match(spec: dict, predictions: list[str], target: str) -> list[float]:
     from lm_eval.api.metrics import exact_match_hf_evaluate
 
-    return [float(exact_match_hf_evaluate(predictions=[p], references=[target],
-                                          regexes_to_ignore=spec.get("ignore") or None,
-                                          ignore_case=True, ignore_punctuation=False)["exact_match"])
-            for p in predictions]
+    return [
+        float(
+            exact_match_hf_evaluate(
+                predictions=[p],
+                references=[target],
+                regexes_to_ignore=spec.get("ignore") or None,
+                ignore_case=True,
+                ignore_punctuation=False,
+            )["exact_match"]
+        )
+        for p in predictions
+    ]
 
 
 def _strip_ignored(spec: dict, text: str) -> str:
@@ -117,8 +126,10 @@ def matches(spec: dict, predictions: list[str], target: str) -> list[float]:
     if kind == "numeric":
         gold = as_number(_strip_ignored(spec, target))
         if gold is None:
-            raise DeltaflowError(f"benchmark '{spec['name']}': target {target!r} is not a number, "
-                                 "but the benchmark's match is numeric")
+            raise DeltaflowError(
+                f"benchmark '{spec['name']}': target {target!r} is not a number, "
+                "but the benchmark's match is numeric"
+            )
         tol = float(spec.get("numeric_tolerance", 0.0))
         out = []
         for p in predictions:
@@ -128,7 +139,9 @@ def matches(spec: dict, predictions: list[str], target: str) -> list[float]:
     if kind == "contains":
         gold = _strip_ignored(spec, target).lower()
         return [float(bool(gold) and gold in _strip_ignored(spec, p).lower()) for p in predictions]
-    raise DeltaflowError(f"benchmark '{spec['name']}': unknown match {kind!r}; use exact, numeric or contains")
+    raise DeltaflowError(
+        f"benchmark '{spec['name']}': unknown match {kind!r}; use exact, numeric or contains"
+    )
 
 
 def code_parts(spec: dict, doc: dict, completion: str) -> tuple[str, str]:
@@ -137,7 +150,7 @@ def code_parts(spec: dict, doc: dict, completion: str) -> tuple[str, str]:
     style = spec["code"]["style"]
     if style == "humaneval":  # the completion continues the function signature + docstring
         return f"{doc['code_prompt']}{completion}\n", f"{doc['tests']}\n\ncheck({doc['entry_point']})\n"
-    if style == "mbpp":       # the completion is a whole program
+    if style == "mbpp":  # the completion is a whole program
         return f"{completion}\n", f"{doc['tests']}\n"
     raise DeltaflowError(f"benchmark '{spec['name']}': unknown code style {style!r}; use humaneval or mbpp")
 
@@ -147,7 +160,11 @@ def score_mcq(doc: dict, lls: list[float]) -> dict:
     lls = np.asarray(lls, dtype=float)
     lengths = np.array([float(len(c)) for c in doc["choices"]])
     pred, pred_norm = int(np.argmax(lls)), int(np.argmax(lls / lengths))
-    return {"prediction": pred, "acc": float(pred == doc["gold"]), "acc_norm": float(pred_norm == doc["gold"])}
+    return {
+        "prediction": pred,
+        "acc": float(pred == doc["gold"]),
+        "acc_norm": float(pred_norm == doc["gold"]),
+    }
 
 
 def score_generations(spec: dict, doc: dict, responses: list[str]) -> dict:
@@ -160,8 +177,10 @@ def score_generations(spec: dict, doc: dict, responses: list[str]) -> dict:
         lim = Limits(**spec["code"].get("limits", {}))
         results = [run_tests(*code_parts(spec, doc, r), lim) for r in responses]
         correct = [float(r.passed) for r in results]
-        out["execution"] = [{"status": r.status, "seconds": round(r.seconds, 3),
-                             **({"reason": r.reason} if r.reason else {})} for r in results]
+        out["execution"] = [
+            {"status": r.status, "seconds": round(r.seconds, 3), **({"reason": r.reason} if r.reason else {})}
+            for r in results
+        ]
         # samples that gamed the tests (ended the run early, or compared an always-equal value)
         out["hacked"] = sum(r.status in HACKS for r in results)
     elif spec["output_type"] == "instruction":
@@ -202,9 +221,11 @@ def score_output(spec: dict, doc: dict, raw: dict) -> dict:
         rec.update(raw["lm_eval"])
     metric = primary_metric(spec)
     if metric not in rec:
-        raise DeltaflowError(f"benchmark '{spec['name']}': metric '{spec['metric']}' is not computed "
-                             f"for output_type {spec['output_type']}; available: "
-                             f"{', '.join(k for k in rec if k[:4] in ('acc', 'exac', 'mean', 'pass', 'maj@', 'prom', 'inst'))}")
+        raise DeltaflowError(
+            f"benchmark '{spec['name']}': metric '{spec['metric']}' is not computed "
+            f"for output_type {spec['output_type']}; available: "
+            f"{', '.join(k for k in rec if k[:4] in ('acc', 'exac', 'mean', 'pass', 'maj@', 'prom', 'inst'))}"
+        )
     rec["score"] = float(rec[metric])
     return rec
 
@@ -213,13 +234,22 @@ def aggregate(spec: dict, records: list[dict]) -> dict:
     """Benchmark-level metrics: the mean of every per-item metric, the primary one as score."""
     from .ifeval import METRICS, micro_averages
 
-    keys = [k for k in records[0] if k in ("acc", "acc_norm", *MATCH_METRICS.values(), "pass", *METRICS)
-            or k.split("@")[0] in ("mean", "pass", "maj") or k in spec.get("metric_keys", ())]
+    keys = [
+        k
+        for k in records[0]
+        if k in ("acc", "acc_norm", *MATCH_METRICS.values(), "pass", *METRICS)
+        or k.split("@")[0] in ("mean", "pass", "maj")
+        or k in spec.get("metric_keys", ())
+    ]
     values = {k: sum(float(r[k]) for r in records) / len(records) for k in keys}
     if spec["output_type"] == "instruction":
         values.update(micro_averages(records))  # IFEval's instruction-level numbers
-    out = {"score": sum(r["score"] for r in records) / len(records), "metric": primary_metric(spec),
-           "all_metrics": values, "samples": samples_of(spec)}
+    out = {
+        "score": sum(r["score"] for r in records) / len(records),
+        "metric": primary_metric(spec),
+        "all_metrics": values,
+        "samples": samples_of(spec),
+    }
     if spec["output_type"] == "code":
         out["code_verdicts"] = code_verdicts(records)
     return out
@@ -237,8 +267,10 @@ def score_all(spec: dict, docs: list[dict], raws: list[dict]) -> tuple[list[dict
     by_id = {d["doc_id"]: d for d in docs}
     missing = [r["doc_id"] for r in raws if r["doc_id"] not in by_id]
     if missing or len(raws) != len(docs):
-        raise DeltaflowError(f"benchmark '{spec['name']}': {len(raws)} saved outputs for {len(docs)} docs "
-                             f"(unknown ids: {missing[:5]}); the outputs belong to another item set — "
-                             "rerun the eval")
+        raise DeltaflowError(
+            f"benchmark '{spec['name']}': {len(raws)} saved outputs for {len(docs)} docs "
+            f"(unknown ids: {missing[:5]}); the outputs belong to another item set — "
+            "rerun the eval"
+        )
     records = [score_output(spec, by_id[r["doc_id"]], r) for r in raws]
     return records, aggregate(spec, records)

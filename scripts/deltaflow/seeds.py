@@ -51,8 +51,10 @@ def expand_seeds(config: dict) -> list[str]:
             problems.append(f"{key}: {seeds}: list two or more different seeds")
             continue
         if own not in seeds:
-            problems.append(f"{key}: {seeds} leaves out the recipe's own seed {own}, which the run "
-                            f"'{run}' itself trains with; add it (the other seeds become arms {run}~s<seed>)")
+            problems.append(
+                f"{key}: {seeds} leaves out the recipe's own seed {own}, which the run "
+                f"'{run}' itself trains with; add it (the other seeds become arms {run}~s<seed>)"
+            )
             continue
         for s in seeds:
             if s == own:
@@ -61,8 +63,15 @@ def expand_seeds(config: dict) -> list[str]:
             derived = {**copy.deepcopy(recipe), "seed": s}
             derived["save_every"] = None  # the arms' finals measure seed variance; no checkpoint arms
             recipes[rname] = derived
-            runs[arm_name(run, s)] = {k: v for k, v in {"mixture": spec["mixture"], "recipe": rname,
-                                                        "init_from": spec.get("init_from")}.items() if v}
+            runs[arm_name(run, s)] = {
+                k: v
+                for k, v in {
+                    "mixture": spec["mixture"],
+                    "recipe": rname,
+                    "init_from": spec.get("init_from"),
+                }.items()
+                if v
+            }
     return problems
 
 
@@ -88,14 +97,24 @@ def _two_level_means(mats: list[np.ndarray], resamples: int, seed: int) -> np.nd
         total = np.zeros(b)
         for m in mats:
             iidx = rng.integers(0, m.shape[1], size=(b, m.shape[1]))
-            per_seed = np.stack([m[sidx[:, j]][np.arange(b)[:, None], iidx].mean(axis=1) for j in range(k)], axis=1)
+            per_seed = np.stack(
+                [m[sidx[:, j]][np.arange(b)[:, None], iidx].mean(axis=1) for j in range(k)], axis=1
+            )
             total += per_seed.mean(axis=1)
-        out[start:start + b] = total / len(mats)
+        out[start : start + b] = total / len(mats)
     return out
 
 
-def seed_rows(results, fams: dict[str, list[str]], axes: dict[str, str], *, baseline: str = "base",
-              resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
+def seed_rows(
+    results,
+    fams: dict[str, list[str]],
+    axes: dict[str, str],
+    *,
+    baseline: str = "base",
+    resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """The seed table: per run x benchmark, axis and macro (see the module docstring)."""
     by = {(r.model, r.benchmark): r for r in results}
     benchmarks = sorted({r.benchmark for r in results})
@@ -110,7 +129,9 @@ def seed_rows(results, fams: dict[str, list[str]], axes: dict[str, str], *, base
                 raise DeltaflowError(f"seed table: {bench} has no results for {missing or [baseline]}")
             for a in arms:
                 if a.doc_ids != base.doc_ids:
-                    raise DeltaflowError(f"seed table: {a.model} and {baseline} scored different items on {bench}")
+                    raise DeltaflowError(
+                        f"seed table: {a.model} and {baseline} scored different items on {bench}"
+                    )
             mat = np.array([np.asarray(a.scores, float) - np.asarray(base.scores, float) for a in arms])
             mats[bench] = mat
             seed_deltas[bench] = mat.mean(axis=1)
@@ -124,32 +145,62 @@ def seed_rows(results, fams: dict[str, list[str]], axes: dict[str, str], *, base
             means = _two_level_means([mats[b] for b in bs], resamples, benchmark_seed(seed, f"{run}/{name}"))
             lo, hi = percentile_ci(means, confidence)
             per_seed = np.mean([seed_deltas[b] for b in bs], axis=0)
-            rows.append({"model": run, "level": level, "benchmark": name, "axis": axis,
-                         "n": int(sum(mats[b].shape[1] for b in bs)), "seeds": len(models),
-                         "seed_models": " ".join(models),
-                         "delta_pts": round(100 * float(per_seed.mean()), 4),
-                         "seed_sd_pts": round(100 * float(per_seed.std(ddof=1)), 4),
-                         "ci_low": round(100 * lo, 4), "ci_high": round(100 * hi, 4),
-                         "mde_pts": round(100 * minimum_detectable_effect(means), 4),
-                         "per_seed_delta_pts": " ".join(f"{100 * d:+.2f}" for d in per_seed)})
+            rows.append(
+                {
+                    "model": run,
+                    "level": level,
+                    "benchmark": name,
+                    "axis": axis,
+                    "n": int(sum(mats[b].shape[1] for b in bs)),
+                    "seeds": len(models),
+                    "seed_models": " ".join(models),
+                    "delta_pts": round(100 * float(per_seed.mean()), 4),
+                    "seed_sd_pts": round(100 * float(per_seed.std(ddof=1)), 4),
+                    "ci_low": round(100 * lo, 4),
+                    "ci_high": round(100 * hi, 4),
+                    "mde_pts": round(100 * minimum_detectable_effect(means), 4),
+                    "per_seed_delta_pts": " ".join(f"{100 * d:+.2f}" for d in per_seed),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def seed_markdown(df: pd.DataFrame, confidence: float) -> str:
     from .tables import markdown_table
 
-    pct = int(round(100 * confidence))
+    pct = round(100 * confidence)
     if df.empty:
         return "## Replicate seeds\n\nNo run declares `seeds:`.\n"
     out = df.copy()
     out[f"{pct}% CI (seeds + items)"] = [f"[{a:+.2f}, {b:+.2f}]" for a, b in zip(out.ci_low, out.ci_high)]
-    out = out[["model", "level", "benchmark", "n", "seeds", "delta_pts", "seed_sd_pts", f"{pct}% CI (seeds + items)",
-               "mde_pts", "per_seed_delta_pts"]]
-    out = out.rename(columns={"delta_pts": "mean Δ pts", "seed_sd_pts": "seed SD pts", "mde_pts": "MDE pts",
-                              "per_seed_delta_pts": "Δ per seed"})
+    out = out[
+        [
+            "model",
+            "level",
+            "benchmark",
+            "n",
+            "seeds",
+            "delta_pts",
+            "seed_sd_pts",
+            f"{pct}% CI (seeds + items)",
+            "mde_pts",
+            "per_seed_delta_pts",
+        ]
+    ]
+    out = out.rename(
+        columns={
+            "delta_pts": "mean Δ pts",
+            "seed_sd_pts": "seed SD pts",
+            "mde_pts": "MDE pts",
+            "per_seed_delta_pts": "Δ per seed",
+        }
+    )
     for c in ("mean Δ pts", "seed SD pts", "MDE pts"):
         out[c] = [f"{v:+.2f}" if c == "mean Δ pts" else f"{v:.2f}" for v in out[c]]
-    return ("## Replicate seeds\n\nPer run with `seeds:`, the delta vs base averaged over its seeds, the "
-            f"seed-to-seed SD, a {pct}% CI from a two-level bootstrap (seeds and items resampled) and the "
-            "minimum detectable effect (paired, α 0.05, 80% power) from that bootstrap.\n\n"
-            + markdown_table(out) + "\n")
+    return (
+        "## Replicate seeds\n\nPer run with `seeds:`, the delta vs base averaged over its seeds, the "
+        f"seed-to-seed SD, a {pct}% CI from a two-level bootstrap (seeds and items resampled) and the "
+        "minimum detectable effect (paired, α 0.05, 80% power) from that bootstrap.\n\n"
+        + markdown_table(out)
+        + "\n"
+    )

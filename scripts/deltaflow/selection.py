@@ -1,6 +1,6 @@
 """Release gates and Pareto selection over the models in the delta table.
 
-Seed 001's rule: the target axes must go up, every guarded axis must stay within a
+The rule: the target axes must go up, every guarded axis must stay within a
 tolerance, and the model to ship is chosen by
 ``score = target_gain - lambda * max(0, worst_guarded_regression)`` — best, not last.
 
@@ -25,11 +25,16 @@ def axis_rows(df: pd.DataFrame, model: str) -> dict[str, dict]:
     rows = df[(df.model == model) & (df.source == EVALUATED) & (df.level.isin(["axis", "macro"]))]
     if rows.empty:
         raise DeltaflowError(f"no axis rows for model '{model}' in the delta table")
-    return {r.benchmark if r.level == "axis" else "macro_avg":
-            {"delta_pts": float(r.delta_pts), "ci_low": float(r.ci_low), "ci_high": float(r.ci_high),
-             **({"n": int(r.n)} if "n" in rows else {}),
-             **({"mde_pts": float(r.mde_pts)} if "mde_pts" in rows and pd.notna(r.mde_pts) else {})}
-            for r in rows.itertuples()}
+    return {
+        r.benchmark if r.level == "axis" else "macro_avg": {
+            "delta_pts": float(r.delta_pts),
+            "ci_low": float(r.ci_low),
+            "ci_high": float(r.ci_high),
+            **({"n": int(r.n)} if "n" in rows else {}),
+            **({"mde_pts": float(r.mde_pts)} if "mde_pts" in rows and pd.notna(r.mde_pts) else {}),
+        }
+        for r in rows.itertuples()
+    }
 
 
 def power_check(a: dict, kind: str, threshold: float) -> dict:
@@ -48,8 +53,9 @@ def power_check(a: dict, kind: str, threshold: float) -> dict:
     under = have > want and a["ci_low"] < threshold < a["ci_high"]
     n = a.get("n")
     need = items_needed(n, have, want) if under and n else None
-    note = (f"{what} {have:.2f} pts {'>' if under else '<='} {want:.2f} pts"
-            + (f": underpowered, ~{need} items would decide it (now {n})" if under and need else ""))
+    note = f"{what} {have:.2f} pts {'>' if under else '<='} {want:.2f} pts" + (
+        f": underpowered, ~{need} items would decide it (now {n})" if under and need else ""
+    )
     return {"underpowered": under, "n_needed": need, "power_note": note}
 
 
@@ -61,48 +67,78 @@ def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
         value = a["delta_pts"] if bound == "point" else a["ci_low"]
         ok = value >= need
         what = "Δ" if bound == "point" else "CI lower bound"
-        checks.append({"axis": axis, "kind": "target", "bound": bound, "value_pts": value,
-                       "threshold_pts": need, "passed": ok, **power_check(a, "target", need),
-                       "reason": f"target axis {axis}: {what} {value:+.2f} pts "
-                                 f"{'>=' if ok else '<'} required gain {need:+.2f}"})
+        checks.append(
+            {
+                "axis": axis,
+                "kind": "target",
+                "bound": bound,
+                "value_pts": value,
+                "threshold_pts": need,
+                "passed": ok,
+                **power_check(a, "target", need),
+                "reason": f"target axis {axis}: {what} {value:+.2f} pts "
+                f"{'>=' if ok else '<'} required gain {need:+.2f}",
+            }
+        )
     for axis, rule in sorted(gates.get("guarded", {}).items()):
         a, bound, tol = axes[axis], rule.get("bound", "point"), rule.get("tolerance_pts", 0.5)
         value = a["delta_pts"] if bound == "point" else a["ci_low"]
         ok = value >= -tol
         what = "Δ" if bound == "point" else "CI lower bound"
-        checks.append({"axis": axis, "kind": "guarded", "bound": bound, "value_pts": value,
-                       "threshold_pts": -tol, "passed": ok, **power_check(a, "guarded", -tol),
-                       "reason": f"guarded axis {axis}: {what} {value:+.2f} pts "
-                                 f"{'within' if ok else 'beyond'} tolerance -{tol:.2f}"})
+        checks.append(
+            {
+                "axis": axis,
+                "kind": "guarded",
+                "bound": bound,
+                "value_pts": value,
+                "threshold_pts": -tol,
+                "passed": ok,
+                **power_check(a, "guarded", -tol),
+                "reason": f"guarded axis {axis}: {what} {value:+.2f} pts "
+                f"{'within' if ok else 'beyond'} tolerance -{tol:.2f}",
+            }
+        )
     underpowered = [c["axis"] for c in checks if c["underpowered"]]
     block = gates.get("underpowered", "warn") == "block"
-    return {"passes": all(c["passed"] for c in checks) and not (block and underpowered),
-            "decided": not underpowered, "underpowered": underpowered, "checks": checks}
+    return {
+        "passes": all(c["passed"] for c in checks) and not (block and underpowered),
+        "decided": not underpowered,
+        "underpowered": underpowered,
+        "checks": checks,
+    }
 
 
 def selection_score(axes: dict[str, dict], gates: dict, lam: float) -> dict:
     targets = sorted(gates.get("target", {}))
     guarded = sorted(gates.get("guarded", {}))
-    gain = (sum(axes[a]["delta_pts"] for a in targets) / len(targets) if targets
-            else axes["macro_avg"]["delta_pts"])
+    gain = (
+        sum(axes[a]["delta_pts"] for a in targets) / len(targets)
+        if targets
+        else axes["macro_avg"]["delta_pts"]
+    )
     regression = max([0.0] + [-axes[a]["delta_pts"] for a in guarded])
-    return {"target_gain_pts": round(gain, 4), "worst_guarded_regression_pts": round(regression, 4),
-            "score": round(gain - lam * regression, 4)}
+    return {
+        "target_gain_pts": round(gain, 4),
+        "worst_guarded_regression_pts": round(regression, 4),
+        "score": round(gain - lam * regression, 4),
+    }
 
 
 def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
     """Names whose (gain, regression) no other point beats: gain >= and regression <=, one strictly."""
     front = []
     for name, (g, r) in points.items():
-        dominated = any(g2 >= g and r2 <= r and (g2 > g or r2 < r)
-                        for other, (g2, r2) in points.items() if other != name)
+        dominated = any(
+            g2 >= g and r2 <= r and (g2 > g or r2 < r) for other, (g2, r2) in points.items() if other != name
+        )
         if not dominated:
             front.append(name)
     return sorted(front, key=lambda n: (-points[n][0], points[n][1], n))
 
 
-def select(df: pd.DataFrame, gates: dict, candidates: list[str],
-           excluded: dict[str, str] | None = None) -> tuple[dict, dict]:
+def select(
+    df: pd.DataFrame, gates: dict, candidates: list[str], excluded: dict[str, str] | None = None
+) -> tuple[dict, dict]:
     """(verdicts per model, selection) for the candidate models (every model but the base).
 
     ``excluded`` maps models that may never be chosen (a GGUF that failed its parity check) to
@@ -116,11 +152,18 @@ def select(df: pd.DataFrame, gates: dict, candidates: list[str],
     for model in candidates:
         axes = axis_rows(df, model)
         verdicts[model] = gate_verdict(axes, gates)
-        rows.append({"model": model, **selection_score(axes, gates, lam),
-                     "passes_gates": verdicts[model]["passes"], "decided": verdicts[model]["decided"],
-                     "excluded": excluded.get(model, "")})
-    front = pareto_front({r["model"]: (r["target_gain_pts"], r["worst_guarded_regression_pts"])
-                          for r in rows})
+        rows.append(
+            {
+                "model": model,
+                **selection_score(axes, gates, lam),
+                "passes_gates": verdicts[model]["passes"],
+                "decided": verdicts[model]["decided"],
+                "excluded": excluded.get(model, ""),
+            }
+        )
+    front = pareto_front(
+        {r["model"]: (r["target_gain_pts"], r["worst_guarded_regression_pts"]) for r in rows}
+    )
     for r in rows:
         r["on_frontier"] = r["model"] in front
     eligible = [r for r in rows if not r["excluded"]]
@@ -132,19 +175,24 @@ def select(df: pd.DataFrame, gates: dict, candidates: list[str],
     if decided:
         reason = f"highest score among the {len(decided)} of {len(rows)} models that pass every gate with data that decide it"
     elif passing:
-        reason = (f"highest score among the {len(passing)} of {len(rows)} models that pass every gate; "
-                  "every pass is underpowered (the gates' tolerances are below what the items can resolve)")
+        reason = (
+            f"highest score among the {len(passing)} of {len(rows)} models that pass every gate; "
+            "every pass is underpowered (the gates' tolerances are below what the items can resolve)"
+        )
     else:
         reason = f"no model passes every gate; highest score of all {len(eligible)} eligible models"
     if excluded:
         reason += f" ({len(excluded)} excluded: {', '.join(sorted(excluded))})"
     selection = {
-        "lambda": lam, "target_axes": sorted(gates.get("target", {})),
+        "lambda": lam,
+        "target_axes": sorted(gates.get("target", {})),
         "guarded_axes": sorted(gates.get("guarded", {})),
         "formula": "score = target_gain - lambda * max(0, worst_guarded_regression)",
         "excluded": excluded,
-        "chosen": best["model"], "chosen_passes_gates": best["passes_gates"],
-        "chosen_underpowered": verdicts[best["model"]]["underpowered"], "reason": reason,
+        "chosen": best["model"],
+        "chosen_passes_gates": best["passes_gates"],
+        "chosen_underpowered": verdicts[best["model"]]["underpowered"],
+        "reason": reason,
         "frontier": front,
         "candidates": sorted(rows, key=lambda r: (-r["score"], r["model"])),
     }
@@ -154,10 +202,14 @@ def select(df: pd.DataFrame, gates: dict, candidates: list[str],
 def failed_reasons(verdict: dict) -> list[str]:
     failed = [c["reason"] for c in verdict["checks"] if not c["passed"]]
     if not verdict["passes"] and not failed:  # gates.underpowered: block
-        failed = [f"{c['reason']}: gates.underpowered is block" for c in verdict["checks"] if c["underpowered"]]
+        failed = [
+            f"{c['reason']}: gates.underpowered is block" for c in verdict["checks"] if c["underpowered"]
+        ]
     return failed
 
 
 def underpowered_notes(verdict: dict) -> list[str]:
     """The checks whose data cannot decide them, in words (release check, model card)."""
-    return [f"{c['kind']} axis {c['axis']}: {c['power_note']}" for c in verdict["checks"] if c["underpowered"]]
+    return [
+        f"{c['kind']} axis {c['axis']}: {c['power_note']}" for c in verdict["checks"] if c["underpowered"]
+    ]

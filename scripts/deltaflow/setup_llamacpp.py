@@ -84,8 +84,10 @@ def read_listing(path: Path) -> list[Prebuilt]:
             continue
         fields = line.split()
         if len(fields) != 5 or not fields[3].startswith("sha512-"):
-            raise SystemExit(f"{path}:{n}: expected 'platform npm-package version sha512-... "
-                             f"llama.cpp-release', got {line!r}")
+            raise SystemExit(
+                f"{path}:{n}: expected 'platform npm-package version sha512-... "
+                f"llama.cpp-release', got {line!r}"
+            )
         out.append(Prebuilt(*fields))
     return out
 
@@ -103,8 +105,10 @@ def check_integrity(data: bytes, integrity: str, what: str) -> None:
     want = integrity.split("-", 1)[1]
     got = base64.b64encode(hashlib.sha512(data).digest()).decode()
     if got != want:
-        raise Unfit(f"{what}: sha512 {got[:16]}... is not the pinned {want[:16]}... "
-                    "(envs/llamacpp-prebuilt.txt); the download is damaged or the package changed")
+        raise Unfit(
+            f"{what}: sha512 {got[:16]}... is not the pinned {want[:16]}... "
+            "(envs/llamacpp-prebuilt.txt); the download is damaged or the package changed"
+        )
 
 
 def fetch(prebuilt: Prebuilt) -> bytes:
@@ -116,8 +120,9 @@ def fetch(prebuilt: Prebuilt) -> bytes:
             data = resp.read()
     except OSError as e:
         raise Unfit(f"could not fetch {url}: {e}") from e
-    print(f"llama.cpp prebuilt: fetched {url} ({len(data) / 1e6:.1f} MB, {time.time() - t0:.1f} s)",
-          flush=True)
+    print(
+        f"llama.cpp prebuilt: fetched {url} ({len(data) / 1e6:.1f} MB, {time.time() - t0:.1f} s)", flush=True
+    )
     check_integrity(data, prebuilt.integrity, url)
     return data
 
@@ -129,9 +134,14 @@ def extract_libraries(tgz: Path, dest: Path) -> list[str]:
     with tarfile.open(tgz) as tar:
         for member in tar.getmembers():
             parts = member.name.split("/")
-            if (member.isfile() and len(parts) == 4 and parts[:2] == ["package", "bins"]
-                    and parts[3].startswith(("libllama", "libggml")) and parts[3].endswith(".so")
-                    and parts[3] != "libllama-common.so"):
+            if (
+                member.isfile()
+                and len(parts) == 4
+                and parts[:2] == ["package", "bins"]
+                and parts[3].startswith(("libllama", "libggml"))
+                and parts[3].endswith(".so")
+                and parts[3] != "libllama-common.so"
+            ):
                 member.name = parts[3]
                 tar.extract(member, dest, filter="data")
                 names.append(parts[3])
@@ -168,9 +178,22 @@ def compile_shim(libdir: Path, libllama: str, libggml: str, missing: list[str]) 
     source = libdir / "deltaflow_shim.c"
     source.write_text(SHIM.read_text() + "".join(f"MISSING({name})\n" for name in missing))
     out = libdir / "libllama.so"
-    cmd = [cc, "-shared", "-fPIC", "-O2", "-o", str(out), str(source), f"-L{libdir}",
-           "-Wl,--no-as-needed", f"-l:{libllama}", f"-l:{libggml}", "-Wl,-rpath,$ORIGIN", "-ldl"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    cmd = [
+        cc,
+        "-shared",
+        "-fPIC",
+        "-O2",
+        "-o",
+        str(out),
+        str(source),
+        f"-L{libdir}",
+        "-Wl,--no-as-needed",
+        f"-l:{libllama}",
+        f"-l:{libggml}",
+        "-Wl,-rpath,$ORIGIN",
+        "-ldl",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     source.unlink()
     if proc.returncode != 0:
         raise Unfit(f"compiling the libllama.so shim failed ({' '.join(cmd)}):\n{proc.stderr[-2000:]}")
@@ -178,8 +201,7 @@ def compile_shim(libdir: Path, libllama: str, libggml: str, missing: list[str]) 
 
 
 def pip(*args: str, env: dict | None = None) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args], check=True,
-                   env=env)
+    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args], check=True, env=env)
 
 
 def bindings_wheel(requirement: str, dest: Path) -> Path:
@@ -187,8 +209,17 @@ def bindings_wheel(requirement: str, dest: Path) -> Path:
     never stand in for a source build's)."""
     t0 = time.time()
     try:
-        pip("wheel", "-q", "--no-deps", "--no-cache-dir", "-C", "wheel.cmake=false", requirement,
-            "-w", str(dest))
+        pip(
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-cache-dir",
+            "-C",
+            "wheel.cmake=false",
+            requirement,
+            "-w",
+            str(dest),
+        )
     except subprocess.CalledProcessError as e:
         raise Unfit(f"packaging {requirement} without CMake failed (exit {e.returncode})") from e
     wheels = list(dest.glob("llama_cpp_python-*.whl"))
@@ -201,7 +232,9 @@ def bindings_wheel(requirement: str, dest: Path) -> Path:
 def package_dir() -> Path | None:
     """Where llama_cpp is installed in this environment (found, not imported)."""
     code = "import importlib.util as u; s = u.find_spec('llama_cpp'); print(s.submodule_search_locations[0] if s else '')"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     return Path(out) if out else None
 
 
@@ -231,7 +264,7 @@ print(json.dumps({"backends": lib.ggml_backend_reg_count(), "nthread": params.nt
 
 
 def verify() -> dict:
-    proc = subprocess.run([sys.executable, "-c", VERIFY], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", VERIFY], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise Unfit(f"llama_cpp does not import over the prebuilt libraries:\n{proc.stderr[-2000:]}")
     info = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -267,26 +300,36 @@ def install_prebuilt(prebuilt: Prebuilt, requirement: str) -> dict:
         files = sorted(p.name for p in (tmp / "lib").iterdir())
         for name in files:
             shutil.copy2(tmp / "lib" / name, pkg / "lib" / name)
-    marker = {"requirement": requirement, "prebuilt": prebuilt.__dict__, "label": prebuilt.label,
-              "files": files, "stubbed": missing}
+    marker = {
+        "requirement": requirement,
+        "prebuilt": prebuilt.__dict__,
+        "label": prebuilt.label,
+        "files": files,
+        "stubbed": missing,
+    }
     (pkg / "lib" / MARKER).write_text(json.dumps(marker, indent=1) + "\n")
     try:
         info = verify()
     except Unfit:
         remove()
         raise
-    print(f"llama.cpp prebuilt: {prebuilt.label} under {requirement} in {pkg / 'lib'}; "
-          f"{len(functions) - len(missing)}/{len(functions)} bound functions from the prebuilt "
-          f"library, {len(missing)} stubbed ({', '.join(missing) or 'none'}); "
-          f"{info['backends']} backend(s): {info['system']}", flush=True)
+    print(
+        f"llama.cpp prebuilt: {prebuilt.label} under {requirement} in {pkg / 'lib'}; "
+        f"{len(functions) - len(missing)}/{len(functions)} bound functions from the prebuilt "
+        f"library, {len(missing)} stubbed ({', '.join(missing) or 'none'}); "
+        f"{info['backends']} backend(s): {info['system']}",
+        flush=True,
+    )
     return marker
 
 
 def install_source(requirement: str) -> None:
     if installed_marker() is not None:
         remove()
-    print(f"llama-cpp-python: building {requirement} from source (4-8 min on 2 cores; pip caches "
-          "the wheel)", flush=True)
+    print(
+        f"llama-cpp-python: building {requirement} from source (4-8 min on 2 cores; pip caches the wheel)",
+        flush=True,
+    )
     # GGML_NATIVE=OFF: the wheel pip caches is not tied to this CPU type
     env = dict(os.environ, CMAKE_ARGS=os.environ.get("CMAKE_ARGS", "-DGGML_NATIVE=OFF"))
     pip("install", "-q", requirement, env=env)
@@ -295,8 +338,10 @@ def install_source(requirement: str) -> None:
 def choose(listing: list[Prebuilt], where: str) -> Prebuilt:
     fits = [p for p in listing if p.platform == where]
     if not fits:
-        raise Unfit(f"no prebuilt llama.cpp for {where} in envs/llamacpp-prebuilt.txt "
-                    f"(there: {', '.join(p.platform for p in listing) or 'none'})")
+        raise Unfit(
+            f"no prebuilt llama.cpp for {where} in envs/llamacpp-prebuilt.txt "
+            f"(there: {', '.join(p.platform for p in listing) or 'none'})"
+        )
     return fits[0]
 
 

@@ -71,10 +71,14 @@ def download(url: str, dest: Path, sha256: str | None) -> None:
             out.write(chunk)
     if sha256 and digest.hexdigest() != sha256:
         dest.unlink()
-        raise SystemExit(f"{url}: sha256 {digest.hexdigest()} is not the index's {sha256}; "
-                         "the download is damaged, run make setup again")
-    print(f"  fetched {url.rsplit('/', 1)[-1]} ({dest.stat().st_size / 1e6:.1f} MB, "
-          f"{time.time() - t0:.1f} s)", flush=True)
+        raise SystemExit(
+            f"{url}: sha256 {digest.hexdigest()} is not the index's {sha256}; "
+            "the download is damaged, run make setup again"
+        )
+    print(
+        f"  fetched {url.rsplit('/', 1)[-1]} ({dest.stat().st_size / 1e6:.1f} MB, {time.time() - t0:.1f} s)",
+        flush=True,
+    )
 
 
 def fetch(requirement: str, tmp: Path) -> Path:
@@ -82,9 +86,23 @@ def fetch(requirement: str, tmp: Path) -> Path:
     index = os.environ.get("PIP_INDEX_URL") or PYPI_SIMPLE
     entry = sdist_file(name, version, index)
     if entry is None:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                        "--no-binary", ":all:", "--disable-pip-version-check",
-                        requirement, "-d", str(tmp)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "--disable-pip-version-check",
+                requirement,
+                "-d",
+                str(tmp),
+            ],
+            check=True,
+        )
         archives = list(tmp.glob("*.tar.gz"))
         if len(archives) != 1:
             raise SystemExit(f"expected one sdist for {requirement}, got {archives}")

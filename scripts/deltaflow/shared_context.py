@@ -28,6 +28,7 @@ where HF generate decodes every row until the longest answer ends (see the metho
 from __future__ import annotations
 
 import logging
+from typing import ClassVar
 
 from lm_eval.models.huggingface import HFLM
 
@@ -53,7 +54,7 @@ class SharedContextHFLM(HFLM):
             return super()._loglikelihood_tokens(requests, disable_tqdm=disable_tqdm, override_bs=override_bs)
         results: list = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
-        for i, (_, ctx, cont) in enumerate(requests):
+        for i, (_, ctx, _cont) in enumerate(requests):
             groups.setdefault(tuple(ctx), []).append(i)
         packed, long = [], []
         for ctx, idxs in groups.items():
@@ -63,8 +64,12 @@ class SharedContextHFLM(HFLM):
             else:
                 packed.append((list(ctx), idxs, width))
         if long:  # HFLM truncates these from the left: its own path, unchanged
-            for i, r in zip(long, super()._loglikelihood_tokens([requests[i] for i in long],
-                                                                disable_tqdm=True, override_bs=override_bs)):
+            for i, r in zip(
+                long,
+                super()._loglikelihood_tokens(
+                    [requests[i] for i in long], disable_tqdm=True, override_bs=override_bs
+                ),
+            ):
                 results[i] = r
         for batch in self._batches(packed):
             scores = self._score_packed([(ctx, [requests[i][2] for i in idxs]) for ctx, idxs, _ in batch])
@@ -113,14 +118,18 @@ class SharedContextHFLM(HFLM):
             return super()._model_generate(context, max_length, stop, **generation_kwargs)
         dev, batch = context.device, context.shape[0]
         with torch.no_grad():
-            cache = self.model(input_ids=torch.tensor([rows[0][:shared]], device=dev), use_cache=True,
-                               logits_to_keep=1).past_key_values
+            cache = self.model(
+                input_ids=torch.tensor([rows[0][:shared]], device=dev), use_cache=True, logits_to_keep=1
+            ).past_key_values
         cache.batch_repeat_interleave(batch)
         width = context.shape[1] - shared  # the longest rest (lm-eval's padded width less the prefix)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         rest = torch.tensor([[pad] * (width - len(r) + shared) + r[shared:] for r in rows], device=dev)
-        rest_mask = torch.tensor([[0] * (width - len(r) + shared) + [1] * (len(r) - shared) for r in rows],
-                                 device=dev, dtype=attn.dtype)
+        rest_mask = torch.tensor(
+            [[0] * (width - len(r) + shared) + [1] * (len(r) - shared) for r in rows],
+            device=dev,
+            dtype=attn.dtype,
+        )
         ids = torch.cat([torch.tensor([rows[0][:shared]] * batch, device=dev), rest], dim=1)
         mask = torch.cat([torch.ones((batch, shared), device=dev, dtype=attn.dtype), rest_mask], dim=1)
         if greedy:
@@ -130,11 +139,24 @@ class SharedContextHFLM(HFLM):
 
     # generation_config fields that change greedy decoding's choice (HF's logits processors) or
     # its search; any of them set, and generation goes to HF generate
-    _PROCESSORS = {"repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0,
-                   "bad_words_ids": None, "min_length": 0, "min_new_tokens": None, "suppress_tokens": None,
-                   "begin_suppress_tokens": None, "forced_bos_token_id": None, "forced_eos_token_id": None,
-                   "sequence_bias": None, "exponential_decay_length_penalty": None, "num_beams": 1,
-                   "max_new_tokens": None, "logits_processor": None, "watermarking_config": None}
+    _PROCESSORS: ClassVar[dict] = {
+        "repetition_penalty": 1.0,
+        "no_repeat_ngram_size": 0,
+        "encoder_no_repeat_ngram_size": 0,
+        "bad_words_ids": None,
+        "min_length": 0,
+        "min_new_tokens": None,
+        "suppress_tokens": None,
+        "begin_suppress_tokens": None,
+        "forced_bos_token_id": None,
+        "forced_eos_token_id": None,
+        "sequence_bias": None,
+        "exponential_decay_length_penalty": None,
+        "num_beams": 1,
+        "max_new_tokens": None,
+        "logits_processor": None,
+        "watermarking_config": None,
+    }
 
     def _greedy_only(self, kwargs: dict) -> bool:
         """Plain greedy decoding: no sampling, no other generation arguments, and nothing in the
@@ -144,8 +166,11 @@ class SharedContextHFLM(HFLM):
         if kwargs.get("do_sample") or kwargs.get("temperature") not in (None, 0, 0.0):
             return False
         gc = getattr(self.model, "generation_config", None)
-        return (gc is not None and "logits_to_keep" in self._forward_params()
-                and all(getattr(gc, k, None) in (None, v) for k, v in self._PROCESSORS.items()))
+        return (
+            gc is not None
+            and "logits_to_keep" in self._forward_params()
+            and all(getattr(gc, k, None) in (None, v) for k, v in self._PROCESSORS.items())
+        )
 
     def _greedy(self, ids, mask, cache, start: int, max_length: int, stop: list[str]):
         """Greedy decoding that drops a row from the batch once it has finished (its EOS, or a
@@ -170,14 +195,22 @@ class SharedContextHFLM(HFLM):
         inp, inp_pos, n = ids[:, start:], pos[:, start:], 0
         with torch.no_grad():
             for step in range(out.shape[1]):
-                res = self.model(input_ids=inp, attention_mask=mask if keep_mask else None, position_ids=inp_pos,
-                                 past_key_values=cache, use_cache=True, logits_to_keep=1)
+                res = self.model(
+                    input_ids=inp,
+                    attention_mask=mask if keep_mask else None,
+                    position_ids=inp_pos,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
                 cache, nxt = res.past_key_values, res.logits[:, -1].argmax(-1)
                 out[live, step] = nxt
                 n = step + 1
                 texts = self.tokenizer.batch_decode(out[live, :n].tolist(), skip_special_tokens=False)
-                done = torch.tensor([t in eos or any(s and s in text for s in stop)
-                                     for t, text in zip(nxt.tolist(), texts)], device=ids.device)
+                done = torch.tensor(
+                    [t in eos or any(s and s in text for s in stop) for t, text in zip(nxt.tolist(), texts)],
+                    device=ids.device,
+                )
                 if bool(done.all()):
                     break
                 last = inp_pos[:, -1:]
@@ -189,7 +222,9 @@ class SharedContextHFLM(HFLM):
                 inp, inp_pos = nxt[:, None], last + 1
         return torch.cat([ids, out[:, :n]], dim=1)
 
-    def _score_packed(self, groups: list[tuple[list[int], list[list[int]]]]) -> list[list[tuple[float, bool]]]:
+    def _score_packed(
+        self, groups: list[tuple[list[int], list[list[int]]]]
+    ) -> list[list[tuple[float, bool]]]:
         """(sum of log-probs, greedy?) of each continuation after its context, for a batch of
         (context, continuations) groups packed one sequence each."""
         import torch
@@ -218,7 +253,9 @@ class SharedContextHFLM(HFLM):
             pos_ids[b, :n] = torch.tensor(pos)
             s = torch.tensor(seg)
             # causal, and a continuation sees the context and itself, never another continuation
-            allowed = torch.tril(torch.ones(n, n, dtype=torch.bool)) & ((s[None, :] == -1) | (s[:, None] == s[None, :]))
+            allowed = torch.tril(torch.ones(n, n, dtype=torch.bool)) & (
+                (s[None, :] == -1) | (s[:, None] == s[None, :])
+            )
             mask[b, 0, :n, :n].masked_fill_(allowed, 0.0)
             pad = torch.arange(n, width)
             mask[b, 0, pad, pad] = 0.0  # padding attends to itself (no all-masked rows); never read
@@ -231,8 +268,11 @@ class SharedContextHFLM(HFLM):
                 need[b, positions] = True
         row_of = torch.full((len(rows), width), -1, dtype=torch.long)
         row_of[need] = torch.arange(int(need.sum()))
-        kw = dict(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                  position_ids=pos_ids.to(self.device))
+        kw = {
+            "input_ids": ids.to(self.device),
+            "attention_mask": mask.to(self.device),
+            "position_ids": pos_ids.to(self.device),
+        }
         with torch.no_grad():
             try:
                 logits = self.model(**kw, logits_to_keep=need.to(self.device)).logits
@@ -241,7 +281,7 @@ class SharedContextHFLM(HFLM):
             if logits is None or tuple(logits.shape) != (int(need.sum()), logits.shape[-1]):
                 logits = self.model(**kw).logits[need.to(self.device)]
         out = []
-        for b, (ctx, conts) in enumerate(groups):
+        for b, (_ctx, conts) in enumerate(groups):
             group = []
             for cont, at in zip(conts, where[b]):
                 lp = F.log_softmax(logits[row_of[b, at]], dim=-1, dtype=self.softmax_dtype)

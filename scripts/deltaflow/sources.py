@@ -22,7 +22,7 @@ def package_dir(package: str) -> Path:
             f"package '{package}' is not installed; run `make setup` "
             f"(envs/data-packages.txt installs the packaged model and data)"
         )
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def package_file(package: str, relpath: str) -> Path:
@@ -74,6 +74,6 @@ def describe(spec: dict) -> dict:
         try:
             dist = metadata.packages_distributions().get(spec["package"], [None])[0]
             out["package_version"] = metadata.version(dist) if dist else None
-        except Exception:  # metadata lookup is best effort; the file hash is what matters
+        except Exception:  # noqa: BLE001 -- metadata lookup is best effort; the file hash is what matters
             out["package_version"] = None
     return out

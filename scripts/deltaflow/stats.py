@@ -51,13 +51,15 @@ def percentile_ci(means: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def paired_bootstrap(left, right, *, resamples: int = 1000, seed: int = 0,
-                     confidence: float = 0.95) -> tuple[float, float, float]:
+def paired_bootstrap(
+    left, right, *, resamples: int = 1000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float, float]:
     """(mean delta, ci_low, ci_high) of right - left over paired items."""
     left, right = np.asarray(left, dtype=float), np.asarray(right, dtype=float)
     if left.shape != right.shape:
-        raise DeltaflowError(f"paired bootstrap needs the same items on both sides "
-                             f"({left.size} vs {right.size})")
+        raise DeltaflowError(
+            f"paired bootstrap needs the same items on both sides ({left.size} vs {right.size})"
+        )
     d = right - left
     lo, hi = percentile_ci(resample_means(d, resamples, seed), confidence)
     return float(d.mean()), lo, hi
@@ -103,11 +105,17 @@ def compare_scores(left, right, *, resamples: int, seed: int, confidence: float)
     w2c = int(((left == 0) & (right == 1)).sum()) if binary else None
     c2w = int(((left == 1) & (right == 0)).sum()) if binary else None
     return Comparison(
-        n=int(d.size), left_score=float(left.mean()), right_score=float(right.mean()),
-        delta=float(d.mean()), ci_low=lo, ci_high=hi,
-        right_better=float((d > 0).mean()), left_better=float((d < 0).mean()),
+        n=int(d.size),
+        left_score=float(left.mean()),
+        right_score=float(right.mean()),
+        delta=float(d.mean()),
+        ci_low=lo,
+        ci_high=hi,
+        right_better=float((d > 0).mean()),
+        left_better=float((d < 0).mean()),
         tie=float((d == 0).mean()),
-        wrong_to_correct=w2c, correct_to_wrong=c2w,
+        wrong_to_correct=w2c,
+        correct_to_wrong=c2w,
         mcnemar_p=mcnemar_exact(w2c, c2w) if binary else None,
         resampled=means,
     )

@@ -27,20 +27,23 @@ def parse_dry_run(text: str) -> list[PlannedJob]:
     """The jobs of a ``snakemake -n`` output (the target rule ``all`` left out)."""
     jobs = []
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", text):
-        m = re.search(r"^(?:local)?rule (\w+):", block.strip(), flags=re.M)
+        m = re.search(r"^(?:local)?rule (\w+):", block.strip(), flags=re.MULTILINE)
         if not m or m.group(1) == "all":
             continue
-        wc = re.search(r"^\s*wildcards: (.*)$", block, flags=re.M)
-        reason = re.search(r"^\s*reason: (.*)$", block, flags=re.M)
-        jobs.append(PlannedJob(m.group(1), wc.group(1).strip() if wc else "",
-                               reason.group(1).strip() if reason else ""))
+        wc = re.search(r"^\s*wildcards: (.*)$", block, flags=re.MULTILINE)
+        reason = re.search(r"^\s*reason: (.*)$", block, flags=re.MULTILINE)
+        jobs.append(
+            PlannedJob(
+                m.group(1), wc.group(1).strip() if wc else "", reason.group(1).strip() if reason else ""
+            )
+        )
     return jobs
 
 
 def plan(snakemake_args: list[str]) -> list[PlannedJob]:
     """Run Snakemake's dry run with ``snakemake_args`` (profile, configfile, targets...)."""
     cmd = [sys.executable, "-m", "snakemake", "-n", *snakemake_args]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise DeltaflowError(f"snakemake's dry run failed ({' '.join(cmd)}):\n{out[-3000:]}")

@@ -53,9 +53,13 @@ class TableSettings:
     axes: dict = field(default_factory=dict)  # benchmark -> axis (config overrides applied)
 
     @classmethod
-    def from_config(cls, tables: dict, axes: dict) -> "TableSettings":
-        return cls(resamples=tables.get("bootstrap_resamples", 1000), seed=tables.get("seed", 0),
-                   confidence=tables.get("confidence", 0.95), axes=dict(axes))
+    def from_config(cls, tables: dict, axes: dict) -> TableSettings:
+        return cls(
+            resamples=tables.get("bootstrap_resamples", 1000),
+            seed=tables.get("seed", 0),
+            confidence=tables.get("confidence", 0.95),
+            axes=dict(axes),
+        )
 
 
 def load_eval_results(summary_paths, benchmarks=None) -> tuple[list[EvalResult], dict[str, str]]:
@@ -70,18 +74,29 @@ def load_eval_results(summary_paths, benchmarks=None) -> tuple[list[EvalResult],
                 continue
             for kind in ("metrics", "samples"):
                 if sha256_path(entry[kind]) != entry[f"{kind}_sha256"]:
-                    raise DeltaflowError(f"{entry[kind]} changed after {summary_path} was written; "
-                                         "rerun its eval job (snakemake --forcerun evaluate)")
-            results.append(EvalResult(model=model, benchmark=bench, metrics=read_json(entry["metrics"]),
-                                      records=read_jsonl(entry["samples"])))
+                    raise DeltaflowError(
+                        f"{entry[kind]} changed after {summary_path} was written; "
+                        "rerun its eval job (snakemake --forcerun evaluate)"
+                    )
+            results.append(
+                EvalResult(
+                    model=model,
+                    benchmark=bench,
+                    metrics=read_json(entry["metrics"]),
+                    records=read_jsonl(entry["samples"]),
+                )
+            )
             inputs[f"{model}/{bench}"] = entry["samples"]
     return results, inputs
 
 
 def decoding_difference(a: dict, b: dict) -> str:
     keys = sorted(set(a) | set(b))
-    return ", ".join(f"{k}: {a.get(k, '<unset>')!r} vs {b.get(k, '<unset>')!r}"
-                     for k in keys if a.get(k, "<unset>") != b.get(k, "<unset>"))
+    return ", ".join(
+        f"{k}: {a.get(k, '<unset>')!r} vs {b.get(k, '<unset>')!r}"
+        for k in keys
+        if a.get(k, "<unset>") != b.get(k, "<unset>")
+    )
 
 
 def check_comparable(a: EvalResult, b: EvalResult) -> None:
@@ -97,8 +112,11 @@ def check_comparable(a: EvalResult, b: EvalResult) -> None:
     if a.doc_ids != b.doc_ids:
         only_a = sorted(set(a.doc_ids) - set(b.doc_ids))[:5]
         only_b = sorted(set(b.doc_ids) - set(a.doc_ids))[:5]
-        detail = (f"only in {a.model}: {only_a}, only in {b.model}: {only_b}" if only_a or only_b
-                  else "same ids in a different order")
+        detail = (
+            f"only in {a.model}: {only_a}, only in {b.model}: {only_b}"
+            if only_a or only_b
+            else "same ids in a different order"
+        )
         raise DeltaflowError(
             f"{a.benchmark}: {a.model} and {b.model} were scored on different items "
             f"({detail}); rerun the evals"
@@ -108,7 +126,8 @@ def check_comparable(a: EvalResult, b: EvalResult) -> None:
             raise DeltaflowError(
                 f"{a.benchmark}: {a.model} and {b.model} saw different prompts for item {ra['doc_id']} "
                 f"(prompt hash {ra['prompt_hash']} vs {rb['prompt_hash']}: a different chat template or "
-                "prompt format); rerun both with the same tokenizer template and benchmark spec")
+                "prompt format); rerun both with the same tokenizer template and benchmark spec"
+            )
 
 
 def _index(results: list[EvalResult]) -> dict:
@@ -125,8 +144,7 @@ def _pts(x):
     return None if x is None else round(100 * x, 2)
 
 
-def compare_models(results: list[EvalResult], left: str, right: str,
-                   settings: TableSettings) -> list[dict]:
+def compare_models(results: list[EvalResult], left: str, right: str, settings: TableSettings) -> list[dict]:
     """Rows for right vs left: one per benchmark, one per axis, one macro average."""
     by_key = _index(results)
     benchmarks = sorted({r.benchmark for r in results})
@@ -135,17 +153,33 @@ def compare_models(results: list[EvalResult], left: str, right: str,
     for bench in benchmarks:
         lres, rres = _get(by_key, left, bench), _get(by_key, right, bench)
         check_comparable(lres, rres)
-        c = compare_scores(lres.scores, rres.scores, resamples=settings.resamples,
-                           seed=benchmark_seed(settings.seed, bench), confidence=settings.confidence)
+        c = compare_scores(
+            lres.scores,
+            rres.scores,
+            resamples=settings.resamples,
+            seed=benchmark_seed(settings.seed, bench),
+            confidence=settings.confidence,
+        )
         per_bench[bench] = c
-        rows.append(_row(left, right, "benchmark", bench, settings.axes.get(bench, rres.metrics["axis"]),
-                         rres.metrics["metric"], [c], settings))
+        rows.append(
+            _row(
+                left,
+                right,
+                "benchmark",
+                bench,
+                settings.axes.get(bench, rres.metrics["axis"]),
+                rres.metrics["metric"],
+                [c],
+                settings,
+            )
+        )
     groups = {}
     for bench in benchmarks:
         groups.setdefault(settings.axes.get(bench, by_key[(right, bench)].metrics["axis"]), []).append(bench)
     for axis in sorted(groups):
-        rows.append(_row(left, right, "axis", axis, axis, "mean",
-                         [per_bench[b] for b in groups[axis]], settings))
+        rows.append(
+            _row(left, right, "axis", axis, axis, "mean", [per_bench[b] for b in groups[axis]], settings)
+        )
     rows.append(_row(left, right, "macro", "macro_avg", "all", "mean", list(per_bench.values()), settings))
     return rows
 
@@ -154,14 +188,24 @@ def _row(left, right, level, name, axis, metric, parts: list[Comparison], settin
     delta, lo, hi = pooled_ci(parts, settings.confidence)
     mde = minimum_detectable_effect(np.vstack([p.resampled for p in parts]).mean(axis=0))
     single = parts[0] if len(parts) == 1 and level == "benchmark" else None
-    mean = lambda attr: sum(getattr(p, attr) for p in parts) / len(parts)  # noqa: E731
+    mean = lambda attr: sum(getattr(p, attr) for p in parts) / len(parts)
     flips = [p for p in parts if p.wrong_to_correct is not None]
     return {
-        "left": left, "right": right, "level": level, "benchmark": name, "axis": axis,
-        "metric": metric, "n": sum(p.n for p in parts),
-        "left_score": _pts(mean("left_score")), "right_score": _pts(mean("right_score")),
-        "delta_pts": _pts(delta), "ci_low": _pts(lo), "ci_high": _pts(hi), "mde_pts": _pts(mde),
-        "right_better": round(mean("right_better"), 4), "left_better": round(mean("left_better"), 4),
+        "left": left,
+        "right": right,
+        "level": level,
+        "benchmark": name,
+        "axis": axis,
+        "metric": metric,
+        "n": sum(p.n for p in parts),
+        "left_score": _pts(mean("left_score")),
+        "right_score": _pts(mean("right_score")),
+        "delta_pts": _pts(delta),
+        "ci_low": _pts(lo),
+        "ci_high": _pts(hi),
+        "mde_pts": _pts(mde),
+        "right_better": round(mean("right_better"), 4),
+        "left_better": round(mean("left_better"), 4),
         "tie": round(mean("tie"), 4),
         "wrong_to_correct": sum(p.wrong_to_correct for p in flips) if flips else None,
         "correct_to_wrong": sum(p.correct_to_wrong for p in flips) if flips else None,
@@ -169,12 +213,33 @@ def _row(left, right, level, name, axis, metric, parts: list[Comparison], settin
     }
 
 
-DELTA_COLUMNS = ["model", "source", "level", "benchmark", "axis", "metric", "n", "base_score", "score",
-                 "delta_pts", "ci_low", "ci_high", "mde_pts", "mcnemar_p", "wrong_to_correct", "correct_to_wrong"]
+DELTA_COLUMNS = [
+    "model",
+    "source",
+    "level",
+    "benchmark",
+    "axis",
+    "metric",
+    "n",
+    "base_score",
+    "score",
+    "delta_pts",
+    "ci_low",
+    "ci_high",
+    "mde_pts",
+    "mcnemar_p",
+    "wrong_to_correct",
+    "correct_to_wrong",
+]
 
 
-def delta_table(results: list[EvalResult], *, baseline: str = "base",
-                settings: TableSettings | None = None, references: dict | None = None) -> pd.DataFrame:
+def delta_table(
+    results: list[EvalResult],
+    *,
+    baseline: str = "base",
+    settings: TableSettings | None = None,
+    references: dict | None = None,
+) -> pd.DataFrame:
     """Every model vs the baseline: benchmark, axis and macro rows, then reference rows."""
     settings = settings or TableSettings()
     models = sorted({r.model for r in results}, key=lambda m: (m != baseline, m))
@@ -183,13 +248,26 @@ def delta_table(results: list[EvalResult], *, baseline: str = "base",
     rows = []
     for model in models:
         for r in compare_models(results, baseline, model, settings):
-            rows.append({"model": model, "source": EVALUATED, "level": r["level"],
-                         "benchmark": r["benchmark"], "axis": r["axis"], "metric": r["metric"], "n": r["n"],
-                         "base_score": r["left_score"], "score": r["right_score"],
-                         "delta_pts": r["delta_pts"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                         "mde_pts": r["mde_pts"],
-                         "mcnemar_p": r["mcnemar_p"], "wrong_to_correct": r["wrong_to_correct"],
-                         "correct_to_wrong": r["correct_to_wrong"]})
+            rows.append(
+                {
+                    "model": model,
+                    "source": EVALUATED,
+                    "level": r["level"],
+                    "benchmark": r["benchmark"],
+                    "axis": r["axis"],
+                    "metric": r["metric"],
+                    "n": r["n"],
+                    "base_score": r["left_score"],
+                    "score": r["right_score"],
+                    "delta_pts": r["delta_pts"],
+                    "ci_low": r["ci_low"],
+                    "ci_high": r["ci_high"],
+                    "mde_pts": r["mde_pts"],
+                    "mcnemar_p": r["mcnemar_p"],
+                    "wrong_to_correct": r["wrong_to_correct"],
+                    "correct_to_wrong": r["correct_to_wrong"],
+                }
+            )
     df = pd.DataFrame(rows, columns=DELTA_COLUMNS)
     if references:
         df = pd.concat([df, reference_rows(df[df.model == baseline], references)], ignore_index=True)
@@ -205,10 +283,15 @@ def reference_rows(base_rows: pd.DataFrame, references: dict) -> pd.DataFrame:
         scores = references[name]
         unknown = sorted(set(scores) - set(bench.index))
         if unknown:
-            raise DeltaflowError(f"reference '{name}' has scores for {unknown}, which are not "
-                                 f"evaluated benchmarks ({', '.join(bench.index)})")
-        for level, group_of in (("benchmark", lambda b: b), ("axis", lambda b: bench.loc[b, "axis"]),
-                                ("macro", lambda b: "macro_avg")):
+            raise DeltaflowError(
+                f"reference '{name}' has scores for {unknown}, which are not "
+                f"evaluated benchmarks ({', '.join(bench.index)})"
+            )
+        for level, group_of in (
+            ("benchmark", lambda b: b),
+            ("axis", lambda b: bench.loc[b, "axis"]),
+            ("macro", lambda b: "macro_avg"),
+        ):
             groups = {}
             for b in bench.index:
                 groups.setdefault(group_of(b), []).append(b)
@@ -217,35 +300,65 @@ def reference_rows(base_rows: pd.DataFrame, references: dict) -> pd.DataFrame:
                     continue
                 score = sum(scores[b] for b in members) / len(members)
                 base = bench.loc[members, "score"].mean()
-                rows.append({"model": name, "source": REFERENCE, "level": level, "benchmark": gname,
-                             "axis": bench.loc[members[0], "axis"] if level != "macro" else "all",
-                             "metric": bench.loc[members[0], "metric"] if level == "benchmark" else "mean",
-                             "n": None, "base_score": round(base, 2), "score": round(score, 2),
-                             "delta_pts": round(score - base, 2)})
+                rows.append(
+                    {
+                        "model": name,
+                        "source": REFERENCE,
+                        "level": level,
+                        "benchmark": gname,
+                        "axis": bench.loc[members[0], "axis"] if level != "macro" else "all",
+                        "metric": bench.loc[members[0], "metric"] if level == "benchmark" else "mean",
+                        "n": None,
+                        "base_score": round(base, 2),
+                        "score": round(score, 2),
+                        "delta_pts": round(score - base, 2),
+                    }
+                )
     return pd.DataFrame(rows, columns=DELTA_COLUMNS)
 
 
-COMPARISON_COLUMNS = ["comparison", "left", "right", "level", "benchmark", "axis", "n", "left_score",
-                      "right_score", "delta_pts", "ci_low", "ci_high", "right_better", "left_better",
-                      "tie", "wrong_to_correct", "correct_to_wrong", "mcnemar_p"]
+COMPARISON_COLUMNS = [
+    "comparison",
+    "left",
+    "right",
+    "level",
+    "benchmark",
+    "axis",
+    "n",
+    "left_score",
+    "right_score",
+    "delta_pts",
+    "ci_low",
+    "ci_high",
+    "right_better",
+    "left_better",
+    "tie",
+    "wrong_to_correct",
+    "correct_to_wrong",
+    "mcnemar_p",
+]
 
 
-def comparison_table(results: list[EvalResult], pairs: list[tuple[str, str]],
-                     settings: TableSettings) -> pd.DataFrame:
-    """Seed 003's pairwise rows: `<right>_minus_<left>`, mean delta and win/loss/tie rates."""
+def comparison_table(
+    results: list[EvalResult], pairs: list[tuple[str, str]], settings: TableSettings
+) -> pd.DataFrame:
+    """The pairwise rows: `<right>_minus_<left>`, mean delta and win/loss/tie rates."""
     models = {r.model for r in results}
     rows = []
     for left, right in pairs:
         for name in (left, right):
             if name not in models:
-                raise DeltaflowError(f"comparison {left} vs {right}: no eval results for '{name}'; "
-                                     f"evaluated models: {', '.join(sorted(models))}")
+                raise DeltaflowError(
+                    f"comparison {left} vs {right}: no eval results for '{name}'; "
+                    f"evaluated models: {', '.join(sorted(models))}"
+                )
         for r in compare_models(results, left, right, settings):
             rows.append({"comparison": f"{right}_minus_{left}", **r})
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 
 # ---- rendering -------------------------------------------------------------------------------
+
 
 def _fmt(x, spec="{:.2f}"):
     return "" if x is None or pd.isna(x) else spec.format(x)
@@ -261,8 +374,11 @@ def _label(row) -> str:
 
 def _ordered(df: pd.DataFrame, first: tuple = ()) -> pd.DataFrame:
     order = {"benchmark": 0, "axis": 1, "macro": 2}
-    return (df.assign(_o=df.level.map(order)).sort_values([*first, "_o", "axis", "benchmark"], kind="stable")
-            .drop(columns="_o"))
+    return (
+        df.assign(_o=df.level.map(order))
+        .sort_values([*first, "_o", "axis", "benchmark"], kind="stable")
+        .drop(columns="_o")
+    )
 
 
 def model_flag(df: pd.DataFrame, model: str) -> str:
@@ -274,7 +390,7 @@ def model_flag(df: pd.DataFrame, model: str) -> str:
 
 
 def scoreboard(df: pd.DataFrame, baseline: str = "base") -> pd.DataFrame:
-    """Seed 001's board: one row per benchmark/axis/macro, a score column per model and reference."""
+    """The score board: one row per benchmark/axis/macro, a score column per model and reference."""
     refs = sorted(df[df.source == REFERENCE].model.unique())
     models = [m for m in df[df.source == EVALUATED].model.unique()]
     base = _ordered(df[df.model == baseline])
@@ -290,20 +406,29 @@ def model_section(df: pd.DataFrame, model: str, confidence: float) -> pd.DataFra
     """One model vs base: scores, delta with CI, McNemar p, flips, and delta vs best reference."""
     rows = _ordered(df[(df.model == model) & (df.source == EVALUATED)])
     refs = df[df.source == REFERENCE].set_index(["level", "benchmark"])
-    pct = int(round(100 * confidence))
+    pct = round(100 * confidence)
     out = []
     for _, r in rows.iterrows():
-        line = {"benchmark (n)": _label(r), "base": _fmt(r.base_score), model: _fmt(r.score),
-                "Δ pts": _fmt(r.delta_pts, "{:+.2f}"),
-                f"{pct}% CI": f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
-                "MDE": _fmt(r.get("mde_pts"), "{:.2f}"),
-                "McNemar p": _fmt(r.mcnemar_p, "{:.3g}"),
-                "W→C / C→W": ("" if pd.isna(r.wrong_to_correct)
-                              else f"{int(r.wrong_to_correct)} / {int(r.correct_to_wrong)}")}
+        line = {
+            "benchmark (n)": _label(r),
+            "base": _fmt(r.base_score),
+            model: _fmt(r.score),
+            "Δ pts": _fmt(r.delta_pts, "{:+.2f}"),
+            f"{pct}% CI": f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
+            "MDE": _fmt(r.get("mde_pts"), "{:.2f}"),
+            "McNemar p": _fmt(r.mcnemar_p, "{:.3g}"),
+            "W→C / C→W": (
+                ""
+                if pd.isna(r.wrong_to_correct)
+                else f"{int(r.wrong_to_correct)} / {int(r.correct_to_wrong)}"
+            ),
+        }
         if len(refs):
             key = (r.level, r.benchmark)
             best = refs["score"][refs.index == key].max() if key in refs.index else None
-            line["Δ vs best ref*"] = _fmt(None if best is None or pd.isna(best) else r.score - best, "{:+.2f}")
+            line["Δ vs best ref*"] = _fmt(
+                None if best is None or pd.isna(best) else r.score - best, "{:+.2f}"
+            )
         out.append(line)
     return pd.DataFrame(out)
 
@@ -311,11 +436,21 @@ def model_section(df: pd.DataFrame, model: str, confidence: float) -> pd.DataFra
 def comparison_section(cdf: pd.DataFrame) -> pd.DataFrame:
     order = {c: i for i, c in enumerate(dict.fromkeys(cdf.comparison))}
     rows = _ordered(cdf.assign(_c=cdf.comparison.map(order)), first=("_c",))
-    return pd.DataFrame([{
-        "comparison": r.comparison, "benchmark (n)": _label(r), "mean Δ pts": _fmt(r.delta_pts, "{:+.2f}"),
-        "CI": f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]", "right better": _fmt(r.right_better, "{:.4f}"),
-        "left better": _fmt(r.left_better, "{:.4f}"), "tie": _fmt(r.tie, "{:.4f}"),
-        "shared items": int(r.n)} for _, r in rows.iterrows()])
+    return pd.DataFrame(
+        [
+            {
+                "comparison": r.comparison,
+                "benchmark (n)": _label(r),
+                "mean Δ pts": _fmt(r.delta_pts, "{:+.2f}"),
+                "CI": f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
+                "right better": _fmt(r.right_better, "{:.4f}"),
+                "left better": _fmt(r.left_better, "{:.4f}"),
+                "tie": _fmt(r.tie, "{:.4f}"),
+                "shared items": int(r.n),
+            }
+            for _, r in rows.iterrows()
+        ]
+    )
 
 
 def markdown_table(df: pd.DataFrame) -> str:
@@ -324,30 +459,59 @@ def markdown_table(df: pd.DataFrame) -> str:
 
 
 def table_notes(settings: TableSettings, has_refs: bool) -> str:
-    pct = int(round(100 * settings.confidence))
-    text = (f"Scores in percent; Δ in points (model − base); {pct}% CI from a paired bootstrap over "
-            f"shared items ({settings.resamples} resamples, seed {settings.seed}); axis and macro "
-            "rows average their benchmarks' deltas. McNemar p: exact test on the discordant "
-            "items (binary metrics). W→C / C→W: items that flipped wrong→correct / correct→wrong. "
-            "MDE: the smallest true Δ this n can detect (paired, two-sided α 0.05, 80% power, from the "
-            "bootstrap standard error); a Δ below it is within what these items can show.")
+    pct = round(100 * settings.confidence)
+    text = (
+        f"Scores in percent; Δ in points (model − base); {pct}% CI from a paired bootstrap over "
+        f"shared items ({settings.resamples} resamples, seed {settings.seed}); axis and macro "
+        "rows average their benchmarks' deltas. McNemar p: exact test on the discordant "
+        "items (binary metrics). W→C / C→W: items that flipped wrong→correct / correct→wrong. "
+        "MDE: the smallest true Δ this n can detect (paired, two-sided α 0.05, 80% power, from the "
+        "bootstrap standard error); a Δ below it is within what these items can show."
+    )
     if has_refs:
         text += " \\* reference scores from config, not re-run here (no CI)."
     return text
 
 
-def to_markdown(df: pd.DataFrame, settings: TableSettings, *, title: str, baseline: str = "base",
-                comparisons: pd.DataFrame | None = None) -> str:
+def to_markdown(
+    df: pd.DataFrame,
+    settings: TableSettings,
+    *,
+    title: str,
+    baseline: str = "base",
+    comparisons: pd.DataFrame | None = None,
+) -> str:
     has_refs = bool((df.source == REFERENCE).any())
-    parts = [f"## {title}", "", table_notes(settings, has_refs), "", "### Scores", "", markdown_table(scoreboard(df, baseline))]
+    parts = [
+        f"## {title}",
+        "",
+        table_notes(settings, has_refs),
+        "",
+        "### Scores",
+        "",
+        markdown_table(scoreboard(df, baseline)),
+    ]
     for model in [m for m in df[df.source == EVALUATED].model.unique() if m != baseline]:
         flag = model_flag(df, model)
-        parts += ["", f"### {model} vs {baseline}", *(["", f"**FLAGGED: {flag}**"] if flag else []),
-                  "", markdown_table(model_section(df, model, settings.confidence))]
+        parts += [
+            "",
+            f"### {model} vs {baseline}",
+            *(["", f"**FLAGGED: {flag}**"] if flag else []),
+            "",
+            markdown_table(model_section(df, model, settings.confidence)),
+        ]
     if comparisons is not None and len(comparisons):
-        parts += ["", "### Pairwise comparisons", "",
-                  "Rates are the share of shared items where the right (first-named) or left model "
-                  "scored higher, or both the same.", "", markdown_table(comparison_section(comparisons))]
+        parts += [
+            "",
+            "### Pairwise comparisons",
+            "",
+            (
+                "Rates are the share of shared items where the right (first-named) or left model "
+                "scored higher, or both the same."
+            ),
+            "",
+            markdown_table(comparison_section(comparisons)),
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -361,24 +525,38 @@ p.note { max-width: 60em; color: #555; }
 """
 
 
-def to_html(df: pd.DataFrame, settings: TableSettings, *, title: str, baseline: str = "base",
-            comparisons: pd.DataFrame | None = None) -> str:
+def to_html(
+    df: pd.DataFrame,
+    settings: TableSettings,
+    *,
+    title: str,
+    baseline: str = "base",
+    comparisons: pd.DataFrame | None = None,
+) -> str:
     import html
 
     def table(frame):
         return frame.replace(r"\*\*(.*)\*\*", r"\1", regex=True).to_html(index=False, border=0, escape=True)
 
     has_refs = bool((df.source == REFERENCE).any())
-    body = [f"<h1>{html.escape(title)}</h1>",
-            f"<p class='note'>{html.escape(table_notes(settings, has_refs).replace(chr(92), ''))}</p>",
-            "<h2>Scores</h2>", table(scoreboard(df, baseline))]
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p class='note'>{html.escape(table_notes(settings, has_refs).replace(chr(92), ''))}</p>",
+        "<h2>Scores</h2>",
+        table(scoreboard(df, baseline)),
+    ]
     for model in [m for m in df[df.source == EVALUATED].model.unique() if m != baseline]:
         flag = model_flag(df, model)
-        body += [f"<h2>{html.escape(model)} vs {html.escape(baseline)}</h2>",
-                 *([f"<p class='note'><b>FLAGGED: {html.escape(flag)}</b></p>"] if flag else []),
-                 table(model_section(df, model, settings.confidence))]
+        body += [
+            f"<h2>{html.escape(model)} vs {html.escape(baseline)}</h2>",
+            *([f"<p class='note'><b>FLAGGED: {html.escape(flag)}</b></p>"] if flag else []),
+            table(model_section(df, model, settings.confidence)),
+        ]
     if comparisons is not None and len(comparisons):
         body += ["<h2>Pairwise comparisons</h2>", table(comparison_section(comparisons))]
-    return ("<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-            f"<title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head><body>\n"
-            + "\n".join(body) + "\n</body></html>\n")
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{HTML_STYLE}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )

@@ -20,8 +20,13 @@ from .distributed import world_size
 from .errors import DeltaflowError
 from .io import sha256_text
 from .provenance import device_class, output_versions
-from .vocab import (add_tokens, adapter_has_tokenizer, expose_token_rows_to_fused_head, extend_embeddings,
-                    trainable_token_indices)
+from .vocab import (
+    adapter_has_tokenizer,
+    add_tokens,
+    expose_token_rows_to_fused_head,
+    extend_embeddings,
+    trainable_token_indices,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,37 +62,54 @@ def _loss_callback(curve: list, eval_curve: list):
                 if eval_curve and eval_curve[-1]["step"] == state.global_step:
                     eval_curve.pop()  # an epoch arm at an eval_every step: evaluated twice, same weights
                 eval_curve.append({"step": state.global_step, "eval_loss": float(logs["eval_loss"])})
-                log.info("step %d/%d validation loss %.4f", state.global_step, state.max_steps,
-                         logs["eval_loss"])
+                log.info(
+                    "step %d/%d validation loss %.4f", state.global_step, state.max_steps, logs["eval_loss"]
+                )
             if not logs or "loss" not in logs:
                 return
             loss = float(logs["loss"])
-            curve.append({"step": state.global_step, "loss": loss,
-                          "learning_rate": logs.get("learning_rate"),
-                          "tokens_seen": state.num_input_tokens_seen,
-                          "elapsed_s": round(time.time() - self.start_time, 3)})
+            curve.append(
+                {
+                    "step": state.global_step,
+                    "loss": loss,
+                    "learning_rate": logs.get("learning_rate"),
+                    "tokens_seen": state.num_input_tokens_seen,
+                    "elapsed_s": round(time.time() - self.start_time, 3),
+                }
+            )
             # GRPO: TRL's reward per function, KL, completion length; our group statistics
-            rl = {k: float(v) for k, v in logs.items() if k.startswith(RL_LOG_KEYS) and isinstance(v, (int, float))}
+            rl = {
+                k: float(v)
+                for k, v in logs.items()
+                if k.startswith(RL_LOG_KEYS) and isinstance(v, (int, float))
+            }
             if rl:
                 curve[-1]["rl"] = rl
             if self.group_stats is not None:
                 curve[-1]["groups"] = self.group_stats.take()
                 curve[-1]["reward_hacking"] = self.group_stats.take_hacked()
                 if curve[-1]["reward_hacking"]:
-                    log.warning("step %d: %d completions gamed a code reward's tests (ended the run before "
-                                "the tests finished, or compared an always-equal value); they scored 0",
-                                state.global_step, curve[-1]["reward_hacking"])
+                    log.warning(
+                        "step %d: %d completions gamed a code reward's tests (ended the run before "
+                        "the tests finished, or compared an always-equal value); they scored 0",
+                        state.global_step,
+                        curve[-1]["reward_hacking"],
+                    )
             log.info("step %d/%d loss %.4f", state.global_step, state.max_steps, loss)
             if not math.isfinite(loss):
                 good = max((c["step"] for c in curve if math.isfinite(c["loss"])), default=0)
-                dropped = (_drop_checkpoints_after(Path(args.output_dir), good) if state.is_world_process_zero
-                           else "by the main process")
+                dropped = (
+                    _drop_checkpoints_after(Path(args.output_dir), good)
+                    if state.is_world_process_zero
+                    else "by the main process"
+                )
                 raise DeltaflowError(
                     f"non-finite training loss {loss} at step {state.global_step} (the last finite "
                     f"loss was logged at step {good}); the run stops here. Checkpoints saved after "
                     f"step {good} were removed ({dropped or 'none'}); the last good one stays in "
                     f"{args.output_dir}. Lower the learning rate (a changed recipe starts over) or "
-                    "check the data")
+                    "check the data"
+                )
 
     return LossCurve()
 
@@ -119,18 +141,25 @@ def _train(trainer, objective: str, scratch: Path, resume_step: int | None):
     non-finite loss (a clear error; checkpoints from step N on removed, as their weights are
     the broken ones) instead of torch's bare RuntimeError and a resume from broken weights."""
     try:
-        return trainer.train(resume_from_checkpoint=str(scratch / f"checkpoint-{resume_step}") if resume_step else None)
+        return trainer.train(
+            resume_from_checkpoint=str(scratch / f"checkpoint-{resume_step}") if resume_step else None
+        )
     except RuntimeError as err:
         if objective != "grpo" or _NONFINITE_SAMPLING not in str(err):
             raise
         step = trainer.state.global_step
         good = max(0, step - 1)
-        dropped = _drop_checkpoints_after(scratch, good) if trainer.is_world_process_zero() else "by the main process"
+        dropped = (
+            _drop_checkpoints_after(scratch, good)
+            if trainer.is_world_process_zero()
+            else "by the main process"
+        )
         raise DeltaflowError(
             f"non-finite model outputs while sampling the completions of step {step + 1}: the weights "
             f"after step {step} overflowed (inf/NaN logits); the run stops here. Checkpoints saved after "
             f"step {good} were removed ({dropped or 'none'}). Lower the learning rate (a changed recipe "
-            "starts over) or check the rewards") from err
+            "starts over) or check the rewards"
+        ) from err
 
 
 def _checkpoint_callback(arms_dir: Path, every: int | str | None, save_adapter):
@@ -148,7 +177,8 @@ def _checkpoint_callback(arms_dir: Path, every: int | str | None, save_adapter):
             return
         save_adapter(model, arms_dir / tag)
         (arms_dir / tag / "arm.json").write_text(
-            json.dumps({"step": state.global_step, "epoch": round(float(state.epoch or 0), 4)}))
+            json.dumps({"step": state.global_step, "epoch": round(float(state.epoch or 0), 4)})
+        )
         log.info("saved checkpoint %s (step %d)", tag, state.global_step)
 
     class SaveAdapter(TrainerCallback):
@@ -176,11 +206,16 @@ def peft_config_for(recipe: dict, token_indices: dict | None = None):
     embedding rows of new tokens to train (vocab.trainable_token_indices)."""
     from peft import LoraConfig
 
-    return LoraConfig(r=recipe["r"], lora_alpha=recipe["alpha"], lora_dropout=recipe["dropout"],
-                      target_modules=recipe["target_modules"], task_type="CAUSAL_LM",
-                      use_dora=recipe["method"] == "dora",
-                      use_rslora=recipe["use_rslora"],
-                      trainable_token_indices=token_indices or None)
+    return LoraConfig(
+        r=recipe["r"],
+        lora_alpha=recipe["alpha"],
+        lora_dropout=recipe["dropout"],
+        target_modules=recipe["target_modules"],
+        task_type="CAUSAL_LM",
+        use_dora=recipe["method"] == "dora",
+        use_rslora=recipe["use_rslora"],
+        trainable_token_indices=token_indices or None,
+    )
 
 
 def train_precision(recipe: dict, device: str) -> str:
@@ -189,8 +224,10 @@ def train_precision(recipe: dict, device: str) -> str:
     if precision == "auto":
         return "bf16" if device == "cuda" else "fp32"
     if precision == "fp16" and device != "cuda":
-        raise DeltaflowError("precision fp16 (mixed precision with a loss scaler) needs a CUDA GPU; "
-                             f"this job runs on {device}. Use auto, fp32 or bf16")
+        raise DeltaflowError(
+            "precision fp16 (mixed precision with a loss scaler) needs a CUDA GPU; "
+            f"this job runs on {device}. Use auto, fp32 or bf16"
+        )
     return precision
 
 
@@ -203,19 +240,26 @@ def load_base_for_training(base_dir: Path, recipe: dict, device: str):
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
     if recipe["load_in_4bit"]:
         if device != "cuda" or not torch.cuda.is_available():
-            raise DeltaflowError("QLoRA (load_in_4bit) needs a CUDA GPU; this job runs on "
-                                 f"device '{device}' (cuda available: {torch.cuda.is_available()}). "
-                                 "Set train.device: cuda on a GPU node, or load_in_4bit: false")
+            raise DeltaflowError(
+                "QLoRA (load_in_4bit) needs a CUDA GPU; this job runs on "
+                f"device '{device}' (cuda available: {torch.cuda.is_available()}). "
+                "Set train.device: cuda on a GPU node, or load_in_4bit: false"
+            )
         try:
             import bitsandbytes  # noqa: F401
         except ImportError as exc:
-            raise DeltaflowError("QLoRA (load_in_4bit) needs bitsandbytes: "
-                                 ".venv/bin/python -m pip install bitsandbytes") from exc
+            raise DeltaflowError(
+                "QLoRA (load_in_4bit) needs bitsandbytes: .venv/bin/python -m pip install bitsandbytes"
+            ) from exc
         from transformers import BitsAndBytesConfig
 
         compute = torch.float16 if train_precision(recipe, device) == "fp16" else torch.bfloat16
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                   bnb_4bit_compute_dtype=compute, bnb_4bit_use_double_quant=True)
+        quant = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=compute,
+            bnb_4bit_use_double_quant=True,
+        )
         return AutoModelForCausalLM.from_pretrained(base_dir, quantization_config=quant, dtype=compute)
     return AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype[train_precision(recipe, device)])
 
@@ -232,8 +276,9 @@ def split_validation(rows: list[dict], n: int, seed: int) -> tuple[list[dict], l
         return rows, []
     ids = sorted({r["id"] for r in rows})
     if n >= len(ids):
-        raise DeltaflowError(f"val_rows {n} leaves no training rows: the mixture has {len(ids)} "
-                             "distinct rows; lower val_rows")
+        raise DeltaflowError(
+            f"val_rows {n} leaves no training rows: the mixture has {len(ids)} distinct rows; lower val_rows"
+        )
     held = set(random.Random(seed).sample(ids, n))
     val, seen = [], set()
     for r in rows:
@@ -262,9 +307,18 @@ def training_resume_key(inputs: dict, *, device: str, versions: dict | None = No
     """The key a resume checkpoint is written under: the training inputs (data, recipe, base
     weights, ...), the device and its class, and the versions of the packages that compute the
     training (a checkpoint from other versions or another kind of device is never resumed)."""
-    return sha256_text(json.dumps({**inputs, "device": device, "device_class": device_class(device),
-                                   "versions": versions if versions is not None else output_versions()},
-                                  sort_keys=True, default=str))
+    return sha256_text(
+        json.dumps(
+            {
+                **inputs,
+                "device": device,
+                "device_class": device_class(device),
+                "versions": versions if versions is not None else output_versions(),
+            },
+            sort_keys=True,
+            default=str,
+        )
+    )
 
 
 def prepare_resume_dir(resume_dir: Path, key: str) -> int | None:
@@ -292,8 +346,10 @@ def prepare_resume_dir(resume_dir: Path, key: str) -> int | None:
 def per_process_batch(recipe: dict, world: int) -> int:
     """Each process's share of the recipe's (global) batch."""
     if recipe["batch_size"] % world:
-        raise DeltaflowError(f"batch_size {recipe['batch_size']} does not split over {world} processes; "
-                             "make it a multiple of train.processes")
+        raise DeltaflowError(
+            f"batch_size {recipe['batch_size']} does not split over {world} processes; "
+            "make it a multiple of train.processes"
+        )
     return recipe["batch_size"] // world
 
 
@@ -301,18 +357,34 @@ def _parallel_args(device: str, world: int, strategy: str) -> dict:
     """TrainingArguments for a job on ``world`` processes (deltaflow.distributed)."""
     if world == 1:
         return {}
-    args = {"ddp_backend": "gloo" if device == "cpu" else "nccl",
-            # PEFT freezes the base: every trainable parameter gets a gradient each step
-            "ddp_find_unused_parameters": False}
+    args = {
+        "ddp_backend": "gloo" if device == "cpu" else "nccl",
+        # PEFT freezes the base: every trainable parameter gets a gradient each step
+        "ddp_find_unused_parameters": False,
+    }
     if strategy == "fsdp":  # parameters, gradients and optimizer state sharded over the GPUs
-        args.update(fsdp="full_shard auto_wrap",
-                    fsdp_config={"auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "use_orig_params": False,
-                                 "cpu_ram_efficient_loading": True, "sync_module_states": True})
+        args.update(
+            fsdp="full_shard auto_wrap",
+            fsdp_config={
+                "auto_wrap_policy": "TRANSFORMER_BASED_WRAP",
+                "use_orig_params": False,
+                "cpu_ram_efficient_loading": True,
+                "sync_module_states": True,
+            },
+        )
     return args
 
 
-def _training_args(recipe: dict, device: str, scratch: Path, resumable: bool, steps: int,
-                   validate: bool, world: int = 1, strategy: str = "ddp") -> dict:
+def _training_args(
+    recipe: dict,
+    device: str,
+    scratch: Path,
+    resumable: bool,
+    steps: int,
+    validate: bool,
+    world: int = 1,
+    strategy: str = "ddp",
+) -> dict:
     """TrainingArguments shared by the SFT and DPO configs. ``steps``: the run's optimizer
     steps (total_steps); ``validate``: a validation set is passed (val_rows); ``world``: the
     processes the job trains on (the batch is global: each takes its share)."""
@@ -331,8 +403,7 @@ def _training_args(recipe: dict, device: str, scratch: Path, resumable: bool, st
         learning_rate=recipe["learning_rate"],
         lr_scheduler_type=recipe["lr_scheduler"],
         # with epochs, a ratio (< 1) that HF applies to the step count it computes itself
-        warmup_steps=(min(recipe["warmup_ratio"], 0.9999) if epochs
-                      else int(recipe["warmup_ratio"] * steps)),
+        warmup_steps=(min(recipe["warmup_ratio"], 0.9999) if epochs else int(recipe["warmup_ratio"] * steps)),
         logging_steps=recipe["logging_steps"],
         # HF's default filter drops NaN/inf step losses from the logged average (a NaN run
         # logs 0.0): the non-finite-loss stop must see them.
@@ -370,9 +441,13 @@ def preference_rows(rows: list[dict]) -> list[dict]:
     for r in rows:
         if not (r.get("chosen") and r.get("rejected") and r.get("messages")):
             continue
-        out.append({"prompt": r["messages"],
-                    "chosen": [{"role": "assistant", "content": r["chosen"]}],
-                    "rejected": [{"role": "assistant", "content": r["rejected"]}]})
+        out.append(
+            {
+                "prompt": r["messages"],
+                "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                "rejected": [{"role": "assistant", "content": r["rejected"]}],
+            }
+        )
     return out
 
 
@@ -383,8 +458,11 @@ def _margin(trainer, dataset, loss_cb) -> dict:
         m = trainer.evaluate(eval_dataset=dataset)
     finally:
         loss_cb.record_eval = True
-    return {k.removeprefix("eval_"): round(float(v), 6) for k, v in m.items()
-            if k.startswith("eval_rewards/") or k == "eval_loss"}
+    return {
+        k.removeprefix("eval_"): round(float(v), 6)
+        for k, v in m.items()
+        if k.startswith("eval_rewards/") or k == "eval_loss"
+    }
 
 
 def _best_by_val_loss(arms: list[dict], eval_curve: list[dict], final_step: int) -> dict | None:
@@ -409,9 +487,13 @@ def _prepare_model(base_dir: Path, recipe: dict, device: str, init_dir: Path | N
     model = load_base_for_training(base_dir, recipe, device)
     base_vocab = model.get_input_embeddings().weight.shape[0]
     extend_embeddings(model, len(tok))
-    new_ids = add_tokens(tok, model, recipe["new_tokens"]) if recipe["new_tokens"] and init_dir is None else []
+    new_ids = (
+        add_tokens(tok, model, recipe["new_tokens"]) if recipe["new_tokens"] and init_dir is None else []
+    )
     if new_ids:
-        log.info("new tokens %s: ids %s, rows initialized to the mean embedding", recipe["new_tokens"], new_ids)
+        log.info(
+            "new tokens %s: ids %s, rows initialized to the mean embedding", recipe["new_tokens"], new_ids
+        )
     peft_config = peft_config_for(recipe, trainable_token_indices(model, new_ids) if new_ids else None)
     # the tokenizer saved with the adapter (before the training chat-template patch)
     adapter_tok = copy.deepcopy(tok) if len(tok) > base_vocab else None
@@ -463,16 +545,18 @@ def _epoch_seeded(trainer_cls):
                 seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
                 # grouped by the global batch, so N processes' shares of each step are the
                 # rows one process would take (accelerate deals batch i to process i mod N)
-                return EpochSeededLengthGroupedSampler(sampler.batch_size * self.args.world_size,
-                                                       list(sampler.lengths), seed)
+                return EpochSeededLengthGroupedSampler(
+                    sampler.batch_size * self.args.world_size, list(sampler.lengths), seed
+                )
             return sampler
 
     Seeded.__name__ = Seeded.__qualname__ = trainer_cls.__name__
     return Seeded
 
 
-def _sft_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *,
-                 chat_template_path, **_):
+def _sft_trainer(
+    model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, chat_template_path, **_
+):
     """TRL's SFTTrainer on the rows' chat ``messages`` (assistant-only loss via the patched template)."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -485,9 +569,15 @@ def _sft_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callba
         raise DeltaflowError("the mixture has no chat rows to train on")
     val = [{"messages": r["messages"]} for r in val_rows if r.get("messages")]
     args = SFTConfig(**common, assistant_only_loss=recipe["assistant_only_loss"], packing=recipe["packing"])
-    trainer = _epoch_seeded(SFTTrainer)(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
-                         eval_dataset=Dataset.from_list(val) if val else None,
-                         processing_class=tok, peft_config=peft_config, callbacks=callbacks)
+    trainer = _epoch_seeded(SFTTrainer)(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(val) if val else None,
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
     return trainer, train_rows, {}
 
 
@@ -510,13 +600,31 @@ def _cpt_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callba
     # packed sequences have no per-row lengths to group by
     # bfd_split: a document longer than max_length continues in the next sequences (chunked),
     # where TRL's default bfd would cut it off at max_length and drop the rest
-    args = SFTConfig(**{**common, "train_sampling_strategy": "random"}, packing=True, packing_strategy="bfd_split",
-                     dataset_text_field="text", assistant_only_loss=False, completion_only_loss=False)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train_rows),
-                         eval_dataset=Dataset.from_list(val) if val else None,
-                         processing_class=tok, peft_config=peft_config, callbacks=callbacks)
-    return trainer, train_rows, {"text_rows": sum(1 for r in rows if r.get("text")),
-                                 "replay_rows_as_text": sum(1 for r in rows if not r.get("text") and r.get("messages"))}
+    args = SFTConfig(
+        **{**common, "train_sampling_strategy": "random"},
+        packing=True,
+        packing_strategy="bfd_split",
+        dataset_text_field="text",
+        assistant_only_loss=False,
+        completion_only_loss=False,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(val) if val else None,
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    return (
+        trainer,
+        train_rows,
+        {
+            "text_rows": sum(1 for r in rows if r.get("text")),
+            "replay_rows_as_text": sum(1 for r in rows if not r.get("text") and r.get("messages")),
+        },
+    )
 
 
 def grpo_rows(rows: list[dict]) -> list[dict]:
@@ -530,9 +638,15 @@ def grpo_rows(rows: list[dict]) -> list[dict]:
         if text is None:
             continue
         answer = reference(r)
-        out.append({"prompt": [{"role": "user", "content": text}], "answer": "" if answer is None else str(answer),
-                    "answer_from": "label" if r.get("label") is not None else "assistant",
-                    "verify": json.dumps(verification_doc(r, text)), "row_id": str(r.get("id"))})
+        out.append(
+            {
+                "prompt": [{"role": "user", "content": text}],
+                "answer": "" if answer is None else str(answer),
+                "answer_from": "label" if r.get("label") is not None else "assistant",
+                "verify": json.dumps(verification_doc(r, text)),
+                "row_id": str(r.get("id")),
+            }
+        )
     return out
 
 
@@ -545,22 +659,35 @@ def grpo_args(recipe: dict, common: dict, config_cls) -> dict:
 
     fields = {f.name for f in dataclasses.fields(config_cls)}
     args = {k: v for k, v in common.items() if k in fields}
-    args.update(train_sampling_strategy="random", eval_strategy="no", num_generations=recipe["num_generations"],
-                beta=recipe["kl_beta"], loss_type=recipe["loss_type"],
-                max_completion_length=recipe["max_completion_length"], temperature=recipe["temperature"],
-                reward_weights=[s["weight"] for s in recipe["rewards"]])
+    args.update(
+        train_sampling_strategy="random",
+        eval_strategy="no",
+        num_generations=recipe["num_generations"],
+        beta=recipe["kl_beta"],
+        loss_type=recipe["loss_type"],
+        max_completion_length=recipe["max_completion_length"],
+        temperature=recipe["temperature"],
+        reward_weights=[s["weight"] for s in recipe["rewards"]],
+    )
     if recipe["rollouts"] == "vllm":
         import importlib.util
 
         if importlib.util.find_spec("vllm") is None:
-            raise DeltaflowError("recipe rollouts: vllm needs the vllm package in the training environment "
-                                 "(TRL colocates it with the trainer); install vllm there or use rollouts: hf")
-        args.update(use_vllm=True, vllm_mode="colocate",
-                    vllm_gpu_memory_utilization=recipe["vllm_gpu_memory_utilization"])
+            raise DeltaflowError(
+                "recipe rollouts: vllm needs the vllm package in the training environment "
+                "(TRL colocates it with the trainer); install vllm there or use rollouts: hf"
+            )
+        args.update(
+            use_vllm=True,
+            vllm_mode="colocate",
+            vllm_gpu_memory_utilization=recipe["vllm_gpu_memory_utilization"],
+        )
     return args
 
 
-def _grpo_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, loss_cb, dirs=(), **_):
+def _grpo_trainer(
+    model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, loss_cb, dirs=(), **_
+):
     """TRL's GRPOTrainer: ``num_generations`` sampled completions per prompt, rewards from the
     registry's scorers (deltaflow.rewards), the group statistics recorded at every log."""
     from datasets import Dataset
@@ -573,15 +700,30 @@ def _grpo_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callb
         raise DeltaflowError("the mixture has no prompts (rows with a user turn) for GRPO")
     specs = recipe["rewards"]
     check_reward_rows(specs, train_rows, dirs)
-    stats = GroupStats([reward_name(i, s) for i, s in enumerate(specs)], [s["weight"] for s in specs],
-                       recipe["num_generations"])
+    stats = GroupStats(
+        [reward_name(i, s) for i, s in enumerate(specs)],
+        [s["weight"] for s in specs],
+        recipe["num_generations"],
+    )
     loss_cb.group_stats = stats
     args = GRPOConfig(**grpo_args(recipe, common, GRPOConfig))
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_functions(specs, dirs, stats), args=args,
-                          train_dataset=Dataset.from_list(train_rows), processing_class=tok,
-                          peft_config=peft_config, callbacks=callbacks)
-    return trainer, train_rows, {"rewards": [{**s, "name": reward_name(i, s)} for i, s in enumerate(specs)],
-                                 "num_generations": recipe["num_generations"]}
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_functions(specs, dirs, stats),
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    return (
+        trainer,
+        train_rows,
+        {
+            "rewards": [{**s, "name": reward_name(i, s)} for i, s in enumerate(specs)],
+            "num_generations": recipe["num_generations"],
+        },
+    )
 
 
 def rl_summary(curve: list[dict]) -> dict:
@@ -597,12 +739,20 @@ def rl_summary(curve: list[dict]) -> dict:
                 groups[k] = groups.get(k, 0) + v
     total = sum(groups.values())
     first, last = rl[0]["rl"].get("reward"), rl[-1]["rl"].get("reward")
-    return {"reward_curve": [{"step": c["step"], **c["rl"],
-                              **({"reward_hacking": c["reward_hacking"]} if "reward_hacking" in c else {})}
-                             for c in rl],
-            "reward_first": first, "reward_last": last,
-            "reward_hacking": sum(c.get("reward_hacking", 0) for c in curve),
-            "groups": {**groups, "mixed_share": round(groups.get("mixed", 0) / total, 4) if total else None}}
+    return {
+        "reward_curve": [
+            {
+                "step": c["step"],
+                **c["rl"],
+                **({"reward_hacking": c["reward_hacking"]} if "reward_hacking" in c else {}),
+            }
+            for c in rl
+        ],
+        "reward_first": first,
+        "reward_last": last,
+        "reward_hacking": sum(c.get("reward_hacking", 0) for c in curve),
+        "groups": {**groups, "mixed_share": round(groups.get("mixed", 0) / total, 4) if total else None},
+    }
 
 
 def _dpo_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, init_dir, **_):
@@ -613,21 +763,32 @@ def _dpo_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callba
 
     train_rows = preference_rows(rows)
     if not train_rows:
-        raise DeltaflowError("the mixture has no chosen/rejected pairs to train DPO on "
-                             "(use a `kind: preference` mixture)")
+        raise DeltaflowError(
+            "the mixture has no chosen/rejected pairs to train DPO on (use a `kind: preference` mixture)"
+        )
     # HF's group_by_length sampler reads `input_ids`, which DPO's pair rows do not have
     args = DPOConfig(**{**common, "train_sampling_strategy": "random"}, beta=recipe["beta"])
     val = preference_rows(val_rows)
-    trainer = DPOTrainer(model=model, ref_model=None, args=args, train_dataset=Dataset.from_list(train_rows),
-                         eval_dataset=Dataset.from_list(val) if val else None,
-                         processing_class=tok, peft_config=peft_config, callbacks=callbacks)
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=None,
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        eval_dataset=Dataset.from_list(val) if val else None,
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
     # Continuing an adapter, TRL keeps a frozen copy of it ("ref") as the reference. The
     # default anchors to the base instead: without the "ref" adapter TRL computes the
     # reference log-probs with adapters disabled, i.e. from the base model.
     if init_dir is not None and recipe["reference"] == "base":
         trainer.model.delete_adapter("ref")
-    return trainer, train_rows, {"reference": "init" if init_dir is not None and recipe["reference"] == "init"
-                                 else "base"}
+    return (
+        trainer,
+        train_rows,
+        {"reference": "init" if init_dir is not None and recipe["reference"] == "init" else "base"},
+    )
 
 
 def _examples_used(trainer, train_rows: list, recipe: dict) -> int:
@@ -637,28 +798,52 @@ def _examples_used(trainer, train_rows: list, recipe: dict) -> int:
     packed = getattr(trainer.args, "packing", False)  # SFT and CPT
     used = len(trainer.train_dataset) if not packed else len(train_rows)
     if packed:
-        log.info("packed %d rows into %d sequences of up to %d tokens", len(train_rows),
-                 len(trainer.train_dataset), recipe["max_length"])
+        log.info(
+            "packed %d rows into %d sequences of up to %d tokens",
+            len(train_rows),
+            len(trainer.train_dataset),
+            recipe["max_length"],
+        )
     if used < len(train_rows):
-        log.warning("TRL dropped %d of %d examples with no trainable tokens after truncation to "
-                    "max_length=%d", len(train_rows) - used, len(train_rows), recipe["max_length"])
+        log.warning(
+            "TRL dropped %d of %d examples with no trainable tokens after truncation to max_length=%d",
+            len(train_rows) - used,
+            len(train_rows),
+            recipe["max_length"],
+        )
     return used
 
 
 def _collect_arms(arms_dir: Path, out_dir: Path | None) -> list[dict]:
     """The checkpoint arms saved during training (save_every), copied under the adapter
     (``out_dir``; None: only listed, on processes other than the main one)."""
-    saved = sorted(({**json.loads((d / "arm.json").read_text()), "tag": d.name}
-                    for d in arms_dir.glob("*") if (d / "arm.json").exists()), key=lambda a: a["step"])
+    saved = sorted(
+        (
+            {**json.loads((d / "arm.json").read_text()), "tag": d.name}
+            for d in arms_dir.glob("*")
+            if (d / "arm.json").exists()
+        ),
+        key=lambda a: a["step"],
+    )
     for arm in saved if out_dir is not None else []:
         shutil.copytree(arms_dir / arm["tag"], out_dir / "checkpoints" / arm["tag"])
     return saved
 
 
-def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path, *,
-                  device: str = "cpu", chat_template_path: str | None = None,
-                  init_dir: Path | None = None, resume_dir: Path | None = None,
-                  resume_key: str = "", strategy: str = "ddp", benchmark_dirs: tuple = ()) -> dict:
+def train_adapter(
+    base_dir: Path,
+    rows: list[dict],
+    recipe: dict,
+    out_dir: Path,
+    *,
+    device: str = "cpu",
+    chat_template_path: str | None = None,
+    init_dir: Path | None = None,
+    resume_dir: Path | None = None,
+    resume_key: str = "",
+    strategy: str = "ddp",
+    benchmark_dirs: tuple = (),
+) -> dict:
     """Train a PEFT adapter on a mixture's rows and save it to ``out_dir``.
 
     Run under torchrun (deltaflow.distributed.launch), every process calls this: the batch is
@@ -687,20 +872,41 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
     resume_step = prepare_resume_dir(scratch, resume_key) if resume_dir else None
     rows, val_rows = split_validation(rows, recipe["val_rows"], recipe["seed"])
     if val_rows:
-        log.info("validation: %d held-out rows (every copy left out of the %d training rows)",
-                 len(val_rows), len(rows))
-    common = _training_args(recipe, device, scratch, resumable=resume_dir is not None,
-                            steps=total_steps(recipe, len(rows)), validate=bool(val_rows),
-                            world=world_size(), strategy=strategy)
+        log.info(
+            "validation: %d held-out rows (every copy left out of the %d training rows)",
+            len(val_rows),
+            len(rows),
+        )
+    common = _training_args(
+        recipe,
+        device,
+        scratch,
+        resumable=resume_dir is not None,
+        steps=total_steps(recipe, len(rows)),
+        validate=bool(val_rows),
+        world=world_size(),
+        strategy=strategy,
+    )
     curve: list = []
     eval_curve: list = []
     loss_cb = _loss_callback(curve, eval_curve)
     arms_dir = scratch / "arms"
     callbacks = [loss_cb, _checkpoint_callback(arms_dir, recipe["save_every"], save_adapter)]
     build = {"sft": _sft_trainer, "dpo": _dpo_trainer, "cpt": _cpt_trainer, "grpo": _grpo_trainer}[objective]
-    trainer, train_rows, extra = build(model, tok, rows, val_rows, recipe, common, peft_config, callbacks,
-                                       chat_template_path=chat_template_path, init_dir=init_dir, loss_cb=loss_cb,
-                                       dirs=benchmark_dirs)
+    trainer, train_rows, extra = build(
+        model,
+        tok,
+        rows,
+        val_rows,
+        recipe,
+        common,
+        peft_config,
+        callbacks,
+        chat_template_path=chat_template_path,
+        init_dir=init_dir,
+        loss_cb=loss_cb,
+        dirs=benchmark_dirs,
+    )
     expose_token_rows_to_fused_head(trainer.model)  # a no-op without new-token rows
     if objective == "dpo":
         extra["preference_before"] = _margin(trainer, trainer.train_dataset, loss_cb)
@@ -716,9 +922,11 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         trainer.evaluate()
     if objective == "dpo":
         extra["preference_after"] = _margin(trainer, trainer.train_dataset, loss_cb)
-        log.info("reward margin on the training pairs: %.4f -> %.4f",
-                 extra["preference_before"].get("rewards/margins", float("nan")),
-                 extra["preference_after"].get("rewards/margins", float("nan")))
+        log.info(
+            "reward margin on the training pairs: %.4f -> %.4f",
+            extra["preference_before"].get("rewards/margins", float("nan")),
+            extra["preference_after"].get("rewards/margins", float("nan")),
+        )
     main = trainer.is_world_process_zero()
     if main:
         save_adapter(trainer.model, out_dir, selected_adapters=["default"])
@@ -744,13 +952,21 @@ def train_adapter(base_dir: Path, rows: list[dict], recipe: dict, out_dir: Path,
         "processes": world_size(),
         "strategy": strategy if world_size() > 1 else None,
         "resumed_from_step": resume_step,
-        "peft": {"method": recipe["method"], "use_rslora": recipe["use_rslora"],
-                 "load_in_4bit": recipe["load_in_4bit"]},
+        "peft": {
+            "method": recipe["method"],
+            "use_rslora": recipe["use_rslora"],
+            "load_in_4bit": recipe["load_in_4bit"],
+        },
         "new_tokens": dict(zip(recipe["new_tokens"] or [], new_ids)),
-        "checkpoints": [{**arm, "path": f"checkpoints/{arm['tag']}",
-                         "loss": next((c["loss"] for c in reversed(curve) if c["step"] <= arm["step"]), None),
-                         "val_loss": next((c["eval_loss"] for c in eval_curve if c["step"] == arm["step"]), None)}
-                        for arm in saved],
+        "checkpoints": [
+            {
+                **arm,
+                "path": f"checkpoints/{arm['tag']}",
+                "loss": next((c["loss"] for c in reversed(curve) if c["step"] <= arm["step"]), None),
+                "val_loss": next((c["eval_loss"] for c in eval_curve if c["step"] == arm["step"]), None),
+            }
+            for arm in saved
+        ],
         "epochs": round(float(trainer.state.epoch or 0), 4),
         "precision": train_precision(recipe, device),
         "eval_curve": eval_curve,

@@ -30,37 +30,65 @@ def vllm_python(configured: str | None) -> Path:
     if not path.exists():
         raise DeltaflowError(
             f"eval.backend is vllm, but its environment's python {path} does not exist; create it "
-            "with `make vllm-env` (envs/vllm.txt) or set eval.vllm_python")
+            "with `make vllm-env` (envs/vllm.txt) or set eval.vllm_python"
+        )
     return path
 
 
 def lora_rank(adapter_dir: Path) -> int:
     cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
     if cfg.get("use_dora"):
-        raise DeltaflowError(f"{adapter_dir}: vLLM cannot serve DoRA adapters; evaluate this model with "
-                             "eval.backend: hf, or export it merged (export.models)")
+        raise DeltaflowError(
+            f"{adapter_dir}: vLLM cannot serve DoRA adapters; evaluate this model with "
+            "eval.backend: hf, or export it merged (export.models)"
+        )
     return int(cfg["r"])
 
 
-def run_worker_job(*, python: Path, model_dir: Path, adapter_dir: Path | None, benchmarks: list[dict],
-                   chunk_size: int, options: dict, job_dir: Path) -> dict:
+def run_worker_job(
+    *,
+    python: Path,
+    model_dir: Path,
+    adapter_dir: Path | None,
+    benchmarks: list[dict],
+    chunk_size: int,
+    options: dict,
+    job_dir: Path,
+) -> dict:
     """Generate raw outputs for ``benchmarks`` ([{spec, docs, work_dir}]) in the vLLM
     environment. Returns its timings: wall_s, load_s (vLLM start-up and model load) and
     generate_s per benchmark. Its log lines go to our log."""
-    job = {"model_dir": str(model_dir), "adapter_dir": str(adapter_dir) if adapter_dir else None,
-           "lora_rank": lora_rank(adapter_dir) if adapter_dir else None,
-           "benchmarks": benchmarks, "chunk_size": chunk_size, "options": options}
+    job = {
+        "model_dir": str(model_dir),
+        "adapter_dir": str(adapter_dir) if adapter_dir else None,
+        "lora_rank": lora_rank(adapter_dir) if adapter_dir else None,
+        "benchmarks": benchmarks,
+        "chunk_size": chunk_size,
+        "options": options,
+    }
     job_dir.mkdir(parents=True, exist_ok=True)
     job_path = job_dir / "vllm-job.json"
     job_path.write_text(json.dumps(job, default=str))
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "scripts"), "VLLM_CPU_KVCACHE_SPACE":
-           os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT / "scripts"),
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
     t0 = time.time()
-    proc = subprocess.run([str(python), "-m", "deltaflow.vllm_backend", str(job_path)], env=env,
-                          stdout=sys.stderr, stderr=sys.stderr)
+    proc = subprocess.run(
+        [str(python), "-m", "deltaflow.vllm_backend", str(job_path)],
+        env=env,
+        stdout=sys.stderr,
+        stderr=sys.stderr,
+        check=False,
+    )
     if proc.returncode != 0:
-        raise DeltaflowError(f"the vLLM worker failed (exit {proc.returncode}); its output is in this job's "
-                             f"log above. Job file: {job_path}")
+        raise DeltaflowError(
+            f"the vLLM worker failed (exit {proc.returncode}); its output is in this job's "
+            f"log above. Job file: {job_path}"
+        )
     timing = json.loads((job_dir / "vllm-timing.json").read_text())
     timing["wall_s"] = round(time.time() - t0, 2)
     return timing
@@ -69,17 +97,26 @@ def run_worker_job(*, python: Path, model_dir: Path, adapter_dir: Path | None, b
 def worker_versions(python: Path) -> dict:
     """The versions of the packages that compute raw outputs inside the vLLM environment (its
     vllm-cpu answers as vllm): part of the eval cache key of vLLM-generated outputs."""
-    code = ("import json, importlib.metadata as md\n"
-            "from deltaflow.provenance import output_versions\n"
-            "v = output_versions()\n"
-            "if v['vllm'] is None:\n"
-            "    v['vllm'] = output_versions(('vllm_cpu',))['vllm_cpu']\n"
-            "print(json.dumps(v))")
-    proc = subprocess.run([str(python), "-c", code], env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "scripts")},
-                          capture_output=True, text=True, timeout=120)
+    code = (
+        "import json, importlib.metadata as md\n"
+        "from deltaflow.provenance import output_versions\n"
+        "v = output_versions()\n"
+        "if v['vllm'] is None:\n"
+        "    v['vllm'] = output_versions(('vllm_cpu',))['vllm_cpu']\n"
+        "print(json.dumps(v))"
+    )
+    proc = subprocess.run(
+        [str(python), "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "scripts")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if proc.returncode != 0:
-        raise DeltaflowError(f"could not read package versions in the vLLM environment {python}: "
-                             f"{proc.stderr.strip()[-500:]}")
+        raise DeltaflowError(
+            f"could not read package versions in the vLLM environment {python}: {proc.stderr.strip()[-500:]}"
+        )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -99,9 +136,13 @@ def _vllm_version_alias() -> None:
 def vllm_kwargs(adapter_dir: str | None, rank: int | None, options: dict) -> dict:
     """lm-eval's VLLM arguments from the eval settings. ``tensor_parallel_size`` (from
     ``eval.gpus`` on cuda) splits a model over that many GPUs of the job."""
-    kwargs = {"dtype": options.get("dtype", "auto"), "seed": 1234, "batch_size": "auto",
-              "enforce_eager": options.get("enforce_eager", True),
-              "max_model_len": options.get("max_model_len", 2048)}
+    kwargs = {
+        "dtype": options.get("dtype", "auto"),
+        "seed": 1234,
+        "batch_size": "auto",
+        "enforce_eager": options.get("enforce_eager", True),
+        "max_model_len": options.get("max_model_len", 2048),
+    }
     if "gpu_memory_utilization" in options:
         kwargs["gpu_memory_utilization"] = options["gpu_memory_utilization"]
     if options.get("tensor_parallel_size", 1) > 1:

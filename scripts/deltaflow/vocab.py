@@ -30,8 +30,10 @@ def add_tokens(tok, model, tokens: list[str]) -> list[int]:
     mean rows; their ids."""
     present = [t for t in tokens if t in tok.get_vocab()]
     if present:
-        raise DeltaflowError(f"new_tokens {present} are already in the base tokenizer's vocabulary; "
-                             "list only tokens it does not have")
+        raise DeltaflowError(
+            f"new_tokens {present} are already in the base tokenizer's vocabulary; "
+            "list only tokens it does not have"
+        )
     tok.add_tokens(list(tokens))
     extend_embeddings(model, len(tok))
     return tok.convert_tokens_to_ids(list(tokens))

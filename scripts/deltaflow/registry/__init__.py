@@ -48,7 +48,7 @@ def path_of(name: str, dirs: tuple = ()) -> Path:
     return files[name]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(path: Path, mtime_ns: int) -> dict:
     return load_yaml(path, what="benchmark file")  # a key given twice is an error naming both lines
 

@@ -1,6 +1,7 @@
 """Rule model_card: results/model_card.md for the model the selection chose (opening with the
 Hub's metadata block, checked with huggingface_hub offline), and results/release/<model>/ laid
 out ready to upload (weights or adapter, tokenizer, GGUF file, the card as README.md)."""
+
 from pathlib import Path
 
 import pandas as pd
@@ -12,8 +13,8 @@ from deltaflow.release import card_with_metadata, check_card, hub_metadata, lay_
 from deltaflow.rulekit import start_job
 from deltaflow.tables import TableSettings
 
-start_job(snakemake)  # noqa: F821
-p, inp, out = snakemake.params, snakemake.input, snakemake.output  # noqa: F821
+start_job(snakemake)
+p, inp, out = snakemake.params, snakemake.input, snakemake.output
 selection = read_json(inp.selection)
 model = selection["chosen"]
 node = ModelNode.from_dict(p.nodes[model])
@@ -24,17 +25,31 @@ adapter_manifest = read_json(adapters[p.model_runs[model]])
 delta = pd.read_csv(inp.delta)
 base_manifest = read_json(inp.base)
 body = render_model_card(
-    model=model, base_name=p.base_name, delta=delta,
-    settings=TableSettings.from_config(p.tables, p.axes), verdict=read_json(inp.gates)[model],
-    selection=selection, run=run, mixture_manifest=read_json(mixtures[run["mixture"]]),
-    adapter_manifest=adapter_manifest, base_manifest=base_manifest,
+    model=model,
+    base_name=p.base_name,
+    delta=delta,
+    settings=TableSettings.from_config(p.tables, p.axes),
+    verdict=read_json(inp.gates)[model],
+    selection=selection,
+    run=run,
+    mixture_manifest=read_json(mixtures[run["mixture"]]),
+    adapter_manifest=adapter_manifest,
+    base_manifest=base_manifest,
     config_sha=p.config_sha,
     reference_notes={k: v.get("note", "") for k, v in p.tables["references"].items()},
     lineage=p.lineage[model],
     origins=p.origins[model],
 )
-metadata = hub_metadata(model=model, node=node, base_name=p.base_name, base_manifest=base_manifest, delta=delta,
-                        datasets=p.datasets[model], recipe=adapter_manifest["params"]["recipe"], license=p.license)
+metadata = hub_metadata(
+    model=model,
+    node=node,
+    base_name=p.base_name,
+    base_manifest=base_manifest,
+    delta=delta,
+    datasets=p.datasets[model],
+    recipe=adapter_manifest["params"]["recipe"],
+    license=p.license,
+)
 card = card_with_metadata(metadata, body)
 n_results = int(((delta.model == model) & (delta.level == "benchmark") & (delta.source == "evaluated")).sum())
 check_card(card, n_results)

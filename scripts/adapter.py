@@ -1,0 +1,93 @@
+"""Rule adapter: train one (mixture x recipe) PEFT adapter with TRL (resumable)."""
+
+import shutil
+from pathlib import Path
+
+from deltaflow.distributed import launch
+from deltaflow.io import atomic_dir, read_json, read_jsonl, sha256_path, write_json, write_jsonl
+from deltaflow.provenance import write_manifest
+from deltaflow.rulekit import start_job
+from deltaflow.training import prepare_resume_dir, train_adapter, training_resume_key
+
+started = start_job(snakemake)
+p = snakemake.params
+run = snakemake.wildcards.run
+out_dir = Path(snakemake.output.manifest).parent
+rows = read_jsonl(snakemake.input.train)
+# Trainer checkpoints for resuming a killed attempt live beside the adapter; they are only
+# reused for exactly these inputs (the key), and removed once the adapter is in place.
+resume_dir = out_dir.parent / ".resume" / run
+resume_key = training_resume_key(
+    {
+        "train": sha256_path(snakemake.input.train),
+        "recipe": p.recipe,
+        "base": read_json(snakemake.input.base)["weights_sha256"],
+        "chat_template_path": p.chat_template_path,
+        # continuing another run's adapter: its files are part of what this run is made from
+        "init": sha256_path(snakemake.input.init) if p.init_dir else None,
+    },
+    device=p.device,
+)
+with atomic_dir(out_dir) as tmp:
+    job = {
+        "base_dir": Path(snakemake.input.base).parent,
+        "recipe": p.recipe,
+        "out_dir": tmp,
+        "device": p.device,
+        "chat_template_path": p.chat_template_path,
+        "init_dir": Path(p.init_dir) if p.init_dir else None,
+        "resume_dir": resume_dir,
+        "resume_key": resume_key,
+        "strategy": p.strategy,
+        "benchmark_dirs": list(p.benchmark_dirs),
+    }  # GRPO's verifier rewards read the registry
+    if p.processes > 1:  # torchrun inside this job (deltaflow.distributed); rank 0 writes the adapter
+        prepare_resume_dir(resume_dir, resume_key)  # once, before the processes read it
+        write_jsonl(resume_dir / "rows.jsonl", rows)
+        metrics = launch(
+            {
+                **{k: str(v) if isinstance(v, Path) else v for k, v in job.items()},
+                "rows_file": str(resume_dir / "rows.jsonl"),
+            },
+            p.processes,
+            resume_dir / "launch",
+        )
+    else:
+        metrics = train_adapter(rows=rows, **job)
+    write_json(
+        tmp / "recipe.json",
+        {
+            "run": run,
+            "mixture": p.mixture,
+            "recipe": p.recipe,
+            "device": p.device,
+            "init_from": p.init_from,
+            "processes": p.processes,
+            "strategy": p.strategy,
+        },
+    )
+    write_json(tmp / "metrics.json", metrics)
+    write_manifest(
+        tmp / "manifest.json",
+        "adapter",
+        inputs={
+            "train": snakemake.input.train,
+            "base": snakemake.input.base,
+            "code": list(snakemake.input.code),
+            **({"init": snakemake.input.init} if p.init_dir else {}),
+        },
+        params={
+            "run": run,
+            "mixture": p.mixture,
+            "recipe": p.recipe,
+            "device": p.device,
+            "init_from": p.init_from,
+        },
+        started=started,
+        extra={"resumed_from_step": metrics["resumed_from_step"]},
+    )
+shutil.rmtree(resume_dir, ignore_errors=True)
+try:
+    resume_dir.parent.rmdir()  # results/adapters/.resume, once no other run is resuming
+except OSError:
+    pass
