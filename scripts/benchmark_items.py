@@ -9,7 +9,8 @@ from deltaflow.rulekit import start_job
 
 started = start_job(snakemake)
 spec = snakemake.params.spec
-rows = snakemake.input.rows if "rows" in snakemake.input else None
+# Namedlist: `in` tests the file names, keys() the input names
+rows = snakemake.input.rows if "rows" in snakemake.input.keys() else None  # noqa: SIM118
 excluded = []
 items = prepare_items(spec, rows, excluded=excluded)
 write_jsonl(snakemake.output.pool, items)

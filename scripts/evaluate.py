@@ -115,7 +115,7 @@ lm = LazyModel(
     )
 )  # the job's threads
 count_tokens = token_counter(base_dir, adapter_dir=adapter_dir, merged_dir=merged_dir)
-model_inputs = {k: inp[k] for k in ("base", "adapter", "merged", "gguf") if k in inp}
+model_inputs = {k: inp[k] for k in ("base", "adapter", "merged", "gguf") if k in inp.keys()}  # noqa: SIM118 (names, not files)
 summary = {"model": model, "benchmarks": {}}
 scored = iter(range(len(snakemake.output.samples)))
 judged = iter(range(len(snakemake.output.responses)))
