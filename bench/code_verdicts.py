@@ -16,10 +16,10 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from deltaflow import registry
-from deltaflow.benchmarks import prepare_items
+from deltaflow.bench import registry
+from deltaflow.bench.items import prepare_items
+from deltaflow.bench.scoring.metrics import code_parts
 from deltaflow.sandbox import Limits, run_tests
-from deltaflow.scoring import code_parts
 
 
 def main() -> None:

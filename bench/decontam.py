@@ -19,8 +19,8 @@ import random
 import string
 import time
 
-from deltaflow import registry
-from deltaflow.benchmarks import prepare_items
+from deltaflow.bench import registry
+from deltaflow.bench.items import prepare_items
 from deltaflow.decontam import ContaminationIndex, EvalItem, normalize_tokens
 
 

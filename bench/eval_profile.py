@@ -4,7 +4,7 @@
         [--benchmarks arc_easy arithmetic gsm8k] [--batch-size 16] [--threads N]
 
 Runs the demo's benchmarks on the demo's base model (``<results>/models/base``, left by
-``make demo``) through the workflow's own path (evaluation.generate_outputs), once with
+``make demo``) through the workflow's own path (bench.raw_outputs.generate_outputs), once with
 lm-eval's HFLM and once with deltaflow's SharedContextHFLM (the one the workflow uses), and
 prints per benchmark: wall time, time inside the model's forward passes, the rest (lm-eval
 request building, tokenization, generation loop, Python), tokens the forward passes computed
@@ -31,9 +31,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from deltaflow.benchmarks import prepare_docs
-from deltaflow.config import benchmark_spec, load_config
-from deltaflow.evaluation import generate_outputs
+from deltaflow.bench.from_config import benchmark_spec
+from deltaflow.bench.items import prepare_docs
+from deltaflow.bench.raw_outputs import generate_outputs
+from deltaflow.config import load_config
 from deltaflow.io import write_jsonl
 
 
@@ -100,7 +101,7 @@ def main() -> None:
 
     from lm_eval.models.huggingface import HFLM
 
-    from deltaflow.shared_context import SharedContextHFLM
+    from deltaflow.bench.shared_context import SharedContextHFLM
 
     model_dir = args.results / "models/base"
     if not (model_dir / "config.json").exists():

@@ -10,7 +10,7 @@ With --generation the prompts are the demo's self-replay generation (config/conf
 generation stage's own code (deltaflow.generation), i.e. the generate rule's throughput.
 
 MODEL_DIR: a HF folder (default: the demo's base, results/models/base). Both backends run the
-workflow's own code path (evaluation.generate_outputs; the vLLM one through the same worker
+workflow's own code path (bench.raw_outputs.generate_outputs; the vLLM one through the same worker
 the eval rule starts), greedy, with the benchmark's prompts and stop sequences. vLLM's time
 includes its start-up (reported separately, from the worker's wall time minus generation).
 """
@@ -23,11 +23,11 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from deltaflow import registry
-from deltaflow.benchmarks import prepare_docs
-from deltaflow.evaluation import generate_outputs, load_model
+from deltaflow.bench import registry
+from deltaflow.bench.items import prepare_docs
+from deltaflow.bench.raw_outputs import generate_outputs, load_model
+from deltaflow.bench.vllm_backend import run_worker_job, vllm_python
 from deltaflow.io import write_jsonl
-from deltaflow.vllm_backend import run_worker_job, vllm_python
 
 ROOT = Path(__file__).resolve().parents[1]
 

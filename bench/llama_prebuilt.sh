@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make setup's llama.cpp, prebuilt (the default: deltaflow.setup_llamacpp over
+# make setup's llama.cpp, prebuilt (the default: tools/setup_llamacpp.py over
 # envs/llamacpp-prebuilt.txt) vs llama-cpp-python's source build (LLAMA_CPP=source), in one run.
 # Each goes into a fresh venv with pip's cache off (every download and the compile are paid);
 # the timed step is exactly the one `make setup` runs. Then the same GGUF through both:
@@ -18,7 +18,7 @@ for kind in prebuilt source; do
   "$work/$kind/bin/pip" install -q --disable-pip-version-check numpy jinja2 diskcache typing-extensions 2>/dev/null
   flag=""; [ $kind = source ] && flag="--source"
   t0=$(date +%s.%N)
-  (cd "$src" && PIP_NO_CACHE_DIR=1 PYTHONPATH="$src/scripts" "$work/$kind/bin/python" -m deltaflow.setup_llamacpp \
+  (cd "$src" && PIP_NO_CACHE_DIR=1 "$work/$kind/bin/python" -m tools.setup_llamacpp \
      envs/gguf.txt envs/llamacpp-prebuilt.txt $flag) >"$work/$kind.log" 2>&1
   t1=$(date +%s.%N)
   python3 -c "import sys; print(f'{sys.argv[1]}_install_s={float(sys.argv[3]) - float(sys.argv[2]):.1f}')" \

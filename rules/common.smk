@@ -6,17 +6,18 @@ import re
 import sys
 from pathlib import Path
 
-from deltaflow.benchmarks import item_spec
-from deltaflow.config import benchmark_axes, benchmark_dirs, benchmark_spec, validate_config
+from deltaflow.bench.items import item_spec
+from deltaflow.bench.from_config import benchmark_axes, benchmark_dirs, benchmark_spec
+from deltaflow.config import validate_config
 from deltaflow.models import ModelGraph, gguf_path
 from deltaflow.codedeps import code_closure
-from deltaflow.distributed import processes_for
+from deltaflow.training.world import processes_for
 from deltaflow.gguf_export import CONVERTER_TYPES, FTYPES, GGUF_TYPES
 from deltaflow.io import read_config_file, sha256_text
 from deltaflow.seeds import families as seed_families, is_seed_arm
-from deltaflow.benchmarks import is_judged
+from deltaflow.bench.spec import is_judged
 from deltaflow.datasets import prompt_sets
-from deltaflow.judging import judge_label, judge_ref, settings as judge_settings
+from deltaflow.bench.judging import judge_label, judge_ref, settings as judge_settings
 from deltaflow.origins import Origins
 from deltaflow.generation import verifier_spec
 from deltaflow import sources
@@ -59,7 +60,7 @@ BENCHMARKS = sorted(config["benchmarks"])
 # resolved once: params functions run per job, and a 10k-job grid would resolve each 200 times
 BENCH_SPECS = {name: benchmark_spec(config, name) for name in BENCHMARKS}
 ITEM_SPECS = {name: item_spec(spec) for name, spec in BENCH_SPECS.items()}
-# judged benchmarks (deltaflow.judging): the eval job writes their responses, the judge job scores them
+# judged benchmarks (deltaflow.bench.judging): the eval job writes their responses, the judge job scores them
 JUDGED = [b for b in BENCHMARKS if is_judged(BENCH_SPECS[b])]
 SCORED = [b for b in BENCHMARKS if b not in JUDGED]
 AXES = benchmark_axes(config)
@@ -138,7 +139,7 @@ def get_mixture_items(wildcards):
 
 def get_mixture_label_specs(wildcards):
     comps = config["mixtures"][wildcards.mixture]["components"]
-    return {c["labels_from"]: BENCH_SPECS[c["labels_from"]] for c in comps if c.get("labels_from")}
+    return {c["labels_from"]: BENCH_SPECS[c["labels_from"]].to_dict() for c in comps if c.get("labels_from")}
 
 
 def generation_models(name):
@@ -156,8 +157,9 @@ def generation_models(name):
 
 
 def generation_verifier(name):
-    """The verifier's scoring spec (deltaflow.generation.verifier_spec), or None."""
-    return verifier_spec(name, GENERATIONS[name], benchmark_dirs(config))
+    """The verifier's scoring spec (deltaflow.generation.verifier_spec) as a dict, or None."""
+    spec = verifier_spec(name, GENERATIONS[name], benchmark_dirs(config))
+    return spec.to_dict() if spec else None
 
 
 def get_generation_input(wildcards):
@@ -189,24 +191,24 @@ def get_run_init(wildcards):
 
 def get_fewshot_source(wildcards):
     """A few-shot pool read from its own file (benchmarks.<name>.fewshot.source)."""
-    src = (BENCH_SPECS[wildcards.benchmark].get("fewshot") or {}).get("source")
+    src = (BENCH_SPECS[wildcards.benchmark].fewshot or {}).get("source")
     return [str(sources.resolve_file(src))] if src and src["type"] in ("package_file", "sdist_file", "file") else []
 
 
 def get_benchmark_input(wildcards):
     spec = BENCH_SPECS[wildcards.benchmark]
     inputs = {"code": script_code("benchmark_items.py")}
-    if spec["source"]["type"] == "dataset":
-        inputs["rows"] = f"results/data/{spec['source']['dataset']}/rows.jsonl"
-    elif spec["source"]["type"] in ("package_file", "sdist_file", "file"):
-        inputs["raw"] = str(sources.resolve_file(spec["source"]))
-    elif spec["source"]["type"] == "lm_eval":  # the task YAML and the local data files it reads
-        files = ((spec["source"].get("overrides") or {}).get("dataset_kwargs") or {}).get("data_files") or {}
+    if spec.source["type"] == "dataset":
+        inputs["rows"] = f"results/data/{spec.source['dataset']}/rows.jsonl"
+    elif spec.source["type"] in ("package_file", "sdist_file", "file"):
+        inputs["raw"] = str(sources.resolve_file(spec.source))
+    elif spec.source["type"] == "lm_eval":  # the task YAML and the local data files it reads
+        files = ((spec.source.get("overrides") or {}).get("dataset_kwargs") or {}).get("data_files") or {}
         files = [files] if isinstance(files, str) else (list(files.values()) if isinstance(files, dict) else list(files))
-        inputs["raw"] = [spec["source"]["yaml"], *[f for f in files if isinstance(f, str) and Path(f).exists()]]
-    elif spec["source"]["type"] == "package_disk":
-        raw = sources.resolve_file(spec["source"])
-        folders = sorted(raw.glob(spec["source"]["glob"])) if "glob" in spec["source"] else [raw]
+        inputs["raw"] = [spec.source["yaml"], *[f for f in files if isinstance(f, str) and Path(f).exists()]]
+    elif spec.source["type"] == "package_disk":
+        raw = sources.resolve_file(spec.source)
+        folders = sorted(raw.glob(spec.source["glob"])) if "glob" in spec.source else [raw]
         inputs["raw"] = sorted(str(p) for d in folders for p in d.iterdir() if p.is_file())
     return inputs
 
@@ -226,7 +228,7 @@ def model_inputs(model):
 
 
 def model_load_params(model):
-    """How evaluation.load_model loads a model: adapter folder, merged folder, GGUF file."""
+    """How bench.raw_outputs.load_model loads a model: adapter folder, merged folder, GGUF file."""
     return {"adapter_dir": model_adapter_dir(model),
             "merged_dir": f"results/models/merged/{EXPORTS[model][0]}" if model in EXPORTS else None,
             "gguf": gguf_path(EXPORTS[model][0], EXPORTS[model][2]) if model in EXPORTS and EXPORTS[model][1] == "gguf" else None}
@@ -240,7 +242,7 @@ def get_eval_input(wildcards):
 
 def judge_refs():
     """Every judge of the judged benchmarks by label: a model of the workflow, a local folder or
-    a pinned hub id (deltaflow.judging.judge_ref)."""
+    a pinned hub id (deltaflow.bench.judging.judge_ref)."""
     return {judge_label(BENCH_SPECS[b]): judge_ref(BENCH_SPECS[b]) for b in JUDGED}
 
 

@@ -33,7 +33,7 @@ rule benchmark_docs:
         fewshot="results/benchmarks/{benchmark}/fewshot.jsonl",
         manifest="results/benchmarks/{benchmark}/manifest.json",
     params:
-        spec=lambda w: BENCH_SPECS[w.benchmark],
+        spec=lambda w: BENCH_SPECS[w.benchmark].to_dict(),
     log:
         "logs/benchmarks/{benchmark}.log",
     resources:
@@ -53,7 +53,7 @@ rule evaluate:
         responses=expand("results/evals/{{model}}/{benchmark}.responses.jsonl", benchmark=JUDGED),
         summary="results/evals/{model}/summary.json",
     params:
-        specs=[BENCH_SPECS[b] for b in BENCHMARKS],
+        specs=[BENCH_SPECS[b].to_dict() for b in BENCHMARKS],
         batch_size=config["eval"]["batch_size"],
         device=config["eval"]["device"],
         chunk_size=config["eval"]["chunk_size"],

@@ -1,4 +1,4 @@
-# Judged benchmarks (deltaflow.judging): one judge job per model scores that model's responses
+# Judged benchmarks (deltaflow.bench.judging): one judge job per model scores that model's responses
 # to every judged benchmark (each judge model loads once, and only when a judgment is not in
 # the cache), pairwise against the baseline's responses or on a rubric. Its summary.json has
 # the eval summary's form, so the tables read judged benchmarks like any other.
@@ -12,7 +12,7 @@ rule judge:
         metrics=expand("results/judged/{{model}}/{benchmark}.json", benchmark=JUDGED),
         summary="results/judged/{model}/summary.json",
     params:
-        specs=[BENCH_SPECS[b] for b in JUDGED],
+        specs=[BENCH_SPECS[b].to_dict() for b in JUDGED],
         judges={label: {**ref, **(model_load_params(ref["model"]) if "model" in ref else {})}
                 for label, ref in judge_refs().items()},
         batch_size=config["eval"]["batch_size"],

@@ -3,11 +3,12 @@
 import shutil
 from pathlib import Path
 
-from deltaflow.distributed import launch
 from deltaflow.io import atomic_dir, read_json, read_jsonl, sha256_path, write_json, write_jsonl
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
-from deltaflow.training import prepare_resume_dir, train_adapter, training_resume_key
+from deltaflow.training.launch import launch
+from deltaflow.training.resume import prepare_resume_dir, training_resume_key
+from deltaflow.training.runner import train_adapter
 
 started = start_job(snakemake)
 p = snakemake.params
@@ -41,7 +42,7 @@ with atomic_dir(out_dir) as tmp:
         "strategy": p.strategy,
         "benchmark_dirs": list(p.benchmark_dirs),
     }  # GRPO's verifier rewards read the registry
-    if p.processes > 1:  # torchrun inside this job (deltaflow.distributed); rank 0 writes the adapter
+    if p.processes > 1:  # torchrun inside this job (training.launch); rank 0 writes the adapter
         prepare_resume_dir(resume_dir, resume_key)  # once, before the processes read it
         write_jsonl(resume_dir / "rows.jsonl", rows)
         metrics = launch(

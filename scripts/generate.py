@@ -1,7 +1,7 @@
 """Rule generate: a model answers a prompt set; the answers become a dataset (rows.jsonl,
 rejected.jsonl, manifest.json under results/data/<generation>/) in the schema every dataset
 has, each row's ``origin`` naming the model, its weights' hash and the generation
-(deltaflow.generation). Generating goes through the eval path (benchmark_eval.raw_outputs):
+(deltaflow.generation). Generating goes through the eval path (bench.run.raw_outputs):
 cached by content, resumed by chunks after a kill, vLLM when eval.backend is vllm.
 """
 
@@ -10,8 +10,9 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from deltaflow.benchmark_eval import LazyModel, cache_key, generation_code, raw_outputs
-from deltaflow.evaluation import load_ref, ref_identity, token_counter
+from deltaflow.bench.raw_outputs import load_ref, ref_identity, token_counter
+from deltaflow.bench.run import LazyModel, cache_key, generation_code, raw_outputs
+from deltaflow.bench.spec import BenchmarkSpec
 from deltaflow.generation import build_rows, eval_spec, prompt_docs
 from deltaflow.io import atomic_path, read_jsonl, sha256_text, write_jsonl
 from deltaflow.provenance import device_class, output_versions, write_manifest
@@ -26,7 +27,8 @@ spec = eval_spec(name, gen)
 base_dir = Path(inp.base).parent
 cache_dir = Path(p.cache_dir)
 
-docs = prompt_docs(name, gen, read_jsonl(inp.prompts), verified=p.verifier is not None, vspec=p.verifier)
+vspec = BenchmarkSpec.from_dict(p.verifier) if p.verifier else None
+docs = prompt_docs(name, gen, read_jsonl(inp.prompts), verified=vspec is not None, vspec=vspec)
 text = "".join(json.dumps(d, sort_keys=True) + "\n" for d in docs)
 docs_path = cache_dir / "docs" / f"{sha256_text(text)[:32]}.jsonl"
 if not docs_path.exists():
@@ -53,7 +55,7 @@ def outputs_of(role, ref):
     identity = ref_identity(ref, Path(inp.base))
     backend = "vllm" if on_vllm(ref) else "hf"
     if backend == "vllm":
-        from deltaflow.vllm_backend import run_worker_job, vllm_python, worker_versions
+        from deltaflow.bench.vllm_backend import run_worker_job, vllm_python, worker_versions
 
         versions = worker_versions(vllm_python(p.vllm_python))
     else:
@@ -82,7 +84,11 @@ def outputs_of(role, ref):
                 model_dir=model_dir,
                 adapter_dir=adapter,
                 benchmarks=[
-                    {"spec": spec, "docs": str(docs_path), "work_dir": str(cache_dir / (key + ".partial"))}
+                    {
+                        "spec": spec.to_dict(),
+                        "docs": str(docs_path),
+                        "work_dir": str(cache_dir / (key + ".partial")),
+                    }
                 ],
                 chunk_size=p.chunk_size,
                 options=p.vllm_options,
@@ -131,7 +137,6 @@ row_origin = {
 }
 if rejected_by:
     row_origin.update(rejected_model=rejected_by["model"], rejected_model_sha256=rejected_by["model_sha256"])
-vspec = p.verifier
 rows, rejected, counts = build_rows(
     name, gen, docs, raws, origin=row_origin, vspec=vspec, rejected_raws=rejected_raws
 )
@@ -141,7 +146,7 @@ log.info(
     counts["rows"],
     counts["prompts"],
     counts["rejected"],
-    f"; verifier {vspec['name']} passed {counts['samples_passed']} of {counts['samples_checked']} samples"
+    f"; verifier {vspec.name} passed {counts['samples_passed']} of {counts['samples_checked']} samples"
     if vspec
     else "",
 )
@@ -164,12 +169,12 @@ write_manifest(
     out.manifest,
     "generation",
     inputs={"prompts": inp.prompts, "models": list(inp.models), "base": inp.base, "code": list(inp.code)},
-    params={"name": name, "spec": gen, "verifier": vspec["name"] if vspec else None},
+    params={"name": name, "spec": gen, "verifier": vspec.name if vspec else None},
     started=started,
     extra={
         "source": {"type": "generation", "prompts": gen["prompts"], "model": made_by["model"]},
         "sampling": gen["sampling"],
-        "decoding": spec["decoding"],
+        "decoding": spec.decoding,
         "mode": gen["mode"],
         "made_by": made_by,
         "rejected_by": rejected_by,

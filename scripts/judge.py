@@ -1,5 +1,5 @@
 """Rule judge: one model's responses to every judged benchmark, scored by each benchmark's judge
-model (deltaflow.judging): pairwise against the baseline's responses in both orders, or on a
+model (deltaflow.bench.judging): pairwise against the baseline's responses in both orders, or on a
 rubric. The judge's questions go through benchmark_eval's one eval path (cached by content,
 resumable by chunks); writes per-item verdict records + metrics per benchmark and a summary in
 the eval summary's form.
@@ -9,17 +9,7 @@ import json
 import logging
 from pathlib import Path
 
-from deltaflow.benchmark_eval import (
-    LazyModel,
-    benchmark_metrics,
-    cache_key,
-    generation_code,
-    raw_outputs,
-    write_benchmark_outputs,
-)
-from deltaflow.evaluation import decoding_hash, load_ref, ref_identity
-from deltaflow.io import atomic_path, read_jsonl, sha256_text, write_json
-from deltaflow.judging import (
+from deltaflow.bench.judging import (
     judge_docs,
     judge_eval_spec,
     judge_label,
@@ -28,6 +18,17 @@ from deltaflow.judging import (
     responses_of,
     settings,
 )
+from deltaflow.bench.raw_outputs import decoding_hash, load_ref, ref_identity
+from deltaflow.bench.run import (
+    LazyModel,
+    benchmark_metrics,
+    cache_key,
+    generation_code,
+    raw_outputs,
+    write_benchmark_outputs,
+)
+from deltaflow.bench.spec import BenchmarkSpec
+from deltaflow.io import atomic_path, read_jsonl, sha256_text, write_json
 from deltaflow.provenance import build_manifest, device_class, output_versions
 from deltaflow.rulekit import start_job
 
@@ -56,8 +57,8 @@ judges = {
 }
 
 summary = {"model": model, "benchmarks": {}}
-for i, spec in enumerate(p.specs):
-    bench, s, label = spec["name"], settings(spec), judge_label(spec)
+for i, spec in enumerate(BenchmarkSpec.from_dict(s) for s in p.specs):
+    bench, s, label = spec.name, settings(spec), judge_label(spec)
     docs = read_jsonl(inp.docs[i])
     mine = responses_of(inp.responses[i])
     pairwise = s["kind"] == "pairwise"
@@ -107,7 +108,7 @@ for i, spec in enumerate(p.specs):
     records = judge_records(spec, docs, mine, raws, theirs, self_baseline=self_baseline, hashes=hashes)
     metrics = judge_metrics(spec, records)
     metrics.update(benchmark_metrics(spec, records))
-    metrics.update(model=model, cache={"hit": hit}, judge_decoding=jspec["decoding"], versions=versions)
+    metrics.update(model=model, cache={"hit": hit}, judge_decoding=jspec.decoding, versions=versions)
     metrics["manifest"] = build_manifest(
         "judge",
         inputs={
@@ -116,7 +117,7 @@ for i, spec in enumerate(p.specs):
             "baselines": list(inp.baselines),
             "code": list(inp.code),
         },
-        params={"spec": spec, "judge_model": p.judges[label]},
+        params={"spec": spec.to_dict(), "judge_model": p.judges[label]},
         started=started,
     )
     log.info(

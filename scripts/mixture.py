@@ -5,11 +5,12 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
+from deltaflow.bench.scoring.parsers import answer_parser
+from deltaflow.bench.spec import BenchmarkSpec
 from deltaflow.decontam import ContaminationIndex, EvalItem
 from deltaflow.io import read_json, read_jsonl, sha256_path, write_jsonl, write_text
 from deltaflow.mixture import build_mixture, reason_kind
 from deltaflow.mixture_report import render_report
-from deltaflow.parsers import answer_parser
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
 
@@ -28,7 +29,7 @@ def count_tokens(row):
     return len(tok(text, add_special_tokens=False)["input_ids"])
 
 
-decon = spec["decontamination"]  # the validated config: defaults filled from config/schema.yaml
+decon = spec["decontamination"]  # the validated config: defaults filled from deltaflow/schema.yaml
 index = None
 if decon["policy"] != "off" and inp.eval_items:
     items = [
@@ -37,7 +38,7 @@ if decon["policy"] != "off" and inp.eval_items:
         for d in read_jsonl(p)
     ]
     index = ContaminationIndex(items, ngram=decon["ngram"], min_tokens=decon["min_tokens"])
-parsers = {b: answer_parser(s) for b, s in params.label_specs.items()}
+parsers = {b: answer_parser(BenchmarkSpec.from_dict(s)) for b, s in params.label_specs.items()}
 result = build_mixture(name, spec, rows_by_dataset, count_tokens, index=index, parsers=parsers)
 
 input_files = {

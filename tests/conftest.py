@@ -98,6 +98,18 @@ def build_mixture(name: str, spec: dict, *args, **kwargs):
     return mixture.build_mixture(name, schema_defaults("mixture", spec), *args, **kwargs)
 
 
+def bench_spec(name: str, **overrides):
+    """The BenchmarkSpec of registry benchmark ``name`` with ``overrides`` (``decoding`` merged
+    over the registry's, other keys replaced)."""
+    from deltaflow.bench import registry
+    from deltaflow.bench.spec import BenchmarkSpec
+
+    d = {**registry.load(name), "name": name}
+    if "decoding" in overrides:
+        overrides["decoding"] = {**d.get("decoding", {}), **overrides["decoding"]}
+    return BenchmarkSpec.from_dict({**d, **overrides})
+
+
 def write_config(workdir: Path, cfg: dict) -> Path:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

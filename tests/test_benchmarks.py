@@ -1,11 +1,12 @@
-from deltaflow import registry
-from deltaflow.benchmarks import lm_eval_task_config, prepare_docs, select_subset
+from conftest import bench_spec
+
+from deltaflow.bench import registry
+from deltaflow.bench.items import prepare_docs, select_subset
+from deltaflow.bench.lmeval import lm_eval_task_config
 
 
 def spec(name, **kw):
-    s = registry.load(name)
-    s.update(name=name, seed=1234, **kw)
-    return s
+    return bench_spec(name, seed=1234, **kw)
 
 
 def test_registry_lists_real_benchmarks():

@@ -8,13 +8,14 @@ answer 1, an honest wrong one 0."""
 import json
 
 import pytest
+from conftest import bench_spec
 from test_generation import ORIGIN, _gen
 
+from deltaflow.bench.scoring.metrics import aggregate, score_generations, score_output
 from deltaflow.generation import build_rows, prompt_docs, scoring_spec
-from deltaflow.rewards import GroupStats, reward_functions
 from deltaflow.sandbox import EARLY_EXIT, HACKS, SUSPECT, Limits, run_tests
-from deltaflow.scoring import aggregate, score_generations, score_output
-from deltaflow.training import grpo_rows
+from deltaflow.training.grpo import grpo_rows
+from deltaflow.training.rewards import GroupStats, reward_functions
 
 TESTS = "assert square(3) == 9\nassert square(4) == 16\nassert square(-2) == 4\n"
 HE_PROMPT = 'def square(x):\n    """Return x squared."""\n'
@@ -111,7 +112,7 @@ def _specs():
     out = {}
     for style in ("mbpp", "humaneval"):
         spec = scoring_spec({"benchmark": style}, "t")
-        out[style] = {**spec, "code": {**spec["code"], "limits": LIMITS}}
+        out[style] = spec.replace(code={**spec.code, "limits": LIMITS})
     return out
 
 
@@ -250,7 +251,7 @@ def test_every_hack_is_rejected_by_a_best_of_n_code_verifier_and_counted(style):
         verifier={"benchmark": style},
         sampling={"samples": len(HACK_CASES), "temperature": 1.0},
     )
-    vspec = {**SPECS[style], "name": style}
+    vspec = SPECS[style].replace(name=style)
     docs = prompt_docs("g", gen, rows, verified=True, vspec=vspec)
     hacks = [_completion(style, b, m) for _, b, m in HACK_CASES]
     right = _completion(style, "    return x * x\n", "")
@@ -330,11 +331,10 @@ def test_a_patched_counter_cannot_fake_equality_and_honest_counters_compare_by_c
 def test_the_benchmarks_own_reference_solutions_pass(name):
     """The rule fails no honest answer: the first references of each benchmark pass (all 164 +
     500 in bench/code_verdicts.py)."""
-    from deltaflow import registry
-    from deltaflow.benchmarks import prepare_items
-    from deltaflow.scoring import code_parts
+    from deltaflow.bench.items import prepare_items
+    from deltaflow.bench.scoring.metrics import code_parts
 
-    spec = {**registry.load(name), "name": name}
+    spec = bench_spec(name)
     docs = prepare_items(spec)[:12]
     outs = [run_tests(*code_parts(spec, d, d["answer"]), Limits(**LIMITS)) for d in docs]
     assert [o.status for o in outs] == ["passed"] * len(docs), [
@@ -350,7 +350,7 @@ def test_grpo_logs_the_hacked_completions_per_step_into_metrics_json():
     cannot produce a hack on purpose; TRL calling the reward function is tested in test_training.)"""
     from types import SimpleNamespace
 
-    from deltaflow.training import _loss_callback, rl_summary
+    from deltaflow.training.callbacks import _loss_callback, rl_summary
 
     fields = {"tests": TESTS}
     rows = grpo_rows(

@@ -13,14 +13,16 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from deltaflow import benchmark_eval
+from deltaflow.bench import run as benchmark_eval
+from deltaflow.bench.spec import BenchmarkSpec
 from deltaflow.codedeps import PACKAGE_DIR, code_closure, direct_imports, module_path
 from deltaflow.io import write_jsonl
-from deltaflow.training import training_resume_key
+from deltaflow.training.resume import training_resume_key
 
 
 def _names(paths):
-    return {p.name for p in paths}
+    """Package-relative file names: ``io.py``, ``bench/run.py``."""
+    return {p.relative_to(PACKAGE_DIR).as_posix() for p in paths}
 
 
 def test_relative_absolute_lazy_and_package_imports(tmp_path):
@@ -62,11 +64,11 @@ def _runtime_imports(module: str) -> set[str]:
 @pytest.mark.parametrize(
     "module",
     [
-        "evaluation",
-        "training",
+        "bench.raw_outputs",
+        "training.runner",
         "tables",
         "model_card",
-        "benchmarks",
+        "bench.items",
         "mixture",
         "llamacpp",
         "selection",
@@ -91,12 +93,15 @@ def test_the_drift_the_issue_found_is_covered():
     assert {"sources.py", "io.py"} <= _names(code_closure(scripts / "base_model.py"))
     assert "tables.py" in _names(code_closure(scripts / "select_model.py"))
     assert "tables.py" in _names(code_closure(scripts / "plots.py"))
-    assert {"datasets.py", "tasks.py"} <= _names(code_closure(scripts / "benchmark_items.py"))
-    assert "vllm_backend.py" in _names(code_closure(scripts / "evaluate.py"))
+    assert {"datasets.py", "bench/synthetic_tasks.py"} <= _names(code_closure(scripts / "benchmark_items.py"))
+    assert "bench/vllm_backend.py" in _names(code_closure(scripts / "evaluate.py"))
     # and nothing a stage does not import: the tables never depend on training code
-    assert not {"training.py", "evaluation.py", "mixture.py"} & _names(
-        code_closure(scripts / "delta_table.py")
-    )
+    assert not {
+        p
+        for p in _names(code_closure(scripts / "delta_table.py"))
+        if p.startswith("training") or p == "bench/raw_outputs.py"
+    }
+    assert "mixture.py" not in _names(code_closure(scripts / "delta_table.py"))
 
 
 def test_every_rule_with_a_script_declares_its_derived_code():
@@ -121,15 +126,18 @@ def test_every_rule_with_a_script_declares_its_derived_code():
 
 def test_generation_code_excludes_scoring_and_includes_the_vllm_worker_for_vllm():
     hf = _names(benchmark_eval.generation_code("hf"))
-    assert {"evaluation.py", "benchmarks.py", "vocab.py", "llamacpp.py"} <= hf
-    assert not {"scoring.py", "sandbox.py", "provenance.py", "benchmark_eval.py"} & hf
-    assert "vllm_backend.py" in _names(benchmark_eval.generation_code("vllm")) and "vllm_backend.py" not in hf
+    assert {"bench/raw_outputs.py", "bench/lmeval.py", "bench/spec.py", "vocab.py", "llamacpp.py"} <= hf
+    assert not {"bench/scoring/metrics.py", "sandbox.py", "provenance.py", "bench/run.py"} & hf
+    vllm = _names(benchmark_eval.generation_code("vllm"))
+    assert "bench/vllm_backend.py" in vllm and "bench/vllm_backend.py" not in hf
 
 
 def _key(docs, **over):
     args = {
         "model_identity": {"base_weights": "abc"},
-        "spec": {"name": "x", "output_type": "generate_until", "decoding": {"max_gen_toks": 8}},
+        "spec": BenchmarkSpec.from_dict(
+            {"name": "x", "output_type": "generate_until", "decoding": {"max_gen_toks": 8}}
+        ),
         "docs_path": docs,
         "settings": {"backend": "hf", "device_class": "cpu"},
     }
@@ -153,7 +161,8 @@ def test_cache_key_changes_with_package_versions_code_and_device(tmp_path, monke
     code = [Path(p) for p in benchmark_eval.generation_code("hf")]
     copies = []
     for p in code:
-        c = tmp_path / p.name
+        c = tmp_path / "copy" / p.relative_to(PACKAGE_DIR)
+        c.parent.mkdir(parents=True, exist_ok=True)
         c.write_text(p.read_text())
         copies.append(c)
     assert _key(docs, code=copies) == real

@@ -1,6 +1,7 @@
 import pytest
 
-from deltaflow.config import benchmark_spec, validate_config
+from deltaflow.bench.from_config import benchmark_spec
+from deltaflow.config import validate_config
 from deltaflow.errors import ConfigError
 
 
@@ -250,8 +251,8 @@ def test_bad_config_names_key(tiny_cfg, mutate, key, words):
 def test_benchmark_spec_merges_overrides(tiny_cfg):
     cfg = validate_config(tiny_cfg)
     spec = benchmark_spec(cfg, "gsm8k")
-    assert spec["n"] == 3 and spec["decoding"]["max_gen_toks"] == 8
-    assert spec["axis"] == "math" and spec["output_type"] == "generate_until"
+    assert spec.n == 3 and spec.decoding["max_gen_toks"] == 8
+    assert spec.axis == "math" and spec.output_type == "generate_until"
 
 
 def test_config_readme_documents_every_schema_key():
@@ -264,14 +265,14 @@ def test_config_readme_documents_every_schema_key():
 
 
 def test_benchmark_axis_override_regroups(tiny_cfg):
-    from deltaflow.config import benchmark_axes
+    from deltaflow.bench.from_config import benchmark_axes
 
     tiny_cfg["benchmarks"]["gsm8k"]["axis"] = "reasoning"
     tiny_cfg["gates"]["guarded"] = {"reasoning": {"tolerance_pts": 1.0}}
     cfg = validate_config(tiny_cfg)
     assert benchmark_axes(cfg) == {"arc_easy": "knowledge", "arithmetic": "target", "gsm8k": "reasoning"}
     # the registry's own axis is unchanged: only the tables see the override
-    assert benchmark_spec(cfg, "gsm8k")["axis"] == "math"
+    assert benchmark_spec(cfg, "gsm8k").axis == "math"
 
 
 def test_checkpoints_are_models(tiny_cfg):

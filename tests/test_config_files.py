@@ -50,7 +50,7 @@ def test_strict_reading_nested_keys_json_and_yaml_merge_keys(tmp_path):
 
 
 def test_a_key_given_twice_in_a_benchmark_file_is_refused(tmp_path):
-    from deltaflow import registry
+    from deltaflow.bench import registry
 
     (tmp_path / "mine.yaml").write_text("task: mine\noutput_type: multiple_choice\ntask: other\n")
     with pytest.raises(
@@ -92,7 +92,7 @@ def test_invalid_utf8_in_a_data_file_names_file_line_and_offset(tmp_path):
 
 
 def test_invalid_utf8_in_a_dataset_or_benchmark_source_is_a_data_error(tmp_path):
-    from deltaflow.benchmarks import read_table
+    from deltaflow.bench.loaders import read_table
     from deltaflow.datasets import normalize_dataset
 
     src = tmp_path / "a.json"

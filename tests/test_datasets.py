@@ -3,10 +3,10 @@ import json
 
 import pytest
 
+from deltaflow.bench.synthetic_tasks import generate_task
 from deltaflow.datasets import normalize_dataset, normalize_records
 from deltaflow.errors import DataError
 from deltaflow.io import read_jsonl
-from deltaflow.tasks import generate_task
 
 
 def test_alpaca_rows_normalize_and_bad_rows_are_kept_as_rejections():

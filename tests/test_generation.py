@@ -8,10 +8,10 @@ import copy
 import pytest
 from conftest import config_errors, tiny_config, tiny_random_model
 
-from deltaflow.benchmark_eval import raw_outputs
+from deltaflow.bench.raw_outputs import load_model
+from deltaflow.bench.run import raw_outputs
 from deltaflow.config import schema_defaults, validate_config
 from deltaflow.errors import ConfigError, DataError, DeltaflowError
-from deltaflow.evaluation import load_model
 from deltaflow.generation import build_rows, eval_spec, prompt_docs, verifier_spec
 from deltaflow.io import write_jsonl
 from deltaflow.origins import Origins, check_rows
@@ -142,14 +142,14 @@ def test_sampled_generation_on_the_tiny_model_is_seeded_and_resumes_after_a_kill
     gen = _gen(
         sampling={"samples": 2, "temperature": 1.0, "seed": 3, "max_tokens": 6, "chat_template": False}
     )
-    spec = {**eval_spec("g", gen), "guards": {"max_truncated_share": 1.0, "max_empty_share": 1.0}}
+    spec = eval_spec("g", gen).replace(guards={"max_truncated_share": 1.0, "max_empty_share": 1.0})
     docs = tmp_path / "docs.jsonl"
     write_jsonl(docs, prompt_docs("g", gen, ROWS, verified=False))
     whole, _, _ = raw_outputs(model, spec, docs, cache_dir=tmp_path / "c1", key="k", chunk_size=2)
     assert all(len(r["responses"]) == 2 for r in whole)
     assert len({r for raw in whole for r in raw["responses"]}) > 1  # sampled, not one greedy answer
     # killed after the first chunk: the rerun keeps that chunk and generates the rest
-    from deltaflow import evaluation
+    from deltaflow.bench import raw_outputs as evaluation
 
     partial = tmp_path / "c2" / "k.partial"
     with pytest.raises(KeyboardInterrupt):
@@ -165,7 +165,7 @@ def test_sampled_generation_on_the_tiny_model_is_seeded_and_resumes_after_a_kill
     resumed, hit, _ = raw_outputs(model, spec, docs, cache_dir=tmp_path / "c2", key="k", chunk_size=2)
     assert not hit and [r["responses"] for r in resumed] == [r["responses"] for r in whole]
     # another seed samples other answers
-    other = {**spec, "decoding": {**spec["decoding"], "seed": 4}}
+    other = spec.replace(decoding={**spec.decoding, "seed": 4})
     again, _, _ = raw_outputs(model, other, docs, chunk_size=2)
     assert [r["responses"] for r in again] != [r["responses"] for r in whole]
 
@@ -291,7 +291,7 @@ def test_the_rows_keep_their_origin_through_normalization(tmp_path):
 def test_a_failed_generation_is_named_with_its_own_guards_key():
     """The silent-generation guard on a generation stage names the generation and the key that
     loosens it (generations.<name>.guards), not an eval benchmark."""
-    from deltaflow.benchmark_eval import check_health
+    from deltaflow.bench.run import check_health
 
     spec = eval_spec("replay", _gen())
     health = {

@@ -3,15 +3,16 @@ guard: an eval whose responses are mostly empty or mostly cut at max_gen_toks fa
 numbers instead of scoring zeros."""
 
 import pytest
-from conftest import tiny_random_model
+from conftest import bench_spec, tiny_random_model
 
-from deltaflow import registry
-from deltaflow.benchmark_eval import evaluate_benchmark, generation_health
-from deltaflow.benchmarks import lm_eval_task_config, prepare_docs
+from deltaflow.bench.items import prepare_docs
+from deltaflow.bench.lmeval import lm_eval_task_config
+from deltaflow.bench.raw_outputs import decoding_hash, load_model
+from deltaflow.bench.run import evaluate_benchmark, generation_health
+from deltaflow.bench.scoring.metrics import score_generations
+from deltaflow.bench.spec import BenchmarkSpec
 from deltaflow.errors import DeltaflowError
-from deltaflow.evaluation import decoding_hash, load_model
 from deltaflow.io import write_jsonl
-from deltaflow.scoring import score_generations
 
 
 def _gen_spec(**over):
@@ -23,8 +24,7 @@ def _gen_spec(**over):
         "metric": "exact_match",
         "decoding": {"max_gen_toks": 16, "until": ["\n"]},
     }
-    spec.update(over)
-    return spec
+    return BenchmarkSpec.from_dict({**spec, **over})
 
 
 def test_numeric_match_reads_numbers_not_strings():
@@ -40,10 +40,10 @@ def test_numeric_match_reads_numbers_not_strings():
     assert out["extracted"] == ["$1,200.00", "1200.5", "1,200.", "[invalid]"]
     assert out["correct"] == [1.0, 0.0, 1.0, 0.0]
     assert out["numeric_match"] == 1.0 and "exact_match" not in out
-    tolerant = {**spec, "numeric_tolerance": 0.5}
+    tolerant = spec.replace(numeric_tolerance=0.5)
     assert score_generations(tolerant, {"answer": "1200"}, ["1200.5"])["correct"] == [1.0]
     # exact match on the same strings: "1,200.00" is not "1200"
-    exact = {**spec, "match": "exact", "metric": "exact_match"}
+    exact = spec.replace(match="exact", metric="exact_match")
     assert score_generations(exact, {"answer": "1200"}, ["It costs $1,200.00"])["correct"] == [0.0]
     with pytest.raises(DeltaflowError, match="target 'twelve' is not a number"):
         score_generations(spec, {"answer": "twelve"}, ["12"])
@@ -99,7 +99,7 @@ def test_mostly_empty_responses_fail_the_eval_with_the_numbers(tmp_path):
     # a threshold raised in the config re-scores the saved outputs (no model: model=None)
     _, metrics, _ = evaluate_benchmark(
         None,
-        {**spec, "guards": {"max_empty_share": 0.8}},
+        spec.replace(guards={"max_empty_share": 0.8}),
         docs,
         cache_dir=tmp_path / "cache",
         key="k1",
@@ -120,7 +120,7 @@ def test_responses_cut_at_max_gen_toks_fail_the_eval(tmp_path):
     ):
         evaluate_benchmark(
             None,
-            {**spec, "guards": {"max_truncated_share": 0.5}},
+            spec.replace(guards={"max_truncated_share": 0.5}),
             docs,
             cache_dir=tmp_path / "cache",
             key="k1",
@@ -137,9 +137,7 @@ def test_a_random_model_that_never_stops_fails_the_default_guard(tmp_path):
     to max_gen_toks (measured with its own tokenizer through lm-eval's LM)."""
     model = tmp_path / "model"
     tiny_random_model(model)
-    spec = registry.load("gsm8k")
-    spec.update(name="gsm8k", n=3, seed=1234)
-    spec["decoding"]["max_gen_toks"] = 6
+    spec = bench_spec("gsm8k", n=3, seed=1234, decoding={"max_gen_toks": 6})
     write_jsonl(tmp_path / "docs.jsonl", prepare_docs(spec))
     with pytest.raises(DeltaflowError, match=r"3 of 3 responses were cut at max_gen_toks 6"):
         evaluate_benchmark(load_model(model, batch_size=4), spec, tmp_path / "docs.jsonl")
@@ -168,4 +166,4 @@ def test_match_and_metric_that_disagree_are_config_errors(tmp_path):
         "metric 'exact_match' does not fit match 'numeric'; a numeric match is scored as 'numeric_match'"
         in str(err.value)
     )
-    assert "match 'fuzzy' is unknown; use one of exact, numeric, contains" in str(err.value)
+    assert "odd.yaml: match: 'fuzzy' is not one of ['exact', 'numeric', 'contains']" in str(err.value)

@@ -4,20 +4,18 @@ package, prompt/instruction-level strict and loose accuracy checked by hand."""
 import json
 
 import pytest
+from conftest import bench_spec
 
-from deltaflow import registry
-from deltaflow.benchmarks import lm_eval_task_config, prepare_items
-from deltaflow.ifeval import NLTK_NEEDS, missing_nltk_data
-from deltaflow.scoring import score_all
+from deltaflow.bench.items import prepare_items
+from deltaflow.bench.lmeval import lm_eval_task_config
+from deltaflow.bench.scoring.ifeval import NLTK_NEEDS, missing_nltk_data
+from deltaflow.bench.scoring.metrics import score_all
 
 RIGHT = ("kaleidoscope nebula nebula whisper whisper whisper " + "labyrinth " * 5 + "paradox " * 7).strip()
 
 
 def _spec(**decoding):
-    spec = registry.load("ifbench")
-    spec.update({"name": "ifbench", "n": None, "seed": 1234})
-    spec["decoding"].update(decoding)
-    return spec
+    return bench_spec("ifbench", n=None, seed=1234, decoding=decoding)
 
 
 @pytest.fixture(scope="module")

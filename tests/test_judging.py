@@ -1,18 +1,13 @@
-"""Judged evals (deltaflow.judging): pairwise in both orders and rubric, verdict parsing, the
+"""Judged evals (deltaflow.bench.judging): pairwise in both orders and rubric, verdict parsing, the
 unparsed-verdict guard, the length-controlled win rate, a real judge (the tiny model) through the
 one eval path and config errors (through the workflow: test_users_benchmarks)."""
 
 import numpy as np
 import pytest
-from conftest import config_errors, tiny_config, tiny_random_model
+from conftest import bench_spec, config_errors, tiny_config, tiny_random_model
 
-from deltaflow import registry
-from deltaflow.benchmark_eval import raw_outputs
-from deltaflow.benchmarks import prepare_items
-from deltaflow.errors import DeltaflowError
-from deltaflow.evaluation import load_model
-from deltaflow.io import write_jsonl
-from deltaflow.judging import (
+from deltaflow.bench.items import prepare_items
+from deltaflow.bench.judging import (
     judge_docs,
     judge_eval_spec,
     judge_metrics,
@@ -20,6 +15,11 @@ from deltaflow.judging import (
     length_controlled_win_rate,
     parse_verdict,
 )
+from deltaflow.bench.raw_outputs import load_model
+from deltaflow.bench.run import raw_outputs
+from deltaflow.bench.spec import BenchmarkSpec
+from deltaflow.errors import DeltaflowError
+from deltaflow.io import write_jsonl
 
 DOCS = [{"doc_id": f"q{i}", "query": f"Write about topic {i}.", "answer": "", "text": ""} for i in range(4)]
 MINE = {f"q{i}": "mine " * (i + 1) for i in range(4)}
@@ -27,15 +27,17 @@ THEIRS = {f"q{i}": "theirs" for i in range(4)}
 
 
 def _spec(**judge):
-    return {
-        "name": "style",
-        "task": "writingbench_en",
-        "axis": "style",
-        "output_type": "open_ended",
-        "metric": "win_rate",
-        "decoding": {"max_gen_toks": 16},
-        "judge": {"kind": "pairwise", "model": "base", **judge},
-    }
+    return BenchmarkSpec.from_dict(
+        {
+            "name": "style",
+            "task": "writingbench_en",
+            "axis": "style",
+            "output_type": "open_ended",
+            "metric": "win_rate",
+            "decoding": {"max_gen_toks": 16},
+            "judge": {"kind": "pairwise", "model": "base", **judge},
+        }
+    )
 
 
 def _raw(doc_id, verdict=None, text=None, lls=None):
@@ -165,8 +167,7 @@ def test_a_real_judge_through_the_one_eval_path(tmp_path):
 
 
 def test_writingbench_prompt_set_reads_its_packaged_rows():
-    spec = registry.load("writingbench_en")
-    spec["name"] = "writingbench_en"
+    spec = bench_spec("writingbench_en")
     excluded = []
     items = prepare_items(spec, excluded=excluded)
     assert len(items) == 31 and len(excluded) == 969  # English prompts under 500 characters of 1,000

@@ -16,10 +16,12 @@ import pytest
 import yaml
 from conftest import tiny_random_model
 
-from deltaflow import registry, sources
-from deltaflow.benchmark_eval import evaluate_benchmark
-from deltaflow.benchmarks import lm_eval_task_config, prepare_docs
-from deltaflow.evaluation import load_model
+from deltaflow import sources
+from deltaflow.bench import registry
+from deltaflow.bench.items import prepare_docs
+from deltaflow.bench.lmeval import lm_eval_task_config
+from deltaflow.bench.raw_outputs import load_model
+from deltaflow.bench.run import evaluate_benchmark
 from deltaflow.io import write_jsonl
 
 LM_EVAL = str(Path(sys.executable).parent / "lm_eval")

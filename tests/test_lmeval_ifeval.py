@@ -5,13 +5,14 @@ folder, never downloaded, and the task runs on a real model with lm-eval's check
 import json
 
 import pytest
-from conftest import tiny_config, tiny_random_model
+from conftest import bench_spec, tiny_config, tiny_random_model
 
-from deltaflow import ifeval, registry
-from deltaflow.benchmark_eval import evaluate_benchmark
-from deltaflow.benchmarks import prepare_docs, prepare_items
-from deltaflow.config import benchmark_spec, validate_config
-from deltaflow.evaluation import load_model
+from deltaflow.bench.from_config import benchmark_spec
+from deltaflow.bench.items import prepare_docs, prepare_items
+from deltaflow.bench.raw_outputs import load_model
+from deltaflow.bench.run import evaluate_benchmark
+from deltaflow.bench.scoring import ifeval
+from deltaflow.config import validate_config
 from deltaflow.io import write_jsonl
 
 # NLTK's punkt_tab/english files as NLTK distributes them: their sizes in characters
@@ -108,8 +109,7 @@ def test_punkt_tab_is_installed_where_nltk_looks(no_downloads):
 
 
 def test_ifbench_keeps_the_prompts_that_needed_only_punkt():
-    spec = registry.load("ifbench")
-    spec.update({"name": "ifbench", "n": None, "seed": 1234})
+    spec = bench_spec("ifbench", n=None, seed=1234)
     excluded = []
     docs = prepare_items(spec, excluded=excluded)
     assert len(docs) + len(excluded) == 294
@@ -151,9 +151,9 @@ def test_ifeval_passes_the_config_check(tmp_path):
     cfg = _ifeval_config(tmp_path, 16)
     validate_config(cfg)  # used to end in ModuleNotFoundError: No module named 'langdetect'
     spec = benchmark_spec(cfg, "ife")
-    assert spec["metric"] == "prompt_level_strict_acc,none"
-    assert spec["metric_keys"] == ["prompt_level_strict_acc,none", "prompt_level_loose_acc,none"]
-    assert spec["unrecorded_metrics"] == ["inst_level_strict_acc,none", "inst_level_loose_acc,none"]
+    assert spec.metric == "prompt_level_strict_acc,none"
+    assert spec.metric_keys == ["prompt_level_strict_acc,none", "prompt_level_loose_acc,none"]
+    assert spec.unrecorded_metrics == ["inst_level_strict_acc,none", "inst_level_loose_acc,none"]
 
 
 def _run_ifeval(model_dir, tmp_path, max_gen_toks, chat_template=False):

@@ -7,8 +7,9 @@ import pytest
 from conftest import config_errors, tiny_config
 
 from deltaflow import sources
-from deltaflow.benchmarks import prepare_docs
-from deltaflow.config import benchmark_spec, validate_config
+from deltaflow.bench.from_config import benchmark_spec
+from deltaflow.bench.items import prepare_docs
+from deltaflow.config import validate_config
 
 MMLU_ANATOMY = "hf_datasets/hails/mmlu_no_train/anatomy/test/data-00000-of-00001.arrow"
 
@@ -54,13 +55,13 @@ def test_hub_data_needs_a_pinned_revision_or_local_files(tmp_path):
     cfg["benchmarks"]["gsm_local"] = {"task": "lm_eval:gsm8k", "lm_eval": _local_json(tmp_path / "gsm.jsonl")}
     validate_config(cfg)
     spec = benchmark_spec(cfg, "gsm_pinned")
-    assert spec["data"] == {
+    assert spec.data == {
         "local": False,
         "dataset_path": "openai/gsm8k",
         "remote_files": [],
         "revision": "e53f048856ff4f594e959d75785d2c2d37b678ee",
     }
-    assert benchmark_spec(cfg, "gsm_local")["data"] == {"local": True}
+    assert benchmark_spec(cfg, "gsm_local").data == {"local": True}
 
 
 def test_groups_are_refused_naming_their_tasks():

@@ -11,12 +11,13 @@ from conftest import config_errors, tiny_config, tiny_random_model
 from test_lm_eval_parity import _run_cli
 
 from deltaflow import sources
-from deltaflow.benchmark_eval import evaluate_benchmark
-from deltaflow.benchmarks import prepare_docs, select_subset
-from deltaflow.config import benchmark_spec, validate_config
-from deltaflow.evaluation import load_model
+from deltaflow.bench.from_config import benchmark_spec
+from deltaflow.bench.items import prepare_docs, select_subset
+from deltaflow.bench.lmeval import registry_spec, task_yaml
+from deltaflow.bench.raw_outputs import load_model
+from deltaflow.bench.run import evaluate_benchmark
+from deltaflow.config import validate_config
 from deltaflow.io import write_jsonl
-from deltaflow.lmeval_tasks import registry_spec, task_yaml
 
 ARC_ARROW = "hf_datasets/ai2_arc/ARC-Easy/validation/data-00000-of-00001.arrow"
 
@@ -134,13 +135,13 @@ def test_lm_eval_tasks_equal_the_lm_eval_cli(tiny_model, tmp_path):
         docs = prepare_docs(spec)
         write_jsonl(tmp_path / f"{name}.docs.jsonl", docs)
         records, metrics, _ = evaluate_benchmark(lm, spec, tmp_path / f"{name}.docs.jsonl", chunk_size=256)
-        assert len(records) == n and metrics["metric"] == spec["metric"]
+        assert len(records) == n and metrics["metric"] == spec.metric
         cli, samples = _run_cli(
             tiny_model, f"{name}_cli", _cli_task(tmp_path, f"{name}_cli", ref, over), tmp_path / f"cli_{name}"
         )
-        for key in spec["metric_keys"]:  # every per-sample metric, aggregated, equals the CLI's
+        for key in spec.metric_keys:  # every per-sample metric, aggregated, equals the CLI's
             assert metrics["all_metrics"][key] == pytest.approx(cli[key]), key
-        assert metrics["score"] == pytest.approx(cli[spec["metric"]])
+        assert metrics["score"] == pytest.approx(cli[spec.metric])
         if name == "gsm":  # responses item by item (the CLI logs one sample per filter)
             ours = {r["prompt"]: r for r in records}
             for s in samples:

@@ -261,9 +261,12 @@ def test_exact_and_normalized_duplicates_are_removed_and_counted():
 
 
 def test_label_strings_must_parse_like_the_benchmark():
-    from deltaflow.parsers import answer_parser
+    from deltaflow.bench.scoring.parsers import answer_parser
+    from deltaflow.bench.spec import BenchmarkSpec
 
-    letters = answer_parser({"extract": {"regex": "\\b([ABCD])\\b"}})
+    letters = answer_parser(
+        BenchmarkSpec.from_dict({"name": "letters", "extract": {"regex": "\\b([ABCD])\\b"}})
+    )
     good = labeled({"A": 3, "B": 3})
     bad = good + [
         {

@@ -121,7 +121,7 @@ def test_a_grpo_mixture_is_built_from_prompt_only_rows(prompts_file):
     spec = {"components": [{"dataset": "prompts", "multiplier": 1}], "seed": 0}
     result = build_mixture("rl_mix", spec, {"prompts": rows}, lambda r: 4)
     assert sorted(r["id"] for r in result.rows) == ["prompts-0", "prompts-1", "prompts-2"]
-    from deltaflow.training import grpo_rows
+    from deltaflow.training.grpo import grpo_rows
 
     assert sorted(r["prompt"][0]["content"] for r in grpo_rows(result.rows)) == [
         "Name a colour.",

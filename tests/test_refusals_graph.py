@@ -7,7 +7,8 @@ import math
 import pytest
 from conftest import config_errors, tiny_config, tiny_random_model
 
-from deltaflow.config import benchmark_spec, validate_config
+from deltaflow.bench.from_config import benchmark_spec
+from deltaflow.config import validate_config
 
 
 # 1. a sweep or merge over a run whose lineage is DoRA
@@ -118,7 +119,7 @@ def _sampled_gsm8k(metric=None):
 
 
 def test_packaged_benchmark_metric_pass_at_8_is_the_headline_score():
-    from deltaflow.scoring import primary_metric, score_all
+    from deltaflow.bench.scoring.metrics import primary_metric, score_all
 
     cfg = validate_config(_sampled_gsm8k("pass@8"))
     spec = benchmark_spec(cfg, "gsm8k")
@@ -142,12 +143,12 @@ def test_packaged_benchmark_metric_pass_at_8_is_the_headline_score():
     assert not math.isclose(metrics["score"], metrics["all_metrics"]["mean@8"])
     # without the key the headline stays mean@8
     default = benchmark_spec(validate_config(_sampled_gsm8k()), "gsm8k")
-    assert primary_metric(default) == "mean@8" and "headline" not in default
+    assert primary_metric(default) == "mean@8" and default.headline is None
 
 
 def test_recorded_metrics_are_the_keys_the_records_carry():
-    from deltaflow.config import recorded_metrics
-    from deltaflow.scoring import score_output
+    from deltaflow.bench.from_config import recorded_metrics
+    from deltaflow.bench.scoring.metrics import score_output
 
     spec = benchmark_spec(validate_config(_sampled_gsm8k()), "gsm8k")
     raw = {"doc_id": "d", "prompt": "q", "prompt_hash": "h", "decoding_hash": "x", "responses": ["7"] * 8}
@@ -174,14 +175,14 @@ def test_an_unknown_headline_metric_lists_what_the_benchmark_records():
     )
     cfg = tiny_config()
     cfg["benchmarks"]["arc_easy"]["metric"] = "acc_norm"
-    from deltaflow.scoring import primary_metric
+    from deltaflow.bench.scoring.metrics import primary_metric
 
     assert primary_metric(benchmark_spec(validate_config(cfg), "arc_easy")) == "acc_norm"
 
 
 def test_demo_headline_metrics_are_unchanged(repo, monkeypatch):
+    from deltaflow.bench.scoring.metrics import primary_metric
     from deltaflow.config import load_config
-    from deltaflow.scoring import primary_metric
 
     monkeypatch.chdir(repo)
     cfg = load_config(repo / "config/config.yaml")
@@ -191,14 +192,14 @@ def test_demo_headline_metrics_are_unchanged(repo, monkeypatch):
         "arc_easy": "acc",
         "gsm8k": "exact_match",
     }
-    assert not any("headline" in s for s in specs.values())  # the eval jobs' params are as they were
+    assert not any(s.headline for s in specs.values())  # the eval jobs' params are as they were
 
 
 # 4. lr_scheduler against transformers' own names and arguments
 def test_scheduler_names_are_transformers_own():
     from transformers.trainer_utils import SchedulerType
 
-    from deltaflow.config import scheduler_names
+    from deltaflow.training.checks import scheduler_names
 
     assert list(scheduler_names()) == [s.value for s in SchedulerType]
 

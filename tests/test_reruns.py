@@ -286,7 +286,7 @@ def test_parser_fix_rescores_saved_outputs_without_a_model(fresh):
     reruns every eval job, but each finds its raw outputs cached and only re-scores (two models'
     jobs are run here); `deltaflow rescore` previews the same numbers from the saved outputs."""
     work, _cfg, wf = fresh
-    yml = wf / "scripts/deltaflow/registry/gsm8k.yaml"
+    yml = wf / "scripts/deltaflow/bench/registry/gsm8k.yaml"
     original = yml.read_text()
     before = {
         m: json.loads((work / f"results/evals/{m}/gsm8k.jsonl").read_text().splitlines()[0])

@@ -61,7 +61,7 @@ def test_kill_9_mid_training_then_rerun_resumes(tiny_workflow, tmp_path):
         # SIGKILL the training job itself (as an OOM killer or a lost node would): it gets no
         # chance to clean up; nothing half-written may look complete
         job = subprocess.run(
-            ["pgrep", "-s", str(proc.pid), "-f", "train_adapter"], capture_output=True, text=True, check=False
+            ["pgrep", "-s", str(proc.pid), "-f", r"adapter\.py"], capture_output=True, text=True, check=False
         ).stdout.split()
         assert job, "no training process found"
         for pid in job:
@@ -94,7 +94,7 @@ def test_kill_9_mid_training_then_rerun_resumes(tiny_workflow, tmp_path):
 
 
 def test_a_resume_folder_for_other_inputs_is_discarded(tmp_path):
-    from deltaflow.training import prepare_resume_dir
+    from deltaflow.training.resume import prepare_resume_dir
 
     d = tmp_path / "r"
     (d / "checkpoint-5").mkdir(parents=True)
@@ -107,7 +107,7 @@ def test_a_resume_folder_for_other_inputs_is_discarded(tmp_path):
 def test_a_checkpoint_the_kill_cut_short_is_never_resumed(tmp_path):
     """A kill during a save leaves checkpoint-<N> without trainer_state.json: it is removed, and
     training resumes from the newest complete one (HF's own choice would be the newest folder)."""
-    from deltaflow.training import prepare_resume_dir
+    from deltaflow.training.resume import prepare_resume_dir
 
     d = tmp_path / "r"
     (d / "checkpoint-10").mkdir(parents=True)

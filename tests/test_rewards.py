@@ -1,4 +1,4 @@
-"""GRPO's rewards from the registry's scorers (deltaflow.rewards), the group statistics by hand,
+"""GRPO's rewards from the registry's scorers (deltaflow.training.rewards), the group statistics by hand,
 and the config errors of a grpo recipe. The training itself: test_training."""
 
 import json
@@ -7,8 +7,8 @@ import pytest
 from conftest import config_errors, tiny_config
 
 from deltaflow.errors import DataError
-from deltaflow.rewards import GroupStats, check_reward_rows, reward_functions
-from deltaflow.training import grpo_rows
+from deltaflow.training.grpo import grpo_rows
+from deltaflow.training.rewards import GroupStats, check_reward_rows, reward_functions
 
 
 def test_verifier_and_format_rewards_score_completions():

@@ -1,5 +1,5 @@
 """`make setup`'s llama.cpp: llama-cpp-python's bindings over prebuilt llama.cpp libraries
-(deltaflow.setup_llamacpp), and the source build where those don't fit."""
+(tools/setup_llamacpp.py), and the source build where those don't fit."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from deltaflow import provenance
-from deltaflow import setup_llamacpp as sl
+from tools import setup_llamacpp as sl
 
 REPO = Path(__file__).resolve().parents[1]
 

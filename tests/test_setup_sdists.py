@@ -1,4 +1,4 @@
-"""`make setup`'s data sdists (deltaflow.setup_sdists): fetched through the index's PEP 691 JSON
+"""`make setup`'s data sdists (tools/setup_sdists.py): fetched through the index's PEP 691 JSON
 API, checked against its sha256, one folder unpacked. A local HTTP server plays the index."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from deltaflow import setup_sdists as ss
+from tools import setup_sdists as ss
 
 
 def _sdist(top: str, files: dict[str, bytes]) -> bytes:

@@ -10,7 +10,7 @@ from conftest import tiny_random_model
 def models(tmp_path_factory):
     from lm_eval.models.huggingface import HFLM
 
-    from deltaflow.shared_context import SharedContextHFLM
+    from deltaflow.bench.shared_context import SharedContextHFLM
 
     path = str(tiny_random_model(tmp_path_factory.mktemp("tiny")))
     kw = {"pretrained": path, "device": "cpu", "batch_size": 4, "dtype": "float32", "max_length": 48}
@@ -43,14 +43,14 @@ def test_every_request_scores_as_hflm_scores_it(models):
 
 def test_an_arc_style_task_through_lm_eval_scores_the_same(models, tmp_path):
     """Both models through lm-eval's own request building (simple_evaluate on a local task)."""
-    from deltaflow import registry
-    from deltaflow.benchmarks import prepare_docs
-    from deltaflow.evaluation import _lm_eval_samples
+    from deltaflow.bench import registry
+    from deltaflow.bench.items import prepare_docs
+    from deltaflow.bench.raw_outputs import _lm_eval_samples
+    from deltaflow.bench.spec import BenchmarkSpec
     from deltaflow.io import write_jsonl
 
     hf, shared = models
-    spec = registry.load("arc_easy")
-    spec.update(name="arc_easy", n=8, seed=1234)
+    spec = BenchmarkSpec.from_dict({**registry.load("arc_easy"), "name": "arc_easy", "n": 8, "seed": 1234})
     write_jsonl(tmp_path / "docs.jsonl", prepare_docs(spec))
     ref = _lm_eval_samples(hf, spec, tmp_path / "docs.jsonl")
     got = _lm_eval_samples(shared, spec, tmp_path / "docs.jsonl")

@@ -4,15 +4,10 @@ import pytest
 
 from deltaflow.config import schema_defaults
 from deltaflow.errors import DeltaflowError
-from deltaflow.training import (
-    _best_by_val_loss,
-    _training_args,
-    load_base_for_training,
-    peft_config_for,
-    split_validation,
-    total_steps,
-    train_precision,
-)
+from deltaflow.training.args import _training_args, total_steps, train_precision
+from deltaflow.training.data import split_validation
+from deltaflow.training.model import load_base_for_training, peft_config_for
+from deltaflow.training.runner import _best_by_val_loss
 
 
 def recipe_of(**keys) -> dict:
@@ -123,8 +118,8 @@ def test_bf16_recipe_trains_on_cpu_with_fp32_adapter_weights(tmp_path):
     from safetensors.torch import load_file
 
     from deltaflow.basemodel import build_random_llama
-    from deltaflow.tasks import generate_task
-    from deltaflow.training import train_adapter
+    from deltaflow.bench.synthetic_tasks import generate_task
+    from deltaflow.training.runner import train_adapter
 
     model, tok = build_random_llama(
         REPO / "tests/fixtures/tiny_corpus.txt",
@@ -169,9 +164,9 @@ class _Killed(Exception):
 
 def _killed_after_checkpoint(monkeypatch, step: int, train) -> None:
     """Run ``train()`` and stop it (the "kill") right after its step-``step`` checkpoint is written."""
-    from deltaflow import training
+    from deltaflow.training import runner
 
-    plain = training._loss_callback
+    plain = runner._loss_callback
 
     def stopping(curve, eval_curve):
         cb = plain(curve, eval_curve)
@@ -183,10 +178,10 @@ def _killed_after_checkpoint(monkeypatch, step: int, train) -> None:
         cb.on_save = on_save
         return cb
 
-    monkeypatch.setattr(training, "_loss_callback", stopping)
+    monkeypatch.setattr(runner, "_loss_callback", stopping)
     with pytest.raises(_Killed):
         train()
-    monkeypatch.setattr(training, "_loss_callback", plain)
+    monkeypatch.setattr(runner, "_loss_callback", plain)
 
 
 @pytest.mark.parametrize("sampling", ["group_by_length", "random"])
@@ -197,9 +192,9 @@ def test_resume_inside_a_later_epoch_repeats_the_uninterrupted_losses(tmp_path, 
     restores to the checkpoint's step, not to the epoch's start: the orders differed.)"""
     from conftest import REPO
 
-    from deltaflow import training
     from deltaflow.basemodel import build_random_llama
-    from deltaflow.tasks import generate_task
+    from deltaflow.bench.synthetic_tasks import generate_task
+    from deltaflow.training import runner
 
     model, tok = build_random_llama(
         REPO / "tests/fixtures/tiny_corpus.txt",
@@ -229,7 +224,7 @@ def test_resume_inside_a_later_epoch_repeats_the_uninterrupted_losses(tmp_path, 
     )
 
     def train(name: str, resume: str):
-        return training.train_adapter(
+        return runner.train_adapter(
             tmp_path / "base", rows, recipe, tmp_path / name, resume_dir=tmp_path / resume, resume_key="k"
         )
 
@@ -252,7 +247,7 @@ def test_continued_pretraining_lowers_the_held_out_loss_on_the_domain_text(tmp_p
 
     from deltaflow import sources
     from deltaflow.basemodel import build_random_llama
-    from deltaflow.training import train_adapter
+    from deltaflow.training.runner import train_adapter
 
     model, tok = build_random_llama(
         REPO / "tests/fixtures/tiny_corpus.txt",
@@ -307,7 +302,7 @@ def test_grpo_raises_a_learnable_reward_and_logs_its_groups(tmp_path):
     from conftest import tiny_random_model
     from transformers import AutoModelForCausalLM
 
-    from deltaflow.training import train_adapter
+    from deltaflow.training.runner import train_adapter
 
     base = tiny_random_model(tmp_path / "base")
     model = AutoModelForCausalLM.from_pretrained(base)
@@ -385,12 +380,12 @@ def _grpo_setup(tmp_path, **keys):
 def test_grpo_resumed_after_a_kill_repeats_the_uninterrupted_rewards(tmp_path, monkeypatch):
     """GRPO samples its completions from torch's RNG: a run stopped after its step-6 checkpoint
     and resumed samples, scores and steps exactly as a run never stopped (HF restores the RNG)."""
-    from deltaflow import training
+    from deltaflow.training import runner
 
     base, rows, recipe = _grpo_setup(tmp_path, resume_every=3)
 
     def train(name: str, resume: str):
-        return training.train_adapter(
+        return runner.train_adapter(
             base, rows, recipe, tmp_path / name, resume_dir=tmp_path / resume, resume_key="k"
         )
 
@@ -412,7 +407,7 @@ def test_grpo_weights_that_overflow_stop_the_run_with_the_reason(tmp_path):
     """A learning rate this high overflows the weights in one step: the next step's sampling
     meets inf/NaN logits (before any loss is non-finite). The run stops with the reason, and the
     checkpoint holding the broken weights is removed so a rerun never resumes from it."""
-    from deltaflow.training import train_adapter
+    from deltaflow.training.runner import train_adapter
 
     base, rows, recipe = _grpo_setup(tmp_path, learning_rate=1.0e38, resume_every=1)
     with pytest.raises(
@@ -433,7 +428,7 @@ def test_grpo_vllm_rollouts_map_to_trls_colocated_vllm_seam_without_a_gpu(monkey
 
     from trl import GRPOConfig
 
-    from deltaflow.training import grpo_args
+    from deltaflow.training.grpo import grpo_args
 
     recipe = recipe_of(
         **RECIPE, objective="grpo", max_steps=2, batch_size=4, num_generations=2, rewards=[{"format": "e"}]
@@ -475,7 +470,7 @@ def test_grpo_with_code_and_instruction_rewards_reads_each_prompt_rows_checks(tm
     checked with its own prompt row's tests (run in the sandbox) and instructions. The tests
     here can never pass (assert False) and the instruction always holds (at most 10,000 words),
     so the two reward curves are 0 and 1 at every step whatever the tiny model writes."""
-    from deltaflow.training import train_adapter
+    from deltaflow.training.runner import train_adapter
 
     base, rows, recipe = _grpo_setup(
         tmp_path,

@@ -9,13 +9,13 @@ import pytest
 import torch
 from conftest import REPO
 
-from deltaflow import registry
 from deltaflow.basemodel import materialize_base
-from deltaflow.benchmarks import prepare_docs
+from deltaflow.bench import registry
+from deltaflow.bench.items import prepare_docs
+from deltaflow.bench.raw_outputs import generate_outputs, load_model
+from deltaflow.bench.vllm_backend import REPO_ROOT, lora_rank, run_worker_job, vllm_python
 from deltaflow.errors import DeltaflowError
-from deltaflow.evaluation import generate_outputs, load_model
 from deltaflow.io import write_jsonl
-from deltaflow.vllm_backend import REPO_ROOT, lora_rank, run_worker_job, vllm_python
 
 VLLM_PY = REPO_ROOT / ".venv-vllm/bin/python"
 # the vLLM worker is a subprocess model load in its own environment

@@ -6,7 +6,7 @@ import torch
 
 from deltaflow.config import schema_defaults
 from deltaflow.errors import DeltaflowError
-from deltaflow.training import peft_config_for
+from deltaflow.training.model import peft_config_for
 from deltaflow.vocab import adapter_has_tokenizer, add_tokens, load_base_for_adapter, trainable_token_indices
 
 RECIPE = schema_defaults("recipe", {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": "all-linear"})
@@ -36,7 +36,7 @@ def test_new_tokens_are_mean_initialized_trained_and_loaded_back(tmp_path, tied)
     from peft import PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from deltaflow.evaluation import load_model
+    from deltaflow.bench.raw_outputs import load_model
     from deltaflow.merging import merge_full
 
     base_dir = make_base(tmp_path / "base", tied)

@@ -86,9 +86,8 @@ def _step(workdir: Path, kind: str, name: str, manifest_path: str, *, params=Non
     return step
 
 
-def audit_chain(workdir: Path, graph: ModelGraph, model: str, benchmark: str) -> dict:
-    """The provenance chain behind (model, benchmark) in results/tables/delta.csv."""
-    workdir = Path(workdir)
+def _delta_cell(workdir: Path, graph: ModelGraph, model: str, benchmark: str) -> pd.DataFrame:
+    """The (model, benchmark) benchmark-level row of results/tables/delta.csv; raises if there is none."""
     if model not in graph:
         raise DeltaflowError(f"'{model}' is not a model of this config; models: {', '.join(graph.names)}")
     table_path = workdir / "results/tables/delta.csv"
@@ -107,19 +106,12 @@ def audit_chain(workdir: Path, graph: ModelGraph, model: str, benchmark: str) ->
             f"models: {sorted(table.model.unique())}, "
             f"benchmarks: {sorted(table[table.level == 'benchmark'].benchmark.unique())}"
         )
-    node = graph.node(model)
-    chain: dict = {
-        "cell": cell.iloc[0].to_dict(),
-        "model": model,
-        "benchmark": benchmark,
-        "kind": node.kind,
-        "lineage": graph.lineage(model),
-        "steps": [],
-    }
-    steps = chain["steps"]
-    steps.append(_step(workdir, "table", "delta table", "results/tables/manifest.json", params={}))
-    steps[-1]["files"] = [f for f in steps[-1]["files"] if f["role"] in (f"{model}/{benchmark}", "code")]
+    return cell
 
+
+def _eval_steps(workdir: Path, model: str, benchmark: str) -> list[dict]:
+    """The eval step of (model, benchmark) and the step of the benchmark's items."""
+    steps = []
     summary = _load(workdir / f"results/evals/{model}/summary.json")["benchmarks"].get(benchmark)
     if summary is None:
         raise DeltaflowError(f"results/evals/{model}/summary.json has no {benchmark}; rerun the workflow")
@@ -160,7 +152,12 @@ def audit_chain(workdir: Path, graph: ModelGraph, model: str, benchmark: str) ->
             },
         )
     )
+    return steps
 
+
+def _model_steps(workdir: Path, graph: ModelGraph, model: str) -> tuple[list[dict], list[str]]:
+    """A step for the model and each non-base ancestor, and the mixtures of the runs among them."""
+    steps = []
     mixtures: list[str] = []
     for m in [model, *graph.ancestors(model)]:
         n = graph.node(m)
@@ -171,17 +168,23 @@ def audit_chain(workdir: Path, graph: ModelGraph, model: str, benchmark: str) ->
         steps.append(step)
         if n.kind == "run" and n.details["mixture"] not in mixtures:
             mixtures.append(n.details["mixture"])
-    chain["mixtures"] = {}
-    chain["datasets"] = {}
+    return steps, mixtures
+
+
+def _mixture_steps(workdir: Path, mixtures: list[str]) -> tuple[list[dict], dict, dict]:
+    """A step for each mixture and each dataset it draws on, with the summaries of both."""
+    steps = []
+    chain_mixtures = {}
+    chain_datasets = {}
     for mix in mixtures:
         manifest = _load(workdir / f"results/mixtures/{mix}/manifest.json")
         mstep = _step(workdir, "mixture", mix, f"results/mixtures/{mix}/manifest.json", params={})
         mstep["mixture"] = {k: manifest["mixture"][k] for k in ("seed", "rows", "tokens", "components")}
         steps.append(mstep)
-        chain["mixtures"][mix] = mstep["mixture"]
+        chain_mixtures[mix] = mstep["mixture"]
         for comp in manifest["mixture"]["components"]:
             ds = comp["dataset"]
-            if ds in chain["datasets"]:
+            if ds in chain_datasets:
                 continue
             dm = _load(workdir / f"results/data/{ds}/manifest.json")
             steps.append(
@@ -193,12 +196,38 @@ def audit_chain(workdir: Path, graph: ModelGraph, model: str, benchmark: str) ->
                     extra={"rows": dm["rows"], "rejected": dm["rejected"], "source": dm.get("source")},
                 )
             )
-            chain["datasets"][ds] = {
+            chain_datasets[ds] = {
                 "rows": dm["rows"],
                 "rejected": dm["rejected"],
                 "raw": dm["inputs"].get("raw"),
                 "source": dm.get("source"),
             }
+    return steps, chain_mixtures, chain_datasets
+
+
+def audit_chain(workdir: Path, graph: ModelGraph, model: str, benchmark: str) -> dict:
+    """The provenance chain behind (model, benchmark) in results/tables/delta.csv."""
+    workdir = Path(workdir)
+    cell = _delta_cell(workdir, graph, model, benchmark)
+    node = graph.node(model)
+    chain: dict = {
+        "cell": cell.iloc[0].to_dict(),
+        "model": model,
+        "benchmark": benchmark,
+        "kind": node.kind,
+        "lineage": graph.lineage(model),
+        "steps": [],
+    }
+    steps = chain["steps"]
+    steps.append(_step(workdir, "table", "delta table", "results/tables/manifest.json", params={}))
+    steps[-1]["files"] = [f for f in steps[-1]["files"] if f["role"] in (f"{model}/{benchmark}", "code")]
+
+    steps.extend(_eval_steps(workdir, model, benchmark))
+
+    model_steps, mixtures = _model_steps(workdir, graph, model)
+    steps.extend(model_steps)
+    mixture_steps, chain["mixtures"], chain["datasets"] = _mixture_steps(workdir, mixtures)
+    steps.extend(mixture_steps)
     base = _load(workdir / "results/models/base/manifest.json")
     steps.append(_step(workdir, "base", "base model", "results/models/base/manifest.json"))
     chain["base_model"] = {"source": base["source"], "weights_sha256": base["weights_sha256"]}

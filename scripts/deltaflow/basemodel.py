@@ -170,11 +170,11 @@ def materialize_base(source: dict, out_dir: Path) -> dict:
         info["corpus_sha256"] = sha256_file(corpus)
         model, tok = build_random_llama(
             corpus,
-            hidden_size=source.get("hidden_size", 64),
-            num_layers=source.get("num_layers", 2),
-            num_heads=source.get("num_heads", 4),
-            vocab_size=source.get("vocab_size", 512),
-            seed=source.get("seed", 0),
+            hidden_size=source["hidden_size"],
+            num_layers=source["num_layers"],
+            num_heads=source["num_heads"],
+            vocab_size=source["vocab_size"],
+            seed=source["seed"],
         )
     else:  # the schema rejects anything else before we get here
         raise ValueError(f"unknown base model source type {kind!r}")
@@ -186,3 +186,40 @@ def materialize_base(source: dict, out_dir: Path) -> dict:
     info["parameters"] = sum(p.numel() for p in model.parameters())
     info["architecture"] = model.config.architectures
     return info
+
+
+def check_base_model(config: dict, *, check_files: bool):
+    """The base model's files (with ``check_files``): a random-init corpus, a local folder, a
+    chat template file."""
+    src = config["base_model"]["source"]
+    if check_files and src["type"] == "random_init" and "corpus" in src and not Path(src["corpus"]).exists():
+        yield f"config key 'base_model.source.corpus': file '{src['corpus']}' does not exist"
+    if check_files and src["type"] == "local":
+        yield from _check_local_base(src)
+    tpl = config["base_model"].get("chat_template_path")
+    if check_files and tpl and not Path(tpl).exists():
+        yield (
+            f"config key 'base_model.chat_template_path': file '{tpl}' does not exist "
+            f"(paths are relative to the working directory {os.getcwd()})"
+        )
+
+
+def _check_local_base(src: dict):
+    """A `type: local` base: a transformers model folder (config.json), or a folder holding `file`
+    (a GGUF), relative to the working directory like every path of the config."""
+    where = f"(paths are relative to the working directory {os.getcwd()})"
+    path = Path(src["path"])
+    if not path.is_dir():
+        what = "is a file, not a model folder" if path.exists() else "does not exist"
+        yield f"config key 'base_model.source.path': '{src['path']}' {what} {where}"
+    elif src.get("file") and not (path / src["file"]).is_file():
+        yield (
+            f"config key 'base_model.source.file': '{src['file']}' is not in the folder "
+            f"'{src['path']}' {where}"
+        )
+    elif not src.get("file") and not (path / "config.json").is_file():
+        yield (
+            f"config key 'base_model.source.path': '{src['path']}' holds no config.json, so it is "
+            f"not a transformers model folder {where}; give the folder save_pretrained wrote "
+            "(or a folder with a GGUF and `file`)"
+        )

@@ -33,7 +33,7 @@ def _load(path: Path) -> dict:
 
 def compare(workdir: Path, config: dict, left: str, right: str, benchmarks: list[str] | None = None):
     """Right vs left from the saved per-item records: the comparisons table's rows."""
-    from .config import benchmark_axes
+    from .bench.from_config import benchmark_axes
     from .models import ModelGraph
     from .tables import TableSettings, comparison_table, load_eval_results
 
@@ -67,9 +67,10 @@ def compare(workdir: Path, config: dict, left: str, right: str, benchmarks: list
 
 def rescore(results: Path, config_path: Path, benchmark: str) -> list[dict]:
     """Re-score saved raw outputs of ``benchmark`` for every evaluated model (no model loaded)."""
-    from .config import benchmark_spec, load_config
+    from .bench.from_config import benchmark_spec
+    from .bench.scoring.metrics import score_all
+    from .config import load_config
     from .io import read_jsonl
-    from .scoring import score_all
 
     config = load_config(config_path, check_files=False)
     if benchmark not in config["benchmarks"]:

@@ -96,7 +96,7 @@ def code_closure(*entries: str | Path, package_dir: Path = PACKAGE_DIR) -> list[
 
 
 def module_path(name: str, package_dir: Path = PACKAGE_DIR) -> Path:
-    """A deltaflow module's file from its short name (``evaluation`` -> .../evaluation.py)."""
+    """A deltaflow module's file from its short name (``bench.run`` -> .../bench/run.py)."""
     f = _module_file(f"{PACKAGE}.{name}", Path(package_dir))
     if f is None:
         raise ValueError(f"no deltaflow module named {name!r} under {package_dir}")

@@ -14,15 +14,16 @@ rejections with the reason and the source line, and counted in the manifest.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import sources
+from .bench.synthetic_tasks import generate_task
 from .errors import DataError
 from .io import read_jsonl, read_text
 from .origins import declared_origin
-from .tasks import generate_task
 
 ROLE_MAP = {
     "human": "user",
@@ -299,7 +300,7 @@ def dataset_uses(config: dict) -> dict[str, dict[str, list[str]]]:
         if dataset in uses:
             uses[dataset]["prompts"].append(f"generations.{gname}.prompts")
     objectives: dict[str, set] = {}
-    for run in config.get("runs", {}).values():
+    for run in config["runs"].values():
         recipe = config.get("recipes", {}).get(run.get("recipe"), {})
         objectives.setdefault(run.get("mixture"), set()).add(recipe.get("objective", "sft"))
     for mname, mix in config["mixtures"].items():
@@ -327,20 +328,21 @@ def prompt_sets(config: dict) -> set[str]:
     }
 
 
-def check_prompt_sets(config: dict):
+def check_prompt_sets(config: dict, *, check_files: bool = True):
     """A mixture that trains on a prompt set (``prompts_only: true``) with SFT, DPO or CPT: its
-    rows have no answers to train on. Yields one error per component."""
+    rows have no answers to train on. Yields one error per component. ``check_files``: unused
+    (deltaflow.config's ``CHECKS`` signature)."""
     for name, use in dataset_uses(config).items():
         if not config["datasets"][name].get("prompts_only"):
             continue
         for key in use["training"]:
             mname = key.split(".")[1]
             runs = sorted(
-                f"'{r}' ({config['recipes'][run['recipe']].get('objective', 'sft')})"
+                f"'{r}' ({config['recipes'][run['recipe']]['objective']})"
                 for r, run in config["runs"].items()
                 if run["mixture"] == mname
                 and run["recipe"] in config["recipes"]
-                and config["recipes"][run["recipe"]].get("objective", "sft") not in PROMPT_OBJECTIVES
+                and config["recipes"][run["recipe"]]["objective"] not in PROMPT_OBJECTIVES
             )
             yield (
                 f"config key '{key}.dataset': dataset '{name}' is a prompt set (datasets.{name}.prompts_only: "
@@ -349,4 +351,31 @@ def check_prompt_sets(config: dict):
                 "needs an answer in every row. Train on it with a GRPO recipe only, use it as a generation's "
                 f"prompt set (generations.<name>.prompts.dataset: {name}) and train on the generation, or "
                 "give the rows answers and drop prompts_only"
+            )
+
+
+def dataset_splits(ds: dict) -> list[str]:
+    """The splits a dataset (or a generation: its one split) provides after normalization."""
+    if "prompts" in ds:  # generations.<name>
+        return [ds["split"]]
+    if ds["type"] == "generated":
+        return ["train", "eval"]
+    return [ds["split"]]
+
+
+def check_dataset_files(config: dict, *, check_files: bool):
+    """A ``type: file`` dataset's file and an ``hf`` dataset's local folder exist (with
+    ``check_files``)."""
+    datasets = config["datasets"]
+    for name, ds in datasets.items():
+        if ds["type"] == "file" and check_files and "path" in ds and not Path(ds["path"]).exists():
+            yield (
+                f"config key 'datasets.{name}.path': file '{ds['path']}' does not exist "
+                f"(paths are relative to the working directory {os.getcwd()})"
+            )
+        local_id = ds["type"] == "hf" and str(ds.get("id", "")).startswith(("/", "./", "../", "~"))
+        if check_files and local_id and not Path(ds["id"]).expanduser().exists():
+            yield (
+                f"config key 'datasets.{name}.id': local dataset folder '{ds['id']}' does not exist "
+                f"(paths are relative to the working directory {os.getcwd()})"
             )

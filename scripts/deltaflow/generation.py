@@ -4,7 +4,7 @@ A model of the workflow (the base, a run or checkpoint, a merge, a merged or GGU
 teacher from outside it (a local folder, a pinned hub id) answers a prompt set (a dataset's
 split: each row's first user turn), and the answers become a dataset under
 ``results/data/<name>/`` that mixtures use like any other. The generating goes through the eval
-path (benchmark_eval.raw_outputs): the same backends (HF, vLLM, llama.cpp), cached by content,
+path (bench.run.raw_outputs): the same backends (HF, vLLM, llama.cpp), cached by content,
 resumable by chunks after a kill, with the silent-generation guard.
 
 Modes:
@@ -27,12 +27,13 @@ from __future__ import annotations
 import json
 import re
 
+from .bench.spec import BenchmarkSpec
 from .errors import DataError
 
 MODES = ("answer", "best_of_n", "pairs")
 
 
-def eval_spec(name: str, gen: dict) -> dict:
+def eval_spec(name: str, gen: dict) -> BenchmarkSpec:
     """The generation as an eval spec over its prompts (open-ended: nothing matched by lm-eval)."""
     s = gen["sampling"]
     decoding = {
@@ -46,17 +47,19 @@ def eval_spec(name: str, gen: dict) -> dict:
     }
     if s["temperature"] > 0:
         decoding["seed"] = s["seed"]
-    return {
-        "name": f"gen_{name}",
-        "task": name,
-        "axis": "generation",
-        "n": None,
-        "output_type": "open_ended",
-        "metric": "judged",
-        "decoding": decoding,
-        "guards": dict(gen.get("guards") or {}),
-        "guard_subject": [f"generation '{name}'", f"(generations.{name}.guards)"],
-    }
+    return BenchmarkSpec.from_dict(
+        {
+            "name": f"gen_{name}",
+            "task": name,
+            "axis": "generation",
+            "n": None,
+            "output_type": "open_ended",
+            "metric": "judged",
+            "decoding": decoding,
+            "guards": dict(gen.get("guards") or {}),
+            "guard_subject": [f"generation '{name}'", f"(generations.{name}.guards)"],
+        }
+    )
 
 
 def prompt_text(row: dict) -> str | None:
@@ -109,12 +112,12 @@ def verification_doc(row: dict, prompt: str) -> dict:
     return doc
 
 
-def missing_checks(vspec: dict | None, doc: dict) -> str | None:
+def missing_checks(vspec: BenchmarkSpec | None, doc: dict) -> str | None:
     """The row field(s) a code or instruction verifier needs and ``doc`` lacks (None: all there,
     or a verifier that checks against the reference answer only)."""
-    kind = vspec and vspec["output_type"]
+    kind = vspec and vspec.output_type
     if kind == "code":
-        need = ["tests"] + (["code_prompt", "entry_point"] if vspec["code"]["style"] == "humaneval" else [])
+        need = ["tests"] + (["code_prompt", "entry_point"] if vspec.code["style"] == "humaneval" else [])
         missing = [k for k in need if k not in doc]
         return ", ".join(missing) or None
     if kind == "instruction":
@@ -130,7 +133,7 @@ def program_text(answer: str) -> str:
 
 
 def prompt_docs(
-    name: str, gen: dict, rows: list[dict], *, verified: bool, vspec: dict | None = None
+    name: str, gen: dict, rows: list[dict], *, verified: bool, vspec: BenchmarkSpec | None = None
 ) -> list[dict]:
     """The prompt set as eval docs: the split's rows (a seeded subset of ``n``), each its first
     user turn. A row without a user turn or, with a verifier, without a reference answer is a
@@ -161,7 +164,7 @@ def prompt_docs(
         if missing:
             raise DataError(
                 f"{where}: row {r.get('id')} of dataset '{p['dataset']}' has no {missing} for the "
-                f"verifier ({vspec['name']}, {vspec['output_type']}) to check its answers with: the "
+                f"verifier ({vspec.name}, {vspec.output_type}) to check its answers with: the "
                 f"prompts do not fit the verifier. Give every row {missing} (config/README.md)"
             )
         docs.append(
@@ -182,44 +185,48 @@ def prompt_docs(
     return docs
 
 
-def verifier_spec(name: str, gen: dict, dirs: tuple = ()) -> dict | None:
+def verifier_spec(name: str, gen: dict, dirs: tuple = ()) -> BenchmarkSpec | None:
     """The verifier as a scoring spec: the named benchmark's registry entry, or its own match."""
     return scoring_spec(gen.get("verifier"), name, dirs)
 
 
-def scoring_spec(v: dict | None, name: str, dirs: tuple = ()) -> dict | None:
+def scoring_spec(v: dict | None, name: str, dirs: tuple = ()) -> BenchmarkSpec | None:
     """A verifier ({benchmark: <name>} or {match, extract, ignore}) as a scoring spec (also
-    GRPO's verifier rewards, deltaflow.rewards)."""
-    from . import registry
+    GRPO's verifier rewards, deltaflow.training.rewards)."""
+    from .bench import registry
 
     if not v:
         return None
     if "benchmark" in v:
-        return {**registry.load(v["benchmark"], dirs), "name": v["benchmark"]}
-    return {
-        "name": f"{name}.verifier",
-        "output_type": "generate_until",
-        "metric": "exact_match",
-        **{k: v[k] for k in ("match", "extract", "ignore") if v.get(k) is not None},
-    }
+        return BenchmarkSpec.from_dict({**registry.load(v["benchmark"], dirs), "name": v["benchmark"]})
+    return BenchmarkSpec.from_dict(
+        {
+            "name": f"{name}.verifier",
+            "output_type": "generate_until",
+            "metric": "exact_match",
+            **{k: v[k] for k in ("match", "extract", "ignore") if v.get(k) is not None},
+        }
+    )
 
 
-def verdicts(vspec: dict | None, doc: dict, responses: list[str]) -> list[float] | None:
-    """Per-sample correctness under the verifier benchmark's own scorer (deltaflow.scoring)."""
+def verdicts(vspec: BenchmarkSpec | None, doc: dict, responses: list[str]) -> list[float] | None:
+    """Per-sample correctness under the verifier benchmark's own scorer (deltaflow.bench.scoring)."""
     checked = checked_samples(vspec, doc, responses)
     return None if checked is None else checked[0]
 
 
-def checked_samples(vspec: dict | None, doc: dict, responses: list[str]) -> tuple[list[float], int] | None:
+def checked_samples(
+    vspec: BenchmarkSpec | None, doc: dict, responses: list[str]
+) -> tuple[list[float], int] | None:
     """Per-sample correctness and how many samples gamed a code verifier's tests (ended the run
     before the tests finished, or compared an always-equal value; deltaflow.sandbox)."""
     if vspec is None:
         return None
-    from .scoring import extract, score_generations
+    from .bench.scoring.metrics import extract, score_generations
 
-    if vspec["output_type"] == "code":
+    if vspec.output_type == "code":
         responses = [program_text(r) for r in responses]
-    if doc.get("answer_from") == "assistant" and vspec.get("extract"):
+    if doc.get("answer_from") == "assistant" and vspec.extract:
         # a reference written as an answer ("It is 4.") goes through the same filter as the samples
         doc = {**doc, "answer": extract(vspec, [doc["answer"]])[0]}
         if doc["answer"] == "[invalid]":  # lm-eval's fallback: no reference to check against, nothing
@@ -232,6 +239,99 @@ def _row(name: str, doc: dict, origin: dict, rid: str, split: str, **fields) -> 
     return {"id": rid, "source": name, "split": split, "origin": origin, "prompt_id": doc["doc_id"], **fields}
 
 
+def _answer_rows(name, doc, origin, split, user, responses, reject) -> list[dict]:
+    """mode answer: one row per non-empty sample."""
+    rows = []
+    for j, resp in enumerate(responses):
+        rid = f"{name}-{doc['doc_id']}" + (f"-s{j}" if len(responses) > 1 else "")
+        if not resp:
+            reject(doc, f"sample {j}: empty response", responses)
+            continue
+        rows.append(
+            _row(
+                name,
+                doc,
+                origin,
+                rid,
+                split,
+                messages=user + [{"role": "assistant", "content": resp}],
+            )
+        )
+    return rows
+
+
+def _best_of_n_rows(name, gen, doc, origin, split, user, responses, correct, reject) -> list[dict]:
+    """mode best_of_n: the best passing sample, or every distinct passing one."""
+    good = [resp for resp, c in zip(responses, correct) if c > 0 and resp]
+    if not good:
+        reject(doc, f"no sample passed the verifier (0 of {len(responses)})", responses, correct)
+        return []
+    keep = good[:1] if gen["keep"] == "best" else list(dict.fromkeys(good))
+    rows = []
+    for j, resp in enumerate(keep):
+        rid = f"{name}-{doc['doc_id']}" + (f"-p{j}" if gen["keep"] == "passing" else "")
+        rows.append(
+            _row(
+                name,
+                doc,
+                origin,
+                rid,
+                split,
+                samples=len(responses),
+                passed=len(good),
+                messages=user + [{"role": "assistant", "content": resp}],
+            )
+        )
+    return rows
+
+
+def _pair_row(name, doc, origin, split, user, responses, correct, vspec, theirs_resp, reject):
+    """mode pairs: (the preference row or None, hacked samples among the rejected model's).
+    ``theirs_resp``: the rejected model's response (pairs from two models), else None."""
+    hacked = 0
+    if theirs_resp is not None:
+        chosen, other = responses[0], theirs_resp.strip()
+        if correct is not None:  # with a verifier the chosen answer must pass and the other fail
+            other_checked = checked_samples(vspec, doc, [other])
+            other_ok, hacked = other_checked[0][0], hacked + other_checked[1]
+            if not (correct[0] > 0 and other_ok == 0):
+                reject(
+                    doc,
+                    f"verifier: chosen {'passes' if correct[0] else 'fails'}, rejected "
+                    f"{'passes' if other_ok else 'fails'} (a pair needs pass over fail)",
+                    [chosen, other],
+                    [correct[0], other_ok],
+                )
+                return None, hacked
+    else:
+        good = [r for r, c in zip(responses, correct) if c > 0 and r]
+        bad = [r for r, c in zip(responses, correct) if c == 0 and r]
+        if not good or not bad:
+            reject(
+                doc,
+                f"{len(good)} of {len(responses)} samples pass: a pair needs one that passes and "
+                "one that fails",
+                responses,
+                correct,
+            )
+            return None, hacked
+        chosen, other = good[0], bad[0]
+    if not chosen or not other or chosen == other:
+        reject(doc, "chosen and rejected are empty or identical", [chosen, other])
+        return None, hacked
+    row = _row(
+        name,
+        doc,
+        origin,
+        f"{name}-{doc['doc_id']}",
+        split,
+        messages=user,
+        chosen=chosen,
+        rejected=other,
+    )
+    return row, hacked
+
+
 def build_rows(
     name: str,
     gen: dict,
@@ -239,7 +339,7 @@ def build_rows(
     raws: list[dict],
     *,
     origin: dict,
-    vspec: dict | None = None,
+    vspec: BenchmarkSpec | None = None,
     rejected_raws: list[dict] | None = None,
 ) -> tuple[list[dict], list[dict], dict]:
     """Rows, rejections (one per prompt that gave no row, with the reason) and counts from the raw
@@ -265,7 +365,7 @@ def build_rows(
         user = [{"role": "user", "content": doc["query"]}]
         # a code verifier gets the samples as written (a humaneval-style continuation starts
         # with its indentation)
-        code = vspec is not None and vspec["output_type"] == "code"
+        code = vspec is not None and vspec.output_type == "code"
         checked = checked_samples(vspec, doc, [r.rstrip() for r in raw["responses"]] if code else responses)
         correct = None if checked is None else checked[0]
         if checked is not None:
@@ -273,84 +373,17 @@ def build_rows(
             passed += int(sum(correct))
             hacked += checked[1]
         if mode == "answer":
-            for j, resp in enumerate(responses):
-                rid = f"{name}-{doc['doc_id']}" + (f"-s{j}" if len(responses) > 1 else "")
-                if not resp:
-                    reject(doc, f"sample {j}: empty response", responses)
-                    continue
-                rows.append(
-                    _row(
-                        name,
-                        doc,
-                        origin,
-                        rid,
-                        split,
-                        messages=user + [{"role": "assistant", "content": resp}],
-                    )
-                )
+            rows += _answer_rows(name, doc, origin, split, user, responses, reject)
         elif mode == "best_of_n":
-            good = [resp for resp, c in zip(responses, correct) if c > 0 and resp]
-            if not good:
-                reject(doc, f"no sample passed the verifier (0 of {len(responses)})", responses, correct)
-                continue
-            keep = good[:1] if gen["keep"] == "best" else list(dict.fromkeys(good))
-            for j, resp in enumerate(keep):
-                rid = f"{name}-{doc['doc_id']}" + (f"-p{j}" if gen["keep"] == "passing" else "")
-                rows.append(
-                    _row(
-                        name,
-                        doc,
-                        origin,
-                        rid,
-                        split,
-                        samples=len(responses),
-                        passed=len(good),
-                        messages=user + [{"role": "assistant", "content": resp}],
-                    )
-                )
+            rows += _best_of_n_rows(name, gen, doc, origin, split, user, responses, correct, reject)
         else:  # pairs
-            if rejected_raws is not None:
-                chosen, other = responses[0], theirs[doc["doc_id"]].strip()
-                if correct is not None:  # with a verifier the chosen answer must pass and the other fail
-                    other_checked = checked_samples(vspec, doc, [other])
-                    other_ok, hacked = other_checked[0][0], hacked + other_checked[1]
-                    if not (correct[0] > 0 and other_ok == 0):
-                        reject(
-                            doc,
-                            f"verifier: chosen {'passes' if correct[0] else 'fails'}, rejected "
-                            f"{'passes' if other_ok else 'fails'} (a pair needs pass over fail)",
-                            [chosen, other],
-                            [correct[0], other_ok],
-                        )
-                        continue
-            else:
-                good = [r for r, c in zip(responses, correct) if c > 0 and r]
-                bad = [r for r, c in zip(responses, correct) if c == 0 and r]
-                if not good or not bad:
-                    reject(
-                        doc,
-                        f"{len(good)} of {len(responses)} samples pass: a pair needs one that passes and "
-                        "one that fails",
-                        responses,
-                        correct,
-                    )
-                    continue
-                chosen, other = good[0], bad[0]
-            if not chosen or not other or chosen == other:
-                reject(doc, "chosen and rejected are empty or identical", [chosen, other])
-                continue
-            rows.append(
-                _row(
-                    name,
-                    doc,
-                    origin,
-                    f"{name}-{doc['doc_id']}",
-                    split,
-                    messages=user,
-                    chosen=chosen,
-                    rejected=other,
-                )
+            theirs_resp = theirs[doc["doc_id"]] if rejected_raws is not None else None
+            row, more_hacked = _pair_row(
+                name, doc, origin, split, user, responses, correct, vspec, theirs_resp, reject
             )
+            hacked += more_hacked
+            if row is not None:
+                rows.append(row)
     counts = {"prompts": len(docs), "rows": len(rows), "rejected": len(rejected)}
     if vspec is not None:
         counts.update(
@@ -358,7 +391,7 @@ def build_rows(
             samples_passed=passed,
             pass_rate=round(passed / total, 4) if total else None,
         )
-        if vspec["output_type"] == "code":  # samples that gamed the tests (deltaflow.sandbox)
+        if vspec.output_type == "code":  # samples that gamed the tests (deltaflow.sandbox)
             counts["samples_hacked"] = hacked
     return rows, rejected, counts
 
@@ -367,8 +400,6 @@ def check_config(config: dict, models: list[str], *, dirs: tuple, dataset_splits
     """Config errors in ``generations:`` (before any job). ``dirs``: the config's benchmark_dirs;
     ``dataset_splits``: config.dataset_splits (passed in: this module is a job's code and must
     not import the whole config stage)."""
-    from . import registry
-
     gens = config.get("generations") or {}
     errors = []
     for name, gen in sorted(gens.items()):
@@ -378,81 +409,114 @@ def check_config(config: dict, models: list[str], *, dirs: tuple, dataset_splits
                 f"{key}': '{name}' is also a dataset; a generation writes results/data/{name}/, "
                 "so give it another name"
             )
-        ref = gen["model"]
-        roles = [("model", ref)] + (
-            [("rejected_model", gen["rejected_model"])] if gen.get("rejected_model") else []
-        )
-        for role, r in roles:
-            if isinstance(r, str) and r not in models:
-                errors.append(
-                    f"{key}.{role}': {r!r} is not a model of this workflow; known: {', '.join(models)} "
-                    "(or a teacher: {path: <local model folder>} / {hub: <id>, revision: <commit>})"
-                )
-            elif isinstance(r, dict) and "hub" in r and not r.get("revision"):
-                errors.append(f"{key}.{role}.revision': a hub model needs a pinned revision (a commit sha)")
-        p = gen["prompts"]
-        if p["dataset"] not in config["datasets"] and p["dataset"] not in gens:
-            errors.append(
-                f"{key}.prompts.dataset': unknown dataset '{p['dataset']}'; known: "
-                f"{', '.join(sorted([*config['datasets'], *gens]))}"
-            )
-        elif p["dataset"] in config["datasets"]:
-            splits = dataset_splits(config["datasets"][p["dataset"]])
-            if p["split"] not in splits:
-                errors.append(
-                    f"{key}.prompts.split': dataset '{p['dataset']}' has splits {splits}, not '{p['split']}'"
-                )
-            if config["datasets"][p["dataset"]].get("format") == "text":
-                errors.append(
-                    f"{key}.prompts.dataset': '{p['dataset']}' is raw text with no user turns; "
-                    "a prompt set needs chat or instruction rows"
-                )
-        k = gen["sampling"]["samples"]
-        mode = gen["mode"]
-        verifier = gen.get("verifier")
-        if mode in ("best_of_n",) and not verifier:
-            errors.append(
-                f"{key}.verifier': mode best_of_n keeps the samples a verifier passes; name one "
-                "(verifier: {benchmark: <a generation benchmark whose scorer fits the prompts>})"
-            )
-        if mode == "best_of_n" and k < 2:
-            errors.append(f"{key}.sampling.samples': best_of_n needs k >= 2 samples per prompt, got {k}")
-        if mode == "pairs" and not gen.get("rejected_model") and (not verifier or k < 2):
-            errors.append(
-                f"{key}': pairs from one model need a verifier and sampling.samples >= 2 (a passing "
-                "sample over a failing one), or name rejected_model (its answer is the rejected one)"
-            )
-        if mode != "pairs" and gen.get("rejected_model"):
-            errors.append(f"{key}.rejected_model': only mode pairs uses a second model")
-        if k > 1 and gen["sampling"]["temperature"] == 0:
-            errors.append(
-                f"{key}.sampling.temperature': {k} samples at temperature 0 are {k} copies of one "
-                "greedy answer; set temperature > 0"
-            )
-        if verifier and "benchmark" in verifier:
-            b = verifier["benchmark"]
-            if b not in registry.available(dirs):
-                errors.append(
-                    f"{key}.verifier.benchmark': unknown benchmark '{b}'; the registry has: "
-                    f"{', '.join(registry.available(dirs))}"
-                )
-            else:
-                vs = registry.load(b, dirs)
-                if vs.get("output_type") not in VERIFIER_TYPES:
-                    errors.append(
-                        f"{key}.verifier.benchmark': '{b}' is {vs.get('output_type')}; a verifier checks "
-                        "an answer against its prompt row with a benchmark's scorer: generate_until "
-                        "(final-number, exact, numeric or contains match against the row's answer), "
-                        "code (the row's tests in the sandbox) or instruction (the row's checkers)"
-                    )
-                elif vs["output_type"] in CHECK_FIELDS and (
-                    what := rows_without_checks(config, p["dataset"])
-                ):
-                    errors.append(
-                        f"{key}.verifier.benchmark': '{b}' checks each prompt row's "
-                        f"{CHECK_FIELDS[vs['output_type']]}; '{p['dataset']}' is {what} and has none: the "
-                        "prompts do not fit the verifier"
-                    )
-        if not isinstance(ref, str) and not (ref.get("path") or ref.get("hub")):
-            errors.append(f"{key}.model': a teacher from outside the workflow needs path or hub + revision")
+        errors += _check_models(key, gen, models)
+        errors += _check_prompts(key, gen["prompts"], config, gens, dataset_splits)
+        errors += _check_sampling(key, gen)
+        if (gen.get("verifier") or {}).get("benchmark"):
+            errors += _check_verifier(key, gen["verifier"]["benchmark"], gen["prompts"], config, dirs)
     return errors
+
+
+def _check_models(key: str, gen: dict, models: list[str]) -> list[str]:
+    """The teacher (and the rejected model): a model of this workflow, or a pinned outside one."""
+    errors = []
+    ref = gen["model"]
+    roles = [("model", ref)] + (
+        [("rejected_model", gen["rejected_model"])] if gen.get("rejected_model") else []
+    )
+    for role, r in roles:
+        if isinstance(r, str) and r not in models:
+            errors.append(
+                f"{key}.{role}': {r!r} is not a model of this workflow; known: {', '.join(models)} "
+                "(or a teacher: {path: <local model folder>} / {hub: <id>, revision: <commit>})"
+            )
+        elif isinstance(r, dict) and "hub" in r and not r.get("revision"):
+            errors.append(f"{key}.{role}.revision': a hub model needs a pinned revision (a commit sha)")
+    if not isinstance(ref, str) and not (ref.get("path") or ref.get("hub")):
+        errors.append(f"{key}.model': a teacher from outside the workflow needs path or hub + revision")
+    return errors
+
+
+def _check_prompts(key: str, p: dict, config: dict, gens: dict, dataset_splits) -> list[str]:
+    """The prompt set: a known dataset (or an earlier generation) with user turns and that split."""
+    datasets = config["datasets"]
+    if p["dataset"] not in datasets and p["dataset"] not in gens:
+        return [
+            (
+                f"{key}.prompts.dataset': unknown dataset '{p['dataset']}'; known: "
+                f"{', '.join(sorted([*datasets, *gens]))}"
+            )
+        ]
+    errors = []
+    if p["dataset"] in datasets:
+        splits = dataset_splits(datasets[p["dataset"]])
+        if p["split"] not in splits:
+            errors.append(
+                f"{key}.prompts.split': dataset '{p['dataset']}' has splits {splits}, not '{p['split']}'"
+            )
+        if datasets[p["dataset"]].get("format") == "text":
+            errors.append(
+                f"{key}.prompts.dataset': '{p['dataset']}' is raw text with no user turns; "
+                "a prompt set needs chat or instruction rows"
+            )
+    return errors
+
+
+def _check_sampling(key: str, gen: dict) -> list[str]:
+    """The mode against the samples per prompt, the temperature and the verifier."""
+    errors = []
+    k = gen["sampling"]["samples"]
+    mode = gen["mode"]
+    verifier = gen.get("verifier")
+    if mode == "best_of_n" and not verifier:
+        errors.append(
+            f"{key}.verifier': mode best_of_n keeps the samples a verifier passes; name one "
+            "(verifier: {benchmark: <a generation benchmark whose scorer fits the prompts>})"
+        )
+    if mode == "best_of_n" and k < 2:
+        errors.append(f"{key}.sampling.samples': best_of_n needs k >= 2 samples per prompt, got {k}")
+    if mode == "pairs" and not gen.get("rejected_model") and (not verifier or k < 2):
+        errors.append(
+            f"{key}': pairs from one model need a verifier and sampling.samples >= 2 (a passing "
+            "sample over a failing one), or name rejected_model (its answer is the rejected one)"
+        )
+    if mode != "pairs" and gen.get("rejected_model"):
+        errors.append(f"{key}.rejected_model': only mode pairs uses a second model")
+    if k > 1 and gen["sampling"]["temperature"] == 0:
+        errors.append(
+            f"{key}.sampling.temperature': {k} samples at temperature 0 are {k} copies of one "
+            "greedy answer; set temperature > 0"
+        )
+    return errors
+
+
+def _check_verifier(key: str, b: str, p: dict, config: dict, dirs: tuple) -> list[str]:
+    """The verifier benchmark: in the registry, of a checkable output type, and fitting the prompts."""
+    from .bench import registry
+
+    if b not in registry.available(dirs):
+        return [
+            (
+                f"{key}.verifier.benchmark': unknown benchmark '{b}'; the registry has: "
+                f"{', '.join(registry.available(dirs))}"
+            )
+        ]
+    vs = registry.load(b, dirs)
+    if vs.get("output_type") not in VERIFIER_TYPES:
+        return [
+            (
+                f"{key}.verifier.benchmark': '{b}' is {vs.get('output_type')}; a verifier checks "
+                "an answer against its prompt row with a benchmark's scorer: generate_until "
+                "(final-number, exact, numeric or contains match against the row's answer), "
+                "code (the row's tests in the sandbox) or instruction (the row's checkers)"
+            )
+        ]
+    if vs["output_type"] in CHECK_FIELDS and (what := rows_without_checks(config, p["dataset"])):
+        return [
+            (
+                f"{key}.verifier.benchmark': '{b}' checks each prompt row's "
+                f"{CHECK_FIELDS[vs['output_type']]}; '{p['dataset']}' is {what} and has none: the "
+                "prompts do not fit the verifier"
+            )
+        ]
+    return []

@@ -44,7 +44,7 @@ def expand_grids(config: dict, recipe_validator) -> None:
     they are reported under the grid's key so the user sees which value is wrong.
     """
     grids = config.get("grids") or {}
-    runs, recipes = config.setdefault("runs", {}), config.setdefault("recipes", {})
+    runs, recipes = config["runs"], config.setdefault("recipes", {})
     problems = []
     for gname, grid in grids.items():
         key = f"config key 'grids.{gname}"

@@ -48,7 +48,7 @@ def load_llama(gguf_path: Path, *, n_ctx: int = 2048, threads: int = 2):
 
 def cpu_backend() -> str:
     """The CPU kernels llama.cpp computes with: its system info, i.e. the instruction sets the
-    loaded CPU backend was built for. The prebuilt libraries (deltaflow.setup_llamacpp) carry one
+    loaded CPU backend was built for. The prebuilt libraries (tools/setup_llamacpp.py) carry one
     backend per x86 level and load the best this CPU runs, so the same GGUF gives different
     logits on an AVX2 and an AVX-512 machine (bench/README: up to 1.1 on q8_0, greedy texts
     differing in 4 of 12 prompts); a source build with GGML_NATIVE=OFF is AVX2-level everywhere.
@@ -134,6 +134,22 @@ class LlamaRunner:
         return out
 
 
+def _continuation_loglikelihoods(runner: LlamaRunner, max_length: int, requests) -> list[tuple[float, bool]]:
+    """(log-likelihood, is_greedy) of each request's continuation tokens after its context, the
+    sequence cut to its last ``max_length + 1`` tokens."""
+    out = []
+    for i, (_, ctx, cont) in enumerate(requests):
+        seq = (ctx + cont)[-(max_length + 1) :]
+        inp = seq[:-1]
+        logp = _log_softmax(runner.logits(inp, start=len(inp) - len(cont)))
+        ll = float(sum(logp[j, t] for j, t in enumerate(cont)))
+        greedy = bool(all(int(np.argmax(logp[j])) == t for j, t in enumerate(cont)))
+        out.append((ll, greedy))
+        if (i + 1) % 200 == 0:
+            log.info("loglikelihood %d/%d", i + 1, len(requests))
+    return out
+
+
 def make_lm(
     gguf_path: Path, tokenizer_dir: Path, *, threads: int = 2, n_ctx: int = 2048, max_gen_toks: int = 256
 ):
@@ -174,17 +190,7 @@ def make_lm(
             return self.tokenizer.encode(string, **kwargs)
 
         def _loglikelihood_tokens(self, requests, disable_tqdm=False, **kw):
-            out = []
-            for i, (_, ctx, cont) in enumerate(requests):
-                seq = (ctx + cont)[-(self.max_length + 1) :]
-                inp = seq[:-1]
-                logp = _log_softmax(self.runner.logits(inp, start=len(inp) - len(cont)))
-                ll = float(sum(logp[j, t] for j, t in enumerate(cont)))
-                greedy = bool(all(int(np.argmax(logp[j])) == t for j, t in enumerate(cont)))
-                out.append((ll, greedy))
-                if (i + 1) % 200 == 0:
-                    log.info("loglikelihood %d/%d", i + 1, len(requests))
-            return out
+            return _continuation_loglikelihoods(self.runner, self.max_length, requests)
 
         def loglikelihood_rolling(self, requests, disable_tqdm=False):
             raise DeltaflowError("rolling log-likelihood (perplexity tasks) is not supported for GGUF models")
@@ -245,6 +251,69 @@ def kl_divergence(logits_p: np.ndarray, logits_q: np.ndarray) -> np.ndarray:
     return (np.exp(lp) * (lp - lq)).sum(axis=-1)
 
 
+def _logit_parity(hf, runner: LlamaRunner, hf_ids: list[int]):
+    """HF and llama.cpp logits of ``hf_ids`` over their shared vocabulary, the KL per position
+    and whether the two argmaxes agree per position."""
+    import torch
+
+    with torch.no_grad():
+        hf_logits = hf(torch.tensor([hf_ids])).logits[0].numpy()
+    vocab = min(hf_logits.shape[-1], runner.n_vocab)
+    hf_logits = hf_logits[:, :vocab]
+    cpp_logits = runner.logits(hf_ids)[:, :vocab]
+    kl = kl_divergence(hf_logits, cpp_logits)
+    agree = hf_logits.argmax(-1) == cpp_logits.argmax(-1)
+    return hf_logits, cpp_logits, kl, agree
+
+
+def _greedy_parity(tok, hf, runner: LlamaRunner, hf_ids: list[int], max_new_tokens: int):
+    """HF's and llama.cpp's greedy continuation ids of ``hf_ids``, and the length of their
+    common prefix."""
+    import torch
+
+    with torch.no_grad():
+        gen = hf.generate(
+            torch.tensor([hf_ids]),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id or tok.eos_token_id,
+        )
+    hf_cont = gen[0, len(hf_ids) :].tolist()
+    cpp_cont = runner.greedy(hf_ids, len(hf_cont), stop_ids=())
+    matched = next((j for j, (a, b) in enumerate(zip(hf_cont, cpp_cont)) if a != b), len(hf_cont))
+    return hf_cont, cpp_cont, matched
+
+
+def _parity_checks(summary: dict, thresholds: dict) -> list[dict]:
+    """Each parity check: its value, threshold and whether it passed."""
+    return [
+        {
+            "check": "tokenization_identical",
+            "value": summary["tokenization_identical"],
+            "threshold": True,
+            "passed": summary["tokenization_identical"],
+        },
+        {
+            "check": "mean_kl",
+            "value": summary["mean_kl"],
+            "threshold": thresholds["max_mean_kl"],
+            "passed": summary["mean_kl"] <= thresholds["max_mean_kl"],
+        },
+        {
+            "check": "top1_agreement",
+            "value": summary["top1_agreement"],
+            "threshold": thresholds["min_top1"],
+            "passed": summary["top1_agreement"] >= thresholds["min_top1"],
+        },
+        {
+            "check": "greedy_agreement",
+            "value": summary["greedy_agreement"],
+            "threshold": thresholds["min_greedy"],
+            "passed": summary["greedy_agreement"] >= thresholds["min_greedy"],
+        },
+    ]
+
+
 def parity_report(
     hf_dir: Path,
     gguf_path: Path,
@@ -270,26 +339,11 @@ def parity_report(
         hf_ids = tok.encode(prompt, add_special_tokens=False)
         cpp_ids = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
         same_tokens = list(cpp_ids) == list(hf_ids)
-        with torch.no_grad():
-            hf_logits = hf(torch.tensor([hf_ids])).logits[0].numpy()
-        vocab = min(hf_logits.shape[-1], runner.n_vocab)
-        hf_logits = hf_logits[:, :vocab]
-        cpp_logits = runner.logits(hf_ids)[:, :vocab]
-        kl = kl_divergence(hf_logits, cpp_logits)
-        agree = hf_logits.argmax(-1) == cpp_logits.argmax(-1)
+        hf_logits, cpp_logits, kl, agree = _logit_parity(hf, runner, hf_ids)
         kls.extend(kl.tolist())
         top1.extend(agree.tolist())
         max_diff = max(max_diff, float(np.abs(hf_logits - cpp_logits).max()))
-        with torch.no_grad():
-            gen = hf.generate(
-                torch.tensor([hf_ids]),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=tok.pad_token_id or tok.eos_token_id,
-            )
-        hf_cont = gen[0, len(hf_ids) :].tolist()
-        cpp_cont = runner.greedy(hf_ids, len(hf_cont), stop_ids=())
-        matched = next((j for j, (a, b) in enumerate(zip(hf_cont, cpp_cont)) if a != b), len(hf_cont))
+        hf_cont, cpp_cont, matched = _greedy_parity(tok, hf, runner, hf_ids, max_new_tokens)
         per_prompt.append(
             {
                 "prompt": prompt,
@@ -320,32 +374,7 @@ def parity_report(
         "positions": len(kls),
         "prompts": len(prompts),
     }
-    checks = [
-        {
-            "check": "tokenization_identical",
-            "value": summary["tokenization_identical"],
-            "threshold": True,
-            "passed": summary["tokenization_identical"],
-        },
-        {
-            "check": "mean_kl",
-            "value": summary["mean_kl"],
-            "threshold": thresholds["max_mean_kl"],
-            "passed": summary["mean_kl"] <= thresholds["max_mean_kl"],
-        },
-        {
-            "check": "top1_agreement",
-            "value": summary["top1_agreement"],
-            "threshold": thresholds["min_top1"],
-            "passed": summary["top1_agreement"] >= thresholds["min_top1"],
-        },
-        {
-            "check": "greedy_agreement",
-            "value": summary["greedy_agreement"],
-            "threshold": thresholds["min_greedy"],
-            "passed": summary["greedy_agreement"] >= thresholds["min_greedy"],
-        },
-    ]
+    checks = _parity_checks(summary, thresholds)
     failed = [c["check"] for c in checks if not c["passed"]]
     return {
         "gguf": str(gguf_path),

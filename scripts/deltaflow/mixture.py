@@ -21,6 +21,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from .bench.lmeval import is_lm_eval_task
+from .datasets import dataset_splits
 from .decontam import ContaminationIndex, normalize_text
 from .errors import ConfigError, DataError
 from .origins import check_rows, origin_summary
@@ -586,3 +588,123 @@ def _check_bounds(name, spec, manifest: MixtureManifest) -> None:
             f"mixtures.{name}: {'; '.join(failures)} ({manifest.share_basis} basis). "
             f"Realized shares: {realized}. Change the component weights or the bounds."
         )
+
+
+def check_config(config: dict, *, check_files: bool):
+    """Config errors in ``mixtures:`` (before any job): each component names a known dataset
+    (or generation) and one of its splits, under a distinct name, and every key that refers to
+    another section fits it (``_check_mixture``). ``check_files``: unused (a mixture names no
+    file)."""
+    datasets = config["datasets"]
+    gens = config.get("generations") or {}
+    for mname, mix in config["mixtures"].items():
+        for i, comp in enumerate(mix["components"]):
+            key = f"mixtures.{mname}.components[{i}]"
+            ds = comp["dataset"]
+            if ds not in datasets and ds not in gens:
+                yield (
+                    f"config key '{key}.dataset': unknown dataset '{ds}'; "
+                    f"known: {', '.join(sorted([*datasets, *gens]))}"
+                )
+                continue
+            splits = dataset_splits(datasets[ds] if ds in datasets else gens[ds])
+            if comp["split"] not in splits:
+                yield (f"config key '{key}.split': dataset '{ds}' has splits {splits}, not '{comp['split']}'")
+        names = [c.get("name", c["dataset"]) for c in mix["components"]]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            yield (
+                f"config key 'mixtures.{mname}.components': component names {dupes} repeat; "
+                "give each component a distinct `name:`"
+            )
+        yield from _check_mixture(config, mname, mix, names)
+
+
+PREFERENCE_FORMATS = ("sharegpt_preference", "messages")
+
+
+def _check_mixture(config: dict, mname: str, mix: dict, names: list[str]):
+    """Mixture keys that refer to other sections, checked before any job runs."""
+    key = f"mixtures.{mname}"
+    benchmarks = config["benchmarks"]
+    for i, comp in enumerate(mix["components"]):
+        gen = (config.get("generations") or {}).get(comp["dataset"])
+        if gen is not None and (mix["kind"] == "preference") != (gen["mode"] == "pairs"):
+            yield (
+                f"config key '{key}.components[{i}].dataset': generation '{comp['dataset']}' writes "
+                f"{'preference pairs' if gen['mode'] == 'pairs' else 'SFT rows'} (mode {gen['mode']}) and the "
+                f"mixture is kind {mix['kind']}"
+            )
+        ds = config["datasets"].get(comp["dataset"], {})
+        fmt = ds.get("format")
+        if mix.get("kind") == "preference" and ds.get("type") == "generated":
+            yield (
+                f"config key '{key}.components[{i}].dataset': a preference mixture needs "
+                f"chosen/rejected pairs; '{comp['dataset']}' is a generated SFT task"
+            )
+        elif mix.get("kind") == "preference" and fmt and fmt not in PREFERENCE_FORMATS:
+            yield (
+                f"config key '{key}.components[{i}].dataset': a preference mixture needs a "
+                f"preference format ({', '.join(PREFERENCE_FORMATS)}), dataset "
+                f"'{comp['dataset']}' is '{fmt}'"
+            )
+        elif mix["kind"] == "sft" and fmt == "sharegpt_preference":
+            yield (
+                f"config key '{key}.kind': component '{names[i]}' draws preference pairs "
+                f"from '{comp['dataset']}'; set kind: preference (or use an SFT dataset)"
+            )
+        if comp.get("labels_from") and comp["labels_from"] not in benchmarks:
+            yield (
+                f"config key '{key}.components[{i}].labels_from': unknown benchmark "
+                f"'{comp['labels_from']}'; known: {', '.join(sorted(benchmarks))}"
+            )
+        elif comp.get("labels_from") and is_lm_eval_task(
+            benchmarks[comp["labels_from"]].get("task", comp["labels_from"])
+        ):
+            yield (
+                f"config key '{key}.components[{i}].labels_from': benchmark '{comp['labels_from']}' is lm-eval's "
+                f"task '{benchmarks[comp['labels_from']].get('task', comp['labels_from'])}', whose answers are read by "
+                "the task's own filters (its filter_list), which deltaflow does not apply to training rows: labels "
+                "would be compared as whole strings. Name a packaged or benchmark_dirs benchmark with the same "
+                "answers, or drop labels_from"
+            )
+    chosen = (mix.get("decontamination") or {}).get("benchmarks") or []
+    for b in chosen:
+        if b not in benchmarks:
+            yield (
+                f"config key '{key}.decontamination.benchmarks': unknown benchmark '{b}'; "
+                f"known: {', '.join(sorted(benchmarks))}"
+            )
+    groups = set(names) | {c.get("profile", n) for c, n in zip(mix["components"], names)}
+    for bound in ("min_share", "max_share"):
+        for target in mix.get(bound) or {}:
+            if target not in groups:
+                yield (
+                    f"config key '{key}.{bound}.{target}': no component or profile named "
+                    f"'{target}'; known: {', '.join(sorted(groups))}"
+                )
+    yield from _check_shares(key, mix)
+
+
+def _check_shares(key: str, mix: dict):
+    """Share targets: all components (summing to 1, with the mix size) or some (below 1)."""
+    shares = [c["share"] for c in mix["components"] if "share" in c]
+    if shares:
+        basis = mix["share_basis"]
+        total_key = "total_rows" if basis == "rows" else "total_tokens"
+        if len(shares) == len(mix["components"]):
+            if abs(sum(shares) - 1) > 1e-6:
+                yield (
+                    f"config key '{key}.components': every component has a share, so the "
+                    f"shares must sum to 1 (they sum to {sum(shares):g})"
+                )
+            if total_key not in mix:
+                yield (
+                    f"config key '{key}.{total_key}': every component has a share, so give the "
+                    f"mix size as {total_key} (share_basis is {basis})"
+                )
+        elif sum(shares) >= 1:
+            yield (
+                f"config key '{key}.components': share targets sum to {sum(shares):g}; beside "
+                "fixed-weight components they must sum to less than 1"
+            )

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 BASE_MANIFEST = "results/models/base/manifest.json"
 # the recipe keys that shape an adapter (PEFT's LoraConfig): set by the run that creates it,
 # kept by every run that continues it (init_from)
-# (load_in_4bit, the base's precision, must match too: config.py checks it on its own)
+# (load_in_4bit, the base's precision, must match too: deltaflow.training.checks checks it on its own)
 PEFT_KEYS = ("method", "r", "alpha", "dropout", "target_modules", "use_rslora")
 
 
@@ -111,16 +111,16 @@ def sweep_models(config: dict) -> dict[str, tuple[str, float]]:
     """``<model>.x<coef>`` -> (model, coef) for every coefficient of every sweep."""
     return {
         f"{model}.x{coef_label(c)}": (model, float(c))
-        for model, coefs in sorted(config.get("sweeps", {}).items())
+        for model, coefs in sorted(config["sweeps"].items())
         for c in coefs
     }
 
 
 def export_models(config: dict) -> dict[str, tuple[str, str, str | None]]:
     """``<model>.merged`` and ``<model>.<type>.gguf`` -> (model, "merged"|"gguf", type)."""
-    exp = config.get("export", {})
+    exp = config["export"]
     out: dict = {}
-    for model in exp.get("models", []):
+    for model in exp["models"]:
         out[f"{model}.merged"] = (model, "merged", None)
         for t in exp.get("gguf_types", []):
             out[f"{model}.{t}.gguf"] = (model, "gguf", t)
@@ -129,7 +129,7 @@ def export_models(config: dict) -> dict[str, tuple[str, str, str | None]]:
 
 def merge_specs(config: dict) -> dict[str, dict]:
     """Every adapter combination to build: the `merges:` and one linear merge per sweep arm."""
-    out = {name: {**spec, "kind": "merge"} for name, spec in sorted(config.get("merges", {}).items())}
+    out = {name: {**spec, "kind": "merge"} for name, spec in sorted(config["merges"].items())}
     for name, (model, coef) in sweep_models(config).items():
         out[name] = {"kind": "sweep", "method": "linear", "adapters": {model: coef}, "seed": 0}
     return out
@@ -159,7 +159,7 @@ class ModelGraph:
             )
         for name, (run, tag) in self.checkpoints.items():
             nodes.append(ModelNode(name, "checkpoint", parents=((run, 1.0),), run=run, tag=tag))
-        for name, spec in sorted(config.get("merges", {}).items()):
+        for name, spec in sorted(config["merges"].items()):
             nodes.append(
                 ModelNode(
                     name,

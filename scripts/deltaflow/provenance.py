@@ -67,14 +67,14 @@ def output_versions(packages: tuple[str, ...] = OUTPUT_PACKAGES) -> dict:
         except metadata.PackageNotFoundError:
             out[name] = None
     if out.get("llama_cpp_python") and (prebuilt := llama_cpp_prebuilt()):
-        # the bindings' version alone does not say which llama.cpp computes (setup_llamacpp)
+        # the bindings' version alone does not say which llama.cpp computes (tools/setup_llamacpp.py)
         out["llama_cpp_python"] += f" over {prebuilt}"
     return out
 
 
 def llama_cpp_prebuilt() -> str | None:
     """Which prebuilt llama.cpp libraries llama-cpp-python runs over (``make setup``'s default,
-    deltaflow.setup_llamacpp), or None for its own source build; found without importing it."""
+    tools/setup_llamacpp.py), or None for its own source build; found without importing it."""
     from importlib.util import find_spec
 
     spec = find_spec("llama_cpp")

@@ -64,7 +64,7 @@ def hub_metadata(
     ]
     tags = ["deltaflow", library_name(node)]
     if recipe:
-        tags += [recipe.get("method", "lora"), recipe.get("objective", "sft")]
+        tags += [recipe["method"], recipe["objective"]]
     data = ModelCardData(
         base_model=src.get("id") or base_name,
         library_name=library_name(node),

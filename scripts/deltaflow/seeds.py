@@ -36,7 +36,7 @@ def is_seed_arm(model: str) -> bool:
 
 def expand_seeds(config: dict) -> list[str]:
     """Add each run's seed arms (runs and recipes) to ``config`` in place; problems as text."""
-    runs, recipes = config.get("runs", {}), config.get("recipes", {})
+    runs, recipes = config["runs"], config.get("recipes", {})
     problems = []
     for run, spec in sorted(runs.items()):
         seeds = spec.get("seeds")
@@ -46,7 +46,7 @@ def expand_seeds(config: dict) -> list[str]:
         recipe = recipes.get(spec["recipe"])
         if recipe is None:
             continue  # an unknown recipe is reported elsewhere
-        own = recipe.get("seed", 0)
+        own = recipe["seed"]
         if len(set(seeds)) != len(seeds) or len(seeds) < 2:
             problems.append(f"{key}: {seeds}: list two or more different seeds")
             continue
@@ -78,9 +78,9 @@ def expand_seeds(config: dict) -> list[str]:
 def families(config: dict) -> dict[str, list[str]]:
     """run -> its models, one per seed (the run first, then its arms in seed order)."""
     out = {}
-    for run, spec in sorted(config.get("runs", {}).items()):
+    for run, spec in sorted(config["runs"].items()):
         if spec.get("seeds"):
-            own = config["recipes"][spec["recipe"]].get("seed", 0)
+            own = config["recipes"][spec["recipe"]]["seed"]
             out[run] = [run] + [arm_name(run, s) for s in spec["seeds"] if s != own]
     return out
 

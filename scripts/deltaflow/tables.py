@@ -21,8 +21,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DeltaflowError
+from .bench import registry
+from .bench.from_config import benchmark_axes, benchmark_dirs
+from .errors import ConfigError, DeltaflowError
 from .io import read_json, read_jsonl, sha256_path
+from .models import ModelGraph
 from .stats import Comparison, benchmark_seed, compare_scores, minimum_detectable_effect, pooled_ci
 
 REFERENCE = "reference (not re-run)"
@@ -55,9 +58,9 @@ class TableSettings:
     @classmethod
     def from_config(cls, tables: dict, axes: dict) -> TableSettings:
         return cls(
-            resamples=tables.get("bootstrap_resamples", 1000),
-            seed=tables.get("seed", 0),
-            confidence=tables.get("confidence", 0.95),
+            resamples=tables["bootstrap_resamples"],
+            seed=tables["seed"],
+            confidence=tables["confidence"],
             axes=dict(axes),
         )
 
@@ -560,3 +563,59 @@ def to_html(
         + "\n".join(body)
         + "\n</body></html>\n"
     )
+
+
+def check_config(config: dict, *, check_files: bool):
+    """Config errors in ``tables:`` and ``gates:`` (before any job): known models and
+    benchmarks, gate axes some benchmark has. The axis lookups need every benchmark in the
+    registry, so with an unknown one (reported by deltaflow.bench.checks) nothing is checked
+    here. ``check_files``: unused (no key here names a file)."""
+    known = registry.available(benchmark_dirs(config))
+    if all(bench.get("task", b) in known for b, bench in config["benchmarks"].items()):
+        try:
+            benchmark_axes(config)
+        except ConfigError:  # a registry file that fails its schema (reported by deltaflow.bench.checks)
+            return
+        yield from _check_tables(config)
+
+
+def _check_tables(config: dict):
+    """Comparisons between known models, references by known benchmarks, gates on known axes."""
+    models = ModelGraph(config).names
+    tables = config["tables"]
+    for i, pair in enumerate(tables["comparisons"]):
+        for side in ("left", "right"):
+            if pair[side] not in models:
+                yield (
+                    f"config key 'tables.comparisons[{i}].{side}': unknown model "
+                    f"'{pair[side]}'; known: {', '.join(models)}"
+                )
+        if pair["left"] == pair["right"]:
+            yield f"config key 'tables.comparisons[{i}]': compares '{pair['left']}' with itself"
+    for ref, spec in tables["references"].items():
+        if ref in models:
+            yield (
+                f"config key 'tables.references.{ref}': the name is also an evaluated model; "
+                "give the reference a distinct display name"
+            )
+        for b in spec["scores"]:
+            if b not in config["benchmarks"]:
+                yield (
+                    f"config key 'tables.references.{ref}.scores.{b}': unknown benchmark; "
+                    f"known: {', '.join(sorted(config['benchmarks']))}"
+                )
+    axes = sorted(set(benchmark_axes(config).values()))
+    gates = config["gates"]
+    for kind in ("target", "guarded"):
+        for axis in gates[kind]:
+            if axis not in axes:
+                yield (
+                    f"config key 'gates.{kind}.{axis}': no benchmark has axis '{axis}'; "
+                    f"axes: {', '.join(axes)} (set benchmarks.<name>.axis to regroup)"
+                )
+    both = sorted(set(gates["target"]) & set(gates["guarded"]))
+    if both:
+        yield (
+            f"config key 'gates': axes {both} are both target and guarded; an axis is "
+            "either improved or protected"
+        )

@@ -12,7 +12,7 @@ which the CPU path (and the tests) would then need. The Trainer itself still run
 
 What stays the same as one process: the global batch (``batch_size`` is global: each process
 takes ``batch_size / N``), the data order (the samplers are seeded, and a length-grouped
-sampler groups by the global batch: training._epoch_seeded), the seed, the checkpoints and
+sampler groups by the global batch: training.data._epoch_seeded), the seed, the checkpoints and
 resume (rank 0 writes; every rank restores its RNG). Rank 0 saves the adapter and writes the
 metrics; the launcher returns them.
 """
@@ -26,29 +26,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .errors import DeltaflowError
-from .io import write_json
+from ..errors import DeltaflowError
+from ..io import read_jsonl, write_json
+from .runner import train_adapter
+from .world import is_main_process
 
-log = logging.getLogger(__name__)
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
-def processes_for(train: dict) -> int:
-    """Processes a training job runs: train.processes, else one per requested GPU on cuda."""
-    if train.get("processes"):
-        return int(train["processes"])
-    return max(1, int(train.get("gpus") or 0)) if train.get("device") == "cuda" else 1
+log = logging.getLogger(__package__)  # one logger for the package: "deltaflow.training"
 
 
 def launch(job: dict, processes: int, work_dir: Path) -> dict:
-    """Run ``training.train_adapter(**job)`` on ``processes`` processes; its metrics (rank 0's).
+    """Run ``runner.train_adapter(**job)`` on ``processes`` processes; its metrics (rank 0's).
 
     ``job`` holds train_adapter's keyword arguments (paths as strings); the rows travel in a
     JSONL file beside the job. Each process logs to this job's log (stderr), prefixed by torchrun
@@ -65,14 +52,14 @@ def launch(job: dict, processes: int, work_dir: Path) -> dict:
         f"--nproc-per-node={processes}",
         "--tee=3",
         "-m",
-        "deltaflow.distributed",
+        "deltaflow.training.launch",
         str(job_file),
     ]
     log.info("training on %d processes (%s): %s", processes, job.get("strategy", "ddp"), " ".join(cmd))
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
+            filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")])
         ),
     }
     rc = subprocess.call(cmd, env=env, stdout=sys.stderr, stderr=sys.stderr)
@@ -92,9 +79,6 @@ def main(job_file: str) -> None:
         stream=sys.stderr,
         format=f"%(asctime)s rank{os.environ.get('RANK', '0')} %(name)s %(levelname)s %(message)s",
     )
-    from .io import read_jsonl
-    from .training import train_adapter
-
     job = json.loads(Path(job_file).read_text())
     metrics_file = Path(job.pop("metrics_file"))
     rows = read_jsonl(job.pop("rows_file"))

@@ -8,10 +8,11 @@ import copy
 import functools
 from pathlib import Path
 
-from ..io import load_yaml
+from ...io import load_yaml
+from ..spec import check_registry_file, schema
 
 REGISTRY_DIR = Path(__file__).resolve().parent
-REQUIRED_KEYS = ("source", "loader", "output_type", "metric")
+REQUIRED_KEYS = tuple(schema()["$defs"]["registry_file"]["required"])
 
 
 def _files(dirs: tuple = ()) -> dict[str, Path]:
@@ -56,7 +57,6 @@ def _load(path: Path, mtime_ns: int) -> dict:
 def load(name: str, dirs: tuple = ()) -> dict:
     path = path_of(name, tuple(dirs))
     spec = copy.deepcopy(_load(path, path.stat().st_mtime_ns))
-    if not isinstance(spec, dict):
-        raise KeyError(f"benchmark '{name}': {path} does not hold a YAML mapping")
+    check_registry_file(spec, path)  # the schema's registry_file: unknown keys, types, required
     spec["task"] = name
     return spec

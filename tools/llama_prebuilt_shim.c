@@ -1,4 +1,4 @@
-/* libllama.so over prebuilt llama.cpp libraries (deltaflow.setup_llamacpp compiles this file).
+/* libllama.so over prebuilt llama.cpp libraries (tools/setup_llamacpp.py compiles this file).
  *
  * llama-cpp-python loads llama_cpp/lib/libllama.so and looks every function it binds up in it.
  * This library links the prebuilt libllama and libggml (a lookup in it finds their functions:

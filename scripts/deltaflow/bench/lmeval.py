@@ -29,8 +29,9 @@ import functools
 import re
 from pathlib import Path
 
-from .errors import ConfigError, DataError
-from .io import sha256_path
+from ..errors import ConfigError, DataError
+from ..io import sha256_path
+from .spec import BenchmarkSpec, decoding_spec
 
 PREFIX = "lm_eval:"
 SUPPORTED = ("multiple_choice", "generate_until")
@@ -184,7 +185,7 @@ def task_config(ref: str, overrides: dict | None = None) -> dict:
     installed is a ConfigError naming it."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    from .ifeval import install_punkt_tab
+    from .scoring.ifeval import install_punkt_tab
 
     path = task_yaml(ref)
     install_punkt_tab()  # NLTK's punkt_tab, which ifeval's checkers would download on import
@@ -255,6 +256,10 @@ def registry_spec(ref: str, bench: dict) -> dict:
     overrides = bench.get("lm_eval") or {}
     cfg = task_config(ref, overrides)
     out_type = cfg.get("output_type", "generate_until")
+    if out_type not in SUPPORTED:  # no spec has it (the schema's output_type): say what runs
+        raise ConfigError(
+            f"'{ref}' is a {out_type} task; deltaflow runs lm-eval's {' and '.join(SUPPORTED)} tasks"
+        )
     keys = metric_keys(cfg)
     others = metric_keys(cfg, per_item=False)
     spec = {
@@ -281,31 +286,31 @@ def registry_spec(ref: str, bench: dict) -> dict:
     return spec
 
 
-def check(name: str, spec: dict) -> list[str]:
+def check(name: str, spec: BenchmarkSpec) -> list[str]:
     key = f"config key 'benchmarks.{name}"
     errors = []
-    if spec["output_type"] not in SUPPORTED:
+    if spec.output_type not in SUPPORTED:
         errors.append(
-            f"{key}.task': '{spec['source']['task']}' is a {spec['output_type']} task; deltaflow runs "
+            f"{key}.task': '{spec.source['task']}' is a {spec.output_type} task; deltaflow runs "
             f"lm-eval's {' and '.join(SUPPORTED)} tasks"
         )
-    if not spec["metric_keys"]:
+    if not spec.metric_keys:
         errors.append(
-            f"{key}.task': '{spec['source']['task']}' aggregates none of its metrics as a mean over "
-            f"items ({', '.join(spec['unrecorded_metrics'])}); deltaflow records per-item means only"
+            f"{key}.task': '{spec.source['task']}' aggregates none of its metrics as a mean over "
+            f"items ({', '.join(spec.unrecorded_metrics)}); deltaflow records per-item means only"
         )
-    elif spec["metric"] in spec.get("unrecorded_metrics", ()):
+    elif spec.metric in spec.unrecorded_metrics:
         errors.append(
-            f"{key}.metric': lm-eval aggregates '{spec['metric']}' over the whole set, not as a mean "
+            f"{key}.metric': lm-eval aggregates '{spec.metric}' over the whole set, not as a mean "
             f"over items, and deltaflow records per-item means only: one of "
-            f"{', '.join(spec['metric_keys'])}"
+            f"{', '.join(spec.metric_keys)}"
         )
-    elif spec["metric"] not in spec["metric_keys"]:
+    elif spec.metric not in spec.metric_keys:
         errors.append(
-            f"{key}.metric': '{spec['metric']}' is not one of the task's per-sample metrics: "
-            f"{', '.join(spec['metric_keys'])}"
+            f"{key}.metric': '{spec.metric}' is not one of the task's per-sample metrics: "
+            f"{', '.join(spec.metric_keys)}"
         )
-    data = spec.get("data") or {"local": True}
+    data = spec.data or {"local": True}
     if not data["local"] and data["remote_files"]:
         errors.append(
             f"{key}.lm_eval.dataset_kwargs.data_files': {data['remote_files'][0]} is a URL; "
@@ -319,7 +324,7 @@ def check(name: str, spec: dict) -> list[str]:
             "dataset_kwargs: repeat any you keep), or read local files with lm_eval: {dataset_path: json, "
             "dataset_name: null, dataset_kwargs: {data_files: {test: <file>}}, test_split: test}"
         )
-    if spec.get("decoding", {}).get("num_fewshot"):
+    if spec.decoding.get("num_fewshot"):
         errors.append(
             f"{key}.decoding.num_fewshot': lm-eval tasks run zero-shot here (their few-shot split "
             "is part of the hub dataset); set 0"
@@ -327,18 +332,18 @@ def check(name: str, spec: dict) -> list[str]:
     return errors
 
 
-def load_docs(spec: dict) -> list[dict]:
+def load_docs(spec: BenchmarkSpec) -> list[dict]:
     """The task's evaluation docs (lm-eval's test split, else validation), each with our doc
     fields and the lm-eval doc kept whole under ``lm_eval_doc``."""
     from lm_eval.api.task import ConfigurableTask
 
-    cfg = task_config(spec["source"]["task"], spec["source"].get("overrides"))
+    cfg = task_config(spec.source["task"], spec.source.get("overrides"))
     try:
         task = ConfigurableTask(config=cfg)
     except Exception as exc:  # noqa: BLE001 -- the hub unreachable, a data file missing: say which and how to fix
         raise DataError(
-            f"benchmark '{spec['name']}': lm-eval could not load the data of "
-            f"'{spec['source']['task']}' ({type(exc).__name__}: {str(exc)[:300]}); point it at "
+            f"benchmark '{spec.name}': lm-eval could not load the data of "
+            f"'{spec.source['task']}' ({type(exc).__name__}: {str(exc)[:300]}); point it at "
             "local data with benchmarks.<name>.lm_eval: {dataset_path: json, dataset_kwargs: "
             "{data_files: {test: <file>}}, test_split: test}"
         ) from None
@@ -347,13 +352,13 @@ def load_docs(spec: dict) -> list[dict]:
         doc = dict(doc)
         if "doc_id" in doc:
             raise DataError(
-                f"benchmark '{spec['name']}': the task's docs have a 'doc_id' field, which deltaflow "
+                f"benchmark '{spec.name}': the task's docs have a 'doc_id' field, which deltaflow "
                 "uses for its own stable ids; rename it with process_docs"
             )
         text = task.doc_to_text(doc)
-        out = {"doc_id": f"{spec['name']}-{i}", "query": str(text), "text": str(text), "lm_eval_doc": doc}
+        out = {"doc_id": f"{spec.name}-{i}", "query": str(text), "text": str(text), "lm_eval_doc": doc}
         target = task.doc_to_target(doc)
-        if spec["output_type"] == "multiple_choice":
+        if spec.output_type == "multiple_choice":
             choices = [str(c) for c in task.doc_to_choice(doc)]
             out.update(
                 choices=choices, gold=target if isinstance(target, int) else choices.index(str(target))
@@ -364,13 +369,13 @@ def load_docs(spec: dict) -> list[dict]:
     return docs
 
 
-def eval_task_config(spec: dict, lm_docs_path: Path) -> dict:
+def eval_task_config(spec: BenchmarkSpec, lm_docs_path: Path) -> dict:
     """The task's full config for ``lm_eval.simple_evaluate`` with its data replaced by the docs
     at ``lm_docs_path`` (already processed: process_docs off) and our decoding."""
-    cfg = task_config(spec["source"]["task"], spec["source"].get("overrides"))
+    cfg = task_config(spec.source["task"], spec.source.get("overrides"))
     cfg.update(
         {
-            "task": f"deltaflow_{spec['name']}",
+            "task": f"deltaflow_{spec.name}",
             "dataset_path": "json",
             "dataset_name": None,
             "dataset_kwargs": {"data_files": {"test": str(Path(lm_docs_path).resolve())}},
@@ -383,3 +388,123 @@ def eval_task_config(spec: dict, lm_docs_path: Path) -> dict:
         }
     )
     return cfg
+
+
+def fewshot_file(docs_path: Path) -> Path:
+    """Where lm-eval reads the shots of the docs at ``docs_path``: ``fewshot.jsonl`` beside it."""
+    return Path(docs_path).with_name("fewshot.jsonl")
+
+
+def lm_eval_docs_file(docs_path: Path) -> Path:
+    """Where an lm-eval task's own docs (``lm_eval_doc`` of each of ours) are written for lm-eval."""
+    return Path(docs_path).with_name(Path(docs_path).stem + ".lm_eval.jsonl")
+
+
+def _generation_kwargs(spec: BenchmarkSpec) -> dict:
+    dec = decoding_spec(spec)
+    kw = {
+        "until": dec.get("until", ["\n"]),
+        "max_gen_toks": dec.get("max_gen_toks", 32),
+        "do_sample": dec["temperature"] > 0,
+        "temperature": dec["temperature"],
+    }
+    if dec["temperature"] > 0 and dec["top_p"] < 1.0:
+        kw["top_p"] = dec["top_p"]
+    return kw
+
+
+def _exact_match_scoring(spec: BenchmarkSpec) -> dict:
+    """Greedy exact match: lm-eval's exact_match over its regex filter (or whitespace removal),
+    which the eval stage checks deltaflow's scoring against."""
+    steps = []
+    if spec.extract:
+        steps.append(
+            {
+                "function": "regex",
+                "regex_pattern": spec.extract["regex"],
+                "group_select": spec.extract.get("group_select", 0),
+            }
+        )
+    else:
+        steps.append({"function": "remove_whitespace"})
+    steps.append({"function": "take_first"})
+    return {
+        "metric_list": [
+            {
+                "metric": "exact_match",
+                "aggregation": "mean",
+                "higher_is_better": True,
+                "ignore_case": True,
+                "ignore_punctuation": False,
+                "regexes_to_ignore": spec.ignore,
+            }
+        ],
+        "filter_list": [{"name": "extract", "filter": steps}],
+    }
+
+
+def lm_eval_task_config(spec: BenchmarkSpec, docs_path: Path) -> dict:
+    """An lm-eval task config (the dict form of a task YAML) over our docs file.
+
+    Multiple choice: lm-eval's acc and acc_norm. Greedy generation (one sample): lm-eval's regex
+    filter and exact_match, which the eval stage checks our scoring against. Sampled generation
+    (``decoding.samples`` k > 1, lm-eval's ``repeats``) and code: lm-eval generates, deltaflow's
+    scoring computes mean@k / pass@k / maj@k and runs code in the sandbox (metric ``bypass``).
+    A registry entry may override lm-eval's templates under ``lm_eval:`` (WinoGrande does).
+    """
+    dec = decoding_spec(spec)
+    if spec.loader == "lm_eval":  # lm-eval's own task, its data replaced by our docs
+        return eval_task_config(spec, lm_eval_docs_file(docs_path))
+    task = {
+        "task": f"deltaflow_{spec.name}",
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(Path(docs_path).resolve())}},
+        "test_split": "test",
+        "doc_to_text": "{{query}}",
+        "num_fewshot": dec["num_fewshot"],
+        "metadata": {"version": 1.0},
+    }
+    out_type = spec.output_type
+    if out_type == "multiple_choice":
+        task.update(
+            {
+                "output_type": "multiple_choice",
+                "doc_to_choice": "{{choices}}",
+                "doc_to_target": "gold",
+                "metric_list": [
+                    {"metric": m, "aggregation": "mean", "higher_is_better": True}
+                    for m in ("acc", "acc_norm")
+                ],
+            }
+        )
+    elif out_type in ("generate_until", "code", "instruction", "open_ended"):
+        task.update(
+            {
+                "output_type": "generate_until",
+                "doc_to_target": "{{answer}}",
+                "generation_kwargs": _generation_kwargs(spec),
+                "repeats": dec["samples"],
+            }
+        )
+        if out_type == "generate_until" and dec["samples"] == 1 and spec.match == "exact":
+            task.update(_exact_match_scoring(spec))
+        else:  # scored by deltaflow.bench.scoring from the raw responses (sampled, numeric/contains match,
+            # code: sandbox; instruction: IFBench)
+            task["metric_list"] = [{"metric": "bypass", "aggregation": "bypass", "higher_is_better": True}]
+            task["filter_list"] = [{"name": "raw", "filter": [{"function": "take_first"}]}]
+    else:
+        raise DataError(
+            f"benchmark '{spec.name}': unsupported output_type {out_type!r}; "
+            "use multiple_choice, generate_until, code, instruction or open_ended"
+        )
+    if dec["num_fewshot"]:
+        if not spec.shots:
+            raise DataError(
+                f"benchmark '{spec.name}': num_fewshot {dec['num_fewshot']} but no shots attached "
+                "(benchmarks.with_shots); the benchmark_docs job chooses them"
+            )
+        # the chosen shots, in order: lm-eval's first_n sampler over a split holding exactly them
+        task["dataset_kwargs"]["data_files"]["fewshot"] = str(fewshot_file(docs_path).resolve())
+        task.update(fewshot_split="fewshot", fewshot_config={"sampler": "first_n"})
+    task.update(spec.lm_eval or {})
+    return task

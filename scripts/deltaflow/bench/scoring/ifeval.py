@@ -22,7 +22,7 @@ Two things IFBench does at run time need the network, which deltaflow never uses
   benchmark's item manifest, not silent. Where the NLTK data is installed, those prompts are kept.
 
 lm-eval's own ``ifeval`` task needs ``punkt_tab`` too (its checkers' module downloads it on
-import when missing): deltaflow.lmeval_tasks installs it with :func:`install_punkt_tab` before
+import when missing): deltaflow.bench.lmeval installs it with :func:`install_punkt_tab` before
 any lm-eval task module is imported.
 """
 

@@ -5,9 +5,10 @@ parity tests and the benches all call.
    keyed by what decides them (``cache_key``): the weights, the docs, the generation spec, the
    settings and device class, the generation code (derived from its imports, see codedeps) and
    the versions of the packages that compute them. A miss runs lm-eval chunk by chunk
-   (evaluation.generate_outputs); a killed eval resumes from its last finished chunk.
-2. Scoring (deltaflow.scoring) runs every time from the raw outputs, so a parser fix re-scores
-   without a model, and is checked against lm-eval's own per-sample values on fresh outputs.
+   (deltaflow.bench.raw_outputs); a killed eval resumes from its last finished chunk.
+2. Scoring (deltaflow.bench.scoring) runs every time from the raw outputs, so a parser fix
+   re-scores without a model, and is checked against lm-eval's own per-sample values on fresh
+   outputs.
 3. The metrics record what a table and an audit need: scores, n, decoding and its hash, the
    scoring spec, the lm-eval task config and lm-eval's version, the cache key and whether it hit.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -23,13 +25,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .benchmarks import decoding_spec, lm_eval_task_config
-from .codedeps import code_closure, module_path
-from .errors import DeltaflowError
-from .evaluation import decoding_hash, generate_outputs, generation_spec
-from .io import atomic_dir, read_jsonl, sha256_path, sha256_text, write_json, write_jsonl
-from .provenance import output_versions
-from .scoring import score_all
+from ..codedeps import code_closure, module_path
+from ..errors import DeltaflowError
+from ..io import atomic_dir, read_jsonl, sha256_path, sha256_text, write_json, write_jsonl
+from ..provenance import output_versions
+from .lmeval import lm_eval_task_config
+from .raw_outputs import decoding_hash, generate_outputs, generation_spec
+from .scoring.metrics import score_all
+from .spec import BenchmarkSpec, decoding_spec
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +61,23 @@ def generation_code(backend: str = "hf") -> list[Path]:
     """The deltaflow modules that decide raw outputs: evaluation's transitive imports (the
     llama.cpp backend it loads lazily included), plus the vLLM worker's for that backend.
     Scoring is not among them: a parser fix re-scores saved outputs."""
-    entries = [module_path("evaluation")] + ([module_path("vllm_backend")] if backend == "vllm" else [])
+    entries = [module_path("bench.raw_outputs")] + (
+        [module_path("bench.vllm_backend")] if backend == "vllm" else []
+    )
     return code_closure(*entries)
+
+
+def _code_hashes(code: list[Path]) -> dict[str, str]:
+    """Each code file's hash under its path below the files' common folder (``bench/run.py``,
+    ``__init__.py``): a package's modules share base names, so the name alone would collide."""
+    root = Path(os.path.commonpath([Path(c).resolve().parent for c in code])) if code else Path()
+    return {Path(c).resolve().relative_to(root).as_posix(): sha256_path(c) for c in sorted(code)}
 
 
 def cache_key(
     *,
     model_identity: dict,
-    spec: dict,
+    spec: BenchmarkSpec,
     docs_path: Path,
     settings: dict,
     code: list[Path] | None = None,
@@ -85,17 +97,18 @@ def cache_key(
         "spec": generation_spec(spec),
         "docs": sha256_path(docs_path),
         "settings": settings,
-        "code": {Path(c).name: sha256_path(c) for c in sorted(code)},
+        "code": _code_hashes(code),
         "versions": versions if versions is not None else output_versions(),
     }
     return sha256_text(json.dumps(parts, sort_keys=True, default=str))[:32]
 
 
 GENERATION_TYPES = ("generate_until", "code", "instruction", "open_ended")
-DEFAULT_GUARDS = {"max_empty_share": 0.5, "max_truncated_share": 0.95}
 
 
-def generation_health(spec: dict, raws: list[dict], count_tokens: Callable[[str], int] | None) -> dict:
+def generation_health(
+    spec: BenchmarkSpec, raws: list[dict], count_tokens: Callable[[str], int] | None
+) -> dict:
     """How many generated responses are empty (nothing but whitespace) and how many were cut
     at ``max_gen_toks`` (re-tokenized with the model's tokenizer: a response of max_gen_toks
     tokens or more ended by the length cap, not by a stop sequence). ``count_tokens`` None:
@@ -112,11 +125,11 @@ def generation_health(spec: dict, raws: list[dict], count_tokens: Callable[[str]
     if count_tokens is not None:
         cut = sum(1 for r in responses if r.strip() and count_tokens(r) >= cap)
         health.update(truncated=cut, truncated_share=round(cut / len(responses), 4) if responses else 0.0)
-    health["thresholds"] = {**DEFAULT_GUARDS, **(spec.get("guards") or {})}
+    health["thresholds"] = dict(spec.guards)  # the schema fills both defaults
     return health
 
 
-def check_health(spec: dict, health: dict) -> None:
+def check_health(spec: BenchmarkSpec, health: dict) -> None:
     """A generation eval whose responses are mostly empty or mostly cut at the length cap
     failed (a dead endpoint, a broken template, a stop sequence that never comes): stop with
     the numbers rather than score zeros. The raw outputs stay cached, so raising a threshold
@@ -136,7 +149,7 @@ def check_health(spec: dict, health: dict) -> None:
         )
     if problems:
         # a generation stage's spec names itself (deltaflow.generation.eval_spec); a benchmark's is its name
-        subject, keys = spec.get("guard_subject") or (f"benchmark '{spec['name']}'", "for this benchmark")
+        subject, keys = spec.guard_subject or (f"benchmark '{spec.name}'", "for this benchmark")
         raise DeltaflowError(
             f"{subject}: its generations look failed, not scored: {'; '.join(problems)}. "
             "Look at the responses in the eval cache; if this is expected (a short max_gen_toks by design), "
@@ -146,7 +159,7 @@ def check_health(spec: dict, health: dict) -> None:
 
 def raw_outputs(
     model,
-    spec: dict,
+    spec: BenchmarkSpec,
     docs_path: Path,
     *,
     cache_dir: Path | None = None,
@@ -162,11 +175,11 @@ def raw_outputs(
     hit = entry is not None and (entry / "outputs.jsonl").exists()
     lm = None
     if hit:
-        log.info("%s: saved outputs %s (scoring only)", spec["name"], key)
+        log.info("%s: saved outputs %s (scoring only)", spec.name, key)
         raws = read_jsonl(entry / "outputs.jsonl")
     else:
         lm = model.get() if isinstance(model, LazyModel) else model
-        log.info("%s: evaluating (%s)", spec["name"], "new outputs" if entry is None else f"cache key {key}")
+        log.info("%s: evaluating (%s)", spec.name, "new outputs" if entry is None else f"cache key {key}")
         if entry is None:
             with tempfile.TemporaryDirectory() as tmp:
                 raws = generate_outputs(lm, spec, docs_path, Path(tmp), chunk_size=chunk_size)
@@ -177,7 +190,7 @@ def raw_outputs(
                 write_jsonl(tmp / "outputs.jsonl", raws)
             shutil.rmtree(partial, ignore_errors=True)
     health = None
-    if spec["output_type"] in GENERATION_TYPES:
+    if spec.output_type in GENERATION_TYPES:
         if count_tokens is None and hasattr(lm, "tok_encode"):
             count_tokens = lambda text: len(lm.tok_encode(text))
         health = generation_health(spec, raws, count_tokens)
@@ -187,7 +200,7 @@ def raw_outputs(
 
 def evaluate_benchmark(
     model,
-    spec: dict,
+    spec: BenchmarkSpec,
     docs_path: Path,
     *,
     cache_dir: Path | None = None,
@@ -251,26 +264,30 @@ def json_safe(value):
     return json.loads(json.dumps(value, default=name))
 
 
-def check_against_lm_eval(spec: dict, raws: list[dict], records: list[dict]) -> None:
+def check_against_lm_eval(spec: BenchmarkSpec, raws: list[dict], records: list[dict]) -> None:
     """Our per-item scores must equal lm-eval's own for the metrics it computed (greedy
     generation and multiple choice): the scoring code is ours, the numbers are lm-eval's."""
     for raw, rec in zip(raws, records):
         for k, v in raw.get("lm_eval", {}).items():
             if k in rec and abs(float(rec[k]) - v) > 1e-9:
                 raise RuntimeError(
-                    f"{spec['name']} doc {rec['doc_id']}: our {k} {rec[k]} != lm-eval's {v}; "
+                    f"{spec.name} doc {rec['doc_id']}: our {k} {rec[k]} != lm-eval's {v}; "
                     "the scoring code has drifted from lm-eval's"
                 )
 
 
-def benchmark_metrics(spec: dict, records: list[dict]) -> dict:
+def benchmark_metrics(spec: BenchmarkSpec, records: list[dict]) -> dict:
     return {
-        "benchmark": spec["name"],
-        "task": spec["task"],
-        "axis": spec["axis"],
+        "benchmark": spec.name,
+        "task": spec.task,
+        "axis": spec.axis,
         "n": len(records),
         "decoding": decoding_spec(spec),
         "decoding_hash": decoding_hash(spec),
         "generation_spec": generation_spec(spec),
-        "scoring": {k: spec.get(k) for k in ("metric", "extract", "ignore", "code") if k in spec},
+        "scoring": {
+            k: getattr(spec, k)
+            for k in ("metric", "extract", "ignore", "code")
+            if getattr(spec, k) not in (None, [])
+        },
     }

@@ -1,4 +1,5 @@
-"""Deterministic capability-task generators (seeds 000 and 004).
+"""Deterministic capability-task generators: arithmetic, letter-choice MCQ and spelling tasks
+whose train and eval rows come from one seeded item space.
 
 Each generator enumerates a finite item space, shuffles it with the seed and
 takes the eval split first and the train split after it, so the two splits are

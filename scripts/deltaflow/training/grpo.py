@@ -1,0 +1,110 @@
+"""objective grpo: TRL's GRPOTrainer, ``num_generations`` sampled completions per prompt scored
+by the recipe's rewards (training.rewards), the group statistics recorded at every log."""
+
+from __future__ import annotations
+
+import json
+
+from ..errors import DeltaflowError
+from ..generation import prompt_text, reference, verification_doc
+from .objective import Objective
+from .rewards import GroupStats, check_reward_rows, reward_functions, reward_name
+
+
+def grpo_rows(rows: list[dict]) -> list[dict]:
+    """Mixture rows -> GRPO prompts: the first user turn (conversational, TRL applies the chat
+    template) and the reference answer the verifier rewards check against."""
+    out = []
+    for r in rows:
+        text = prompt_text(r)
+        if text is None:
+            continue
+        answer = reference(r)
+        out.append(
+            {
+                "prompt": [{"role": "user", "content": text}],
+                "answer": "" if answer is None else str(answer),
+                "answer_from": "label" if r.get("label") is not None else "assistant",
+                "verify": json.dumps(verification_doc(r, text)),
+                "row_id": str(r.get("id")),
+            }
+        )
+    return out
+
+
+def grpo_args(recipe: dict, common: dict, config_cls) -> dict:
+    """GRPOConfig's keyword arguments: the common training arguments it has (an SFT-only one such
+    as max_length is left out by GRPOConfig's own fields, not by a list here) and the recipe's
+    GRPO keys. ``rollouts: vllm`` is TRL's colocated vLLM generation (CUDA only; the config
+    refuses it elsewhere), so this is where that path is checked without a GPU."""
+    import dataclasses
+
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    args = {k: v for k, v in common.items() if k in fields}
+    args.update(
+        train_sampling_strategy="random",
+        eval_strategy="no",
+        num_generations=recipe["num_generations"],
+        beta=recipe["kl_beta"],
+        loss_type=recipe["loss_type"],
+        max_completion_length=recipe["max_completion_length"],
+        temperature=recipe["temperature"],
+        reward_weights=[s["weight"] for s in recipe["rewards"]],
+    )
+    if recipe["rollouts"] == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise DeltaflowError(
+                "recipe rollouts: vllm needs the vllm package in the training environment "
+                "(TRL colocates it with the trainer); install vllm there or use rollouts: hf"
+            )
+        args.update(
+            use_vllm=True,
+            vllm_mode="colocate",
+            vllm_gpu_memory_utilization=recipe["vllm_gpu_memory_utilization"],
+        )
+    return args
+
+
+def build_trainer(
+    model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, loss_cb, dirs=(), **_
+):
+    """TRL's GRPOTrainer: ``num_generations`` sampled completions per prompt, rewards from the
+    registry's scorers (training.rewards), the group statistics recorded at every log."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    train_rows = grpo_rows(rows)
+    if not train_rows:
+        raise DeltaflowError("the mixture has no prompts (rows with a user turn) for GRPO")
+    specs = recipe["rewards"]
+    check_reward_rows(specs, train_rows, dirs)
+    stats = GroupStats(
+        [reward_name(i, s) for i, s in enumerate(specs)],
+        [s["weight"] for s in specs],
+        recipe["num_generations"],
+    )
+    loss_cb.group_stats = stats
+    args = GRPOConfig(**grpo_args(recipe, common, GRPOConfig))
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=reward_functions(specs, dirs, stats),
+        args=args,
+        train_dataset=Dataset.from_list(train_rows),
+        processing_class=tok,
+        peft_config=peft_config,
+        callbacks=callbacks,
+    )
+    return (
+        trainer,
+        train_rows,
+        {
+            "rewards": [{**s, "name": reward_name(i, s)} for i, s in enumerate(specs)],
+            "num_generations": recipe["num_generations"],
+        },
+    )
+
+
+# GRPO samples completions from the model it trains: non-finite logits stop the run
+OBJECTIVE = Objective(build_trainer, samples_completions=True)
