@@ -54,10 +54,12 @@ test: setup vllm-env system-tools
 check: setup lint
 	$(PY) -m pytest tests -m "not e2e" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-# ruff's lint and formatter over the whole tree (pyproject.toml [tool.ruff]); `make format` fixes
+# ruff's lint and formatter over the whole tree (pyproject.toml [tool.ruff]; `make format` fixes)
+# and Snakemake's lint over the workflow
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PY) -m tools.snakemake_lint
 
 format: setup
 	$(VENV)/bin/ruff check --fix .

@@ -1,18 +1,16 @@
-"""ruff's lint and formatter over the tree, and `snakemake --lint` on the workflow: nothing to report but its advice to give each rule a conda
-environment or container. deltaflow's software is one pinned environment that `make setup`
-builds (envs/requirements.txt); a per-rule conda file would be a second, untested way to
-install it, so that one lint is accepted and every other one fails here."""
+"""ruff's lint and formatter over the tree, and `snakemake --lint` on the workflow: nothing to
+report but its advice to give each rule a conda environment or container (tools/snakemake_lint.py
+says why that one is accepted)."""
 
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 from conftest import REPO, SNAKEMAKE
 
-RUFF = str(Path(sys.executable).parent / "ruff")
+from tools.snakemake_lint import ACCEPTED, lints
 
-ACCEPTED = "Specify a conda environment or container for each rule."
+RUFF = str(Path(sys.executable).parent / "ruff")
 
 
 def test_snakemake_lint_is_clean_but_for_per_rule_environments():
@@ -25,9 +23,9 @@ def test_snakemake_lint_is_clean_but_for_per_rule_environments():
         check=False,
     )
     out = proc.stdout + proc.stderr
-    lints = re.findall(r"^\s+\* (.+?):?$", out, flags=re.MULTILINE)
-    assert lints, out[-2000:]  # the lint ran and reported (at least the accepted advice)
-    assert [lint for lint in lints if lint.rstrip(":") != ACCEPTED.rstrip(":")] == [], out[-4000:]
+    found = lints(out)
+    assert found, out[-2000:]  # the lint ran and reported (at least the accepted advice)
+    assert [lint for _, lint in found if lint not in ACCEPTED] == [], out[-4000:]
 
 
 def test_ruff_lint_and_format_are_clean():
