@@ -214,11 +214,11 @@ def test_scheduler_names_are_transformers_own():
         (
             "cosine_with_min_lr",
             (
-                "'cosine_with_min_lr' needs its minimum learning rate (min_lr or min_lr_rate), and a "
-                "recipe has no key to give scheduler arguments yet"
+                "'cosine_with_min_lr' needs min_lr or min_lr_rate: give it in "
+                "recipes.tiny_lora.trainer_args.lr_scheduler_kwargs (e.g. {min_lr_rate: 0.1})"
             ),
         ),
-        ("warmup_stable_decay", "'warmup_stable_decay' needs its decay length (num_decay_steps)"),
+        ("warmup_stable_decay", "'warmup_stable_decay' needs num_decay_steps: give it in"),
         (
             "reduce_lr_on_plateau",
             "adapts the learning rate to the validation loss, and this recipe has none; set val_rows",
@@ -251,12 +251,9 @@ def test_good_lr_schedulers_validate():
         (
             "recipe",
             "max_grad_norm",
-            (
-                "gradient clipping cannot be set from a recipe; training uses transformers' "
-                "default (max_grad_norm 1.0)"
-            ),
+            "it is a setting of the objective's TRL config: give it under trainer_args",
         ),
-        ("recipe", "warmup_steps", "give the warmup as warmup_ratio"),
+        ("recipe", "warmup_steps", "give the warmup as warmup_ratio (a fraction of the steps), or as trainer_args"),
         ("base_model", "tokenizer", "the tokenizer is always the base model's own"),
     ],
 )

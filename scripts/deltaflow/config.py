@@ -115,10 +115,12 @@ UNSUPPORTED_KEYS = {
         "evaluated) and let the selection pick the best one"
     ),
     "recipes.*.max_grad_norm": (
-        "gradient clipping cannot be set from a recipe; training uses transformers' default "
-        "(max_grad_norm 1.0)"
+        "it is a setting of the objective's TRL config: give it under trainer_args "
+        "(trainer_args: {max_grad_norm: 0.5})"
     ),
-    "recipes.*.warmup_steps": "give the warmup as warmup_ratio, a fraction of the steps",
+    "recipes.*.warmup_steps": (
+        "give the warmup as warmup_ratio (a fraction of the steps), or as trainer_args: {warmup_steps: <n>}"
+    ),
     "base_model.tokenizer": (
         "the tokenizer is always the base model's own (from its folder, package or hub repo)"
     ),

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from ..errors import DeltaflowError
+from . import trainer_args
 from .resume import resume_every
 
 
@@ -76,12 +77,13 @@ def _training_args(
 ) -> dict:
     """TrainingArguments shared by the SFT and DPO configs. ``steps``: the run's optimizer
     steps (total_steps); ``validate``: a validation set is passed (val_rows); ``world``: the
-    processes the job trains on (the batch is global: each takes its share)."""
+    processes the job trains on (the batch is global: each takes its share). The recipe's
+    ``trainer_args`` go on top (training.trainer_args)."""
     precision = train_precision(recipe, device)
     epochs = recipe["epochs"]
     checkpoint_every = resume_every(recipe, steps)
     eval_every = recipe["eval_every"] or recipe["logging_steps"]
-    return dict(
+    args = dict(
         **_parallel_args(device, world, strategy),
         output_dir=str(scratch),
         max_steps=-1 if epochs else recipe["max_steps"],
@@ -122,3 +124,4 @@ def _training_args(
         # task rows with long replay rows otherwise pads most batches to the longest row.
         train_sampling_strategy=recipe["sampling"],
     )
+    return trainer_args.apply(args, recipe)

@@ -20,16 +20,11 @@ from ..bench import registry
 from ..bench.from_config import benchmark_dirs
 from ..generation import CHECK_FIELDS, rows_without_checks
 from ..models import PEFT_KEYS, ModelGraph
+from . import trainer_args
 from .rewards import check_rewards
 from .world import processes_for
 
-# transformers schedulers that need arguments a recipe cannot give (the schema has no
-# scheduler arguments yet) or, for the metric-driven ones, a validation loss
-SCHEDULER_ARGUMENTS = {
-    "cosine_with_min_lr": "its minimum learning rate (min_lr or min_lr_rate)",
-    "cosine_warmup_with_min_lr": "its minimum learning rate (min_lr or min_lr_rate)",
-    "warmup_stable_decay": "its decay length (num_decay_steps)",
-}
+# transformers schedulers that adapt the learning rate to a validation loss
 SCHEDULERS_ON_VALIDATION = ("reduce_lr_on_plateau", "greedy")
 
 
@@ -82,6 +77,7 @@ def check_recipes(config: dict, *, check_files: bool):
             )
         yield from _check_recipe_length(rname, recipe)
         yield from _check_scheduler(rname, recipe)
+        yield from trainer_args.check(rname, recipe)
         if recipe["rollouts"] == "vllm" and (recipe["objective"] != "grpo" or train["device"] != "cuda"):
             yield (
                 f"config key 'recipes.{rname}.rollouts': vllm samples GRPO's completions through TRL's "
@@ -111,10 +107,10 @@ def _check_scheduler(rname: str, recipe: dict):
             + (f" (did you mean '{close[0]}'?)" if close else "")
             + f"; transformers has: {', '.join(names)}"
         )
-    elif name in SCHEDULER_ARGUMENTS:
+    elif needs := trainer_args.scheduler_kwargs_missing(recipe):
         yield (
-            f"{key}: '{name}' needs {SCHEDULER_ARGUMENTS[name]}, and a recipe has no key to give "
-            "scheduler arguments yet; use cosine (decays to 0) or another scheduler without arguments"
+            f"{key}: '{name}' needs {' or '.join(needs)}: give it in "
+            f"recipes.{rname}.trainer_args.lr_scheduler_kwargs (e.g. {{{needs[-1]}: 0.1}})"
         )
     elif name in SCHEDULERS_ON_VALIDATION and not recipe["val_rows"]:
         yield (
