@@ -79,6 +79,20 @@ def tiny_random_model(out: Path) -> Path:
     return out
 
 
+def save_tiny_llama(path: Path, **kwargs) -> Path:
+    """A random 2-layer Llama (hidden 32, vocab 300, from the test corpus) saved at ``path``: a
+    base that trains in seconds on CPU."""
+    from deltaflow.basemodel import build_random_llama
+
+    model, tok = build_random_llama(
+        REPO / "tests/fixtures/tiny_corpus.txt",
+        **{"hidden_size": 32, "num_layers": 2, "num_heads": 4, "vocab_size": 300, "seed": 0, **kwargs},
+    )
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 def config_errors(cfg: dict) -> str:
     """The text of the ConfigError that validating ``cfg`` must raise (every problem listed)."""
     from deltaflow.config import validate_config

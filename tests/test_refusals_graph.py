@@ -253,7 +253,11 @@ def test_good_lr_schedulers_validate():
             "max_grad_norm",
             "it is a setting of the objective's TRL config: give it under trainer_args",
         ),
-        ("recipe", "warmup_steps", "give the warmup as warmup_ratio (a fraction of the steps), or as trainer_args"),
+        (
+            "recipe",
+            "warmup_steps",
+            "give the warmup as warmup_ratio (a fraction of the steps), or as trainer_args",
+        ),
         ("base_model", "tokenizer", "the tokenizer is always the base model's own"),
     ],
 )

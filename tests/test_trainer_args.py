@@ -2,7 +2,7 @@
 passed to it, and honoured by the training (a scheduler's arguments change the learning rates)."""
 
 import pytest
-from conftest import REPO, config_errors, tiny_config
+from conftest import config_errors, save_tiny_llama, tiny_config
 
 from deltaflow.config import schema_defaults, validate_config
 from deltaflow.training.args import _training_args
@@ -104,20 +104,10 @@ def test_values_against_type_hints(value, hint, ok):
 def test_a_scheduler_minimum_learning_rate_holds_in_training(tmp_path):
     """cosine_with_min_lr with min_lr_rate 0.5 through trainer_args: the learning rate never
     falls below half the peak, where plain cosine decays towards 0."""
-    from deltaflow.basemodel import build_random_llama
     from deltaflow.bench.synthetic_tasks import generate_task
     from deltaflow.training.runner import train_adapter
 
-    model, tok = build_random_llama(
-        REPO / "tests/fixtures/tiny_corpus.txt",
-        hidden_size=32,
-        num_layers=2,
-        num_heads=4,
-        vocab_size=300,
-        seed=0,
-    )
-    model.save_pretrained(tmp_path / "base")
-    tok.save_pretrained(tmp_path / "base")
+    save_tiny_llama(tmp_path / "base")
     rows = [
         r
         for r in generate_task("arithmetic", train_rows=16, eval_rows=0, seed=0, name="a")

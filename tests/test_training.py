@@ -1,6 +1,7 @@
 """Recipe -> PEFT/transformers settings (the training itself runs in the e2e tests)."""
 
 import pytest
+from conftest import save_tiny_llama
 
 from deltaflow.config import schema_defaults
 from deltaflow.errors import DeltaflowError
@@ -114,23 +115,12 @@ def test_best_checkpoint_by_validation_loss():
 def test_bf16_recipe_trains_on_cpu_with_fp32_adapter_weights(tmp_path):
     """precision: bf16 is allowed on CPU (slower there): the base loads in bf16, HF autocasts,
     and PEFT keeps the adapter's own weights in fp32."""
-    from conftest import REPO
     from safetensors.torch import load_file
 
-    from deltaflow.basemodel import build_random_llama
     from deltaflow.bench.synthetic_tasks import generate_task
     from deltaflow.training.runner import train_adapter
 
-    model, tok = build_random_llama(
-        REPO / "tests/fixtures/tiny_corpus.txt",
-        hidden_size=32,
-        num_layers=2,
-        num_heads=4,
-        vocab_size=300,
-        seed=0,
-    )
-    model.save_pretrained(tmp_path / "base")
-    tok.save_pretrained(tmp_path / "base")
+    save_tiny_llama(tmp_path / "base")
     rows = [
         r
         for r in generate_task("arithmetic", train_rows=24, eval_rows=0, seed=0, name="a")
@@ -190,22 +180,11 @@ def test_resume_inside_a_later_epoch_repeats_the_uninterrupted_losses(tmp_path, 
     (in the second epoch) and resumed logs, step for step, the losses of a run never stopped.
     (Length-grouped batches drew the second epoch's order from torch's global RNG, which a resume
     restores to the checkpoint's step, not to the epoch's start: the orders differed.)"""
-    from conftest import REPO
 
-    from deltaflow.basemodel import build_random_llama
     from deltaflow.bench.synthetic_tasks import generate_task
     from deltaflow.training import runner
 
-    model, tok = build_random_llama(
-        REPO / "tests/fixtures/tiny_corpus.txt",
-        hidden_size=32,
-        num_layers=2,
-        num_heads=4,
-        vocab_size=300,
-        seed=0,
-    )
-    model.save_pretrained(tmp_path / "base")
-    tok.save_pretrained(tmp_path / "base")
+    save_tiny_llama(tmp_path / "base")
     rows = [
         r
         for r in generate_task("arithmetic", train_rows=70, eval_rows=0, seed=0, name="a")
@@ -243,22 +222,10 @@ def test_continued_pretraining_lowers_the_held_out_loss_on_the_domain_text(tmp_p
     Real domain text (C4 rows from the llamafactory sdist); the held-out rows' loss falls."""
     import json
 
-    from conftest import REPO
-
     from deltaflow import sources
-    from deltaflow.basemodel import build_random_llama
     from deltaflow.training.runner import train_adapter
 
-    model, tok = build_random_llama(
-        REPO / "tests/fixtures/tiny_corpus.txt",
-        hidden_size=32,
-        num_layers=2,
-        num_heads=4,
-        vocab_size=300,
-        seed=0,
-    )
-    model.save_pretrained(tmp_path / "base")
-    tok.save_pretrained(tmp_path / "base")
+    save_tiny_llama(tmp_path / "base")
     c4 = sources.resolve_file(
         {"type": "sdist_file", "sdist": "llamafactory==0.9.5", "path": "data/c4_demo.jsonl"}
     )
