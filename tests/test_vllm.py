@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, bench_spec
 
 from deltaflow.basemodel import materialize_base
-from deltaflow.bench import registry
 from deltaflow.bench.items import prepare_docs
 from deltaflow.bench.raw_outputs import generate_outputs, load_model
 from deltaflow.bench.vllm_backend import REPO_ROOT, lora_rank, run_worker_job, vllm_python
@@ -55,10 +54,7 @@ def model_and_adapter(tmp_path_factory):
 
 
 def _spec(name, n, **dec):
-    spec = registry.load(name)
-    spec.update(name=name, n=n, seed=1234)
-    spec["decoding"].update(dec)
-    return spec
+    return bench_spec(name, n=n, seed=1234, decoding=dec)
 
 
 def test_vllm_matches_hf_with_an_unmerged_lora(model_and_adapter, tmp_path):
@@ -66,9 +62,11 @@ def test_vllm_matches_hf_with_an_unmerged_lora(model_and_adapter, tmp_path):
     specs = [_spec("gsm8k", 4, max_gen_toks=8), _spec("humaneval", 3, max_gen_toks=8)]
     jobs = []
     for spec in specs:
-        docs = tmp_path / f"{spec['name']}.jsonl"
+        docs = tmp_path / f"{spec.name}.jsonl"
         write_jsonl(docs, prepare_docs(spec))
-        jobs.append({"spec": spec, "docs": str(docs), "work_dir": str(tmp_path / "vllm" / spec["name"])})
+        jobs.append(
+            {"spec": spec.to_dict(), "docs": str(docs), "work_dir": str(tmp_path / "vllm" / spec.name)}
+        )
     timing = run_worker_job(
         python=vllm_python(None),
         model_dir=base,
@@ -84,10 +82,8 @@ def test_vllm_matches_hf_with_an_unmerged_lora(model_and_adapter, tmp_path):
     changed = []
     for spec, job in zip(specs, jobs):
         vl = generate_outputs(None, spec, Path(job["docs"]), Path(job["work_dir"]), chunk_size=4)
-        ref = generate_outputs(hf, spec, Path(job["docs"]), tmp_path / "hf" / spec["name"], chunk_size=4)
-        plain = generate_outputs(
-            hf_base, spec, Path(job["docs"]), tmp_path / "hf0" / spec["name"], chunk_size=4
-        )
+        ref = generate_outputs(hf, spec, Path(job["docs"]), tmp_path / "hf" / spec.name, chunk_size=4)
+        plain = generate_outputs(hf_base, spec, Path(job["docs"]), tmp_path / "hf0" / spec.name, chunk_size=4)
         assert [r["prompt_hash"] for r in vl] == [r["prompt_hash"] for r in ref]
         assert [r["responses"] for r in vl] == [r["responses"] for r in ref]
         changed.append([r["responses"] for r in ref] != [r["responses"] for r in plain])
