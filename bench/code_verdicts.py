@@ -28,9 +28,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     for name in ("humaneval", "mbpp"):
-        spec = {**registry.load(name), "name": name}
+        spec = registry.benchmark_spec(name)
         docs = prepare_items(spec)[: args.limit or None]
-        lim = Limits(**spec["code"].get("limits", {}))
+        lim = Limits(**spec.code.get("limits", {}))
         t0 = time.monotonic()
         with ThreadPoolExecutor(args.workers) as pool:
             outs = list(

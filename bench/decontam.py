@@ -27,8 +27,7 @@ from deltaflow.decontam import ContaminationIndex, EvalItem, normalize_tokens
 def real_items() -> list[EvalItem]:
     out = []
     for name in ("arc_easy", "arc_challenge", "gsm8k"):
-        spec = registry.load(name)
-        spec["name"] = name
+        spec = registry.benchmark_spec(name)
         out += [EvalItem(name, d["doc_id"], d["text"]) for d in prepare_items(spec)]
     return out
 

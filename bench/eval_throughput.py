@@ -73,11 +73,11 @@ def main() -> None:
     docs = tmp / "docs.jsonl"
     if args.generation:
         spec = generation_spec(args, docs)
-        args.benchmark = spec["name"]
+        args.benchmark = spec.name
     else:
-        spec = registry.load(args.benchmark)
-        spec.update(name=args.benchmark, n=args.n, seed=1234)
-        spec["decoding"]["max_gen_toks"] = args.max_gen_toks
+        spec = registry.benchmark_spec(
+            args.benchmark, n=args.n, seed=1234, decoding={"max_gen_toks": args.max_gen_toks}
+        )
         write_jsonl(docs, prepare_docs(spec))
     tok = AutoTokenizer.from_pretrained(args.model)
     print(
@@ -104,7 +104,7 @@ def main() -> None:
         python=vllm_python(None),
         model_dir=args.model,
         adapter_dir=None,
-        benchmarks=[{"spec": spec, "docs": str(docs), "work_dir": str(tmp / "vllm")}],
+        benchmarks=[{"spec": spec.to_dict(), "docs": str(docs), "work_dir": str(tmp / "vllm")}],
         chunk_size=args.n,
         options={"dtype": args.dtype, "max_model_len": 2048},
         job_dir=tmp,

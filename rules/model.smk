@@ -1,4 +1,5 @@
-# The base model, materialized once as safetensors under results/models/base/.
+# The base model, materialized once as safetensors under results/models/base/, and the models we
+# did not train (`models:`), imported once each under results/models/outside/<name>/.
 
 
 rule base_model:
@@ -15,3 +16,20 @@ rule base_model:
         runtime=30,
     script:
         "../scripts/base_model.py"
+
+
+rule outside_model:
+    input:
+        base=BASE,
+        code=script_code("outside_model.py"),
+    output:
+        manifest="results/models/outside/{outside}/manifest.json",
+    params:
+        spec=lambda w: config["models"][w.outside],
+    log:
+        "logs/models/outside/{outside}.log",
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    script:
+        "../scripts/outside_model.py"

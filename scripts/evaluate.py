@@ -20,7 +20,7 @@ from deltaflow.bench.run import (
     write_benchmark_outputs,
 )
 from deltaflow.bench.spec import BenchmarkSpec, is_judged
-from deltaflow.io import read_jsonl, write_json, write_jsonl
+from deltaflow.io import read_json, read_jsonl, write_json, write_jsonl
 from deltaflow.provenance import build_manifest, device_class, output_versions
 from deltaflow.rulekit import start_job
 
@@ -38,6 +38,10 @@ gguf = Path(p.gguf) if p.gguf else None
 
 # a GGUF runs on llama.cpp, tokenized with the merged model's tokenizer
 identity = model_identity(Path(inp.base), adapter_dir=adapter_dir, merged_dir=merged_dir, gguf=gguf)
+if gguf is not None and "outside" in inp.keys():  # noqa: SIM118 (names, not files)
+    # an outside GGUF runs with the tokenizer transformers read from it, not a merged folder's
+    files = read_json(inp.outside)["files"]
+    identity["tokenizer"] = {k: v for k, v in files.items() if k.startswith(("tokenizer", "special_tokens"))}
 
 
 def on_vllm(spec):
@@ -116,7 +120,7 @@ lm = LazyModel(
     )
 )  # the job's threads
 count_tokens = token_counter(base_dir, adapter_dir=adapter_dir, merged_dir=merged_dir)
-model_inputs = {k: inp[k] for k in ("base", "adapter", "merged", "gguf") if k in inp.keys()}  # noqa: SIM118 (names, not files)
+model_inputs = {k: inp[k] for k in ("base", "adapter", "merged", "gguf", "outside") if k in inp.keys()}  # noqa: SIM118 (names, not files)
 summary = {"model": model, "benchmarks": {}}
 scored = iter(range(len(snakemake.output.samples)))
 judged = iter(range(len(snakemake.output.responses)))

@@ -18,10 +18,15 @@ p, inp, out = snakemake.params, snakemake.input, snakemake.output
 selection = read_json(inp.selection)
 model = selection["chosen"]
 node = ModelNode.from_dict(p.nodes[model])
-run = p.runs[p.model_runs[model]]  # a checkpoint `<run>@step<N>` describes its run's data and recipe
-adapters = {Path(m).parent.name: m for m in inp.adapters}
+# a checkpoint `<run>@step<N>` describes its run's data and recipe; an outside model has no run,
+# its import manifest says where it came from
+run = p.runs[p.model_runs[model]] if p.model_runs[model] else None
 mixtures = {Path(m).parent.name: m for m in inp.mixtures}
-adapter_manifest = read_json(adapters[p.model_runs[model]])
+if run:
+    adapters = {Path(m).parent.name: m for m in inp.adapters}
+    made_by = read_json(adapters[p.model_runs[model]])
+else:
+    made_by = read_json(node.manifest)
 delta = pd.read_csv(inp.delta)
 base_manifest = read_json(inp.base)
 body = render_model_card(
@@ -32,13 +37,15 @@ body = render_model_card(
     verdict=read_json(inp.gates)[model],
     selection=selection,
     run=run,
-    mixture_manifest=read_json(mixtures[run["mixture"]]),
-    adapter_manifest=adapter_manifest,
+    mixture_manifest=read_json(mixtures[run["mixture"]]) if run else None,
+    adapter_manifest=made_by,
     base_manifest=base_manifest,
     config_sha=p.config_sha,
     reference_notes={k: v.get("note", "") for k, v in p.tables["references"].items()},
     lineage=p.lineage[model],
     origins=p.origins[model],
+    form=node.form,
+    outside=p.outside,
 )
 metadata = hub_metadata(
     model=model,
@@ -47,7 +54,7 @@ metadata = hub_metadata(
     base_manifest=base_manifest,
     delta=delta,
     datasets=p.datasets[model],
-    recipe=adapter_manifest["params"]["recipe"],
+    recipe=made_by["params"]["recipe"] if run else None,
     license=p.license,
 )
 card = card_with_metadata(metadata, body)

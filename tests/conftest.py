@@ -130,13 +130,9 @@ def build_mixture(name: str, spec: dict, *args, **kwargs):
 def bench_spec(name: str, **overrides):
     """The BenchmarkSpec of registry benchmark ``name`` with ``overrides`` (``decoding`` merged
     over the registry's, other keys replaced)."""
-    from deltaflow.bench import registry
-    from deltaflow.bench.spec import BenchmarkSpec
+    from deltaflow.bench.registry import benchmark_spec
 
-    d = {**registry.load(name), "name": name}
-    if "decoding" in overrides:
-        overrides["decoding"] = {**d.get("decoding", {}), **overrides["decoding"]}
-    return BenchmarkSpec.from_dict({**d, **overrides})
+    return benchmark_spec(name, **overrides)
 
 
 def write_config(workdir: Path, cfg: dict) -> Path:

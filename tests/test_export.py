@@ -216,8 +216,40 @@ def export_run(smol_tiny, tmp_path_factory):
     cfg["datasets"]["think"] = {"type": "file", "path": str(think), "format": "messages", "origin": "human"}
     cfg["mixtures"]["mix_a"]["components"].append({"dataset": "think", "multiplier": 1})
     cfg["recipes"]["tiny_lora"].update(new_tokens=["<think>", "</think>"], save_every=3)
+    cfg["models"] = outside_models(smol_tiny, work / "outside")
     run_snakemake(work, write_config(work, cfg), timeout=1500)
     return work, cfg
+
+
+def outside_models(smol_tiny: Path, root: Path) -> dict:
+    """Models we did not train, one of each kind, evaluated beside ours: the base's own weights
+    as a full model (scores must equal the base's) and as an f16 GGUF, and a PEFT adapter with
+    random weights (a competitor's: not releasable; the adapter is, as an earlier release)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    root.mkdir()
+    convert(smol_tiny, root / "base-f16.gguf", "f16")
+    torch.manual_seed(1)
+    peft = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(smol_tiny),
+        LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    peft.save_pretrained(root / "old_adapter")
+    return {
+        "same_weights": {"kind": "full", "source": {"type": "local", "path": str(smol_tiny)}},
+        "same_gguf": {
+            "kind": "gguf",
+            "source": {"type": "local", "path": str(root), "file": "base-f16.gguf"},
+        },
+        "v1": {
+            "kind": "adapter",
+            "source": {"type": "local", "path": str(root / "old_adapter")},
+            "releasable": True,
+            "description": "last release's adapter",
+        },
+    }
 
 
 def _arc(res: Path, model: str) -> list[dict]:
@@ -277,6 +309,53 @@ def test_merge_export_parity_eval_tables_end_to_end(export_run):
         if model.endswith(".gguf"):
             gguf = next(s for s in chain["steps"] if s["step"] == "gguf")
             assert any(f["path"].endswith("model-q8_0.gguf") and f["sha256_now"] for f in gguf["files"])
+
+
+def test_outside_models_are_arms_evaluated_like_ours(export_run):
+    """Each kind of outside model, imported with its hashes and evaluated on the same items with
+    the same decoding: the base's weights as a full model score exactly as the base, and as a
+    GGUF as closely as our own f16 export; an adapter is its own arm; only the releasable one is
+    a selection candidate; the audit chain ends at the imported files."""
+    work, cfg = export_run
+    res = work / "results"
+    df = pd.read_csv(res / "tables/delta.csv")
+    rows = df[(df.level == "benchmark") & df.model.isin(["same_weights", "same_gguf", "v1"])]
+    assert set(rows.model) == {"same_weights", "same_gguf", "v1"} and set(rows.benchmark) == set(
+        cfg["benchmarks"]
+    )
+    same = rows[rows.model == "same_weights"]
+    assert (same.delta_pts == 0).all() and (same.score == same.base_score).all()
+    for a, b in zip(_arc(res, "base"), _arc(res, "same_weights")):
+        assert a["doc_id"] == b["doc_id"] and a["prompt_hash"] == b["prompt_hash"]
+        assert max(abs(x - y) for x, y in zip(a["loglikelihoods"], b["loglikelihoods"])) < 1e-4
+    for a, b in zip(_arc(res, "base"), _arc(res, "same_gguf")):
+        assert a["prompt_hash"] == b["prompt_hash"]
+        assert max(abs(x - y) for x, y in zip(a["loglikelihoods"], b["loglikelihoods"])) < 5e-2
+    assert [r["loglikelihoods"] for r in _arc(res, "v1")] != [r["loglikelihoods"] for r in _arc(res, "base")]
+    # the manifests: where each came from and what its files hash to
+    for name, kind, must_have in (
+        ("same_weights", "full", "model.safetensors"),
+        ("same_gguf", "gguf", "model.gguf"),
+        ("v1", "adapter", "adapter_model.safetensors"),
+    ):
+        man = json.loads((res / f"models/outside/{name}/manifest.json").read_text())
+        assert man["form"] == kind and man["source"]["type"] == "local" and len(man["files"][must_have]) == 64
+    assert json.loads((res / "models/outside/v1/manifest.json").read_text())["adapter"]["r"] == 4
+    sel = json.loads((res / "tables/selection.json").read_text())
+    candidates = {c["model"] for c in sel["candidates"]} | set(sel["excluded"])
+    assert "v1" in candidates and not {"same_weights", "same_gguf"} & candidates
+    card = (res / "model_card.md").read_text()
+    board = card.split("## Compared with models we did not train", 1)[1].split("\n## ", 1)[0]
+    assert all(f"| {m} " in board or f" {m} |" in board for m in ("same_weights", "same_gguf"))
+    from deltaflow.audit import audit_chain
+    from deltaflow.models import ModelGraph
+
+    chain = audit_chain(work, ModelGraph(validate_config(cfg)), "same_gguf", "arithmetic")
+    step = next(s for s in chain["steps"] if s["step"] == "outside")
+    assert chain["changed"] == [] and any(
+        f["path"].endswith("model.gguf") and f["sha256_now"] for f in step["files"]
+    )
+    assert chain["lineage"] == ["outside model same_gguf (gguf, not trained here)"]
 
 
 def test_new_tokens_through_training_eval_merge_and_gguf(export_run, smol_tiny):

@@ -195,7 +195,7 @@ def check_base_model(config: dict, *, check_files: bool):
     if check_files and src["type"] == "random_init" and "corpus" in src and not Path(src["corpus"]).exists():
         yield f"config key 'base_model.source.corpus': file '{src['corpus']}' does not exist"
     if check_files and src["type"] == "local":
-        yield from _check_local_base(src)
+        yield from check_local_model(src, key="base_model.source")
     tpl = config["base_model"].get("chat_template_path")
     if check_files and tpl and not Path(tpl).exists():
         yield (
@@ -204,22 +204,20 @@ def check_base_model(config: dict, *, check_files: bool):
         )
 
 
-def _check_local_base(src: dict):
-    """A `type: local` base: a transformers model folder (config.json), or a folder holding `file`
-    (a GGUF), relative to the working directory like every path of the config."""
+def check_local_model(src: dict, *, key: str):
+    """A `type: local` model source (the base's, or an outside full model's at config key
+    ``key``): a transformers model folder (config.json), or a folder holding `file` (a GGUF),
+    relative to the working directory like every path of the config."""
     where = f"(paths are relative to the working directory {os.getcwd()})"
     path = Path(src["path"])
     if not path.is_dir():
         what = "is a file, not a model folder" if path.exists() else "does not exist"
-        yield f"config key 'base_model.source.path': '{src['path']}' {what} {where}"
+        yield f"config key '{key}.path': '{src['path']}' {what} {where}"
     elif src.get("file") and not (path / src["file"]).is_file():
-        yield (
-            f"config key 'base_model.source.file': '{src['file']}' is not in the folder "
-            f"'{src['path']}' {where}"
-        )
+        yield (f"config key '{key}.file': '{src['file']}' is not in the folder '{src['path']}' {where}")
     elif not src.get("file") and not (path / "config.json").is_file():
         yield (
-            f"config key 'base_model.source.path': '{src['path']}' holds no config.json, so it is "
+            f"config key '{key}.path': '{src['path']}' holds no config.json, so it is "
             f"not a transformers model folder {where}; give the folder save_pretrained wrote "
             "(or a folder with a GGUF and `file`)"
         )

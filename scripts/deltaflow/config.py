@@ -22,7 +22,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import basemodel, datasets, graph_checks, mixture, tables
+from . import basemodel, datasets, graph_checks, mixture, outside, tables
 from .bench import checks as bench_checks
 from .errors import ConfigError
 from .gguf_export import GGUF_TYPES
@@ -229,6 +229,7 @@ def load_config(path: str | os.PathLike, *, check_files: bool = True) -> dict:
 CHECKS = (
     datasets.check_dataset_files,  # a dataset's file or local folder
     basemodel.check_base_model,  # the base model's corpus, folder, chat template
+    outside.check_outside_models,  # models we did not train: names, sources, local files
     graph_checks.check_teacher_folders,  # a generation's local teacher folder
     mixture.check_config,  # components, their datasets and splits, shares, decontamination
     datasets.check_prompt_sets,  # a prompt set trained on with SFT, DPO or CPT

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import yaml
 
-from .tables import REFERENCE, TableSettings, markdown_table, model_section, table_notes
+from .tables import REFERENCE, TableSettings, markdown_table, model_section, scoreboard, table_notes
 
 
 def _mixture_section(name: str, mix: dict) -> list[str]:
@@ -126,6 +126,54 @@ def _gate_section(model: str, verdict: dict, selection: dict) -> list[str]:
     return lines
 
 
+def _outside_section(delta: pd.DataFrame, model: str, outside: list[str]) -> list[str]:
+    """The chosen model beside the models we did not train (`models:`), on the same items with
+    the same decoding."""
+    rivals = [m for m in outside if m != model]
+    if not rivals:
+        return []
+    return [
+        "## Compared with models we did not train",
+        "",
+        (
+            "Scores on the same items with the same decoding (each one's delta vs the base, with "
+            "its CI, is in the delta table):"
+        ),
+        "",
+        markdown_table(scoreboard(delta[delta.model.isin(["base", model, *rivals])])),
+        "",
+    ]
+
+
+def _recipe_section(run: dict, adapter_manifest: dict) -> list[str]:
+    return [
+        "## Recipe",
+        "",
+        f"Training run: mixture `{run['mixture']}` × recipe `{run['recipe']}`:",
+        "",
+        "```yaml",
+        yaml.safe_dump(adapter_manifest["params"]["recipe"], sort_keys=True).rstrip(),
+        "```",
+        "",
+    ]
+
+
+def _import_section(manifest: dict) -> list[str]:
+    """A model we did not train: where it came from and the files it was evaluated from."""
+    return [
+        "## Source",
+        "",
+        "Not trained by this workflow: imported as it is and evaluated beside the trained models.",
+        "",
+        "```yaml",
+        yaml.safe_dump(
+            {"source": manifest["source"], "files_sha256": manifest["files"]}, sort_keys=True
+        ).rstrip(),
+        "```",
+        "",
+    ]
+
+
 def _provenance(config_sha: str, base: dict, adapter: dict) -> list[str]:
     src = base["source"]
     # every scalar that pins the source (hub repo + revision, package + version, file hash, ...)
@@ -145,7 +193,8 @@ def _provenance(config_sha: str, base: dict, adapter: dict) -> list[str]:
         f"- base model: {src['type']} " + ", ".join(f"{k} `{v}`" for k, v in revision.items()),
         f"- base weights sha256: `{base.get('weights_sha256')}`",
         (
-            f"- adapter trained {adapter.get('started')} – {adapter.get('finished')} on "
+            f"- {'imported' if adapter.get('kind') == 'outside_model' else 'adapter trained'} "
+            f"{adapter.get('started')} – {adapter.get('finished')} on "
             f"{adapter.get('hardware', {}).get('machine')} ({adapter.get('hardware', {}).get('gpu', 'cpu')})"
         ),
         "- packages: " + ", ".join(f"{k} {v}" for k, v in pk.items() if v),
@@ -160,19 +209,26 @@ def render_model_card(
     settings: TableSettings,
     verdict: dict,
     selection: dict,
-    run: dict,
-    mixture_manifest: dict,
+    run: dict | None,
+    mixture_manifest: dict | None,
     adapter_manifest: dict,
     base_manifest: dict,
     config_sha: str,
     reference_notes: dict | None = None,
     lineage: list[str] | None = None,
     origins: dict | None = None,
+    form: str = "adapter",
+    outside: list[str] | None = None,
 ) -> str:
+    """The card's body. ``run`` None: a model we did not train (``models:``), and
+    ``adapter_manifest`` is its import manifest."""
     table = model_section(delta, model, settings.confidence)
     refs = delta[delta.source == REFERENCE]
+    title = (
+        f"adapter on {base_name}" if run or form == "adapter" else f"{form} model, compared with {base_name}"
+    )
     lines = [
-        f"# {model}: adapter on {base_name}",
+        f"# {model}: {title}",
         "",
         (
             f"Built by deltaflow. Chosen as the model to ship: {selection['reason']} "
@@ -190,8 +246,10 @@ def render_model_card(
         notes = "; ".join(f"{name}: {note}" for name, note in (reference_notes or {}).items())
         if notes:
             lines += [f"References: {notes}", ""]
+    lines += _outside_section(delta, model, outside or [])
     lines += _gate_section(model, verdict, selection) + [""]
-    lines += _mixture_section(run["mixture"], mixture_manifest["mixture"]) + [""]
+    if run:
+        lines += _mixture_section(run["mixture"], mixture_manifest["mixture"]) + [""]
     lineage = lineage or [f"run {model}"]
     lines += ["## How this model was made", "", *[f"{i}. {step}" for i, step in enumerate(lineage, 1)], ""]
     if origins:  # deltaflow.origins: everything that reached the training data, through the DAG
@@ -209,15 +267,6 @@ def render_model_card(
             "```",
             "",
         ]
-    lines += [
-        "## Recipe",
-        "",
-        f"Training run: mixture `{run['mixture']}` × recipe `{run['recipe']}`:",
-        "",
-        "```yaml",
-        yaml.safe_dump(adapter_manifest["params"]["recipe"], sort_keys=True).rstrip(),
-        "```",
-        "",
-    ]
+    lines += _recipe_section(run, adapter_manifest) if run else _import_section(adapter_manifest)
     lines += _provenance(config_sha, base_manifest, adapter_manifest)
     return "\n".join(lines) + "\n"

@@ -12,6 +12,11 @@ forgotten by another. Kinds:
 - ``sweep``: ``<model>.x<coef>``, a model's adapter delta scaled by coef (results/merges/<name>/)
 - ``merged``: ``<model>.merged``, an adapter folded into the base weights (results/models/merged/<model>/)
 - ``gguf``: ``<model>.<type>.gguf``, llama.cpp's conversion of a merged model (results/gguf/<model>/)
+- ``outside``: a ``models:`` entry, a model we did not train (a full model, a PEFT adapter on the
+  base or a GGUF file), imported into results/models/outside/<name>/ (deltaflow.outside)
+
+Whatever the kind, a model's weights take one of four forms (``ModelNode.form``), which is all the
+eval and release code need to know: the base, an adapter on the base, a full model, a GGUF file.
 """
 
 from __future__ import annotations
@@ -43,8 +48,34 @@ class ModelNode:
         return cls(**{**d, "parents": tuple(tuple(p) for p in d["parents"])})
 
     @property
+    def form(self) -> str:
+        """What the model's weights are: ``base``, ``adapter`` (a PEFT adapter on the base),
+        ``full`` (a whole model folder) or ``gguf`` (a GGUF file run by llama.cpp)."""
+        if self.kind == "outside":
+            return self.details["form"]
+        return {"base": "base", "merged": "full", "gguf": "gguf"}.get(self.kind, "adapter")
+
+    @property
+    def full_dir(self) -> str | None:
+        """A full model's folder (weights, tokenizer and manifest); for a GGUF, the folder whose
+        tokenizer it runs with. None for the base and adapters."""
+        if self.kind == "outside" and self.form != "adapter":
+            return outside_dir(self.name)
+        if self.kind in ("merged", "gguf"):
+            return f"results/models/merged/{self.details['exported']}"
+        return None
+
+    @property
+    def gguf_file(self) -> str | None:
+        if self.kind == "outside" and self.form == "gguf":
+            return f"{outside_dir(self.name)}/{OUTSIDE_GGUF}"
+        return gguf_path(self.details["exported"], self.gguf_type) if self.kind == "gguf" else None
+
+    @property
     def adapter_dir(self) -> str | None:
-        """The PEFT adapter evaluated for this model (None for the base and exports)."""
+        """The PEFT adapter evaluated for this model (None for the base and full models)."""
+        if self.kind == "outside":
+            return outside_dir(self.name) if self.form == "adapter" else None
         if self.kind == "run":
             return f"results/adapters/{self.name}"
         if self.kind == "checkpoint":
@@ -62,6 +93,8 @@ class ModelNode:
             return f"results/adapters/{self.run}/manifest.json"
         if self.kind in ("merge", "sweep"):
             return f"results/merges/{self.name}/manifest.json"
+        if self.kind == "outside":
+            return f"{outside_dir(self.name)}/manifest.json"
         src = self.parents[0][0]
         if self.kind == "merged":
             return f"results/models/merged/{src}/manifest.json"
@@ -72,9 +105,15 @@ class ModelNode:
         """The model's own files besides its manifest: what an audit checks on disk."""
         if self.kind == "checkpoint":
             return [f"{self.adapter_dir}/arm.json", f"{self.adapter_dir}/adapter_model.safetensors"]
-        if self.kind == "gguf":
-            return [gguf_path(self.details["exported"], self.gguf_type)]
-        return []
+        return [self.gguf_file] if self.gguf_file else []
+
+
+OUTSIDE_GGUF = "model.gguf"  # an outside GGUF's file name in its folder
+
+
+def outside_dir(name: str) -> str:
+    """Where the outside model ``name`` is imported (deltaflow.outside)."""
+    return f"results/models/outside/{name}"
 
 
 def gguf_path(model: str, gtype: str) -> str:
@@ -137,7 +176,7 @@ def merge_specs(config: dict) -> dict[str, dict]:
 
 class ModelGraph:
     """Every model of a (validated) config as a ModelNode, in the eval grid's order: the base,
-    runs, checkpoints, merges, sweep arms, merged and GGUF exports."""
+    outside models, runs, checkpoints, merges, sweep arms, merged and GGUF exports."""
 
     def __init__(self, config: dict):
         self.config = config
@@ -146,6 +185,13 @@ class ModelGraph:
         self.exports = export_models(config)
         self.merges = merge_specs(config)
         nodes = [ModelNode("base", "base")]
+        for name, spec in sorted(config["models"].items()):
+            details = {
+                "form": spec["kind"],
+                "releasable": spec["releasable"],
+                "description": spec["description"],
+            }
+            nodes.append(ModelNode(name, "outside", details=details))
         for run, spec in sorted(config["runs"].items()):
             init = spec.get("init_from")
             nodes.append(
@@ -220,6 +266,9 @@ class ModelGraph:
         node = self.node(model)
         if node.kind == "base":
             return ["the base model"]
+        if node.kind == "outside":
+            what = f": {node.details['description']}" if node.details["description"] else ""
+            return [f"outside model {model} ({node.form}, not trained here){what}"]
         if node.kind == "run":
             objective = self.config["recipes"].get(node.details["recipe"], {}).get("objective", "sft")
             what = {"sft": "", "dpo": " (DPO)", "cpt": " (continued pretraining)"}.get(objective, "")

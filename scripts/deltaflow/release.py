@@ -32,7 +32,7 @@ TOKENIZER_FILES = (
 
 
 def library_name(node: ModelNode) -> str:
-    return {"merged": "transformers", "gguf": "gguf"}.get(node.kind, "peft")
+    return {"full": "transformers", "gguf": "gguf"}.get(node.form, "peft")
 
 
 def hub_metadata(
@@ -110,11 +110,11 @@ def lay_out_release(node: ModelNode, workdir: Path, out_dir: Path, card_text: st
         # an adapter that added tokens carries its own tokenizer; otherwise the base's
         tok_dir = src if (src / "tokenizer_config.json").exists() else base_dir
         files += [tok_dir / f for f in TOKENIZER_FILES if (tok_dir / f).exists()]
-    elif node.kind == "merged":
-        src = workdir / Path(node.manifest).parent
+    elif node.form == "full":
+        src = workdir / node.full_dir
         files = [f for f in sorted(src.iterdir()) if f.is_file() and f.name != "manifest.json"]
-    elif node.kind == "gguf":
-        files = [workdir / node.files[0]]
+    elif node.form == "gguf":
+        files = [workdir / node.gguf_file]
     else:
         raise DeltaflowError(f"{node.name} is the base model; there is nothing to release")
     for f in files:

@@ -9,7 +9,7 @@ import functools
 from pathlib import Path
 
 from ...io import load_yaml
-from ..spec import check_registry_file, schema
+from ..spec import BenchmarkSpec, check_registry_file, schema
 
 REGISTRY_DIR = Path(__file__).resolve().parent
 REQUIRED_KEYS = tuple(schema()["$defs"]["registry_file"]["required"])
@@ -60,3 +60,13 @@ def load(name: str, dirs: tuple = ()) -> dict:
     check_registry_file(spec, path)  # the schema's registry_file: unknown keys, types, required
     spec["task"] = name
     return spec
+
+
+def benchmark_spec(name: str, dirs: tuple = (), **overrides) -> BenchmarkSpec:
+    """Registry benchmark ``name`` as a BenchmarkSpec, with ``overrides`` (``decoding`` merged
+    over the registry's, other keys replaced): what tests and bench scripts evaluate without a
+    config (a config's specs come from deltaflow.bench.from_config)."""
+    d = {**load(name, dirs), "name": name}
+    if "decoding" in overrides:
+        overrides = {**overrides, "decoding": {**d.get("decoding", {}), **overrides["decoding"]}}
+    return BenchmarkSpec.from_dict({**d, **overrides})
