@@ -55,9 +55,8 @@ MODELS = GRAPH.names
 # the models the selection chooses among: every run and checkpoint ("best, not last")
 # replicate-seed arms (`<run>~s<seed>`, deltaflow.seeds) measure seed variance; never a release candidate
 SEED_FAMILIES = seed_families(config)
-# outside models (`models:`) only where they are declared releasable
-CANDIDATES = [m for m in MODELS if m != "base" and not is_seed_arm(m)
-              and (GRAPH.kind(m) != "outside" or GRAPH.node(m).details["releasable"])]
+# (and outside models, `models:`, only where they are declared releasable)
+CANDIDATES = GRAPH.candidates()
 OUTSIDE = sorted(config["models"])
 BENCHMARKS = sorted(config["benchmarks"])
 # resolved once: params functions run per job, and a 10k-job grid would resolve each 200 times

@@ -43,6 +43,8 @@ rule model_card:
         model_runs={m: model_run(m) for m in CANDIDATES},
         # models we did not train: the card compares the chosen one with them
         outside=OUTSIDE,
+        # models released besides the chosen one, and their cards' notes
+        release=config["release"],
         lineage={m: GRAPH.lineage(m) for m in CANDIDATES},
         nodes={m: dataclasses.asdict(GRAPH.node(m)) for m in CANDIDATES},
         datasets={m: {d: dataset_card_entry(d) for d in GRAPH.training_datasets(m)} for m in CANDIDATES},

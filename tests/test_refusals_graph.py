@@ -246,7 +246,7 @@ def test_good_lr_schedulers_validate():
         (
             "recipe",
             "early_stopping_patience",
-            "a run trains all its max_steps or epochs; save checkpoints with save_every",
+            "early stopping is its own key: early_stopping: {patience: <n>, min_delta: <loss>}",
         ),
         (
             "recipe",
@@ -279,8 +279,21 @@ def test_ppo_names_what_trl_ships_and_what_deltaflow_runs():
     text = config_errors(cfg)
     assert (
         "config key 'recipes.tiny_lora.objective': 'ppo' is not supported: TRL 1.x no longer ships PPO; its "
-        "trainers are SFT, DPO, GRPO, RLOO, KTO, Reward and Distillation. deltaflow trains sft, dpo, cpt, grpo"
+        "trainers are SFT, DPO, GRPO, RLOO, KTO, Reward and Distillation. deltaflow trains sft, dpo, cpt, "
+        "grpo, rloo: for on-policy RL from a reward use rloo"
     ) in text
+
+
+def test_rloo_takes_grpos_keys_but_not_its_loss_type():
+    cfg = tiny_config()
+    cfg["recipes"]["tiny_lora"].update(objective="rloo", loss_type="dr_grpo", num_generations=1)
+    cfg["runs"]["run_a"]["mixture"] = "mix_b"  # prompts with reference answers
+    text = config_errors(cfg)
+    assert (
+        "config key 'recipes.tiny_lora.loss_type': a GRPO loss type, and RLOOTrainer has no loss_type" in text
+    )
+    assert "config key 'recipes.tiny_lora.rewards': objective rloo needs at least one reward" in text
+    assert "config key 'recipes.tiny_lora.num_generations': RLOO compares completions within a group" in text
 
 
 def test_a_typo_gets_the_closest_key_also_in_a_grid():
@@ -311,7 +324,7 @@ def test_enum_errors_name_the_value_and_choices_without_the_description():
     cfg["datasets"]["alpaca"]["format"] = "alpacca"
     text = config_errors(cfg)
     lines = [line.strip() for line in text.splitlines()[1:]]
-    assert "config key 'recipes.tiny_lora.objective': 'sfft' is not one of sft, dpo, cpt, grpo" in lines
+    assert "config key 'recipes.tiny_lora.objective': 'sfft' is not one of sft, dpo, cpt, grpo, rloo" in lines
     assert (
         "config key 'datasets.alpaca.format': 'alpacca' is not one of messages, alpaca, sharegpt, "
         "sharegpt_preference, text"
@@ -433,3 +446,23 @@ def test_missing_local_hf_dataset_folder_is_refused(tmp_path):
     )
     (tmp_path / "saved").mkdir()
     validate_config(cfg)
+
+
+def test_early_stopping_needs_a_validation_loss_and_no_declared_arms_past_it():
+    cfg = tiny_config()
+    cfg["recipes"]["tiny_lora"]["early_stopping"] = {"patience": 2}
+    cfg["recipes"]["tiny_dora"]["early_stopping"] = {"patience": 2}
+    cfg["recipes"]["tiny_dora"]["val_rows"] = 4
+    text = config_errors(cfg)
+    assert (
+        "config key 'recipes.tiny_lora.early_stopping': it stops on the validation loss, and this recipe has "
+        "none; set val_rows"
+    ) in text
+    assert (
+        "config key 'recipes.tiny_dora.early_stopping': with save_every, the checkpoint arms are declared "
+        "before the run"
+    ) in text
+    cfg = tiny_config()
+    cfg["recipes"]["tiny_lora"].update(val_rows=4, early_stopping={"patience": 2, "min_delta": 0.01})
+    validate_config(cfg)
+    assert cfg["recipes"]["tiny_lora"]["early_stopping"] == {"patience": 2, "min_delta": 0.01}

@@ -61,7 +61,7 @@ def test_a_field_of_the_recipes_own_objective_is_checked_against_that_config():
     assert "label_smoothing" not in text  # DPOConfig has it
     assert (
         "config key 'recipes.tiny_dpo.trainer_args.beta': deltaflow sets beta itself; "
-        "use recipes.tiny_dpo.beta (dpo) or kl_beta (grpo)"
+        "use recipes.tiny_dpo.beta (dpo) or kl_beta (grpo, rloo)"
     ) in text
 
 

@@ -261,10 +261,12 @@ def test_continued_pretraining_lowers_the_held_out_loss_on_the_domain_text(tmp_p
     assert m["train_rows"] == 37 and 0.8 * 12 * 4 * 64 < m["tokens_seen"] <= 12 * 4 * 64
 
 
-def test_grpo_raises_a_learnable_reward_and_logs_its_groups(tmp_path):
-    """objective grpo on the tiny model: a format reward (the completion holds an "e") starts at
-    0 and reaches 1; metrics.json has the reward curve per function, and the group statistics
-    move from all-zero groups (nothing to learn) through mixed ones to all-max ones."""
+@pytest.mark.parametrize("objective", ["grpo", "rloo"])
+def test_grpo_raises_a_learnable_reward_and_logs_its_groups(tmp_path, objective):
+    """objective grpo (and rloo, TRL's RLOOTrainer on the same prompts and rewards) on the tiny
+    model: a format reward (the completion holds an "e") starts at 0 and reaches 1; metrics.json
+    has the reward curve per function, and the group statistics move from all-zero groups
+    (nothing to learn) through mixed ones to all-max ones."""
     import torch
     from conftest import tiny_random_model
     from transformers import AutoModelForCausalLM
@@ -288,7 +290,7 @@ def test_grpo_raises_a_learnable_reward_and_logs_its_groups(tmp_path):
     ]
     recipe = recipe_of(
         **RECIPE,
-        objective="grpo",
+        objective=objective,
         learning_rate=0.05,
         lr_scheduler="constant",
         warmup_ratio=0.0,
@@ -303,7 +305,7 @@ def test_grpo_raises_a_learnable_reward_and_logs_its_groups(tmp_path):
     )
     m = train_adapter(base, rows, recipe, tmp_path / "adapter", device="cpu")
     curve = m["reward_curve"]
-    assert m["objective"] == "grpo" and len(curve) == 15 and "rewards/has_e/mean" in curve[0]
+    assert m["objective"] == objective and len(curve) == 15 and "rewards/has_e/mean" in curve[0]
     assert m["reward_first"] == 0.0 and m["reward_last"] >= 0.9
     assert m["groups"]["all_zero"] > 0 and m["groups"]["mixed"] > 0 and m["groups"]["all_max"] > 0
     assert sum(v for k, v in m["groups"].items() if k != "mixed_share") == 30 * 16 // 8
@@ -456,3 +458,49 @@ def test_grpo_with_code_and_instruction_rewards_reads_each_prompt_rows_checks(tm
     assert [c["rl"]["rewards/tests/mean"] for c in m["loss_curve"]] == [0.0, 0.0]
     assert [c["rl"]["rewards/words/mean"] for c in m["loss_curve"]] == [1.0, 1.0]
     assert m["groups"]["uniform"] == 2 * 8 // 4  # every group: 0.5 of a possible 1.5
+
+
+def test_early_stopping_stops_on_the_validation_loss_and_keeps_the_best_adapter(tmp_path):
+    """early_stopping with a min_delta no decrease can reach: the first validation (step 2) stays
+    the best, the run stops after `patience` more validations (step 6 of 20), metrics.json says
+    so, and the saved adapter is step 2's (the same as a 2-step run's, on a constant schedule)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from deltaflow.bench.synthetic_tasks import generate_task
+    from deltaflow.training.runner import train_adapter
+
+    save_tiny_llama(tmp_path / "base")
+    rows = [r for r in generate_task("arithmetic", train_rows=24, eval_rows=0, seed=0, name="a")]
+    keys = dict(
+        **RECIPE,
+        learning_rate=1e-2,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        batch_size=4,
+        max_length=64,
+        seed=0,
+        logging_steps=2,
+        val_rows=4,
+        eval_every=2,
+    )
+    stopping = {"patience": 2, "min_delta": 10.0}
+    m = train_adapter(
+        tmp_path / "base",
+        rows,
+        recipe_of(**keys, max_steps=20, early_stopping=stopping),
+        tmp_path / "stopped",
+        device="cpu",
+    )
+    es = m["early_stopping"]
+    assert m["steps"] == 6 and es["stopped_early"] and es["stopped_at_step"] == 6 and es["best_step"] == 2
+    assert "did not improve by more than 10.0 for 2 validation(s) in a row after step 2" in es["reason"]
+    assert [c["step"] for c in m["eval_curve"]] == [2, 4, 6] and m["val_loss"] == m["eval_curve"][0][
+        "eval_loss"
+    ]
+    short = train_adapter(
+        tmp_path / "base", rows, recipe_of(**keys, max_steps=2), tmp_path / "two", device="cpu"
+    )
+    assert short["steps"] == 2 and "early_stopping" not in short
+    kept, two = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("stopped", "two"))
+    assert kept.keys() == two.keys() and all(torch.equal(kept[k], two[k]) for k in kept)

@@ -225,6 +225,36 @@ def test_strict_gate_fails_the_run_but_keeps_the_tables(tiny_workflow, tmp_path)
     assert "**FAIL**" in (work / "results/model_card.md").read_text()
 
 
+def test_release_also_ships_more_models_each_with_its_card_and_notes(tiny_workflow, tmp_path):
+    """release.also: a folder and a card for each listed model besides the chosen one; one that
+    misses its gates is released all the same and its card names the gates it missed; notes
+    (a postmortem) go into its card. Only the card stage reruns (and the selection, for the gate)."""
+    run = copy_run(tiny_workflow, tmp_path)
+    cfg = run.cfg
+    cfg["gates"]["target"] = {"target": {"min_gain_pts": 50.0}}  # no model passes
+    also = ["run_b@step3", "run_a.x0.5"]
+    cfg["release"] = {"also": also, "notes": {"run_a.x0.5": "Postmortem: half the delta, kept for study."}}
+    proc = run.snakemake(configfile=write_config(run.work, cfg))
+    out = proc.stdout + proc.stderr
+    assert "rule evaluate" not in out and "rule adapter" not in out and "rule model_card" in out
+    res = run.work / "results"
+    chosen = json.loads((res / "tables/selection.json").read_text())["chosen"]
+    folders = sorted(p.name for p in (res / "release").iterdir() if not p.name.startswith("."))
+    assert folders == sorted({chosen, *also})
+    assert (res / "release" / chosen / "README.md").read_text() == (res / "model_card.md").read_text()
+    for model in (m for m in also if m != chosen):
+        card = (res / "release" / model / "README.md").read_text()
+        from huggingface_hub import ModelCard
+
+        assert ModelCard(card).data.model_name == model
+        assert (
+            f"Released besides the chosen model ({chosen}), as release.also lists it, although it "
+            "misses its gates: target axis target: Δ"
+        ) in card
+        assert ("## Notes\n\nPostmortem: half the delta" in card) == (model == "run_a.x0.5")
+        assert (res / "release" / model / "adapter_model.safetensors").exists()
+
+
 def test_same_items_for_every_model(tiny_run):
     workdir, _, _ = tiny_run
     for bench in ("arithmetic", "arc_easy", "gsm8k"):

@@ -22,7 +22,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import basemodel, datasets, graph_checks, mixture, outside, tables
+from . import basemodel, datasets, graph_checks, mixture, outside, release, tables
 from .bench import checks as bench_checks
 from .errors import ConfigError
 from .gguf_export import GGUF_TYPES
@@ -111,8 +111,7 @@ def validate_config(config: dict, *, check_files: bool = True) -> dict:
 # reported as such, never as a misspelling. Keys are dotted config paths; `*` stands for a name.
 UNSUPPORTED_KEYS = {
     "recipes.*.early_stopping_patience": (
-        "a run trains all its max_steps or epochs; save checkpoints with save_every (each is "
-        "evaluated) and let the selection pick the best one"
+        "early stopping is its own key: early_stopping: {patience: <n>, min_delta: <loss>}"
     ),
     "recipes.*.max_grad_norm": (
         "it is a setting of the objective's TRL config: give it under trainer_args "
@@ -128,8 +127,9 @@ UNSUPPORTED_KEYS = {
 UNSUPPORTED_VALUES = {
     ("recipes.*.objective", "ppo"): (
         "TRL 1.x no longer ships PPO; its trainers are SFT, DPO, GRPO, RLOO, KTO, Reward and "
-        "Distillation. deltaflow trains {allowed}: for RL from a reward use grpo (rewards: "
-        "verifiers or format regexes), for preference pairs dpo"
+        "Distillation. deltaflow trains {allowed}: for on-policy RL from a reward use rloo (TRL's "
+        "REINFORCE leave-one-out, the closest to PPO) or grpo (rewards: verifiers or format "
+        "regexes), for preference pairs dpo"
     ),
 }
 
@@ -240,6 +240,7 @@ CHECKS = (
     graph_checks.check_eval_backend,  # what vLLM can serve
     bench_checks.check_benchmarks,  # benchmark_dirs and every benchmark
     tables.check_config,  # tables and gates
+    release.check_release,  # what is released besides the choice
 )
 
 

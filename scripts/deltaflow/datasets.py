@@ -24,6 +24,7 @@ from .bench.synthetic_tasks import generate_task
 from .errors import DataError
 from .io import read_jsonl, read_text
 from .origins import declared_origin
+from .training.objective import RL_OBJECTIVES
 
 ROLE_MAP = {
     "human": "user",
@@ -286,7 +287,7 @@ def _no_answer_hint(name: str, reasons: Counter) -> str:
 
 # objectives that read only a row's prompt (and its reference answer, if any), never train on
 # its assistant turn
-PROMPT_OBJECTIVES = ("grpo",)
+PROMPT_OBJECTIVES = RL_OBJECTIVES
 
 
 def dataset_uses(config: dict) -> dict[str, dict[str, list[str]]]:

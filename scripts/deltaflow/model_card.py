@@ -219,9 +219,12 @@ def render_model_card(
     origins: dict | None = None,
     form: str = "adapter",
     outside: list[str] | None = None,
+    released_as: str | None = None,
+    release_notes: str | None = None,
 ) -> str:
     """The card's body. ``run`` None: a model we did not train (``models:``), and
-    ``adapter_manifest`` is its import manifest."""
+    ``adapter_manifest`` is its import manifest. ``released_as``: why a model other than the
+    chosen one is released (``release.also``); ``release_notes``: its ``release.notes`` text."""
     table = model_section(delta, model, settings.confidence)
     refs = delta[delta.source == REFERENCE]
     title = (
@@ -231,7 +234,7 @@ def render_model_card(
         f"# {model}: {title}",
         "",
         (
-            f"Built by deltaflow. Chosen as the model to ship: {selection['reason']} "
+            f"Built by deltaflow. {released_as or 'Chosen as the model to ship: ' + selection['reason']} "
             f"(gates: **{'PASS' if verdict['passes'] else 'FAIL'}**)."
         ),
         "",
@@ -246,6 +249,8 @@ def render_model_card(
         notes = "; ".join(f"{name}: {note}" for name, note in (reference_notes or {}).items())
         if notes:
             lines += [f"References: {notes}", ""]
+    if release_notes:
+        lines += ["## Notes", "", release_notes.strip(), ""]
     lines += _outside_section(delta, model, outside or [])
     lines += _gate_section(model, verdict, selection) + [""]
     if run:

@@ -21,6 +21,7 @@ eval and release code need to know: the base, an adapter on the base, a full mod
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 BASE_MANIFEST = "results/models/base/manifest.json"
@@ -106,6 +107,14 @@ class ModelNode:
         if self.kind == "checkpoint":
             return [f"{self.adapter_dir}/arm.json", f"{self.adapter_dir}/adapter_model.safetensors"]
         return [self.gguf_file] if self.gguf_file else []
+
+
+# a replicate-seed arm of a run (deltaflow.seeds): measures seed variance, never a candidate
+SEED_ARM = re.compile(r"^(?P<run>.+)~s(?P<seed>-?\d+)$")
+
+
+def is_seed_arm(model: str) -> bool:
+    return bool(SEED_ARM.match(model))
 
 
 OUTSIDE_GGUF = "model.gguf"  # an outside GGUF's file name in its folder
@@ -227,6 +236,16 @@ class ModelGraph:
     def names(self) -> list[str]:
         return list(self.nodes)
 
+    def candidates(self) -> list[str]:
+        """The models the selection chooses among and that can be released: every model but the
+        base and replicate-seed arms (`<run>~s<seed>`, which measure seed variance), and models
+        we did not train only when declared releasable."""
+        return [
+            m
+            for m, n in self.nodes.items()
+            if n.kind != "base" and not is_seed_arm(m) and (n.kind != "outside" or n.details["releasable"])
+        ]
+
     def __contains__(self, model: str) -> bool:
         return model in self.nodes
 
@@ -271,7 +290,8 @@ class ModelGraph:
             return [f"outside model {model} ({node.form}, not trained here){what}"]
         if node.kind == "run":
             objective = self.config["recipes"].get(node.details["recipe"], {}).get("objective", "sft")
-            what = {"sft": "", "dpo": " (DPO)", "cpt": " (continued pretraining)"}.get(objective, "")
+            what = {"dpo": " (DPO)", "cpt": " (continued pretraining)", "grpo": " (GRPO)", "rloo": " (RLOO)"}
+            what = what.get(objective, "")
             step = f"run {model}{what}: mixture {node.details['mixture']} x recipe {node.details['recipe']}"
             if node.parents:  # a stack: the run it continues comes first (e.g. CPT, then SFT on top)
                 return [*self.lineage(node.parents[0][0]), f"{step}, continuing {node.parents[0][0]}"]

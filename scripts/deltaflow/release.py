@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import DeltaflowError
-from .models import ModelNode
+from .models import ModelGraph, ModelNode
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -29,6 +29,31 @@ TOKENIZER_FILES = (
     "merges.txt",
     "generation_config.json",
 )
+
+
+def check_release(config: dict, *, check_files: bool):
+    """``release.also`` names selection candidates (what can be released) and ``release.notes``
+    goes to models of ``also``. ``check_files``: unused."""
+    graph = ModelGraph(config)
+    candidates = graph.candidates()
+    also = config["release"]["also"]
+    for i, model in enumerate(also):
+        if model in candidates:
+            continue
+        why = (
+            "a model we did not train that is not releasable (set models.<name>.releasable)"
+            if model in graph and graph.kind(model) == "outside"
+            else "the base or a replicate-seed arm"
+            if model in graph
+            else "not a model of this config"
+        )
+        yield f"config key 'release.also[{i}]': '{model}' cannot be released: {why}; releasable: {', '.join(candidates)}"
+    for model in config["release"]["notes"]:
+        if model not in also:
+            yield (
+                f"config key 'release.notes.{model}': a note goes into the card of a model released "
+                f"through release.also, and '{model}' is not listed there; add it to release.also"
+            )
 
 
 def library_name(node: ModelNode) -> str:

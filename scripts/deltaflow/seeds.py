@@ -14,24 +14,21 @@ arm.
 from __future__ import annotations
 
 import copy
-import re
 
 import numpy as np
 import pandas as pd
 
 from .errors import DeltaflowError
+from .models import SEED_ARM as ARM
+from .models import is_seed_arm
 from .stats import benchmark_seed, minimum_detectable_effect, percentile_ci
 
-ARM = re.compile(r"^(?P<run>.+)~s(?P<seed>-?\d+)$")
+__all__ = ["ARM", "is_seed_arm"]  # seed arms are named by the model graph (deltaflow.models)
 _CHUNK = 128
 
 
 def arm_name(run: str, seed: int) -> str:
     return f"{run}~s{seed}"
-
-
-def is_seed_arm(model: str) -> bool:
-    return bool(ARM.match(model))
 
 
 def expand_seeds(config: dict) -> list[str]:

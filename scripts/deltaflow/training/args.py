@@ -115,6 +115,12 @@ def _training_args(
         save_total_limit=1 + math.ceil(recipe["logging_steps"] / checkpoint_every),
         eval_strategy="steps" if validate else "no",
         eval_steps=eval_every,
+        # early stopping compares each validation loss with the best so far (state.best_metric)
+        **(
+            {"metric_for_best_model": "eval_loss", "greater_is_better": False}
+            if recipe["early_stopping"]
+            else {}
+        ),
         report_to=[],
         # real tokens, not padding: what tokens/s and the packing comparison should count
         include_num_input_tokens_seen="non_padding",

@@ -166,3 +166,43 @@ def rl_summary(curve: list[dict]) -> dict:
         "reward_hacking": sum(c.get("reward_hacking", 0) for c in curve),
         "groups": {**groups, "mixed_share": round(groups.get("mixed", 0) / total, 4) if total else None},
     }
+
+
+def early_stopping_callbacks(spec: dict, best_dir: Path, save_adapter) -> list:
+    """transformers' EarlyStoppingCallback on the validation loss, and a callback that keeps the
+    adapter at each new best validation loss in ``best_dir`` (what the run saves at the end)
+    and records, as ``.summary``, the best step and where and why the run stopped."""
+    from transformers import EarlyStoppingCallback, TrainerCallback
+
+    stopper = EarlyStoppingCallback(
+        early_stopping_patience=spec["patience"], early_stopping_threshold=spec["min_delta"]
+    )
+
+    class KeepBest(TrainerCallback):
+        def __init__(self):
+            self.summary = {**spec, "stopped_early": False, "stopped_at_step": None, "reason": None}
+            self.best: tuple[int, float] | None = None  # (step, validation loss)
+
+        def on_evaluate(self, args, state, control, metrics=None, model=None, **kw):
+            loss = (metrics or {}).get("eval_loss")
+            if loss is None:
+                return
+            if self.best is None or loss < self.best[1] - spec["min_delta"]:
+                self.best = (state.global_step, float(loss))
+                if state.is_world_process_zero:
+                    save_adapter(model, best_dir, selected_adapters=["default"])
+            self.summary.update(best_step=self.best[0], best_val_loss=self.best[1])
+
+        def on_train_end(self, args, state, control, **kw):
+            if state.global_step < state.max_steps and self.best is not None:
+                self.summary.update(
+                    stopped_early=True,
+                    stopped_at_step=state.global_step,
+                    reason=(
+                        f"the validation loss did not improve by more than {spec['min_delta']} for "
+                        f"{spec['patience']} validation(s) in a row after step {self.best[0]}"
+                    ),
+                )
+
+    # KeepBest first: it sees each validation before the stopper decides
+    return [KeepBest(), stopper]

@@ -19,8 +19,10 @@ from pathlib import Path
 from ..bench import registry
 from ..bench.from_config import benchmark_dirs
 from ..generation import CHECK_FIELDS, rows_without_checks
+from ..io import load_yaml
 from ..models import PEFT_KEYS, ModelGraph
 from . import trainer_args
+from .objective import RL_OBJECTIVES
 from .rewards import check_rewards
 from .world import processes_for
 
@@ -48,6 +50,34 @@ def scheduler_names() -> tuple[str, ...]:
     from transformers.trainer_utils import SchedulerType  # moved in the source: import it
 
     return tuple(s.value for s in SchedulerType)
+
+
+def _check_early_stopping(rname: str, recipe: dict):
+    """Early stopping watches a validation loss: it needs val_rows, an objective that computes
+    one, and no checkpoint arms past a stop that cannot be known before the run."""
+    if not recipe["early_stopping"]:
+        return
+    key = f"config key 'recipes.{rname}.early_stopping'"
+    if recipe["objective"] in RL_OBJECTIVES:
+        yield (
+            f"{key}: objective {recipe['objective']} computes no validation loss (its trainer "
+            "samples and rewards); stop on steps, or save_every and let the selection choose"
+        )
+    elif not recipe["val_rows"]:
+        yield f"{key}: it stops on the validation loss, and this recipe has none; set val_rows (and eval_every)"
+    if recipe["save_every"]:
+        yield (
+            f"{key}: with save_every, the checkpoint arms are declared before the run and those "
+            "after an early stop would not exist; use one of the two (early stopping keeps the "
+            "best adapter as the run's)"
+        )
+
+
+@functools.cache
+def _recipe_default(key: str):
+    """A recipe key's default, read from the config schema (its one home)."""
+    schema = load_yaml(Path(__file__).parents[1] / "schema.yaml", what="config schema")
+    return schema["$defs"]["recipe"]["properties"][key]["default"]
 
 
 def check_recipes(config: dict, *, check_files: bool):
@@ -78,14 +108,22 @@ def check_recipes(config: dict, *, check_files: bool):
         yield from _check_recipe_length(rname, recipe)
         yield from _check_scheduler(rname, recipe)
         yield from trainer_args.check(rname, recipe)
-        if recipe["rollouts"] == "vllm" and (recipe["objective"] != "grpo" or train["device"] != "cuda"):
+        if recipe["rollouts"] == "vllm" and (
+            recipe["objective"] not in RL_OBJECTIVES or train["device"] != "cuda"
+        ):
             yield (
-                f"config key 'recipes.{rname}.rollouts': vllm samples GRPO's completions through TRL's "
-                "colocated vLLM, which needs objective grpo and a CUDA GPU (train.device: cuda); "
+                f"config key 'recipes.{rname}.rollouts': vllm samples GRPO's or RLOO's completions through "
+                "TRL's colocated vLLM, which needs objective grpo or rloo and a CUDA GPU (train.device: cuda); "
                 f"this recipe is objective {recipe['objective']} on train.device {train['device']}: "
                 "use rollouts: hf"
             )
-        if recipe["objective"] == "grpo":
+        if recipe["objective"] == "rloo" and recipe["loss_type"] != _recipe_default("loss_type"):
+            yield (
+                f"config key 'recipes.{rname}.loss_type': a GRPO loss type, and RLOOTrainer has no "
+                "loss_type (its advantage is the leave-one-out baseline); remove it, or use objective grpo"
+            )
+        yield from _check_early_stopping(rname, recipe)
+        if recipe["objective"] in RL_OBJECTIVES:
             dirs = benchmark_dirs(config)
             yield from check_rewards(
                 rname, recipe, dirs, registry.available(dirs), lambda b, dirs=dirs: registry.load(b, dirs)
@@ -180,7 +218,7 @@ def _check_runs(config: dict):
             )
         if objective == "cpt":
             yield from _check_cpt_mixture(config, rname, run)
-        if objective == "grpo" and kind != "preference":
+        if objective in RL_OBJECTIVES and kind != "preference":
             yield from _check_reward_prompts(config, rname, run)
         init = run.get("init_from")
         if init is None:

@@ -1,5 +1,7 @@
 """objective grpo: TRL's GRPOTrainer, ``num_generations`` sampled completions per prompt scored
-by the recipe's rewards (training.rewards), the group statistics recorded at every log."""
+by the recipe's rewards (training.rewards), the group statistics recorded at every log. The
+prompts, rewards, arguments and statistics here are shared with the other on-policy objective
+that samples groups of completions (``rloo``): ``build_rl_trainer`` takes the TRL trainer."""
 
 from __future__ import annotations
 
@@ -33,10 +35,11 @@ def grpo_rows(rows: list[dict]) -> list[dict]:
 
 
 def grpo_args(recipe: dict, common: dict, config_cls) -> dict:
-    """GRPOConfig's keyword arguments: the common training arguments it has (an SFT-only one such
-    as max_length is left out by GRPOConfig's own fields, not by a list here) and the recipe's
-    GRPO keys. ``rollouts: vllm`` is TRL's colocated vLLM generation (CUDA only; the config
-    refuses it elsewhere), so this is where that path is checked without a GPU."""
+    """GRPOConfig's (or RLOOConfig's) keyword arguments: the common training arguments it has (an
+    SFT-only one such as max_length is left out by the config's own fields, not by a list here)
+    and the recipe's RL keys (``loss_type`` is GRPO's own: training.checks refuses it for rloo).
+    ``rollouts: vllm`` is TRL's colocated vLLM generation (CUDA only; the config refuses it
+    elsewhere), so this is where that path is checked without a GPU."""
     import dataclasses
 
     fields = {f.name for f in dataclasses.fields(config_cls)}
@@ -46,11 +49,12 @@ def grpo_args(recipe: dict, common: dict, config_cls) -> dict:
         eval_strategy="no",
         num_generations=recipe["num_generations"],
         beta=recipe["kl_beta"],
-        loss_type=recipe["loss_type"],
         max_completion_length=recipe["max_completion_length"],
         temperature=recipe["temperature"],
         reward_weights=[s["weight"] for s in recipe["rewards"]],
     )
+    if "loss_type" in fields:
+        args["loss_type"] = recipe["loss_type"]
     if recipe["rollouts"] == "vllm":
         import importlib.util
 
@@ -67,17 +71,19 @@ def grpo_args(recipe: dict, common: dict, config_cls) -> dict:
     return args
 
 
-def build_trainer(
-    model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, loss_cb, dirs=(), **_
+def build_rl_trainer(
+    trainer_cls, config_cls, model, tok, rows, recipe, common, peft_config, callbacks, loss_cb, dirs
 ):
-    """TRL's GRPOTrainer: ``num_generations`` sampled completions per prompt, rewards from the
-    registry's scorers (training.rewards), the group statistics recorded at every log."""
+    """A TRL trainer that samples ``num_generations`` completions per prompt (GRPOTrainer,
+    RLOOTrainer), rewards from the registry's scorers (training.rewards), the group statistics
+    recorded at every log."""
     from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
 
     train_rows = grpo_rows(rows)
     if not train_rows:
-        raise DeltaflowError("the mixture has no prompts (rows with a user turn) for GRPO")
+        raise DeltaflowError(
+            f"the mixture has no prompts (rows with a user turn) for objective {recipe['objective']}"
+        )
     specs = recipe["rewards"]
     check_reward_rows(specs, train_rows, dirs)
     stats = GroupStats(
@@ -86,8 +92,8 @@ def build_trainer(
         recipe["num_generations"],
     )
     loss_cb.group_stats = stats
-    args = GRPOConfig(**grpo_args(recipe, common, GRPOConfig))
-    trainer = GRPOTrainer(
+    args = config_cls(**grpo_args(recipe, common, config_cls))
+    trainer = trainer_cls(
         model=model,
         reward_funcs=reward_functions(specs, dirs, stats),
         args=args,
@@ -103,6 +109,17 @@ def build_trainer(
             "rewards": [{**s, "name": reward_name(i, s)} for i, s in enumerate(specs)],
             "num_generations": recipe["num_generations"],
         },
+    )
+
+
+def build_trainer(
+    model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, loss_cb, dirs=(), **_
+):
+    """TRL's GRPOTrainer: each completion's advantage is its reward against its group's."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    return build_rl_trainer(
+        GRPOTrainer, GRPOConfig, model, tok, rows, recipe, common, peft_config, callbacks, loss_cb, dirs
     )
 
 

@@ -1,11 +1,15 @@
-"""What the runner needs from a training objective: each objective module (sft, dpo, cpt, grpo)
-holds one ``Objective`` as ``OBJECTIVE``, and ``runner.OBJECTIVES`` maps the recipe's
+"""What the runner needs from a training objective: each objective module (sft, dpo, cpt, grpo,
+rloo) holds one ``Objective`` as ``OBJECTIVE``, and ``runner.OBJECTIVES`` maps the recipe's
 ``objective`` to it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+
+# the objectives that sample groups of completions per prompt and learn from their rewards: they
+# read a row's prompt and reference answer only (rewards, num_generations, rollouts apply)
+RL_OBJECTIVES = ("grpo", "rloo")
 
 
 def _nothing(trainer, loss_cb, extra: dict) -> None:

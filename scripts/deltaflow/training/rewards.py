@@ -138,12 +138,12 @@ def check_rewards(rname: str, recipe: dict, dirs: tuple, available: list[str], l
     errors = []
     if not recipe["rewards"]:
         errors.append(
-            f"{key}.rewards': objective grpo needs at least one reward: a verifier ({{verifier: "
+            f"{key}.rewards': objective {recipe['objective']} needs at least one reward: a verifier ({{verifier: "
             "{benchmark: arithmetic}}) or a format regex ({format: '...'})"
         )
     if recipe["num_generations"] < 2:
         errors.append(
-            f"{key}.num_generations': GRPO compares completions within a group; "
+            f"{key}.num_generations': {recipe['objective'].upper()} compares completions within a group; "
             f"{recipe['num_generations']} gives no advantage to learn from (use 2 or more)"
         )
     elif recipe["batch_size"] % recipe["num_generations"]:

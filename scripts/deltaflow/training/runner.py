@@ -11,9 +11,15 @@ from pathlib import Path
 
 from ..errors import DeltaflowError
 from ..vocab import expose_token_rows_to_fused_head
-from . import cpt, dpo, grpo, sft
+from . import cpt, dpo, grpo, rloo, sft
 from .args import _training_args, total_steps, train_precision
-from .callbacks import _checkpoint_callback, _loss_callback, peak_memory_mb, rl_summary
+from .callbacks import (
+    _checkpoint_callback,
+    _loss_callback,
+    early_stopping_callbacks,
+    peak_memory_mb,
+    rl_summary,
+)
 from .data import _examples_used, split_validation
 from .model import _prepare_model
 from .objective import Objective
@@ -28,6 +34,7 @@ OBJECTIVES: dict[str, Objective] = {
     "dpo": dpo.OBJECTIVE,
     "cpt": cpt.OBJECTIVE,
     "grpo": grpo.OBJECTIVE,
+    "rloo": rloo.OBJECTIVE,
 }
 
 # what torch.multinomial raises when the logits it samples from are inf/NaN
@@ -129,11 +136,18 @@ def _fit(trainer, objective: Objective, scratch: Path, resume_step, val_rows, ev
     return result, train_s
 
 
-def _save(trainer, save_adapter, out_dir: Path, scratch: Path, resume_dir: Path | None) -> list[dict]:
+def _save(
+    trainer, save_adapter, out_dir: Path, scratch: Path, resume_dir: Path | None, best=None
+) -> list[dict]:
     """The adapter and its checkpoint arms written to ``out_dir`` by the main process, the
-    trainer's scratch folder removed unless it is the resume folder: the arms saved."""
+    trainer's scratch folder removed unless it is the resume folder: the arms saved. With early
+    stopping (``best``: its KeepBest callback), the adapter kept at the lowest validation loss."""
     main = trainer.is_world_process_zero()
-    if main:
+    if main and best is not None and best.best is not None and best.best[0] != trainer.state.global_step:
+        log.info("early stopping: the saved adapter is step %d's (lowest validation loss)", best.best[0])
+        for f in (scratch / "best").iterdir():
+            shutil.copy2(f, out_dir / f.name)
+    elif main:
         save_adapter(trainer.model, out_dir, selected_adapters=["default"])
     saved = _collect_arms(scratch / "arms", out_dir if main else None)
     if resume_dir is None and main:
@@ -246,7 +260,7 @@ def train_adapter(
     curve: list = []
     eval_curve: list = []
     loss_cb = _loss_callback(curve, eval_curve)
-    callbacks = [loss_cb, _checkpoint_callback(scratch / "arms", recipe["save_every"], save_adapter)]
+    callbacks, best = _callbacks(recipe, scratch, save_adapter, loss_cb)
     objective = OBJECTIVES[recipe["objective"]]
     trainer, train_rows, extra = objective.build_trainer(
         model,
@@ -267,7 +281,7 @@ def train_adapter(
     used = _examples_used(trainer, train_rows, recipe)
     result, train_s = _fit(trainer, objective, scratch, resume_step, val_rows, eval_curve)
     objective.after_train(trainer, loss_cb, extra)
-    saved = _save(trainer, save_adapter, out_dir, scratch, resume_dir)
+    saved = _save(trainer, save_adapter, out_dir, scratch, resume_dir, best)
     return {
         "objective": recipe["objective"],
         "init_from": str(init_dir) if init_dir else None,
@@ -278,5 +292,27 @@ def train_adapter(
         "train_examples_used": used,
         "train_examples_dropped_no_target_tokens": len(train_rows) - used,
         **rl_summary(curve),
+        **_stopping_metrics(best),
         **extra,
     }
+
+
+def _callbacks(recipe: dict, scratch: Path, save_adapter, loss_cb) -> tuple[list, object]:
+    """The trainer's callbacks: the loss curve, the checkpoint arms and, with early stopping,
+    the best-adapter keeper (also returned: None without early stopping) and the stopper."""
+    callbacks = [loss_cb, _checkpoint_callback(scratch / "arms", recipe["save_every"], save_adapter)]
+    if not recipe["early_stopping"]:
+        return callbacks, None
+    keep, stopper = early_stopping_callbacks(recipe["early_stopping"], scratch / "best", save_adapter)
+    return [*callbacks, keep, stopper], keep
+
+
+def _stopping_metrics(best) -> dict:
+    """With early stopping: whether and where it stopped, and the best step, whose adapter was
+    saved (its validation loss is then the saved adapter's val_loss)."""
+    if best is None:
+        return {}
+    out = {"early_stopping": dict(best.summary)}
+    if best.best is not None:
+        out["val_loss"] = best.best[1]
+    return out

@@ -19,7 +19,13 @@ import importlib
 import types
 import typing
 
-CONFIG_CLASS = {"sft": "SFTConfig", "cpt": "SFTConfig", "dpo": "DPOConfig", "grpo": "GRPOConfig"}
+CONFIG_CLASS = {
+    "sft": "SFTConfig",
+    "cpt": "SFTConfig",
+    "dpo": "DPOConfig",
+    "grpo": "GRPOConfig",
+    "rloo": "RLOOConfig",
+}
 
 _PRECISION = "recipes.<r>.precision"
 _STRATEGY = "train.strategy"
@@ -53,8 +59,9 @@ OWNED = {
     "save_steps": _CHECKPOINTS,
     "save_total_limit": _CHECKPOINTS,
     "save_only_model": _CHECKPOINTS,
-    "load_best_model_at_end": "none: deltaflow keeps checkpoint arms and their validation losses",
-    "metric_for_best_model": "none: deltaflow keeps checkpoint arms and their validation losses",
+    "load_best_model_at_end": "recipes.<r>.early_stopping (which keeps the best adapter)",
+    "metric_for_best_model": "recipes.<r>.early_stopping (on the validation loss)",
+    "greater_is_better": "recipes.<r>.early_stopping (on the validation loss)",
     "eval_strategy": _VALIDATION,
     "eval_steps": _VALIDATION,
     "report_to": "none yet: deltaflow's outputs are files (metrics.json holds the curves)",
@@ -76,7 +83,7 @@ OWNED = {
     "completion_only_loss": "recipes.<r>.assistant_only_loss",
     "dataset_text_field": "none: deltaflow builds the training rows",
     "packing_strategy": "none: CPT packs with bfd_split",
-    "beta": "recipes.<r>.beta (dpo) or kl_beta (grpo)",
+    "beta": "recipes.<r>.beta (dpo) or kl_beta (grpo, rloo)",
     "num_generations": "recipes.<r>.num_generations",
     "loss_type": "recipes.<r>.loss_type",
     "max_completion_length": "recipes.<r>.max_completion_length",
