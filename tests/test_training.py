@@ -429,8 +429,8 @@ def test_grpo_vllm_rollouts_on_cpu_are_a_config_error(tiny_cfg):
 
     tiny_cfg["recipes"]["tiny_lora"]["rollouts"] = "vllm"
     assert (
-        "config key 'recipes.tiny_lora.rollouts': vllm samples GRPO's completions through TRL's colocated vLLM, "
-        "which needs objective grpo and a CUDA GPU"
+        "config key 'recipes.tiny_lora.rollouts': vllm samples GRPO's or RLOO's completions through TRL's "
+        "colocated vLLM, which needs objective grpo or rloo and a CUDA GPU"
     ) in config_errors(tiny_cfg)
 
 
