@@ -22,6 +22,18 @@ if not config:
 report: "rules/report/workflow.rst"
 
 
+# Tables, selection, the release check, plots and the card read small files and take seconds:
+# on a cluster they run where snakemake runs instead of waiting in the queue once each.
+localrules:
+    delta_table,
+    seed_table,
+    select_model,
+    release_check,
+    plots,
+    model_card,
+    gguf_parity_report,
+
+
 include: "rules/common.smk"
 include: "rules/model.smk"
 include: "rules/data.smk"
