@@ -23,6 +23,7 @@ write_manifest(
         "rows": len(result.rows),
         "rows_by_split": dict(Counter(r["split"] for r in result.rows)),
         "rejected": len(result.rejected),
+        "excluded_by_where": result.excluded,
         "rejected_by_reason": dict(Counter(r["reason"] for r in result.rejected)),
     },
 )

@@ -122,7 +122,7 @@ def test_default_config_validates(repo, monkeypatch):
         (
             lambda c: c["datasets"]["alpaca"].pop("format"),
             "datasets.alpaca.format",
-            "required for type 'file'",
+            "required for a file or hf dataset without a mapping",
         ),
         (lambda c: c["recipes"]["tiny_lora"].update(learnig_rate=1e-3), "recipes.tiny_lora", "learnig_rate"),
         (

@@ -112,7 +112,7 @@ def test_every_job_ran_under_slurm(slurm_run):
         "evaluate",
     }
     # the seconds-long aggregation runs where snakemake runs (the Snakefile's localrules)
-    local = set(re.findall(r"^localrule (\w+):", out, re.M)) - {"all"}
+    local = set(re.findall(r"^localrule (\w+):", out, re.MULTILINE)) - {"all"}
     assert local == {"delta_table", "select_model", "release_check", "plots", "model_card"}, out[-3000:]
 
 

@@ -85,8 +85,8 @@ def validate_config(config: dict, *, check_files: bool = True) -> dict:
             desc = err.schema.get("description", "") if isinstance(err.schema, dict) else ""
             hint = f" ({desc.strip()})" if desc and err.validator not in ("oneOf",) else ""
             msg = err.message
-            if err.validator == "oneOf" and "multiplier" in str(err.schema):
-                msg = "give exactly one of multiplier, fraction, rows or share"
+            if isinstance(err.schema, dict) and "x-message" in err.schema:  # the schema's own words
+                msg, hint = err.schema["x-message"], ""
             if err.validator in ("additionalProperties", "enum"):  # short: the key, the value, the fix
                 lines.extend(
                     f"config key '{_key(p)}': {m}" for p, m in _short_errors(err, list(err.absolute_path))
@@ -96,7 +96,7 @@ def validate_config(config: dict, *, check_files: bool = True) -> dict:
             if err.validator == "required":  # name the missing key itself
                 missing = re.match(r"'(.+)' is a required property", err.message)  # one error per key
                 path += [missing.group(1)] if missing else []
-                if desc.startswith("required for type"):  # the schema's per-type if/then
+                if desc.startswith("required for "):  # the schema's per-type if/then
                     msg, hint = desc.strip(), ""
             lines.append(f"config key '{_key(path)}': {msg}{hint}")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
@@ -228,6 +228,7 @@ def load_config(path: str | os.PathLike, *, check_files: bool = True) -> dict:
 # cannot add or reorder a check. Each is a generator ``(config, *, check_files)`` of messages.
 CHECKS = (
     datasets.check_dataset_files,  # a dataset's file or local folder
+    datasets.check_dataset_mappings,  # a dataset's mapping parses and fits its file's first rows
     basemodel.check_base_model,  # the base model's corpus, folder, chat template
     outside.check_outside_models,  # models we did not train: names, sources, local files
     graph_checks.check_teacher_folders,  # a generation's local teacher folder

@@ -22,8 +22,9 @@ from pathlib import Path
 from . import sources
 from .bench.synthetic_tasks import generate_task
 from .errors import DataError
-from .io import read_jsonl, read_text
+from .io import opener, read_jsonl, read_text
 from .origins import declared_origin
+from .templates import TemplateError, is_false, render, syntax_errors
 from .training.objective import RL_OBJECTIVES
 
 ROLE_MAP = {
@@ -41,6 +42,7 @@ class NormalizedDataset:
     rows: list[dict]
     rejected: list[dict] = field(default_factory=list)
     source: dict = field(default_factory=dict)
+    excluded: int = 0  # rows a mapping's where: filter left out
 
 
 def _read_records(path: Path) -> list[dict]:
@@ -175,6 +177,47 @@ def _check_chat(msgs: list[dict], prompts_only: bool = False) -> None:
         raise ValueError("empty assistant turn")
 
 
+# datasets.<name>.mapping: a row of any shape to deltaflow's row schema, each key a field name or
+# a Jinja template over the row's fields (the vocabulary of a declared benchmark's template:)
+CHECKED_ROWS = 5  # a mapping is checked strictly on a source's first rows (config check, dataset job)
+
+
+class Excluded(Exception):
+    """A row its dataset's ``mapping.where`` leaves out (counted, not rejected)."""
+
+
+def _mapped(value, rec: dict, name: str, key: str) -> str:
+    out = render(value, rec, f"datasets.{name}.mapping.{key}")
+    if out is None:
+        raise ValueError(f"mapping.{key}: the row's '{value}' is null")
+    return out if isinstance(out, str) else json.dumps(out) if isinstance(out, (list, dict)) else str(out)
+
+
+def from_mapping(rec: dict, mapping: dict, name: str, prompts_only: bool = False) -> dict:
+    """One raw record through ``datasets.<name>.mapping`` to a normalized row (without its id,
+    source, split and origin); raises Excluded for a row the ``where:`` filter leaves out,
+    TemplateError for a template the row's fields do not fit, ValueError for a bad row."""
+    get = lambda key: _mapped(mapping[key], rec, name, key)
+    if "where" in mapping and is_false(get("where")):
+        raise Excluded
+    if "text" in mapping:
+        row = _from_text({"text": get("text")}, prompts_only)
+    else:
+        msgs = [_msg(role, get(role)) for role in ("system", "user", "assistant") if role in mapping]
+        raw = {"messages": msgs}
+        if "chosen" in mapping:
+            raw.update(chosen=get("chosen"), rejected=get("rejected"))
+            for key in ("chosen", "rejected"):
+                if not raw[key].strip():
+                    raise ValueError(f"empty '{key}' response (mapping.{key})")
+        row = _from_messages(raw, prompts_only)
+    if "label" in mapping:
+        row["label"] = get("label")
+    if "id" in mapping:
+        row["_id"] = get("id")
+    return row
+
+
 NORMALIZERS = {
     "alpaca": _from_alpaca,
     "sharegpt": _from_sharegpt,
@@ -184,24 +227,51 @@ NORMALIZERS = {
 }
 
 
+def row_format(ds: dict) -> str | None:
+    """A dataset's row layout from its config: its ``format``, or for a ``mapping`` ``text``
+    (document rows), ``preference`` (chosen/rejected) or ``chat``."""
+    mapping = ds.get("mapping")
+    if not mapping:
+        return ds.get("format")
+    return "text" if "text" in mapping else "preference" if "chosen" in mapping else "chat"
+
+
 def normalize_records(
-    records: list[dict], *, fmt: str, name: str, split: str, origin, where: str, prompts_only: bool = False
+    records: list[dict],
+    *,
+    fmt: str | None,
+    name: str,
+    split: str,
+    origin,
+    where: str,
+    prompts_only: bool = False,
+    mapping: dict | None = None,
 ) -> NormalizedDataset:
     """Rows in deltaflow's schema, and a rejection (with the reason) per record that is not one.
-    ``prompts_only``: a prompt set (see prompt_sets), whose rows need no assistant turn."""
-    normalizer = NORMALIZERS[fmt]
-    rows, rejected = [], []
+    ``prompts_only``: a prompt set (see prompt_sets), whose rows need no assistant turn.
+    ``mapping`` (instead of ``fmt``): datasets.<name>.mapping; rows its ``where:`` leaves out
+    are counted in ``excluded``."""
+    if mapping is not None:
+        check_mapped_rows(records, mapping, name, where, prompts_only)
+        normalizer = lambda rec, prompts: from_mapping(rec, mapping, name, prompts)
+    else:
+        normalizer = NORMALIZERS[fmt]
+    rows, rejected, excluded = [], [], 0
     for i, rec in enumerate(records):
         try:
             if not isinstance(rec, dict):
                 raise ValueError(f"expected an object, got {type(rec).__name__}")  # noqa: TRY004 (caught below: a rejected row)
             row = normalizer(rec, prompts_only)
+        except Excluded:
+            excluded += 1
+            continue
         except ValueError as exc:
             rejected.append(
                 {"source": name, "record": i, "where": f"{where}[{i}]", "reason": str(exc), "raw": rec}
             )
             continue
-        row_id = rec.get("id") if isinstance(rec.get("id"), (str, int)) else None
+        row_id = row.pop("_id", rec.get("id"))
+        row_id = row_id if isinstance(row_id, (str, int)) else None
         row.update(
             {
                 "id": f"{name}-{row_id if row_id is not None else i}",
@@ -211,7 +281,24 @@ def normalize_records(
             }
         )
         rows.append(row)
-    return NormalizedDataset(rows=rows, rejected=rejected)
+    return NormalizedDataset(rows=rows, rejected=rejected, excluded=excluded)
+
+
+def check_mapped_rows(records: list, mapping: dict, name: str, where: str, prompts_only: bool) -> None:
+    """The mapping fits the source's first rows: a template that names a field those rows do not
+    have is a mistake in the mapping, not a bad row (DataError naming the key, row and fields)."""
+    for i, rec in enumerate(records[:CHECKED_ROWS]):
+        if not isinstance(rec, dict):
+            continue
+        try:
+            from_mapping(rec, mapping, name, prompts_only)
+        except TemplateError as exc:
+            raise DataError(
+                f"dataset '{name}' ({where}[{i}], row {i}): {exc}. Fix datasets.{name}.mapping "
+                "(a field name or a Jinja template over the row's fields)"
+            ) from None
+        except (Excluded, ValueError):
+            continue
 
 
 def load_hf(spec: dict) -> list[dict]:
@@ -246,7 +333,8 @@ def normalize_dataset(name: str, spec: dict) -> NormalizedDataset:
         records = records[: spec["max_rows"]]
     out = normalize_records(
         records,
-        fmt=spec["format"],
+        fmt=spec.get("format"),
+        mapping=spec.get("mapping"),
         name=name,
         split=spec.get("split", "train"),
         origin=declared_origin(spec),
@@ -255,19 +343,21 @@ def normalize_dataset(name: str, spec: dict) -> NormalizedDataset:
     )
     out.source = source
     limit = spec.get("max_reject_fraction", 0.2)
-    if out.rows and len(out.rejected) / len(records) > limit:
+    kept = len(records) - out.excluded  # the rows a mapping's where: filter did not leave out
+    if out.rows and len(out.rejected) / kept > limit:
         reasons = Counter(r["reason"] for r in out.rejected)
         first = out.rejected[0]
         raise DataError(
-            f"dataset '{name}' ({where}): {len(out.rejected)} of {len(records)} records rejected, "
+            f"dataset '{name}' ({where}): {len(out.rejected)} of {kept} records rejected, "
             f"more than max_reject_fraction {limit}; by reason: {dict(reasons)}; first: "
             f"{first['where']}: {first['reason']}. Fix the source or `format:`, or raise "
             f"datasets.{name}.max_reject_fraction{_no_answer_hint(name, reasons)}"
         )
     if not out.rows:
         raise DataError(
-            f"dataset '{name}' ({where}): no usable rows out of {len(records)}; first problem: "
-            f"{out.rejected[0]['reason'] if out.rejected else 'empty file'} — check `format:`"
+            f"dataset '{name}' ({where}): no usable rows out of {len(records)}"
+            f"{f' ({out.excluded} left out by mapping.where)' if out.excluded else ''}; first problem: "
+            f"{out.rejected[0]['reason'] if out.rejected else 'no rows left'} — check `format:` / `mapping:`"
             f"{_no_answer_hint(name, Counter(r['reason'] for r in out.rejected))}"
         )
     return out
@@ -353,6 +443,43 @@ def check_prompt_sets(config: dict, *, check_files: bool = True):
                 f"prompt set (generations.<name>.prompts.dataset: {name}) and train on the generation, or "
                 "give the rows answers and drop prompts_only"
             )
+
+
+def _first_records(path: Path, n: int) -> list:
+    """The first ``n`` records of a raw file (a JSONL file is read only that far)."""
+    if str(path).endswith((".jsonl", ".jsonl.gz")):
+        out = []
+        with opener(path)(path, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip() and len(out) < n:
+                    out.append(json.loads(line))
+                if len(out) >= n:
+                    break
+        return out
+    return _read_records(path)[:n]
+
+
+def check_dataset_mappings(config: dict, *, check_files: bool):
+    """A dataset's ``mapping:`` parses, and (with ``check_files``, for a file that can be read
+    now) fits the file's first rows: before any job. Hub data is checked first thing in its
+    dataset job."""
+    for name, ds in config["datasets"].items():
+        mapping = ds.get("mapping")
+        if not mapping:
+            continue
+        errors = syntax_errors(mapping, f"datasets.{name}.mapping")
+        yield from errors
+        if errors or not check_files or ds["type"] not in ("file", "package_file", "sdist_file"):
+            continue
+        try:
+            path = sources.resolve_file(ds)
+            records = _first_records(path, CHECKED_ROWS)
+        except (DataError, OSError, ValueError):  # missing or unreadable: its own check or the job says so
+            continue
+        try:
+            check_mapped_rows(records, mapping, name, str(path), bool(ds.get("prompts_only")))
+        except DataError as exc:
+            yield f"config key 'datasets.{name}.mapping': {exc}"
 
 
 def dataset_splits(ds: dict) -> list[str]:

@@ -396,10 +396,10 @@ def build_rows(
     return rows, rejected, counts
 
 
-def check_config(config: dict, models: list[str], *, dirs: tuple, dataset_splits) -> list[str]:
+def check_config(config: dict, models: list[str], *, dirs: tuple, dataset_splits, row_format) -> list[str]:
     """Config errors in ``generations:`` (before any job). ``dirs``: the config's benchmark_dirs;
-    ``dataset_splits``: config.dataset_splits (passed in: this module is a job's code and must
-    not import the whole config stage)."""
+    ``dataset_splits``, ``row_format``: deltaflow.datasets' (passed in: this module is a job's
+    code and must not import the whole config stage)."""
     gens = config.get("generations") or {}
     errors = []
     for name, gen in sorted(gens.items()):
@@ -410,7 +410,7 @@ def check_config(config: dict, models: list[str], *, dirs: tuple, dataset_splits
                 "so give it another name"
             )
         errors += _check_models(key, gen, models)
-        errors += _check_prompts(key, gen["prompts"], config, gens, dataset_splits)
+        errors += _check_prompts(key, gen["prompts"], config, gens, dataset_splits, row_format)
         errors += _check_sampling(key, gen)
         if (gen.get("verifier") or {}).get("benchmark"):
             errors += _check_verifier(key, gen["verifier"]["benchmark"], gen["prompts"], config, dirs)
@@ -437,7 +437,7 @@ def _check_models(key: str, gen: dict, models: list[str]) -> list[str]:
     return errors
 
 
-def _check_prompts(key: str, p: dict, config: dict, gens: dict, dataset_splits) -> list[str]:
+def _check_prompts(key: str, p: dict, config: dict, gens: dict, dataset_splits, row_format) -> list[str]:
     """The prompt set: a known dataset (or an earlier generation) with user turns and that split."""
     datasets = config["datasets"]
     if p["dataset"] not in datasets and p["dataset"] not in gens:
@@ -454,7 +454,7 @@ def _check_prompts(key: str, p: dict, config: dict, gens: dict, dataset_splits) 
             errors.append(
                 f"{key}.prompts.split': dataset '{p['dataset']}' has splits {splits}, not '{p['split']}'"
             )
-        if datasets[p["dataset"]].get("format") == "text":
+        if row_format(datasets[p["dataset"]]) == "text":
             errors.append(
                 f"{key}.prompts.dataset': '{p['dataset']}' is raw text with no user turns; "
                 "a prompt set needs chat or instruction rows"

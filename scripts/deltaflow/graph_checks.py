@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from .bench.from_config import benchmark_dirs
-from .datasets import dataset_splits
+from .datasets import dataset_splits, row_format
 from .generation import check_config as check_generation_specs
 from .models import ModelGraph
 from .origins import check_policies
@@ -42,7 +42,11 @@ def check_generations(config: dict, *, check_files: bool):
     over every dataset (deltaflow.origins: transitive through the models that wrote it; a data
     cycle is an error). ``check_files``: unused (the teacher folders are checked on their own)."""
     gen_errors = check_generation_specs(
-        config, ModelGraph(config).names, dirs=benchmark_dirs(config), dataset_splits=dataset_splits
+        config,
+        ModelGraph(config).names,
+        dirs=benchmark_dirs(config),
+        dataset_splits=dataset_splits,
+        row_format=row_format,
     )
     yield from gen_errors
     if not gen_errors:

@@ -109,7 +109,7 @@ def decode_utf8(data: bytes, path: str | os.PathLike) -> str:
 
 def read_text(path: str | os.PathLike) -> str:
     """A UTF-8 text file (gzipped too); invalid UTF-8 raises naming the file and line."""
-    with _opener(path)(path, "rb") as fh:
+    with opener(path)(path, "rb") as fh:
         return decode_utf8(fh.read(), path)
 
 
@@ -140,7 +140,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
-def _opener(path):
+def opener(path):
     if str(path).endswith(".gz"):
         import gzip
 

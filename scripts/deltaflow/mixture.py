@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from .bench.lmeval import is_lm_eval_task
-from .datasets import dataset_splits
+from .datasets import dataset_splits, row_format
 from .decontam import ContaminationIndex, normalize_text
 from .errors import ConfigError, DataError
 from .origins import check_rows, origin_summary
@@ -620,7 +620,7 @@ def check_config(config: dict, *, check_files: bool):
         yield from _check_mixture(config, mname, mix, names)
 
 
-PREFERENCE_FORMATS = ("sharegpt_preference", "messages")
+PREFERENCE_FORMATS = ("sharegpt_preference", "messages", "preference")  # row_format()'s
 
 
 def _check_mixture(config: dict, mname: str, mix: dict, names: list[str]):
@@ -636,7 +636,7 @@ def _check_mixture(config: dict, mname: str, mix: dict, names: list[str]):
                 f"mixture is kind {mix['kind']}"
             )
         ds = config["datasets"].get(comp["dataset"], {})
-        fmt = ds.get("format")
+        fmt = row_format(ds)
         if mix.get("kind") == "preference" and ds.get("type") == "generated":
             yield (
                 f"config key '{key}.components[{i}].dataset': a preference mixture needs "
@@ -648,7 +648,7 @@ def _check_mixture(config: dict, mname: str, mix: dict, names: list[str]):
                 f"preference format ({', '.join(PREFERENCE_FORMATS)}), dataset "
                 f"'{comp['dataset']}' is '{fmt}'"
             )
-        elif mix["kind"] == "sft" and fmt == "sharegpt_preference":
+        elif mix["kind"] == "sft" and fmt in ("sharegpt_preference", "preference"):
             yield (
                 f"config key '{key}.kind': component '{names[i]}' draws preference pairs "
                 f"from '{comp['dataset']}'; set kind: preference (or use an SFT dataset)"

@@ -36,6 +36,7 @@ from typing import Any
 from .. import sources
 from ..errors import DataError
 from ..io import read_jsonl, read_text
+from ..templates import TemplateError, is_false, render, syntax_errors
 from .spec import BenchmarkSpec
 
 log = logging.getLogger(__name__)
@@ -338,27 +339,8 @@ TEMPLATE_KEYS = ("doc_id", "doc_to_text", "doc_to_choice", "doc_to_target", "tex
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
-class TemplateError(ValueError):
-    """A declared benchmark's template does not fit a row (named key, row fields)."""
-
-
 def _render(value, row: dict, key: str) -> Any:
-    from jinja2 import TemplateError as JinjaError
-    from lm_eval.utils import apply_template
-
-    if isinstance(value, (int, list)):
-        return value
-    if not isinstance(value, str):
-        raise TemplateError(
-            f"template.{key} must be a field name, a template, a list or an int; got {value!r}"
-        )
-    if value in row:
-        return row[value]
-    try:
-        return apply_template(value, row)
-    except JinjaError as exc:
-        fields = ", ".join(sorted(k for k in row if not k.startswith("_")))
-        raise TemplateError(f"template.{key} {value!r}: {exc} (the row's fields: {fields})") from None
+    return render(value, row, f"template.{key}")
 
 
 def _choices(value, row: dict) -> list[str]:
@@ -407,12 +389,7 @@ def template_doc(spec: BenchmarkSpec, row: dict, i: int) -> dict:
     """One source row as a doc of the declared benchmark ``spec``."""
     tpl = spec.template or {}
     ctx = {**row, "_index": i}
-    if "where" in tpl and str(_render(tpl["where"], ctx, "where")).strip().lower() in (
-        "false",
-        "0",
-        "",
-        "none",
-    ):
+    if "where" in tpl and is_false(_render(tpl["where"], ctx, "where")):
         raise Excluded(f"template.where {tpl['where']!r} is false for this row")
     query = _render(tpl["doc_to_text"], ctx, "doc_to_text")
     doc = {
@@ -435,9 +412,6 @@ def template_doc(spec: BenchmarkSpec, row: dict, i: int) -> dict:
 def check_template_spec(name: str, spec: dict) -> list[str]:
     """Config errors in a declared benchmark's ``template:`` (before any job): missing keys,
     unknown keys, Jinja that does not parse."""
-    from jinja2 import TemplateSyntaxError
-    from lm_eval.utils import env
-
     key = f"benchmarks.{name}.template"
     tpl = spec.get("template")
     if not isinstance(tpl, dict):
@@ -459,10 +433,5 @@ def check_template_spec(name: str, spec: dict) -> list[str]:
         for k in required
         if k not in tpl
     ]
-    for k, v in tpl.items():
-        if isinstance(v, str):
-            try:
-                env.parse(v)
-            except TemplateSyntaxError as exc:
-                errors.append(f"config key '{key}.{k}': the template {v!r} does not parse: {exc}")
+    errors += syntax_errors(tpl, key)
     return errors

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..bench import registry
 from ..bench.from_config import benchmark_dirs
+from ..datasets import row_format
 from ..generation import CHECK_FIELDS, rows_without_checks
 from ..io import load_yaml
 from ..models import PEFT_KEYS, ModelGraph
@@ -317,9 +318,9 @@ def _check_cpt_mixture(config: dict, rname: str, run: dict):
         return  # reported as a preference/objective mismatch
     for i, comp in enumerate(mix["components"]):
         ds = config["datasets"].get(comp["dataset"])
-        is_text = ds is not None and ds.get("format") == "text"
+        is_text = ds is not None and row_format(ds) == "text"
         if not is_text and comp.get("profile") != "replay":
-            what = f"'{comp['dataset']}' has chat rows" if ds is None or ds.get("format") != "text" else ""
+            what = f"'{comp['dataset']}' has chat rows" if not is_text else ""
             yield (
                 f"config key 'mixtures.{run['mixture']}.components[{i}]': run '{rname}' is continued "
                 f"pretraining (objective cpt) and {what or comp['dataset']}; CPT trains on raw text "
