@@ -187,9 +187,12 @@ def get_run_train(wildcards):
 
 
 def get_run_init(wildcards):
-    """The adapter a run continues (`init_from`), if any."""
-    init = config["runs"][wildcards.run].get("init_from")
-    return {"init": f"results/adapters/{init}/manifest.json"} if init else {}
+    """The adapter a run continues (`init_from`), and its recipe's validation set
+    (`val_dataset`), if any."""
+    run = config["runs"][wildcards.run]
+    init, val = run.get("init_from"), config["recipes"][run["recipe"]].get("val_dataset")
+    return {**({"init": f"results/adapters/{init}/manifest.json"} if init else {}),
+            **({"val": f"results/data/{val['dataset']}/rows.jsonl"} if val else {})}
 
 
 def get_fewshot_source(wildcards):
@@ -223,7 +226,8 @@ def model_inputs(model):
     if node.kind == "base":
         return {}
     if node.kind in ("merged", "gguf"):
-        return {"merged": f"{node.full_dir}/manifest.json", **({"gguf": node.gguf_file} if node.gguf_file else {})}
+        gguf = {"gguf": node.gguf_file} if node.gguf_file else {}
+        return {"merged": exported_manifest(node.details["exported"]), **gguf}
     return {"outside" if node.kind == "outside" else "adapter": node.manifest}
 
 
@@ -234,8 +238,15 @@ def model_load_params(model):
     return {"adapter_dir": node.adapter_dir, "merged_dir": node.full_dir, "gguf": node.gguf_file}
 
 
+def scorer_files():
+    """The module files of the benchmarks' scorers (bench.scorer): an edit re-scores."""
+    from deltaflow.bench.scorer import scorer_file
+
+    return sorted({f for spec in BENCH_SPECS.values() if spec.scorer for f in [scorer_file(spec.scorer)] if f})
+
+
 def get_eval_input(wildcards):
-    return {"base": BASE, "code": script_code("evaluate.py"),
+    return {"base": BASE, "code": script_code("evaluate.py"), "scorers": scorer_files(),
             "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in BENCHMARKS],
             "fewshot": [f"results/benchmarks/{b}/fewshot.jsonl" for b in BENCHMARKS], **model_inputs(wildcards.model)}
 
@@ -280,13 +291,33 @@ def model_adapter_dir(model):
     return GRAPH.node(model).adapter_dir
 
 
+def model_weights_dir(model):
+    """The folder of a model's adapter, or of a whole model (a method full run, its checkpoints,
+    merges and sweep arms)."""
+    node = GRAPH.node(model)
+    return node.adapter_dir or node.full_dir
+
+
+def exported_dir(model):
+    """The whole-model folder an export converts: a merged adapter's, or a whole model's own."""
+    node = GRAPH.node(model)
+    return node.full_dir if node.form == "full" else f"results/models/merged/{model}"
+
+
+def exported_manifest(model):
+    """The manifest of the job that wrote exported_dir(model) (a checkpoint's: its run's)."""
+    node = GRAPH.node(model)
+    return node.manifest if node.form == "full" else f"results/models/merged/{model}/manifest.json"
+
+
 def model_adapter_manifest(model):
     """The manifest whose job writes the model's adapter (a checkpoint's is its run's)."""
     return GRAPH.adapter_manifest(model)
 
 
 def get_merge_inputs(wildcards):
-    return [model_adapter_manifest(m) for m in MERGES[wildcards.merge]["adapters"]]
+    """The manifests of the jobs that wrote a merge's (or sweep arm's) adapters or whole models."""
+    return [GRAPH.node(m).manifest for m in MERGES[wildcards.merge]["adapters"]]
 
 
 def release_inputs():

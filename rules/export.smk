@@ -1,4 +1,4 @@
-# GGUF exports of the merged models with llama.cpp's converter and quantizer, and a parity
+# GGUF exports of the merged adapters and whole models with llama.cpp's converter and quantizer, and a parity
 # check of every GGUF against the HF model it came from (its own report, results/tables/gguf_parity.md).
 PARITY_PROMPTS = config["export"]["parity"]["prompts"] or os.path.relpath(
     Path(workflow.basedir) / "config" / "parity_prompts.txt")
@@ -6,11 +6,13 @@ PARITY_PROMPTS = config["export"]["parity"]["prompts"] or os.path.relpath(
 
 rule gguf_convert:
     input:
-        merged="results/models/merged/{export}/manifest.json",
+        merged=lambda w: exported_manifest(w.export),
         code=script_code("gguf_convert.py"),
     output:
         gguf="results/gguf/{export}/model-{ctype}.gguf",
         manifest="results/gguf/{export}/model-{ctype}.json",
+    params:
+        model_dir=lambda w: exported_dir(w.export),
     log:
         "logs/gguf/{export}.{ctype}.log",
     priority: 5  # models to evaluate come before the evals (two run side by side)
@@ -41,13 +43,14 @@ rule gguf_quantize:
 
 rule gguf_parity:
     input:
-        merged="results/models/merged/{export}/manifest.json",
+        merged=lambda w: exported_manifest(w.export),
         gguf="results/gguf/{export}/model-{gtype}.gguf",
         prompts=PARITY_PROMPTS,
         code=script_code("gguf_parity.py"),
     output:
         "results/gguf/{export}/parity-{gtype}.json",
     params:
+        model_dir=lambda w: exported_dir(w.export),
         thresholds=config["export"]["parity"]["thresholds"],
         max_new_tokens=config["export"]["parity"]["max_new_tokens"],
     log:

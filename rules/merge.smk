@@ -1,6 +1,7 @@
 # Adapters made from adapters (PEFT add_weighted_adapter): `merges:` combinations (linear, TIES,
-# DARE, ...) and coefficient-sweep arms `<model>.x<coef>`; and full models (merge_and_unload)
-# for the models `export:` lists, which the GGUF export (rules/export.smk) reads.
+# DARE, ...) and coefficient-sweep arms `<model>.x<coef>`, or of whole models (method full runs,
+# mergekit); and full models (merge_and_unload) for the adapters `export:` lists, which the GGUF
+# export (rules/export.smk) reads.
 
 
 rule merge_adapters:
@@ -12,7 +13,8 @@ rule merge_adapters:
         manifest="results/merges/{merge}/manifest.json",
     params:
         spec=lambda w: MERGES[w.merge],
-        adapter_dirs=lambda w: {m: model_adapter_dir(m) for m in MERGES[w.merge]["adapters"]},
+        adapter_dirs=lambda w: {m: model_weights_dir(m) for m in MERGES[w.merge]["adapters"]},
+        form=lambda w: GRAPH.node(w.merge).form,
     log:
         "logs/merges/{merge}.log",
     priority: 5  # models to evaluate come before the evals (two run side by side)
@@ -30,6 +32,8 @@ rule merge_full:
         code=script_code("merge_full.py"),
     output:
         manifest="results/models/merged/{export}/manifest.json",
+    wildcard_constraints:
+        export=_alternatives([m for m in EXPORTED if GRAPH.node(m).form == "adapter"]) or "(?!)",
     params:
         adapter_dir=lambda w: model_adapter_dir(w.export),
     log:

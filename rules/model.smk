@@ -8,7 +8,9 @@ rule base_model:
     output:
         manifest=BASE,
     params:
-        source=config["base_model"]["source"],
+        # a tokenizer from another source goes with the weights' source (unset: the same params)
+        source={**config["base_model"]["source"],
+                **({"tokenizer": config["base_model"]["tokenizer"]} if config["base_model"].get("tokenizer") else {})},
     log:
         "logs/base_model.log",
     resources:

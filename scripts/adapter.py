@@ -3,7 +3,16 @@
 import shutil
 from pathlib import Path
 
-from deltaflow.io import atomic_dir, read_json, read_jsonl, sha256_path, write_json, write_jsonl
+from deltaflow.errors import DataError
+from deltaflow.io import (
+    atomic_dir,
+    read_json,
+    read_jsonl,
+    safetensors_sha256,
+    sha256_path,
+    write_json,
+    write_jsonl,
+)
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
 from deltaflow.training.launch import launch
@@ -15,6 +24,18 @@ p = snakemake.params
 run = snakemake.wildcards.run
 out_dir = Path(snakemake.output.manifest).parent
 rows = read_jsonl(snakemake.input.train)
+val = p.recipe.get("val_dataset")  # a separate validation set: its split, its first `rows`
+val_rows = (
+    [r for r in read_jsonl(snakemake.input.val) if r["split"] == (val.get("split") or r["split"])][
+        : val.get("rows")
+    ]
+    if val
+    else None
+)
+if val is not None and not val_rows:
+    raise DataError(
+        f"val_dataset {val}: {snakemake.input.val} has no rows of that split; check recipes.*.val_dataset"
+    )
 # Trainer checkpoints for resuming a killed attempt live beside the adapter; they are only
 # reused for exactly these inputs (the key), and removed once the adapter is in place.
 resume_dir = out_dir.parent / ".resume" / run
@@ -26,6 +47,7 @@ resume_key = training_resume_key(
         "chat_template_path": p.chat_template_path,
         # continuing another run's adapter: its files are part of what this run is made from
         "init": sha256_path(snakemake.input.init) if p.init_dir else None,
+        **({"val": sha256_path(snakemake.input.val)} if val else {}),
     },
     device=p.device,
 )
@@ -41,6 +63,7 @@ with atomic_dir(out_dir) as tmp:
         "resume_key": resume_key,
         "strategy": p.strategy,
         "benchmark_dirs": list(p.benchmark_dirs),
+        **({"val_rows": val_rows} if val else {}),
     }  # GRPO's verifier rewards read the registry
     if p.processes > 1:  # torchrun inside this job (training.launch); rank 0 writes the adapter
         prepare_resume_dir(resume_dir, resume_key)  # once, before the processes read it
@@ -76,6 +99,7 @@ with atomic_dir(out_dir) as tmp:
             "base": snakemake.input.base,
             "code": list(snakemake.input.code),
             **({"init": snakemake.input.init} if p.init_dir else {}),
+            **({"val": snakemake.input.val} if val else {}),
         },
         params={
             "run": run,
@@ -85,7 +109,11 @@ with atomic_dir(out_dir) as tmp:
             "init_from": p.init_from,
         },
         started=started,
-        extra={"resumed_from_step": metrics["resumed_from_step"]},
+        extra={
+            "resumed_from_step": metrics["resumed_from_step"],
+            # a full fine-tune is a whole model: its weights' hash is its identity (eval cache, audit)
+            **({"weights_sha256": safetensors_sha256(tmp)} if p.recipe["method"] == "full" else {}),
+        },
     )
 shutil.rmtree(resume_dir, ignore_errors=True)
 try:

@@ -28,7 +28,11 @@ for path in snakemake.input.parity:
 df["flag"] = df.model.map(flags).fillna("")
 # every run vs base, then the configured pairs (pairwise rows: mean delta, win/loss/tie rates)
 pairs = [("base", m) for m in p.models if m != "base"]
-pairs += [(c["left"], c["right"]) for c in p.tables["comparisons"] if (c["left"], c["right"]) not in pairs]
+pairs += [
+    (c["left"], c["right"], c["metric"]) if c.get("metric") else (c["left"], c["right"])
+    for c in p.tables["comparisons"]
+    if c.get("metric") or (c["left"], c["right"]) not in pairs
+]
 cdf = comparison_table(results, pairs, settings)
 title = f"Delta vs base ({p.base_name})"
 write_text(out.csv, df.to_csv(index=False))

@@ -138,7 +138,12 @@ for i, (spec, docs, key) in enumerate(zip(specs, inp.docs, keys)):
             chunk_size=p.chunk_size,
             count_tokens=count_tokens,
         )
-        write_jsonl(snakemake.output.responses[next(judged)], raws)
+        # the responses as the judge reads them (each item's timing left in the cache: a rerun that
+        # generates the same responses writes the same file, and the judge job does not rerun)
+        write_jsonl(
+            snakemake.output.responses[next(judged)],
+            [{k: v for k, v in r.items() if k != "seconds"} for r in raws],
+        )
         log.info(
             "[%d/%d] %s: %d responses for the judge (%s)",
             i + 1,

@@ -10,7 +10,7 @@ from deltaflow.rulekit import start_job
 started = start_job(snakemake)
 inp, out, w = snakemake.input, snakemake.output, snakemake.wildcards
 info = {
-    **gguf_export.convert(Path(inp.merged).parent, Path(out.gguf), w.ctype),
+    **gguf_export.convert(Path(snakemake.params.model_dir), Path(out.gguf), w.ctype),
     **gguf_export.check_gguf(Path(out.gguf)),
 }
 write_manifest(

@@ -9,7 +9,7 @@ from deltaflow.rulekit import start_job
 start_job(snakemake)
 inp, p, w = snakemake.input, snakemake.params, snakemake.wildcards
 report = parity_report(
-    Path(inp.merged).parent,
+    Path(p.model_dir),
     Path(inp.gguf),
     read_prompts(Path(inp.prompts)),
     gguf_type=w.gtype,

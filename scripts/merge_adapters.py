@@ -1,9 +1,10 @@
-"""Rule merge_adapters: one adapter combination or coefficient-sweep arm (PEFT add_weighted_adapter)."""
+"""Rule merge_adapters: one adapter combination or coefficient-sweep arm (PEFT add_weighted_adapter),
+or of whole models (method full runs: mergekit)."""
 
 from pathlib import Path
 
-from deltaflow.io import atomic_dir
-from deltaflow.merging import combine_adapters
+from deltaflow.io import atomic_dir, safetensors_sha256
+from deltaflow.merging import combine_adapters, merge_models
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
 
@@ -12,17 +13,29 @@ p, inp = snakemake.params, snakemake.input
 spec = p.spec
 out_dir = Path(snakemake.output.manifest).parent
 with atomic_dir(out_dir) as tmp:
-    info = combine_adapters(
-        Path(inp.base).parent,
-        {m: Path(d) for m, d in p.adapter_dirs.items()},
-        spec["adapters"],
-        tmp,
-        method=spec["method"],
-        density=spec.get("density"),
-        majority_sign_method=spec.get("majority_sign_method", "total"),
-        svd_rank=spec.get("svd_rank"),
-        seed=spec.get("seed", 0),
-    )
+    if p.form == "full":
+        info = merge_models(
+            Path(inp.base).parent,
+            {m: Path(d) for m, d in p.adapter_dirs.items()},
+            spec["adapters"],
+            tmp,
+            method=spec["method"],
+            density=spec.get("density"),
+            seed=spec.get("seed", 0),
+        )
+        info["weights_sha256"] = safetensors_sha256(tmp)  # a whole model: its identity
+    else:
+        info = combine_adapters(
+            Path(inp.base).parent,
+            {m: Path(d) for m, d in p.adapter_dirs.items()},
+            spec["adapters"],
+            tmp,
+            method=spec["method"],
+            density=spec.get("density"),
+            majority_sign_method=spec.get("majority_sign_method", "total"),
+            svd_rank=spec.get("svd_rank"),
+            seed=spec.get("seed", 0),
+        )
     # the manifest records what the merge is made of: its inputs (with hashes), weights and method
     write_manifest(
         tmp / "manifest.json",

@@ -109,3 +109,49 @@ def test_a_gguf_is_parsed_once_per_load_and_the_reader_restored_after(tmp_path):
         assert [t.name for t in first.tensors] == ["token_embd.weight"]
     assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (reader, name_map)
     assert gguf.GGUFReader(str(path)) is not gguf.GGUFReader(str(path))
+
+
+def test_a_tokenizer_from_another_source_is_checked_saved_and_recorded(tiny_model_dir, tmp_path, repo):
+    """base_model.tokenizer: an "Instruct" tokenizer of the same vocabulary with its own pad token
+    and chat template replaces the weights' own; the weights are untouched; another vocabulary
+    is refused with the reason."""
+    from transformers import AutoTokenizer
+
+    from deltaflow.errors import DeltaflowError
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert tok.pad_token_id != 3
+    tok.pad_token = tok.convert_ids_to_tokens(3)
+    tok.chat_template = "{% for m in messages %}<{{m['role']}}>{{m['content']}}{% endfor %}"
+    tok.save_pretrained(tmp_path / "instruct")
+    source = {"type": "local", "path": str(tiny_model_dir)}
+    swapped = {**source, "tokenizer": {"type": "local", "path": str(tmp_path / "instruct")}}
+    info = materialize_base(swapped, tmp_path / "out")
+    saved = AutoTokenizer.from_pretrained(tmp_path / "out")
+    assert saved.pad_token_id == 3 != saved.eos_token_id and saved.chat_template == tok.chat_template
+    rec = info["tokenizer"]
+    assert rec["pad_is_eos"] is False and rec["pad_token"] == tok.pad_token and rec["tokens"] == len(tok)
+    assert rec["chat_template_sha256"] and "tokenizer_config.json" in rec["files_sha256"]
+    assert torch.equal(_logits(tiny_model_dir), _logits(tmp_path / "out"))
+
+    # a tokenizer trained on other text: the tokens both have sit at other ids
+    corpus = tmp_path / "other.txt"
+    text = (repo / "tests/fixtures/tiny_corpus.txt").read_text()
+    corpus.write_text("\n".join(line[::-1] for line in text.splitlines()))
+    _, other = build_random_llama(corpus, hidden_size=32, num_layers=1, num_heads=2, vocab_size=300, seed=0)
+    other.save_pretrained(tmp_path / "other")
+    swapped["tokenizer"]["path"] = str(tmp_path / "other")
+    with pytest.raises(DeltaflowError, match=r"is not the model's vocabulary: \d+ tokens have other ids"):
+        materialize_base(swapped, tmp_path / "out2")
+
+
+def test_a_tokenizer_folder_is_checked_before_any_job(tmp_path):
+    from conftest import config_errors, tiny_config
+
+    cfg = tiny_config()
+    cfg["base_model"]["tokenizer"] = {"type": "local", "path": str(tmp_path)}
+    assert "base_model.tokenizer.path': '" + str(
+        tmp_path
+    ) + "' holds no tokenizer_config.json" in config_errors(cfg)
+    cfg["base_model"]["tokenizer"] = {"type": "random_init", "corpus": "x"}
+    assert "a tokenizer comes from local, hub or gguf_package" in config_errors(cfg)

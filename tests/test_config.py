@@ -142,7 +142,7 @@ def test_default_config_validates(repo, monkeypatch):
         ),
         (
             lambda c: c["tables"]["comparisons"].append({"left": "base", "right": "run_c"}),
-            "tables.comparisons[1].right",
+            "tables.comparisons[3].right",
             "unknown model 'run_c'",
         ),
         (

@@ -282,7 +282,9 @@ def test_killed_eval_resumes_from_saved_chunks(tiny_model, tmp_path):
     computed = json.loads(stdout.split("COMPUTED")[-1].strip())
     assert computed == list(range(len(saved), 6))
     assert f"{len(saved)} of 6 chunks were resumed" in stderr
-    assert read_jsonl(tmp_path / "out.jsonl") == read_jsonl(tmp_path / "ref.jsonl")
+    # the same outputs (each item's wall time, recorded for scorers, aside)
+    untimed = lambda path: [{k: v for k, v in r.items() if k != "seconds"} for r in read_jsonl(path)]
+    assert untimed(tmp_path / "out.jsonl") == untimed(tmp_path / "ref.jsonl")
 
 
 def test_adapter_identity_ignores_peft_set_order(tmp_path):
@@ -301,3 +303,45 @@ def test_adapter_identity_ignores_peft_set_order(tmp_path):
         (d / "adapter_model.safetensors").write_bytes(b"same weights")
         keys.append(model_identity(tmp_path / "base.json", adapter_dir=d))
     assert keys[0] == keys[1] and keys[0] != keys[2]
+
+
+def test_a_scorer_reads_the_items_own_timing_and_its_errors_name_the_item(tiny_model, tmp_path):
+    """The shipped latency scorer on a real generation: every item's generation time (its
+    batch's share) and words/s in its record, their means in the metrics; cached outputs are
+    re-scored without the model; a scorer returning a non-number fails naming the item."""
+    spec = _spec("gsm8k", n=3, max_gen_toks=8).replace(scorer="deltaflow.bench.example_scorers:latency")
+    write_jsonl(tmp_path / "docs.jsonl", prepare_docs(spec))
+    records, metrics, raws = evaluate_benchmark(
+        load_model(tiny_model, batch_size=8),
+        spec,
+        tmp_path / "docs.jsonl",
+        chunk_size=1,
+        cache_dir=tmp_path / "cache",
+        key="k",
+    )
+    assert all(r["scorer"]["seconds"] == raw["seconds"] > 0 for r, raw in zip(records, raws))
+    words = [len(r["response"].split()) for r in records]
+    assert [r["scorer"]["words_per_s"] for r in records] == pytest.approx(
+        [w / raw["seconds"] for w, raw in zip(words, raws)]
+    )
+    block = metrics["scorer"]
+    assert block["means"]["seconds"] == pytest.approx(sum(r["seconds"] for r in raws) / 3, abs=1e-6)
+    assert block["function"].endswith(":latency") and len(block["source_sha256"]) == 64
+    again, _, _ = evaluate_benchmark(
+        None, spec, tmp_path / "docs.jsonl", cache_dir=tmp_path / "cache", key="k"
+    )
+    assert [r["scorer"] for r in again] == [r["scorer"] for r in records]
+    bad = spec.replace(scorer="deltaflow.bench.example_scorers:_repeated_4grams")
+    with pytest.raises(TypeError):
+        evaluate_benchmark(None, bad, tmp_path / "docs.jsonl", cache_dir=tmp_path / "cache", key="k")
+
+
+def test_a_scorer_that_does_not_import_is_a_config_error(tiny_cfg):
+    from conftest import config_errors
+
+    tiny_cfg["benchmarks"]["gsm8k"]["scorer"] = "deltaflow.bench.example_scorers:nope"
+    assert "benchmarks.gsm8k.scorer': scorer 'deltaflow.bench.example_scorers:nope': module" in config_errors(
+        tiny_cfg
+    )
+    tiny_cfg["benchmarks"]["gsm8k"]["scorer"] = "no_such_pkg.mod:fn"
+    assert "module 'no_such_pkg.mod' cannot be imported" in config_errors(tiny_cfg)

@@ -217,6 +217,23 @@ def export_run(smol_tiny, tmp_path_factory):
     cfg["mixtures"]["mix_a"]["components"].append({"dataset": "think", "multiplier": 1})
     cfg["recipes"]["tiny_lora"].update(new_tokens=["<think>", "</think>"], save_every=3)
     cfg["models"] = outside_models(smol_tiny, work / "outside")
+    # a full fine-tune (every weight trained) beside the adapter, with a checkpoint arm, a
+    # mergekit sweep arm and its own GGUF export
+    cfg["recipes"]["tiny_full"] = {
+        "method": "full",
+        "learning_rate": 0.001,
+        "max_steps": 4,
+        "save_every": 2,
+        "batch_size": 4,
+        "max_length": 64,
+        "logging_steps": 2,
+        # a separate validation set: the arithmetic task's eval split
+        "val_dataset": {"dataset": "arithmetic", "split": "eval", "rows": 6},
+        "eval_every": 2,
+    }
+    cfg["runs"]["run_full"] = {"mixture": "mix_a", "recipe": "tiny_full"}
+    cfg["sweeps"] = {"run_full": [0.5]}
+    cfg["export"]["models"] = ["run_a", "run_full"]
     run_snakemake(work, write_config(work, cfg), timeout=1500)
     return work, cfg
 
@@ -290,9 +307,7 @@ def test_merge_export_parity_eval_tables_end_to_end(export_run):
     assert merge_manifest["params"]["method"] == "merge_and_unload" and "adapter" in merge_manifest["inputs"]
     parity = pd.read_csv(res / "tables/gguf_parity.csv")
     assert (
-        list(parity.verdict) == ["PASS", "PASS"]
-        and (parity.size_mb > 0).all()
-        and parity.export_s.notna().all()
+        list(parity.verdict) == ["PASS"] * 4 and (parity.size_mb > 0).all() and parity.export_s.notna().all()
     )
     # exports are audited through the model graph: GGUF -> merged model -> adapter -> mixture
     from deltaflow.audit import audit_chain
@@ -309,6 +324,54 @@ def test_merge_export_parity_eval_tables_end_to_end(export_run):
         if model.endswith(".gguf"):
             gguf = next(s for s in chain["steps"] if s["step"] == "gguf")
             assert any(f["path"].endswith("model-q8_0.gguf") and f["sha256_now"] for f in gguf["files"])
+
+
+def test_a_full_fine_tune_is_evaluated_swept_and_exported_like_our_adapters(export_run):
+    """method full: the run and its checkpoint are whole models evaluated from their folders, the
+    sweep arm is mergekit's task arithmetic, the GGUF is converted from the run's own folder (no
+    merge step) and agrees with it; the audit chain goes GGUF -> run."""
+    import torch
+    from safetensors.torch import load_file
+
+    from deltaflow.audit import audit_chain
+    from deltaflow.models import ModelGraph
+
+    work, cfg = export_run
+    res = work / "results"
+    df = pd.read_csv(res / "tables/delta.csv")
+    full = ["run_full", "run_full@step2", "run_full.x0.5", "run_full.f16.gguf", "run_full.q8_0.gguf"]
+    assert set(full) <= set(df.model) and not (res / "models/merged/run_full").exists()
+    manifest = json.loads((res / "adapters/run_full/manifest.json").read_text())
+    metrics = json.loads((res / "adapters/run_full/metrics.json").read_text())
+    assert manifest["weights_sha256"] and metrics["method"] == "full" and metrics["peft"] is None
+    # its validation loss is on val_dataset's rows, an input of the run
+    assert metrics["val_rows"] == 6 and [c["step"] for c in metrics["eval_curve"]] == [2, 4]
+    assert manifest["inputs"]["val"]["path"].endswith("results/data/arithmetic/rows.jsonl")
+    base, run, swept = (
+        load_file(p)
+        for p in (
+            next((res / "models/base").glob("*.safetensors")),
+            res / "adapters/run_full/model.safetensors",
+            res / "merges/run_full.x0.5/model.safetensors",
+        )
+    )
+    assert all(torch.allclose(swept[k], base[k] + 0.5 * (run[k] - base[k]), atol=1e-6) for k in swept)
+    assert json.loads((res / "merges/run_full.x0.5/manifest.json").read_text())["mergekit"][
+        "merge_method"
+    ] == ("task_arithmetic")
+    for other, tol in (("run_full.f16.gguf", 5e-2),):
+        for a, b in zip(_arc(res, "run_full"), _arc(res, other)):
+            assert a["doc_id"] == b["doc_id"]
+            assert max(abs(x - y) for x, y in zip(a["loglikelihoods"], b["loglikelihoods"])) < tol
+    assert _arc(res, "run_full") != _arc(res, "run_full@step2")
+    assert json.loads((res / "gguf/run_full/parity-f16.json").read_text())["passed"]
+    graph = ModelGraph(validate_config(cfg))
+    chain = audit_chain(work, graph, "run_full.q8_0.gguf", "arithmetic")
+    assert [s["name"] for s in chain["steps"] if s["step"] in ("gguf", "merged", "run")] == [
+        "run_full.q8_0.gguf",
+        "run_full",
+    ]
+    assert chain["changed"] == []
 
 
 def test_outside_models_are_arms_evaluated_like_ours(export_run):
@@ -402,7 +465,7 @@ def test_failed_parity_reruns_only_the_check_and_flags_the_gguf(export_run):
     assert (res / "gguf/run_a/model-q8_0.gguf").stat().st_mtime_ns == before
     df = pd.read_csv(res / "tables/delta.csv")
     flagged = set(df[df.flag.notna() & (df.flag.astype(str) != "")].model)
-    assert flagged == {"run_a.q8_0.gguf"}
+    assert flagged == {"run_a.q8_0.gguf", "run_full.q8_0.gguf"}
     sel = json.loads((res / "tables/selection.json").read_text())
     assert "run_a.q8_0.gguf" in sel["excluded"] and sel["chosen"] != "run_a.q8_0.gguf"
     assert "FLAGGED: GGUF parity check failed" in (res / "tables/delta.md").read_text()

@@ -216,3 +216,48 @@ def test_judge_config_errors_before_any_job():
     assert "benchmarks.two.judge': name exactly one judge: model (a model of this workflow), path" in msg
     assert "benchmarks.hub.judge.revision': a hub judge needs a pinned revision" in msg
     assert "benchmarks.dir.judge.path': '/nonexistent/judge' is not a Hugging Face model folder" in msg
+
+
+def test_k_samples_per_prompt_are_each_judged_with_their_spread(tmp_path):
+    """decoding.samples k on a judged benchmark: every sample is judged (its own questions,
+    `<id>|s<j>|...`), the item scores mean@k with the samples' spread, and the metrics say k;
+    a real judge (the tiny model) answers every question."""
+    spec = _spec(kind="rubric").replace(decoding={"max_gen_toks": 16, "samples": 3})
+    mine = {
+        d["doc_id"]: [f"short {i}", f"a longer answer {i}", f"the longest answer of all {i}"]
+        for i, d in enumerate(DOCS)
+    }
+    jdocs = judge_docs(spec, DOCS, mine)
+    assert [d["doc_id"] for d in jdocs[:3]] == ["q0|s0|rubric", "q0|s1|rubric", "q0|s2|rubric"] and len(
+        jdocs
+    ) == 12
+    ratings = {0: 2, 1: 5, 2: 9}  # the judge rates sample j
+    raws = []
+    for d in jdocs:
+        lls = [-9.0] * 10
+        lls[ratings[int(d["doc_id"].split("|")[1][1:])] - 1] = -0.1
+        raws.append(_raw(d["doc_id"], lls=lls))
+    records = judge_records(spec, DOCS, mine, raws)
+    want = [(2 - 1) / 9, (5 - 1) / 9, (9 - 1) / 9]
+    assert records[0]["sample_scores"] == pytest.approx(want) and records[0]["score"] == pytest.approx(
+        np.mean(want)
+    )
+    assert records[0]["spread"] == pytest.approx(np.std(want)) and records[0]["responses"] == mine["q0"]
+    assert [v["sample"] for v in records[0]["verdicts"]] == [0, 1, 2] and records[0][
+        "rating"
+    ] == pytest.approx(16 / 3)
+    m = judge_metrics(spec, records)
+    assert m["samples"] == 3 and m["all_metrics"]["mean_spread"] == pytest.approx(np.std(want))
+    pair = _spec().replace(decoding={"max_gen_toks": 16, "samples": 2})
+    two = {q: v[:2] for q, v in mine.items()}
+    assert [d["doc_id"] for d in judge_docs(pair, DOCS[:1], two, THEIRS)] == [
+        "q0|s0|model-first",
+        "q0|s0|model-second",
+        "q0|s1|model-first",
+        "q0|s1|model-second",
+    ]
+    model = tmp_path / "model"
+    tiny_random_model(model)
+    write_jsonl(tmp_path / "j.jsonl", jdocs)
+    real, _, _ = raw_outputs(load_model(model, batch_size=8), judge_eval_spec(spec), tmp_path / "j.jsonl")
+    assert judge_metrics(spec, judge_records(spec, DOCS, mine, real))["judgments"] == 12

@@ -66,7 +66,6 @@ ALLOWED = {
     # TODO lead: a benchmark spec's own keys (spec.schema.yaml), not the config's: the names
     # match config keys with the same default (generations.<n>.sampling.samples / temperature /
     # top_p, benchmarks.<n>.judge.chat_template, verifier.extract.group_select, benchmarks.<n>.seed)
-    ("bench/judging.py", "check_spec", "spec.decoding.get('samples', 1)"),
     ("bench/scoring/metrics.py", "samples_of", "spec.decoding.get('samples', 1)"),
     ("bench/scoring/metrics.py", "extract", "spec.extract.get('group_select', 0)"),
     ("bench/scoring/parsers.py", "answer_parser", "spec.extract.get('group_select', 0)"),

@@ -311,6 +311,59 @@ def test_grpo_raises_a_learnable_reward_and_logs_its_groups(tmp_path, objective)
     assert sum(v for k, v in m["groups"].items() if k != "mixed_share") == 30 * 16 // 8
 
 
+def test_online_dpo_learns_the_rewards_preference_between_two_samples(tmp_path):
+    """objective online_dpo (TRL's experimental OnlineDPOTrainer) on the prompts and format
+    reward of the grpo test: two completions per prompt ranked by the reward, a DPO loss toward
+    the better; the reward rises, the group statistics count pairs, TRL's own pair margins are
+    in the curve."""
+    import torch
+    from conftest import tiny_random_model
+    from transformers import AutoModelForCausalLM
+
+    from deltaflow.training.runner import train_adapter
+
+    base = tiny_random_model(tmp_path / "base")
+    model = AutoModelForCausalLM.from_pretrained(base)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(8.0)
+    model.save_pretrained(base)
+    _, rows, _ = _grpo_setup(tmp_path / "unused")
+    recipe = recipe_of(
+        **RECIPE,
+        objective="online_dpo",
+        learning_rate=0.05,
+        lr_scheduler="constant",
+        warmup_ratio=0.0,
+        max_steps=20,
+        batch_size=8,
+        max_completion_length=2,
+        max_length=64,
+        seed=0,
+        logging_steps=2,
+        beta=0.1,
+        rewards=[{"format": "e", "name": "has_e"}],
+    )
+    m = train_adapter(base, rows, recipe, tmp_path / "adapter", device="cpu")
+    curve = m["reward_curve"]
+    assert m["objective"] == "online_dpo" and m["num_generations"] == 2 and len(curve) == 10
+    assert "rewards/margins" in curve[0] and "objective/scores" in curve[0]
+    assert m["reward_last"] > m["reward_first"], [c["objective/scores"] for c in curve]
+    # a batch is 8 prompts (two completions each): 8 pairs a step
+    assert sum(v for k, v in m["groups"].items() if k != "mixed_share") == 20 * 8
+
+
+def test_online_dpo_refuses_grpos_own_keys(tiny_cfg):
+    from conftest import config_errors
+
+    tiny_cfg["recipes"]["tiny_lora"].update(
+        objective="online_dpo", num_generations=6, kl_beta=0.2, rewards=[{"format": "e"}]
+    )
+    tiny_cfg["runs"]["run_a"]["mixture"] = "mix_b"
+    text = config_errors(tiny_cfg)
+    assert "recipes.tiny_lora.num_generations': online DPO samples two completions" in text
+    assert "recipes.tiny_lora.kl_beta': online DPO's pull toward the reference is DPO's `beta`" in text
+
+
 def _grpo_setup(tmp_path, **keys):
     from conftest import tiny_random_model
 
@@ -504,3 +557,76 @@ def test_early_stopping_stops_on_the_validation_loss_and_keeps_the_best_adapter(
     assert short["steps"] == 2 and "early_stopping" not in short
     kept, two = (load_file(tmp_path / d / "adapter_model.safetensors") for d in ("stopped", "two"))
     assert kept.keys() == two.keys() and all(torch.equal(kept[k], two[k]) for k in kept)
+
+
+@pytest.mark.parametrize(
+    ("val", "extra", "message"),
+    [
+        ({"dataset": "arithmetic", "split": "eval"}, {"val_rows": 4}, "give one of the two"),
+        ({"dataset": "nope"}, {}, "val_dataset.dataset': unknown dataset 'nope'"),
+        ({"dataset": "arithmetic", "split": "test"}, {}, "has splits ['train', 'eval'], not 'test'"),
+    ],
+)
+def test_val_dataset_is_checked_before_any_job(tiny_cfg, val, extra, message):
+    from conftest import config_errors
+
+    tiny_cfg["recipes"]["tiny_lora"].update(val_dataset=val, **extra)
+    assert message in config_errors(tiny_cfg)
+
+
+def test_a_val_dataset_is_the_validation_set_and_early_stopping_reads_it(tmp_path, tiny_cfg):
+    """The rows given as val_dataset are validated on (all training rows kept); a recipe with
+    val_dataset and early stopping is a valid config."""
+    from deltaflow.bench.synthetic_tasks import generate_task
+    from deltaflow.config import validate_config
+    from deltaflow.training.runner import train_adapter
+
+    tiny_cfg["recipes"]["tiny_lora"].update(
+        val_dataset={"dataset": "arithmetic", "split": "eval"},
+        eval_every=2,
+        early_stopping={"patience": 1, "min_delta": 0.0},
+    )
+    validate_config(tiny_cfg)
+    save_tiny_llama(tmp_path / "base")
+    rows = generate_task("arithmetic", train_rows=12, eval_rows=4, seed=0, name="a")
+    train = [r for r in rows if r["split"] == "train"]
+    val = [r for r in rows if r["split"] == "eval"]
+    recipe = recipe_of(
+        **RECIPE, max_steps=4, batch_size=4, max_length=64, eval_every=2, val_dataset={"dataset": "a"}
+    )
+    m = train_adapter(tmp_path / "base", train, recipe, tmp_path / "out", device="cpu", val_rows=val)
+    assert m["val_rows"] == 4 and m["train_rows"] == 12 and [c["step"] for c in m["eval_curve"]] == [2, 4]
+
+
+@pytest.mark.parametrize("packing", [True, "bfd", "bfd_split", "wrapped"])
+def test_packing_takes_trls_strategy_names(tmp_path, packing):
+    from deltaflow.training.sft import build_trainer
+
+    save_tiny_llama(tmp_path / "base")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    recipe = recipe_of(**RECIPE, max_steps=1, batch_size=2, max_length=32, packing=packing)
+    common = _training_args(
+        recipe, "cpu", tmp_path / "out", resumable=False, steps=1, validate=False, world=1
+    )
+    rows = [{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}] * 4
+    trainer, _, _ = build_trainer(
+        AutoModelForCausalLM.from_pretrained(tmp_path / "base"),
+        AutoTokenizer.from_pretrained(tmp_path / "base"),
+        rows,
+        [],
+        recipe,
+        common,
+        None,
+        [],
+        chat_template_path=None,
+    )
+    assert trainer.args.packing is True
+    assert trainer.args.packing_strategy == (packing if isinstance(packing, str) else "bfd")
+
+
+def test_packing_is_refused_for_objectives_that_do_not_pack(tiny_cfg):
+    from conftest import config_errors
+
+    tiny_cfg["recipes"]["tiny_dpo"]["packing"] = "wrapped"
+    assert "recipes.tiny_dpo.packing': packing is TRL's SFT option" in config_errors(tiny_cfg)

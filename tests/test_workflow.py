@@ -125,9 +125,39 @@ def test_delta_table_rows_and_numbers(tiny_run):
         "a_dpo_ties_minus_base",
         "run_a.x0.5_minus_base",
         "run_b_minus_run_a",
+        "run_b_minus_run_a@acc_norm",
+        "run_a_minus_base@scorer.rep4",
     }
     row = cmp[(cmp.comparison == "run_b_minus_run_a") & (cmp.benchmark == "arc_easy")].iloc[0]
     assert row.right_better + row.left_better + row.tie == pytest.approx(1.0) and row.n == 8
+    # on another metric: only the benchmarks recording it for every item (acc_norm: the MCQ one)
+    on = cmp[(cmp.comparison == "run_b_minus_run_a@acc_norm") & (cmp.level == "benchmark")]
+    assert list(on.benchmark) == ["arc_easy"]
+    recs = {m: read_jsonl(workdir / f"results/evals/{m}/arc_easy.jsonl") for m in ("run_a", "run_b")}
+    mean = sum(b["acc_norm"] - a["acc_norm"] for a, b in zip(recs["run_a"], recs["run_b"])) / 8
+    assert on.iloc[0].delta_pts == pytest.approx(100 * mean, abs=0.01)
+    rep = cmp[(cmp.comparison == "run_a_minus_base@scorer.rep4") & (cmp.level == "benchmark")]
+    assert list(rep.benchmark) == ["gsm8k"]
+
+
+def test_a_scorer_hook_adds_its_metric_to_every_item(tiny_run):
+    """benchmarks.gsm8k.scorer (the shipped repetition-rate example): every item's record holds
+    its value, recomputed here from the response; the benchmark's metrics hold the mean and the
+    function's identity (module hash, the file the eval job took as an input)."""
+    from deltaflow.bench.example_scorers import _repeated_4grams
+
+    workdir, _, _ = tiny_run
+    for model in ("base", "run_a"):
+        recs = read_jsonl(workdir / f"results/evals/{model}/gsm8k.jsonl")
+        assert [r["scorer"]["rep4"] for r in recs] == [_repeated_4grams(r["response"]) for r in recs]
+        block = json.loads((workdir / f"results/evals/{model}/gsm8k.json").read_text())["scorer"]
+        assert block["function"] == "deltaflow.bench.example_scorers:repetition_rate" and block["n"] == 3
+        assert block["means"]["rep4"] == pytest.approx(sum(r["scorer"]["rep4"] for r in recs) / 3, abs=1e-6)
+        assert (
+            block["module_file"].endswith("deltaflow/bench/example_scorers.py")
+            and len(block["source_sha256"]) == 64
+        )
+    assert "scorer" not in read_jsonl(workdir / "results/evals/run_a/arc_easy.jsonl")[0]
     assert (workdir / "results/tables/delta.html").read_text().startswith("<!DOCTYPE html>")
 
 

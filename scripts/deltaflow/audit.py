@@ -67,10 +67,10 @@ def _step(workdir: Path, kind: str, name: str, manifest_path: str, *, params=Non
     if "weights_sha256" in manifest:  # the model folder's weights, hashed when it was written
         folder = workdir / Path(manifest_path).parent
         now = None
-        if folder.is_dir():  # a merged model records its safetensors' hash; the base, its folder's
+        if folder.is_dir():  # models we wrote record their safetensors' hash; base and imports, the folder's
             now = (
                 safetensors_sha256(folder)
-                if kind == "merged"
+                if kind in ("merged", "run", "merge", "sweep")
                 else sha256_path(folder, exclude=("manifest.json",))
             )
         step["files"].append(

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from . import sources
-from .io import sha256_file, sha256_path
+from .errors import DeltaflowError
+from .io import sha256_file, sha256_path, sha256_text
 
 log = logging.getLogger(__name__)
 
@@ -178,14 +179,78 @@ def materialize_base(source: dict, out_dir: Path) -> dict:
         )
     else:  # the schema rejects anything else before we get here
         raise ValueError(f"unknown base model source type {kind!r}")
+    if source.get("tokenizer"):
+        tok, info["tokenizer"] = swap_tokenizer(model, tok, source["tokenizer"])
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tok.save_pretrained(out_dir)
+    if "tokenizer" in info:  # the swapped tokenizer as saved: what every job reads
+        files = sorted(
+            p
+            for p in out_dir.iterdir()
+            if p.name.startswith(("tokenizer", "special_tokens", "chat_template"))
+        )
+        info["tokenizer"]["files_sha256"] = {p.name: sha256_file(p) for p in files}
     info["parameters"] = sum(p.numel() for p in model.parameters())
     info["architecture"] = model.config.architectures
     return info
+
+
+def _load_tokenizer(src: dict):
+    """A tokenizer from a model source (a local folder, a hub repo at a revision, a packaged
+    GGUF), and what records where it came from."""
+    from transformers import AutoTokenizer
+
+    if src["type"] == "local":
+        path = Path(src["path"])
+        kwargs = {"gguf_file": src["file"]} if src.get("file") else {}
+        with gguf_parsed_once():
+            return AutoTokenizer.from_pretrained(str(path), **kwargs), {"path": str(path.resolve())}
+    if src["type"] == "hub":
+        kwargs = {"gguf_file": src["file"]} if src.get("file") else {}
+        tok = AutoTokenizer.from_pretrained(src["id"], revision=src["revision"], **kwargs)
+        return tok, {"id": src["id"], "revision": src["revision"]}
+    gguf = sources.package_file(src["package"], src["file"])
+    with gguf_parsed_once():
+        return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name), {"path": str(gguf)}
+
+
+def swap_tokenizer(model, own, src: dict):
+    """``base_model.tokenizer``: the tokenizer of another source (e.g. the Instruct model's, whose
+    pad token is not its eos), checked to be the same vocabulary as the model's own (every token
+    the two share has the same id, and the model embeds every id); returns it with what the
+    manifest records (source, pad/eos, the chat template's and the files' hashes)."""
+    tok, where = _load_tokenizer(src)
+    rows = model.get_input_embeddings().weight.shape[0]
+    theirs, ours = tok.get_vocab(), own.get_vocab()
+    moved = sorted(t for t in theirs.keys() & ours.keys() if theirs[t] != ours[t])
+    if len(tok) > rows or moved:
+        raise DeltaflowError(
+            f"base_model.tokenizer ({where}) is not the model's vocabulary: "
+            + (f"{len(tok)} tokens for {rows} embedding rows" if len(tok) > rows else "")
+            + (
+                f"{'; ' if len(tok) > rows else ''}{len(moved)} tokens have other ids, e.g. {moved[:5]}"
+                if moved
+                else ""
+            )
+            + ". Give a tokenizer of the same family (e.g. the Instruct model's for its base)"
+        )
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    template = tok.chat_template if isinstance(tok.chat_template, str) else None
+    info = {
+        **src,
+        **where,
+        "pad_token": tok.pad_token,
+        "eos_token": tok.eos_token,
+        "pad_is_eos": tok.pad_token_id == tok.eos_token_id,
+        "chat_template_sha256": sha256_text(template) if template else None,
+        "tokens": len(tok),
+    }
+    log.info("tokenizer from %s: pad %r, eos %r, %d tokens", where, tok.pad_token, tok.eos_token, len(tok))
+    return tok, info
 
 
 def check_base_model(config: dict, *, check_files: bool):
@@ -196,6 +261,18 @@ def check_base_model(config: dict, *, check_files: bool):
         yield f"config key 'base_model.source.corpus': file '{src['corpus']}' does not exist"
     if check_files and src["type"] == "local":
         yield from check_local_model(src, key="base_model.source")
+    tok = config["base_model"].get("tokenizer")
+    if tok and tok["type"] == "random_init":
+        yield "config key 'base_model.tokenizer.type': random_init makes a model; a tokenizer comes from local, hub or gguf_package"
+    elif tok and check_files and tok["type"] == "local" and not tok.get("file"):
+        path = Path(tok["path"])
+        if not (path / "tokenizer_config.json").is_file() and not (path / "tokenizer.json").is_file():
+            yield (
+                f"config key 'base_model.tokenizer.path': '{tok['path']}' holds no tokenizer_config.json "
+                f"or tokenizer.json (paths are relative to the working directory {os.getcwd()})"
+            )
+    elif tok and check_files and tok["type"] == "local":
+        yield from check_local_model(tok, key="base_model.tokenizer")
     tpl = config["base_model"].get("chat_template_path")
     if check_files and tpl and not Path(tpl).exists():
         yield (

@@ -24,6 +24,7 @@ import yaml
 
 from . import basemodel, datasets, graph_checks, mixture, outside, release, tables
 from .bench import checks as bench_checks
+from .bench import scorer
 from .errors import ConfigError
 from .gguf_export import GGUF_TYPES
 from .grid import expand_grids
@@ -119,9 +120,6 @@ UNSUPPORTED_KEYS = {
     ),
     "recipes.*.warmup_steps": (
         "give the warmup as warmup_ratio (a fraction of the steps), or as trainer_args: {warmup_steps: <n>}"
-    ),
-    "base_model.tokenizer": (
-        "the tokenizer is always the base model's own (from its folder, package or hub repo)"
     ),
 }
 UNSUPPORTED_VALUES = {
@@ -229,6 +227,7 @@ def load_config(path: str | os.PathLike, *, check_files: bool = True) -> dict:
 CHECKS = (
     datasets.check_dataset_files,  # a dataset's file or local folder
     datasets.check_dataset_mappings,  # a dataset's mapping parses and fits its file's first rows
+    scorer.check_scorers,  # a benchmark's scorer function imports
     basemodel.check_base_model,  # the base model's corpus, folder, chat template
     outside.check_outside_models,  # models we did not train: names, sources, local files
     graph_checks.check_teacher_folders,  # a generation's local teacher folder

@@ -99,12 +99,13 @@ def check_merges_and_exports(config: dict, *, check_files: bool):
             )
         if 1.0 in [float(c) for c in coefs]:
             yield f"config key '{key}': coefficient 1 is the adapter itself (already evaluated); drop it"
-    all_adapters = [m for m in graph.names if graph.node(m).adapter_dir]
+    # what can be exported: our adapters (merged into the base first) and our whole models
+    exportable = [m for m in graph.names if graph.node(m).own_dir or graph.node(m).adapter_dir]
     for i, model in enumerate(config["export"]["models"]):
-        if model not in all_adapters:
+        if model not in exportable:
             yield (
-                f"config key 'export.models[{i}]': '{model}' is not an adapter model; "
-                f"known: {', '.join(all_adapters)}"
+                f"config key 'export.models[{i}]': '{model}' is not an adapter or a model we trained; "
+                f"known: {', '.join(exportable)}"
             )
     prompts = config["export"]["parity"]["prompts"]
     if prompts and not Path(prompts).exists():
@@ -119,6 +120,21 @@ def _check_merges(config: dict, graph: ModelGraph, runs_and_ckpts: list[str]):
         if name in config["runs"]:
             yield f"config key '{key}': the name is also a run; give the merge a distinct name"
         ranks = {}
+        known = [m for m in spec["adapters"] if m in runs_and_ckpts]
+        forms = {graph.node(m).form for m in known}
+        if forms == {"full"}:
+            yield from _check_full_merge(key, spec)
+            continue
+        if len(forms) > 1:
+            yield (
+                f"config key '{key}.adapters': {', '.join(known)} mix adapters and whole models "
+                "(method full); merge adapters with adapters (PEFT) or whole models with whole models (mergekit)"
+            )
+        if spec["method"] == "slerp":
+            yield (
+                f"config key '{key}.method': slerp interpolates two whole models (mergekit); these are "
+                "adapters — use linear, cat, ties, dare_* or a *_svd method"
+            )
         for model in spec["adapters"]:
             if model not in runs_and_ckpts:
                 yield (
@@ -145,6 +161,33 @@ def _check_merges(config: dict, graph: ModelGraph, runs_and_ckpts: list[str]):
                 f"config key '{key}.method': {spec['method']} combines the A and B factors and "
                 f"needs one rank, but the ranks are {ranks}; use cat or a *_svd method"
             )
+
+
+def _check_full_merge(key: str, spec: dict):
+    """A merge of whole models (method full runs) goes through mergekit: the PEFT combination
+    types that have a mergekit method (deltaflow.merging.MERGEKIT_METHODS), slerp of two."""
+    from .merging import MERGEKIT_METHODS
+
+    if spec["method"] not in MERGEKIT_METHODS:
+        yield (
+            f"config key '{key}.method': {spec['method']} combines LoRA factors; whole models are merged "
+            f"by mergekit with {', '.join(MERGEKIT_METHODS)}"
+        )
+    if spec["method"] == "slerp" and len(spec["adapters"]) != 2:
+        yield f"config key '{key}.adapters': slerp interpolates exactly two models; {len(spec['adapters'])} given"
+    if (
+        spec["method"] == "slerp"
+        and len(spec["adapters"]) == 2
+        and not 0 <= list(spec["adapters"].values())[1] <= 1
+    ):
+        yield f"config key '{key}.adapters': slerp's t is the second model's weight, between 0 and 1"
+    if spec.get("svd_rank") is not None:
+        yield f"config key '{key}.svd_rank': an adapter's rank; whole models have none — remove it"
+    if spec["majority_sign_method"] != "total":
+        yield (
+            f"config key '{key}.majority_sign_method': mergekit's TIES elects signs by total "
+            "(summed values) only; remove it"
+        )
 
 
 def check_eval_backend(config: dict, *, check_files: bool):

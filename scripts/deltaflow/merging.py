@@ -6,6 +6,9 @@
   by sqrt(coef * scaling), so the weight delta is exactly ``coef`` times the original's.
 - ``merge_full``: ``merge_and_unload`` of an adapter into a full safetensors model (what the
   GGUF converter reads).
+- ``merge_models``: merges and sweep arms of whole models (``method: full`` runs) in weight
+  space with mergekit, the maintained library for it (task arithmetic, TIES, DARE, SLERP): no
+  merge maths here.
 
 Every output gets a manifest (written by the rule) naming its inputs, weights and method.
 """
@@ -142,4 +145,87 @@ def weight_deltas(base_dir: Path, adapter_dir: Path) -> dict:
         k: v - before[k]
         for k, v in merged.state_dict().items()
         if k in before and not bool((v == before[k]).all())
+    }
+
+
+# a merge's method -> mergekit's: PEFT's linear sums adapter deltas, which for whole models is
+# task arithmetic (base + sum_i w_i (model_i - base)); slerp is mergekit's own (two models)
+MERGEKIT_METHODS = {
+    "linear": "task_arithmetic",
+    "ties": "ties",
+    "dare_ties": "dare_ties",
+    "dare_linear": "dare_linear",
+    "slerp": "slerp",
+}
+
+
+def mergekit_config(
+    base_dir: Path, models: dict[str, Path], weights: dict[str, float], method: str, density
+) -> dict:
+    """The mergekit configuration of a merge of whole models (absolute paths: mergekit looks a
+    relative one up on the hub)."""
+    names = list(models)
+    if method == "slerp":
+        a, b = names
+        return {
+            "merge_method": "slerp",
+            "base_model": str(Path(models[a]).resolve()),
+            "models": [{"model": str(Path(models[m]).resolve())} for m in names],
+            "parameters": {"t": float(weights[b])},
+            "dtype": "float32",
+        }
+    kit = MERGEKIT_METHODS[method]
+    params = {"density": float(density)} if density is not None and kit != "task_arithmetic" else {}
+    return {
+        "merge_method": kit,
+        "base_model": str(Path(base_dir).resolve()),
+        "models": [
+            {"model": str(Path(models[m]).resolve()), "parameters": {**params, "weight": float(weights[m])}}
+            for m in names
+        ],
+        # the weights as given (PEFT's combinations do not rescale them either)
+        "parameters": {"normalize": False},
+        "dtype": "float32",
+        "tokenizer_source": "base",
+    }
+
+
+def merge_models(
+    base_dir: Path,
+    models: dict[str, Path],
+    weights: dict[str, float],
+    out_dir: Path,
+    *,
+    method: str = "linear",
+    density: float | None = None,
+    seed: int = 0,
+) -> dict:
+    """Write the mergekit merge of whole models ``models`` (by ``method``, see MERGEKIT_METHODS)
+    as a model folder in ``out_dir``; a one-model linear merge is a sweep arm: base + w (model -
+    base)."""
+    from mergekit.config import MergeConfiguration
+    from mergekit.merge import run_merge
+    from mergekit.options import MergeOptions
+
+    for name, path in models.items():
+        if not (Path(path) / "config.json").exists():
+            raise DeltaflowError(
+                f"{path} is not a model folder (no config.json); rerun the job that writes '{name}'"
+            )
+    if method not in MERGEKIT_METHODS:
+        raise DeltaflowError(
+            f"merge method {method} is for adapters; whole models: {', '.join(MERGEKIT_METHODS)}"
+        )
+    cfg = mergekit_config(base_dir, models, weights, method, density)
+    log.info("mergekit %s of %s with weights %s into %s", cfg["merge_method"], list(models), weights, out_dir)
+    # random_seed: DARE prunes at random (mergekit seeds torch and transformers with it)
+    options = MergeOptions(
+        copy_tokenizer=True, quiet=True, random_seed=seed, write_model_card=False, device="cpu"
+    )
+    run_merge(MergeConfiguration.model_validate(cfg), str(out_dir), options)
+    return {
+        "method": method,
+        "mergekit": cfg,
+        "weights": {n: float(weights[n]) for n in models},
+        "seed": seed,
     }

@@ -193,7 +193,7 @@ def _provenance(config_sha: str, base: dict, adapter: dict) -> list[str]:
         f"- base model: {src['type']} " + ", ".join(f"{k} `{v}`" for k, v in revision.items()),
         f"- base weights sha256: `{base.get('weights_sha256')}`",
         (
-            f"- {'imported' if adapter.get('kind') == 'outside_model' else 'adapter trained'} "
+            f"- {'imported' if adapter.get('kind') == 'outside_model' else 'trained'} "
             f"{adapter.get('started')} – {adapter.get('finished')} on "
             f"{adapter.get('hardware', {}).get('machine')} ({adapter.get('hardware', {}).get('gpu', 'cpu')})"
         ),
@@ -228,7 +228,11 @@ def render_model_card(
     table = model_section(delta, model, settings.confidence)
     refs = delta[delta.source == REFERENCE]
     title = (
-        f"adapter on {base_name}" if run or form == "adapter" else f"{form} model, compared with {base_name}"
+        f"full fine-tune of {base_name}"
+        if run and ((adapter_manifest.get("params") or {}).get("recipe") or {}).get("method") == "full"
+        else f"adapter on {base_name}"
+        if run or form == "adapter"
+        else f"{form} model, compared with {base_name}"
     )
     lines = [
         f"# {model}: {title}",

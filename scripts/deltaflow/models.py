@@ -6,7 +6,8 @@ and the command line (``deltaflow audit``), so a new kind of model cannot be kno
 forgotten by another. Kinds:
 
 - ``base``: the base model (results/models/base/)
-- ``run``: a trained adapter, mixture x recipe, maybe continuing another run (results/adapters/<run>/)
+- ``run``: a trained adapter, mixture x recipe, maybe continuing another run (results/adapters/<run>/);
+  with ``method: full`` the whole fine-tuned model, in the same folder
 - ``checkpoint``: ``<run>@step<N>`` / ``<run>@epoch<N>``, a saved checkpoint of a run
 - ``merge``: a ``merges:`` combination of adapters (results/merges/<name>/)
 - ``sweep``: ``<model>.x<coef>``, a model's adapter delta scaled by coef (results/merges/<name>/)
@@ -52,9 +53,21 @@ class ModelNode:
     def form(self) -> str:
         """What the model's weights are: ``base``, ``adapter`` (a PEFT adapter on the base),
         ``full`` (a whole model folder) or ``gguf`` (a GGUF file run by llama.cpp)."""
-        if self.kind == "outside":
-            return self.details["form"]
-        return {"base": "base", "merged": "full", "gguf": "gguf"}.get(self.kind, "adapter")
+        if self.kind in ("outside", "run", "checkpoint", "merge", "sweep"):
+            return self.details.get("form", "adapter")
+        return {"base": "base", "merged": "full", "gguf": "gguf"}[self.kind]
+
+    @property
+    def own_dir(self) -> str | None:
+        """The folder of the weights this model's own job writes: a run's, a checkpoint's, a
+        merge's or a sweep arm's adapter or full model (None for other kinds)."""
+        if self.kind == "run":
+            return f"results/adapters/{self.name}"
+        if self.kind == "checkpoint":
+            return f"results/adapters/{self.run}/checkpoints/{self.tag}"
+        if self.kind in ("merge", "sweep"):
+            return f"results/merges/{self.name}"
+        return None
 
     @property
     def full_dir(self) -> str | None:
@@ -63,8 +76,8 @@ class ModelNode:
         if self.kind == "outside" and self.form != "adapter":
             return outside_dir(self.name)
         if self.kind in ("merged", "gguf"):
-            return f"results/models/merged/{self.details['exported']}"
-        return None
+            return self.details["exported_dir"]
+        return self.own_dir if self.form == "full" else None
 
     @property
     def gguf_file(self) -> str | None:
@@ -75,15 +88,9 @@ class ModelNode:
     @property
     def adapter_dir(self) -> str | None:
         """The PEFT adapter evaluated for this model (None for the base and full models)."""
-        if self.kind == "outside":
-            return outside_dir(self.name) if self.form == "adapter" else None
-        if self.kind == "run":
-            return f"results/adapters/{self.name}"
-        if self.kind == "checkpoint":
-            return f"results/adapters/{self.run}/checkpoints/{self.tag}"
-        if self.kind in ("merge", "sweep"):
-            return f"results/merges/{self.name}"
-        return None
+        if self.form != "adapter":
+            return None
+        return outside_dir(self.name) if self.kind == "outside" else self.own_dir
 
     @property
     def manifest(self) -> str:
@@ -105,7 +112,8 @@ class ModelNode:
     def files(self) -> list[str]:
         """The model's own files besides its manifest: what an audit checks on disk."""
         if self.kind == "checkpoint":
-            return [f"{self.adapter_dir}/arm.json", f"{self.adapter_dir}/adapter_model.safetensors"]
+            weights = "adapter_model.safetensors" if self.form == "adapter" else "model.safetensors"
+            return [f"{self.own_dir}/arm.json", f"{self.own_dir}/{weights}"]
         return [self.gguf_file] if self.gguf_file else []
 
 
@@ -183,6 +191,14 @@ def merge_specs(config: dict) -> dict[str, dict]:
     return out
 
 
+def _form(full: bool) -> str:
+    return "full" if full else "adapter"
+
+
+def _full_dir_of(name: str, nodes: list[ModelNode]) -> str:
+    return next(n.full_dir for n in nodes if n.name == name)
+
+
 class ModelGraph:
     """Every model of a (validated) config as a ModelNode, in the eval grid's order: the base,
     outside models, runs, checkpoints, merges, sweep arms, merged and GGUF exports."""
@@ -203,34 +219,50 @@ class ModelGraph:
             nodes.append(ModelNode(name, "outside", details=details))
         for run, spec in sorted(config["runs"].items()):
             init = spec.get("init_from")
+            full = config["recipes"].get(spec["recipe"], {}).get("method") == "full"
             nodes.append(
                 ModelNode(
                     run,
                     "run",
                     parents=((init, 1.0),) if init else (),
                     run=run,
-                    details={"mixture": spec["mixture"], "recipe": spec["recipe"]},
+                    details={"mixture": spec["mixture"], "recipe": spec["recipe"], "form": _form(full)},
                 )
             )
+        forms = {n.name: n.form for n in nodes}
         for name, (run, tag) in self.checkpoints.items():
-            nodes.append(ModelNode(name, "checkpoint", parents=((run, 1.0),), run=run, tag=tag))
+            details = {"form": forms[run]}
+            nodes.append(
+                ModelNode(name, "checkpoint", parents=((run, 1.0),), run=run, tag=tag, details=details)
+            )
+            forms[name] = forms[run]
         for name, spec in sorted(config["merges"].items()):
+            parents = tuple((m, float(w)) for m, w in spec["adapters"].items())
+            # a merge of whole models is one (mixing forms is refused: deltaflow.merging)
+            full = all(forms.get(m) == "full" for m, _ in parents)
             nodes.append(
                 ModelNode(
-                    name,
-                    "merge",
-                    parents=tuple((m, float(w)) for m, w in spec["adapters"].items()),
-                    details={"method": spec["method"]},
+                    name, "merge", parents=parents, details={"method": spec["method"], "form": _form(full)}
                 )
             )
+            forms[name] = _form(full)
         for name, (model, coef) in self.sweeps.items():
-            nodes.append(ModelNode(name, "sweep", parents=((model, coef),), coef=coef))
-        for name, (src, kind, gtype) in self.exports.items():
-            parent = src if kind == "merged" else f"{src}.merged"
+            full = forms.get(model) == "full"
             nodes.append(
-                ModelNode(name, kind, parents=((parent, 1.0),), gguf_type=gtype, details={"exported": src})
+                ModelNode(name, "sweep", parents=((model, coef),), coef=coef, details={"form": _form(full)})
             )
+        for name, (src, kind, gtype) in self.exports.items():
+            if kind == "merged" and forms.get(src) == "full":
+                continue  # a whole model needs no merging: its GGUF is converted from its own folder
+            full = forms.get(src) == "full"
+            parent = src if kind == "merged" or full else f"{src}.merged"
+            details = {
+                "exported": src,
+                "exported_dir": _full_dir_of(src, nodes) if full else f"results/models/merged/{src}",
+            }
+            nodes.append(ModelNode(name, kind, parents=((parent, 1.0),), gguf_type=gtype, details=details))
         self.nodes = {n.name: n for n in nodes}
+        self.exports = {name: e for name, e in self.exports.items() if name in self.nodes}
 
     @property
     def names(self) -> list[str]:
@@ -290,7 +322,13 @@ class ModelGraph:
             return [f"outside model {model} ({node.form}, not trained here){what}"]
         if node.kind == "run":
             objective = self.config["recipes"].get(node.details["recipe"], {}).get("objective", "sft")
-            what = {"dpo": " (DPO)", "cpt": " (continued pretraining)", "grpo": " (GRPO)", "rloo": " (RLOO)"}
+            what = {
+                "dpo": " (DPO)",
+                "cpt": " (continued pretraining)",
+                "grpo": " (GRPO)",
+                "rloo": " (RLOO)",
+                "online_dpo": " (online DPO)",
+            }
             what = what.get(objective, "")
             step = f"run {model}{what}: mixture {node.details['mixture']} x recipe {node.details['recipe']}"
             if node.parents:  # a stack: the run it continues comes first (e.g. CPT, then SFT on top)
@@ -299,12 +337,15 @@ class ModelGraph:
         if node.kind == "checkpoint":
             return [*self.lineage(node.run), f"checkpoint at step {node.tag} of {node.run}"]
         if node.kind == "sweep":
-            return [*self.lineage(node.parents[0][0]), f"adapter delta scaled by {coef_label(node.coef)}"]
+            what = "weight delta (task arithmetic)" if node.form == "full" else "adapter delta"
+            return [*self.lineage(node.parents[0][0]), f"{what} scaled by {coef_label(node.coef)}"]
         if node.kind == "merge":
             parts = ", ".join(f"{m} x {w:g}" for m, w in node.parents)
             return [f"merge {model}: {node.details['method']} of {parts}"]
         src = node.details["exported"]
-        steps = [*self.lineage(src), f"merged into the base weights ({src}.merged)"]
+        steps = self.lineage(src)
+        if self.node(src).form != "full":
+            steps.append(f"merged into the base weights ({src}.merged)")
         return steps + ([f"converted to GGUF {node.gguf_type} with llama.cpp"] if node.kind == "gguf" else [])
 
     def ancestors(self, model: str) -> list[str]:

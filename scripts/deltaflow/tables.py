@@ -342,22 +342,60 @@ COMPARISON_COLUMNS = [
 ]
 
 
-def comparison_table(
-    results: list[EvalResult], pairs: list[tuple[str, str]], settings: TableSettings
-) -> pd.DataFrame:
-    """The pairwise rows: `<right>_minus_<left>`, mean delta and win/loss/tie rates."""
+def comparison_table(results: list[EvalResult], pairs: list[tuple], settings: TableSettings) -> pd.DataFrame:
+    """The pairwise rows: `<right>_minus_<left>`, mean delta and win/loss/tie rates. A pair may
+    name a third element, a per-item metric other than the headline (`<right>_minus_<left>@<metric>`,
+    over the benchmarks whose records carry it: see metric_view)."""
     models = {r.model for r in results}
     rows = []
-    for left, right in pairs:
+    for left, right, *metric in pairs:
         for name in (left, right):
             if name not in models:
                 raise DeltaflowError(
                     f"comparison {left} vs {right}: no eval results for '{name}'; "
                     f"evaluated models: {', '.join(sorted(models))}"
                 )
-        for r in compare_models(results, left, right, settings):
-            rows.append({"comparison": f"{right}_minus_{left}", **r})
+        on = metric[0] if metric and metric[0] else None
+        view = metric_view([r for r in results if r.model in (left, right)], on) if on else results
+        label = f"{right}_minus_{left}" + (f"@{on}" if on else "")
+        for r in compare_models(view, left, right, settings):
+            rows.append({"comparison": label, **r})
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+
+
+def _metric_value(rec: dict, metric: str):
+    value = (rec.get("scorer") or {}).get(metric[7:]) if metric.startswith("scorer.") else rec.get(metric)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def metric_view(results: list[EvalResult], metric: str) -> list[EvalResult]:
+    """``results`` scored on ``metric`` instead of the headline: a per-item metric the records
+    carry (pass@k, maj@k, acc_norm, ...) or a scorer's (``scorer.<name>``). Only benchmarks
+    where every compared model records it for every item; none is an error naming the metric."""
+    values = {(r.model, r.benchmark): [_metric_value(rec, metric) for rec in r.records] for r in results}
+    usable = {
+        b
+        for b in {r.benchmark for r in results}
+        if all(None not in v for (m, bb), v in values.items() if bb == b)
+    }
+    if not usable:
+        recorded = sorted(
+            {k for r in results for rec in r.records[:1] for k in rec if isinstance(rec[k], (int, float))}
+        )
+        raise DeltaflowError(
+            f"comparison on metric '{metric}': no benchmark records it for every item of both models; "
+            f"per-item metrics recorded: {', '.join(recorded)} (a scorer's as scorer.<name>)"
+        )
+    return [
+        EvalResult(
+            r.model,
+            r.benchmark,
+            {**r.metrics, "metric": metric},
+            [{**rec, "score": v} for rec, v in zip(r.records, values[(r.model, r.benchmark)])],
+        )
+        for r in results
+        if r.benchmark in usable
+    ]
 
 
 # ---- rendering -------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ def benchmark_spec(config: dict, name: str) -> BenchmarkSpec:
         spec["source"] = dict(bench["source"])
     if bench.get("fewshot"):  # where the few-shot examples come from (items.choose_shots)
         spec["fewshot"] = {**(spec.get("fewshot") or {}), **bench["fewshot"]}
+    if bench.get("scorer"):  # extra per-item metrics by the user's function (bench.scorer)
+        spec["scorer"] = bench["scorer"]
     if bench.get("judge"):  # a judged benchmark (deltaflow.bench.judging): the judge's verdicts are the score
         spec["judge"] = dict(bench["judge"])
     elif bench.get("metric") and not is_lm_eval_task(task):  # the headline (scoring.primary_metric)

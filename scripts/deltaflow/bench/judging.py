@@ -42,6 +42,7 @@ import numpy as np
 from ..errors import DeltaflowError
 from ..io import sha256_text
 from ..stats import benchmark_seed, percentile_ci, resample_means
+from .scoring.metrics import samples_of
 from .spec import BenchmarkSpec
 
 KINDS = ("pairwise", "rubric")
@@ -166,8 +167,6 @@ def check_spec(name: str, spec: BenchmarkSpec, models: list[str]) -> list[str]:
             errors.append(
                 f"{key}.{role}': {s.get(role)!r} is not a model of this workflow; known: {', '.join(models)}"
             )
-    if spec.decoding.get("samples", 1) > 1:
-        errors.append(f"{key}': a judged benchmark judges one response per prompt; set decoding.samples: 1")
     from jinja2 import TemplateSyntaxError
     from lm_eval.utils import env
 
@@ -227,38 +226,52 @@ def _prompt(s: dict, **fields) -> str:
     return text
 
 
+def _samples(value) -> list[str]:
+    """An item's responses: a list (decoding.samples k), or one response as a string."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _sample_suffix(j: int, k: int) -> str:
+    """A judged question's id part naming the sample (none with one sample per prompt)."""
+    return "" if k == 1 else f"|s{j}"
+
+
 def judge_docs(
-    spec: BenchmarkSpec, docs: list[dict], responses: dict[str, str], baseline: dict[str, str] | None = None
+    spec: BenchmarkSpec, docs: list[dict], responses: dict, baseline: dict | None = None
 ) -> list[dict]:
-    """The judge's questions: per item one (rubric) or two (pairwise: the model's answer first,
-    ``<id>|model-first``, then second, ``<id>|model-second``)."""
+    """The judge's questions: per item and per sample one (rubric) or two (pairwise: the model's
+    answer first, ``<id>|model-first``, then second, ``<id>|model-second``; against the
+    baseline's first response). With k samples per prompt every sample is judged
+    (``<id>|s<j>|...``)."""
     s = settings(spec)
     choices = LABELS if s["kind"] == "pairwise" else RATINGS
     out = []
     for d in docs:
-        question, mine = d["query"], responses[d["doc_id"]]
-        if s["kind"] == "pairwise":
-            theirs = baseline[d["doc_id"]]
-            pairs = [("model-first", mine, theirs), ("model-second", theirs, mine)]
-            prompts = [
-                (
-                    f"{d['doc_id']}|{order}",
-                    _prompt(s, question=question, answer_a=a, answer_b=b, reference=d.get("answer", "")),
-                )
-                for order, a, b in pairs
-            ]
-        else:
-            prompts = [
-                (
-                    f"{d['doc_id']}|rubric",
-                    _prompt(s, question=question, answer=mine, reference=d.get("answer", "")),
-                )
-            ]
-        for doc_id, prompt in prompts:
-            jd = {"doc_id": doc_id, "query": prompt, "text": "", "answer": ""}
-            if s["mode"] == "logprob":
-                jd.update(choices=choices, gold=0)
-            out.append(jd)
+        question, samples = d["query"], _samples(responses[d["doc_id"]])
+        for j, mine in enumerate(samples):
+            tag = f"{d['doc_id']}{_sample_suffix(j, len(samples))}"
+            if s["kind"] == "pairwise":
+                theirs = _samples(baseline[d["doc_id"]])[0]
+                pairs = [("model-first", mine, theirs), ("model-second", theirs, mine)]
+                prompts = [
+                    (
+                        f"{tag}|{order}",
+                        _prompt(s, question=question, answer_a=a, answer_b=b, reference=d.get("answer", "")),
+                    )
+                    for order, a, b in pairs
+                ]
+            else:
+                prompts = [
+                    (
+                        f"{tag}|rubric",
+                        _prompt(s, question=question, answer=mine, reference=d.get("answer", "")),
+                    )
+                ]
+            for doc_id, prompt in prompts:
+                jd = {"doc_id": doc_id, "query": prompt, "text": "", "answer": ""}
+                if s["mode"] == "logprob":
+                    jd.update(choices=choices, gold=0)
+                out.append(jd)
     return out
 
 
@@ -310,31 +323,76 @@ def length_controlled_win_rate(
     return float(1 / (1 + np.exp(-model.coef_[0][0])))
 
 
+def _pairwise_sample(spec, by_id, tag: str, hashes) -> tuple[float, list[dict]]:
+    """One response's pairwise score (both orders: win 1, loss 0, tie or unparsed 0.5) and its
+    judgments."""
+    judgments, scores = [], []
+    for order in ("model-first", "model-second"):
+        raw = by_id[f"{tag}|{order}"]
+        verdict, text = parse_verdict(spec, raw)
+        mine, theirs = ("A", "B") if order == "model-first" else ("B", "A")
+        outcome = {mine: "win", theirs: "loss", "C": "tie"}.get(verdict, "unparsed")
+        scores.append({"win": 1.0, "loss": 0.0}.get(outcome, 0.5))
+        judgments.append(
+            {
+                "order": order,
+                "verdict": verdict,
+                "outcome": outcome,
+                "judge_output": text,
+                "judge_prompt_hash": raw["prompt_hash"],
+                **(hashes or {}),
+            }
+        )
+    return float(np.mean(scores)), judgments
+
+
+def _rubric_sample(spec, by_id, tag: str, hashes) -> tuple[float, list[dict], float]:
+    """One response's rubric score ((rating - 1) / 9; unparsed: the scale's midpoint), its
+    judgment and rating."""
+    raw = by_id[f"{tag}|rubric"]
+    verdict, text = parse_verdict(spec, raw)
+    rating = float(verdict) if verdict is not None else 5.5
+    judgment = {
+        "verdict": verdict,
+        "outcome": "rated" if verdict is not None else "unparsed",
+        "judge_output": text,
+        "judge_prompt_hash": raw["prompt_hash"],
+        **(hashes or {}),
+    }
+    return (rating - 1) / 9, [judgment], rating
+
+
 def judge_records(
     spec: BenchmarkSpec,
     docs: list[dict],
-    responses: dict[str, str],
+    responses: dict,
     raws: list[dict],
-    baseline: dict[str, str] | None = None,
+    baseline: dict | None = None,
     *,
     self_baseline: bool = False,
     hashes: dict | None = None,
 ) -> list[dict]:
     """Per-item records (a score in [0, 1] each, as every benchmark's) from the judge's raw
-    outputs; for the baseline judged against itself, 0.5 by construction."""
+    outputs; for the baseline judged against itself, 0.5 by construction. With k samples per
+    prompt the item's score is the mean of its samples' (mean@k), with their spread."""
     s = settings(spec)
     by_id = {r["doc_id"]: r for r in raws}
     records = []
     for d in docs:
+        samples = _samples(responses[d["doc_id"]])
+        k = len(samples)
         rec = {
             "doc_id": d["doc_id"],
             "prompt": d["query"],
-            "response": responses[d["doc_id"]],
-            "response_chars": len(responses[d["doc_id"]]),
+            "response": samples[0],
+            "response_chars": len(samples[0]) if k == 1 else float(np.mean([len(x) for x in samples])),
         }
+        if k > 1:
+            rec["responses"] = samples
         if s["kind"] == "pairwise":
-            rec["baseline_response"] = baseline[d["doc_id"]]
-            rec["baseline_chars"] = len(baseline[d["doc_id"]])
+            theirs = _samples(baseline[d["doc_id"]])[0]
+            rec["baseline_response"] = theirs
+            rec["baseline_chars"] = len(theirs)
             if self_baseline:
                 rec.update(
                     score=0.5,
@@ -343,41 +401,21 @@ def judge_records(
                 )
                 records.append(rec)
                 continue
-            judgments, scores = [], []
-            for order in ("model-first", "model-second"):
-                raw = by_id[f"{d['doc_id']}|{order}"]
-                verdict, text = parse_verdict(spec, raw)
-                mine, theirs = ("A", "B") if order == "model-first" else ("B", "A")
-                outcome = {mine: "win", theirs: "loss", "C": "tie"}.get(verdict, "unparsed")
-                scores.append({"win": 1.0, "loss": 0.0}.get(outcome, 0.5))
-                judgments.append(
-                    {
-                        "order": order,
-                        "verdict": verdict,
-                        "outcome": outcome,
-                        "judge_output": text,
-                        "judge_prompt_hash": raw["prompt_hash"],
-                        **(hashes or {}),
-                    }
-                )
-            rec.update(score=float(np.mean(scores)), verdicts=judgments)
-        else:
-            raw = by_id[f"{d['doc_id']}|rubric"]
-            verdict, text = parse_verdict(spec, raw)
-            rating = float(verdict) if verdict is not None else 5.5  # unparsed: the scale's midpoint
-            rec.update(
-                rating=rating,
-                score=(rating - 1) / 9,
-                verdicts=[
-                    {
-                        "verdict": verdict,
-                        "outcome": "rated" if verdict is not None else "unparsed",
-                        "judge_output": text,
-                        "judge_prompt_hash": raw["prompt_hash"],
-                        **(hashes or {}),
-                    }
-                ],
-            )
+        scores, judgments, ratings = [], [], []
+        for j in range(k):
+            tag = f"{d['doc_id']}{_sample_suffix(j, k)}"
+            if s["kind"] == "pairwise":
+                score, made = _pairwise_sample(spec, by_id, tag, hashes)
+            else:
+                score, made, rating = _rubric_sample(spec, by_id, tag, hashes)
+                ratings.append(rating)
+            scores.append(score)
+            judgments += [{**v, "sample": j} if k > 1 else v for v in made]
+        if ratings:
+            rec["rating"] = float(np.mean(ratings))
+        rec.update(score=float(np.mean(scores)), verdicts=judgments)
+        if k > 1:
+            rec.update(sample_scores=scores, spread=float(np.std(scores)))
         records.append(rec)
     return records
 
@@ -400,7 +438,7 @@ def judge_metrics(spec: BenchmarkSpec, records: list[dict]) -> dict:
     out = {
         "score": float(scores.mean()),
         "metric": headline_metric(spec),
-        "samples": 1,
+        "samples": samples_of(spec),
         "judge": {k: v for k, v in s.items() if k != "template"},
         "judge_template_sha256": sha256_text(s["template"]),
         "judgments": len(judgments),
@@ -439,12 +477,15 @@ def judge_metrics(spec: BenchmarkSpec, records: list[dict]) -> dict:
             mean_rating_ci=[1 + 9 * c for c in ci],
             mean_chars=float(np.mean([r["response_chars"] for r in records])),
         )
+    spreads = [r["spread"] for r in records if "spread" in r]
+    if spreads:  # k samples per prompt: how much an item's samples disagree
+        values.update(mean_spread=float(np.mean(spreads)), max_spread=float(np.max(spreads)))
     out["all_metrics"] = values
     return out
 
 
-def responses_of(path: Path) -> dict[str, str]:
-    """{doc_id: first response} from an eval job's responses file."""
+def responses_of(path: Path) -> dict[str, list[str]]:
+    """{doc_id: its responses (k with decoding.samples k)} from an eval job's responses file."""
     from ..io import read_jsonl
 
-    return {r["doc_id"]: r["responses"][0] for r in read_jsonl(path)}
+    return {r["doc_id"]: list(r["responses"]) for r in read_jsonl(path)}

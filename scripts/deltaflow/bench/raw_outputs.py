@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from ..io import atomic_path, read_jsonl, sha256_path, sha256_text, write_jsonl
+from ..io import atomic_path, read_jsonl, safetensors_sha256, sha256_path, sha256_text, write_jsonl
 from ..vocab import adapter_has_tokenizer, load_base_for_adapter
 from .lmeval import fewshot_file, lm_eval_docs_file, lm_eval_task_config
 from .spec import BenchmarkSpec, decoding_spec
@@ -81,7 +81,12 @@ def model_identity(
     if gguf is not None:
         return {"gguf": sha256_path(gguf), "backend": "llama.cpp"}
     if merged_dir is not None:
-        return {"merged": read_json(Path(merged_dir) / "manifest.json")["weights_sha256"]}
+        manifest = Path(merged_dir) / "manifest.json"
+        # a full fine-tune's checkpoint has no manifest of its own: its weights are hashed here
+        weights = (
+            read_json(manifest)["weights_sha256"] if manifest.exists() else safetensors_sha256(merged_dir)
+        )
+        return {"merged": weights}
     identity = {"base_weights": read_json(base_manifest)["weights_sha256"]}
     if adapter_dir is not None:
         identity["adapter"] = {
@@ -308,7 +313,9 @@ def generate_outputs(
         if sorted(s["doc"]["doc_id"] for s in samples) != sorted(ids):
             raise RuntimeError(f"lm-eval returned {len(samples)} samples for {len(chunk)} docs")
         by_id = {s["doc"]["doc_id"]: raw_output(s, spec, dhash) for s in samples}
-        rows = [by_id[i] for i in ids]
+        # the item's share of its batch's wall time (a scorer's latency metric reads it)
+        per_item = round((time.time() - t0) / len(chunk), 4)
+        rows = [{**by_id[i], "seconds": per_item} for i in ids]
         with atomic_path(path) as tmp:
             write_jsonl(tmp, rows)
         outputs.extend(rows)

@@ -31,6 +31,7 @@ from ..io import atomic_dir, read_jsonl, sha256_path, sha256_text, write_json, w
 from ..provenance import output_versions
 from .lmeval import lm_eval_task_config
 from .raw_outputs import decoding_hash, generate_outputs, generation_spec
+from .scorer import apply_scorer
 from .scoring.metrics import score_all
 from .spec import BenchmarkSpec, decoding_spec
 
@@ -221,9 +222,12 @@ def evaluate_benchmark(
     raws, hit, health = raw_outputs(
         model, spec, docs_path, cache_dir=cache_dir, key=key, chunk_size=chunk_size, count_tokens=count_tokens
     )
-    records, metrics = score_all(spec, read_jsonl(docs_path), raws)
+    docs = read_jsonl(docs_path)
+    records, metrics = score_all(spec, docs, raws)
     if not hit:  # lm-eval's per-sample values were computed with this scoring spec
         check_against_lm_eval(spec, raws, records)
+    if spec.scorer:  # the user's own metrics (bench.scorer), on cached outputs too
+        metrics["scorer"] = apply_scorer(spec.scorer, docs, raws, records)
     metrics.update(benchmark_metrics(spec, records))
     if health is not None:
         metrics["generation_health"] = health

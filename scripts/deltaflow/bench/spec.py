@@ -95,6 +95,7 @@ class BenchmarkSpec:
     lm_eval: dict
     fewshot: dict | None
     judge: dict | None
+    scorer: str | None
     guard_subject: list | None
     shots: list
 

@@ -25,7 +25,15 @@ def peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-RL_LOG_KEYS = ("reward", "rewards/", "kl", "completions/mean_length", "frac_reward_zero_std", "entropy")
+RL_LOG_KEYS = (
+    "reward",
+    "rewards/",
+    "kl",
+    "completions/mean_length",
+    "frac_reward_zero_std",
+    "entropy",
+    "objective/",  # online DPO's (objective/scores: the mean reward)
+)
 
 
 def _loss_callback(curve: list, eval_curve: list):
@@ -151,7 +159,8 @@ def rl_summary(curve: list[dict]) -> dict:
             if k != "mixed_share":
                 groups[k] = groups.get(k, 0) + v
     total = sum(groups.values())
-    first, last = rl[0]["rl"].get("reward"), rl[-1]["rl"].get("reward")
+    key = "reward" if "reward" in rl[0]["rl"] else "objective/scores"  # grpo/rloo's, online DPO's
+    first, last = rl[0]["rl"].get(key), rl[-1]["rl"].get(key)
     return {
         "reward_curve": [
             {

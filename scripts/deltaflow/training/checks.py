@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..bench import registry
 from ..bench.from_config import benchmark_dirs
-from ..datasets import row_format
+from ..datasets import dataset_splits, row_format
 from ..generation import CHECK_FIELDS, rows_without_checks
 from ..io import load_yaml
 from ..models import PEFT_KEYS, ModelGraph
@@ -64,14 +64,70 @@ def _check_early_stopping(rname: str, recipe: dict):
             f"{key}: objective {recipe['objective']} computes no validation loss (its trainer "
             "samples and rewards); stop on steps, or save_every and let the selection choose"
         )
-    elif not recipe["val_rows"]:
-        yield f"{key}: it stops on the validation loss, and this recipe has none; set val_rows (and eval_every)"
+    elif not has_validation(recipe):
+        yield f"{key}: it stops on the validation loss, and this recipe has none; set val_rows or val_dataset (and eval_every)"
     if recipe["save_every"]:
         yield (
             f"{key}: with save_every, the checkpoint arms are declared before the run and those "
             "after an early stop would not exist; use one of the two (early stopping keeps the "
             "best adapter as the run's)"
         )
+
+
+def _check_online_dpo(rname: str, recipe: dict):
+    """online_dpo samples two completions per prompt with TRL's own loss and DPO's beta: grpo's
+    num_generations, loss_type and kl_beta would be ignored; vLLM rollouts are not wired for it."""
+    if recipe["objective"] != "online_dpo":
+        return
+    for key, use in (
+        ("num_generations", "online DPO samples two completions per prompt"),
+        ("loss_type", "a GRPO loss type; online DPO's loss is DPO's"),
+        ("kl_beta", "online DPO's pull toward the reference is DPO's `beta`"),
+        ("rollouts", "online DPO samples with HF generate here"),
+    ):
+        if not _same_setting(recipe[key], _recipe_default(key)):
+            yield f"config key 'recipes.{rname}.{key}': {use}; remove {key}"
+
+
+def has_validation(recipe: dict) -> bool:
+    """Whether a recipe computes a validation loss: held-out rows or a validation dataset."""
+    return bool(recipe["val_rows"] or recipe.get("val_dataset"))
+
+
+def _check_val_dataset(config: dict, rname: str, recipe: dict):
+    """``val_dataset``: a dataset (or generation) of the config with that split, not with val_rows."""
+    val = recipe.get("val_dataset")
+    if not val:
+        return
+    key = f"config key 'recipes.{rname}.val_dataset"
+    if recipe["val_rows"]:
+        yield f"{key}': a validation set, and val_rows holds rows out as well; give one of the two"
+    known = {**config["datasets"], **(config.get("generations") or {})}
+    if val["dataset"] not in known:
+        yield f"{key}.dataset': unknown dataset '{val['dataset']}'; known: {', '.join(sorted(known))}"
+        return
+    splits = dataset_splits(known[val["dataset"]])
+    if val.get("split") and val["split"] not in splits:
+        yield f"{key}.split': dataset '{val['dataset']}' has splits {splits}, not '{val['split']}'"
+    if recipe["objective"] in RL_OBJECTIVES:
+        yield f"{key}': objective {recipe['objective']} computes no validation loss; remove val_dataset"
+
+
+# the recipe keys that only describe an adapter: set away from their defaults, a full fine-tune
+# would ignore them
+ADAPTER_ONLY_KEYS = ("r", "alpha", "dropout", "target_modules", "use_rslora", "load_in_4bit")
+
+
+def _check_full(rname: str, recipe: dict):
+    """``method: full`` trains every weight: the adapter settings would be ignored; refused."""
+    if recipe["method"] != "full":
+        return
+    for key in ADAPTER_ONLY_KEYS:
+        if not _same_setting(recipe[key], _recipe_default(key)):
+            yield (
+                f"config key 'recipes.{rname}.{key}': an adapter setting, and method full trains the "
+                f"whole model (no adapter); remove {key}, or use method lora / dora"
+            )
 
 
 @functools.cache
@@ -106,6 +162,13 @@ def check_recipes(config: dict, *, check_files: bool):
                 "bitsandbytes) needs a CUDA GPU and train.device is cpu; set train.device: cuda "
                 "(and train.gpus) on a GPU machine, or load_in_4bit: false"
             )
+        yield from _check_full(rname, recipe)
+        yield from _check_val_dataset(config, rname, recipe)
+        if recipe["packing"] is not False and recipe["objective"] not in ("sft", "cpt"):
+            yield (
+                f"config key 'recipes.{rname}.packing': packing is TRL's SFT option (objectives sft and "
+                f"cpt); objective {recipe['objective']} does not pack — remove it"
+            )
         yield from _check_recipe_length(rname, recipe)
         yield from _check_scheduler(rname, recipe)
         yield from trainer_args.check(rname, recipe)
@@ -118,6 +181,7 @@ def check_recipes(config: dict, *, check_files: bool):
                 f"this recipe is objective {recipe['objective']} on train.device {train['device']}: "
                 "use rollouts: hf"
             )
+        yield from _check_online_dpo(rname, recipe)
         if recipe["objective"] == "rloo" and recipe["loss_type"] != _recipe_default("loss_type"):
             yield (
                 f"config key 'recipes.{rname}.loss_type': a GRPO loss type, and RLOOTrainer has no "
@@ -151,7 +215,7 @@ def _check_scheduler(rname: str, recipe: dict):
             f"{key}: '{name}' needs {' or '.join(needs)}: give it in "
             f"recipes.{rname}.trainer_args.lr_scheduler_kwargs (e.g. {{{needs[-1]}: 0.1}})"
         )
-    elif name in SCHEDULERS_ON_VALIDATION and not recipe["val_rows"]:
+    elif name in SCHEDULERS_ON_VALIDATION and not has_validation(recipe):
         yield (
             f"{key}: '{name}' adapts the learning rate to the validation loss, and this recipe "
             "has none; set val_rows (and eval_every), or use a fixed schedule such as cosine"

@@ -24,12 +24,12 @@ def build_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callb
         raise DeltaflowError("the mixture has no text to continue pretraining on")
     val = [{"text": t} for t in map(text_of, val_rows) if t.strip()]
     # packed sequences have no per-row lengths to group by
-    # bfd_split: a document longer than max_length continues in the next sequences (chunked),
-    # where TRL's default bfd would cut it off at max_length and drop the rest
+    # bfd_split (unless the recipe names a strategy): a document longer than max_length continues
+    # in the next sequences (chunked), where TRL's default bfd would cut it off and drop the rest
     args = SFTConfig(
         **{**common, "train_sampling_strategy": "random"},
         packing=True,
-        packing_strategy="bfd_split",
+        packing_strategy=recipe["packing"] if isinstance(recipe["packing"], str) else "bfd_split",
         dataset_text_field="text",
         assistant_only_loss=False,
         completion_only_loss=False,

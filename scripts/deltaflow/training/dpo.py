@@ -42,9 +42,23 @@ def _margin(trainer, dataset, loss_cb) -> dict:
     }
 
 
-def build_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, init_dir, **_):
+def _full_reference(recipe: dict, init_dir, base_dir, device: str):
+    """``method: full``: the reference model TRL needs beside the trained one. None lets TRL copy
+    the model as it starts (the base, or with ``reference: init`` the run continued); a run that
+    continues another full model with ``reference: base`` gets the base itself."""
+    if init_dir is None or recipe["reference"] == "init":
+        return None
+    from .model import load_base_for_training
+
+    return load_base_for_training(base_dir, recipe, device)
+
+
+def build_trainer(
+    model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, init_dir, base_dir=None, **_
+):
     """TRL's DPOTrainer on chosen/rejected pairs, the reference being the base (adapters
-    disabled) or, with ``reference: init``, the adapter the run continues."""
+    disabled, or a copy for a full fine-tune) or, with ``reference: init``, the model the run
+    continues."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -56,9 +70,12 @@ def build_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callb
     # HF's group_by_length sampler reads `input_ids`, which DPO's pair rows do not have
     args = DPOConfig(**{**common, "train_sampling_strategy": "random"}, beta=recipe["beta"])
     val = preference_rows(val_rows)
+    full = recipe["method"] == "full"
     trainer = DPOTrainer(
         model=model,
-        ref_model=None,
+        ref_model=_full_reference(recipe, init_dir, base_dir, "cpu" if common["use_cpu"] else "cuda")
+        if full
+        else None,
         args=args,
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(val) if val else None,
@@ -69,7 +86,7 @@ def build_trainer(model, tok, rows, val_rows, recipe, common, peft_config, callb
     # Continuing an adapter, TRL keeps a frozen copy of it ("ref") as the reference. The
     # default anchors to the base instead: without the "ref" adapter TRL computes the
     # reference log-probs with adapters disabled, i.e. from the base model.
-    if init_dir is not None and recipe["reference"] == "base":
+    if init_dir is not None and recipe["reference"] == "base" and not full:
         trainer.model.delete_adapter("ref")
     return (
         trainer,

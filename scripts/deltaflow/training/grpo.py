@@ -72,11 +72,25 @@ def grpo_args(recipe: dict, common: dict, config_cls) -> dict:
 
 
 def build_rl_trainer(
-    trainer_cls, config_cls, model, tok, rows, recipe, common, peft_config, callbacks, loss_cb, dirs
+    trainer_cls,
+    config_cls,
+    model,
+    tok,
+    rows,
+    recipe,
+    common,
+    peft_config,
+    callbacks,
+    loss_cb,
+    dirs,
+    *,
+    args_of=grpo_args,
+    group: int | None = None,
 ):
     """A TRL trainer that samples ``num_generations`` completions per prompt (GRPOTrainer,
-    RLOOTrainer), rewards from the registry's scorers (training.rewards), the group statistics
-    recorded at every log."""
+    RLOOTrainer; OnlineDPOTrainer: two, ``group``), rewards from the registry's scorers
+    (training.rewards), the group statistics recorded at every log. ``args_of(recipe, common,
+    config_cls)``: the config's keyword arguments (default grpo_args)."""
     from datasets import Dataset
 
     train_rows = grpo_rows(rows)
@@ -89,10 +103,10 @@ def build_rl_trainer(
     stats = GroupStats(
         [reward_name(i, s) for i, s in enumerate(specs)],
         [s["weight"] for s in specs],
-        recipe["num_generations"],
+        group or recipe["num_generations"],
     )
     loss_cb.group_stats = stats
-    args = config_cls(**grpo_args(recipe, common, config_cls))
+    args = config_cls(**args_of(recipe, common, config_cls))
     trainer = trainer_cls(
         model=model,
         reward_funcs=reward_functions(specs, dirs, stats),
@@ -107,7 +121,7 @@ def build_rl_trainer(
         train_rows,
         {
             "rewards": [{**s, "name": reward_name(i, s)} for i, s in enumerate(specs)],
-            "num_generations": recipe["num_generations"],
+            "num_generations": group or recipe["num_generations"],
         },
     )
 

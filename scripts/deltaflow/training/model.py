@@ -1,6 +1,7 @@
 """The model a run trains: the base in the training precision (or 4-bit for QLoRA), the
-vocabulary extended for new tokens, the PEFT config or the adapter it continues, and the saver
-that writes the adapter with its tokenizer."""
+vocabulary extended for new tokens, the PEFT config or the adapter it continues (or, with
+``method: full``, the whole model, every weight trained), and the saver that writes the adapter
+(or the full model) with its tokenizer."""
 
 from __future__ import annotations
 
@@ -65,10 +66,40 @@ def load_base_for_training(base_dir: Path, recipe: dict, device: str):
     return AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype[train_precision(recipe, device)])
 
 
+def _prepare_full_model(base_dir: Path, recipe: dict, device: str, init_dir: Path | None):
+    """``method: full``: the base (or the full model of the run continued, ``init_dir``) with
+    every weight trainable, no PEFT config, the new token ids, and the saver of the whole model
+    (weights, config, tokenizer: a folder transformers, llama.cpp and mergekit read)."""
+    from transformers import AutoTokenizer
+
+    src = init_dir or base_dir
+    tok = AutoTokenizer.from_pretrained(src)
+    model = load_base_for_training(src, recipe, device)
+    extend_embeddings(model, len(tok))
+    new_ids = (
+        add_tokens(tok, model, recipe["new_tokens"]) if recipe["new_tokens"] and init_dir is None else []
+    )
+    if new_ids:
+        log.info(
+            "new tokens %s: ids %s, rows initialized to the mean embedding", recipe["new_tokens"], new_ids
+        )
+    saved_tok = copy.deepcopy(tok)  # before the training chat-template patch
+
+    def save_full(trained, path: Path, **_):
+        trained.save_pretrained(path, safe_serialization=True)
+        saved_tok.save_pretrained(path)
+
+    return tok, model, None, new_ids, save_full
+
+
 def _prepare_model(base_dir: Path, recipe: dict, device: str, init_dir: Path | None):
     """The tokenizer, the base (vocabulary extended for new tokens), the PEFT config (None when
-    continuing ``init_dir``'s adapter, loaded trainable), the new token ids and the adapter saver."""
+    continuing ``init_dir``'s adapter, loaded trainable, or for a full fine-tune), the new token
+    ids and the adapter saver."""
     from transformers import AutoTokenizer
+
+    if recipe["method"] == "full":
+        return _prepare_full_model(base_dir, recipe, device, init_dir)
 
     # continuing an adapter that brought new tokens: its tokenizer, and the base extended to it
     tok = AutoTokenizer.from_pretrained(init_dir if adapter_has_tokenizer(init_dir) else base_dir)

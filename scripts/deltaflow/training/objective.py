@@ -1,5 +1,5 @@
 """What the runner needs from a training objective: each objective module (sft, dpo, cpt, grpo,
-rloo) holds one ``Objective`` as ``OBJECTIVE``, and ``runner.OBJECTIVES`` maps the recipe's
+rloo, online_dpo) holds one ``Objective`` as ``OBJECTIVE``, and ``runner.OBJECTIVES`` maps the recipe's
 ``objective`` to it."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# the objectives that sample groups of completions per prompt and learn from their rewards: they
-# read a row's prompt and reference answer only (rewards, num_generations, rollouts apply)
-RL_OBJECTIVES = ("grpo", "rloo")
+# the objectives that sample completions per prompt and learn from their rewards: they read a
+# row's prompt and reference answer only (rewards and rollouts apply; num_generations to grpo, rloo)
+RL_OBJECTIVES = ("grpo", "rloo", "online_dpo")
 
 
 def _nothing(trainer, loss_cb, extra: dict) -> None:

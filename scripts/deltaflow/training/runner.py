@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import DeltaflowError
 from ..vocab import expose_token_rows_to_fused_head
-from . import cpt, dpo, grpo, rloo, sft
+from . import cpt, dpo, grpo, online_dpo, rloo, sft
 from .args import _training_args, total_steps, train_precision
 from .callbacks import (
     _checkpoint_callback,
@@ -35,6 +35,7 @@ OBJECTIVES: dict[str, Objective] = {
     "cpt": cpt.OBJECTIVE,
     "grpo": grpo.OBJECTIVE,
     "rloo": rloo.OBJECTIVE,
+    "online_dpo": online_dpo.OBJECTIVE,
 }
 
 # what torch.multinomial raises when the logits it samples from are inf/NaN
@@ -110,8 +111,14 @@ def _scratch(out_dir: Path, resume_dir: Path | None, resume_key: str) -> tuple[P
     return scratch, resume_step
 
 
-def _split_validation(rows: list[dict], recipe: dict) -> tuple[list[dict], list[dict]]:
-    """The recipe's held-out validation rows (val_rows): (train, validation), logged."""
+def _split_validation(
+    rows: list[dict], recipe: dict, given: list[dict] | None
+) -> tuple[list[dict], list[dict]]:
+    """The recipe's validation rows: a separate set (``given``: val_dataset's), or held-out
+    rows of the mixture (val_rows): (train, validation), logged."""
+    if given:
+        log.info("validation: %d rows of val_dataset %s", len(given), recipe["val_dataset"]["dataset"])
+        return rows, given
     rows, val_rows = split_validation(rows, recipe["val_rows"], recipe["seed"])
     if val_rows:
         log.info(
@@ -188,7 +195,10 @@ def _setup_metrics(recipe: dict, device: str, strategy: str, resume_step: int | 
             "method": recipe["method"],
             "use_rslora": recipe["use_rslora"],
             "load_in_4bit": recipe["load_in_4bit"],
-        },
+        }
+        if recipe["method"] != "full"
+        else None,
+        "method": recipe["method"],
         "new_tokens": dict(zip(recipe["new_tokens"] or [], new_ids)),
     }
 
@@ -230,6 +240,7 @@ def train_adapter(
     resume_key: str = "",
     strategy: str = "ddp",
     benchmark_dirs: tuple = (),
+    val_rows: list[dict] | None = None,
 ) -> dict:
     """Train a PEFT adapter on a mixture's rows and save it to ``out_dir``.
 
@@ -238,15 +249,14 @@ def train_adapter(
 
     ``recipe`` is a validated config's recipe (defaults filled: config.schema_defaults); its
     ``objective`` picks the trainer from ``OBJECTIVES`` (sft, dpo, cpt, grpo: one module each,
-    its docstring says what it trains on). ``init_dir``: continue training that adapter (a
-    run's ``init_from``) instead of a fresh one.
-
-    Returns the metrics dict (loss curve, tokens seen, tokens/s, peak memory, wall time, ...).
+    its docstring says what it trains on). ``init_dir``: continue that adapter (``init_from``).
+    ``val_rows``: the recipe's ``val_dataset`` rows (None: held-out ``val_rows``, if any).
+    Returns the metrics (loss curve, tokens seen, tokens/s, peak memory, wall time, ...).
     """
     wall0 = time.time()
     tok, model, peft_config, new_ids, save_adapter = _prepare_model(base_dir, recipe, device, init_dir)
     scratch, resume_step = _scratch(out_dir, resume_dir, resume_key)
-    rows, val_rows = _split_validation(rows, recipe)
+    rows, val_rows = _split_validation(rows, recipe, val_rows)
     common = _training_args(
         recipe,
         device,
@@ -273,6 +283,7 @@ def train_adapter(
         callbacks,
         chat_template_path=chat_template_path,
         init_dir=init_dir,
+        base_dir=base_dir,
         loss_cb=loss_cb,
         dirs=benchmark_dirs,
     )

@@ -25,7 +25,12 @@ def build_trainer(
     if not train_rows:
         raise DeltaflowError("the mixture has no chat rows to train on")
     val = [{"messages": r["messages"]} for r in val_rows if r.get("messages")]
-    args = SFTConfig(**common, assistant_only_loss=recipe["assistant_only_loss"], packing=recipe["packing"])
+    # packing: false, true (TRL's default strategy) or a TRL strategy name (bfd, bfd_split, wrapped)
+    packing = recipe["packing"]
+    strategy = {"packing_strategy": packing} if isinstance(packing, str) else {}
+    args = SFTConfig(
+        **common, assistant_only_loss=recipe["assistant_only_loss"], packing=bool(packing), **strategy
+    )
     trainer = _epoch_seeded(SFTTrainer)(
         model=model,
         args=args,

@@ -25,6 +25,7 @@ CONFIG_CLASS = {
     "dpo": "DPOConfig",
     "grpo": "GRPOConfig",
     "rloo": "RLOOConfig",
+    "online_dpo": "trl.experimental.online_dpo.OnlineDPOConfig",  # experimental in TRL 1.16
 }
 
 _PRECISION = "recipes.<r>.precision"
@@ -82,11 +83,12 @@ OWNED = {
     "assistant_only_loss": "recipes.<r>.assistant_only_loss",
     "completion_only_loss": "recipes.<r>.assistant_only_loss",
     "dataset_text_field": "none: deltaflow builds the training rows",
-    "packing_strategy": "none: CPT packs with bfd_split",
+    "packing_strategy": "recipes.<r>.packing (false, true, or TRL's strategy: bfd, bfd_split, wrapped)",
     "beta": "recipes.<r>.beta (dpo) or kl_beta (grpo, rloo)",
     "num_generations": "recipes.<r>.num_generations",
     "loss_type": "recipes.<r>.loss_type",
     "max_completion_length": "recipes.<r>.max_completion_length",
+    "max_new_tokens": "recipes.<r>.max_completion_length",
     "temperature": "recipes.<r>.temperature",
     "reward_weights": "recipes.<r>.rewards[].weight",
     "use_vllm": "recipes.<r>.rollouts",
@@ -106,7 +108,8 @@ SCHEDULER_KWARGS = {
 def config_fields(objective: str) -> dict[str, object]:
     """The TRL config dataclass's fields and their resolved type hints. Imports TRL (seconds):
     called only for a recipe that has trainer_args."""
-    cls = getattr(importlib.import_module("trl"), CONFIG_CLASS[objective])
+    module, _, name = CONFIG_CLASS[objective].rpartition(".")
+    cls = getattr(importlib.import_module(module or "trl"), name)
     hints = typing.get_type_hints(cls)
     return {f.name: hints.get(f.name, typing.Any) for f in dataclasses.fields(cls) if f.init}
 
@@ -153,7 +156,7 @@ def check(rname: str, recipe: dict):
     if not given:
         return
     objective = recipe["objective"]
-    cls = CONFIG_CLASS[objective]
+    cls = CONFIG_CLASS[objective].rpartition(".")[2]
     fields = config_fields(objective)
     for name, value in given.items():
         key = f"config key 'recipes.{rname}.trainer_args.{name}'"
