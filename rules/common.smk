@@ -274,7 +274,7 @@ def get_judge_input(wildcards):
         s = judge_settings(BENCH_SPECS[b])
         if s["kind"] == "pairwise" and s["baseline"] != model:
             baselines.append(f"results/evals/{s['baseline']}/{b}.responses.jsonl")
-    return {"base": BASE, "code": script_code("judge.py"),
+    return {"base": BASE, "code": script_code("judge.py"), "scorers": scorer_files(),
             "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in JUDGED],
             "responses": [f"results/evals/{model}/{b}.responses.jsonl" for b in JUDGED],
             "baselines": baselines,

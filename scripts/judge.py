@@ -27,6 +27,7 @@ from deltaflow.bench.run import (
     raw_outputs,
     write_benchmark_outputs,
 )
+from deltaflow.bench.scorer import apply_scorer
 from deltaflow.bench.spec import BenchmarkSpec
 from deltaflow.io import atomic_path, read_jsonl, sha256_text, write_json
 from deltaflow.provenance import build_manifest, device_class, output_versions
@@ -107,6 +108,9 @@ for i, spec in enumerate(BenchmarkSpec.from_dict(s) for s in p.specs):
         )
     records = judge_records(spec, docs, mine, raws, theirs, self_baseline=self_baseline, hashes=hashes)
     metrics = judge_metrics(spec, records)
+    if spec.scorer:  # the user's own metrics on the judged responses (their timing is the eval's)
+        responses = [{"doc_id": d, "responses": r} for d, r in mine.items()]
+        metrics["scorer"] = apply_scorer(spec.scorer, docs, responses, records)
     metrics.update(benchmark_metrics(spec, records))
     metrics.update(model=model, cache={"hit": hit}, judge_decoding=jspec.decoding, versions=versions)
     metrics["manifest"] = build_manifest(

@@ -13,28 +13,17 @@ p, inp = snakemake.params, snakemake.input
 spec = p.spec
 out_dir = Path(snakemake.output.manifest).parent
 with atomic_dir(out_dir) as tmp:
+    inputs = (Path(inp.base).parent, {m: Path(d) for m, d in p.adapter_dirs.items()}, spec["adapters"], tmp)
+    common = {"method": spec["method"], "density": spec.get("density"), "seed": spec.get("seed", 0)}
     if p.form == "full":
-        info = merge_models(
-            Path(inp.base).parent,
-            {m: Path(d) for m, d in p.adapter_dirs.items()},
-            spec["adapters"],
-            tmp,
-            method=spec["method"],
-            density=spec.get("density"),
-            seed=spec.get("seed", 0),
-        )
+        info = merge_models(*inputs, **common)
         info["weights_sha256"] = safetensors_sha256(tmp)  # a whole model: its identity
     else:
         info = combine_adapters(
-            Path(inp.base).parent,
-            {m: Path(d) for m, d in p.adapter_dirs.items()},
-            spec["adapters"],
-            tmp,
-            method=spec["method"],
-            density=spec.get("density"),
+            *inputs,
+            **common,
             majority_sign_method=spec.get("majority_sign_method", "total"),
             svd_rank=spec.get("svd_rank"),
-            seed=spec.get("seed", 0),
         )
     # the manifest records what the merge is made of: its inputs (with hashes), weights and method
     write_manifest(

@@ -217,13 +217,12 @@ def export_run(smol_tiny, tmp_path_factory):
     cfg["mixtures"]["mix_a"]["components"].append({"dataset": "think", "multiplier": 1})
     cfg["recipes"]["tiny_lora"].update(new_tokens=["<think>", "</think>"], save_every=3)
     cfg["models"] = outside_models(smol_tiny, work / "outside")
-    # a full fine-tune (every weight trained) beside the adapter, with a checkpoint arm, a
-    # mergekit sweep arm and its own GGUF export
+    # a full fine-tune (every weight trained) beside the adapter, with a mergekit sweep arm and its
+    # own GGUF export (its checkpoint arms are whole models too: test_full_finetune)
     cfg["recipes"]["tiny_full"] = {
         "method": "full",
         "learning_rate": 0.001,
         "max_steps": 4,
-        "save_every": 2,
         "batch_size": 4,
         "max_length": 64,
         "logging_steps": 2,
@@ -327,8 +326,7 @@ def test_merge_export_parity_eval_tables_end_to_end(export_run):
 
 
 def test_a_full_fine_tune_is_evaluated_swept_and_exported_like_our_adapters(export_run):
-    """method full: the run and its checkpoint are whole models evaluated from their folders, the
-    sweep arm is mergekit's task arithmetic, the GGUF is converted from the run's own folder (no
+    """method full: the run is a whole model evaluated from its folder, the sweep arm is mergekit's task arithmetic, the GGUF is converted from the run's own folder (no
     merge step) and agrees with it; the audit chain goes GGUF -> run."""
     import torch
     from safetensors.torch import load_file
@@ -339,7 +337,7 @@ def test_a_full_fine_tune_is_evaluated_swept_and_exported_like_our_adapters(expo
     work, cfg = export_run
     res = work / "results"
     df = pd.read_csv(res / "tables/delta.csv")
-    full = ["run_full", "run_full@step2", "run_full.x0.5", "run_full.f16.gguf", "run_full.q8_0.gguf"]
+    full = ["run_full", "run_full.x0.5", "run_full.f16.gguf", "run_full.q8_0.gguf"]
     assert set(full) <= set(df.model) and not (res / "models/merged/run_full").exists()
     manifest = json.loads((res / "adapters/run_full/manifest.json").read_text())
     metrics = json.loads((res / "adapters/run_full/metrics.json").read_text())
@@ -363,7 +361,7 @@ def test_a_full_fine_tune_is_evaluated_swept_and_exported_like_our_adapters(expo
         for a, b in zip(_arc(res, "run_full"), _arc(res, other)):
             assert a["doc_id"] == b["doc_id"]
             assert max(abs(x - y) for x, y in zip(a["loglikelihoods"], b["loglikelihoods"])) < tol
-    assert _arc(res, "run_full") != _arc(res, "run_full@step2")
+    assert _arc(res, "run_full") != _arc(res, "run_full.x0.5")
     assert json.loads((res / "gguf/run_full/parity-f16.json").read_text())["passed"]
     graph = ModelGraph(validate_config(cfg))
     chain = audit_chain(work, graph, "run_full.q8_0.gguf", "arithmetic")

@@ -187,3 +187,23 @@ def test_what_a_full_fine_tune_refuses(change, message):
     cfg = full_config()
     change(cfg)
     assert message in config_errors(cfg)
+
+
+def test_a_whole_model_without_a_manifest_is_identified_by_its_weights(full_sft, tmp_path):
+    """A full run's checkpoint arm has no manifest of its own: the eval cache keys on its
+    safetensors' hash, which moves with its weights."""
+    import json
+    import shutil
+
+    from deltaflow.bench.raw_outputs import model_identity
+    from deltaflow.io import safetensors_sha256
+
+    tmp, _ = full_sft
+    (tmp_path / "base.json").write_text(json.dumps({"weights_sha256": "w"}))
+    arm = tmp / "run/checkpoints/step2"
+    assert not (arm / "manifest.json").exists()
+    ident = model_identity(tmp_path / "base.json", merged_dir=arm)
+    assert ident == {"merged": safetensors_sha256(arm)}
+    other = tmp_path / "other"
+    shutil.copytree(tmp / "run", other, ignore=shutil.ignore_patterns("checkpoints"))
+    assert model_identity(tmp_path / "base.json", merged_dir=other) != ident

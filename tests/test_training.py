@@ -261,23 +261,30 @@ def test_continued_pretraining_lowers_the_held_out_loss_on_the_domain_text(tmp_p
     assert m["train_rows"] == 37 and 0.8 * 12 * 4 * 64 < m["tokens_seen"] <= 12 * 4 * 64
 
 
+def _sharpened_tiny_base(tmp_path):
+    """The tiny random model with sharpened output logits: random init gives near-uniform
+    next-token logits, and a LoRA on the layers could not move the choice."""
+    import torch
+    from conftest import tiny_random_model
+    from transformers import AutoModelForCausalLM
+
+    base = tiny_random_model(tmp_path / "base")
+    model = AutoModelForCausalLM.from_pretrained(base)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(8.0)
+    model.save_pretrained(base)
+    return base
+
+
 @pytest.mark.parametrize("objective", ["grpo", "rloo"])
 def test_grpo_raises_a_learnable_reward_and_logs_its_groups(tmp_path, objective):
     """objective grpo (and rloo, TRL's RLOOTrainer on the same prompts and rewards) on the tiny
     model: a format reward (the completion holds an "e") starts at 0 and reaches 1; metrics.json
     has the reward curve per function, and the group statistics move from all-zero groups
     (nothing to learn) through mixed ones to all-max ones."""
-    import torch
-    from conftest import tiny_random_model
-    from transformers import AutoModelForCausalLM
-
     from deltaflow.training.runner import train_adapter
 
-    base = tiny_random_model(tmp_path / "base")
-    model = AutoModelForCausalLM.from_pretrained(base)
-    with torch.no_grad():  # random init gives near-uniform next-token logits: sharpen them so that
-        model.get_output_embeddings().weight.mul_(8.0)  # a LoRA on the layers can move the choice
-    model.save_pretrained(base)
+    base = _sharpened_tiny_base(tmp_path)
     rows = [
         {
             "id": f"p{i}",
@@ -316,17 +323,9 @@ def test_online_dpo_learns_the_rewards_preference_between_two_samples(tmp_path):
     reward of the grpo test: two completions per prompt ranked by the reward, a DPO loss toward
     the better; the reward rises, the group statistics count pairs, TRL's own pair margins are
     in the curve."""
-    import torch
-    from conftest import tiny_random_model
-    from transformers import AutoModelForCausalLM
-
     from deltaflow.training.runner import train_adapter
 
-    base = tiny_random_model(tmp_path / "base")
-    model = AutoModelForCausalLM.from_pretrained(base)
-    with torch.no_grad():
-        model.get_output_embeddings().weight.mul_(8.0)
-    model.save_pretrained(base)
+    base = _sharpened_tiny_base(tmp_path)
     _, rows, _ = _grpo_setup(tmp_path / "unused")
     recipe = recipe_of(
         **RECIPE,

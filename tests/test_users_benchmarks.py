@@ -38,6 +38,15 @@ def test_judged_lm_eval_and_fewshot_benchmarks_through_the_workflow(tiny_workflo
         "max_gen_toks": 8,
         "judge": {"kind": "rubric", "path": str(judge_dir)},
     }
+    # k samples per prompt, each judged, and a scorer of our own on the judged responses
+    bench["style_k"] = {
+        "task": "writingbench_en",
+        "n": 3,
+        "max_gen_toks": 8,
+        "decoding": {"samples": 2, "temperature": 0.9},
+        "judge": {"kind": "rubric", "model": "base"},
+        "scorer": "deltaflow.bench.example_scorers:repetition_rate",
+    }
     bench["lm_arc"] = {
         "task": "lm_eval:arc_easy",
         "n": 6,
@@ -61,7 +70,7 @@ def test_judged_lm_eval_and_fewshot_benchmarks_through_the_workflow(tiny_workflo
     # judged: responses from each eval job, one judge job per model
     for model in ("base", "run_a"):
         summary = read_json(res / f"judged/{model}/summary.json")
-        assert set(summary["benchmarks"]) == {"style_pair", "style_rubric"}
+        assert set(summary["benchmarks"]) == {"style_pair", "style_rubric", "style_k"}
         assert not (res / f"evals/{model}/style_pair.json").exists()  # scored by the judge job only
         assert len(read_jsonl(res / f"evals/{model}/style_pair.responses.jsonl")) == 3
     assert {r["score"] for r in read_jsonl(res / "judged/base/style_pair.jsonl")} == {0.5}
@@ -74,6 +83,16 @@ def test_judged_lm_eval_and_fewshot_benchmarks_through_the_workflow(tiny_workflo
     assert rubric["metric"] == "rubric_score" and 1 <= rubric["all_metrics"]["mean_rating"] <= 10
     verdict = read_jsonl(res / "judged/run_a/style_rubric.jsonl")[0]["verdicts"][0]
     assert verdict["judge_model"] == f"path:{judge_dir}" and len(verdict["judge_model_sha256"]) == 16
+    k = read_jsonl(res / "judged/run_a/style_k.jsonl")
+    assert all(len(r["responses"]) == 2 and len(r["sample_scores"]) == 2 and "rep4" in r["scorer"] for r in k)
+    assert all(abs(r["score"] - sum(r["sample_scores"]) / 2) < 1e-12 for r in k)
+    k_metrics = read_json(res / "judged/run_a/style_k.json")
+    assert (
+        k_metrics["samples"] == 2
+        and k_metrics["judgments"] == 6
+        and "mean_spread" in k_metrics["all_metrics"]
+    )
+    assert k_metrics["scorer"]["function"].endswith(":repetition_rate")
     # the same responses serve both judged benchmarks (one cache entry per model)
     assert json.dumps(read_jsonl(res / "evals/run_a/style_pair.responses.jsonl")) == json.dumps(
         read_jsonl(res / "evals/run_a/style_rubric.responses.jsonl")

@@ -66,6 +66,20 @@ def load_base_for_training(base_dir: Path, recipe: dict, device: str):
     return AutoModelForCausalLM.from_pretrained(base_dir, dtype=dtype[train_precision(recipe, device)])
 
 
+def _vocabulary(tok, model, recipe: dict, init_dir: Path | None) -> list[int]:
+    """The model's embeddings extended to the tokenizer, and the recipe's new tokens added by the
+    first run of a chain (their ids, rows initialized to the mean embedding)."""
+    extend_embeddings(model, len(tok))
+    new_ids = (
+        add_tokens(tok, model, recipe["new_tokens"]) if recipe["new_tokens"] and init_dir is None else []
+    )
+    if new_ids:
+        log.info(
+            "new tokens %s: ids %s, rows initialized to the mean embedding", recipe["new_tokens"], new_ids
+        )
+    return new_ids
+
+
 def _prepare_full_model(base_dir: Path, recipe: dict, device: str, init_dir: Path | None):
     """``method: full``: the base (or the full model of the run continued, ``init_dir``) with
     every weight trainable, no PEFT config, the new token ids, and the saver of the whole model
@@ -75,14 +89,7 @@ def _prepare_full_model(base_dir: Path, recipe: dict, device: str, init_dir: Pat
     src = init_dir or base_dir
     tok = AutoTokenizer.from_pretrained(src)
     model = load_base_for_training(src, recipe, device)
-    extend_embeddings(model, len(tok))
-    new_ids = (
-        add_tokens(tok, model, recipe["new_tokens"]) if recipe["new_tokens"] and init_dir is None else []
-    )
-    if new_ids:
-        log.info(
-            "new tokens %s: ids %s, rows initialized to the mean embedding", recipe["new_tokens"], new_ids
-        )
+    new_ids = _vocabulary(tok, model, recipe, init_dir)
     saved_tok = copy.deepcopy(tok)  # before the training chat-template patch
 
     def save_full(trained, path: Path, **_):
@@ -105,14 +112,7 @@ def _prepare_model(base_dir: Path, recipe: dict, device: str, init_dir: Path | N
     tok = AutoTokenizer.from_pretrained(init_dir if adapter_has_tokenizer(init_dir) else base_dir)
     model = load_base_for_training(base_dir, recipe, device)
     base_vocab = model.get_input_embeddings().weight.shape[0]
-    extend_embeddings(model, len(tok))
-    new_ids = (
-        add_tokens(tok, model, recipe["new_tokens"]) if recipe["new_tokens"] and init_dir is None else []
-    )
-    if new_ids:
-        log.info(
-            "new tokens %s: ids %s, rows initialized to the mean embedding", recipe["new_tokens"], new_ids
-        )
+    new_ids = _vocabulary(tok, model, recipe, init_dir)
     peft_config = peft_config_for(recipe, trainable_token_indices(model, new_ids) if new_ids else None)
     # the tokenizer saved with the adapter (before the training chat-template patch)
     adapter_tok = copy.deepcopy(tok) if len(tok) > base_vocab else None
