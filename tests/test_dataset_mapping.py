@@ -190,3 +190,22 @@ def test_hub_data_is_checked_first_thing_in_the_dataset_job(tmp_path, monkeypatc
         DataError, match=r"dataset 'hfds' \(hf:.*\[0\], row 0\): datasets\.hfds\.mapping\.assistant"
     ):
         normalize_dataset("hfds", {**spec, "mapping": {"user": "question", "assistant": "{{answers}}"}})
+
+
+def test_a_null_where_field_leaves_the_row_out(tmp_path):
+    rows = [
+        {"q": "a", "a": "1", "keep": True},
+        {"q": "b", "a": "2", "keep": None},
+        {"q": "c", "a": "3", "keep": False},
+    ]
+    out = normalize_dataset(
+        "w",
+        {
+            "type": "file",
+            "path": write_jsonl(tmp_path / "w.jsonl", rows),
+            "mapping": {"user": "q", "assistant": "a", "where": "keep"},
+        },
+    )
+    assert (
+        [r["messages"][0]["content"] for r in out.rows] == ["a"] and out.excluded == 2 and out.rejected == []
+    )

@@ -207,3 +207,25 @@ def test_a_whole_model_without_a_manifest_is_identified_by_its_weights(full_sft,
     other = tmp_path / "other"
     shutil.copytree(tmp / "run", other, ignore=shutil.ignore_patterns("checkpoints"))
     assert model_identity(tmp_path / "base.json", merged_dir=other) != ident
+
+
+def test_a_merge_of_whole_models_checks_every_name_and_new_tokens():
+    cfg = full_config()
+    cfg["merges"]["fulls"]["adapters"]["typo"] = 0.2
+    assert "merges.fulls.adapters.typo': not a run or checkpoint" in config_errors(cfg)
+    cfg = full_config()
+    cfg["recipes"]["tiny_full"]["new_tokens"] = ["<x>"]
+    assert "merges.fulls.adapters.run_full': its run adds new tokens" in config_errors(cfg)
+
+
+def test_online_dpo_is_refused_where_it_would_not_anchor_to_the_base():
+    cfg = full_config()
+    cfg["recipes"]["tiny_full"].update(objective="online_dpo", rewards=[{"format": "e"}])
+    cfg["runs"]["run_full"]["mixture"] = "mix_b"
+    cfg["merges"], cfg["sweeps"], cfg["export"] = {}, {}, {"models": []}
+    del cfg["runs"]["run_full2"]
+    assert "recipes.tiny_full': online_dpo anchors to the base by disabling the adapter" in config_errors(cfg)
+    cfg = tiny_config()
+    cfg["recipes"]["tiny_dpo"].update(objective="online_dpo", rewards=[{"format": "e"}])
+    cfg["runs"]["run_dpo"]["mixture"] = "mix_b"
+    assert "runs.run_dpo.init_from': online_dpo anchors to the base" in config_errors(cfg)

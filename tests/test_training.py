@@ -629,3 +629,26 @@ def test_packing_is_refused_for_objectives_that_do_not_pack(tiny_cfg):
 
     tiny_cfg["recipes"]["tiny_dpo"]["packing"] = "wrapped"
     assert "recipes.tiny_dpo.packing': packing is TRL's SFT option" in config_errors(tiny_cfg)
+
+
+@pytest.mark.parametrize(
+    ("recipe", "val", "message"),
+    [
+        ("tiny_lora", {"dataset": "arithmetic"}, "has splits ['train', 'eval']; name the validation one"),
+        (
+            "tiny_lora",
+            {"dataset": "dpo"},
+            "objective sft validates on chat rows; 'dpo' holds sharegpt_preference rows",
+        ),
+        (
+            "tiny_dpo",
+            {"dataset": "alpaca"},
+            "objective dpo validates on chosen/rejected pairs; 'alpaca' has none",
+        ),
+    ],
+)
+def test_val_dataset_must_fit_the_objective(tiny_cfg, recipe, val, message):
+    from conftest import config_errors
+
+    tiny_cfg["recipes"][recipe]["val_dataset"] = val
+    assert message in config_errors(tiny_cfg)

@@ -198,7 +198,8 @@ def from_mapping(rec: dict, mapping: dict, name: str, prompts_only: bool = False
     source, split and origin); raises Excluded for a row the ``where:`` filter leaves out,
     TemplateError for a template the row's fields do not fit, ValueError for a bad row."""
     get = lambda key: _mapped(mapping[key], rec, name, key)
-    if "where" in mapping and is_false(get("where")):
+    # a null where: field leaves the row out, as a declared benchmark's template reads it
+    if "where" in mapping and is_false(render(mapping["where"], rec, f"datasets.{name}.mapping.where")):
         raise Excluded
     if "text" in mapping:
         row = _from_text({"text": get("text")}, prompts_only)

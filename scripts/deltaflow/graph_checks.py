@@ -123,6 +123,17 @@ def _check_merges(config: dict, graph: ModelGraph, runs_and_ckpts: list[str]):
         known = [m for m in spec["adapters"] if m in runs_and_ckpts]
         forms = {graph.node(m).form for m in known}
         if forms == {"full"}:
+            for model in spec["adapters"]:  # every name, as for adapters; new tokens: mergekit
+                if model not in runs_and_ckpts:  # would size the embeddings to the base's vocabulary
+                    yield (
+                        f"config key '{key}.adapters.{model}': not a run or checkpoint; "
+                        f"known: {', '.join(runs_and_ckpts)}"
+                    )
+                elif graph.adds_tokens(model):
+                    yield (
+                        f"config key '{key}.adapters.{model}': its run adds new tokens (new_tokens); "
+                        "a merge of whole models takes the base's vocabulary — merge runs without new tokens"
+                    )
             yield from _check_full_merge(key, spec)
             continue
         if len(forms) > 1:

@@ -79,6 +79,13 @@ def _check_online_dpo(rname: str, recipe: dict):
     num_generations, loss_type and kl_beta would be ignored; vLLM rollouts are not wired for it."""
     if recipe["objective"] != "online_dpo":
         return
+    if recipe["method"] == "full" or recipe["reference"] != _recipe_default("reference"):
+        # TRL's OnlineDPOTrainer copies the model it starts from as the reference (no PEFT
+        # adapters to disable): a whole model, or reference: init, would not be anchored as said
+        yield (
+            f"config key 'recipes.{rname}': online_dpo anchors to the base by disabling the adapter; "
+            "use a LoRA/DoRA method and the default reference"
+        )
     for key, use in (
         ("num_generations", "online DPO samples two completions per prompt"),
         ("loss_type", "a GRPO loss type; online DPO's loss is DPO's"),
@@ -109,8 +116,17 @@ def _check_val_dataset(config: dict, rname: str, recipe: dict):
     splits = dataset_splits(known[val["dataset"]])
     if val.get("split") and val["split"] not in splits:
         yield f"{key}.split': dataset '{val['dataset']}' has splits {splits}, not '{val['split']}'"
+    elif not val.get("split") and len(splits) > 1:  # all of them would mix train rows in
+        yield f"{key}.split': dataset '{val['dataset']}' has splits {splits}; name the validation one"
     if recipe["objective"] in RL_OBJECTIVES:
         yield f"{key}': objective {recipe['objective']} computes no validation loss; remove val_dataset"
+        return
+    ds = config["datasets"].get(val["dataset"])
+    layout = row_format(ds) if ds else None  # a generation's rows are checked by the generation
+    if recipe["objective"] == "dpo" and layout not in (None, "preference", "sharegpt_preference", "messages"):
+        yield f"{key}.dataset': objective dpo validates on chosen/rejected pairs; '{val['dataset']}' has none"
+    if recipe["objective"] == "sft" and layout in ("preference", "sharegpt_preference", "text"):
+        yield f"{key}.dataset': objective sft validates on chat rows; '{val['dataset']}' holds {layout} rows"
 
 
 # the recipe keys that only describe an adapter: set away from their defaults, a full fine-tune
@@ -294,6 +310,13 @@ def _check_runs(config: dict):
 def _check_init_from(config: dict, rname: str, run: dict, recipe: dict, objective: str):
     """A run continuing another (``init_from``): CPT before SFT, a known run, no loop, the
     parent's vocabulary, base precision and PEFT settings."""
+    if objective == "online_dpo":  # TRL would anchor to a copy of the continued adapter
+        yield (
+            f"config key 'runs.{rname}.init_from': online_dpo anchors to the base by disabling the "
+            "adapter it trains; TRL takes a continued adapter's copy as its reference instead — "
+            "train the online_dpo run from the base"
+        )
+        return
     runs, init = config["runs"], run["init_from"]
     if init in runs and objective == "cpt" and config["recipes"][runs[init]["recipe"]]["objective"] != "cpt":
         yield (

@@ -50,7 +50,7 @@ def _full_reference(recipe: dict, init_dir, base_dir, device: str):
         return None
     from .model import load_base_for_training
 
-    return load_base_for_training(base_dir, recipe, device)
+    return load_base_for_training(base_dir, recipe, device)  # extended to the vocabulary below
 
 
 def build_trainer(
@@ -71,11 +71,16 @@ def build_trainer(
     args = DPOConfig(**{**common, "train_sampling_strategy": "random"}, beta=recipe["beta"])
     val = preference_rows(val_rows)
     full = recipe["method"] == "full"
+    ref = (
+        _full_reference(recipe, init_dir, base_dir, "cpu" if common["use_cpu"] else "cuda") if full else None
+    )
+    if ref is not None:  # the run it continues may have added tokens: the base embeds every id
+        from ..vocab import extend_embeddings
+
+        extend_embeddings(ref, len(tok))
     trainer = DPOTrainer(
         model=model,
-        ref_model=_full_reference(recipe, init_dir, base_dir, "cpu" if common["use_cpu"] else "cuda")
-        if full
-        else None,
+        ref_model=ref,
         args=args,
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(val) if val else None,
