@@ -9,9 +9,10 @@ from pathlib import Path
 from deltaflow.bench.items import item_spec
 from deltaflow.bench.from_config import benchmark_axes, benchmark_dirs, benchmark_spec
 from deltaflow.config import validate_config
-from deltaflow.models import ModelGraph, gguf_path
+from deltaflow.models import DEFAULT_BASE, ModelGraph, base_config, base_manifest, gguf_path
 from deltaflow.codedeps import code_closure
 from deltaflow.training.world import processes_for
+from deltaflow.training.rewards import reward_judge_refs
 from deltaflow.gguf_export import CONVERTER_TYPES, FTYPES, GGUF_TYPES
 from deltaflow.io import read_config_file, sha256_text
 from deltaflow.seeds import families as seed_families, is_seed_arm
@@ -19,6 +20,7 @@ from deltaflow.bench.spec import is_judged
 from deltaflow.datasets import prompt_sets
 from deltaflow.bench.judging import judge_label, judge_ref, settings as judge_settings
 from deltaflow.origins import Origins
+from deltaflow.suites import model_benchmarks, not_run_reason
 from deltaflow.generation import verifier_spec
 from deltaflow import sources
 
@@ -66,9 +68,25 @@ ITEM_SPECS = {name: item_spec(spec) for name, spec in BENCH_SPECS.items()}
 JUDGED = [b for b in BENCHMARKS if is_judged(BENCH_SPECS[b])]
 SCORED = [b for b in BENCHMARKS if b not in JUDGED]
 AXES = benchmark_axes(config)
+# model -> the benchmarks it runs: every one, unless a benchmark names its models (deltaflow.suites)
+BENCH_OF = model_benchmarks(config, MODELS, {b: judge_settings(BENCH_SPECS[b])["baseline"] for b in JUDGED
+                                              if judge_settings(BENCH_SPECS[b])["kind"] == "pairwise"})
 # recorded on the model card: the whole validated config (defaults filled), canonical JSON
 CONFIG_SHA = sha256_text(json.dumps(config, sort_keys=True))
-BASE = "results/models/base/manifest.json"
+BASE = base_manifest(DEFAULT_BASE)
+# the bases: `base` (base_model:) and those of base_models:, each a model of the graph
+BASES = GRAPH.base_names
+
+
+def base_input(model):
+    """The manifest of the base ``model`` builds on (its adapter's, its deltas' base)."""
+    return base_manifest(GRAPH.base_of(model))
+
+
+def mixture_base_input(mixture):
+    """The base whose tokenizer builds ``mixture``: its runs' (one base per mixture, checked)."""
+    bases = {GRAPH.base_of(r) for r, spec in config["runs"].items() if spec["mixture"] == mixture}
+    return base_manifest(bases.pop() if bases else DEFAULT_BASE)
 # where every dataset's text comes from, transitively through the models that wrote it
 ORIGINS = Origins(config, GRAPH)
 
@@ -195,6 +213,20 @@ def get_run_init(wildcards):
             **({"val": f"results/data/{val['dataset']}/rows.jsonl"} if val else {})}
 
 
+def run_judges(run):
+    """reward name -> the judge of each judge reward of a run's recipe (a local folder, a pinned hub
+    id, or a workflow model with the files it loads from: model_load_params)."""
+    specs = config["recipes"][config["runs"][run]["recipe"]]["rewards"]
+    return {name: {**ref, **(model_load_params(ref["model"]) if "model" in ref else {})}
+            for name, ref in reward_judge_refs(specs).items()}
+
+
+def get_run_judge_files(wildcards):
+    """The files of a run's judges (judge_files; a workflow model's manifest): replacing a judge
+    reruns the run."""
+    return [f for ref in run_judges(wildcards.run).values() for f in judge_files(ref)]
+
+
 def get_fewshot_source(wildcards):
     """A few-shot pool read from its own file (benchmarks.<name>.fewshot.source)."""
     src = (BENCH_SPECS[wildcards.benchmark].fewshot or {}).get("source")
@@ -246,9 +278,23 @@ def scorer_files():
 
 
 def get_eval_input(wildcards):
-    return {"base": BASE, "code": script_code("evaluate.py"), "scorers": scorer_files(),
-            "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in BENCHMARKS],
-            "fewshot": [f"results/benchmarks/{b}/fewshot.jsonl" for b in BENCHMARKS], **model_inputs(wildcards.model)}
+    """The model's own files and the docs of the benchmarks it runs (its suites: BENCH_OF)."""
+    benchmarks = BENCH_OF[wildcards.model]
+    return {"base": base_input(wildcards.model), "code": script_code("evaluate.py"), "scorers": scorer_files(),
+            "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in benchmarks],
+            "fewshot": [f"results/benchmarks/{b}/fewshot.jsonl" for b in benchmarks], **model_inputs(wildcards.model)}
+
+
+def eval_specs(model, judged_only=False):
+    """The specs of the benchmarks ``model`` runs (BENCH_OF), judged ones only for the judge job."""
+    return [BENCH_SPECS[b].to_dict() for b in BENCH_OF[model] if not judged_only or b in JUDGED]
+
+
+def not_run(model, judged_only=False):
+    """benchmark -> why ``model`` does not run it (deltaflow.suites): its eval job writes a not_run
+    record in that benchmark's files."""
+    return {b: not_run_reason(config, b) for b in (JUDGED if judged_only else BENCHMARKS)
+            if b not in BENCH_OF[model]}
 
 
 def judge_refs():
@@ -266,17 +312,18 @@ def judge_files(ref):
 
 
 def get_judge_input(wildcards):
-    """A model's responses to the judged benchmarks, the baselines' responses (pairwise), and
-    the judge models' files."""
+    """A model's responses to the judged benchmarks it runs, the baselines' responses (pairwise),
+    and the judge models' files."""
     model = wildcards.model
+    judged = [b for b in JUDGED if b in BENCH_OF[model]]
     baselines = []
-    for b in JUDGED:
+    for b in judged:
         s = judge_settings(BENCH_SPECS[b])
         if s["kind"] == "pairwise" and s["baseline"] != model:
             baselines.append(f"results/evals/{s['baseline']}/{b}.responses.jsonl")
     return {"base": BASE, "code": script_code("judge.py"), "scorers": scorer_files(),
-            "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in JUDGED],
-            "responses": [f"results/evals/{model}/{b}.responses.jsonl" for b in JUDGED],
+            "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in judged],
+            "responses": [f"results/evals/{model}/{b}.responses.jsonl" for b in judged],
             "baselines": baselines,
             "judge_models": [f for ref in judge_refs().values() for f in judge_files(ref)]}
 

@@ -53,7 +53,9 @@ rule evaluate:
         responses=expand("results/evals/{{model}}/{benchmark}.responses.jsonl", benchmark=JUDGED),
         summary="results/evals/{model}/summary.json",
     params:
-        specs=[BENCH_SPECS[b].to_dict() for b in BENCHMARKS],
+        # the benchmarks this model runs; the others' files get a not_run record (deltaflow.suites)
+        specs=lambda w: eval_specs(w.model),
+        not_run=lambda w: not_run(w.model),
         batch_size=config["eval"]["batch_size"],
         device=config["eval"]["device"],
         chunk_size=config["eval"]["chunk_size"],
@@ -74,7 +76,7 @@ rule evaluate:
     resources:
         mem_mb=6000,
         # minutes: a base allowance plus a share per benchmark (all run in this one job)
-        runtime=30 + 10 * len(BENCHMARKS),
+        runtime=lambda w: 30 + 10 * len(BENCH_OF[w.model]),
         gpu=config["eval"]["gpus"],
     script:
         "../scripts/evaluate.py"

@@ -12,7 +12,8 @@ rule judge:
         metrics=expand("results/judged/{{model}}/{benchmark}.json", benchmark=JUDGED),
         summary="results/judged/{model}/summary.json",
     params:
-        specs=[BENCH_SPECS[b].to_dict() for b in JUDGED],
+        specs=lambda w: eval_specs(w.model, judged_only=True),
+        not_run=lambda w: not_run(w.model, judged_only=True),
         judges={label: {**ref, **(model_load_params(ref["model"]) if "model" in ref else {})}
                 for label, ref in judge_refs().items()},
         batch_size=config["eval"]["batch_size"],
@@ -25,7 +26,7 @@ rule judge:
     threads: 2
     resources:
         mem_mb=6000,
-        runtime=30 + 10 * len(JUDGED),
+        runtime=lambda w: 30 + 10 * len([b for b in JUDGED if b in BENCH_OF[w.model]]),
         gpu=config["eval"]["gpus"],
     script:
         "../scripts/judge.py"

@@ -7,7 +7,7 @@
 rule merge_adapters:
     input:
         adapters=get_merge_inputs,
-        base=BASE,
+        base=lambda w: base_input(w.merge),
         code=script_code("merge_adapters.py"),
     output:
         manifest="results/merges/{merge}/manifest.json",
@@ -28,7 +28,7 @@ rule merge_adapters:
 rule merge_full:
     input:
         adapter=lambda w: model_adapter_manifest(w.export),
-        base=BASE,
+        base=lambda w: base_input(w.export),
         code=script_code("merge_full.py"),
     output:
         manifest="results/models/merged/{export}/manifest.json",

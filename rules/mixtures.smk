@@ -7,7 +7,7 @@ rule mixture:
         rows=get_mixture_rows,
         datasets=get_mixture_dataset_manifests,
         eval_items=get_mixture_items,
-        base=BASE,
+        base=lambda w: mixture_base_input(w.mixture),
         code=script_code("mixture.py"),
     output:
         train="results/mixtures/{mixture}/train.jsonl",

@@ -20,9 +20,30 @@ rule base_model:
         "../scripts/base_model.py"
 
 
+# every other base (base_models:), the same way under results/models/bases/<name>/
+rule other_base_model:
+    input:
+        code=script_code("base_model.py"),
+    output:
+        manifest="results/models/bases/{base}/manifest.json",
+    wildcard_constraints:
+        base=_alternatives([b for b in BASES if b != DEFAULT_BASE]) or "(?!)",
+    params:
+        source=lambda w: {**base_config(config, w.base)["source"],
+                          **({"tokenizer": base_config(config, w.base)["tokenizer"]}
+                             if base_config(config, w.base).get("tokenizer") else {})},
+    log:
+        "logs/bases/{base}.log",
+    resources:
+        mem_mb=6000,
+        runtime=30,
+    script:
+        "../scripts/base_model.py"
+
+
 rule outside_model:
     input:
-        base=BASE,
+        base=lambda w: base_input(w.outside),
         code=script_code("outside_model.py"),
     output:
         manifest="results/models/outside/{outside}/manifest.json",

@@ -32,13 +32,15 @@ rule model_card:
         mixtures=sorted({f"results/mixtures/{r['mixture']}/manifest.json" for r in config["runs"].values()}),
         # what the release folder copies: every candidate's manifest (and GGUF file)
         models=release_inputs(),
-        base=BASE,
+        bases=[base_manifest(b) for b in BASES],
         code=script_code("model_card.py"),
     output:
         card=report("results/model_card.md", caption="report/model_card.rst", category="Model card"),
         release=directory("results/release"),
     params:
-        base_name=config["base_model"]["name"],
+        # every base's display name and licence; each candidate's base (base_models:)
+        bases={b: {k: base_config(config, b)[k] for k in ("name", "license")} for b in BASES},
+        model_bases={m: GRAPH.base_of(m) for m in CANDIDATES},
         runs=config["runs"],
         model_runs={m: model_run(m) for m in CANDIDATES},
         # models we did not train: the card compares the chosen one with them
@@ -50,7 +52,6 @@ rule model_card:
         datasets={m: {d: dataset_card_entry(d) for d in GRAPH.training_datasets(m)} for m in CANDIDATES},
         # every origin and licence that reached each candidate's training data (deltaflow.origins)
         origins={m: ORIGINS.model(m).to_dict() for m in CANDIDATES},
-        license=config["base_model"]["license"],
         tables=config["tables"],
         axes=AXES,
         config_sha=CONFIG_SHA,

@@ -20,7 +20,13 @@ rule delta_table:
         base_name=config["base_model"]["name"],
         models=MODELS,
         tables=config["tables"],
+        # gates on a metric other than the headline get their own axis rows
+        gates={k: config["gates"][k] for k in ("target", "guarded")},
         axes=AXES,
+        # benchmarks outside a model's suites: "not run" in the tables (deltaflow.suites)
+        not_run={m: not_run(m) for m in MODELS},
+        # each model's base, its deltas' baseline (base_models:)
+        bases={m: GRAPH.base_of(m) for m in MODELS},
     log:
         "logs/tables/delta.log",
     resources:

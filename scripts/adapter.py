@@ -3,6 +3,8 @@
 import shutil
 from pathlib import Path
 
+from deltaflow.bench.judging import label_of
+from deltaflow.bench.raw_outputs import ref_identity
 from deltaflow.errors import DataError
 from deltaflow.io import (
     atomic_dir,
@@ -36,6 +38,13 @@ if val is not None and not val_rows:
     raise DataError(
         f"val_dataset {val}: {snakemake.input.val} has no rows of that split; check recipes.*.val_dataset"
     )
+# judge rewards: each judge's identity (its files' hashes, a hub revision, a workflow model's
+# weights) decides the run like its recipe does, and goes into the resume key and the manifest
+judges = {
+    name: {"ref": ref, "identity": ref_identity(ref, Path(snakemake.input.base)), "judge": label_of(ref)}
+    for name, ref in p.judges.items()
+}
+judged_by = {name: {"judge": j["judge"], "identity": j["identity"]} for name, j in judges.items()}
 # Trainer checkpoints for resuming a killed attempt live beside the adapter; they are only
 # reused for exactly these inputs (the key), and removed once the adapter is in place.
 resume_dir = out_dir.parent / ".resume" / run
@@ -48,12 +57,14 @@ resume_key = training_resume_key(
         # continuing another run's adapter: its files are part of what this run is made from
         "init": sha256_path(snakemake.input.init) if p.init_dir else None,
         **({"val": sha256_path(snakemake.input.val)} if val else {}),
+        **({"judges": judged_by} if judges else {}),
     },
     device=p.device,
 )
+job_base_dir = Path(snakemake.input.base).parent
 with atomic_dir(out_dir) as tmp:
     job = {
-        "base_dir": Path(snakemake.input.base).parent,
+        "base_dir": job_base_dir,
         "recipe": p.recipe,
         "out_dir": tmp,
         "device": p.device,
@@ -64,6 +75,18 @@ with atomic_dir(out_dir) as tmp:
         "strategy": p.strategy,
         "benchmark_dirs": list(p.benchmark_dirs),
         **({"val_rows": val_rows} if val else {}),
+        **(
+            {
+                "judging": {
+                    "rewards": judges,
+                    "cache_dir": p.judge_cache,
+                    # in this process, on the training device; a workflow model on this base
+                    "load": {**p.judge_load, "device": p.device, "base_dir": str(job_base_dir)},
+                }
+            }
+            if judges
+            else {}
+        ),
     }  # GRPO's verifier rewards read the registry
     if p.processes > 1:  # torchrun inside this job (training.launch); rank 0 writes the adapter
         prepare_resume_dir(resume_dir, resume_key)  # once, before the processes read it
@@ -88,6 +111,7 @@ with atomic_dir(out_dir) as tmp:
             "init_from": p.init_from,
             "processes": p.processes,
             "strategy": p.strategy,
+            **({"judges": judged_by} if judges else {}),
         },
     )
     write_json(tmp / "metrics.json", metrics)
@@ -100,6 +124,7 @@ with atomic_dir(out_dir) as tmp:
             "code": list(snakemake.input.code),
             **({"init": snakemake.input.init} if p.init_dir else {}),
             **({"val": snakemake.input.val} if val else {}),
+            **({"judge_models": list(snakemake.input.judge_models)} if snakemake.input.judge_models else {}),
         },
         params={
             "run": run,
@@ -107,6 +132,7 @@ with atomic_dir(out_dir) as tmp:
             "recipe": p.recipe,
             "device": p.device,
             "init_from": p.init_from,
+            **({"judges": judged_by} if judges else {}),
         },
         started=started,
         extra={

@@ -1,5 +1,7 @@
 """Rule delta_table: every model vs base (and configured pairs) with paired statistics."""
 
+import pandas as pd
+
 from deltaflow.io import read_json, write_text
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
@@ -8,6 +10,7 @@ from deltaflow.tables import (
     comparison_table,
     delta_table,
     load_eval_results,
+    metric_gate_rows,
     to_html,
     to_markdown,
 )
@@ -18,7 +21,16 @@ results, inputs = load_eval_results(snakemake.input.summaries)
 
 settings = TableSettings.from_config(p.tables, p.axes)
 references = {name: spec["scores"] for name, spec in p.tables["references"].items()}
-df = delta_table(results, baseline="base", settings=settings, references=references)
+# benchmarks outside a model's suites (deltaflow.suites): "not run" rows, never a blank
+not_run = {m: d for m, d in p.not_run.items() if d}
+# each model vs its own base (base_models:; a base is its own)
+df = delta_table(
+    results, baseline="base", settings=settings, references=references, not_run=not_run, baselines=p.bases
+)
+# gates on a metric other than the headline read their own axis rows, <axis>@<metric>
+gate_rows = metric_gate_rows(results, p.gates, settings, not_run=not_run)
+if len(gate_rows):
+    df = pd.concat([df, gate_rows], ignore_index=True)
 # a GGUF that failed its parity check is flagged on every row of its model
 flags = {}
 for path in snakemake.input.parity:
@@ -27,13 +39,13 @@ for path in snakemake.input.parity:
         flags[report["model"]] = f"GGUF parity check failed ({report['reason']}; see {path})"
 df["flag"] = df.model.map(flags).fillna("")
 # every run vs base, then the configured pairs (pairwise rows: mean delta, win/loss/tie rates)
-pairs = [("base", m) for m in p.models if m != "base"]
+pairs = [(p.bases[m], m) for m in p.models if m != p.bases[m]]
 pairs += [
     (c["left"], c["right"], c["metric"]) if c.get("metric") else (c["left"], c["right"])
     for c in p.tables["comparisons"]
     if c.get("metric") or (c["left"], c["right"]) not in pairs
 ]
-cdf = comparison_table(results, pairs, settings)
+cdf = comparison_table(results, pairs, settings, not_run)
 title = f"Delta vs base ({p.base_name})"
 write_text(out.csv, df.to_csv(index=False))
 write_text(out.comparisons, cdf.to_csv(index=False))

@@ -23,6 +23,7 @@ from deltaflow.bench.spec import BenchmarkSpec, is_judged
 from deltaflow.io import read_json, read_jsonl, write_json, write_jsonl
 from deltaflow.provenance import build_manifest, device_class, output_versions
 from deltaflow.rulekit import start_job
+from deltaflow.suites import write_not_run
 
 started = start_job(snakemake)
 log = logging.getLogger("evaluate")
@@ -122,8 +123,12 @@ lm = LazyModel(
 count_tokens = token_counter(base_dir, adapter_dir=adapter_dir, merged_dir=merged_dir)
 model_inputs = {k: inp[k] for k in ("base", "adapter", "merged", "gguf", "outside") if k in inp.keys()}  # noqa: SIM118 (names, not files)
 summary = {"model": model, "benchmarks": {}}
-scored = iter(range(len(snakemake.output.samples)))
-judged = iter(range(len(snakemake.output.responses)))
+out = snakemake.output
+# each benchmark's output files by name (the rule declares every benchmark's; this model runs those of specs)
+scored = {Path(f).stem: (f, m) for f, m in zip(out.samples, out.metrics)}
+judged = {Path(f).name.removesuffix(".responses.jsonl"): f for f in out.responses}
+for bench, reason in p.not_run.items():  # outside this model's suites: a not_run record, no results
+    write_not_run(model, bench, reason, *scored.get(bench, (judged.get(bench),)))
 for i, (spec, docs, key) in enumerate(zip(specs, inp.docs, keys)):
     bench = spec.name
     log.info("[%d/%d] %s: %s", i + 1, len(specs), bench, model)
@@ -141,7 +146,7 @@ for i, (spec, docs, key) in enumerate(zip(specs, inp.docs, keys)):
         # the responses as the judge reads them (each item's timing left in the cache: a rerun that
         # generates the same responses writes the same file, and the judge job does not rerun)
         write_jsonl(
-            snakemake.output.responses[next(judged)],
+            judged[bench],
             [{k: v for k, v in r.items() if k != "seconds"} for r in raws],
         )
         log.info(
@@ -153,7 +158,6 @@ for i, (spec, docs, key) in enumerate(zip(specs, inp.docs, keys)):
             "cached" if hit else "new",
         )
         continue
-    j = next(scored)
     records, metrics, _ = evaluate_benchmark(
         source,
         spec,
@@ -187,7 +191,7 @@ for i, (spec, docs, key) in enumerate(zip(specs, inp.docs, keys)):
         extra={"versions": versions, **kernels},
     )
     summary["benchmarks"][bench] = write_benchmark_outputs(
-        snakemake.output.samples[j], snakemake.output.metrics[j], records, metrics, metrics["cache"]["hit"]
+        *scored[bench], records, metrics, metrics["cache"]["hit"]
     )
 # written last: the tables stage depends on this one file per model (not on every per-benchmark
 # file, which would cost Snakemake a DAG lookup each) and checks the hashes it lists

@@ -32,6 +32,7 @@ from deltaflow.bench.spec import BenchmarkSpec
 from deltaflow.io import atomic_path, read_jsonl, sha256_text, write_json
 from deltaflow.provenance import build_manifest, device_class, output_versions
 from deltaflow.rulekit import start_job
+from deltaflow.suites import write_not_run
 
 started = start_job(snakemake)
 log = logging.getLogger("judge")
@@ -58,6 +59,11 @@ judges = {
 }
 
 summary = {"model": model, "benchmarks": {}}
+out = snakemake.output
+# each judged benchmark's output files by name (the rule declares all; this model runs those of specs)
+files = {Path(f).stem: (f, m) for f, m in zip(out.samples, out.metrics)}
+for bench, reason in p.not_run.items():  # outside this model's suites: a not_run record, no results
+    write_not_run(model, bench, reason, *files[bench])
 for i, spec in enumerate(BenchmarkSpec.from_dict(s) for s in p.specs):
     bench, s, label = spec.name, settings(spec), judge_label(spec)
     docs = read_jsonl(inp.docs[i])
@@ -135,7 +141,5 @@ for i, spec in enumerate(BenchmarkSpec.from_dict(s) for s in p.specs):
         metrics["unparsed"],
         metrics["judgments"],
     )
-    summary["benchmarks"][bench] = write_benchmark_outputs(
-        snakemake.output.samples[i], snakemake.output.metrics[i], records, metrics, hit
-    )
+    summary["benchmarks"][bench] = write_benchmark_outputs(*files[bench], records, metrics, hit)
 write_json(snakemake.output.summary, summary)

@@ -20,7 +20,8 @@ p, inp, out = snakemake.params, snakemake.input, snakemake.output
 selection = read_json(inp.selection)
 verdicts = read_json(inp.gates)
 delta = pd.read_csv(inp.delta)
-base_manifest = read_json(inp.base)
+# every base, by name: a model's card describes it on its own base (base_models:)
+base_manifests = {name: read_json(path) for name, path in zip(p.bases, inp.bases)}
 adapters = {Path(m).parent.name: m for m in inp.adapters}
 mixtures = {Path(m).parent.name: m for m in inp.mixtures}
 
@@ -37,13 +38,14 @@ def released_as(model: str) -> str | None:
 def model_card(model: str) -> tuple[ModelNode, str]:
     """The card of a released model, metadata block first, checked as the Hub reads it."""
     node = ModelNode.from_dict(p.nodes[model])
+    base = p.model_bases[model]
     # a checkpoint `<run>@step<N>` describes its run's data and recipe; an outside model has no
     # run, its import manifest says where it came from
     run = p.runs[p.model_runs[model]] if p.model_runs[model] else None
     made_by = read_json(adapters[p.model_runs[model]] if run else node.manifest)
     body = render_model_card(
         model=model,
-        base_name=p.base_name,
+        base_name=p.bases[base]["name"],
         delta=delta,
         settings=TableSettings.from_config(p.tables, p.axes),
         verdict=verdicts[model],
@@ -51,7 +53,7 @@ def model_card(model: str) -> tuple[ModelNode, str]:
         run=run,
         mixture_manifest=read_json(mixtures[run["mixture"]]) if run else None,
         adapter_manifest=made_by,
-        base_manifest=base_manifest,
+        base_manifest=base_manifests[base],
         config_sha=p.config_sha,
         reference_notes={k: v.get("note", "") for k, v in p.tables["references"].items()},
         lineage=p.lineage[model],
@@ -64,16 +66,21 @@ def model_card(model: str) -> tuple[ModelNode, str]:
     metadata = hub_metadata(
         model=model,
         node=node,
-        base_name=p.base_name,
-        base_manifest=base_manifest,
+        base_name=p.bases[base]["name"],
+        base_manifest=base_manifests[base],
         delta=delta,
         datasets=p.datasets[model],
         recipe=made_by["params"]["recipe"] if run else None,
-        license=p.license,
+        license=p.bases[base]["license"],
     )
     card = card_with_metadata(metadata, body)
     n_results = int(
-        ((delta.model == model) & (delta.level == "benchmark") & (delta.source == "evaluated")).sum()
+        (
+            (delta.model == model)
+            & (delta.level == "benchmark")
+            & (delta.source == "evaluated")
+            & delta.score.notna()
+        ).sum()
     )
     check_card(card, n_results)
     return node, card
@@ -83,5 +90,5 @@ cards = {}
 with atomic_dir(out.release) as tmp:
     for model in dict.fromkeys([selection["chosen"], *p.release["also"]]):
         node, cards[model] = model_card(model)
-        lay_out_release(node, Path.cwd(), tmp / model, cards[model])
+        lay_out_release(node, Path.cwd(), tmp / model, cards[model], base=p.model_bases[model])
 write_text(out.card, cards[selection["chosen"]])

@@ -1,5 +1,6 @@
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -133,6 +134,20 @@ def bench_spec(name: str, **overrides):
     from deltaflow.bench.registry import benchmark_spec
 
     return benchmark_spec(name, **overrides)
+
+
+def planned(out: str) -> tuple[set, dict]:
+    """A dry run's output as its jobs, (rule, wildcards) pairs, and its Job stats counts."""
+    jobs = set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if not m or m.group(1) == "all":
+            continue
+        wc = re.search(r"wildcards: (.*)", block)
+        jobs.add((m.group(1), wc.group(1).strip() if wc else ""))
+    stats = out[out.rindex("Job stats:") :] if "Job stats:" in out else ""
+    counts = {name: int(n) for name, n in re.findall(r"^(\w+)\s+(\d+)$", stats, flags=re.MULTILINE)}
+    return jobs, counts
 
 
 def write_config(workdir: Path, cfg: dict) -> Path:

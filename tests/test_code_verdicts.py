@@ -207,7 +207,7 @@ def test_every_hack_scores_zero_as_a_grpo_code_reward_and_is_counted(style):
             for i in range(len(cases))
         ]
     )
-    stats = GroupStats(["code"], [1.0], group=len(cases))
+    stats = GroupStats(["code"], [1.0], group=len(cases), near_zero=0.05)
     (reward,) = reward_functions(
         [{"verifier": {"benchmark": style}, "weight": 1.0, "name": "code"}], stats=stats
     )
@@ -366,7 +366,7 @@ def test_grpo_logs_the_hacked_completions_per_step_into_metrics_json():
             for i in range(4)
         ]
     )
-    stats = GroupStats(["code"], [1.0], group=2)
+    stats = GroupStats(["code"], [1.0], group=2, near_zero=0.05)
     (reward,) = reward_functions(
         [{"verifier": {"benchmark": "mbpp"}, "weight": 1.0, "name": "code"}], stats=stats
     )

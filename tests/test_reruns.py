@@ -12,22 +12,14 @@ import sys
 
 import pytest
 import yaml
-from conftest import copy_run, run_snakemake, write_config
+from conftest import copy_run, planned, run_snakemake, write_config
 
 pytestmark = pytest.mark.e2e
 
 
 def planned_jobs(workdir, cfg_path, snakefile, env=None):
     proc = run_snakemake(workdir, cfg_path, "-n", snakefile=snakefile, env=env)
-    out = proc.stdout + proc.stderr
-    jobs = set()
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
-        m = re.match(r"(?:local)?rule (\w+):", block.strip())
-        if not m or m.group(1) == "all":
-            continue
-        wc = re.search(r"wildcards: (.*)", block)
-        jobs.add((m.group(1), wc.group(1).strip() if wc else ""))
-    return jobs
+    return planned(proc.stdout + proc.stderr)[0]
 
 
 @pytest.fixture(scope="module")

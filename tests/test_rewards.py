@@ -42,7 +42,7 @@ def test_verifier_and_format_rewards_score_completions():
 
 
 def test_group_statistics_sort_groups_by_what_they_can_teach():
-    stats = GroupStats(["a", "b"], [1.0, 0.5], group=2)
+    stats = GroupStats(["a", "b"], [1.0, 0.5], group=2, near_zero=0.05)
     funcs = reward_functions(
         [{"format": "x", "name": "a"}, {"format": "y", "name": "b", "weight": 0.5}], stats=stats
     )
@@ -69,7 +69,9 @@ def test_grpo_recipe_config_errors():
     text = config_errors(cfg)
     assert "recipes.rl.num_generations': GRPO compares completions within a group" in text
     assert "'arc_easy' is multiple_choice; a reward checks a completion against its prompt row" in text
-    assert "recipes.rl.rewards[1]': give exactly one of verifier or format" in text
+    assert (
+        "recipes.rl.rewards[1]': give exactly one of verifier, format or judge; got verifier, format" in text
+    )
     assert "recipes.rl.rewards[2].format': not a regex" in text
     cfg["recipes"]["rl"].update(num_generations=3, rewards=[])
     text = config_errors(cfg)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .errors import DeltaflowError
 from .io import safetensors_sha256, sha256_path
-from .models import ModelGraph
+from .models import DEFAULT_BASE, ModelGraph
 
 PACKAGES_SHOWN = ("torch", "transformers", "peft", "trl", "lm_eval")
 
@@ -114,6 +114,11 @@ def _eval_steps(workdir: Path, model: str, benchmark: str) -> list[dict]:
     steps = []
     summary = _load(workdir / f"results/evals/{model}/summary.json")["benchmarks"].get(benchmark)
     if summary is None:
+        marker = workdir / f"results/evals/{model}/{benchmark}.json"
+        if marker.exists() and (rec := _load(marker)).get("not_run"):  # outside its suites (deltaflow.suites)
+            raise DeltaflowError(
+                f"{model} x {benchmark} was never evaluated ({rec['reason']}): no cell to audit"
+            )
         raise DeltaflowError(f"results/evals/{model}/summary.json has no {benchmark}; rerun the workflow")
     ev = _load(workdir / summary["metrics"])
     eval_step = {
@@ -228,8 +233,10 @@ def audit_chain(workdir: Path, graph: ModelGraph, model: str, benchmark: str) ->
     steps.extend(model_steps)
     mixture_steps, chain["mixtures"], chain["datasets"] = _mixture_steps(workdir, mixtures)
     steps.extend(mixture_steps)
-    base = _load(workdir / "results/models/base/manifest.json")
-    steps.append(_step(workdir, "base", "base model", "results/models/base/manifest.json"))
+    base_path = graph.node(graph.base_of(model)).manifest  # the model's own base (base_models:)
+    base = _load(workdir / base_path)
+    name = "base model" + ("" if graph.base_of(model) == DEFAULT_BASE else f" {graph.base_of(model)}")
+    steps.append(_step(workdir, "base", name, base_path))
     chain["base_model"] = {"source": base["source"], "weights_sha256": base["weights_sha256"]}
     chain["changed"] = [
         {"step": s["step"], "name": s["name"], **f} for s in steps for f in s["files"] if f["changed"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from . import sources
 from .errors import DeltaflowError
 from .io import sha256_file, sha256_path, sha256_text
+from .models import DEFAULT_BASE
 
 log = logging.getLogger(__name__)
 
@@ -254,31 +255,79 @@ def swap_tokenizer(model, own, src: dict):
 
 
 def check_base_model(config: dict, *, check_files: bool):
-    """The base model's files (with ``check_files``): a random-init corpus, a local folder, a
-    chat template file."""
-    src = config["base_model"]["source"]
+    """Every base's files (with ``check_files``; ``base_model:`` and each of ``base_models:``): a
+    random-init corpus, a local folder, a tokenizer, a chat template file; then what names a
+    base (check_base_references)."""
+    bases = {
+        "base_model": config["base_model"],
+        **{f"base_models.{n}": b for n, b in config["base_models"].items()},
+    }
+    for key, base in bases.items():
+        yield from _check_base_files(base, key, check_files)
+    yield from check_base_references(config)
+
+
+def _check_base_files(base: dict, key: str, check_files: bool):
+    src = base["source"]
     if check_files and src["type"] == "random_init" and "corpus" in src and not Path(src["corpus"]).exists():
-        yield f"config key 'base_model.source.corpus': file '{src['corpus']}' does not exist"
+        yield f"config key '{key}.source.corpus': file '{src['corpus']}' does not exist"
     if check_files and src["type"] == "local":
-        yield from check_local_model(src, key="base_model.source")
-    tok = config["base_model"].get("tokenizer")
+        yield from check_local_model(src, key=f"{key}.source")
+    tok = base.get("tokenizer")
     if tok and tok["type"] == "random_init":
-        yield "config key 'base_model.tokenizer.type': random_init makes a model; a tokenizer comes from local, hub or gguf_package"
+        yield f"config key '{key}.tokenizer.type': random_init makes a model; a tokenizer comes from local, hub or gguf_package"
     elif tok and check_files and tok["type"] == "local" and not tok.get("file"):
         path = Path(tok["path"])
         if not (path / "tokenizer_config.json").is_file() and not (path / "tokenizer.json").is_file():
             yield (
-                f"config key 'base_model.tokenizer.path': '{tok['path']}' holds no tokenizer_config.json "
+                f"config key '{key}.tokenizer.path': '{tok['path']}' holds no tokenizer_config.json "
                 f"or tokenizer.json (paths are relative to the working directory {os.getcwd()})"
             )
     elif tok and check_files and tok["type"] == "local":
-        yield from check_local_model(tok, key="base_model.tokenizer")
-    tpl = config["base_model"].get("chat_template_path")
+        yield from check_local_model(tok, key=f"{key}.tokenizer")
+    tpl = base.get("chat_template_path")
     if check_files and tpl and not Path(tpl).exists():
         yield (
-            f"config key 'base_model.chat_template_path': file '{tpl}' does not exist "
+            f"config key '{key}.chat_template_path': file '{tpl}' does not exist "
             f"(paths are relative to the working directory {os.getcwd()})"
         )
+
+
+def check_base_references(config: dict):
+    """A run's, grid's or outside model's ``base:`` is a base; a base's name is no other model's;
+    a run continues (init_from) a run on its own base; one mixture is tokenized with one base."""
+    bases = {DEFAULT_BASE, *config["base_models"]}
+    known = ", ".join(sorted(bases))
+    for name in sorted(
+        set(config["base_models"]) & {*config["runs"], *config["merges"], *config["models"], DEFAULT_BASE}
+    ):
+        yield f"config key 'base_models.{name}': '{name}' is already a model of this workflow; rename the base"
+    for section in ("runs", "models", "grids"):
+        for name, spec in sorted(config[section].items()):
+            if spec.get("base") and spec["base"] not in bases:
+                yield f"config key '{section}.{name}.base': unknown base '{spec['base']}'; bases: {known}"
+    mixture_bases: dict[str, set] = {}
+    for run, spec in sorted(config["runs"].items()):
+        base = spec.get("base") or DEFAULT_BASE
+        if base != DEFAULT_BASE and spec.get("seeds"):
+            yield (
+                f"config key 'runs.{run}.seeds': replicate seeds of a run on another base than `base` "
+                "are not supported yet (the seed table is against `base`); drop seeds or the base"
+            )
+        mixture_bases.setdefault(spec["mixture"], set()).add(base)
+        init = config["runs"].get(spec.get("init_from") or "")
+        if init is not None and (init.get("base") or DEFAULT_BASE) != base:
+            yield (
+                f"config key 'runs.{run}.base': '{base}', but it continues {spec['init_from']}, trained on "
+                f"'{init.get('base') or DEFAULT_BASE}'; an adapter continues on the base it was trained on"
+            )
+    for mix, used in sorted(mixture_bases.items()):
+        if len(used) > 1:
+            yield (
+                f"config key 'mixtures.{mix}': trained by runs on the bases {sorted(used)}; a mixture is "
+                "built (chat template, token counts) with one base's tokenizer: give each base its own "
+                "mixture (a copy under another name)"
+            )
 
 
 def check_local_model(src: dict, *, key: str):

@@ -62,7 +62,20 @@ def compare(workdir: Path, config: dict, left: str, right: str, benchmarks: list
     finally:
         os.chdir(cwd)
     settings = TableSettings.from_config(config["tables"], benchmark_axes(config))
-    return comparison_table(results, [(left, right)], settings)
+    # benchmarks outside a model's suites: its eval job wrote a not_run record (deltaflow.suites)
+    not_run = {
+        m: {b: rec["reason"] for b in config["benchmarks"] if (rec := _not_run_record(workdir, m, b))}
+        for m in (left, right)
+    }
+    return comparison_table(results, [(left, right)], settings, not_run)
+
+
+def _not_run_record(workdir: Path, model: str, bench: str) -> dict | None:
+    for stage in ("evals", "judged"):
+        path = workdir / f"results/{stage}/{model}/{bench}.json"
+        if path.exists() and (rec := _load(path)).get("not_run"):
+            return rec
+    return None
 
 
 def rescore(results: Path, config_path: Path, benchmark: str) -> list[dict]:
@@ -83,6 +96,8 @@ def rescore(results: Path, config_path: Path, benchmark: str) -> list[dict]:
     rows = []
     for metrics_path in sorted((results / "evals").glob(f"*/{benchmark}.json")):
         old = _load(metrics_path)
+        if old.get("not_run"):  # outside this model's suites (deltaflow.suites): nothing to re-score
+            continue
         outputs = results / "evals/.cache" / old["cache"]["key"] / "outputs.jsonl"
         if not outputs.exists():
             raise DeltaflowError(f"{metrics_path}: its saved outputs {outputs} are gone; rerun the workflow")

@@ -22,9 +22,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import basemodel, datasets, graph_checks, mixture, outside, release, tables
+from . import basemodel, datasets, graph_checks, mixture, outside, release, suites, tables
 from .bench import checks as bench_checks
 from .bench import scorer
+from .bench.lmeval import expand_groups
 from .errors import ConfigError
 from .gguf_export import GGUF_TYPES
 from .grid import expand_grids
@@ -102,7 +103,11 @@ def validate_config(config: dict, *, check_files: bool = True) -> dict:
             lines.append(f"config key '{_key(path)}': {msg}{hint}")
         raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
     expand_grids(config, _recipe_validator(schema))
-    problems = expand_seeds(config) + list(_check_references(config, check_files=check_files))
+    problems = (
+        expand_groups(config)
+        + expand_seeds(config)
+        + list(_check_references(config, check_files=check_files))
+    )
     if problems:
         raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
     return config
@@ -239,6 +244,7 @@ CHECKS = (
     graph_checks.check_generations,  # generations, then the origin policies
     graph_checks.check_eval_backend,  # what vLLM can serve
     bench_checks.check_benchmarks,  # benchmark_dirs and every benchmark
+    suites.check_config,  # which models each benchmark runs on
     tables.check_config,  # tables and gates
     release.check_release,  # what is released besides the choice
 )

@@ -78,6 +78,13 @@ def check_merges_and_exports(config: dict, *, check_files: bool):
     runs_and_ckpts = [*sorted(config["runs"]), *graph.checkpoints]
     merges = config["merges"]
     yield from _check_merges(config, graph, runs_and_ckpts)
+    for name, spec in sorted(merges.items()):  # weights of one base only: a delta means nothing on another
+        bases = {graph.base_of(m) for m in spec["adapters"] if m in graph}
+        if len(bases) > 1:
+            yield (
+                f"config key 'merges.{name}.adapters': models on different bases ({', '.join(sorted(bases))}); "
+                "a merge combines weight deltas of one base"
+            )
     adapters = [*runs_and_ckpts, *sorted(merges)]
     for model, coefs in config["sweeps"].items():
         key = f"sweeps.{model}"

@@ -84,6 +84,7 @@ def expand_grids(config: dict, recipe_validator) -> None:
                         "mixture": mix,
                         "recipe": name,
                         **({"init_from": grid["init_from"]} if grid.get("init_from") else {}),
+                        **({"base": grid["base"]} if grid.get("base") else {}),
                     }
                     if run in runs and runs[run] != spec:
                         problems.append(

@@ -69,10 +69,10 @@ def _gate_section(model: str, verdict: dict, selection: dict) -> list[str]:
                         {
                             "axis": c["axis"],
                             "kind": c["kind"],
-                            "bound": c["bound"],
-                            "value (pts)": f"{c['value_pts']:+.2f}",
-                            "threshold (pts)": f"{c['threshold_pts']:+.2f}",
-                            "verdict": "pass" if c["passed"] else "FAIL",
+                            "bound": c.get("bound", ""),
+                            "value (pts)": "not run" if c.get("not_run") else f"{c['value_pts']:+.2f}",
+                            "threshold (pts)": "" if c.get("not_run") else f"{c['threshold_pts']:+.2f}",
+                            "verdict": "pass" if c["passed"] else ("NOT RUN" if c.get("not_run") else "FAIL"),
                             "decided by the data": "no: " + c["power_note"]
                             if c.get("underpowered")
                             else "yes",
@@ -126,6 +126,11 @@ def _gate_section(model: str, verdict: dict, selection: dict) -> list[str]:
     return lines
 
 
+def _baseline(delta: pd.DataFrame, model: str) -> list[str]:
+    """The model's own base when it is not `base` (the delta table's baseline column, base_models:)."""
+    return sorted(set(delta.loc[delta.model == model, "baseline"].dropna())) if "baseline" in delta else []
+
+
 def _outside_section(delta: pd.DataFrame, model: str, outside: list[str]) -> list[str]:
     """The chosen model beside the models we did not train (`models:`), on the same items with
     the same decoding."""
@@ -140,7 +145,9 @@ def _outside_section(delta: pd.DataFrame, model: str, outside: list[str]) -> lis
             "its CI, is in the delta table):"
         ),
         "",
-        markdown_table(scoreboard(delta[delta.model.isin(["base", model, *rivals])])),
+        markdown_table(
+            scoreboard(delta[delta.model.isin(["base", model, *rivals, *_baseline(delta, model)])])
+        ),
         "",
     ]
 

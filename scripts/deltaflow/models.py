@@ -5,7 +5,9 @@ the workflow (rules/common.smk: wildcards, inputs, adapter folders), the model c
 and the command line (``deltaflow audit``), so a new kind of model cannot be known to one and
 forgotten by another. Kinds:
 
-- ``base``: the base model (results/models/base/)
+- ``base``: the base model (results/models/base/), and each extra base of ``base_models:``
+  (results/models/bases/<name>/); every other model has one base (``ModelGraph.base_of``), which
+  its adapter is applied to and its deltas are measured against
 - ``run``: a trained adapter, mixture x recipe, maybe continuing another run (results/adapters/<run>/);
   with ``method: full`` the whole fine-tuned model, in the same folder
 - ``checkpoint``: ``<run>@step<N>`` / ``<run>@epoch<N>``, a saved checkpoint of a run
@@ -96,7 +98,7 @@ class ModelNode:
     def manifest(self) -> str:
         """The manifest of the job that made this model (a checkpoint's is its run's job)."""
         if self.kind == "base":
-            return BASE_MANIFEST
+            return base_manifest(self.name)
         if self.kind in ("run", "checkpoint"):
             return f"results/adapters/{self.run}/manifest.json"
         if self.kind in ("merge", "sweep"):
@@ -126,6 +128,21 @@ def is_seed_arm(model: str) -> bool:
 
 
 OUTSIDE_GGUF = "model.gguf"  # an outside GGUF's file name in its folder
+DEFAULT_BASE = "base"  # the model name of `base_model:`; `base_models:` adds others by their keys
+
+
+def base_manifest(name: str) -> str:
+    """The manifest of the base ``name``: ``base_model:``'s, or an extra base's (``base_models:``)."""
+    return BASE_MANIFEST if name == DEFAULT_BASE else f"results/models/bases/{name}/manifest.json"
+
+
+def base_config(config: dict, name: str) -> dict:
+    """The config section of the base ``name`` (``base_model`` or ``base_models.<name>``), with an
+    extra base's display name its key unless it sets one."""
+    if name == DEFAULT_BASE:
+        return config["base_model"]
+    cfg = config["base_models"][name]
+    return {**cfg, "name": name} if cfg["name"] == DEFAULT_BASE else cfg
 
 
 def outside_dir(name: str) -> str:
@@ -209,7 +226,8 @@ class ModelGraph:
         self.sweeps = sweep_models(config)
         self.exports = export_models(config)
         self.merges = merge_specs(config)
-        nodes = [ModelNode("base", "base")]
+        nodes = [ModelNode(DEFAULT_BASE, "base")]
+        nodes += [ModelNode(name, "base") for name in sorted(config["base_models"])]
         for name, spec in sorted(config["models"].items()):
             details = {
                 "form": spec["kind"],
@@ -263,6 +281,30 @@ class ModelGraph:
             nodes.append(ModelNode(name, kind, parents=((parent, 1.0),), gguf_type=gtype, details=details))
         self.nodes = {n.name: n for n in nodes}
         self.exports = {name: e for name, e in self.exports.items() if name in self.nodes}
+        self.bases: dict[str, str] = {}
+        for n in nodes:  # in graph order: a model's parents come before it
+            self.bases[n.name] = self._base(n)
+
+    def _base(self, node: ModelNode) -> str:
+        """The base a node's weights build on: its own (a base), its run's or an outside
+        model's ``base:``, or the first model it is made from (mixed bases are refused)."""
+        if node.kind == "base":
+            return node.name
+        if node.kind == "outside":
+            return self.config["models"][node.name].get("base") or DEFAULT_BASE
+        if node.kind == "run":
+            return self.config["runs"][node.name].get("base") or DEFAULT_BASE
+        if node.kind == "checkpoint":
+            return self.bases[node.run]
+        return self.bases.get(node.parents[0][0], DEFAULT_BASE)  # an unknown name is reported elsewhere
+
+    def base_of(self, model: str) -> str:
+        """The base ``model`` is applied to and compared against (``base`` unless ``base_models:``)."""
+        return self.bases[self.node(model).name]
+
+    @property
+    def base_names(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if node.kind == "base"]
 
     @property
     def names(self) -> list[str]:
@@ -316,7 +358,7 @@ class ModelGraph:
         """How a model was made, one step per line (for the model card)."""
         node = self.node(model)
         if node.kind == "base":
-            return ["the base model"]
+            return ["the base model" if model == DEFAULT_BASE else f"the base model {model} (base_models)"]
         if node.kind == "outside":
             what = f": {node.details['description']}" if node.details["description"] else ""
             return [f"outside model {model} ({node.form}, not trained here){what}"]
@@ -331,6 +373,8 @@ class ModelGraph:
             }
             what = what.get(objective, "")
             step = f"run {model}{what}: mixture {node.details['mixture']} x recipe {node.details['recipe']}"
+            if self.bases.get(model, DEFAULT_BASE) != DEFAULT_BASE:
+                step += f" on base {self.bases[model]}"
             if node.parents:  # a stack: the run it continues comes first (e.g. CPT, then SFT on top)
                 return [*self.lineage(node.parents[0][0]), f"{step}, continuing {node.parents[0][0]}"]
             return [step]

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .models import DEFAULT_BASE, base_config
 
 UNKNOWN_LICENCE = "unknown"
 
@@ -73,8 +74,9 @@ class Origins:
         self._memo: dict[str, Origin] = {}
         self._open: list[str] = []
 
-    def base(self) -> Origin:
-        bm = self.config["base_model"]
+    def base(self, name: str = DEFAULT_BASE) -> Origin:
+        """The origin of text the base ``name`` writes (base_model:, or one of base_models:)."""
+        bm = base_config(self.config, name)
         tags = {bm["name"], *([bm["vendor"]] if bm.get("vendor") else [])}
         return Origin(
             written_by=tags,
@@ -118,10 +120,10 @@ class Origins:
         everything behind it (the base, and every dataset a run behind it was trained on)."""
         ref = gen["model"] if isinstance(gen["model"], dict) else {"model": gen["model"]}
         if "model" in ref:  # a model of this workflow
-            out = self.base()
-            out = Origin(set(out.written_by), set(), set(out.licences), list(out.chain))
             model = ref["model"]
-            if model != "base":
+            out = self.base(self.graph.base_of(model) if model in self.graph else DEFAULT_BASE)
+            out = Origin(set(out.written_by), set(), set(out.licences), list(out.chain))
+            if model not in self.graph.base_names:
                 out.written_by.add(model)
             for ds in self.graph.training_datasets(model):
                 sub = self.dataset(ds)

@@ -30,7 +30,8 @@ def _row_label(r) -> str:
 
 def forest_plot(df: pd.DataFrame, path, *, baseline: str = "base", confidence: float = 0.95) -> None:
     """Δ vs base with its CI, one row per benchmark / axis / macro, one colour per model."""
-    rows = df[(df.source == EVALUATED) & (df.model != baseline)].copy()
+    # rows without a delta (a benchmark outside a model's suites, "not run") have nothing to draw
+    rows = df[(df.source == EVALUATED) & (df.model != baseline) & df.delta_pts.notna()].copy()
     rows["_o"] = rows.level.map(_LEVEL_ORDER)
     labels = (
         rows.sort_values(["_o", "axis", "benchmark"]).apply(_row_label, axis=1).drop_duplicates().tolist()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import DeltaflowError
-from .models import ModelGraph, ModelNode
+from .models import DEFAULT_BASE, ModelGraph, ModelNode, base_manifest
 
 TOKENIZER_FILES = (
     "tokenizer.json",
@@ -76,6 +76,7 @@ def hub_metadata(
 
     src = base_manifest["source"]
     rows = delta[(delta.model == model) & (delta.level == "benchmark") & (delta.source == "evaluated")]
+    rows = rows[rows.score.notna()]  # a benchmark outside the model's suites has no result
     results = [
         EvalResult(
             task_type="multiple-choice" if r.metric in ("acc", "acc_norm") else "text-generation",
@@ -124,11 +125,14 @@ def check_card(text: str, expected_results: int):
     return card
 
 
-def lay_out_release(node: ModelNode, workdir: Path, out_dir: Path, card_text: str) -> list[str]:
-    """Copy the chosen model's files into ``out_dir`` (a new folder); returns their names."""
+def lay_out_release(
+    node: ModelNode, workdir: Path, out_dir: Path, card_text: str, base: str = DEFAULT_BASE
+) -> list[str]:
+    """Copy the chosen model's files into ``out_dir`` (a new folder); returns their names.
+    ``base``: the base the model builds on (its tokenizer goes with an adapter)."""
     workdir, out_dir = Path(workdir), Path(out_dir)
     out_dir.mkdir(parents=True)
-    base_dir = workdir / "results/models/base"
+    base_dir = workdir / Path(base_manifest(base)).parent
     if node.adapter_dir:
         src = workdir / node.adapter_dir
         files = [src / f for f in ("adapter_config.json", "adapter_model.safetensors")]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .errors import DeltaflowError
 from .stats import items_needed
-from .tables import EVALUATED
+from .tables import EVALUATED, gate_key
 
 
 def axis_rows(df: pd.DataFrame, model: str) -> dict[str, dict]:
@@ -32,9 +32,31 @@ def axis_rows(df: pd.DataFrame, model: str) -> dict[str, dict]:
             "ci_high": float(r.ci_high),
             **({"n": int(r.n)} if "n" in rows else {}),
             **({"mde_pts": float(r.mde_pts)} if "mde_pts" in rows and pd.notna(r.mde_pts) else {}),
+            **({"note": r.note} if "note" in rows and isinstance(r.note, str) and r.note else {}),
         }
         for r in rows.itertuples()
     }
+
+
+def not_run_checks(axes: dict[str, dict], gates: dict) -> list[dict]:
+    """The gates on axes the model did not run on every benchmark of (its suites): not passed,
+    and the model is not chosen (a gate it never ran is no evidence either way)."""
+    out = []
+    for kind in ("target", "guarded"):
+        for axis in sorted(gates.get(kind, {})):
+            note = axes[axis].get("note", "") if axis in axes else "not run on any benchmark of the axis"
+            if axis not in axes or note.startswith("partial"):
+                out.append(
+                    {
+                        "axis": axis,
+                        "kind": kind,
+                        "passed": False,
+                        "not_run": True,
+                        "underpowered": False,
+                        "reason": f"{kind} axis {axis}: not run ({note})",
+                    }
+                )
+    return out
 
 
 def power_check(a: dict, kind: str, threshold: float) -> dict:
@@ -61,9 +83,17 @@ def power_check(a: dict, kind: str, threshold: float) -> dict:
 
 def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
     """Each configured check with its numbers, whether it passed, and why (in words)."""
-    checks = []
+    checks = not_run_checks(axes, gates)
+    if checks:
+        return {
+            "passes": False,
+            "decided": True,
+            "underpowered": [],
+            "not_run": [c["axis"] for c in checks],
+            "checks": checks,
+        }
     for axis, rule in sorted(gates.get("target", {}).items()):
-        a, bound, need = axes[axis], rule.get("bound", "point"), rule.get("min_gain_pts", 0.0)
+        a, bound, need = axes[gate_key(axis, rule)], rule.get("bound", "point"), rule.get("min_gain_pts", 0.0)
         value = a["delta_pts"] if bound == "point" else a["ci_low"]
         ok = value >= need
         what = "Δ" if bound == "point" else "CI lower bound"
@@ -71,17 +101,18 @@ def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
             {
                 "axis": axis,
                 "kind": "target",
+                **({"metric": rule["metric"]} if rule.get("metric") else {}),
                 "bound": bound,
                 "value_pts": value,
                 "threshold_pts": need,
                 "passed": ok,
                 **power_check(a, "target", need),
-                "reason": f"target axis {axis}: {what} {value:+.2f} pts "
+                "reason": f"target axis {gate_key(axis, rule)}: {what} {value:+.2f} pts "
                 f"{'>=' if ok else '<'} required gain {need:+.2f}",
             }
         )
     for axis, rule in sorted(gates.get("guarded", {}).items()):
-        a, bound, tol = axes[axis], rule.get("bound", "point"), rule.get("tolerance_pts", 0.5)
+        a, bound, tol = axes[gate_key(axis, rule)], rule.get("bound", "point"), rule.get("tolerance_pts", 0.5)
         value = a["delta_pts"] if bound == "point" else a["ci_low"]
         ok = value >= -tol
         what = "Δ" if bound == "point" else "CI lower bound"
@@ -89,12 +120,13 @@ def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
             {
                 "axis": axis,
                 "kind": "guarded",
+                **({"metric": rule["metric"]} if rule.get("metric") else {}),
                 "bound": bound,
                 "value_pts": value,
                 "threshold_pts": -tol,
                 "passed": ok,
                 **power_check(a, "guarded", -tol),
-                "reason": f"guarded axis {axis}: {what} {value:+.2f} pts "
+                "reason": f"guarded axis {gate_key(axis, rule)}: {what} {value:+.2f} pts "
                 f"{'within' if ok else 'beyond'} tolerance -{tol:.2f}",
             }
         )
@@ -109,8 +141,9 @@ def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
 
 
 def selection_score(axes: dict[str, dict], gates: dict, lam: float) -> dict:
-    targets = sorted(gates.get("target", {}))
-    guarded = sorted(gates.get("guarded", {}))
+    """The score over the gated axes the model ran (one with a gate not run is never chosen)."""
+    targets = [k for k in (gate_key(a, r) for a, r in sorted(gates.get("target", {}).items())) if k in axes]
+    guarded = [k for k in (gate_key(a, r) for a, r in sorted(gates.get("guarded", {}).items())) if k in axes]
     gain = (
         sum(axes[a]["delta_pts"] for a in targets) / len(targets)
         if targets
@@ -152,6 +185,8 @@ def select(
     for model in candidates:
         axes = axis_rows(df, model)
         verdicts[model] = gate_verdict(axes, gates)
+        if verdicts[model].get("not_run"):  # its suites left a gated axis out: never the choice
+            excluded = {**excluded, model: f"gated axes not run: {', '.join(verdicts[model]['not_run'])}"}
         rows.append(
             {
                 "model": model,
@@ -167,6 +202,12 @@ def select(
     for r in rows:
         r["on_frontier"] = r["model"] in front
     eligible = [r for r in rows if not r["excluded"]]
+    if not eligible:
+        raise DeltaflowError(
+            "no candidate model can be chosen: "
+            + "; ".join(f"{m}: {why}" for m, why in sorted(excluded.items()))
+            + " (a model must run every benchmark of the gated axes: check the benchmarks' suites)"
+        )
     passing = [r for r in eligible if r["passes_gates"]]
     # an underpowered pass is no evidence: models whose every gate is decided by their data come first
     decided = [r for r in passing if r["decided"]]

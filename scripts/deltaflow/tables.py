@@ -22,11 +22,12 @@ import numpy as np
 import pandas as pd
 
 from .bench import registry
-from .bench.from_config import benchmark_axes, benchmark_dirs
+from .bench.from_config import benchmark_axes, benchmark_dirs, benchmark_spec, recorded_metrics
 from .errors import ConfigError, DeltaflowError
 from .io import read_json, read_jsonl, sha256_path
 from .models import ModelGraph
 from .stats import Comparison, benchmark_seed, compare_scores, minimum_detectable_effect, pooled_ci
+from .suites import NOT_RUN
 
 REFERENCE = "reference (not re-run)"
 EVALUATED = "evaluated"
@@ -147,10 +148,16 @@ def _pts(x):
     return None if x is None else round(100 * x, 2)
 
 
-def compare_models(results: list[EvalResult], left: str, right: str, settings: TableSettings) -> list[dict]:
-    """Rows for right vs left: one per benchmark, one per axis, one macro average."""
+def compare_models(
+    results: list[EvalResult], left: str, right: str, settings: TableSettings, skip: frozenset = frozenset()
+) -> list[dict]:
+    """Rows for right vs left: one per benchmark, one per axis, one macro average. ``skip``: the
+    benchmarks one of them did not run (its suites, deltaflow.suites); any other missing result
+    is an error."""
     by_key = _index(results)
-    benchmarks = sorted({r.benchmark for r in results})
+    benchmarks = sorted({r.benchmark for r in results} - skip)
+    if not benchmarks:
+        raise DeltaflowError(f"{right} vs {left}: no benchmark was run on both (their suites share none)")
     per_bench: dict[str, Comparison] = {}
     rows = []
     for bench in benchmarks:
@@ -242,15 +249,25 @@ def delta_table(
     baseline: str = "base",
     settings: TableSettings | None = None,
     references: dict | None = None,
+    not_run: dict | None = None,
+    baselines: dict | None = None,
 ) -> pd.DataFrame:
-    """Every model vs the baseline: benchmark, axis and macro rows, then reference rows."""
+    """Every model vs the baseline: benchmark, axis and macro rows, then reference rows.
+    ``not_run``: {model: {benchmark: reason}} for benchmarks outside a model's suites: their rows
+    say so in a ``note`` column (and an axis or macro row over fewer benchmarks says which).
+    ``baselines``: {model: its own baseline} where it is not ``baseline`` (a model on another base,
+    base_models:; a base is its own); a ``baseline`` column then names each row's."""
     settings = settings or TableSettings()
-    models = sorted({r.model for r in results}, key=lambda m: (m != baseline, m))
+    not_run = {m: d for m, d in (not_run or {}).items() if d}
+    baselines = {m: b for m, b in (baselines or {}).items() if b != baseline}
+    models = sorted({r.model for r in results} | set(not_run), key=lambda m: (m != baseline, m))
     if baseline not in models:
         raise DeltaflowError(f"no eval results for the baseline '{baseline}'")
     rows = []
     for model in models:
-        for r in compare_models(results, baseline, model, settings):
+        missing = not_run.get(model, {})
+        left = baselines.get(model, baseline)
+        for r in compare_models(results, left, model, settings, frozenset(missing)):
             rows.append(
                 {
                     "model": model,
@@ -269,12 +286,41 @@ def delta_table(
                     "mcnemar_p": r["mcnemar_p"],
                     "wrong_to_correct": r["wrong_to_correct"],
                     "correct_to_wrong": r["correct_to_wrong"],
+                    **({"baseline": left} if baselines else {}),
                 }
             )
-    df = pd.DataFrame(rows, columns=DELTA_COLUMNS)
+        rows.extend(_not_run_rows(model, missing, settings, rows))
+    extra = (["note"] if not_run else []) + (["baseline"] if baselines else [])
+    df = pd.DataFrame(rows, columns=DELTA_COLUMNS + extra)
     if references:
         df = pd.concat([df, reference_rows(df[df.model == baseline], references)], ignore_index=True)
     return df
+
+
+def _not_run_rows(model: str, missing: dict, settings: TableSettings, rows: list[dict]) -> list[dict]:
+    """The rows of the benchmarks ``model`` did not run, and notes on its axis and macro rows
+    (already in ``rows``) that average fewer benchmarks than the base's."""
+    out = []
+    for bench, reason in sorted(missing.items()):
+        axis = settings.axes.get(bench, "")
+        out.append(
+            {
+                "model": model,
+                "source": EVALUATED,
+                "level": "benchmark",
+                "benchmark": bench,
+                "axis": axis,
+                "metric": "",
+                "note": reason,
+            }
+        )
+    for r in rows:
+        if r["model"] != model or r["level"] == "benchmark":
+            continue
+        gone = sorted(b for b in missing if r["level"] == "macro" or settings.axes.get(b) == r["benchmark"])
+        if gone:
+            r["note"] = f"partial: over the benchmarks run ({NOT_RUN}: {', '.join(gone)})"
+    return out
 
 
 def reference_rows(base_rows: pd.DataFrame, references: dict) -> pd.DataFrame:
@@ -342,10 +388,14 @@ COMPARISON_COLUMNS = [
 ]
 
 
-def comparison_table(results: list[EvalResult], pairs: list[tuple], settings: TableSettings) -> pd.DataFrame:
+def comparison_table(
+    results: list[EvalResult], pairs: list[tuple], settings: TableSettings, not_run: dict | None = None
+) -> pd.DataFrame:
     """The pairwise rows: `<right>_minus_<left>`, mean delta and win/loss/tie rates. A pair may
     name a third element, a per-item metric other than the headline (`<right>_minus_<left>@<metric>`,
-    over the benchmarks whose records carry it: see metric_view)."""
+    over the benchmarks whose records carry it: see metric_view). ``not_run``: {model: {benchmark:
+    reason}}; a pair is compared on the benchmarks both ran."""
+    not_run = not_run or {}
     models = {r.model for r in results}
     rows = []
     for left, right, *metric in pairs:
@@ -358,7 +408,8 @@ def comparison_table(results: list[EvalResult], pairs: list[tuple], settings: Ta
         on = metric[0] if metric and metric[0] else None
         view = metric_view([r for r in results if r.model in (left, right)], on) if on else results
         label = f"{right}_minus_{left}" + (f"@{on}" if on else "")
-        for r in compare_models(view, left, right, settings):
+        skip = frozenset(not_run.get(left, {})) | frozenset(not_run.get(right, {}))
+        for r in compare_models(view, left, right, settings, skip):
             rows.append({"comparison": label, **r})
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
@@ -398,6 +449,61 @@ def metric_view(results: list[EvalResult], metric: str) -> list[EvalResult]:
     ]
 
 
+def gate_key(axis: str, rule: dict) -> str:
+    """The delta-table row a gate reads: the axis's own (headline) row, or ``<axis>@<metric>``
+    for a gate on another per-item metric (``gates.<kind>.<axis>.metric``)."""
+    return f"{axis}@{rule['metric']}" if rule.get("metric") else axis
+
+
+def metric_gate_rows(
+    results: list[EvalResult], gates: dict, settings: TableSettings, baseline: str = "base", not_run=None
+) -> pd.DataFrame:
+    """The axis rows of the gates on a metric other than the headline (pass@k, maj@k, a scorer's):
+    for every model, its axis's benchmarks re-compared with the baseline on that metric (an
+    axis row named ``<axis>@<metric>``). Every benchmark of the axis must record the metric."""
+    not_run = not_run or {}
+    rows = []
+    for kind in ("target", "guarded"):
+        for axis, rule in sorted(gates.get(kind, {}).items()):
+            if not rule.get("metric"):
+                continue
+            benches = sorted(b for b in {r.benchmark for r in results} if settings.axes.get(b) == axis)
+            metric = rule["metric"]
+            lacking = sorted(
+                {r.benchmark for r in results if r.benchmark in benches}
+                & {r.benchmark for r in results for rec in r.records if _metric_value(rec, metric) is None}
+            )
+            if lacking:
+                raise DeltaflowError(
+                    f"gates.{kind}.{axis}.metric: {', '.join(lacking)} (axis {axis}) do not record "
+                    f"'{rule['metric']}' for every item of every model; gate on a metric all of the "
+                    "axis's benchmarks record, or regroup them with benchmarks.<name>.axis"
+                )
+            view = metric_view([r for r in results if r.benchmark in benches], metric)
+            models = sorted({r.model for r in view} - {baseline})
+            for model in models:
+                skip = frozenset(not_run.get(model, {}))
+                for r in compare_models(view, baseline, model, settings, skip):
+                    if r["level"] == "axis":
+                        rows.append(_metric_gate_row(model, gate_key(axis, rule), axis, rule["metric"], r))
+    return pd.DataFrame(rows, columns=DELTA_COLUMNS)
+
+
+def _metric_gate_row(model: str, name: str, axis: str, metric: str, r: dict) -> dict:
+    keep = ("n", "delta_pts", "ci_low", "ci_high", "mde_pts")
+    return {
+        "model": model,
+        "source": EVALUATED,
+        "level": "axis",
+        "benchmark": name,
+        "axis": axis,
+        "metric": metric,
+        "base_score": r["left_score"],
+        "score": r["right_score"],
+        **{k: r[k] for k in keep},
+    }
+
+
 # ---- rendering -------------------------------------------------------------------------------
 
 
@@ -406,11 +512,16 @@ def _fmt(x, spec="{:.2f}"):
 
 
 def _label(row) -> str:
+    partial = " (partial)" if str(row.get("note", "") or "").startswith("partial") else ""
     if row["level"] == "benchmark":
         return f"{row['benchmark']} ({int(row['n'])})" if not pd.isna(row["n"]) else row["benchmark"]
     if row["level"] == "axis":
-        return f"**axis: {row['benchmark']}**"
-    return "**macro avg**"
+        return f"**axis: {row['benchmark']}{partial}**"
+    return f"**macro avg{partial}**"
+
+
+def _not_run(row) -> bool:
+    return str(row.get("note", "") or "").startswith(NOT_RUN)
 
 
 def _ordered(df: pd.DataFrame, first: tuple = ()) -> pd.DataFrame:
@@ -420,6 +531,16 @@ def _ordered(df: pd.DataFrame, first: tuple = ()) -> pd.DataFrame:
         .sort_values([*first, "_o", "axis", "benchmark"], kind="stable")
         .drop(columns="_o")
     )
+
+
+def compared_models(df: pd.DataFrame, baseline: str = "base") -> list[tuple[str, str]]:
+    """(model, its baseline) for every evaluated model but the bases themselves (a model on another
+    base, base_models:, is compared with that base: the ``baseline`` column)."""
+    own = (
+        df.dropna(subset=["baseline"]).groupby("model").baseline.first().to_dict() if "baseline" in df else {}
+    )
+    pairs = [(m, own.get(m, baseline)) for m in df[df.source == EVALUATED].model.unique()]
+    return [(m, b) for m, b in pairs if m != b]
 
 
 def model_flag(df: pd.DataFrame, model: str) -> str:
@@ -439,7 +560,11 @@ def scoreboard(df: pd.DataFrame, baseline: str = "base") -> pd.DataFrame:
     for name in refs + models:
         sub = df[df.model == name].set_index(["level", "benchmark"])
         col = f"{name}*" if name in refs else (f"{name} (FLAGGED)" if model_flag(df, name) else name)
-        out[col] = [_fmt(sub["score"].get((r.level, r.benchmark))) for r in base.itertuples()]
+        gone = set(sub.index[sub.note.astype(str).str.startswith(NOT_RUN)]) if "note" in sub else set()
+        out[col] = [
+            NOT_RUN if (r.level, r.benchmark) in gone else _fmt(sub["score"].get((r.level, r.benchmark)))
+            for r in base.itertuples()
+        ]
     return out
 
 
@@ -450,6 +575,9 @@ def model_section(df: pd.DataFrame, model: str, confidence: float) -> pd.DataFra
     pct = round(100 * confidence)
     out = []
     for _, r in rows.iterrows():
+        if _not_run(r):
+            out.append({"benchmark (n)": _label(r), "base": _fmt(r.base_score), model: NOT_RUN})
+            continue
         line = {
             "benchmark (n)": _label(r),
             "base": _fmt(r.base_score),
@@ -471,7 +599,7 @@ def model_section(df: pd.DataFrame, model: str, confidence: float) -> pd.DataFra
                 None if best is None or pd.isna(best) else r.score - best, "{:+.2f}"
             )
         out.append(line)
-    return pd.DataFrame(out)
+    return pd.DataFrame(out).fillna("")
 
 
 def comparison_section(cdf: pd.DataFrame) -> pd.DataFrame:
@@ -532,11 +660,11 @@ def to_markdown(
         "",
         markdown_table(scoreboard(df, baseline)),
     ]
-    for model in [m for m in df[df.source == EVALUATED].model.unique() if m != baseline]:
+    for model, left in compared_models(df, baseline):
         flag = model_flag(df, model)
         parts += [
             "",
-            f"### {model} vs {baseline}",
+            f"### {model} vs {left}",
             *(["", f"**FLAGGED: {flag}**"] if flag else []),
             "",
             markdown_table(model_section(df, model, settings.confidence)),
@@ -586,10 +714,10 @@ def to_html(
         "<h2>Scores</h2>",
         table(scoreboard(df, baseline)),
     ]
-    for model in [m for m in df[df.source == EVALUATED].model.unique() if m != baseline]:
+    for model, left in compared_models(df, baseline):
         flag = model_flag(df, model)
         body += [
-            f"<h2>{html.escape(model)} vs {html.escape(baseline)}</h2>",
+            f"<h2>{html.escape(model)} vs {html.escape(left)}</h2>",
             *([f"<p class='note'><b>FLAGGED: {html.escape(flag)}</b></p>"] if flag else []),
             table(model_section(df, model, settings.confidence)),
         ]
@@ -651,9 +779,28 @@ def _check_tables(config: dict):
                     f"config key 'gates.{kind}.{axis}': no benchmark has axis '{axis}'; "
                     f"axes: {', '.join(axes)} (set benchmarks.<name>.axis to regroup)"
                 )
+    yield from _check_gate_metrics(config)
     both = sorted(set(gates["target"]) & set(gates["guarded"]))
     if both:
         yield (
             f"config key 'gates': axes {both} are both target and guarded; an axis is "
             "either improved or protected"
         )
+
+
+def _check_gate_metrics(config: dict):
+    """A gate's metric must be recorded by every benchmark of its axis (where the registry says
+    what a benchmark records: lm-eval tasks and scorers are checked when the tables are built)."""
+    axes = benchmark_axes(config)
+    for kind in ("target", "guarded"):
+        for axis, rule in sorted(config["gates"][kind].items()):
+            metric = rule.get("metric")
+            if not metric or metric.startswith("scorer."):
+                continue
+            for b in sorted(b for b, a in axes.items() if a == axis):
+                recorded = recorded_metrics(benchmark_spec(config, b))
+                if recorded and metric not in recorded:
+                    yield (
+                        f"config key 'gates.{kind}.{axis}.metric': benchmark {b} (axis {axis}) does not "
+                        f"record '{metric}'; it records {', '.join(recorded)}"
+                    )

@@ -85,35 +85,49 @@ DEFAULTS = {
 }
 
 
-def settings(spec: BenchmarkSpec) -> dict:
-    """The benchmark's judge settings with defaults filled (config ``benchmarks.<name>.judge``)."""
-    judge = {**DEFAULTS, **(spec.judge or {})}
+def judge_settings(judge: dict | None) -> dict:
+    """A judge's settings with defaults filled: a judged benchmark's (``benchmarks.<name>.judge``)
+    or a training reward's (``recipes.<r>.rewards[].judge``, deltaflow.training.judge_reward)."""
+    judge = {**DEFAULTS, **(judge or {})}
     judge.setdefault("template", PAIRWISE_TEMPLATE if judge.get("kind") == "pairwise" else RUBRIC_TEMPLATE)
     judge.setdefault("parse", PARSE.get(judge.get("kind"), ""))
     return judge
 
 
-def judge_ref(spec: BenchmarkSpec) -> dict:
+def settings(spec: BenchmarkSpec) -> dict:
+    """The benchmark's judge settings with defaults filled (config ``benchmarks.<name>.judge``)."""
+    return judge_settings(spec.judge)
+
+
+def ref_of(judge: dict) -> dict:
     """Which model judges: ``{"model": <a model of the workflow>}``, ``{"path": <a local Hugging
     Face model folder>}`` (a larger judge than the trained models, e.g. a 7B instruct model
     copied to the cluster) or ``{"hub": <id>, "revision": <commit>}`` (pinned; from the local
     Hugging Face cache where the hub is unreachable)."""
-    s = spec.judge or {}
-    if s.get("path"):
-        return {"path": str(s["path"])}
-    if s.get("hub"):
-        return {"hub": s["hub"], "revision": s.get("revision")}
-    return {"model": s.get("model")}
+    if judge.get("path"):
+        return {"path": str(judge["path"])}
+    if judge.get("hub"):
+        return {"hub": judge["hub"], "revision": judge.get("revision")}
+    return {"model": judge.get("model")}
 
 
-def judge_label(spec: BenchmarkSpec) -> str:
-    """A judge's name in params, records and logs."""
-    ref = judge_ref(spec)
+def label_of(ref: dict) -> str:
+    """A judge's name in params, records and logs (``ref``: ``ref_of``'s)."""
     if "path" in ref:
         return f"path:{ref['path']}"
     if "hub" in ref:
         return f"hub:{ref['hub']}@{ref['revision']}"
     return ref["model"]
+
+
+def judge_ref(spec: BenchmarkSpec) -> dict:
+    """The judge of a judged benchmark (``ref_of``)."""
+    return ref_of(spec.judge or {})
+
+
+def judge_label(spec: BenchmarkSpec) -> str:
+    """A judged benchmark's judge's name in params, records and logs."""
+    return label_of(judge_ref(spec))
 
 
 def headline_metric(spec: BenchmarkSpec) -> str:
@@ -138,7 +152,15 @@ def check_spec(name: str, spec: BenchmarkSpec, models: list[str]) -> list[str]:
         return [
             (f"{key}': only generated responses can be judged; '{spec.task or name}' is {spec.output_type}")
         ]
-    s = settings(spec)
+    return check_judge(key, judge, models, baseline=True)
+
+
+def check_judge(key: str, judge: dict, models: list[str] | None, *, baseline: bool = False) -> list[str]:
+    """Config errors in a judge's settings, ``key`` naming it (``config key '<path>``): its kind,
+    mode and rating, exactly one judge model (``models``: the workflow's, None to leave a model
+    name unchecked), its prompt template and verdict regex. ``baseline``: a pairwise judged
+    benchmark's baseline, a workflow model too."""
+    s = judge_settings(judge)
     errors = []
     if s.get("kind") not in KINDS:
         errors.append(f"{key}.kind': {s.get('kind')!r}; use one of {', '.join(KINDS)}")
@@ -160,16 +182,23 @@ def check_spec(name: str, spec: BenchmarkSpec, models: list[str]) -> list[str]:
     elif given[0] == "path" and not (Path(s["path"]) / "config.json").exists():
         errors.append(f"{key}.path': '{s['path']}' is not a Hugging Face model folder (no config.json)")
     roles = (("model",) if given == ["model"] else ()) + (
-        ("baseline",) if s.get("kind") == "pairwise" else ()
+        ("baseline",) if baseline and s.get("kind") == "pairwise" else ()
     )
-    for role in roles:
+    for role in roles if models is not None else ():
         if s.get(role) not in models:
             errors.append(
                 f"{key}.{role}': {s.get(role)!r} is not a model of this workflow; known: {', '.join(models)}"
             )
+    return errors + _check_prompt(key, s)
+
+
+def _check_prompt(key: str, s: dict) -> list[str]:
+    """The judge prompt's template parses (Jinja, lm-eval's environment) and the verdict regex
+    has one group."""
     from jinja2 import TemplateSyntaxError
     from lm_eval.utils import env
 
+    errors = []
     try:
         env.parse(s["template"])
     except TemplateSyntaxError as exc:

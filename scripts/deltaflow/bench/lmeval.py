@@ -18,13 +18,14 @@ task's ``custom_dataset``), or the task's hub dataset pinned with ``dataset_kwar
 anything else is refused, as for every hub source. A task's import of a package that is not
 installed is a config error naming it.
 
-Scope: multiple-choice and generate-until tasks, zero-shot (a task's few-shot split lives with
-its hub dataset; set num_fewshot 0). A group or tag (``mmlu``, ``ai2_arc``) is refused with the
-list of its tasks: one benchmark per task.
+Scope: multiple-choice and generate-until tasks. A group or tag (``mmlu``, ``ai2_arc``) becomes
+one benchmark per task (``expand_groups``), each with the group's settings, on an axis named
+after the group: the axis row of the delta table is the group's score.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 from pathlib import Path
@@ -171,6 +172,66 @@ def group_subtasks(name: str) -> list[str] | None:
 
     walk(name, frozenset())
     return leaves or None
+
+
+def expand_groups(config: dict) -> list[str]:
+    """Each benchmark whose task is an lm-eval group or tag (``task: lm_eval:mmlu``) replaced by one
+    benchmark per task of it, ``<benchmark>-<task>`` (the group's prefix dropped from the task's
+    name: ``mmlu-abstract_algebra``), with the group's settings (n, seed, lm_eval overrides,
+    decoding, few-shot, suite, ...), ``axis`` the group's name unless it sets one, and ``group``
+    naming it. In the group's ``lm_eval`` overrides, ``{task}`` and ``{dataset_name}`` become each
+    task's name and its YAML's dataset_name (per-task local files: MMLU's subjects). Run where the
+    config is validated, like the grids; a second run changes nothing. Returns the names that
+    clash with a benchmark already configured."""
+    problems = []
+    for name, bench in sorted(config["benchmarks"].items()):
+        task = bench.get("task", name)
+        target = task[len(PREFIX) :] if is_lm_eval_task(task) else ""
+        if not target or target.endswith((".yaml", ".yml")) or target in _task_index()["tasks"]:
+            continue
+        subtasks = group_subtasks(target)
+        if not subtasks:
+            continue  # an unknown task: the benchmark checks say so
+        del config["benchmarks"][name]
+        for sub in subtasks:
+            short = sub[len(target) + 1 :] if sub.startswith(target + "_") else sub
+            key = re.sub(r"[^A-Za-z0-9_-]", "_", f"{name}-{short}")
+            if key in config["benchmarks"]:
+                problems.append(
+                    f"config key 'benchmarks.{name}': its lm-eval group's task {sub} becomes benchmark "
+                    f"'{key}', which is already configured; rename one of them"
+                )
+                continue
+            config["benchmarks"][key] = {
+                **copy.deepcopy(bench),
+                **({"lm_eval": _per_task(bench["lm_eval"], sub)} if bench.get("lm_eval") else {}),
+                "task": f"{PREFIX}{sub}",
+                "axis": bench.get("axis") or name,
+                "group": name,
+            }
+    return problems
+
+
+_PLACEHOLDER = re.compile(r"(?<!\{)\{(task|dataset_name)\}(?!\})")  # not a Jinja {{ ... }}
+
+
+def _per_task(overrides, task: str):
+    """A group's lm_eval overrides for one of its tasks: ``{task}`` and ``{dataset_name}`` filled."""
+    if isinstance(overrides, dict):
+        return {k: _per_task(v, task) for k, v in overrides.items()}
+    if isinstance(overrides, list):
+        return [_per_task(v, task) for v in overrides]
+    if not isinstance(overrides, str) or not _PLACEHOLDER.search(overrides):
+        return overrides
+
+    def fill(m: re.Match) -> str:
+        if m.group(1) == "task":
+            return task
+        from lm_eval.tasks._yaml_loader import load_yaml
+
+        return str(load_yaml(task_yaml(f"{PREFIX}{task}"), resolve_func=False).get("dataset_name") or "")
+
+    return _PLACEHOLDER.sub(fill, overrides)
 
 
 def _lm_eval_version() -> str:

@@ -10,7 +10,8 @@ curve, tokens/s and peak memory in ``metrics.json``.
   ``runner.OBJECTIVES``.
 - ``sft``, ``dpo``, ``cpt``, ``grpo``: the objectives (SFTTrainer on chat messages,
   DPOTrainer on preference pairs, SFTTrainer on raw text, GRPOTrainer on prompts);
-  ``rewards``: GRPO's reward functions and group statistics.
+  ``rewards``: GRPO's reward functions and group statistics; ``judge_reward``: a judge model's
+  rubric or pairwise score as a reward, in-process, judgments cached by content.
 - ``args``: the TrainingArguments every objective shares (precision, steps, per-process batch,
   DDP / FSDP).
 - ``model``: the base in the training precision, new tokens, the PEFT config, the adapter saver.

@@ -81,7 +81,10 @@ def _loss_callback(curve: list, eval_curve: list):
                 curve[-1]["rl"] = rl
             if self.group_stats is not None:
                 curve[-1]["groups"] = self.group_stats.take()
+                curve[-1]["near_zero_groups"] = self.group_stats.take_near_zero()
                 curve[-1]["reward_hacking"] = self.group_stats.take_hacked()
+                if judged := self.group_stats.take_judged():
+                    curve[-1]["judged"] = judged
                 if curve[-1]["reward_hacking"]:
                     log.warning(
                         "step %d: %d completions gamed a code reward's tests (ended the run before "
@@ -149,7 +152,8 @@ def _checkpoint_callback(arms_dir: Path, every: int | str | None, save_adapter):
 
 def rl_summary(curve: list[dict]) -> dict:
     """metrics.json's RL block: the reward curve per reward function, KL and completion length
-    per logging step, and the group statistics summed over the run."""
+    per logging step, and the group statistics summed over the run: the four kinds of group
+    (``groups``) and, beside them since they overlap those, the near-zero ones."""
     rl = [c for c in curve if "rl" in c]
     if not rl:
         return {}
@@ -159,6 +163,7 @@ def rl_summary(curve: list[dict]) -> dict:
             if k != "mixed_share":
                 groups[k] = groups.get(k, 0) + v
     total = sum(groups.values())
+    near = sum(c.get("near_zero_groups", 0) for c in curve)
     key = "reward" if "reward" in rl[0]["rl"] else "objective/scores"  # grpo/rloo's, online DPO's
     first, last = rl[0]["rl"].get(key), rl[-1]["rl"].get(key)
     return {
@@ -167,6 +172,8 @@ def rl_summary(curve: list[dict]) -> dict:
                 "step": c["step"],
                 **c["rl"],
                 **({"reward_hacking": c["reward_hacking"]} if "reward_hacking" in c else {}),
+                **({"near_zero_groups": c["near_zero_groups"]} if "near_zero_groups" in c else {}),
+                **({"judged": c["judged"]} if "judged" in c else {}),
             }
             for c in rl
         ],
@@ -174,6 +181,7 @@ def rl_summary(curve: list[dict]) -> dict:
         "reward_last": last,
         "reward_hacking": sum(c.get("reward_hacking", 0) for c in curve),
         "groups": {**groups, "mixed_share": round(groups.get("mixed", 0) / total, 4) if total else None},
+        "near_zero_groups": {"groups": near, "share": round(near / total, 4) if total else None},
     }
 
 

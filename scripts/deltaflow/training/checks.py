@@ -24,7 +24,7 @@ from ..io import load_yaml
 from ..models import PEFT_KEYS, ModelGraph
 from . import trainer_args
 from .objective import RL_OBJECTIVES
-from .rewards import check_rewards
+from .rewards import check_rewards, judge_specs
 from .world import processes_for
 
 # transformers schedulers that adapt the learning rate to a validation loss
@@ -198,6 +198,12 @@ def check_recipes(config: dict, *, check_files: bool):
                 "use rollouts: hf"
             )
         yield from _check_online_dpo(rname, recipe)
+        if rname in used and processes > 1 and judge_specs(recipe["rewards"]):
+            yield (
+                f"config key 'recipes.{rname}.rewards': a judge reward loads its judge inside the training "
+                f"process, and this recipe trains on {processes} processes (train.processes / train.gpus); "
+                "judge rewards run on one training process: set train.processes: 1"
+            )
         if recipe["objective"] == "rloo" and recipe["loss_type"] != _recipe_default("loss_type"):
             yield (
                 f"config key 'recipes.{rname}.loss_type': a GRPO loss type, and RLOOTrainer has no "
@@ -301,6 +307,8 @@ def _check_runs(config: dict):
             yield from _check_cpt_mixture(config, rname, run)
         if objective in RL_OBJECTIVES and kind != "preference":
             yield from _check_reward_prompts(config, rname, run)
+        if objective in RL_OBJECTIVES:
+            yield from _check_judge_models(config, rname, run)
         init = run.get("init_from")
         if init is None:
             continue
@@ -440,4 +448,29 @@ def _check_reward_prompts(config: dict, rname: str, run: dict):
                 f"'{comp['dataset']}' is {what} and has none: the prompts do not fit the reward. Use a "
                 f"dataset whose rows carry {field}, or a reward that fits these prompts "
                 "(e.g. {verifier: {benchmark: arithmetic}})"
+            )
+
+
+def _check_judge_models(config: dict, rname: str, run: dict):
+    """A judge reward's judge named as a workflow model (``judge.model``): a known model, not one
+    made from this run (its judge would be trained by the run it judges), on the run's base."""
+    graph = None
+    for i, spec in enumerate(config["recipes"][run["recipe"]]["rewards"]):
+        model = (spec.get("judge") or {}).get("model")
+        if not model:
+            continue
+        graph = graph or ModelGraph(config)
+        key = f"config key 'recipes.{run['recipe']}.rewards[{i}].judge.model'"
+        if model not in graph:
+            yield f"{key}: {model!r} is not a model of this workflow; known: {', '.join(graph.names)}"
+        elif model == rname or rname in graph.runs_behind(model):
+            yield (
+                f"{key}: run '{rname}' would be judged by {model!r}, which is made from run '{rname}' "
+                "itself; judge with the base, a model trained before this run, or a path / hub judge"
+            )
+        elif graph.base_of(model) != graph.base_of(rname):  # the judge loads on the run's base
+            yield (
+                f"{key}: {model!r} builds on base '{graph.base_of(model)}' and run '{rname}' on "
+                f"'{graph.base_of(rname)}'; a workflow model judges on the run's own base: use a model "
+                "of that base, or give the judge as a path / hub judge"
             )

@@ -6,11 +6,13 @@ that samples groups of completions (``rloo``): ``build_rl_trainer`` takes the TR
 from __future__ import annotations
 
 import json
+import os
 
 from ..errors import DeltaflowError
 from ..generation import prompt_text, reference, verification_doc
+from .judge_reward import judge_rewards
 from .objective import Objective
-from .rewards import GroupStats, check_reward_rows, reward_functions, reward_name
+from .rewards import GroupStats, check_reward_rows, judge_specs, reward_functions, reward_name
 
 
 def grpo_rows(rows: list[dict]) -> list[dict]:
@@ -86,11 +88,13 @@ def build_rl_trainer(
     *,
     args_of=grpo_args,
     group: int | None = None,
+    judging: dict | None = None,
 ):
     """A TRL trainer that samples ``num_generations`` completions per prompt (GRPOTrainer,
-    RLOOTrainer; OnlineDPOTrainer: two, ``group``), rewards from the registry's scorers
-    (training.rewards), the group statistics recorded at every log. ``args_of(recipe, common,
-    config_cls)``: the config's keyword arguments (default grpo_args)."""
+    RLOOTrainer; OnlineDPOTrainer: two, ``group``), rewards from the registry's scorers and judges
+    (training.rewards, training.judge_reward: ``judging`` is what the adapter job resolved for the
+    judges), the group statistics recorded at every log. ``args_of(recipe, common, config_cls)``:
+    the config's keyword arguments (default grpo_args)."""
     from datasets import Dataset
 
     train_rows = grpo_rows(rows)
@@ -104,38 +108,90 @@ def build_rl_trainer(
         [reward_name(i, s) for i, s in enumerate(specs)],
         [s["weight"] for s in specs],
         group or recipe["num_generations"],
+        near_zero=recipe["near_zero"],
     )
     loss_cb.group_stats = stats
+    judges = judge_rewards(judge_specs(specs), judging)
     args = config_cls(**args_of(recipe, common, config_cls))
     trainer = trainer_cls(
         model=model,
-        reward_funcs=reward_functions(specs, dirs, stats),
+        reward_funcs=reward_functions(specs, dirs, stats, judges),
         args=args,
         train_dataset=Dataset.from_list(train_rows),
         processing_class=tok,
         peft_config=peft_config,
         callbacks=callbacks,
     )
-    return (
-        trainer,
-        train_rows,
-        {
-            "rewards": [{**s, "name": reward_name(i, s)} for i, s in enumerate(specs)],
-            "num_generations": group or recipe["num_generations"],
-        },
-    )
+    extra = {
+        "rewards": [{**s, "name": reward_name(i, s)} for i, s in enumerate(specs)],
+        "num_generations": group or recipe["num_generations"],
+        "near_zero_spread": stats.near_zero,  # a group whose totals spread less is near_zero
+    }
+    if judges:
+        extra["judges"] = {name: j.describe() for name, j in judges.items()}
+    return trainer, train_rows, extra
 
 
-def build_trainer(
-    model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, loss_cb, dirs=(), **_
-):
-    """TRL's GRPOTrainer: each completion's advantage is its reward against its group's."""
-    from trl import GRPOConfig, GRPOTrainer
-
-    return build_rl_trainer(
-        GRPOTrainer, GRPOConfig, model, tok, rows, recipe, common, peft_config, callbacks, loss_cb, dirs
-    )
+def record_judges(trainer, loss_cb, extra: dict) -> None:
+    """After the training: what each judge reward did over this attempt (judge_reward.COUNTS; a
+    resumed run's cache_hits are the judgments its killed attempt had already made)."""
+    for name, judge in loss_cb.group_stats.judges.items():
+        extra["judges"][name].update(judge.counts)
 
 
-# GRPO samples completions from the model it trains: non-finite logits stop the run
-OBJECTIVE = Objective(build_trainer, samples_completions=True)
+def rl_objective(
+    module: str,
+    trainer: str,
+    config: str,
+    *,
+    args_of=grpo_args,
+    group: int | None = None,
+    env: dict | None = None,
+) -> Objective:
+    """The Objective of a TRL trainer that samples completions and learns from the rewards
+    (``module``.``trainer`` with its ``config`` class, imported when a run builds it; ``env``: set
+    first): grpo, rloo and online_dpo differ only in these, so each is one line."""
+
+    def build_trainer(
+        model,
+        tok,
+        rows,
+        val_rows,
+        recipe,
+        common,
+        peft_config,
+        callbacks,
+        *,
+        loss_cb,
+        dirs=(),
+        judging=None,
+        **_,
+    ):
+        import importlib
+
+        for k, v in (env or {}).items():
+            os.environ.setdefault(k, v)
+        mod = importlib.import_module(module)
+        return build_rl_trainer(
+            getattr(mod, trainer),
+            getattr(mod, config),
+            model,
+            tok,
+            rows,
+            recipe,
+            common,
+            peft_config,
+            callbacks,
+            loss_cb,
+            dirs,
+            args_of=args_of,
+            group=group,
+            judging=judging,
+        )
+
+    # they sample completions from the model they train: non-finite logits stop the run
+    return Objective(build_trainer, after_train=record_judges, samples_completions=True)
+
+
+# TRL's GRPOTrainer: each completion's advantage is its reward against its group's
+OBJECTIVE = rl_objective("trl", "GRPOTrainer", "GRPOConfig")

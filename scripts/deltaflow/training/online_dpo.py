@@ -8,10 +8,8 @@ adapters disabled). The prompts, rewards and group statistics (groups of two) ar
 from __future__ import annotations
 
 import dataclasses
-import os
 
-from .grpo import build_rl_trainer
-from .objective import Objective
+from .grpo import rl_objective
 
 
 def online_dpo_args(recipe: dict, common: dict, config_cls) -> dict:
@@ -30,28 +28,12 @@ def online_dpo_args(recipe: dict, common: dict, config_cls) -> dict:
     return args
 
 
-def build_trainer(
-    model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, loss_cb, dirs=(), **_
-):
-    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # said once, in the docs and here
-    from trl.experimental.online_dpo import OnlineDPOConfig, OnlineDPOTrainer
-
-    return build_rl_trainer(
-        OnlineDPOTrainer,
-        OnlineDPOConfig,
-        model,
-        tok,
-        rows,
-        recipe,
-        common,
-        peft_config,
-        callbacks,
-        loss_cb,
-        dirs,
-        args_of=online_dpo_args,
-        group=2,
-    )
-
-
-# online DPO samples its completions from the model it trains
-OBJECTIVE = Objective(build_trainer, samples_completions=True)
+# "experimental" is said once, in the docs and here: silence TRL's warning about it
+OBJECTIVE = rl_objective(
+    "trl.experimental.online_dpo",
+    "OnlineDPOTrainer",
+    "OnlineDPOConfig",
+    args_of=online_dpo_args,
+    group=2,
+    env={"TRL_EXPERIMENTAL_SILENCE": "1"},
+)

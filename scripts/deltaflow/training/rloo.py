@@ -5,19 +5,6 @@ other completions of its prompt."""
 
 from __future__ import annotations
 
-from .grpo import build_rl_trainer
-from .objective import Objective
+from .grpo import rl_objective
 
-
-def build_trainer(
-    model, tok, rows, val_rows, recipe, common, peft_config, callbacks, *, loss_cb, dirs=(), **_
-):
-    from trl import RLOOConfig, RLOOTrainer
-
-    return build_rl_trainer(
-        RLOOTrainer, RLOOConfig, model, tok, rows, recipe, common, peft_config, callbacks, loss_cb, dirs
-    )
-
-
-# RLOO samples completions from the model it trains: non-finite logits stop the run
-OBJECTIVE = Objective(build_trainer, samples_completions=True)
+OBJECTIVE = rl_objective("trl", "RLOOTrainer", "RLOOConfig")

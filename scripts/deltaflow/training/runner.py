@@ -241,6 +241,7 @@ def train_adapter(
     strategy: str = "ddp",
     benchmark_dirs: tuple = (),
     val_rows: list[dict] | None = None,
+    judging: dict | None = None,
 ) -> dict:
     """Train a PEFT adapter on a mixture's rows and save it to ``out_dir``.
 
@@ -251,7 +252,8 @@ def train_adapter(
     ``objective`` picks the trainer from ``OBJECTIVES`` (sft, dpo, cpt, grpo: one module each,
     its docstring says what it trains on). ``init_dir``: continue that adapter (``init_from``).
     ``val_rows``: the recipe's ``val_dataset`` rows (None: held-out ``val_rows``, if any).
-    Returns the metrics (loss curve, tokens seen, tokens/s, peak memory, wall time, ...).
+    ``judging``: its judge rewards' models and cache (judge_reward.judge_rewards). Returns the
+    metrics (loss curve, tokens seen, tokens/s, peak memory, wall time, ...).
     """
     wall0 = time.time()
     tok, model, peft_config, new_ids, save_adapter = _prepare_model(base_dir, recipe, device, init_dir)
@@ -286,10 +288,11 @@ def train_adapter(
         base_dir=base_dir,
         loss_cb=loss_cb,
         dirs=benchmark_dirs,
+        judging=judging,
     )
     expose_token_rows_to_fused_head(trainer.model)  # a no-op without new-token rows
     objective.before_train(trainer, loss_cb, extra)
-    used = _examples_used(trainer, train_rows, recipe)
+    used = _rows_used(trainer, train_rows, recipe)
     result, train_s = _fit(trainer, objective, scratch, resume_step, val_rows, eval_curve)
     objective.after_train(trainer, loss_cb, extra)
     saved = _save(trainer, save_adapter, out_dir, scratch, resume_dir, best)
@@ -299,12 +302,20 @@ def train_adapter(
         **_progress_metrics(trainer, result, curve, loss_cb, train_s, wall0, device),
         **_setup_metrics(recipe, device, strategy, resume_step, new_ids),
         **_checkpoint_metrics(trainer, recipe, device, saved, curve, eval_curve, val_rows),
-        "train_rows": len(train_rows),
-        "train_examples_used": used,
-        "train_examples_dropped_no_target_tokens": len(train_rows) - used,
+        **used,
         **rl_summary(curve),
         **_stopping_metrics(best),
         **extra,
+    }
+
+
+def _rows_used(trainer, train_rows: list[dict], recipe: dict) -> dict:
+    """The rows the trainer was given and the examples TRL kept of them (data._examples_used)."""
+    used = _examples_used(trainer, train_rows, recipe)
+    return {
+        "train_rows": len(train_rows),
+        "train_examples_used": used,
+        "train_examples_dropped_no_target_tokens": len(train_rows) - used,
     }
 
 
