@@ -25,8 +25,8 @@ rule delta_table:
         axes=AXES,
         # benchmarks outside a model's suites: "not run" in the tables (deltaflow.suites)
         not_run={m: not_run(m) for m in MODELS},
-        # each model's base, its deltas' baseline (base_models:)
-        bases={m: GRAPH.base_of(m) for m in MODELS},
+        # each model's base, its deltas' baseline (base_models:); another base is compared with `base`
+        bases={m: DEFAULT_BASE if GRAPH.kind(m) == "base" else GRAPH.base_of(m) for m in MODELS},
     log:
         "logs/tables/delta.log",
     resources:

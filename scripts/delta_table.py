@@ -28,7 +28,7 @@ df = delta_table(
     results, baseline="base", settings=settings, references=references, not_run=not_run, baselines=p.bases
 )
 # gates on a metric other than the headline read their own axis rows, <axis>@<metric>
-gate_rows = metric_gate_rows(results, p.gates, settings, not_run=not_run)
+gate_rows = metric_gate_rows(results, p.gates, settings, not_run=not_run, baselines=p.bases)
 if len(gate_rows):
     df = pd.concat([df, gate_rows], ignore_index=True)
 # a GGUF that failed its parity check is flagged on every row of its model

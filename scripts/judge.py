@@ -9,11 +9,11 @@ import json
 import logging
 from pathlib import Path
 
+from deltaflow.bench.judge_metrics import judge_metrics
 from deltaflow.bench.judging import (
     judge_docs,
     judge_eval_spec,
     judge_label,
-    judge_metrics,
     judge_records,
     responses_of,
     settings,

@@ -25,7 +25,15 @@ for path in snakemake.input.seeds:
     rows = sdf[sdf.level.isin(["axis", "macro"])].assign(source=EVALUATED)
     df = pd.concat(
         [
-            df[~(df.model.isin(seeds) & df.level.isin(["axis", "macro"]) & (df.source == EVALUATED))],
+            # (a gate's <axis>@<metric> row stays: the seed table has none; it is the run's own)
+            df[
+                ~(
+                    df.model.isin(seeds)
+                    & df.level.isin(["axis", "macro"])
+                    & (df.source == EVALUATED)
+                    & ~df.benchmark.str.contains("@", regex=False)
+                )
+            ],
             rows[[c for c in rows.columns if c in df.columns]],
         ],
         ignore_index=True,

@@ -56,7 +56,17 @@ def test_base_mistakes_are_config_errors():
     }
     cfg["merges"]["across"] = {"method": "linear", "adapters": {"run_a": 0.5, "run_new": 0.5}}
     cfg["base_models"]["run_a"] = cfg["base_models"]["newbase"]
+    cfg["benchmarks"]["gsm8k"]["judge"] = {"kind": "rubric", "model": "run_new"}
+    cfg["runs"]["run_new"]["seeds"] = [0, 1]
     err = config_errors(cfg)
+    assert (
+        "'benchmarks.gsm8k.judge.model': 'run_new' is an adapter on base 'newbase'; judges and generations"
+        in err
+    )
+    assert (
+        "'runs.run_new.seeds': replicate seeds of a run on another base than `base` are not supported yet"
+        in err
+    )
     assert "'runs.run_x.base': unknown base 'nobase'; bases: base, newbase, run_a" in err
     assert "'mixtures.mix_b': trained by runs on the bases ['base', 'newbase']" in err
     assert "'runs.run_z.base': 'newbase', but it continues run_a, trained on 'base'" in err
@@ -112,10 +122,14 @@ def test_a_second_base_its_run_and_deltas_against_it(tiny_workflow, tmp_path):
     assert set(mine.baseline) == {"newbase"}
     nb = df[(df.model == "newbase") & (df.level == "benchmark")].set_index("benchmark").score
     assert (mine.set_index("benchmark").base_score == nb).all()
-    assert (df[df.model == "newbase"].delta_pts.dropna() == 0).all()
+    # the new base itself is compared with the old one (a base's own deltas are against `base`)
+    assert (
+        set(df[df.model == "newbase"].baseline) == {"base"}
+        and df[df.model == "newbase"].delta_pts.abs().sum() > 0
+    )
     old_rows = df[df.model.isin(before.model.unique())].drop(columns="baseline").reset_index(drop=True)
     assert set(df[df.model.isin(before.model.unique()) & (df.source == "evaluated")].baseline) == {"base"}
     pd.testing.assert_frame_equal(old_rows[before.columns], before, check_dtype=False)
     assert "### run_new vs newbase" in (res / "tables/delta.md").read_text()
-    assert "newbase_minus" not in (res / "tables/comparisons.csv").read_text()
-    assert "run_new_minus_newbase" in (res / "tables/comparisons.csv").read_text()
+    comparisons = (res / "tables/comparisons.csv").read_text()
+    assert "run_new_minus_newbase" in comparisons and "newbase_minus_base" in comparisons

@@ -146,8 +146,12 @@ EXPECTED = {
 def dry_runs(tmp_path_factory):
     """Every example dry-run once, side by side (each is a few seconds of imports and validation)."""
 
+    # the folders first, in this thread: pytest's mktemp is not thread-safe (two threads creating
+    # the session's base folder at once fail with "not a normalized and relative path")
+    works = {name: tmp_path_factory.mktemp(name) for name in EXAMPLES}
+
     def dry_run(name):
-        work = tmp_path_factory.mktemp(name)
+        work = works[name]
         shutil.copytree(EXAMPLES_DIR, work / "config/examples")
         return run_snakemake(work, work / f"config/examples/{name}.yaml", "-n", check=False, timeout=300)
 

@@ -7,12 +7,11 @@ import pytest
 from conftest import bench_spec, config_errors, tiny_config, tiny_random_model
 
 from deltaflow.bench.items import prepare_items
+from deltaflow.bench.judge_metrics import judge_metrics, length_controlled_win_rate
 from deltaflow.bench.judging import (
     judge_docs,
     judge_eval_spec,
-    judge_metrics,
     judge_records,
-    length_controlled_win_rate,
     parse_verdict,
 )
 from deltaflow.bench.raw_outputs import load_model

@@ -58,6 +58,17 @@ def test_suite_mistakes_are_config_errors():
     assert "'benchmarks.arithmetic': give suite or models, not both" in err
 
 
+def test_a_model_that_runs_nothing_and_seeds_outside_a_suite_are_refused():
+    cfg = tiny_config()
+    for bench in cfg["benchmarks"].values():
+        bench["models"] = ["run_a*"]
+    cfg["runs"]["run_a"]["seeds"] = [0, 1]
+    cfg["benchmarks"]["gsm8k"]["models"] = ["run_b"]
+    err = config_errors(cfg)
+    assert "config key 'suites': model 'run_dpo' runs no benchmark" in err
+    assert "'runs.run_a.seeds': replicate seeds with benchmarks outside the run's suites (gsm8k)" in err
+
+
 NOT_RUN = {"run": {"c": "not run: c runs only on the models of suite 'extended'"}}
 PARTIAL = [r for r in __import__("test_tables").FIXTURE if not (r.model == "run" and r.benchmark == "c")]
 
@@ -66,8 +77,8 @@ def test_a_benchmark_not_run_is_a_row_that_says_so_and_its_axis_is_partial():
     df = delta_table(PARTIAL, settings=SETTINGS, not_run=NOT_RUN)
     c = df[(df.model == "run") & (df.benchmark == "c")].iloc[0]
     assert pd.isna(c.score) and pd.isna(c.delta_pts) and c.note.startswith("not run: c runs only")
-    target = df[(df.model == "run") & (df.level == "axis") & (df.benchmark == "target")]
-    assert target.empty  # its only benchmark was not run: no axis row to read as a number
+    target = df[(df.model == "run") & (df.level == "axis") & (df.benchmark == "target")].iloc[0]
+    assert target.note == "not run" and pd.isna(target.delta_pts)  # none of its benchmarks ran
     macro = df[(df.model == "run") & (df.level == "macro")].iloc[0]
     assert macro.note == "partial: over the benchmarks run (not run: c)"
     md = to_markdown(df, SETTINGS, title="t")
@@ -77,7 +88,10 @@ def test_a_benchmark_not_run_is_a_row_that_says_so_and_its_axis_is_partial():
     with pytest.raises(DeltaflowError, match=r"missing eval result for \(run, c\)"):
         delta_table(PARTIAL, settings=SETTINGS)
     cdf = comparison_table(PARTIAL, [("base", "run")], SETTINGS, NOT_RUN)
-    assert set(cdf.benchmark) == {"a", "b", "knowledge", "macro_avg"}
+    assert set(cdf.benchmark) == {"a", "b", "c", "knowledge", "target", "macro_avg"}
+    c = cdf[cdf.benchmark == "c"].iloc[0]
+    assert c.note == "not run on run" and pd.isna(c.delta_pts)  # said, not dropped
+    assert cdf[cdf.level == "macro"].iloc[0].note == "partial: over the benchmarks run (not run: c)"
 
 
 def test_a_gate_on_an_axis_a_model_did_not_run_is_not_passed_and_never_chosen():

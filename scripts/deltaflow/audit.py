@@ -114,11 +114,12 @@ def _eval_steps(workdir: Path, model: str, benchmark: str) -> list[dict]:
     steps = []
     summary = _load(workdir / f"results/evals/{model}/summary.json")["benchmarks"].get(benchmark)
     if summary is None:
-        marker = workdir / f"results/evals/{model}/{benchmark}.json"
-        if marker.exists() and (rec := _load(marker)).get("not_run"):  # outside its suites (deltaflow.suites)
-            raise DeltaflowError(
-                f"{model} x {benchmark} was never evaluated ({rec['reason']}): no cell to audit"
-            )
+        for stage in ("evals", "judged"):  # outside its suites (deltaflow.suites): a not_run record
+            marker = workdir / f"results/{stage}/{model}/{benchmark}.json"
+            if marker.exists() and (rec := _load(marker)).get("not_run"):
+                raise DeltaflowError(
+                    f"{model} x {benchmark} was never evaluated ({rec['reason']}): no cell to audit"
+                )
         raise DeltaflowError(f"results/evals/{model}/summary.json has no {benchmark}; rerun the workflow")
     ev = _load(workdir / summary["metrics"])
     eval_step = {

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import sources
 from .errors import DeltaflowError
 from .io import sha256_file, sha256_path, sha256_text
-from .models import DEFAULT_BASE
+from .models import DEFAULT_BASE, ModelGraph
 
 log = logging.getLogger(__name__)
 
@@ -321,12 +321,35 @@ def check_base_references(config: dict):
                 f"config key 'runs.{run}.base': '{base}', but it continues {spec['init_from']}, trained on "
                 f"'{init.get('base') or DEFAULT_BASE}'; an adapter continues on the base it was trained on"
             )
+    yield from _check_models_loaded_on_base(config)
     for mix, used in sorted(mixture_bases.items()):
         if len(used) > 1:
             yield (
                 f"config key 'mixtures.{mix}': trained by runs on the bases {sorted(used)}; a mixture is "
                 "built (chat template, token counts) with one base's tokenizer: give each base its own "
                 "mixture (a copy under another name)"
+            )
+
+
+def _check_models_loaded_on_base(config: dict):
+    """A benchmark's judge or a generation's writer that is an adapter of a run on another base:
+    the judge and generation jobs load workflow models onto `base` only (not supported yet)."""
+    if not config["base_models"]:
+        return
+    graph = ModelGraph(config)
+    refs = [
+        (f"benchmarks.{b}.judge.model", (s.get("judge") or {}).get("model"))
+        for b, s in config["benchmarks"].items()
+    ]
+    for g, spec in config["generations"].items():
+        ref = spec.get("model")
+        refs.append((f"generations.{g}.model", ref.get("model") if isinstance(ref, dict) else ref))
+    for key, model in sorted(refs, key=lambda r: r[0]):
+        if model in graph and graph.node(model).form == "adapter" and graph.base_of(model) != DEFAULT_BASE:
+            yield (
+                f"config key '{key}': '{model}' is an adapter on base '{graph.base_of(model)}'; judges and "
+                "generations load a workflow model's adapter onto `base` only (not supported yet): use a "
+                "merged export of it (`export: {models: [...]}`, then '<model>.merged') or a model on `base`"
             )
 
 

@@ -18,11 +18,14 @@ import pandas as pd
 
 from .errors import DeltaflowError
 from .stats import items_needed
+from .suites import NOT_RUN
 from .tables import EVALUATED, gate_key
 
 
 def axis_rows(df: pd.DataFrame, model: str) -> dict[str, dict]:
     rows = df[(df.model == model) & (df.source == EVALUATED) & (df.level.isin(["axis", "macro"]))]
+    if "note" in rows:  # an axis the model ran none of (its suites) has no numbers
+        rows = rows[~rows.note.fillna("").astype(str).str.startswith(NOT_RUN)]
     if rows.empty:
         raise DeltaflowError(f"no axis rows for model '{model}' in the delta table")
     return {
@@ -83,16 +86,9 @@ def power_check(a: dict, kind: str, threshold: float) -> dict:
 
 def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
     """Each configured check with its numbers, whether it passed, and why (in words)."""
-    checks = not_run_checks(axes, gates)
-    if checks:
-        return {
-            "passes": False,
-            "decided": True,
-            "underpowered": [],
-            "not_run": [c["axis"] for c in checks],
-            "checks": checks,
-        }
-    for axis, rule in sorted(gates.get("target", {}).items()):
+    checks = not_run_checks(axes, gates)  # the other gates are still checked and shown
+    gone = {c["axis"] for c in checks}
+    for axis, rule in sorted((a, r) for a, r in gates.get("target", {}).items() if a not in gone):
         a, bound, need = axes[gate_key(axis, rule)], rule.get("bound", "point"), rule.get("min_gain_pts", 0.0)
         value = a["delta_pts"] if bound == "point" else a["ci_low"]
         ok = value >= need
@@ -111,7 +107,7 @@ def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
                 f"{'>=' if ok else '<'} required gain {need:+.2f}",
             }
         )
-    for axis, rule in sorted(gates.get("guarded", {}).items()):
+    for axis, rule in sorted((a, r) for a, r in gates.get("guarded", {}).items() if a not in gone):
         a, bound, tol = axes[gate_key(axis, rule)], rule.get("bound", "point"), rule.get("tolerance_pts", 0.5)
         value = a["delta_pts"] if bound == "point" else a["ci_low"]
         ok = value >= -tol
@@ -136,6 +132,7 @@ def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
         "passes": all(c["passed"] for c in checks) and not (block and underpowered),
         "decided": not underpowered,
         "underpowered": underpowered,
+        **({"not_run": sorted(gone)} if gone else {}),
         "checks": checks,
     }
 

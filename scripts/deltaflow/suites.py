@@ -114,3 +114,20 @@ def check_config(config: dict, *, check_files: bool):
                 f"config key 'suites.{name}': no benchmark uses this suite; "
                 "set benchmarks.<name>.suite, or remove it"
             )
+    # a pairwise judged benchmark's explicit baseline runs it (the default baseline is the base)
+    baselines = {b: (s.get("judge") or {}).get("baseline") for b, s in config["benchmarks"].items()}
+    plan = model_benchmarks(config, models, {b: m for b, m in baselines.items() if m})
+    everything = sorted(config["benchmarks"])
+    for model, benches in plan.items():
+        if not benches:
+            yield (
+                f"config key 'suites': model '{model}' runs no benchmark (no benchmark's suite or models "
+                "selects it); add it to a suite, or leave it out of the config"
+            )
+    for run, spec in sorted(config["runs"].items()):
+        if spec.get("seeds") and plan.get(run) != everything:
+            yield (
+                f"config key 'runs.{run}.seeds': replicate seeds with benchmarks outside the run's suites "
+                f"({', '.join(b for b in everything if b not in plan.get(run, []))}) are not supported yet "
+                "(the seed table compares every benchmark); add the run to those suites or drop seeds"
+            )

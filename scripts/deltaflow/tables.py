@@ -297,25 +297,29 @@ def delta_table(
     return df
 
 
-def _not_run_rows(model: str, missing: dict, settings: TableSettings, rows: list[dict]) -> list[dict]:
-    """The rows of the benchmarks ``model`` did not run, and notes on its axis and macro rows
-    (already in ``rows``) that average fewer benchmarks than the base's."""
-    out = []
-    for bench, reason in sorted(missing.items()):
-        axis = settings.axes.get(bench, "")
-        out.append(
-            {
-                "model": model,
-                "source": EVALUATED,
-                "level": "benchmark",
-                "benchmark": bench,
-                "axis": axis,
-                "metric": "",
-                "note": reason,
-            }
-        )
+def _not_run_rows(
+    model: str, missing: dict, settings: TableSettings, rows: list[dict], key: str = "model"
+) -> list[dict]:
+    """The rows of the benchmarks ``model`` (a comparison's label with ``key="comparison"``) did
+    not run, and notes on its axis and macro rows (already in ``rows``) that average fewer
+    benchmarks than the base's; an axis none of whose benchmarks ran gets a "not run" row."""
+    own = {"source": EVALUATED, "metric": ""} if key == "model" else {}
+    out = [
+        {
+            key: model,
+            **own,
+            "level": "benchmark",
+            "benchmark": b,
+            "axis": settings.axes.get(b, ""),
+            "note": why,
+        }
+        for b, why in sorted(missing.items())
+    ]
+    have = {r["benchmark"] for r in rows if r[key] == model and r["level"] == "axis"}
+    for axis in sorted({settings.axes.get(b, "") for b in missing} - have - {""}):
+        out.append({key: model, **own, "level": "axis", "benchmark": axis, "axis": axis, "note": NOT_RUN})
     for r in rows:
-        if r["model"] != model or r["level"] == "benchmark":
+        if r[key] != model or r["level"] == "benchmark":
             continue
         gone = sorted(b for b in missing if r["level"] == "macro" or settings.axes.get(b) == r["benchmark"])
         if gone:
@@ -409,9 +413,16 @@ def comparison_table(
         view = metric_view([r for r in results if r.model in (left, right)], on) if on else results
         label = f"{right}_minus_{left}" + (f"@{on}" if on else "")
         skip = frozenset(not_run.get(left, {})) | frozenset(not_run.get(right, {}))
-        for r in compare_models(view, left, right, settings, skip):
-            rows.append({"comparison": label, **r})
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+        pair = [{"comparison": label, **r} for r in compare_models(view, left, right, settings, skip)]
+        if skip:  # said, never dropped: the benchmarks one of them did not run (deltaflow.suites)
+            who = {b: " and ".join(m for m in (left, right) if b in not_run.get(m, {})) for b in skip}
+            extra = _not_run_rows(
+                label, {b: f"{NOT_RUN} on {who[b]}" for b in skip}, settings, pair, "comparison"
+            )
+            pair += [{**r, "left": left, "right": right} for r in extra]
+        rows += pair
+    noted = any("note" in r for r in rows)
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS + (["note"] if noted else []))
 
 
 def _metric_value(rec: dict, metric: str):
@@ -456,7 +467,12 @@ def gate_key(axis: str, rule: dict) -> str:
 
 
 def metric_gate_rows(
-    results: list[EvalResult], gates: dict, settings: TableSettings, baseline: str = "base", not_run=None
+    results: list[EvalResult],
+    gates: dict,
+    settings: TableSettings,
+    baseline: str = "base",
+    not_run=None,
+    baselines: dict | None = None,
 ) -> pd.DataFrame:
     """The axis rows of the gates on a metric other than the headline (pass@k, maj@k, a scorer's):
     for every model, its axis's benchmarks re-compared with the baseline on that metric (an
@@ -480,10 +496,13 @@ def metric_gate_rows(
                     "axis's benchmarks record, or regroup them with benchmarks.<name>.axis"
                 )
             view = metric_view([r for r in results if r.benchmark in benches], metric)
-            models = sorted({r.model for r in view} - {baseline})
-            for model in models:
+            own = baselines or {}
+            for model in sorted({r.model for r in view}):
+                left = own.get(model, baseline)
+                if left == model:  # a base: nothing to gate
+                    continue
                 skip = frozenset(not_run.get(model, {}))
-                for r in compare_models(view, baseline, model, settings, skip):
+                for r in compare_models(view, left, model, settings, skip):
                     if r["level"] == "axis":
                         rows.append(_metric_gate_row(model, gate_key(axis, rule), axis, rule["metric"], r))
     return pd.DataFrame(rows, columns=DELTA_COLUMNS)
@@ -607,7 +626,9 @@ def comparison_section(cdf: pd.DataFrame) -> pd.DataFrame:
     rows = _ordered(cdf.assign(_c=cdf.comparison.map(order)), first=("_c",))
     return pd.DataFrame(
         [
-            {
+            {"comparison": r.comparison, "benchmark (n)": _label(r), "mean Δ pts": r.note}
+            if _not_run(r)
+            else {
                 "comparison": r.comparison,
                 "benchmark (n)": _label(r),
                 "mean Δ pts": _fmt(r.delta_pts, "{:+.2f}"),
@@ -619,7 +640,7 @@ def comparison_section(cdf: pd.DataFrame) -> pd.DataFrame:
             }
             for _, r in rows.iterrows()
         ]
-    )
+    ).fillna("")
 
 
 def markdown_table(df: pd.DataFrame) -> str:
