@@ -5,6 +5,7 @@ that samples groups of completions (``rloo``): ``build_rl_trainer`` takes the TR
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -74,28 +75,40 @@ def grpo_args(recipe: dict, common: dict, config_cls) -> dict:
 
 
 def build_rl_trainer(
-    trainer_cls,
-    config_cls,
     model,
     tok,
     rows,
+    val_rows,
     recipe,
     common,
     peft_config,
     callbacks,
-    loss_cb,
-    dirs,
     *,
+    loss_cb,
+    dirs=(),
+    judging: dict | None = None,
+    module: str,
+    trainer: str,
+    config: str,
     args_of=grpo_args,
     group: int | None = None,
-    judging: dict | None = None,
+    env: dict | None = None,
+    **_,
 ):
     """A TRL trainer that samples ``num_generations`` completions per prompt (GRPOTrainer,
     RLOOTrainer; OnlineDPOTrainer: two, ``group``), rewards from the registry's scorers and judges
     (training.rewards, training.judge_reward: ``judging`` is what the adapter job resolved for the
-    judges), the group statistics recorded at every log. ``args_of(recipe, common, config_cls)``:
-    the config's keyword arguments (default grpo_args)."""
+    judges), the group statistics recorded at every log. ``module``.``trainer`` and its ``config``
+    class are imported here (``env`` set first); ``args_of(recipe, common, config_cls)``: the
+    config's keyword arguments (default grpo_args)."""
+    import importlib
+
     from datasets import Dataset
+
+    for k, v in (env or {}).items():
+        os.environ.setdefault(k, v)
+    mod = importlib.import_module(module)
+    trainer_cls, config_cls = getattr(mod, trainer), getattr(mod, config)
 
     train_rows = grpo_rows(rows)
     if not train_rows:
@@ -113,7 +126,7 @@ def build_rl_trainer(
     loss_cb.group_stats = stats
     judges = judge_rewards(judge_specs(specs), judging)
     args = config_cls(**args_of(recipe, common, config_cls))
-    trainer = trainer_cls(
+    built = trainer_cls(
         model=model,
         reward_funcs=reward_functions(specs, dirs, stats, judges),
         args=args,
@@ -129,7 +142,7 @@ def build_rl_trainer(
     }
     if judges:
         extra["judges"] = {name: j.describe() for name, j in judges.items()}
-    return trainer, train_rows, extra
+    return built, train_rows, extra
 
 
 def record_judges(trainer, loss_cb, extra: dict) -> None:
@@ -152,45 +165,11 @@ def rl_objective(
     (``module``.``trainer`` with its ``config`` class, imported when a run builds it; ``env``: set
     first): grpo, rloo and online_dpo differ only in these, so each is one line."""
 
-    def build_trainer(
-        model,
-        tok,
-        rows,
-        val_rows,
-        recipe,
-        common,
-        peft_config,
-        callbacks,
-        *,
-        loss_cb,
-        dirs=(),
-        judging=None,
-        **_,
-    ):
-        import importlib
-
-        for k, v in (env or {}).items():
-            os.environ.setdefault(k, v)
-        mod = importlib.import_module(module)
-        return build_rl_trainer(
-            getattr(mod, trainer),
-            getattr(mod, config),
-            model,
-            tok,
-            rows,
-            recipe,
-            common,
-            peft_config,
-            callbacks,
-            loss_cb,
-            dirs,
-            args_of=args_of,
-            group=group,
-            judging=judging,
-        )
-
+    build = functools.partial(
+        build_rl_trainer, module=module, trainer=trainer, config=config, args_of=args_of, group=group, env=env
+    )
     # they sample completions from the model they train: non-finite logits stop the run
-    return Objective(build_trainer, after_train=record_judges, samples_completions=True)
+    return Objective(build, after_train=record_judges, samples_completions=True)
 
 
 # TRL's GRPOTrainer: each completion's advantage is its reward against its group's
