@@ -88,6 +88,12 @@ def test_a_group_becomes_one_benchmark_per_task_on_the_groups_axis():
     ]
     assert benchmark_axes(cfg)["arc_both-arc_easy"] == "arc"
     assert validate_config(cfg) == cfg
+    by_hand = tiny_config()
+    by_hand["benchmarks"]["arc_easy"]["group"] = "knowledge"
+    assert (
+        "'benchmarks.arc_easy.group': set by deltaflow on the benchmarks an lm-eval group"
+        in config_errors(by_hand)
+    )
     clash = tiny_config()
     clash["benchmarks"]["arc_both"] = {"task": "lm_eval:ai2_arc"}
     clash["benchmarks"]["arc_both-arc_easy"] = {"task": "lm_eval:arc_easy"}

@@ -183,7 +183,12 @@ def expand_groups(config: dict) -> list[str]:
     task's name and its YAML's dataset_name (per-task local files: MMLU's subjects). Run where the
     config is validated, like the grids; a second run changes nothing. Returns the names that
     clash with a benchmark already configured."""
-    problems = []
+    problems = [  # `group` names where an expanded benchmark came from; by hand it would do nothing
+        f"config key 'benchmarks.{name}.group': set by deltaflow on the benchmarks an lm-eval group "
+        f"expands into (named <group>-<task>); remove it, or give the group as task: lm_eval:<group>"
+        for name, bench in sorted(config["benchmarks"].items())
+        if bench.get("group") and not name.startswith(f"{bench['group']}-")
+    ]
     for name, bench in sorted(config["benchmarks"].items()):
         task = bench.get("task", name)
         target = task[len(PREFIX) :] if is_lm_eval_task(task) else ""
