@@ -103,14 +103,24 @@ def main() -> None:
     timing = run_worker_job(
         python=vllm_python(None),
         model_dir=args.model,
-        adapter_dir=None,
-        benchmarks=[{"spec": spec.to_dict(), "docs": str(docs), "work_dir": str(tmp / "vllm")}],
+        arms=[
+            {
+                "model": "model",
+                "adapter_dir": None,
+                "benchmarks": [{"spec": spec.to_dict(), "docs": str(docs), "work_dir": str(tmp / "vllm")}],
+            }
+        ],
         chunk_size=args.n,
         options={"dtype": args.dtype, "max_model_len": 2048},
         job_dir=tmp,
     )
     raws = generate_outputs(None, spec, docs, tmp / "vllm", chunk_size=args.n)
-    rows["vllm"] = (timing["load_s"], timing["generate_s"][args.benchmark], count_tokens(tok, raws), raws)
+    rows["vllm"] = (
+        timing["load_s"],
+        timing["generate_s"][f"model/{args.benchmark}"],
+        count_tokens(tok, raws),
+        raws,
+    )
     print(f"{'backend':<8} {'load s':>8} {'gen s':>8} {'items/s':>8} {'gen tok':>8} {'tok/s':>8}")
     for name, (load_s, secs, toks, _) in rows.items():
         print(f"{name:<8} {load_s:>8.1f} {secs:>8.1f} {args.n / secs:>8.2f} {toks:>8d} {toks / secs:>8.1f}")

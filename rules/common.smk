@@ -21,6 +21,7 @@ from deltaflow.datasets import prompt_sets
 from deltaflow.bench.judging import judge_label, judge_ref, settings as judge_settings
 from deltaflow.origins import Origins
 from deltaflow.suites import model_benchmarks, not_run_reason
+from deltaflow.eval_jobs import eval_batches
 from deltaflow.generation import verifier_spec
 from deltaflow import sources
 
@@ -267,7 +268,8 @@ def model_load_params(model):
     """How bench.raw_outputs.load_model loads a model: adapter folder, full model folder (a GGUF's
     tokenizer too), GGUF file."""
     node = GRAPH.node(model)
-    return {"adapter_dir": node.adapter_dir, "merged_dir": node.full_dir, "gguf": node.gguf_file}
+    served = {"served": node.served} if node.served else {}  # a served model: its endpoint (bench.served)
+    return {"adapter_dir": node.adapter_dir, "merged_dir": node.full_dir, "gguf": node.gguf_file, **served}
 
 
 def scorer_files():
@@ -277,12 +279,62 @@ def scorer_files():
     return sorted({f for spec in BENCH_SPECS.values() if spec.scorer for f in [scorer_file(spec.scorer)] if f})
 
 
-def get_eval_input(wildcards):
-    """The model's own files and the docs of the benchmarks it runs (its suites: BENCH_OF)."""
-    benchmarks = BENCH_OF[wildcards.model]
-    return {"base": base_input(wildcards.model), "code": script_code("evaluate.py"), "scorers": scorer_files(),
+def eval_arm(model):
+    """What an eval job needs of one of its models (deltaflow.bench.eval_job.evaluate_arm): the
+    benchmarks it runs (its suites: BENCH_OF) with their docs, the others' not-run reasons, its
+    input files (recorded in each benchmark's manifest) and how it loads."""
+    benchmarks = BENCH_OF[model]
+    return {"model": model, "base": base_input(model), "specs": eval_specs(model), "not_run": not_run(model),
             "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in benchmarks],
-            "fewshot": [f"results/benchmarks/{b}/fewshot.jsonl" for b in benchmarks], **model_inputs(wildcards.model)}
+            "fewshot": [f"results/benchmarks/{b}/fewshot.jsonl" for b in benchmarks],
+            "inputs": {"base": base_input(model), **model_inputs(model)}, "load": model_load_params(model)}
+
+
+def get_eval_input(wildcards, models=None):
+    """The files of an eval job's models (its arms: ``models``, or the one model of the
+    `evaluate` job) and the docs of the benchmarks they run."""
+    arms = [eval_arm(m) for m in (models or [wildcards.model])]
+    files = lambda key: sorted({f for a in arms for f in a[key]})
+    return {"base": sorted({a["base"] for a in arms}), "code": script_code("evaluate.py"), "scorers": scorer_files(),
+            "docs": files("docs"), "fewshot": files("fewshot"),
+            "models": sorted({f for a in arms for k, f in a["inputs"].items() if k != "base"})}
+
+
+def eval_job_outputs(models):
+    """Every declared file of the models' evals: each benchmark's records and metrics (or a
+    judged one's responses) and the summary, per model."""
+    per = lambda pattern, benches: [pattern.format(m=m, b=b) for m in models for b in benches]
+    return {"samples": per("results/evals/{m}/{b}.jsonl", SCORED), "metrics": per("results/evals/{m}/{b}.json", SCORED),
+            "responses": per("results/evals/{m}/{b}.responses.jsonl", JUDGED),
+            "summary": [f"results/evals/{m}/summary.json" for m in models]}
+
+
+def eval_params(models):
+    """The eval job's params: its models (arms, see eval_arm) and the settings they share."""
+    return dict(
+        arms=[eval_arm(m) for m in models],
+        batch_size=config["eval"]["batch_size"],
+        device=config["eval"]["device"],
+        chunk_size=config["eval"]["chunk_size"],
+        backend=config["eval"]["backend"],
+        vllm_python=config["eval"]["vllm"].get("python"),
+        # several GPUs for one eval job (eval.gpus on cuda): vLLM's tensor parallelism
+        vllm_options={**{k: v for k, v in config["eval"]["vllm"].items() if k != "python"},
+                      **({"tensor_parallel_size": config["eval"]["gpus"]}
+                         if config["eval"]["device"] == "cuda" and config["eval"]["gpus"] > 1 else {})},
+        cache_dir="results/evals/.cache",
+    )
+
+
+def eval_runtime(models):
+    """Minutes: a base allowance plus a share per model x benchmark (all run in the one job)."""
+    return 30 + 10 * sum(len(BENCH_OF[m]) for m in models)
+
+
+# eval jobs of several arms of one base (eval.arms_per_job, deltaflow.eval_jobs); every other
+# model has its own `evaluate` job
+EVAL_BATCHES = eval_batches(GRAPH, MODELS, config["eval"]["arms_per_job"])
+BATCHED = {m for batch in EVAL_BATCHES for m in batch.models}
 
 
 def eval_specs(model, judged_only=False):

@@ -47,36 +47,45 @@ rule evaluate:
     input:
         unpack(get_eval_input),
     output:
-        samples=expand("results/evals/{{model}}/{benchmark}.jsonl", benchmark=SCORED),
-        metrics=expand("results/evals/{{model}}/{benchmark}.json", benchmark=SCORED),
-        # judged benchmarks: the responses only; the judge job scores them (rules/judge.smk)
-        responses=expand("results/evals/{{model}}/{benchmark}.responses.jsonl", benchmark=JUDGED),
-        summary="results/evals/{model}/summary.json",
+        **eval_job_outputs(["{model}"]),
     params:
         # the benchmarks this model runs; the others' files get a not_run record (deltaflow.suites)
-        specs=lambda w: eval_specs(w.model),
-        not_run=lambda w: not_run(w.model),
-        batch_size=config["eval"]["batch_size"],
-        device=config["eval"]["device"],
-        chunk_size=config["eval"]["chunk_size"],
-        backend=config["eval"]["backend"],
-        vllm_python=config["eval"]["vllm"].get("python"),
-        # several GPUs for one eval job (eval.gpus on cuda): vLLM's tensor parallelism
-        vllm_options={**{k: v for k, v in config["eval"]["vllm"].items() if k != "python"},
-                      **({"tensor_parallel_size": config["eval"]["gpus"]}
-                         if config["eval"]["device"] == "cuda" and config["eval"]["gpus"] > 1 else {})},
-        cache_dir="results/evals/.cache",
-        adapter_dir=lambda w: model_load_params(w.model)["adapter_dir"],
-        # exports: a full merged model, or a GGUF run by llama.cpp with the merged tokenizer
-        merged_dir=lambda w: model_load_params(w.model)["merged_dir"],
-        gguf=lambda w: model_load_params(w.model)["gguf"],
+        **{k: (lambda w, k=k: eval_params([w.model])[k]) for k in eval_params([]).keys()},
     log:
         "logs/evals/{model}.log",
+    wildcard_constraints:
+        # the models evaluated with others of their base have their batch's rule (below)
+        model=_alternatives([m for m in MODELS if m not in BATCHED]) or "(?!)",
     threads: 2
     resources:
         mem_mb=6000,
-        # minutes: a base allowance plus a share per benchmark (all run in this one job)
-        runtime=lambda w: 30 + 10 * len(BENCH_OF[w.model]),
+        runtime=lambda w: eval_runtime([w.model]),
         gpu=config["eval"]["gpus"],
     script:
         "../scripts/evaluate.py"
+
+
+# eval.arms_per_job > 1: the arms of one base, several per job sharing one base load
+# (deltaflow.eval_jobs). A rule per batch, because a rule's outputs are one pattern of its
+# wildcards and a batch's are several models' files. The threads and resources a profile sets
+# for `evaluate` (set-threads / set-resources) apply to these rules too.
+_EVAL_THREADS = workflow.resource_settings.overwrite_threads.get("evaluate", 2)
+_EVAL_RESOURCES = dict(workflow.resource_settings.overwrite_resources.get("evaluate", {}))
+for _batch in EVAL_BATCHES:
+
+    rule:
+        name: _batch.rule
+        input:
+            **get_eval_input(None, _batch.models),
+        output:
+            **eval_job_outputs(_batch.models),
+        params:
+            **eval_params(_batch.models),
+        log:
+            _batch.log,
+        threads: _EVAL_THREADS
+        resources:
+            **{"mem_mb": 6000, "runtime": eval_runtime(_batch.models), "gpu": config["eval"]["gpus"],
+               **_EVAL_RESOURCES},
+        script:
+            "../scripts/evaluate.py"

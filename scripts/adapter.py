@@ -4,7 +4,7 @@ import shutil
 from pathlib import Path
 
 from deltaflow.bench.judging import label_of
-from deltaflow.bench.raw_outputs import ref_identity
+from deltaflow.bench.served import ref_identity
 from deltaflow.errors import DataError
 from deltaflow.io import (
     atomic_dir,

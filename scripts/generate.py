@@ -10,8 +10,9 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from deltaflow.bench.raw_outputs import load_ref, ref_identity, token_counter
+from deltaflow.bench.raw_outputs import token_counter
 from deltaflow.bench.run import LazyModel, cache_key, generation_code, raw_outputs
+from deltaflow.bench.served import load_ref, ref_identity
 from deltaflow.bench.spec import BenchmarkSpec
 from deltaflow.generation import build_rows, eval_spec, prompt_docs
 from deltaflow.io import atomic_path, read_jsonl, sha256_text, write_jsonl
@@ -47,7 +48,7 @@ log.info(
 
 def on_vllm(ref):
     """vLLM generates for a workflow model or a local folder (not a GGUF, not a hub id offline)."""
-    return p.backend == "vllm" and not ref.get("gguf") and "hub" not in ref
+    return p.backend == "vllm" and not ref.get("gguf") and not ref.get("served") and "hub" not in ref
 
 
 def outputs_of(role, ref):
@@ -79,34 +80,37 @@ def outputs_of(role, ref):
         if not (cache_dir / key / "outputs.jsonl").exists():
             model_dir = Path(ref.get("path") or ref.get("merged_dir") or base_dir)
             adapter = Path(ref["adapter_dir"]) if ref.get("adapter_dir") else None
+            todo = {
+                "spec": spec.to_dict(),
+                "docs": str(docs_path),
+                "work_dir": str(cache_dir / (key + ".partial")),
+            }
             run_worker_job(
                 python=vllm_python(p.vllm_python),
                 model_dir=model_dir,
-                adapter_dir=adapter,
-                benchmarks=[
-                    {
-                        "spec": spec.to_dict(),
-                        "docs": str(docs_path),
-                        "work_dir": str(cache_dir / (key + ".partial")),
-                    }
-                ],
+                arms=[{"model": name, "adapter_dir": adapter, "benchmarks": [todo]}],
                 chunk_size=p.chunk_size,
                 options=p.vllm_options,
                 job_dir=cache_dir / f".vllm-{name}-{role}",
             )
     else:
-        model = LazyModel(
-            lambda: load_ref(
-                ref, base_dir, batch_size=p.batch_size, device=p.device, threads=snakemake.threads
-            )
-        )
+        opts = {"batch_size": p.batch_size, "device": p.device, "threads": snakemake.threads}
+        served_cache = cache_dir / "served" / f"{name}-{role}"  # a served teacher's answers
+        model = LazyModel(lambda: load_ref(ref, base_dir, request_cache=served_cache, **opts))
     count = None
     if "hub" not in ref:
         where = Path(ref["path"]) if "path" in ref else base_dir
         count = token_counter(
             where,
             adapter_dir=Path(ref["adapter_dir"]) if ref.get("adapter_dir") else None,
-            merged_dir=Path(ref["merged_dir"]) if ref.get("merged_dir") else None,
+            merged_dir=next(
+                (
+                    Path(d)
+                    for d in (ref.get("merged_dir"), (ref.get("served") or {}).get("tokenizer_dir"))
+                    if d
+                ),
+                None,
+            ),
         )
     raws, hit, health = raw_outputs(
         model, spec, docs_path, cache_dir=cache_dir, key=key, chunk_size=p.chunk_size, count_tokens=count

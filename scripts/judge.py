@@ -18,7 +18,7 @@ from deltaflow.bench.judging import (
     responses_of,
     settings,
 )
-from deltaflow.bench.raw_outputs import decoding_hash, load_ref, ref_identity
+from deltaflow.bench.raw_outputs import decoding_hash
 from deltaflow.bench.run import (
     LazyModel,
     benchmark_metrics,
@@ -28,6 +28,7 @@ from deltaflow.bench.run import (
     write_benchmark_outputs,
 )
 from deltaflow.bench.scorer import apply_scorer
+from deltaflow.bench.served import load_ref, ref_identity
 from deltaflow.bench.spec import BenchmarkSpec
 from deltaflow.io import atomic_path, read_jsonl, sha256_text, write_json
 from deltaflow.provenance import build_manifest, device_class, output_versions
@@ -53,7 +54,14 @@ hf_settings = {
 identities = {label: ref_identity(j, Path(inp.base)) for label, j in p.judges.items()}
 judges = {
     label: LazyModel(
-        lambda j=j: load_ref(j, base_dir, batch_size=p.batch_size, device=p.device, threads=p.threads)
+        lambda j=j: load_ref(
+            j,
+            base_dir,
+            request_cache=cache_dir / "served" / f"judge-{model}",  # a served judge's answers
+            batch_size=p.batch_size,
+            device=p.device,
+            threads=p.threads,
+        )
     )
     for label, j in p.judges.items()
 }

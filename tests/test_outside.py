@@ -72,6 +72,32 @@ def test_a_bad_outside_model_is_refused_before_any_job(tiny_cfg, spec, key, word
     assert f"config key '{key}'" in err and words in err, err
 
 
+SERVED = {"kind": "served", "served": {"url": "http://127.0.0.1:1/v1", "model": "m"}}
+
+
+def test_served_models_are_checked_before_any_job(tiny_cfg):
+    """A served model runs generation benchmarks only and judges in generate mode; it has an
+    endpoint and no source (tests/test_served.py runs a real one)."""
+    tiny_cfg["models"] = {
+        "both": {**SERVED, "source": dict(TINY_MODEL)},
+        "none": {"kind": "served"},
+        "bad_url": {"kind": "served", "served": {"url": "gpu-node:8000", "model": "m"}},
+    }
+    err = config_errors(tiny_cfg)
+    assert "config key 'models.both'" in err and "no `source:`" in err
+    assert "config key 'models.none.served': 'served' is a required property" in err
+    assert "config key 'models.bad_url.served.url'" in err
+    tiny_cfg["models"] = {"srv": SERVED}
+    tiny_cfg["benchmarks"]["gsm8k"]["judge"] = {"kind": "rubric", "model": "srv"}
+    err = config_errors(tiny_cfg)
+    assert "config key 'models.srv.served': benchmark 'arc_easy' is multiple-choice" in err, err
+    assert "config key 'benchmarks.gsm8k.judge.mode': the judge 'srv' is served" in err
+    graph = ModelGraph({**tiny_cfg, "models": {"srv": {**SERVED, "releasable": False, "description": None}}})
+    node = graph.node("srv")
+    assert (node.form, node.full_dir, node.adapter_dir, node.gguf_file) == ("served", None, None, None)
+    assert node.served["tokenizer_dir"] == "results/models/outside/srv"
+
+
 def test_an_outside_model_cannot_take_a_workflow_models_name(tiny_cfg):
     tiny_cfg["models"] = {"run_a": RIVAL}
     assert "config key 'models.run_a': 'run_a' is already a model of this workflow" in config_errors(tiny_cfg)

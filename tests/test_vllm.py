@@ -58,36 +58,46 @@ def _spec(name, n, **dec):
 
 
 def test_vllm_matches_hf_with_an_unmerged_lora(model_and_adapter, tmp_path):
+    """One vLLM engine for two arms (the base itself, then the adapter as a LoRA request, as an
+    eval job of several arms runs them): each arm's greedy responses are HF's for that arm."""
     base, adapter = model_and_adapter
     specs = [_spec("gsm8k", 4, max_gen_toks=8), _spec("humaneval", 3, max_gen_toks=8)]
-    jobs = []
-    for spec in specs:
-        docs = tmp_path / f"{spec.name}.jsonl"
-        write_jsonl(docs, prepare_docs(spec))
-        jobs.append(
-            {"spec": spec.to_dict(), "docs": str(docs), "work_dir": str(tmp_path / "vllm" / spec.name)}
-        )
+    arms = []
+    for name, adapter_dir in (("base", None), ("lora", adapter)):
+        jobs = []
+        for spec in specs:
+            docs = tmp_path / f"{spec.name}.jsonl"
+            write_jsonl(docs, prepare_docs(spec))
+            jobs.append(
+                {"spec": spec.to_dict(), "docs": str(docs), "work_dir": str(tmp_path / name / spec.name)}
+            )
+        arms.append({"model": name, "adapter_dir": adapter_dir, "benchmarks": jobs})
     timing = run_worker_job(
         python=vllm_python(None),
         model_dir=base,
-        adapter_dir=adapter,
-        benchmarks=jobs,
+        arms=arms,
         chunk_size=4,
         options={"dtype": "float32", "max_model_len": 512},
         job_dir=tmp_path,
     )
-    assert set(timing["generate_s"]) == {"gsm8k", "humaneval"}
-    hf = load_model(base, adapter_dir=adapter, batch_size=4)
-    hf_base = load_model(base, batch_size=4)
-    changed = []
-    for spec, job in zip(specs, jobs):
-        vl = generate_outputs(None, spec, Path(job["docs"]), Path(job["work_dir"]), chunk_size=4)
-        ref = generate_outputs(hf, spec, Path(job["docs"]), tmp_path / "hf" / spec.name, chunk_size=4)
-        plain = generate_outputs(hf_base, spec, Path(job["docs"]), tmp_path / "hf0" / spec.name, chunk_size=4)
-        assert [r["prompt_hash"] for r in vl] == [r["prompt_hash"] for r in ref]
-        assert [r["responses"] for r in vl] == [r["responses"] for r in ref]
-        changed.append([r["responses"] for r in ref] != [r["responses"] for r in plain])
-    assert any(changed)  # the adapter was applied (vLLM did not silently serve the base)
+    assert set(timing["generate_s"]) == {f"{a}/{b}" for a in ("base", "lora") for b in ("gsm8k", "humaneval")}
+    hf = {"lora": load_model(base, adapter_dir=adapter, batch_size=4), "base": load_model(base, batch_size=4)}
+    responses = {}
+    for arm in arms:
+        for spec, job in zip(specs, arm["benchmarks"]):
+            vl = generate_outputs(None, spec, Path(job["docs"]), Path(job["work_dir"]), chunk_size=4)
+            ref = generate_outputs(
+                hf[arm["model"]],
+                spec,
+                Path(job["docs"]),
+                tmp_path / "hf" / arm["model"] / spec.name,
+                chunk_size=4,
+            )
+            assert [r["prompt_hash"] for r in vl] == [r["prompt_hash"] for r in ref]
+            assert [r["responses"] for r in vl] == [r["responses"] for r in ref], (arm["model"], spec.name)
+            responses[arm["model"], spec.name] = [r["responses"] for r in ref]
+    # the adapter was applied (vLLM did not silently serve the base)
+    assert any(responses["lora", s.name] != responses["base", s.name] for s in specs)
 
 
 def test_dora_adapters_are_refused(tmp_path):
@@ -142,7 +152,7 @@ def test_workflow_eval_job_with_the_vllm_backend(tmp_path):
     assert made_by["backend"] == "vllm" and made_by["cache"]["hit"] is False
     assert len((tmp_path / "results/data/vgen/rows.jsonl").read_text().splitlines()) == 2
     log = (tmp_path / "logs/evals/base.log").read_text()
-    assert "vLLM worker: 1 benchmark(s) for base" in log and "vLLM worker finished" in log
+    assert "vLLM worker on results/models/base: base (1)" in log and "vLLM worker finished" in log
     gsm = json.loads((tmp_path / "results/evals/base/gsm8k.json").read_text())
     arc = json.loads((tmp_path / "results/evals/base/arc_easy.json").read_text())
     assert gsm["n"] == 2 and arc["n"] == 2 and gsm["cache"]["hit"] is False

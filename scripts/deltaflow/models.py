@@ -75,7 +75,7 @@ class ModelNode:
     def full_dir(self) -> str | None:
         """A full model's folder (weights, tokenizer and manifest); for a GGUF, the folder whose
         tokenizer it runs with. None for the base and adapters."""
-        if self.kind == "outside" and self.form != "adapter":
+        if self.kind == "outside" and self.form not in ("adapter", "served"):
             return outside_dir(self.name)
         if self.kind in ("merged", "gguf"):
             return self.details["exported_dir"]
@@ -93,6 +93,14 @@ class ModelNode:
         if self.form != "adapter":
             return None
         return outside_dir(self.name) if self.kind == "outside" else self.own_dir
+
+    @property
+    def served(self) -> dict | None:
+        """A served model's endpoint settings (bench.served), with the folder its import wrote
+        the tokenizer to; None for models we load."""
+        if self.form != "served":
+            return None
+        return {**self.details["served"], "tokenizer_dir": outside_dir(self.name)}
 
     @property
     def manifest(self) -> str:
@@ -233,6 +241,7 @@ class ModelGraph:
                 "form": spec["kind"],
                 "releasable": spec["releasable"],
                 "description": spec["description"],
+                **({"served": spec["served"]} if spec["kind"] == "served" else {}),
             }
             nodes.append(ModelNode(name, "outside", details=details))
         for run, spec in sorted(config["runs"].items()):

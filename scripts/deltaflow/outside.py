@@ -12,6 +12,9 @@ to (the audit chain and the eval cache key read them):
   evaluated as our runs' adapters are.
 - ``gguf``: a GGUF file run through llama.cpp, as our GGUF exports are, with the tokenizer
   transformers reads from the GGUF itself.
+- ``served``: a model behind an OpenAI-compatible server (``bench.served``): the import checks
+  that the server lists the model, records what it reports, and writes the tokenizer the
+  prompts are built with; generation benchmarks only.
 
 A model kind is one module plus one kind in ``deltaflow.models``: the eval, tables, audit and
 release code go through the model graph and need nothing of their own.
@@ -48,6 +51,9 @@ def check_outside_models(config: dict, *, check_files: bool):
                 f"config key '{key}': '{name}' is already a model of this workflow (the base, a run "
                 "or a merge); give the outside model another name"
             )
+        if spec["kind"] == "served":
+            yield from _check_served(config, name, spec, check_files=check_files)
+            continue
         kind, src = spec["kind"], spec["source"]
         if src["type"] not in SOURCE_TYPES[kind]:
             yield (
@@ -68,6 +74,39 @@ def check_outside_models(config: dict, *, check_files: bool):
             yield from _check_local(key, kind, src)
         if check_files and src["type"] == "random_init" and not Path(src["corpus"]).is_file():
             yield f"config key '{key}.source.corpus': file '{src['corpus']}' does not exist"
+
+
+def _check_served(config: dict, name: str, spec: dict, *, check_files: bool):
+    """A served model's tokenizer folder exists, and it runs no multiple-choice benchmark: those
+    need prompt log-probs, which deltaflow does not ask servers for (bench.served)."""
+    from .bench.from_config import benchmark_spec
+    from .bench.judging import judge_settings
+    from .suites import model_benchmarks
+
+    key = f"models.{name}.served"
+    tok = spec["served"]["tokenizer"]
+    if check_files and tok and not (Path(tok) / "tokenizer_config.json").is_file():
+        yield f"config key '{key}.tokenizer': no tokenizer (tokenizer_config.json) in '{tok}'"
+    judges = [
+        (f"benchmarks.{b}.judge", spec.get("judge")) for b, spec in sorted(config["benchmarks"].items())
+    ]
+    judges += [
+        (f"recipes.{r}.rewards[{i}].judge", reward.get("judge"))
+        for r, recipe in sorted(config["recipes"].items())
+        for i, reward in enumerate(recipe.get("rewards") or [])
+    ]
+    for where, judge in judges:
+        if (judge or {}).get("model") == name and judge_settings(judge)["mode"] != "generate":
+            yield (
+                f"config key '{where}.mode': the judge '{name}' is served, and a served model gives no "
+                "log-probs here; use mode: generate (the verdict parsed from its text)"
+            )
+    for bench in model_benchmarks(config, [name]).get(name, []):
+        if benchmark_spec(config, bench).output_type == "multiple_choice":
+            yield (
+                f"config key '{key}': benchmark '{bench}' is multiple-choice (log-likelihoods), which a served "
+                "model cannot be scored on here; leave the model out of it (`benchmarks.<b>.models` or suites)"
+            )
 
 
 def _check_local(key: str, kind: str, src: dict):
@@ -91,8 +130,10 @@ def import_outside_model(spec: dict, out_dir: Path, base_dir: Path) -> dict:
     the source's provenance and the hash of every file written."""
     from .basemodel import materialize_base
 
-    kind, src = spec["kind"], spec["source"]
     out_dir.mkdir(parents=True, exist_ok=True)
+    if spec["kind"] == "served":
+        return _import_served(spec["served"], out_dir, base_dir)
+    kind, src = spec["kind"], spec["source"]
     if kind == "full":
         info = materialize_base(src, out_dir)
         extra = {"weights_sha256": sha256_path(out_dir)}  # what the eval cache keys on (merged_dir)
@@ -105,6 +146,20 @@ def import_outside_model(spec: dict, out_dir: Path, base_dir: Path) -> dict:
         extra = {}
     files = {f.name: sha256_file(f) for f in sorted(out_dir.iterdir()) if f.is_file()}
     return {"form": kind, "source": info, "files": files, **extra}
+
+
+def _import_served(served: dict, out_dir: Path, base_dir: Path) -> dict:
+    """What the server reports of the model (bench.served.identity) and the tokenizer the
+    prompts are built with, written beside the manifest."""
+    from transformers import AutoTokenizer
+
+    from .bench.served import identity
+
+    reported = identity(served)
+    tok_dir = Path(served["tokenizer"]) if served["tokenizer"] else base_dir
+    AutoTokenizer.from_pretrained(str(tok_dir)).save_pretrained(str(out_dir))
+    files = {f.name: sha256_file(f) for f in sorted(out_dir.iterdir()) if f.is_file()}
+    return {"form": "served", "served": reported, "tokenizer_from": str(tok_dir), "files": files}
 
 
 def _fetch_folder(src: dict, out_dir: Path) -> dict:

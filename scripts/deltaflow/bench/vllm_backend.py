@@ -50,20 +50,21 @@ def run_worker_job(
     *,
     python: Path,
     model_dir: Path,
-    adapter_dir: Path | None,
-    benchmarks: list[dict],
+    arms: list[dict],
     chunk_size: int,
     options: dict,
     job_dir: Path,
 ) -> dict:
-    """Generate raw outputs for ``benchmarks`` ([{spec, docs, work_dir}]) in the vLLM
-    environment. Returns its timings: wall_s, load_s (vLLM start-up and model load) and
-    generate_s per benchmark. Its log lines go to our log."""
+    """Generate raw outputs for each of ``arms`` ([{model, adapter_dir, benchmarks: [{spec, docs,
+    work_dir}]}]) in the vLLM environment, with one engine on ``model_dir``: each adapter is a
+    LoRA request of that engine (vLLM's multi-LoRA), an arm without one runs the model itself.
+    Returns its timings: wall_s, load_s (vLLM start-up and model load) and generate_s per arm and
+    benchmark. Its log lines go to our log."""
+    adapters = [Path(a["adapter_dir"]) for a in arms if a.get("adapter_dir")]
     job = {
         "model_dir": str(model_dir),
-        "adapter_dir": str(adapter_dir) if adapter_dir else None,
-        "lora_rank": lora_rank(adapter_dir) if adapter_dir else None,
-        "benchmarks": benchmarks,
+        "arms": [{**a, "adapter_dir": str(a["adapter_dir"]) if a.get("adapter_dir") else None} for a in arms],
+        "lora_rank": max(lora_rank(a) for a in adapters) if adapters else None,
         "chunk_size": chunk_size,
         "options": options,
     }
@@ -161,18 +162,26 @@ def load_vllm(model_dir: str, adapter_dir: str | None, rank: int | None, options
 
 
 def _main(job_path: str) -> int:
+    from vllm.lora.request import LoRARequest
+
     from .raw_outputs import generate_outputs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s vllm-worker %(levelname)s %(message)s")
     job = json.loads(Path(job_path).read_text())
     t0 = time.time()
-    lm = load_vllm(job["model_dir"], job["adapter_dir"], job["lora_rank"], job["options"])
+    adapters = [a["adapter_dir"] for a in job["arms"] if a["adapter_dir"]]
+    # lm-eval's VLLM enables LoRA when given an adapter; each arm then sets its own request
+    lm = load_vllm(job["model_dir"], adapters[0] if adapters else None, job["lora_rank"], job["options"])
     timing = {"load_s": round(time.time() - t0, 2), "generate_s": {}}
-    for b in job["benchmarks"]:
-        t0 = time.time()
-        spec = BenchmarkSpec.from_dict(b["spec"], check=False)  # to_dict's output, checked by the eval job
-        generate_outputs(lm, spec, Path(b["docs"]), Path(b["work_dir"]), chunk_size=job["chunk_size"])
-        timing["generate_s"][spec.name] = round(time.time() - t0, 2)
+    for i, arm in enumerate(job["arms"]):
+        lm.lora_request = LoRARequest(f"arm{i}", i + 1, arm["adapter_dir"]) if arm["adapter_dir"] else None
+        for b in arm["benchmarks"]:
+            t0 = time.time()
+            spec = BenchmarkSpec.from_dict(
+                b["spec"], check=False
+            )  # to_dict's output, checked by the eval job
+            generate_outputs(lm, spec, Path(b["docs"]), Path(b["work_dir"]), chunk_size=job["chunk_size"])
+            timing["generate_s"][f"{arm['model']}/{spec.name}"] = round(time.time() - t0, 2)
     (Path(job_path).parent / "vllm-timing.json").write_text(json.dumps(timing))
     return 0
 

@@ -279,11 +279,12 @@ class JudgeReward:
     def _judge(self, jdocs: list[dict]) -> list[dict]:
         with _rng_kept(), _quiet(), tempfile.TemporaryDirectory() as tmp:
             if self._lm is None:
-                from ..bench.raw_outputs import load_ref
+                from ..bench.served import load_ref
 
                 log.info("reward %s: loading the judge %s", self.name, judging.label_of(self.ref))
                 load = {k: v for k, v in self.load.items() if k != "base_dir"}
-                self._lm = load_ref(self.ref, Path(self.load["base_dir"]), **load)
+                cache = self.cache.path.with_suffix("")  # a served judge's answers beside the judgments
+                self._lm = load_ref(self.ref, Path(self.load["base_dir"]), request_cache=cache, **load)
             return judge_outputs(self._lm, self.spec, jdocs, Path(tmp))
 
     def _count(self, **counts: int) -> None:

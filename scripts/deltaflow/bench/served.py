@@ -1,0 +1,232 @@
+"""Served models: a model behind an OpenAI-compatible server (vLLM's `vllm serve`, SGLang, TGI,
+llama.cpp's server), evaluated, judging or generating through HTTP instead of loaded in the job.
+
+The client is lm-eval's own ``local-completions`` model (``LocalCompletionsAPI``): bounded
+concurrency (``num_concurrent``), a timeout, retries with exponential backoff on any failed
+request (429, 5xx, a refused connection; tenacity inside lm-eval), and prompts built in our
+process with the model's tokenizer exactly as for a model we load, so a served model and the
+same weights in the job see the same text. Requests go to the completions endpoint as text
+(llama.cpp's server takes no token ids).
+
+- **Identity.** ``identity()`` asks the server's ``/v1/models``: the configured model must be
+  listed, and what the server reports of it (its id, owner, root path, context length; not its
+  start time) goes into the import manifest, the eval cache key and the audit chain. The eval
+  job asks again before any request and refuses a server that now reports something else.
+- **Request cache.** Each request's answer is saved as it arrives, by content (model identity,
+  prompt, decoding), with lm-eval's ``CachingLM`` (``simple_evaluate(use_cache=...)``): a
+  killed eval or judge resumes without asking again for what it already has. Sampled
+  generations are not cached by lm-eval (each sample must be drawn).
+- **Failures.** After the retries, the job stops with the endpoint, the model and the last
+  error (``ServedModelError``). A choice without text (null, which lm-eval would turn into an
+  empty answer) is an error too, never a silent empty answer.
+- **Log-likelihoods** need prompt log-probs (completions with ``echo`` + ``logprobs``), which
+  not every server gives; multiple-choice benchmarks on a served model are refused before any
+  job (``check_served_benchmarks``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ..errors import DeltaflowError
+from ..io import sha256_path, sha256_text
+
+log = logging.getLogger(__name__)
+# what a server reports that changes every start, not with the model
+VOLATILE = ("created",)
+
+
+class ServedModelError(DeltaflowError):
+    pass
+
+
+def api_key(served: dict) -> str:
+    """The key from the environment variable the config names (never the key itself)."""
+    var = served.get("api_key_env")
+    if not var:
+        return ""
+    if var not in os.environ:
+        raise ServedModelError(
+            f"served model at {served['url']}: the environment variable {var} (api_key_env) is not set"
+        )
+    return os.environ[var]
+
+
+def identity(served: dict, *, timeout: float = 30) -> dict:
+    """What the server at ``served['url']`` reports of ``served['model']`` (``/v1/models``):
+    its entry without the fields that change every start. A server that does not answer, or
+    does not list the model, is an error naming both."""
+    url = served["url"].rstrip("/") + "/models"
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key(served)}"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            listing = json.load(resp)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise ServedModelError(f"served model '{served['model']}': {url} did not answer ({exc})") from exc
+    entries = {e.get("id"): e for e in listing.get("data", [])}
+    if served["model"] not in entries:
+        raise ServedModelError(
+            f"the server at {served['url']} serves {sorted(entries)}, not '{served['model']}' "
+            "(the config's served model name); fix the name or point url at the right server"
+        )
+    return {
+        "url": served["url"],
+        "model": served["model"],
+        "reported": {k: v for k, v in sorted(entries[served["model"]].items()) if k not in VOLATILE},
+    }
+
+
+def check_identity(served: dict, recorded: dict) -> None:
+    """The server still reports what the import job recorded (``identity``): else the cached
+    outputs and the manifest would describe another model."""
+    now = identity(served)
+    if now["reported"] != recorded["reported"]:
+        raise ServedModelError(
+            f"the server at {served['url']} now reports {now['reported']} for '{served['model']}', but the "
+            f"workflow recorded {recorded['reported']}; the model changed behind the endpoint. Rerun its "
+            "import (delete its results/models/outside/<name>/manifest.json) to evaluate the new one"
+        )
+
+
+def _manifest(served: dict) -> dict:
+    """The import job's manifest (results/models/outside/<name>/, beside the tokenizer)."""
+    return json.loads((Path(served["tokenizer_dir"]) / "manifest.json").read_text())
+
+
+def served_identity(served: dict) -> dict:
+    """What decides a served model's outputs, for cache keys: what the server reported at
+    import, the tokenizer the prompts are built with, and this client's code."""
+    manifest = _manifest(served)
+    return {
+        "served": manifest["served"],
+        "tokenizer": manifest["files"],
+        "client": sha256_path(Path(__file__)),
+    }
+
+
+def ref_identity(ref: dict, base_manifest: Path) -> dict:
+    """``raw_outputs.ref_identity`` for any model ref, served ones included."""
+    if ref.get("served"):
+        return served_identity(ref["served"])
+    from .raw_outputs import ref_identity as loaded
+
+    return loaded(ref, base_manifest)
+
+
+def load_ref(ref: dict, base_dir: Path, *, request_cache: Path, **kwargs):
+    """``raw_outputs.load_ref`` for any model ref; a served one caches its answers in
+    ``request_cache`` (one SQLite file per consuming job: jobs side by side never share one)."""
+    if ref.get("served"):
+        return load_served(ref["served"], cache_db=request_cache)
+    from .raw_outputs import load_ref as loaded
+
+    return loaded(ref, base_dir, **kwargs)
+
+
+def load_served(served: dict, *, cache_db: Path, max_length: int = 2048):
+    """The served model as an lm-eval LM, after checking the server still reports what its
+    import recorded (``check_identity``). Requests go through lm-eval's ``local-completions``
+    client (see the module); answers are cached in ``cache_db`` by content as they arrive."""
+    from lm_eval.api.model import CachingLM
+
+    check_identity(served, _manifest(served)["served"])
+    endpoint = served["url"].rstrip("/") + "/completions"
+    where = f"served model '{served['model']}' at {endpoint}"
+    client = _client(served, endpoint, where, max_length=max_length)
+    # lm-eval's request cache: each answer saved (SQLite) as its request completes; the file is
+    # named by the model's identity, so another model behind the same url never reads it
+    ident = sha256_text(json.dumps(served_identity(served), sort_keys=True))[:16]
+    cache_db = Path(cache_db)
+    cache_db.parent.mkdir(parents=True, exist_ok=True)
+    return _served_lm(
+        client, CachingLM(client, str(cache_db.with_name(f"{cache_db.stem}-{ident}.db"))), where, served
+    )
+
+
+def _client(served: dict, endpoint: str, where: str, *, max_length: int):
+    """lm-eval's local-completions client with the key, the request fields and the checks."""
+    from lm_eval.models.openai_completions import LocalCompletionsAPI
+
+    key = api_key(served)
+
+    class Client(LocalCompletionsAPI):
+        @property
+        def api_key(self):
+            return key
+
+        @staticmethod
+        def parse_generations(outputs, **kwargs):
+            # lm-eval turns a choice without text (null) into "", which would read as an empty answer
+            texts = LocalCompletionsAPI.parse_generations(outputs, **kwargs)
+            if any(t is None for t in texts):
+                raise ServedModelError(f"{where}: the server answered a choice without text: {outputs}")
+            return texts
+
+        def _create_payload(self, *args, **kwargs):
+            # the server's own sampling defaults (llama.cpp's repeat_penalty 1.1 applies even at
+            # temperature 0) set to what the benchmark means: served.extra_body, every request
+            return {**super()._create_payload(*args, **kwargs), **served["extra_body"]}
+
+    return Client(
+        base_url=endpoint,
+        model=served["model"],
+        tokenizer_backend="huggingface",
+        tokenizer=str(served["tokenizer_dir"]),
+        tokenized_requests=False,  # llama.cpp's server takes text prompts only
+        num_concurrent=served["concurrency"],
+        max_retries=served["retries"],
+        timeout=served["timeout_s"],
+        max_length=max_length,
+    )
+
+
+def _served_lm(client, cached, where: str, served: dict):
+    """lm-eval's client behind its request cache as an LM (simple_evaluate takes an LM, which
+    CachingLM is not), failures named."""
+    from lm_eval.api.model import LM
+
+    class ServedLM(LM):
+        tokenizer = client.tokenizer
+
+        def generate_until(self, requests, disable_tqdm: bool = False):
+            try:
+                return cached.generate_until(requests)
+            except Exception as exc:  # lm-eval re-raises the last error once its retries are spent
+                raise ServedModelError(
+                    f"{where}: a request failed after {served['retries']} attempts: {exc!r}"
+                ) from exc
+
+        def loglikelihood(self, requests, disable_tqdm: bool = False):
+            raise ServedModelError(
+                f"{where}: log-likelihood scoring (multiple-choice benchmarks) needs prompt log-probs, "
+                "which deltaflow does not request from servers"
+            )
+
+        loglikelihood_rolling = loglikelihood
+
+        # the prompt text as for the same weights loaded here (llamacpp.make_lm, HFLM): the
+        # tokenizer's own template, applied in this process and sent as text
+        def apply_chat_template(self, chat_history, add_generation_prompt=True):
+            return client.tokenizer.apply_chat_template(
+                chat_history,
+                tokenize=False,
+                add_generation_prompt=add_generation_prompt,
+                continue_final_message=not add_generation_prompt,
+            )
+
+        def chat_template(self, chat_template=False):
+            return client.tokenizer.chat_template if chat_template else None
+
+        @property
+        def tokenizer_name(self) -> str:
+            return client.tokenizer_name
+
+        def tok_encode(self, string, **kwargs):
+            return client.tok_encode(string)
+
+    return ServedLM()

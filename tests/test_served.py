@@ -1,0 +1,244 @@
+"""Served models, for real: llama-cpp-python's OpenAI-compatible server (`python -m
+llama_cpp.server`) over a GGUF of the tiny model, reached through lm-eval's local-completions
+client (deltaflow.bench.served). Greedy responses equal the same GGUF run in this process; the
+request cache answers a rerun; a wrong model name, a server answering 500 for a while and a
+server killed mid-run behave as the issue asks. A small forwarding proxy (a real HTTP server)
+counts requests and injects the 500s."""
+
+import http.client
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import bench_spec, run_snakemake, save_smol_tiny, tiny_config, write_config
+
+from deltaflow.bench.items import prepare_docs
+from deltaflow.bench.raw_outputs import generate_outputs, load_model
+from deltaflow.bench.served import ServedModelError, check_identity, identity, load_served
+from deltaflow.gguf_export import convert
+from deltaflow.io import read_json, write_jsonl
+from deltaflow.outside import import_outside_model
+from deltaflow.provenance import write_manifest
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(gguf: Path, port: int, alias: str = "tiny") -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", alias,
+         "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "512", "--n_threads", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.25)
+    proc.kill()
+    raise RuntimeError("llama_cpp.server did not start")
+
+
+class Proxy:
+    """Forwards to the server; ``fail`` next POSTs answer 500; ``after`` (n, fn) runs fn once
+    n POSTs have been forwarded."""
+
+    def __init__(self, upstream: int):
+        self.upstream, self.posts, self.fail, self.failed, self.after = upstream, 0, 0, 0, None
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _forward(self, method):
+                body = (
+                    self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                    if method == "POST"
+                    else None
+                )
+                if method == "POST" and proxy.fail:
+                    proxy.fail -= 1
+                    proxy.failed += 1
+                    return self._answer(500, b'{"error": "injected"}')
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream, timeout=60)
+                    conn.request(method, self.path, body=body, headers={"Content-Type": "application/json"})
+                    resp = conn.getresponse()
+                    status, data = resp.status, resp.read()
+                except OSError:
+                    return self._answer(502, b'{"error": "upstream down"}')
+                if method == "POST":
+                    proxy.posts += 1
+                    if proxy.after and proxy.posts == proxy.after[0]:
+                        proxy.after[1]()
+                self._answer(status, data)
+
+            def _answer(self, status, data):
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._forward("GET")
+
+            def do_POST(self):
+                self._forward("POST")
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("served")
+    save_smol_tiny(root / "base")
+    convert(root / "base", root / "tiny.gguf", "f32")
+    port = _free_port()
+    server = start_server(root / "tiny.gguf", port)
+    yield {"root": root, "base": root / "base", "gguf": root / "tiny.gguf", "port": port, "server": server}
+    server.kill()
+
+
+def _served(tiny, url, name, **kw):
+    """A served model imported as the workflow's import job does (results/models/outside/<name>/)."""
+    served = {"url": url, "model": "tiny", "api_key_env": None, "tokenizer": None, "concurrency": 2,
+              "timeout_s": 30, "retries": 3, "extra_body": {"repeat_penalty": 1.0}, **kw}  # fmt: skip
+    out = tiny["root"] / "outside" / name
+    extra = import_outside_model({"kind": "served", "served": served}, out, tiny["base"])
+    write_manifest(out / "manifest.json", "outside_model", params={}, inputs={}, extra=extra)
+    return {**served, "tokenizer_dir": str(out)}
+
+
+def _docs(tmp_path, n=6, max_gen_toks=6):
+    spec = bench_spec("gsm8k", n=n, seed=1234, decoding={"max_gen_toks": max_gen_toks})
+    docs = tmp_path / "docs.jsonl"
+    write_jsonl(docs, prepare_docs(spec))
+    return spec, docs
+
+
+def _responses(lm, spec, docs, work):
+    return [r["responses"] for r in generate_outputs(lm, spec, docs, work, chunk_size=64)]
+
+
+def test_served_greedy_responses_equal_the_same_gguf_in_process_and_a_rerun_asks_nothing(tiny, tmp_path):
+    proxy = Proxy(tiny["port"])
+    served = _served(tiny, proxy.url, "srv")
+    spec, docs = _docs(tmp_path)
+    got = _responses(load_served(served, cache_db=tmp_path / "req"), spec, docs, tmp_path / "a")
+    ref = _responses(load_model(tiny["base"], merged_dir=tiny["base"], gguf=tiny["gguf"], threads=1), spec, docs,
+                     tmp_path / "b")  # fmt: skip
+    assert got == ref and any(r[0] for r in got)
+    asked = proxy.posts
+    assert asked == len(got)
+    # a new eval of the same items (no saved chunks): every answer from the request cache
+    again = _responses(load_served(served, cache_db=tmp_path / "req"), spec, docs, tmp_path / "c")
+    assert again == got and proxy.posts == asked
+
+
+def test_a_wrong_model_name_and_a_changed_server_are_refused(tiny):
+    url = f"http://127.0.0.1:{tiny['port']}/v1"
+    with pytest.raises(ServedModelError, match=r"serves \['tiny'\], not 'other'"):
+        identity({"url": url, "model": "other"})
+    recorded = identity({"url": url, "model": "tiny"})
+    assert recorded["reported"]["id"] == "tiny" and "created" not in recorded["reported"]
+    with pytest.raises(ServedModelError, match="now reports"):
+        check_identity(
+            {"url": url, "model": "tiny"}, {**recorded, "reported": {"id": "tiny", "owned_by": "else"}}
+        )
+    with pytest.raises(ServedModelError, match="did not answer"):
+        identity({"url": f"http://127.0.0.1:{_free_port()}/v1", "model": "tiny"})
+
+
+def test_answers_of_500_are_retried_with_backoff(tiny, tmp_path):
+    proxy = Proxy(tiny["port"])
+    served = _served(tiny, proxy.url, "flaky", concurrency=1)
+    spec, docs = _docs(tmp_path, n=3)
+    proxy.fail = 2
+    got = _responses(load_served(served, cache_db=tmp_path / "req"), spec, docs, tmp_path / "a")
+    assert proxy.failed == 2 and proxy.posts == 3 and len(got) == 3
+
+
+def test_a_server_killed_mid_run_fails_clearly_and_a_rerun_resumes_from_the_cache(tiny, tmp_path):
+    port = _free_port()
+    server = start_server(tiny["gguf"], port)
+    proxy = Proxy(port)
+    served = _served(tiny, proxy.url, "killed", concurrency=1, retries=2)
+    spec, docs = _docs(tmp_path, n=5)
+    proxy.after = (2, server.kill)  # the server dies after answering two requests
+    try:
+        with pytest.raises(
+            ServedModelError, match=rf"at {proxy.url}/completions: a request failed after 2 attempts"
+        ):
+            _responses(load_served(served, cache_db=tmp_path / "req"), spec, docs, tmp_path / "a")
+        server = start_server(tiny["gguf"], port)
+        proxy.after, before = None, proxy.posts
+        got = _responses(load_served(served, cache_db=tmp_path / "req"), spec, docs, tmp_path / "a")
+        assert len(got) == 5 and proxy.posts - before == 3  # the two answered before the kill were cached
+    finally:
+        server.kill()
+
+
+def test_served_arm_judge_and_teacher_in_a_workflow(tiny, tmp_path):
+    """A served model as an evaluated arm (a generation benchmark), as the pairwise judge of a
+    judged benchmark and as the teacher of a generation, in one workflow run. The base is the
+    same tiny model the server runs, so the served arm's responses are the base's."""
+    cfg = tiny_config()
+    cfg["base_model"] = {"name": "tiny-smol-tok", "source": {"type": "local", "path": str(tiny["base"])}}
+    served = {
+        "url": f"http://127.0.0.1:{tiny['port']}/v1",
+        "model": "tiny",
+        "extra_body": {"repeat_penalty": 1.0},
+    }
+    cfg["models"] = {"srv": {"kind": "served", "served": served}}
+    cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
+    for key in ("labels_from", "benchmark_profile"):  # arithmetic is not a benchmark here
+        cfg["mixtures"]["mix_a"]["components"][0].pop(key)
+    for key in ("merges", "sweeps", "export", "gates", "tables"):
+        cfg.pop(key, None)
+    cfg["benchmarks"] = {
+        "gsm8k": {"n": 3, "max_gen_toks": 6},
+        "chat": {"task": "writingbench_en", "n": 2, "max_gen_toks": 6,
+                 "judge": {"model": "srv", "kind": "pairwise", "baseline": "base", "mode": "generate",
+                           "max_gen_toks": 4, "max_unparsed_share": 1.0}},
+    }  # fmt: skip
+    cfg["generations"] = {
+        "taught": {"model": "srv", "prompts": {"dataset": "alpaca", "n": 2},
+                   "sampling": {"max_tokens": 6, "chat_template": False}, "guards": cfg["eval"]["guards"]},
+    }  # fmt: skip
+    run_snakemake(
+        tmp_path, write_config(tmp_path, cfg),
+        "results/evals/srv/summary.json", "results/evals/base/summary.json", "results/judged/srv/summary.json",
+        "results/data/taught/rows.jsonl",
+    )  # fmt: skip
+    res = tmp_path / "results"
+    manifest = read_json(res / "models/outside/srv/manifest.json")
+    assert manifest["served"]["reported"]["id"] == "tiny"
+    srv = [json.loads(line)["responses"] for line in (res / "evals/srv/gsm8k.jsonl").read_text().splitlines()]
+    base = [
+        json.loads(line)["responses"] for line in (res / "evals/base/gsm8k.jsonl").read_text().splitlines()
+    ]
+    assert len(srv) == 3 and srv == base  # the tiny model's f32 GGUF greedy = HF fp32 greedy
+    judged = read_json(res / "judged/srv/chat.json")
+    assert judged["n"] == 2 and (res / "judged/srv/chat.jsonl").read_text().count("\n") == 2
+    assert (res / "data/taught/rows.jsonl").read_text().count("\n") == 2
