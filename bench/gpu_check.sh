@@ -5,7 +5,9 @@
 #      script, and packing vs not (bench/train_shapes.py; bf16, sdpa attention);
 #   2. HF generate vs vLLM generated tokens/s on the same prompts (bench/eval_throughput.py), a
 #      benchmark's and the generation stage's (the demo's self-replay prompts);
-#   3. the demo's eval job for the base model on the GPU (the workflow's own rule).
+#   3. the demo's eval job for the base model on the GPU (the workflow's own rule);
+#   4. 8 adapter arms: one process vs one per arm (HF), one multi-LoRA vLLM engine vs one per arm;
+#   5. a served model's requests/s at concurrency 1, 8, 32 (`vllm serve`, bench/served_throughput.py).
 #   bash bench/gpu_check.sh           on the GPU machine (runs `make setup` / `make vllm-env` if needed)
 #   bash bench/gpu_check.sh --smoke   CPU-sized: the same steps on the tiny shape, no vLLM, no
 #                                     workflow run (what tests/test_bench.py runs)
@@ -55,5 +57,11 @@ if [ "$SMOKE" = 0 ]; then
     >"$work/demo.log" 2>&1 || { tail -40 "$work/demo.log"; exit 1; }
   echo "demo eval job (base model, all benchmarks, with its upstream jobs): $(( $(date +%s) - t0 )) s"
   cat "$work/demo/results/evals/base/summary.json" 2>/dev/null | head -c 2000; echo
+  echo "== 4. 8 adapter arms of the base: one process vs one per arm (HF), one vLLM engine (multi-LoRA) vs one per arm =="
+  $PY bench/multi_arm_eval.py --results "$work/demo/results" --arms 8 --docs 64 --threads 4
+  $PY bench/multi_arm_eval.py --results "$work/demo/results" --arms 8 --docs 64 --backend vllm
+  echo "== 5. a served model's throughput (vllm serve), requests/s at the client's concurrency =="
+  $PY bench/served_throughput.py --vllm "$work/demo/results/models/base" \
+    --docs "$work/demo/results/benchmarks/gsm8k/docs.jsonl" --n 128 --max-gen-toks 128 --concurrency 1 8 32
 fi
 echo "gpu_check: done ($DEV)"

@@ -6,6 +6,8 @@
 Needs a finished demo (``make demo``): its base and adapters under ``<results>``. The arms are
 the demo's adapters (the run, its checkpoint, the sweep arm, the merge) and, to reach
 ``--arms``, copies of the run's adapter with its LoRA B matrices scaled (x0.25, x0.75, ...).
+Where the demo trained nothing (bench/gpu_check.sh evaluates the base only), the arms are
+random LoRA adapters (r 8, all linear layers, seeds 0..N-1) made on the base.
 Each arm is evaluated on the first ``--docs`` items of every demo benchmark (no eval cache)
 through the workflow's own code (bench.eval_job.SharedBase, bench.raw_outputs.generate_outputs):
 
@@ -118,6 +120,20 @@ def vllm_run(job: dict) -> dict:
     return {"outputs": outputs, "startup_s": timing["load_s"], "wall_s": time.time() - t0}
 
 
+def random_adapters(base: Path, out: Path, n: int) -> Path:
+    """``n`` random LoRA adapters on the base (``out/random<i>``); the first one's folder."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    for i in range(n):
+        torch.manual_seed(i)
+        model = AutoModelForCausalLM.from_pretrained(base)
+        cfg = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False)
+        get_peft_model(model, cfg).save_pretrained(out / f"random{i}")
+    return out / "random0"
+
+
 def run_worker(job: dict) -> dict:
     if job.get("backend") == "vllm":
         t0 = time.time()
@@ -149,7 +165,16 @@ def main() -> None:
     res = Path(args.results)
     tmp = Path(tempfile.mkdtemp(prefix="multi_arm_"))
     run = res / "adapters/arith_lora"
-    adapters = [run, run / "checkpoints/step50", res / "merges/arith_lora.x0.5", res / "merges/arith_soup"]
+    if run.exists():
+        adapters = [
+            run,
+            run / "checkpoints/step50",
+            res / "merges/arith_lora.x0.5",
+            res / "merges/arith_soup",
+        ]
+    else:
+        random_adapters(res / "models/base", tmp, args.arms)
+        adapters = [tmp / f"random{i}" for i in range(args.arms)]
     scales = [0.25, 0.75, 1.25, 1.5, 1.75, 2.0]
     while len(adapters) < args.arms:
         s = scales[len(adapters) - 4]

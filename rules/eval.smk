@@ -69,8 +69,11 @@ rule evaluate:
 # (deltaflow.eval_jobs). A rule per batch, because a rule's outputs are one pattern of its
 # wildcards and a batch's are several models' files. The threads and resources a profile sets
 # for `evaluate` (set-threads / set-resources) apply to these rules too.
-_EVAL_THREADS = workflow.resource_settings.overwrite_threads.get("evaluate", 2)
-_EVAL_RESOURCES = dict(workflow.resource_settings.overwrite_resources.get("evaluate", {}))
+# (Snakemake keeps them parsed, as Resource objects: what the profile wrote is their `raw`.) A
+# profile's runtime for `evaluate` is one model's; a batch asks for it once per arm.
+_EVAL_THREADS = getattr(_t := workflow.resource_settings.overwrite_threads.get("evaluate", 2), "raw", _t)
+_EVAL_RESOURCES = {k: getattr(v, "raw", v)
+                   for k, v in dict(workflow.resource_settings.overwrite_resources.get("evaluate", {})).items()}
 for _batch in EVAL_BATCHES:
 
     rule:
@@ -85,7 +88,8 @@ for _batch in EVAL_BATCHES:
             _batch.log,
         threads: _EVAL_THREADS
         resources:
-            **{"mem_mb": 6000, "runtime": eval_runtime(_batch.models), "gpu": config["eval"]["gpus"],
-               **_EVAL_RESOURCES},
+            **{"mem_mb": 6000, "gpu": config["eval"]["gpus"], **_EVAL_RESOURCES,
+               "runtime": (_EVAL_RESOURCES["runtime"] * len(_batch.models) if "runtime" in _EVAL_RESOURCES
+                           else eval_runtime(_batch.models))},
         script:
             "../scripts/evaluate.py"

@@ -4,7 +4,7 @@ the shared tiny run's evals in batches, item for item identical to one job per m
 import filecmp
 import shutil
 
-from conftest import config_errors, copy_run, tiny_config, write_config
+from conftest import bench_spec, config_errors, copy_run, tiny_config, tiny_random_model, write_config
 
 from deltaflow.config import validate_config
 from deltaflow.eval_jobs import eval_batches
@@ -50,6 +50,50 @@ def test_arms_per_job_below_one_is_a_config_error():
     cfg = tiny_config()
     cfg["eval"] = {"arms_per_job": 0}
     assert "eval.arms_per_job" in config_errors(cfg)
+
+
+def test_one_base_load_for_lora_arms_and_own_loads_for_adapters_that_change_the_base(tmp_path):
+    """PEFT's multi-adapter switching (SharedBase) against one load per arm, item for item: two
+    LoRA adapters share the base load; one that trains biases changes the base layers, so it
+    gets its own load, and the base arm after it is still the plain base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from deltaflow.bench.eval_job import SharedBase
+    from deltaflow.bench.items import prepare_docs
+    from deltaflow.bench.raw_outputs import generate_outputs, load_model
+    from deltaflow.io import write_jsonl
+
+    base = tiny_random_model(tmp_path / "base")
+    adapters = {}
+    for i, bias in enumerate(("none", "none", "lora_only")):
+        torch.manual_seed(i)
+        cfg = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"], bias=bias,
+                         init_lora_weights=False)  # fmt: skip
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), cfg)
+        if bias != "none":
+            with torch.no_grad():  # a trained bias: nonzero
+                for name, p in model.named_parameters():
+                    if name.endswith(".bias"):
+                        p.add_(0.5)
+        model.save_pretrained(tmp_path / f"a{i}")
+        adapters[f"a{i}"] = tmp_path / f"a{i}"
+    spec = bench_spec("gsm8k", n=3, seed=1234, decoding={"max_gen_toks": 6})
+    docs = tmp_path / "docs.jsonl"
+    write_jsonl(docs, prepare_docs(spec))
+    arms = [("a0", adapters["a0"]), ("a2", adapters["a2"]), ("base", None), ("a1", adapters["a1"])]
+
+    def responses(lm, name):
+        return [r["responses"] for r in generate_outputs(lm, spec, docs, tmp_path / "w" / name, chunk_size=8)]
+
+    shared = SharedBase(batch_size=8, device="cpu", threads=1)
+    got = {name: responses(shared.lm(base, adapter_dir=a).get(), f"shared-{name}") for name, a in arms}
+    ref = {name: responses(load_model(base, adapter_dir=a, batch_size=8), f"own-{name}") for name, a in arms}
+    assert got == ref
+    assert len({str(v) for v in ref.values()}) > 1  # the adapters change the responses
+    entry = next(iter(shared._bases.values()))
+    assert set(entry.names) == {str(adapters["a0"]), str(adapters["a1"])}  # a2 had its own load
 
 
 def test_batched_evals_equal_one_job_per_model(tiny_workflow, tmp_path):

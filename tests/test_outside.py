@@ -87,11 +87,25 @@ def test_served_models_are_checked_before_any_job(tiny_cfg):
     assert "config key 'models.both'" in err and "no `source:`" in err
     assert "config key 'models.none.served': 'served' is a required property" in err
     assert "config key 'models.bad_url.served.url'" in err
-    tiny_cfg["models"] = {"srv": SERVED}
+    tiny_cfg["models"] = {"srv": SERVED, "shipped": {**SERVED, "releasable": True}}
     tiny_cfg["benchmarks"]["gsm8k"]["judge"] = {"kind": "rubric", "model": "srv"}
+    # a served teacher declares its origin; a model we trained has its own from the DAG
+    prompts = {"dataset": "alpaca", "n": 2}
+    tiny_cfg["generations"] = {
+        "taught": {
+            "model": "srv",
+            "prompts": prompts,
+            "origin": {"model": "big", "vendor": "v"},
+            "license": "x",
+        },
+        "ours": {"model": "run_a", "prompts": prompts, "license": "apache-2.0"},
+    }
     err = config_errors(tiny_cfg)
     assert "config key 'models.srv.served': benchmark 'arc_easy' is multiple-choice" in err, err
     assert "config key 'benchmarks.gsm8k.judge.mode': the judge 'srv' is served" in err
+    assert "config key 'models.shipped.releasable': a served model has no weights here" in err
+    assert "config key 'generations.ours.license': 'run_a' is a model of this workflow" in err
+    assert "generations.taught" not in err
     graph = ModelGraph({**tiny_cfg, "models": {"srv": {**SERVED, "releasable": False, "description": None}}})
     node = graph.node("srv")
     assert (node.form, node.full_dir, node.adapter_dir, node.gguf_file) == ("served", None, None, None)

@@ -21,7 +21,15 @@ from conftest import bench_spec, run_snakemake, save_smol_tiny, tiny_config, wri
 
 from deltaflow.bench.items import prepare_docs
 from deltaflow.bench.raw_outputs import generate_outputs, load_model
-from deltaflow.bench.served import ServedModelError, check_identity, identity, load_served
+from deltaflow.bench.served import (
+    STABLE,
+    ServedModelError,
+    _client,
+    check_identity,
+    identity,
+    load_served,
+    served_identity,
+)
 from deltaflow.gguf_export import convert
 from deltaflow.io import read_json, write_jsonl
 from deltaflow.outside import import_outside_model
@@ -161,13 +169,25 @@ def test_a_wrong_model_name_and_a_changed_server_are_refused(tiny):
     with pytest.raises(ServedModelError, match=r"serves \['tiny'\], not 'other'"):
         identity({"url": url, "model": "other"})
     recorded = identity({"url": url, "model": "tiny"})
-    assert recorded["reported"]["id"] == "tiny" and "created" not in recorded["reported"]
+    # only what stays with the model (no start time; vLLM's per-request permission ids neither)
+    assert recorded["reported"]["id"] == "tiny" and set(recorded["reported"]) <= set(STABLE)
     with pytest.raises(ServedModelError, match="now reports"):
         check_identity(
             {"url": url, "model": "tiny"}, {**recorded, "reported": {"id": "tiny", "owned_by": "else"}}
         )
     with pytest.raises(ServedModelError, match="did not answer"):
         identity({"url": f"http://127.0.0.1:{_free_port()}/v1", "model": "tiny"})
+
+
+def test_request_fields_and_seeds(tiny):
+    """extra_body goes into every request and into the identity (cache keys); greedy requests
+    keep lm-eval's seed, sampled ones go unseeded (k samples are k draws)."""
+    served = _served(tiny, f"http://127.0.0.1:{tiny['port']}/v1", "fields")
+    client = _client(served, "http://x/v1/completions", "here", max_length=512)
+    greedy = client._create_payload("hi", generate=True, gen_kwargs={"until": [], "max_gen_toks": 4})
+    sampled = client._create_payload("hi", generate=True, gen_kwargs={"until": [], "temperature": 0.7})
+    assert greedy["repeat_penalty"] == 1.0 and "seed" in greedy and "seed" not in sampled
+    assert served_identity(served) != served_identity({**served, "extra_body": {}})
 
 
 def test_answers_of_500_are_retried_with_backoff(tiny, tmp_path):

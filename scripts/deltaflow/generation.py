@@ -409,7 +409,7 @@ def check_config(config: dict, models: list[str], *, dirs: tuple, dataset_splits
                 f"{key}': '{name}' is also a dataset; a generation writes results/data/{name}/, "
                 "so give it another name"
             )
-        errors += _check_models(key, gen, models)
+        errors += _check_models(key, gen, models, set(config["models"]))
         errors += _check_prompts(key, gen["prompts"], config, gens, dataset_splits, row_format)
         errors += _check_sampling(key, gen)
         if (gen.get("verifier") or {}).get("benchmark"):
@@ -417,7 +417,7 @@ def check_config(config: dict, models: list[str], *, dirs: tuple, dataset_splits
     return errors
 
 
-def _check_models(key: str, gen: dict, models: list[str]) -> list[str]:
+def _check_models(key: str, gen: dict, models: list[str], outside) -> list[str]:
     """The teacher (and the rejected model): a model of this workflow, or a pinned outside one."""
     errors = []
     ref = gen["model"]
@@ -434,6 +434,14 @@ def _check_models(key: str, gen: dict, models: list[str]) -> list[str]:
             errors.append(f"{key}.{role}.revision': a hub model needs a pinned revision (a commit sha)")
     if not isinstance(ref, str) and not (ref.get("path") or ref.get("hub")):
         errors.append(f"{key}.model': a teacher from outside the workflow needs path or hub + revision")
+    # a model we trained (or a base) takes its origin and licence from the DAG; a teacher from
+    # outside (path, hub, a `models:` entry) from these keys (deltaflow.origins)
+    for k in ("origin", "license"):
+        if isinstance(ref, str) and ref in models and ref not in outside and gen.get(k) is not None:
+            errors.append(
+                f"{key}.{k}': '{ref}' is a model of this workflow, whose {k} comes from the DAG "
+                "(base_model and what it was trained on); remove the key"
+            )
     return errors
 
 

@@ -119,7 +119,10 @@ class Origins:
         """The origin a generating model gives the text it writes: its own name (and vendor) plus
         everything behind it (the base, and every dataset a run behind it was trained on)."""
         ref = gen["model"] if isinstance(gen["model"], dict) else {"model": gen["model"]}
-        if "model" in ref:  # a model of this workflow
+        outside = (
+            "model" in ref and ref["model"] in self.graph and self.graph.node(ref["model"]).kind == "outside"
+        )
+        if "model" in ref and not outside:  # a model of this workflow (one we trained, or a base)
             model = ref["model"]
             out = self.base(self.graph.base_of(model) if model in self.graph else DEFAULT_BASE)
             out = Origin(set(out.written_by), set(), set(out.licences), list(out.chain))
@@ -131,9 +134,12 @@ class Origins:
                 out.licences |= sub.licences
                 out.chain += [f"  trained on {line}" for line in sub.chain]
             return out
-        declared = gen.get("origin") or ({"model": ref["hub"]} if "hub" in ref else "unknown")
+        # a teacher from outside (a path, a hub id, a `models:` entry such as a served model):
+        # what the config declares of it, else its own name and an unknown licence
+        named = ref.get("hub") or ref.get("model")
+        declared = gen.get("origin") or ({"model": named} if named else "unknown")
         lic = gen.get("license") or UNKNOWN_LICENCE
-        label = ref.get("hub") or ref.get("path")
+        label = ref.get("hub") or ref.get("path") or ref.get("model")
         return Origin(
             written_by=declared_tags(declared),
             licences={lic},

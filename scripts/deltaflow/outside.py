@@ -84,6 +84,11 @@ def _check_served(config: dict, name: str, spec: dict, *, check_files: bool):
     from .suites import model_benchmarks
 
     key = f"models.{name}.served"
+    if spec["releasable"]:
+        yield (
+            f"config key 'models.{name}.releasable': a served model has no weights here to release; "
+            "compare it, and release a model of the workflow"
+        )
     tok = spec["served"]["tokenizer"]
     if check_files and tok and not (Path(tok) / "tokenizer_config.json").is_file():
         yield f"config key '{key}.tokenizer': no tokenizer (tokenizer_config.json) in '{tok}'"

@@ -37,8 +37,9 @@ from ..errors import DeltaflowError
 from ..io import sha256_path, sha256_text
 
 log = logging.getLogger(__name__)
-# what a server reports that changes every start, not with the model
-VOLATILE = ("created",)
+# what a server reports of a model that stays with the model (vLLM adds a permission entry with a
+# fresh id and time on every request; every server, its start time)
+STABLE = ("id", "object", "owned_by", "root", "parent", "max_model_len")
 
 
 class ServedModelError(DeltaflowError):
@@ -77,7 +78,7 @@ def identity(served: dict, *, timeout: float = 30) -> dict:
     return {
         "url": served["url"],
         "model": served["model"],
-        "reported": {k: v for k, v in sorted(entries[served["model"]].items()) if k not in VOLATILE},
+        "reported": {k: v for k, v in sorted(entries[served["model"]].items()) if k in STABLE},
     }
 
 
@@ -100,11 +101,13 @@ def _manifest(served: dict) -> dict:
 
 def served_identity(served: dict) -> dict:
     """What decides a served model's outputs, for cache keys: what the server reported at
-    import, the tokenizer the prompts are built with, and this client's code."""
+    import, the tokenizer the prompts are built with, the fields added to each request, and
+    this client's code."""
     manifest = _manifest(served)
     return {
         "served": manifest["served"],
         "tokenizer": manifest["files"],
+        "extra_body": served["extra_body"],  # the request fields it adds decide the answers too
         "client": sha256_path(Path(__file__)),
     }
 
@@ -144,7 +147,7 @@ def load_served(served: dict, *, cache_db: Path, max_length: int = 2048):
     cache_db = Path(cache_db)
     cache_db.parent.mkdir(parents=True, exist_ok=True)
     return _served_lm(
-        client, CachingLM(client, str(cache_db.with_name(f"{cache_db.stem}-{ident}.db"))), where, served
+        client, CachingLM(client, str(cache_db.parent / f"{cache_db.name}-{ident}.db")), where, served
     )
 
 
@@ -170,7 +173,12 @@ def _client(served: dict, endpoint: str, where: str, *, max_length: int):
         def _create_payload(self, *args, **kwargs):
             # the server's own sampling defaults (llama.cpp's repeat_penalty 1.1 applies even at
             # temperature 0) set to what the benchmark means: served.extra_body, every request
-            return {**super()._create_payload(*args, **kwargs), **served["extra_body"]}
+            payload = {**super()._create_payload(*args, **kwargs), **served["extra_body"]}
+            if payload.get("temperature", 0) > 0:
+                # lm-eval sends one fixed seed with every request: k samples of a prompt would be
+                # k copies of one. Sampled requests go unseeded (and lm-eval never caches them)
+                payload.pop("seed", None)
+            return payload
 
     return Client(
         base_url=endpoint,
