@@ -19,6 +19,13 @@ same weights in the job see the same text. Requests go to the completions endpoi
 - **Failures.** After the retries, the job stops with the endpoint, the model and the last
   error (``ServedModelError``). A choice without text (null, which lm-eval would turn into an
   empty answer) is an error too, never a silent empty answer.
+- **Servers are reached, not started, here** (``url:``). Snakemake's own mechanism, a
+  ``service()`` output, puts the service job and *every* consumer into one pipe group that the
+  scheduler runs at once (``dag.handle_pipes_and_services``; the scheduler refuses a group that
+  does not fit the cores: "have to run simultaneously"), so a judge served for 30 judge jobs
+  would need 30 job slots at the same time, and an import job and the evals that depend on it
+  could not both be consumers. A server started inside each consuming job would work but
+  load a large judge once per job, which is what serving avoids; that is the next step.
 - **Log-likelihoods** need prompt log-probs (completions with ``echo`` + ``logprobs``), which
   not every server gives; multiple-choice benchmarks on a served model are refused before any
   job (``check_served_benchmarks``).
