@@ -181,7 +181,7 @@ def _client(served: dict, endpoint: str, where: str, *, max_length: int):
             # the server's own sampling defaults (llama.cpp's repeat_penalty 1.1 applies even at
             # temperature 0) set to what the benchmark means: served.extra_body, every request
             payload = {**super()._create_payload(*args, **kwargs), **served["extra_body"]}
-            if payload.get("temperature", 0) > 0:
+            if payload["temperature"] > 0:  # lm-eval sets it on every payload
                 # lm-eval sends one fixed seed with every request: k samples of a prompt would be
                 # k copies of one. Sampled requests go unseeded (and lm-eval never caches them)
                 payload.pop("seed", None)
