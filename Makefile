@@ -45,14 +45,16 @@ dryrun: setup
 
 # Two pytest-xdist workers, a test file each at a time (module fixtures are built once): a
 # 2-core machine is ~45% idle under one (model loads, imports, Snakemake's polling).
+# --no-loadscope-reorder keeps tests/conftest.py's order (long files first); xdist's default
+# reorders files by their number of tests, which left a 4-minute file running alone at the end.
 TEST_WORKERS ?= 2
 test: setup vllm-env system-tools
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The fast tier while you work: no Snakemake runs, no model loads beyond tiny in-process ones,
 # no cluster (tests marked e2e are left to `make test`).
 check: setup lint
-	$(PY) -m pytest tests -m "not e2e" -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest tests -m "not e2e" -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # ruff's lint and formatter over the whole tree (pyproject.toml [tool.ruff]; `make format` fixes)
 # and Snakemake's lint over the workflow

@@ -15,8 +15,9 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 # The test files that take minutes (measured: bench/README.md, "Test suite"), longest first.
-# `make test` hands whole files to two pytest-xdist workers in collection order; starting the
-# long ones first keeps one worker from running a 15-minute file alone at the end.
+# `make test` hands whole files to two pytest-xdist workers in collection order (the Makefile
+# turns off xdist's reordering by test count); starting the long ones first keeps one worker
+# from running a long file alone at the end.
 SLOW_FIRST = (
     "test_slurm.py",
     "test_export.py",
