@@ -84,7 +84,7 @@ def main() -> None:
         for conc in args.concurrency:
             served = {"url": f"http://127.0.0.1:{port}/v1", "model": "bench", "api_key_env": None,
                       "tokenizer": str(args.tokenizer or args.vllm), "concurrency": conc, "timeout_s": 600,
-                      "retries": 3, "extra_body": extra}  # fmt: skip
+                      "retries": 3, "extra_body": extra, "logprobs": False}  # fmt: skip
             out = tmp / f"c{conc}"
             info = import_outside_model(
                 {"kind": "served", "served": served}, out, args.tokenizer or args.vllm

@@ -24,6 +24,7 @@ SLOW_FIRST = (
     "test_training_runs.py",
     "test_workflow.py",
     "test_vllm.py",
+    "test_served_vllm.py",
     "test_users_benchmarks.py",
     "test_cpt.py",
     "test_declared.py",

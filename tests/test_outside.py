@@ -106,6 +106,11 @@ def test_served_models_are_checked_before_any_job(tiny_cfg):
     assert "config key 'models.shipped.releasable': a served model has no weights here" in err
     assert "config key 'generations.ours.license': 'run_a' is a model of this workflow" in err
     assert "generations.taught" not in err
+    assert "set models.srv.served.logprobs: true if it gives them" in err
+    # a server that gives prompt log-probs may run both (its import job checks it does)
+    tiny_cfg["models"]["srv"]["served"]["logprobs"] = True
+    err = config_errors(tiny_cfg)
+    assert "models.srv.served': benchmark" not in err and "judge 'srv' is served" not in err, err
     graph = ModelGraph({**tiny_cfg, "models": {"srv": {**SERVED, "releasable": False, "description": None}}})
     node = graph.node("srv")
     assert (node.form, node.full_dir, node.adapter_dir, node.gguf_file) == ("served", None, None, None)

@@ -25,6 +25,7 @@ from deltaflow.bench.served import (
     STABLE,
     ServedModelError,
     _client,
+    aligned_logprobs,
     check_identity,
     identity,
     load_served,
@@ -66,6 +67,7 @@ class Proxy:
 
     def __init__(self, upstream: int):
         self.upstream, self.posts, self.fail, self.failed, self.after = upstream, 0, 0, 0, None
+        self.strip_logprobs = False
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -89,6 +91,11 @@ class Proxy:
                     status, data = resp.status, resp.read()
                 except OSError:
                     return self._answer(502, b'{"error": "upstream down"}')
+                if method == "POST" and proxy.strip_logprobs:
+                    answer = json.loads(data)
+                    for choice in answer["choices"]:
+                        choice["logprobs"] = None
+                    data = json.dumps(answer).encode()
                 if method == "POST":
                     proxy.posts += 1
                     if proxy.after and proxy.posts == proxy.after[0]:
@@ -131,7 +138,8 @@ def tiny(tmp_path_factory):
 def _served(tiny, url, name, **kw):
     """A served model imported as the workflow's import job does (results/models/outside/<name>/)."""
     served = {"url": url, "model": "tiny", "api_key_env": None, "tokenizer": None, "concurrency": 2,
-              "timeout_s": 30, "retries": 3, "extra_body": {"repeat_penalty": 1.0}, **kw}  # fmt: skip
+              "timeout_s": 30, "retries": 3, "extra_body": {"repeat_penalty": 1.0}, "logprobs": False,
+              **kw}  # fmt: skip
     out = tiny["root"] / "outside" / name
     extra = import_outside_model({"kind": "served", "served": served}, out, tiny["base"])
     write_manifest(out / "manifest.json", "outside_model", params={}, inputs={}, extra=extra)
@@ -162,6 +170,35 @@ def test_served_greedy_responses_equal_the_same_gguf_in_process_and_a_rerun_asks
     # a new eval of the same items (no saved chunks): every answer from the request cache
     again = _responses(load_served(served, cache_db=tmp_path / "req"), spec, docs, tmp_path / "c")
     assert again == got and proxy.posts == asked
+
+
+def test_llama_cpp_servers_misplaced_prompt_logprobs_are_refused_at_import(tiny):
+    """served.logprobs: true is checked by the import job. llama-cpp-python's server echoes each
+    prompt token's log-prob from the distribution after it (its issue #1983): the import
+    refuses it instead of scoring every multiple-choice item wrongly. (A correct server,
+    vLLM's, is tested in test_served_vllm.py.)"""
+    with pytest.raises(ServedModelError, match="not from the distribution before it"):
+        _served(tiny, f"http://127.0.0.1:{tiny['port']}/v1", "mcq", logprobs=True)
+
+
+def test_echoed_tokens_are_read_by_their_text():
+    """lm-eval's parser counts positions from the end of the echo; ours finds the context and
+    the continuation by the tokens' text (a BOS in front allowed) and refuses a mismatch."""
+    choice = {"logprobs": {"tokens": ["A", "B", "C"], "token_logprobs": [None, -1.0, -2.0],
+                           "top_logprobs": [None, {"B": -1.0}, {"X": -0.5, "C": -2.0}]}}  # fmt: skip
+    decode = lambda ids: "".join("ABC"[i] for i in ids)  # noqa: E731
+    assert aligned_logprobs(choice, [0, 1, 2], 1, decode, "here") == (-3.0, False)
+    assert aligned_logprobs(choice, [1, 2], 1, decode, "here") == (-2.0, False)  # "A" as the server's BOS
+    with pytest.raises(ServedModelError, match="echoed tokens do not match"):
+        aligned_logprobs(choice, [0, 2], 1, decode, "here")
+
+
+def test_a_server_without_prompt_logprobs_is_refused_at_import(tiny):
+    """A server that ignores echo (the proxy strips logprobs) fails the import's probe."""
+    proxy = Proxy(tiny["port"])
+    proxy.strip_logprobs = True
+    with pytest.raises(ServedModelError, match="gave no prompt log-probs"):
+        _served(tiny, proxy.url, "nolp", logprobs=True)
 
 
 def test_a_wrong_model_name_and_a_changed_server_are_refused(tiny):

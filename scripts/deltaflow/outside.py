@@ -77,8 +77,8 @@ def check_outside_models(config: dict, *, check_files: bool):
 
 
 def _check_served(config: dict, name: str, spec: dict, *, check_files: bool):
-    """A served model's tokenizer folder exists, and it runs no multiple-choice benchmark: those
-    need prompt log-probs, which deltaflow does not ask servers for (bench.served)."""
+    """A served model's tokenizer folder exists, and unless its server gives prompt log-probs
+    (``served.logprobs``) it judges in generate mode and runs no multiple-choice benchmark."""
     from .bench.from_config import benchmark_spec
     from .bench.judging import judge_settings
     from .suites import model_benchmarks
@@ -100,17 +100,21 @@ def _check_served(config: dict, name: str, spec: dict, *, check_files: bool):
         for r, recipe in sorted(config["recipes"].items())
         for i, reward in enumerate(recipe.get("rewards") or [])
     ]
+    if spec["served"]["logprobs"]:
+        return
     for where, judge in judges:
         if (judge or {}).get("model") == name and judge_settings(judge)["mode"] != "generate":
             yield (
-                f"config key '{where}.mode': the judge '{name}' is served, and a served model gives no "
-                "log-probs here; use mode: generate (the verdict parsed from its text)"
+                f"config key '{where}.mode': the judge '{name}' is served without prompt log-probs "
+                f"({key}.logprobs: false); use mode: generate (the verdict parsed from its text), or set "
+                f"{key}.logprobs: true if the server gives them (echo + logprobs)"
             )
     for bench in model_benchmarks(config, [name]).get(name, []):
         if benchmark_spec(config, bench).output_type == "multiple_choice":
             yield (
-                f"config key '{key}': benchmark '{bench}' is multiple-choice (log-likelihoods), which a served "
-                "model cannot be scored on here; leave the model out of it (`benchmarks.<b>.models` or suites)"
+                f"config key '{key}': benchmark '{bench}' is multiple-choice (log-likelihoods), which needs "
+                f"prompt log-probs from the server: set {key}.logprobs: true if it gives them (echo + "
+                "logprobs), or leave the model out of it (`benchmarks.<b>.models` or suites)"
             )
 
 
@@ -158,9 +162,11 @@ def _import_served(served: dict, out_dir: Path, base_dir: Path) -> dict:
     prompts are built with, written beside the manifest."""
     from transformers import AutoTokenizer
 
-    from .bench.served import identity
+    from .bench.served import identity, probe_logprobs
 
     reported = identity(served)
+    if served["logprobs"]:
+        probe_logprobs(served)
     tok_dir = Path(served["tokenizer"]) if served["tokenizer"] else base_dir
     AutoTokenizer.from_pretrained(str(tok_dir)).save_pretrained(str(out_dir))
     files = {f.name: sha256_file(f) for f in sorted(out_dir.iterdir()) if f.is_file()}

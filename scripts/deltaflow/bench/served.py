@@ -26,9 +26,16 @@ same weights in the job see the same text. Requests go to the completions endpoi
   would need 30 job slots at the same time, and an import job and the evals that depend on it
   could not both be consumers. A server started inside each consuming job would work but
   load a large judge once per job, which is what serving avoids; that is the next step.
-- **Log-likelihoods** need prompt log-probs (completions with ``echo`` + ``logprobs``), which
-  not every server gives; multiple-choice benchmarks on a served model are refused before any
-  job (``check_served_benchmarks``).
+- **Log-likelihoods** (multiple-choice benchmarks, logprob judges) need prompt log-probs:
+  completions with ``echo`` + ``logprobs``, as lm-eval's ``local-completions`` asks for them.
+  vLLM gives them; llama.cpp's own server gives none and llama-cpp-python's server gives them
+  one position late. So a served model declares them (``served.logprobs: true``, checked by
+  the import job: ``probe_logprobs``) and is otherwise refused for them before any job
+  (``outside._check_served``). The server tokenizes the text
+  it is sent; the echoed tokens must spell the context and the continuation exactly as our
+  tokenizer split them (a server BOS in front is allowed), or the job stops: lm-eval's own
+  parser counts positions from the end, which is one token off on llama.cpp's server (it
+  echoes the prompt without the generated token) and silently wrong on any tokenizer mismatch.
 """
 
 from __future__ import annotations
@@ -99,6 +106,103 @@ def check_identity(served: dict, recorded: dict) -> None:
             f"workflow recorded {recorded['reported']}; the model changed behind the endpoint. Rerun its "
             "import (delete its results/models/outside/<name>/manifest.json) to evaluate the new one"
         )
+
+
+def _complete(served: dict, body: dict, timeout: float) -> dict:
+    """One completion request (the first choice), ``extra_body`` added as to every request."""
+    url = served["url"].rstrip("/") + "/completions"
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(
+            {"model": served["model"], "temperature": 0, **body, **served["extra_body"]}
+        ).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key(served)}"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.load(resp)["choices"][0]
+    except (urllib.error.URLError, OSError, ValueError, KeyError, IndexError) as exc:
+        raise ServedModelError(
+            f"served model '{served['model']}' (served.logprobs: true): {url} did not answer a completion "
+            f"with logprobs ({exc}); set served.logprobs: false if the server cannot give them"
+        ) from exc
+
+
+PROBE = "The sky is blue and the grass is green, and the sea is"
+
+
+def probe_logprobs(served: dict, *, timeout: float = 120) -> None:
+    """``served.logprobs: true`` checked with two requests: an echoed prompt must get a log-prob
+    for every token after the first, and the one for its last token must come from the
+    distribution *before* that token: its top entry equals the top entry of a plain completion
+    of the prompt without that token. llama-cpp-python's server fails the second check (its
+    echoed log-prob of a token is taken after the token, llama-cpp-python issue #1983), which
+    would score every choice of a multiple-choice benchmark wrongly without an error."""
+    lp = (
+        _complete(served, {"prompt": PROBE, "max_tokens": 1, "logprobs": 1, "echo": True}, timeout).get(
+            "logprobs"
+        )
+        or {}
+    )
+    values, tokens, tops = (
+        lp.get("token_logprobs") or [],
+        lp.get("tokens") or [],
+        lp.get("top_logprobs") or [],
+    )
+    prompt_len = len(
+        [t for t, off in zip(tokens, lp.get("text_offset") or [], strict=False) if off < len(PROBE)]
+    )
+    where = f"served model '{served['model']}' at {served['url']} (served.logprobs: true)"
+    if (
+        prompt_len < 3
+        or any(not isinstance(x, (int, float)) for x in values[1:prompt_len])
+        or len(tops) < prompt_len
+    ):
+        raise ServedModelError(
+            f"{where}: the server gave no prompt log-probs with echo ({lp!r}); set served.logprobs: false, and "
+            "leave the model out of multiple-choice benchmarks and logprob judges"
+        )
+    last = tokens[prompt_len - 1]
+    if not PROBE.endswith(last) or not last:
+        raise ServedModelError(f"{where}: the echoed tokens {tokens[:prompt_len]} do not spell the prompt")
+    before = _complete(served, {"prompt": PROBE[: -len(last)], "max_tokens": 1, "logprobs": 1}, timeout)
+    want = max(((before.get("logprobs") or {}).get("top_logprobs") or [{}])[0].values(), default=None)
+    got = max((tops[prompt_len - 1] or {}).values(), default=None)
+    if want is None or got is None or abs(want - got) > 1e-2:
+        raise ServedModelError(
+            f"{where}: the echoed log-prob of the prompt's last token {last!r} is not from the distribution "
+            f"before it (top log-prob {got} echoed, {want} when the prompt stops before it); the server's "
+            "prompt log-probs are misplaced (llama-cpp-python's server takes them after each token), so it "
+            "cannot score multiple-choice benchmarks. Set served.logprobs: false, or serve the model with "
+            "vLLM"
+        )
+
+
+def aligned_logprobs(choice: dict, tokens: list[int], ctxlen: int, decode, where: str) -> tuple[float, bool]:
+    """(log-likelihood, is_greedy) of ``tokens[ctxlen:]`` from an echoed completion, after
+    checking the server's tokens spell the context and the continuation as ``tokens`` does
+    (see the module: lm-eval's parser would count from the end)."""
+    lp = choice.get("logprobs") or {}
+    toks, values, tops = lp.get("tokens") or [], lp.get("token_logprobs") or [], lp.get("top_logprobs") or []
+    ctx_text, cont_text = decode(tokens[:ctxlen]), decode(tokens[ctxlen:])
+    for off in (0, 1):  # 1: a BOS the server put in front
+        if (
+            "".join(toks[off : off + ctxlen]) == ctx_text
+            and "".join(toks[off + ctxlen : off + len(tokens)]) == cont_text
+        ):
+            break
+    else:
+        raise ServedModelError(
+            f"{where}: the server's echoed tokens do not match this tokenizer's ({len(toks)} echoed for "
+            f"{len(tokens)} sent; context {ctx_text[-40:]!r}, continuation {cont_text!r}): its log-probs "
+            "cannot be read per token. Give served.tokenizer the served model's own tokenizer"
+        )
+    span = slice(off + ctxlen, off + len(tokens))
+    vals, top = values[span], tops[span] if len(tops) >= off + len(tokens) else []
+    if any(not isinstance(v, (int, float)) for v in vals):
+        raise ServedModelError(f"{where}: the server gave no log-prob for a continuation token: {vals!r}")
+    greedy = bool(top) and all(t and v >= max(t.values()) for v, t in zip(vals, top, strict=True))
+    return float(sum(vals)), greedy
 
 
 def _manifest(served: dict) -> dict:
@@ -177,6 +281,16 @@ def _client(served: dict, endpoint: str, where: str, *, max_length: int):
                 raise ServedModelError(f"{where}: the server answered a choice without text: {outputs}")
             return texts
 
+        def parse_logprobs(self, outputs, tokens=None, ctxlens=None, **kwargs):
+            # lm-eval's own counts positions from the end (see the module); these are checked
+            outputs = outputs if isinstance(outputs, list) else [outputs]
+            choices = [c for out in outputs for c in sorted(out["choices"], key=lambda c: c["index"])]
+            decode = self.tokenizer.decode
+            return [
+                aligned_logprobs(c, toks, n, decode, where)
+                for c, toks, n in zip(choices, tokens, ctxlens, strict=True)
+            ]
+
         def _create_payload(self, *args, **kwargs):
             # the server's own sampling defaults (llama.cpp's repeat_penalty 1.1 applies even at
             # temperature 0) set to what the benchmark means: served.extra_body, every request
@@ -208,21 +322,28 @@ def _served_lm(client, cached, where: str, served: dict):
     class ServedLM(LM):
         tokenizer = client.tokenizer
 
+        def _failed(self, exc):
+            # lm-eval re-raises the last error once its retries are spent
+            if isinstance(exc, ServedModelError):
+                return exc
+            return ServedModelError(f"{where}: a request failed after {served['retries']} attempts: {exc!r}")
+
         def generate_until(self, requests, disable_tqdm: bool = False):
             try:
                 return cached.generate_until(requests)
-            except Exception as exc:  # lm-eval re-raises the last error once its retries are spent
-                raise ServedModelError(
-                    f"{where}: a request failed after {served['retries']} attempts: {exc!r}"
-                ) from exc
+            except Exception as exc:
+                raise self._failed(exc) from exc
 
         def loglikelihood(self, requests, disable_tqdm: bool = False):
-            raise ServedModelError(
-                f"{where}: log-likelihood scoring (multiple-choice benchmarks) needs prompt log-probs, "
-                "which deltaflow does not request from servers"
-            )
+            if not served["logprobs"]:  # refused before any job (outside._check_served)
+                raise ServedModelError(f"{where}: log-likelihoods need served.logprobs: true")
+            try:
+                return cached.loglikelihood(requests)
+            except Exception as exc:
+                raise self._failed(exc) from exc
 
-        loglikelihood_rolling = loglikelihood
+        def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+            raise ServedModelError(f"{where}: rolling log-likelihoods (perplexity) are not asked of servers")
 
         # the prompt text as for the same weights loaded here (llamacpp.make_lm, HFLM): the
         # tokenizer's own template, applied in this process and sent as text
