@@ -84,6 +84,24 @@ def base_input(model):
     return base_manifest(GRAPH.base_of(model))
 
 
+def outside_import_spec(name):
+    """What the import job of ``models.<name>`` reads: its config entry, and for a served model
+    its endpoint as the graph resolves it (a started server's weights and tokenizer)."""
+    spec = config["models"][name]
+    node = GRAPH.node(name)
+    return {**spec, "served": node.served} if node.served else spec
+
+
+def outside_import_inputs(wildcards):
+    """A served model the jobs start: the manifest and file of the weights its server runs."""
+    node = GRAPH.node(wildcards.outside)
+    weights = node.details.get("weights")
+    if not weights:
+        return []
+    src = GRAPH.node(node.details["served"]["start"]["weights"])
+    return [weights["manifest"], *([weights["path"]] if src.kind == "gguf" else [])]  # an export's own file
+
+
 def mixture_base_input(mixture):
     """The base whose tokenizer builds ``mixture``: its runs' (one base per mixture, checked)."""
     bases = {GRAPH.base_of(r) for r, spec in config["runs"].items() if spec["mixture"] == mixture}

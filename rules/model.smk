@@ -44,11 +44,12 @@ rule other_base_model:
 rule outside_model:
     input:
         base=lambda w: base_input(w.outside),
+        weights=outside_import_inputs,
         code=script_code("outside_model.py"),
     output:
         manifest="results/models/outside/{outside}/manifest.json",
     params:
-        spec=lambda w: config["models"][w.outside],
+        spec=lambda w: outside_import_spec(w.outside),
     log:
         "logs/models/outside/{outside}.log",
     resources:

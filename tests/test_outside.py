@@ -87,6 +87,32 @@ def test_served_models_are_checked_before_any_job(tiny_cfg):
     assert "config key 'models.both'" in err and "no `source:`" in err
     assert "config key 'models.none.served': 'served' is a required property" in err
     assert "config key 'models.bad_url.served.url'" in err
+    # a server the jobs start runs weights of this config that it can serve
+    start = {"server": "llama_cpp", "weights": "run_a"}
+    tiny_cfg["models"] = {
+        "two": {"kind": "served", "served": {"url": "http://h:1/v1", "model": "m", "start": start}}
+    }
+    err = config_errors(tiny_cfg)
+    assert "config key 'models.two.served'" in err and "a running server (url)" in err, err
+    tiny_cfg["models"] = {
+        "adapter_gguf": {"kind": "served", "served": {"model": "m", "start": start}},
+        "nowhere": {"kind": "served", "served": {"model": "m", "start": {"server": "vllm", "weights": "zz"}}},
+        "merged": {
+            "kind": "served",
+            "served": {"model": "m", "start": {"server": "vllm", "weights": "base"}},
+        },
+    }
+    err = config_errors(tiny_cfg)
+    assert (
+        "'models.adapter_gguf.served.start.weights': 'run_a' is not a model of this config that llama_cpp"
+        in err
+    )
+    assert "'models.nowhere.served.start.weights': 'zz' is not a model" in err
+    assert "models.merged.served.start" not in err  # the base is a whole model vLLM serves
+    served = {"kind": "served", "served": {"model": "m", "start": {"server": "vllm", "weights": "base"}},
+              "releasable": False, "description": None}  # fmt: skip
+    node = ModelGraph({**tiny_cfg, "models": {"merged": served}}).node("merged")
+    assert (node.served["weights_path"], node.served["weights_tokenizer"]) == ("results/models/base",) * 2
     tiny_cfg["models"] = {"srv": SERVED, "shipped": {**SERVED, "releasable": True}}
     tiny_cfg["benchmarks"]["gsm8k"]["judge"] = {"kind": "rubric", "model": "srv"}
     # a served teacher declares its origin; a model we trained has its own from the DAG

@@ -31,6 +31,7 @@ from deltaflow.bench.served import (
     load_served,
     served_identity,
 )
+from deltaflow.bench.served import start_server as start_job_server
 from deltaflow.gguf_export import convert
 from deltaflow.io import read_json, write_jsonl
 from deltaflow.outside import import_outside_model
@@ -186,7 +187,7 @@ def test_echoed_tokens_are_read_by_their_text():
     the continuation by the tokens' text (a BOS in front allowed) and refuses a mismatch."""
     choice = {"logprobs": {"tokens": ["A", "B", "C"], "token_logprobs": [None, -1.0, -2.0],
                            "top_logprobs": [None, {"B": -1.0}, {"X": -0.5, "C": -2.0}]}}  # fmt: skip
-    decode = lambda ids: "".join("ABC"[i] for i in ids)  # noqa: E731
+    decode = lambda ids: "".join("ABC"[i] for i in ids)
     assert aligned_logprobs(choice, [0, 1, 2], 1, decode, "here") == (-3.0, False)
     assert aligned_logprobs(choice, [1, 2], 1, decode, "here") == (-2.0, False)  # "A" as the server's BOS
     with pytest.raises(ServedModelError, match="echoed tokens do not match"):
@@ -199,6 +200,18 @@ def test_a_server_without_prompt_logprobs_is_refused_at_import(tiny):
     proxy.strip_logprobs = True
     with pytest.raises(ServedModelError, match="gave no prompt log-probs"):
         _served(tiny, proxy.url, "nolp", logprobs=True)
+
+
+def test_a_started_server_that_exits_or_hangs_is_an_error_with_its_log(tiny, tmp_path):
+    """served.start: the job's server exits (a bad argument) or never answers: the error names
+    the server and quotes the end of its log; nothing is left running."""
+    served = {"model": "x", "weights_path": str(tiny["gguf"]),
+              "start": {"server": "llama_cpp", "args": ["--no_such_flag"], "startup_timeout_s": 60}}  # fmt: skip
+    with pytest.raises(ServedModelError, match=r"(?s)the llama_cpp server for 'x' .* exited.*no_such_flag"):
+        start_job_server(served, tmp_path / "bad.log")
+    served["start"] = {"server": "llama_cpp", "args": [], "startup_timeout_s": 1}
+    with pytest.raises(ServedModelError, match=r"did not answer in 1 s \(start.startup_timeout_s\)"):
+        start_job_server(served, tmp_path / "slow.log")  # its imports alone take longer
 
 
 def test_a_wrong_model_name_and_a_changed_server_are_refused(tiny):
@@ -267,7 +280,14 @@ def test_served_arm_judge_and_teacher_in_a_workflow(tiny, tmp_path):
         "model": "tiny",
         "extra_body": {"repeat_penalty": 1.0},
     }
-    cfg["models"] = {"srv": {"kind": "served", "served": served}}
+    cfg["models"] = {
+        "srv": {"kind": "served", "served": served},
+        # the same GGUF as an outside model, and a server over it that each of its jobs starts
+        "tiny_q": {"kind": "gguf", "source": {"type": "local", "path": str(tiny["root"]), "file": "tiny.gguf"}},
+        "started": {"kind": "served", "served": {
+            "model": "started", "extra_body": {"repeat_penalty": 1.0},
+            "start": {"server": "llama_cpp", "weights": "tiny_q", "args": ["--n_threads", "1", "--n_ctx", "512"]}}},
+    }  # fmt: skip
     cfg["runs"] = {"run_a": cfg["runs"]["run_a"]}
     for key in ("labels_from", "benchmark_profile"):  # arithmetic is not a benchmark here
         cfg["mixtures"]["mix_a"]["components"][0].pop(key)
@@ -286,7 +306,7 @@ def test_served_arm_judge_and_teacher_in_a_workflow(tiny, tmp_path):
     run_snakemake(
         tmp_path, write_config(tmp_path, cfg),
         "results/evals/srv/summary.json", "results/evals/base/summary.json", "results/judged/srv/summary.json",
-        "results/data/taught/rows.jsonl",
+        "results/data/taught/rows.jsonl", "results/evals/started/summary.json",
     )  # fmt: skip
     res = tmp_path / "results"
     manifest = read_json(res / "models/outside/srv/manifest.json")
@@ -296,6 +316,16 @@ def test_served_arm_judge_and_teacher_in_a_workflow(tiny, tmp_path):
         json.loads(line)["responses"] for line in (res / "evals/base/gsm8k.jsonl").read_text().splitlines()
     ]
     assert len(srv) == 3 and srv == base  # the tiny model's f32 GGUF greedy = HF fp32 greedy
+    started = [
+        json.loads(line)["responses"] for line in (res / "evals/started/gsm8k.jsonl").read_text().splitlines()
+    ]
+    assert started == base
+    imported = read_json(res / "models/outside/started/manifest.json")
+    assert imported["started"]["server"] == "llama_cpp" and imported["started"]["weights_sha256"]
+    assert imported["served"]["reported"]["id"] == "started"
+    # each job stopped the server it started
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=True).stdout
+    assert "--model_alias started" not in ps
     judged = read_json(res / "judged/srv/chat.json")
     assert judged["n"] == 2 and (res / "judged/srv/chat.jsonl").read_text().count("\n") == 2
     assert (res / "data/taught/rows.jsonl").read_text().count("\n") == 2

@@ -100,7 +100,13 @@ class ModelNode:
         the tokenizer to; None for models we load."""
         if self.form != "served":
             return None
-        return {**self.details["served"], "tokenizer_dir": outside_dir(self.name)}
+        w = self.details.get("weights")
+        started = (
+            {"weights_path": w["path"], "weights_tokenizer": w["tokenizer"], "server_python": w["python"]}
+            if w
+            else {}
+        )
+        return {**self.details["served"], "tokenizer_dir": outside_dir(self.name), **started}
 
     @property
     def manifest(self) -> str:
@@ -290,9 +296,33 @@ class ModelGraph:
             nodes.append(ModelNode(name, kind, parents=((parent, 1.0),), gguf_type=gtype, details=details))
         self.nodes = {n.name: n for n in nodes}
         self.exports = {name: e for name, e in self.exports.items() if name in self.nodes}
+        for n in nodes:  # a served model that its jobs start: the weights they serve
+            start = (n.details.get("served") or {}).get("start")
+            if start:
+                n.details["weights"] = self.served_weights(start)
         self.bases: dict[str, str] = {}
         for n in nodes:  # in graph order: a model's parents come before it
             self.bases[n.name] = self._base(n)
+
+    def served_weights(self, start: dict) -> dict | None:
+        """What a server started by the jobs (``served.start``) serves: the file or folder
+        (``path``) and the manifest of the job that wrote it; None when ``start.weights`` names
+        no model of this config with weights that server can run (outside._check_served)."""
+        src = self.nodes.get(start["weights"])
+        if src is None:
+            return None
+        if start["server"] == "llama_cpp":
+            path = src.gguf_file
+        elif src.kind == "base":
+            path = base_manifest(src.name).rsplit("/", 1)[0]
+        else:
+            path = src.full_dir if src.form == "full" else None
+        # vLLM runs from its own environment (eval.vllm_python, as the vLLM eval backend)
+        python = self.config["eval"].get("vllm_python") if start["server"] == "vllm" else None
+        if not path:
+            return None
+        # the tokenizer the prompts are built with by default: the folder the weights came from
+        return {"path": path, "manifest": src.manifest, "python": python, "tokenizer": src.full_dir or path}
 
     def _base(self, node: ModelNode) -> str:
         """The base a node's weights build on: its own (a base), its run's or an outside

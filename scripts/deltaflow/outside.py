@@ -27,6 +27,7 @@ import shutil
 from pathlib import Path
 
 from . import sources
+from .errors import DeltaflowError
 from .io import sha256_file, sha256_path
 from .models import OUTSIDE_GGUF as GGUF_NAME
 
@@ -89,6 +90,9 @@ def _check_served(config: dict, name: str, spec: dict, *, check_files: bool):
             f"config key 'models.{name}.releasable': a served model has no weights here to release; "
             "compare it, and release a model of the workflow"
         )
+    start = spec["served"].get("start")
+    if start:
+        yield from _check_started(config, key, start, check_files=check_files)
     tok = spec["served"]["tokenizer"]
     if check_files and tok and not (Path(tok) / "tokenizer_config.json").is_file():
         yield f"config key '{key}.tokenizer': no tokenizer (tokenizer_config.json) in '{tok}'"
@@ -116,6 +120,32 @@ def _check_served(config: dict, name: str, spec: dict, *, check_files: bool):
                 f"prompt log-probs from the server: set {key}.logprobs: true if it gives them (echo + "
                 "logprobs), or leave the model out of it (`benchmarks.<b>.models` or suites)"
             )
+
+
+def _check_started(config: dict, key: str, start: dict, *, check_files: bool):
+    """``served.start`` names weights of this config its server can run, and the server's
+    program is installed."""
+    from .models import ModelGraph
+
+    graph = ModelGraph(config)
+    if graph.served_weights(start) is None:
+        want = (
+            "a GGUF (an export such as <model>.f16.gguf, or a models: entry of kind gguf)"
+            if start["server"] == "llama_cpp"
+            else "a whole model (a base, an export such as <model>.merged, a full run or merge, or a models: "
+            "entry of kind full)"
+        )
+        yield (
+            f"config key '{key}.start.weights': '{start['weights']}' is not a model of this config that "
+            f"{start['server']} can serve; name {want}"
+        )
+    if check_files and start["server"] == "vllm":
+        from .bench.vllm_backend import vllm_python
+
+        try:
+            vllm_python(config["eval"].get("vllm_python"))
+        except DeltaflowError as exc:
+            yield f"config key '{key}.start.server': {exc}"
 
 
 def _check_local(key: str, kind: str, src: dict):
@@ -162,15 +192,17 @@ def _import_served(served: dict, out_dir: Path, base_dir: Path) -> dict:
     prompts are built with, written beside the manifest."""
     from transformers import AutoTokenizer
 
-    from .bench.served import identity, probe_logprobs
+    from .bench.served import identity, probe_logprobs, running, started_identity
 
-    reported = identity(served)
-    if served["logprobs"]:
-        probe_logprobs(served)
-    tok_dir = Path(served["tokenizer"]) if served["tokenizer"] else base_dir
+    with running(served) as live:  # a server the jobs start: started here once, to check it
+        reported = identity(live)
+        if served["logprobs"]:
+            probe_logprobs(live)
+    tok_dir = Path(served["tokenizer"] or served.get("weights_tokenizer") or base_dir)
     AutoTokenizer.from_pretrained(str(tok_dir)).save_pretrained(str(out_dir))
     files = {f.name: sha256_file(f) for f in sorted(out_dir.iterdir()) if f.is_file()}
-    return {"form": "served", "served": reported, "tokenizer_from": str(tok_dir), "files": files}
+    started = {"started": started_identity(served)} if served.get("start") else {}
+    return {"form": "served", "served": reported, "tokenizer_from": str(tok_dir), "files": files, **started}
 
 
 def _fetch_folder(src: dict, out_dir: Path) -> dict:

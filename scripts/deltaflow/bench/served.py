@@ -19,13 +19,18 @@ same weights in the job see the same text. Requests go to the completions endpoi
 - **Failures.** After the retries, the job stops with the endpoint, the model and the last
   error (``ServedModelError``). A choice without text (null, which lm-eval would turn into an
   empty answer) is an error too, never a silent empty answer.
-- **Servers are reached, not started, here** (``url:``). Snakemake's own mechanism, a
-  ``service()`` output, puts the service job and *every* consumer into one pipe group that the
-  scheduler runs at once (``dag.handle_pipes_and_services``; the scheduler refuses a group that
-  does not fit the cores: "have to run simultaneously"), so a judge served for 30 judge jobs
-  would need 30 job slots at the same time, and an import job and the evals that depend on it
-  could not both be consumers. A server started inside each consuming job would work but
-  load a large judge once per job, which is what serving avoids; that is the next step.
+- **Servers the workflow starts** (``start:``) run inside each job that uses them: the import
+  job, then each eval, judge or generation job starts the server on 127.0.0.1 over the
+  workflow's own weights (llama-cpp-python's server over a GGUF, ``vllm serve`` over a whole
+  model), waits for ``/v1/models``, and stops it when the job ends (also if the job is killed:
+  the server dies with its parent). On SLURM the server runs in that job's allocation, on
+  its node. Snakemake's own mechanism, a ``service()`` output, was not used: it puts the
+  service job and *every* consumer into one pipe group that the scheduler runs at once
+  (``dag.handle_pipes_and_services``; the scheduler refuses a group that does not fit the
+  cores: "have to run simultaneously"), so a judge served for 30 judge jobs would need 30 job
+  slots at the same time, and an import job and the evals that depend on it could not both be
+  consumers. The price of the per-job server is one start per job; a judge that must stay up
+  across jobs is started outside the workflow and reached with ``url:``.
 - **Log-likelihoods** (multiple-choice benchmarks, logprob judges) need prompt log-probs:
   completions with ``echo`` + ``logprobs``, as lm-eval's ``local-completions`` asks for them.
   vLLM gives them; llama.cpp's own server gives none and llama-cpp-python's server gives them
@@ -40,9 +45,16 @@ same weights in the job see the same text. Requests go to the completions endpoi
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
 import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -205,6 +217,113 @@ def aligned_logprobs(choice: dict, tokens: list[int], ctxlen: int, decode, where
     return float(sum(vals)), greedy
 
 
+# The server gets SIGTERM when the job that started it dies, however it dies (Linux
+# prctl PR_SET_PDEATHSIG, kept across exec): set in a small launcher that then execs the server,
+# since Popen's preexec_fn is unsafe in a job with threads.
+DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys; ctypes.CDLL('libc.so.6').prctl(1, signal.SIGTERM); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
+def _server_command(served: dict, port: int) -> tuple[list[str], dict]:
+    start, weights = served["start"], served["weights_path"]
+    address = ["--host", "127.0.0.1", "--port", str(port)]
+    if start["server"] == "llama_cpp":
+        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", weights, "--model_alias", served["model"]]
+        return [*cmd, *address, *start["args"]], dict(os.environ)
+    from .vllm_backend import vllm_python
+
+    python = vllm_python(served.get("server_python"))
+    cmd = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", weights]
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    return [*cmd, "--served-model-name", served["model"], *address, *start["args"]], env
+
+
+def start_server(served: dict, log_path: Path):
+    """Start the server ``served.start`` describes on a free port of 127.0.0.1; return the
+    served settings with its ``url`` and a function that stops it (also registered to run at
+    exit). A server that exits or does not answer ``/v1/models`` in ``startup_timeout_s`` is
+    an error with the end of its log."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd, env = _server_command(served, port)
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as out:
+        launch = [sys.executable, "-c", DIE_WITH_PARENT, *cmd]
+        proc = subprocess.Popen(launch, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+    def stop():
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    atexit.register(stop)
+    url = f"http://127.0.0.1:{port}/v1"
+    where = f"the {served['start']['server']} server for '{served['model']}' ({' '.join(cmd[:6])} ...)"
+    t0 = time.time()
+    log.info("starting %s on %s", where, url)
+    while True:
+        try:
+            urllib.request.urlopen(url + "/models", timeout=2).close()
+            break
+        except OSError:
+            failed = "exited" if proc.poll() is not None else None
+            if not failed and time.time() - t0 > served["start"]["startup_timeout_s"]:
+                failed = (
+                    f"did not answer in {served['start']['startup_timeout_s']} s (start.startup_timeout_s)"
+                )
+            if failed:
+                stop()
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise ServedModelError(
+                    f"{where} {failed}; the end of its log ({log_path}):\n{tail}"
+                ) from None
+            time.sleep(0.5)
+    log.info("%s answered after %.1f s", where, time.time() - t0)
+    return {**served, "url": url}, stop
+
+
+@contextlib.contextmanager
+def running(served: dict):
+    """``served`` with a reachable ``url``: as configured, or a server started for the block."""
+    if not served.get("start"):
+        yield served
+        return
+    with tempfile.TemporaryDirectory(prefix="deltaflow-server-") as tmp:
+        live, stop = start_server(served, Path(tmp) / "server.log")
+        try:
+            yield live
+        finally:
+            stop()
+
+
+def started_identity(served: dict) -> dict:
+    """What a started server serves: the server, its version, its arguments and the weights."""
+    from importlib.metadata import version
+
+    from ..io import sha256_path
+
+    start = served["start"]
+    if start["server"] == "llama_cpp":
+        program = {"llama_cpp_python": version("llama_cpp_python")}
+    else:
+        from .vllm_backend import vllm_python, worker_versions
+
+        program = worker_versions(vllm_python(served.get("server_python")))
+    return {"server": start["server"], "program": program, "args": start["args"],
+            "weights": served["weights_path"], "weights_sha256": sha256_path(Path(served["weights_path"]))}  # fmt: skip
+
+
 def _manifest(served: dict) -> dict:
     """The import job's manifest (results/models/outside/<name>/, beside the tokenizer)."""
     return json.loads((Path(served["tokenizer_dir"]) / "manifest.json").read_text())
@@ -217,6 +336,7 @@ def served_identity(served: dict) -> dict:
     manifest = _manifest(served)
     return {
         "served": manifest["served"],
+        **({"started": manifest["started"]} if "started" in manifest else {}),  # the weights it serves
         "tokenizer": manifest["files"],
         "extra_body": served["extra_body"],  # the request fields it adds decide the answers too
         "client": sha256_path(Path(__file__)),
@@ -248,6 +368,8 @@ def load_served(served: dict, *, cache_db: Path, max_length: int = 2048):
     client (see the module); answers are cached in ``cache_db`` by content as they arrive."""
     from lm_eval.api.model import CachingLM
 
+    if served.get("start"):  # a server of this job, stopped when the job ends
+        served, _ = start_server(served, Path(f"{cache_db}-server.log"))
     check_identity(served, _manifest(served)["served"])
     endpoint = served["url"].rstrip("/") + "/completions"
     where = f"served model '{served['model']}' at {endpoint}"
