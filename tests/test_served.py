@@ -214,6 +214,33 @@ def test_a_started_server_that_exits_or_hangs_is_an_error_with_its_log(tiny, tmp
         start_job_server(served, tmp_path / "slow.log")  # its imports alone take longer
 
 
+def test_a_served_judge_reward_equals_the_same_judge_loaded_in_the_training_process(tiny, tmp_path):
+    """A GRPO/RLOO judge reward whose judge is served (generate mode): the same rewards, verdict
+    texts and parse-failure counts as the same GGUF loaded in the training process; a second
+    reward over the same judgments asks the server nothing."""
+    from deltaflow.bench.served import ref_identity
+    from deltaflow.training.judge_reward import JudgeReward
+
+    proxy = Proxy(tiny["port"])
+    served = _served(tiny, proxy.url, "judge")
+    judge = {"kind": "rubric", "mode": "generate", "max_gen_toks": 8, "model": "judge"}
+    load = {"device": "cpu", "batch_size": 4, "threads": 1, "base_dir": str(tiny["base"])}
+    texts, questions, refs = ["4", "It is 4.", "five", "4"], ["What is 2 + 2?"] * 4, ["4"] * 4
+
+    def reward(ref, cache):
+        r = JudgeReward("j", judge, ref, ref_identity(ref, None), cache_dir=tmp_path / cache, load=load)
+        return r, r.score(texts, questions, refs)
+
+    srv, got = reward({"model": "judge", "served": served}, "served")
+    here, want = reward({"model": "gguf", "gguf": str(tiny["gguf"]), "merged_dir": str(tiny["base"])}, "here")
+    assert got == want and srv.counts == here.counts and srv.counts["judge_calls"] == 3
+    verdicts = [sorted(str(e["responses"]) for e in r.cache.entries.values()) for r in (srv, here)]
+    assert verdicts[0] == verdicts[1] and len(verdicts[0]) == 3
+    asked = proxy.posts
+    again, _ = reward({"model": "judge", "served": served}, "served")
+    assert again.counts["cache_hits"] == 4 and proxy.posts == asked
+
+
 def test_a_wrong_model_name_and_a_changed_server_are_refused(tiny):
     url = f"http://127.0.0.1:{tiny['port']}/v1"
     with pytest.raises(ServedModelError, match=r"serves \['tiny'\], not 'other'"):

@@ -200,9 +200,10 @@ def check_recipes(config: dict, *, check_files: bool):
         yield from _check_online_dpo(rname, recipe)
         if rname in used and processes > 1 and judge_specs(recipe["rewards"]):
             yield (
-                f"config key 'recipes.{rname}.rewards': a judge reward loads its judge inside the training "
-                f"process, and this recipe trains on {processes} processes (train.processes / train.gpus); "
-                "judge rewards run on one training process: set train.processes: 1"
+                f"config key 'recipes.{rname}.rewards': a judge reward judges from one training process "
+                "(an in-process judge loads beside the policy; any judge's cache of judgments has one "
+                f"writer), and this recipe trains on {processes} processes (train.processes / train.gpus): "
+                "set train.processes: 1"
             )
         if recipe["objective"] == "rloo" and recipe["loss_type"] != _recipe_default("loss_type"):
             yield (
