@@ -266,7 +266,7 @@ def test_judge_reward_config_errors(tmp_path):
     assert "config key 'recipes.rl.rewards[0].judge.kind': 'likert' is not one of rubric, pairwise" in text
     cfg = _rl_config([{"judge": good}])
     cfg["train"] = {"processes": 2}
-    assert "judge rewards run on one training process: set train.processes: 1" in config_errors(cfg)
+    assert "a judge reward judges from one training process" in config_errors(cfg)
 
 
 class _Killed(Exception):
