@@ -15,6 +15,7 @@ rule select_model:
         pareto=report("results/tables/pareto.csv", caption="report/pareto.rst", category="Selection"),
     params:
         gates=config["gates"],
+        alpha=1 - config["tables"]["confidence"],  # a target gate's adjusted: true
         candidates=CANDIDATES,
     log:
         "logs/tables/select_model.log",

@@ -7,6 +7,7 @@ from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
 from deltaflow.tables import (
     TableSettings,
+    adjust_table,
     comparison_table,
     delta_table,
     load_eval_results,
@@ -31,6 +32,8 @@ df = delta_table(
 gate_rows = metric_gate_rows(results, p.gates, settings, not_run=not_run, baselines=p.bases)
 if len(gate_rows):
     df = pd.concat([df, gate_rows], ignore_index=True)
+# p-values adjusted across the table's cells (tables.adjust); the notes name the families
+df = adjust_table(df, settings)
 # a GGUF that failed its parity check is flagged on every row of its model
 flags = {}
 for path in snakemake.input.parity:
@@ -59,5 +62,5 @@ write_manifest(
     inputs=inputs,
     params={"baseline": "base", "tables": p.tables, "axes": p.axes},
     started=started,
-    extra={"rows": len(df), "comparison_rows": len(cdf)},
+    extra={"rows": len(df), "comparison_rows": len(cdf), "adjusted_over": settings.family},
 )

@@ -38,7 +38,7 @@ for path in snakemake.input.seeds:
         ],
         ignore_index=True,
     )
-verdicts, selection = select(df, p.gates, list(p.candidates), excluded=excluded)
+verdicts, selection = select(df, p.gates, list(p.candidates), excluded=excluded, alpha=p.alpha)
 selection["seeds"] = {m: seeds.get(m, 1) for m in p.candidates}
 write_json(out.gates, verdicts)
 write_json(out.selection, selection)

@@ -1,5 +1,7 @@
 """Gates and Pareto selection on small delta-table fixtures."""
 
+import copy
+
 import pandas as pd
 import pytest
 
@@ -162,3 +164,39 @@ def test_selection_prefers_a_pass_the_data_decide():
     assert verdicts["lucky"]["passes"] and verdicts["lucky"]["underpowered"] == ["math"]
     assert sel["chosen"] == "solid" and "with data that decide it" in sel["reason"]
     assert not sel["chosen_underpowered"]
+
+
+def test_a_target_with_adjusted_needs_its_adjusted_p_below_alpha():
+    """gates.target.<axis>.adjusted: the gain must also be significant after the table's
+    multiple-comparison adjustment (the axis row's p_adjusted < 1 - tables.confidence)."""
+    gates = {"target": {"style": {"min_gain_pts": 1.0, "adjusted": True}}}
+    axes = {"style": {"delta_pts": 3.0, "ci_low": 1.0, "ci_high": 5.0, "p_adjusted": 0.03}}
+    v = gate_verdict(axes, gates, alpha=0.05)
+    assert v["passes"] and v["checks"][0]["significant"] and v["checks"][0]["p_adjusted"] == 0.03
+    axes["style"]["p_adjusted"] = 0.2  # the same gain, not significant across the table
+    v = gate_verdict(axes, gates, alpha=0.05)
+    assert not v["passes"]
+    assert failed_reasons(v) == [
+        "target axis style: Δ +3.00 pts >= required gain +1.00; adjusted p 0.2 >= 0.05"
+    ]
+    assert gate_verdict(axes, {"target": {"style": {"min_gain_pts": 1.0}}})[
+        "passes"
+    ]  # not asked: not checked
+    df = table({"run": {"style": (3.0, 1.0, 5.0)}}).assign(p_adjusted=[0.01, 0.01])
+    verdicts, _ = select(df, gates, ["run"], alpha=0.05)
+    assert verdicts["run"]["passes"]
+    verdicts, _ = select(df, gates, ["run"], alpha=0.001)
+    assert not verdicts["run"]["passes"]
+
+
+def test_adjusted_gates_need_an_adjusted_table(tiny_cfg):
+    from conftest import config_errors
+
+    from deltaflow.config import validate_config
+
+    tiny_cfg["gates"]["target"]["target"]["adjusted"] = True
+    validate_config(copy.deepcopy(tiny_cfg))  # holm by default
+    tiny_cfg["tables"]["adjust"] = "none"
+    assert "config key 'gates.target.target.adjusted': the delta table adjusts no p-values" in config_errors(
+        tiny_cfg
+    )

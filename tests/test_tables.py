@@ -6,6 +6,7 @@ from deltaflow.tables import (
     REFERENCE,
     EvalResult,
     TableSettings,
+    adjust_table,
     comparison_table,
     delta_table,
     to_html,
@@ -153,3 +154,44 @@ def test_refuses_different_prompts():
 def test_missing_result_is_named():
     with pytest.raises(DeltaflowError, match=r"missing eval result for \(run, b\)"):
         delta_table([result("base", "a", [1]), result("base", "b", [1]), result("run", "a", [1])])
+
+
+def test_p_values_are_adjusted_across_the_table_as_statsmodels_does():
+    """p_value: McNemar's exact p for a binary benchmark, else the bootstrap's two-sided p (CI
+    inversion); p_adjusted: Holm (or BH) across the benchmark cells of every model vs its base,
+    separately across their axis and macro rows, equal to statsmodels' multipletests on the
+    same p-values. A base vs itself, a reference and a not-run row test nothing."""
+    from statsmodels.stats.multitest import multipletests
+
+    scored = [
+        result("run2", "a", [1, 1, 1, 1]),
+        result("run2", "b", [1, 1, 1, 0, 0]),
+        result("run2", "c", [0, 1, 1]),
+    ]
+    scored += [
+        result("base", "d", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]),
+        result("run", "d", [0.6, 0.7, 0.8, 0.9, 1.0, 1.0]),
+    ]
+    scored += [result("run2", "d", [0.1, 0.25, 0.3, 0.35, 0.5, 0.6])]
+    df = delta_table(FIXTURE + scored, settings=SETTINGS, references={"Ref": {"a": 60.0}})
+    d = rows(df, "run", "benchmark", "d")  # not binary: the bootstrap's p, all 1000 resamples above 0
+    assert pd.isna(d.mcnemar_p) and d.p_value == pytest.approx(2 / 1001)
+    a = rows(df, "run", "benchmark", "a")
+    assert a.p_value == a.mcnemar_p
+    for method, name in (("holm", "holm"), ("bh", "fdr_bh")):
+        settings = TableSettings(resamples=1000, seed=0, axes=SETTINGS.axes, adjust=method)
+        adj = adjust_table(df, settings)
+        for levels in (["benchmark"], ["axis", "macro"]):
+            fam = adj[adj.level.isin(levels) & (adj.model != "base") & (adj.source != REFERENCE)]
+            assert len(fam) == (8 if levels == ["benchmark"] else 6)
+            want = multipletests(fam.p_value.astype(float).to_numpy(), method=name)[1]
+            assert fam.p_adjusted.to_numpy() == pytest.approx(want)
+        tested = adj.model.isin(["run", "run2"])
+        assert adj[~tested].p_adjusted.isna().all() and adj[tested].p_adjusted.notna().all()
+        assert list(adj.columns).index("p_adjusted") == list(adj.columns).index("p_value") + 1
+        assert "8 benchmark rows (2 models: run, run2; × 4: a, b, c, d)" in settings.family
+        assert f"p adj.: {'Holm' if method == 'holm' else 'Benjamini-Hochberg'} over" in to_markdown(
+            adj, settings, title="T"
+        )
+    none = TableSettings(adjust="none")
+    assert "p_adjusted" not in adjust_table(df, none) and "p adj." not in to_markdown(df, none, title="T")

@@ -36,6 +36,9 @@ def axis_rows(df: pd.DataFrame, model: str) -> dict[str, dict]:
             **({"n": int(r.n)} if "n" in rows else {}),
             **({"mde_pts": float(r.mde_pts)} if "mde_pts" in rows and pd.notna(r.mde_pts) else {}),
             **({"note": r.note} if "note" in rows and isinstance(r.note, str) and r.note else {}),
+            **(
+                {"p_adjusted": float(r.p_adjusted)} if "p_adjusted" in rows and pd.notna(r.p_adjusted) else {}
+            ),
         }
         for r in rows.itertuples()
     }
@@ -84,8 +87,20 @@ def power_check(a: dict, kind: str, threshold: float) -> dict:
     return {"underpowered": under, "n_needed": need, "power_note": note}
 
 
-def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
-    """Each configured check with its numbers, whether it passed, and why (in words)."""
+def _adjusted_check(a: dict, alpha: float) -> dict:
+    """A target's ``adjusted: true``: the axis's p adjusted across the table (tables.adjust)."""
+    if "p_adjusted" not in a:
+        raise DeltaflowError(
+            "a target gate has adjusted: true, but the delta table has no adjusted p (tables.adjust)"
+        )
+    p, sig = a["p_adjusted"], a["p_adjusted"] < alpha
+    return {"p_adjusted": p, "alpha": alpha, "significant": sig,
+            "why": f"; adjusted p {p:.3g} {'<' if sig else '>='} {alpha:.3g}"}  # fmt: skip
+
+
+def gate_verdict(axes: dict[str, dict], gates: dict, alpha: float = 0.05) -> dict:
+    """Each configured check with its numbers, whether it passed, and why (in words). A target
+    with ``adjusted: true`` also needs the axis row's adjusted p below ``alpha``."""
     checks = not_run_checks(axes, gates)  # the other gates are still checked and shown
     gone = {c["axis"] for c in checks}
     for axis, rule in sorted((a, r) for a, r in gates.get("target", {}).items() if a not in gone):
@@ -93,6 +108,7 @@ def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
         value = a["delta_pts"] if bound == "point" else a["ci_low"]
         ok = value >= need
         what = "Δ" if bound == "point" else "CI lower bound"
+        significance = _adjusted_check(a, alpha) if rule.get("adjusted") else {}
         checks.append(
             {
                 "axis": axis,
@@ -101,10 +117,11 @@ def gate_verdict(axes: dict[str, dict], gates: dict) -> dict:
                 "bound": bound,
                 "value_pts": value,
                 "threshold_pts": need,
-                "passed": ok,
+                "passed": ok and significance.get("significant", True),
                 **power_check(a, "target", need),
+                **significance,
                 "reason": f"target axis {gate_key(axis, rule)}: {what} {value:+.2f} pts "
-                f"{'>=' if ok else '<'} required gain {need:+.2f}",
+                f"{'>=' if ok else '<'} required gain {need:+.2f}" + significance.get("why", ""),
             }
         )
     for axis, rule in sorted((a, r) for a, r in gates.get("guarded", {}).items() if a not in gone):
@@ -167,7 +184,11 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
 
 
 def select(
-    df: pd.DataFrame, gates: dict, candidates: list[str], excluded: dict[str, str] | None = None
+    df: pd.DataFrame,
+    gates: dict,
+    candidates: list[str],
+    excluded: dict[str, str] | None = None,
+    alpha: float = 0.05,
 ) -> tuple[dict, dict]:
     """(verdicts per model, selection) for the candidate models (every model but the base).
 
@@ -181,7 +202,7 @@ def select(
     verdicts, rows = {}, []
     for model in candidates:
         axes = axis_rows(df, model)
-        verdicts[model] = gate_verdict(axes, gates)
+        verdicts[model] = gate_verdict(axes, gates, alpha)
         if verdicts[model].get("not_run"):  # its suites left a gated axis out: never the choice
             excluded = {**excluded, model: f"gated axes not run: {', '.join(verdicts[model]['not_run'])}"}
         rows.append(

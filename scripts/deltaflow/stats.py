@@ -141,6 +141,29 @@ def items_needed(n: int, have: float, want: float) -> int | None:
     return int(np.ceil(n * (have / want) ** 2))
 
 
+def bootstrap_p(means: np.ndarray) -> float:
+    """Two-sided p of a zero mean delta from its paired-bootstrap means, by inverting the
+    percentile CI (the largest 1 - confidence whose CI excludes 0), with the +1 correction that
+    keeps it above zero: (1 + resamples on the far side of 0) / (1 + resamples), doubled."""
+    far = min(int((means <= 0).sum()), int((means >= 0).sum()))
+    return min(1.0, 2 * (far + 1) / (means.size + 1))
+
+
+# p-value adjustments across a table's cells (statsmodels.stats.multitest.multipletests names)
+ADJUSTMENTS = {"holm": "holm", "bh": "fdr_bh"}
+
+
+def adjust_p(pvalues, method: str) -> np.ndarray:
+    """``pvalues`` adjusted for multiple comparisons: Holm (family-wise error) or
+    Benjamini-Hochberg (false discovery rate), by statsmodels' ``multipletests``."""
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.asarray(pvalues, dtype=float)
+    if p.size == 0:
+        return p
+    return multipletests(p, method=ADJUSTMENTS[method])[1]
+
+
 def pooled_ci(parts: list[Comparison], confidence: float) -> tuple[float, float, float]:
     """Mean of the parts' deltas (a macro average) with a CI from their shared resamples.
 

@@ -26,7 +26,17 @@ from .bench.from_config import benchmark_axes, benchmark_dirs, benchmark_spec, r
 from .errors import ConfigError, DeltaflowError
 from .io import read_json, read_jsonl, sha256_path
 from .models import ModelGraph
-from .stats import Comparison, benchmark_seed, compare_scores, minimum_detectable_effect, pooled_ci
+from .seeds import families as seed_families
+from .stats import (
+    ADJUSTMENTS,
+    Comparison,
+    adjust_p,
+    benchmark_seed,
+    bootstrap_p,
+    compare_scores,
+    minimum_detectable_effect,
+    pooled_ci,
+)
 from .suites import NOT_RUN
 
 REFERENCE = "reference (not re-run)"
@@ -55,6 +65,8 @@ class TableSettings:
     seed: int = 0
     confidence: float = 0.95
     axes: dict = field(default_factory=dict)  # benchmark -> axis (config overrides applied)
+    adjust: str = "holm"  # p-value adjustment across the table's cells: holm, bh or none
+    family: str = ""  # the cells each adjustment ran over, in words (``adjust_table`` sets it)
 
     @classmethod
     def from_config(cls, tables: dict, axes: dict) -> TableSettings:
@@ -63,7 +75,40 @@ class TableSettings:
             seed=tables["seed"],
             confidence=tables["confidence"],
             axes=dict(axes),
+            adjust=tables["adjust"],
         )
+
+
+ADJUST_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg"}
+# the families the adjustment runs over: each benchmark cell, and each axis or macro row
+FAMILIES = {"benchmark": ("benchmark",), "axis and macro": ("axis", "macro")}
+
+
+def adjust_table(df: pd.DataFrame, settings: TableSettings) -> pd.DataFrame:
+    """``p_adjusted``: every tested row's ``p_value`` adjusted across its family (the
+    benchmark cells of every model vs its base; separately, their axis and macro rows) by
+    ``settings.adjust``; rows that test nothing (a base vs itself, references, not run) have
+    none. ``settings.family`` says which models and cells each family holds."""
+    if settings.adjust == "none":
+        return df
+    assert settings.adjust in ADJUSTMENTS, settings.adjust
+    df = df.copy()
+    df.insert(df.columns.get_loc("p_value") + 1, "p_adjusted", np.nan)
+    words = []
+    for family, levels in FAMILIES.items():
+        mask = (df.source == EVALUATED) & df.level.isin(levels) & df.p_value.notna()
+        if not mask.any():
+            continue
+        df.loc[mask, "p_adjusted"] = adjust_p(df.loc[mask, "p_value"].astype(float), settings.adjust)
+        models, cells = sorted(set(df.model[mask])), sorted(set(df.benchmark[mask]))
+        words.append(
+            f"{int(mask.sum())} {family} rows ({len(models)} models: {', '.join(models)}; × {len(cells)}: "
+            f"{', '.join(cells)})"
+        )
+    settings.family = (
+        f"{ADJUST_NAMES[settings.adjust]} over " + "; separately over ".join(words) if words else ""
+    )
+    return df
 
 
 def load_eval_results(summary_paths, benchmarks=None) -> tuple[list[EvalResult], dict[str, str]]:
@@ -196,7 +241,8 @@ def compare_models(
 
 def _row(left, right, level, name, axis, metric, parts: list[Comparison], settings) -> dict:
     delta, lo, hi = pooled_ci(parts, settings.confidence)
-    mde = minimum_detectable_effect(np.vstack([p.resampled for p in parts]).mean(axis=0))
+    pooled = np.vstack([p.resampled for p in parts]).mean(axis=0)
+    mde = minimum_detectable_effect(pooled)
     single = parts[0] if len(parts) == 1 and level == "benchmark" else None
     mean = lambda attr: sum(getattr(p, attr) for p in parts) / len(parts)
     flips = [p for p in parts if p.wrong_to_correct is not None]
@@ -220,6 +266,8 @@ def _row(left, right, level, name, axis, metric, parts: list[Comparison], settin
         "wrong_to_correct": sum(p.wrong_to_correct for p in flips) if flips else None,
         "correct_to_wrong": sum(p.correct_to_wrong for p in flips) if flips else None,
         "mcnemar_p": single.mcnemar_p if single else None,
+        # McNemar's exact p for a binary benchmark; else the bootstrap's (axis and macro rows too)
+        "p_value": single.mcnemar_p if single and single.mcnemar_p is not None else bootstrap_p(pooled),
     }
 
 
@@ -240,6 +288,7 @@ DELTA_COLUMNS = [
     "mcnemar_p",
     "wrong_to_correct",
     "correct_to_wrong",
+    "p_value",
 ]
 
 
@@ -286,6 +335,7 @@ def delta_table(
                     "mcnemar_p": r["mcnemar_p"],
                     "wrong_to_correct": r["wrong_to_correct"],
                     "correct_to_wrong": r["correct_to_wrong"],
+                    "p_value": None if model == left else r["p_value"],  # a base vs itself tests nothing
                     **({"baseline": left} if baselines else {}),
                 }
             )
@@ -509,7 +559,7 @@ def metric_gate_rows(
 
 
 def _metric_gate_row(model: str, name: str, axis: str, metric: str, r: dict) -> dict:
-    keep = ("n", "delta_pts", "ci_low", "ci_high", "mde_pts")
+    keep = ("n", "delta_pts", "ci_low", "ci_high", "mde_pts", "p_value")
     return {
         "model": model,
         "source": EVALUATED,
@@ -605,6 +655,7 @@ def model_section(df: pd.DataFrame, model: str, confidence: float) -> pd.DataFra
             f"{pct}% CI": f"[{r.ci_low:+.2f}, {r.ci_high:+.2f}]",
             "MDE": _fmt(r.get("mde_pts"), "{:.2f}"),
             "McNemar p": _fmt(r.mcnemar_p, "{:.3g}"),
+            **({"p adj.": _fmt(r.p_adjusted, "{:.3g}")} if "p_adjusted" in r else {}),
             "W→C / C→W": (
                 ""
                 if pd.isna(r.wrong_to_correct)
@@ -658,6 +709,11 @@ def table_notes(settings: TableSettings, has_refs: bool) -> str:
         "MDE: the smallest true Δ this n can detect (paired, two-sided α 0.05, 80% power, from the "
         "bootstrap standard error); a Δ below it is within what these items can show."
     )
+    if settings.family:
+        text += (
+            " p: McNemar's for binary benchmarks, else the bootstrap's two-sided p (CI inversion). "
+            f"p adj.: {settings.family}."
+        )
     if has_refs:
         text += " \\* reference scores from config, not re-run here (no CI)."
     return text
@@ -813,6 +869,17 @@ def _check_gate_metrics(config: dict):
     """A gate's metric must be recorded by every benchmark of its axis (where the registry says
     what a benchmark records: lm-eval tasks and scorers are checked when the tables are built)."""
     axes = benchmark_axes(config)
+    for axis, rule in sorted(config["gates"]["target"].items()):
+        if rule.get("adjusted") and config["tables"]["adjust"] == "none":
+            yield (
+                f"config key 'gates.target.{axis}.adjusted': the delta table adjusts no p-values "
+                "(tables.adjust: none); set tables.adjust to holm or bh"
+            )
+        if rule.get("adjusted") and seed_families(config):
+            yield (
+                f"config key 'gates.target.{axis}.adjusted': runs with replicate seeds are gated on their "
+                "seed-averaged rows, which have no adjusted p; remove adjusted or the seeds"
+            )
     for kind in ("target", "guarded"):
         for axis, rule in sorted(config["gates"][kind].items()):
             metric = rule.get("metric")
