@@ -15,6 +15,7 @@ rule delta_table:
         html=report("results/tables/delta.html", caption="report/delta_html.rst", category="Tables"),
         comparisons=report("results/tables/comparisons.csv", caption="report/comparisons.rst",
                            category="Tables"),
+        matrix=report("results/tables/matrix.csv", caption="report/matrix.rst", category="Tables"),
         manifest="results/tables/manifest.json",
     params:
         base_name=config["base_model"]["name"],

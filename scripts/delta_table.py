@@ -12,6 +12,7 @@ from deltaflow.tables import (
     delta_table,
     load_eval_results,
     metric_gate_rows,
+    model_matrix,
     to_html,
     to_markdown,
 )
@@ -49,11 +50,14 @@ pairs += [
     if c.get("metric") or (c["left"], c["right"]) not in pairs
 ]
 cdf = comparison_table(results, pairs, settings, not_run)
+# every model against every model, no pair listed in the config
+mdf = model_matrix(results, list(p.models), settings, not_run)
 title = f"Delta vs base ({p.base_name})"
 write_text(out.csv, df.to_csv(index=False))
 write_text(out.comparisons, cdf.to_csv(index=False))
-write_text(out.md, to_markdown(df, settings, title=title, comparisons=cdf))
-write_text(out.html, to_html(df, settings, title=title, comparisons=cdf))
+write_text(out.matrix, mdf.to_csv(index=False))
+write_text(out.md, to_markdown(df, settings, title=title, comparisons=cdf, matrix=mdf))
+write_text(out.html, to_html(df, settings, title=title, comparisons=cdf, matrix=mdf))
 inputs["code"] = list(snakemake.input.code)
 inputs["parity"] = list(snakemake.input.parity)
 write_manifest(

@@ -9,6 +9,7 @@ from deltaflow.tables import (
     adjust_table,
     comparison_table,
     delta_table,
+    model_matrix,
     to_html,
     to_markdown,
 )
@@ -195,3 +196,33 @@ def test_p_values_are_adjusted_across_the_table_as_statsmodels_does():
         )
     none = TableSettings(adjust="none")
     assert "p_adjusted" not in adjust_table(df, none) and "p adj." not in to_markdown(df, none, title="T")
+
+
+def test_every_model_against_every_model():
+    """The N x N matrix: each cell is the row model minus the column model, the same macro
+    delta and CI the tables give that pair; its mirror reads the other way round; a pair is
+    compared on the benchmarks both ran. It renders in the markdown and as an HTML heatmap."""
+    third = [result("run2", b, s) for b, s in (("a", [0, 0, 0, 1]), ("b", [1, 1, 1, 1, 1]), ("c", [0, 1, 0]))]
+    models = ["base", "run", "run2"]
+    mdf = model_matrix(FIXTURE + third, models, SETTINGS, not_run={"run2": {"c": "not in its suite"}})
+    assert len(mdf) == 6 and set(zip(mdf.row, mdf.column)) == {
+        (a, b) for a in models for b in models if a != b
+    }
+    df = delta_table(FIXTURE, settings=SETTINGS)
+    macro = rows(df, "run", "macro", "macro_avg")
+    cell = mdf[(mdf.row == "run") & (mdf.column == "base")].iloc[0]
+    assert (cell.delta_pts, cell.ci_low, cell.ci_high, cell.benchmarks) == (
+        macro.delta_pts, macro.ci_low, macro.ci_high, "a b c",
+    )  # fmt: skip
+    mirror = mdf[(mdf.row == "base") & (mdf.column == "run")].iloc[0]
+    assert (mirror.delta_pts, mirror.ci_low, mirror.ci_high) == (-cell.delta_pts, -cell.ci_high, -cell.ci_low)
+    assert (mirror.win, mirror.loss) == (
+        cell.loss,
+        cell.win,
+    ) and cell.win + cell.loss + cell.tie == pytest.approx(1)
+    r2 = mdf[(mdf.row == "run2") & (mdf.column == "run")].iloc[0]
+    assert r2.benchmarks == "a b" and r2.n == 9  # c: run2 did not run it
+    md = to_markdown(df, SETTINGS, title="T", matrix=mdf)
+    assert "### Every model against every model" in md and f"{cell.delta_pts:+.2f} [" in md
+    html = to_html(df, SETTINGS, title="T", matrix=mdf)
+    assert "Every model against every model" in html and "background: rgba(" in html

@@ -475,6 +475,90 @@ def comparison_table(
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS + (["note"] if noted else []))
 
 
+MATRIX_COLUMNS = ["row", "column", "benchmarks", "n", "delta_pts", "ci_low", "ci_high", "win", "loss", "tie"]
+
+
+def model_matrix(
+    results: list[EvalResult], models: list[str], settings: TableSettings, not_run: dict | None = None
+) -> pd.DataFrame:
+    """Every model against every model: the row model minus the column model on the benchmarks
+    both ran (the macro average of their paired deltas, with the pooled bootstrap CI, as the
+    tables' macro rows), and the share of those items the row model scored higher on (win),
+    lower (loss) or the same (tie). Each pair is compared once; its mirror cell is the same
+    comparison read the other way."""
+    not_run = not_run or {}
+    rows = []
+    for i, left in enumerate(models):
+        for right in models[i + 1 :]:
+            skip = frozenset(not_run.get(left, {})) | frozenset(not_run.get(right, {}))
+            pair = compare_models(results, left, right, settings, skip)
+            macro = next((r for r in pair if r["level"] == "macro"), None)
+            if macro is None:  # no benchmark both ran
+                continue
+            benches = sorted(r["benchmark"] for r in pair if r["level"] == "benchmark")
+            common = {"benchmarks": " ".join(benches), "n": macro["n"]}
+            rows.append({"row": right, "column": left, **common, "delta_pts": macro["delta_pts"],
+                         "ci_low": macro["ci_low"], "ci_high": macro["ci_high"], "win": macro["right_better"],
+                         "loss": macro["left_better"], "tie": macro["tie"]})  # fmt: skip
+            rows.append({"row": left, "column": right, **common, "delta_pts": -macro["delta_pts"],
+                         "ci_low": -macro["ci_high"], "ci_high": -macro["ci_low"], "win": macro["left_better"],
+                         "loss": macro["right_better"], "tie": macro["tie"]})  # fmt: skip
+    order = {m: k for k, m in enumerate(models)}
+    df = pd.DataFrame(rows, columns=MATRIX_COLUMNS)
+    return df.sort_values(["row", "column"], key=lambda c: c.map(order)).reset_index(drop=True)
+
+
+def matrix_view(mdf: pd.DataFrame, models: list[str], confidence: float) -> pd.DataFrame:
+    """The matrix as a table to read: Δ pts [CI] and win/loss per cell, row minus column."""
+    pct = round(100 * confidence)
+    cells = {(r.row, r.column): r for r in mdf.itertuples()}
+    out = []
+    for row in models:
+        line = {f"row − column (Δ pts, {pct}% CI; win/loss)": row}
+        for col in models:
+            r = cells.get((row, col))
+            line[col] = (
+                "—"
+                if row == col
+                else ""
+                if r is None
+                else f"{r.delta_pts:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}] {r.win:.0%}/{r.loss:.0%}"
+            )
+        out.append(line)
+    return pd.DataFrame(out)
+
+
+def matrix_html(mdf: pd.DataFrame, models: list[str], confidence: float) -> str:
+    """The matrix as a heatmap: green where the row model scores higher, red where lower, the
+    colour's strength by the size of Δ; bold where the CI excludes zero."""
+    import html
+
+    cells = {(r.row, r.column): r for r in mdf.itertuples()}
+    top = max([abs(r.delta_pts) for r in mdf.itertuples()] + [1e-9])
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in models)
+    body = []
+    for row in models:
+        tds = []
+        for col in models:
+            r = cells.get((row, col))
+            if r is None:
+                tds.append("<td>—</td>" if row == col else "<td></td>")
+                continue
+            alpha = round(0.15 + 0.6 * abs(r.delta_pts) / top, 2)
+            rgb = "40,150,60" if r.delta_pts > 0 else "200,50,50" if r.delta_pts < 0 else "160,160,160"
+            text = f"{r.delta_pts:+.2f}"
+            text = f"<b>{text}</b>" if r.ci_low > 0 or r.ci_high < 0 else text
+            tip = f"{row} − {col}: {r.delta_pts:+.2f} [{r.ci_low:+.2f}, {r.ci_high:+.2f}], win {r.win:.0%}, loss {r.loss:.0%}, n {r.n}"
+            tds.append(f"<td style='background: rgba({rgb},{alpha})' title='{html.escape(tip)}'>{text}</td>")
+        body.append(f"<tr><th>{html.escape(row)}</th>{''.join(tds)}</tr>")
+    return (
+        f"<table class='matrix'><tr><th>row − column</th>{head}</tr>{''.join(body)}</table>"
+        f"<p class='note'>Δ pts of the row model minus the column model, the macro average over the "
+        f"benchmarks both ran; bold where the {round(100 * confidence)}% paired-bootstrap CI excludes zero. "
+        "Hover a cell for its CI and win/loss rates; results/tables/matrix.csv has every number.</p>"
+    )
+
+
 def _metric_value(rec: dict, metric: str):
     value = (rec.get("scorer") or {}).get(metric[7:]) if metric.startswith("scorer.") else rec.get(metric)
     return float(value) if isinstance(value, (int, float)) else None
@@ -726,6 +810,7 @@ def to_markdown(
     title: str,
     baseline: str = "base",
     comparisons: pd.DataFrame | None = None,
+    matrix: pd.DataFrame | None = None,
 ) -> str:
     has_refs = bool((df.source == REFERENCE).any())
     parts = [
@@ -745,6 +830,14 @@ def to_markdown(
             *(["", f"**FLAGGED: {flag}**"] if flag else []),
             "",
             markdown_table(model_section(df, model, settings.confidence)),
+        ]
+    if matrix is not None and len(matrix):
+        names = list(dict.fromkeys([*matrix.row, *matrix.column]))
+        parts += [
+            "",
+            "### Every model against every model",
+            "",
+            markdown_table(matrix_view(matrix, names, settings.confidence)),
         ]
     if comparisons is not None and len(comparisons):
         parts += [
@@ -778,6 +871,7 @@ def to_html(
     title: str,
     baseline: str = "base",
     comparisons: pd.DataFrame | None = None,
+    matrix: pd.DataFrame | None = None,
 ) -> str:
     import html
 
@@ -798,6 +892,9 @@ def to_html(
             *([f"<p class='note'><b>FLAGGED: {html.escape(flag)}</b></p>"] if flag else []),
             table(model_section(df, model, settings.confidence)),
         ]
+    if matrix is not None and len(matrix):
+        names = list(dict.fromkeys([*matrix.row, *matrix.column]))
+        body += ["<h2>Every model against every model</h2>", matrix_html(matrix, names, settings.confidence)]
     if comparisons is not None and len(comparisons):
         body += ["<h2>Pairwise comparisons</h2>", table(comparison_section(comparisons))]
     return (
