@@ -7,6 +7,9 @@
 - `deltaflow compare MODEL_A MODEL_B [--benchmark B]` prints the paired comparison of two
   evaluated models (mean delta with CI, McNemar, flips, right/left/tie rates) from the saved
   per-item records, nothing rerun; the tables' own code and refusals (deltaflow.tables).
+- `deltaflow compare --against OTHER` compares the same models and benchmarks in this results
+  tree and another (a results directory, or a git revision that tracks results/), paired over
+  the items, and lists the cells that changed (`--all`: every cell) (deltaflow.tree_diff).
 - `deltaflow status [SNAKEMAKE ARGS]` lists the jobs a run would redo and Snakemake's reason
   for each (changed params, code or inputs), from a dry run (deltaflow.status).
 - `deltaflow rescore BENCHMARK` re-scores every model's saved outputs for a benchmark with the
@@ -119,6 +122,36 @@ def rescore(results: Path, config_path: Path, benchmark: str) -> list[dict]:
     return rows
 
 
+def _compare_trees(args, parser) -> int:
+    """``compare --against``: the cells of this tree that differ from the other's."""
+    from .bench.from_config import benchmark_axes
+    from .config import load_config
+    from .tables import TableSettings
+    from .tree_diff import diff_trees, other_tree, tree_results
+
+    if args.left or args.right:
+        parser.error("compare --against compares whole trees; name models with --model")
+    config = load_config(args.config, check_files=False)
+    settings = TableSettings.from_config(config["tables"], benchmark_axes(config))
+    here = tree_results(args.results)
+    with other_tree(args.against, args.results.resolve().parent) as other:
+        df = diff_trees(
+            tree_results(other),
+            here,
+            settings,
+            models=args.model,
+            benchmarks=args.benchmark,
+            every_cell=args.all,
+        )
+    if args.csv:
+        print(df.to_csv(index=False), end="")
+    else:
+        print(df.to_markdown(index=False) if len(df) else "no cell changed")
+        changed = int((df.status == "changed").sum())
+        print(f"\n{changed} changed cell(s), {int(df.status.str.startswith('only').sum())} in one tree only")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deltaflow")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,9 +166,20 @@ def main(argv: list[str] | None = None) -> int:
         help="the config the results were made with (its model graph)",
     )
     audit.add_argument("--json", action="store_true", help="print the chain as JSON")
-    comp = sub.add_parser("compare", help="paired comparison of two evaluated models from saved records")
-    comp.add_argument("left")
-    comp.add_argument("right")
+    comp = sub.add_parser(
+        "compare",
+        help="paired comparison of two evaluated models from saved records, or (--against) of this "
+        "results tree with another",
+    )
+    comp.add_argument("left", nargs="?")
+    comp.add_argument("right", nargs="?")
+    comp.add_argument(
+        "--against",
+        help="another results directory, or a git revision whose commit tracks results/: the same "
+        "models and benchmarks compared item by item (this tree minus that one)",
+    )
+    comp.add_argument("--model", action="append", help="with --against: only this model (repeatable)")
+    comp.add_argument("--all", action="store_true", help="with --against: unchanged cells too")
     comp.add_argument("--benchmark", action="append", help="only this benchmark (repeatable)")
     comp.add_argument("--results", default="results", type=Path)
     comp.add_argument("--config", default="config/config.yaml", type=Path)
@@ -153,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command != "status":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if args.command == "compare" and args.against:
+            return _compare_trees(args, parser)
         if args.command == "compare":
+            if not (args.left and args.right):
+                parser.error("compare needs two models (LEFT RIGHT), or --against OTHER")
             from .config import load_config
 
             df = compare(

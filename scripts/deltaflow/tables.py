@@ -491,10 +491,10 @@ def model_matrix(
     for i, left in enumerate(models):
         for right in models[i + 1 :]:
             skip = frozenset(not_run.get(left, {})) | frozenset(not_run.get(right, {}))
-            pair = compare_models(results, left, right, settings, skip)
-            macro = next((r for r in pair if r["level"] == "macro"), None)
-            if macro is None:  # no benchmark both ran
+            if not {r.benchmark for r in results} - skip:  # no benchmark both ran: an empty cell
                 continue
+            pair = compare_models(results, left, right, settings, skip)
+            macro = next(r for r in pair if r["level"] == "macro")
             benches = sorted(r["benchmark"] for r in pair if r["level"] == "benchmark")
             common = {"benchmarks": " ".join(benches), "n": macro["n"]}
             rows.append({"row": right, "column": left, **common, "delta_pts": macro["delta_pts"],
