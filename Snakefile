@@ -9,6 +9,11 @@ from deltaflow.io import read_config_file
 
 min_version("9.0")
 
+# The libraries' own progress bars (lm-eval's requests, datasets, transformers) refresh at most
+# every 30 s in a job's log (tqdm reads TQDM_MININTERVAL when imported; jobs inherit it), beside
+# deltaflow's own progress lines with rate and ETA (deltaflow/progress.py).
+os.environ.setdefault("TQDM_MININTERVAL", "30")
+
 # --configfile deep-merges over a `configfile:` directive, so the default config is only
 # loaded when none was given on the command line (a test config must not inherit its runs).
 if not config:

@@ -1,6 +1,7 @@
 """Real Snakemake runs of the whole DAG on the tiny config (random 2-layer Llama, ~20-row data)."""
 
 import json
+import re
 import shutil
 import subprocess
 from collections import Counter
@@ -578,3 +579,19 @@ def test_html_report_renders_in_headless_chromium(tiny_workflow, tmp_path):
     for category in ("Tables", "Plots", "Model card", "Selection", "Mixtures"):
         assert f"<span>{category}</span>" in dom and f"<span>{category}</span>" not in html, category
     assert "deltaflow run: base model tiny-random-llama" in dom
+
+
+def test_long_jobs_report_progress_with_a_rate_and_an_eta(tiny_workflow):
+    """Training steps and eval chunks log their progress with tqdm's elapsed<ETA, rate meter;
+    the lines reach the console snakemake runs in, prefixed with the job; the libraries' own
+    bars refresh at most every 30 s in the logs (TQDM_MININTERVAL, set by the Snakefile)."""
+    train = (tiny_workflow.work / "logs/adapters/run_a.log").read_text()
+    assert re.search(r"step \d+/\d+ loss [\d.]+ \[\d\d:\d\d<\d\d:\d\d, +[\d.]+ steps/s\]", train), train[
+        -2000:
+    ]
+    evals = (tiny_workflow.work / "logs/evals/base.log").read_text()
+    assert re.search(r"arithmetic: chunk \d+/\d+ \(\d+ docs\) in [\d.]+ s; \d+/\d+ docs \[", evals), evals[
+        -2000:
+    ]
+    if tiny_workflow.proc is not None:  # the worker that ran the workflow holds its console
+        assert re.search(r"\[adapter run=run_a\] step \d+/\d+ loss", tiny_workflow.proc.stderr)

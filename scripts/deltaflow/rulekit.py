@@ -16,6 +16,10 @@ def start_job(snakemake) -> str:
     their temporary files instead of leaving them behind.
     """
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    from .progress import set_job
+
+    wildcards = ",".join(f"{k}={v}" for k, v in snakemake.wildcards.items())
+    set_job(f"{snakemake.rule}{' ' + wildcards if wildcards else ''}")
     if snakemake.log:
         fh = open(snakemake.log[0], "a", buffering=1)  # noqa: SIM115 (stderr for the job's life)
         sys.stderr = fh

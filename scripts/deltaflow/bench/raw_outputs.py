@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ..io import atomic_path, read_jsonl, safetensors_sha256, sha256_path, sha256_text, write_jsonl
+from ..progress import meter, report
 from ..vocab import adapter_has_tokenizer, load_base_for_adapter
 from .lmeval import fewshot_file, lm_eval_docs_file, lm_eval_task_config
 from .spec import BenchmarkSpec, decoding_spec
@@ -295,6 +296,7 @@ def generate_outputs(
     chunks = [docs[i : i + chunk_size] for i in range(0, len(docs), chunk_size)]
     outputs: list[dict] = []
     resumed = 0
+    started, done_here = time.time(), 0  # docs computed in this job (resumed chunks are free)
     for ci, chunk in enumerate(chunks):
         path = work_dir / f"chunk-{ci:05d}.jsonl"
         ids = [d["doc_id"] for d in chunk]
@@ -319,14 +321,13 @@ def generate_outputs(
         with atomic_path(path) as tmp:
             write_jsonl(tmp, rows)
         outputs.extend(rows)
-        log.info(
-            "%s: chunk %d/%d (%d docs) in %.1f s%s",
-            spec.name,
-            ci + 1,
-            len(chunks),
-            len(chunk),
-            time.time() - t0,
-            f"; {resumed} chunks resumed from a previous run" if resumed else "",
+        done_here += len(chunk)
+        todo = len(docs) - len(outputs) + done_here  # the docs this job computes, resumed chunks aside
+        report(
+            f"{spec.name}: chunk {ci + 1}/{len(chunks)} ({len(chunk)} docs) in {time.time() - t0:.1f} s; "
+            f"{len(outputs)}/{len(docs)} docs {meter(done_here, todo, time.time() - started, 'docs')}"
+            + (f"; {resumed} chunks resumed from a previous run" if resumed else ""),
+            last=len(outputs) == len(docs),
         )
         if on_chunk is not None:
             on_chunk(ci)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ..errors import DeltaflowError
+from ..progress import meter, report
 from .resume import _drop_checkpoints_after
 
 log = logging.getLogger(__package__)  # one logger for the package: "deltaflow.training"
@@ -47,9 +48,12 @@ def _loss_callback(curve: list, eval_curve: list):
         record_eval = True  # off while DPO's margin is measured on the training pairs
         group_stats = None  # GRPO: rewards.GroupStats, read at every logging step
 
+        start_step = 0
+
         def on_train_begin(self, args, state, control, **kw):
             self.start_time = time.time()
             self.start_tokens = state.num_input_tokens_seen
+            self.start_step = state.global_step
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "eval_loss" in logs and self.record_eval:
@@ -92,7 +96,12 @@ def _loss_callback(curve: list, eval_curve: list):
                         state.global_step,
                         curve[-1]["reward_hacking"],
                     )
-            log.info("step %d/%d loss %.4f", state.global_step, state.max_steps, loss)
+            done = state.global_step - self.start_step  # steps of this attempt (a resumed run's later ones)
+            report(
+                f"step {state.global_step}/{state.max_steps} loss {loss:.4f} "
+                f"{meter(done, state.max_steps - self.start_step, time.time() - self.start_time, 'steps')}",
+                last=state.global_step >= state.max_steps,
+            )
             if not math.isfinite(loss):
                 good = max((c["step"] for c in curve if math.isfinite(c["loss"])), default=0)
                 dropped = (
