@@ -22,6 +22,7 @@ SLOW_FIRST = (
     "test_slurm.py",
     "test_export.py",
     "test_training_runs.py",
+    "test_example_e2e.py",
     "test_workflow.py",
     "test_vllm.py",
     "test_served_vllm.py",
