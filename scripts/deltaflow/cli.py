@@ -152,7 +152,7 @@ def _compare_trees(args, parser) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deltaflow")
     sub = parser.add_subparsers(dest="command", required=True)
     audit = sub.add_parser("audit", help="trace a delta-table cell back to its data, recipe, model and code")
@@ -193,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     resc.add_argument("benchmark")
     resc.add_argument("--config", default="config/config.yaml", type=Path)
     resc.add_argument("--results", default="results", type=Path)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "status":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -37,6 +37,16 @@ RL_LOG_KEYS = (
 )
 
 
+def _report_step(state, loss: float, start_step: int, start_time: float) -> None:
+    """'step 5/100 loss 1.4795 [00:10<03:10, 0.50 steps/s]': the rate over this attempt's steps
+    (a resumed run's later ones)."""
+    done, todo = state.global_step - start_step, state.max_steps - start_step
+    report(
+        f"step {state.global_step}/{state.max_steps} loss {loss:.4f} {meter(done, todo, time.time() - start_time, 'steps')}",
+        last=state.global_step >= state.max_steps,
+    )
+
+
 def _loss_callback(curve: list, eval_curve: list):
     from transformers import TrainerCallback
 
@@ -96,12 +106,7 @@ def _loss_callback(curve: list, eval_curve: list):
                         state.global_step,
                         curve[-1]["reward_hacking"],
                     )
-            done = state.global_step - self.start_step  # steps of this attempt (a resumed run's later ones)
-            report(
-                f"step {state.global_step}/{state.max_steps} loss {loss:.4f} "
-                f"{meter(done, state.max_steps - self.start_step, time.time() - self.start_time, 'steps')}",
-                last=state.global_step >= state.max_steps,
-            )
+            _report_step(state, loss, self.start_step, self.start_time)
             if not math.isfinite(loss):
                 good = max((c["step"] for c in curve if math.isfinite(c["loss"])), default=0)
                 dropped = (
