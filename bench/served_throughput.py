@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
+from deltaflow.bench.served import stop_group
 
 
 def free_port() -> int:
@@ -33,7 +34,7 @@ def free_port() -> int:
 
 
 def start(cmd: list[str], port: int, timeout: float = 600) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     t0 = time.time()
     while time.time() - t0 < timeout:
         try:
@@ -44,7 +45,7 @@ def start(cmd: list[str], port: int, timeout: float = 600) -> subprocess.Popen:
             if proc.poll() is not None:
                 raise SystemExit(f"the server exited ({proc.returncode}): {' '.join(cmd)}") from None
             time.sleep(0.5)
-    proc.kill()
+    stop_group(proc)
     raise SystemExit("the server did not start")
 
 
@@ -111,7 +112,7 @@ def main() -> None:
         for conc, secs in rows[1:]:
             print(f"speedup concurrency {conc} vs {rows[0][0]}: {base / secs:.2f}x")
     finally:
-        server.kill()
+        stop_group(server)  # the server and vLLM's engine processes
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from test_served import _free_port
 from deltaflow.basemodel import materialize_base
 from deltaflow.bench.items import prepare_docs
 from deltaflow.bench.raw_outputs import generate_outputs, load_model
-from deltaflow.bench.served import load_served
+from deltaflow.bench.served import load_served, stop_group
 from deltaflow.io import write_jsonl
 from deltaflow.outside import import_outside_model
 from deltaflow.provenance import write_manifest
@@ -42,7 +42,7 @@ def server(tmp_path_factory):
     proc = subprocess.Popen(
         [str(VLLM_PY), "-m", "vllm.entrypoints.openai.api_server", "--model", str(base), "--served-model-name",
          "tiny", "--dtype", "float32", "--max-model-len", "512", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=(root / "vllm.log").open("w"),
+        env=env, stdout=subprocess.DEVNULL, stderr=(root / "vllm.log").open("w"), start_new_session=True,
     )  # fmt: skip
     try:
         for _ in range(600):
@@ -55,8 +55,8 @@ def server(tmp_path_factory):
         else:
             raise AssertionError("vllm serve did not start in 300 s")
         yield {"root": root, "base": base, "url": f"http://127.0.0.1:{port}/v1"}
-    finally:
-        proc.kill()
+    finally:  # the server and the engine processes it started (a SIGKILL of the server alone orphans them)
+        stop_group(proc)
 
 
 def test_multiple_choice_through_vllm_serve_equals_the_model_loaded_here(server, tmp_path):

@@ -50,6 +50,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -257,15 +258,11 @@ def start_server(served: dict, log_path: Path):
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as out:
         launch = [sys.executable, "-c", DIE_WITH_PARENT, *cmd]
-        proc = subprocess.Popen(launch, stdout=out, stderr=subprocess.STDOUT, env=env)
+        # its own process group: stopping it stops the processes it starts (vLLM's engine core)
+        proc = subprocess.Popen(launch, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
     def stop():
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_group(proc)
 
     atexit.register(stop)
     url = f"http://127.0.0.1:{port}/v1"
@@ -291,6 +288,21 @@ def start_server(served: dict, log_path: Path):
             time.sleep(0.5)
     log.info("%s answered after %.1f s", where, time.time() - t0)
     return {**served, "url": url}, stop
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM to a server's process group (vLLM shuts its engine down on it), SIGKILL to what
+    is left after ``timeout`` seconds."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=timeout)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 @contextlib.contextmanager
