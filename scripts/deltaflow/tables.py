@@ -178,6 +178,17 @@ def check_comparable(a: EvalResult, b: EvalResult) -> None:
             )
 
 
+def compare_results(left: EvalResult, right: EvalResult, settings: TableSettings) -> Comparison:
+    """Right vs left on one benchmark's items, with the tables' bootstrap settings."""
+    return compare_scores(
+        left.scores,
+        right.scores,
+        resamples=settings.resamples,
+        seed=benchmark_seed(settings.seed, left.benchmark),
+        confidence=settings.confidence,
+    )
+
+
 def _index(results: list[EvalResult]) -> dict:
     return {(r.model, r.benchmark): r for r in results}
 
@@ -207,13 +218,7 @@ def compare_models(
     for bench in benchmarks:
         lres, rres = _get(by_key, left, bench), _get(by_key, right, bench)
         check_comparable(lres, rres)
-        c = compare_scores(
-            lres.scores,
-            rres.scores,
-            resamples=settings.resamples,
-            seed=benchmark_seed(settings.seed, bench),
-            confidence=settings.confidence,
-        )
+        c = compare_results(lres, rres, settings)
         per_bench[bench] = c
         rows.append(
             _row(

@@ -25,8 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from .errors import DeltaflowError
-from .stats import benchmark_seed, compare_scores
-from .tables import EvalResult, TableSettings, check_comparable, load_eval_results
+from .tables import EvalResult, TableSettings, check_comparable, compare_results, load_eval_results
 
 DIFF_COLUMNS = [
     "model",
@@ -135,13 +134,7 @@ def diff_trees(
         a, b = before[(model, bench)], after[(model, bench)]
         # the tables' own refusals, naming the two trees
         check_comparable(_named(a, f"{model} (--against)"), _named(b, f"{model} (here)"))
-        comp = compare_scores(
-            a.scores,
-            b.scores,
-            resamples=settings.resamples,
-            seed=benchmark_seed(settings.seed, bench),
-            confidence=settings.confidence,
-        )
+        comp = compare_results(a, b, settings)
         changed = sum(x != y for x, y in zip(a.scores, b.scores, strict=True))
         if not changed and not every_cell:
             continue
