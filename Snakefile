@@ -52,6 +52,7 @@ include: "rules/judge.smk"
 include: "rules/tables.smk"
 include: "rules/seeds.smk"
 include: "rules/selection.smk"
+include: "rules/finalists.smk"
 include: "rules/report.smk"
 
 # results copied without .snakemake/: rerun the jobs made with other params or code (common.smk)

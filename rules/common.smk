@@ -14,13 +14,13 @@ from deltaflow.codedeps import code_closure
 from deltaflow.training.world import processes_for
 from deltaflow.training.rewards import reward_judge_refs
 from deltaflow.gguf_export import CONVERTER_TYPES, FTYPES, GGUF_TYPES
-from deltaflow.io import read_config_file, sha256_text
+from deltaflow.io import read_config_file, read_json, sha256_text
 from deltaflow.seeds import families as seed_families, is_seed_arm
 from deltaflow.bench.spec import is_judged
 from deltaflow.datasets import prompt_sets
 from deltaflow.bench.judging import judge_label, judge_ref, settings as judge_settings
 from deltaflow.origins import Origins
-from deltaflow.suites import model_benchmarks, not_run_reason
+from deltaflow.suites import finalist_benchmarks, model_benchmarks, not_run_reason
 from deltaflow.eval_jobs import eval_batches
 from deltaflow.generation import verifier_spec
 from deltaflow import sources
@@ -69,6 +69,9 @@ ITEM_SPECS = {name: item_spec(spec) for name, spec in BENCH_SPECS.items()}
 JUDGED = [b for b in BENCHMARKS if is_judged(BENCH_SPECS[b])]
 SCORED = [b for b in BENCHMARKS if b not in JUDGED]
 AXES = benchmark_axes(config)
+# benchmark -> k of a {finalists: k} suite: run after the selection, on the chosen model and its
+# k runners-up (rule evaluate_finalist); before it, only the bases run them
+FINAL_BENCHES = finalist_benchmarks(config)
 # model -> the benchmarks it runs: every one, unless a benchmark names its models (deltaflow.suites)
 BENCH_OF = model_benchmarks(config, MODELS, {b: judge_settings(BENCH_SPECS[b])["baseline"] for b in JUDGED
                                               if judge_settings(BENCH_SPECS[b])["kind"] == "pairwise"})
@@ -308,10 +311,33 @@ def eval_arm(model):
             "inputs": {"base": base_input(model), **model_inputs(model)}, "load": model_load_params(model)}
 
 
-def get_eval_input(wildcards, models=None):
+def finalist_arm(model):
+    """eval_arm of a finalist's own job (evaluate_finalist), with the benchmarks of the
+    finalists suite only (FINAL_BENCHES)."""
+    benchmarks = [b for b in BENCHMARKS if b in FINAL_BENCHES]
+    return {**eval_arm(model), "specs": [BENCH_SPECS[b].to_dict() for b in benchmarks], "not_run": {},
+            "docs": [f"results/benchmarks/{b}/docs.jsonl" for b in benchmarks],
+            "fewshot": [f"results/benchmarks/{b}/fewshot.jsonl" for b in benchmarks]}
+
+
+def finalist_outputs(model):
+    """The files of a finalist's job: the finalists suite's records and metrics, and a summary."""
+    return {"samples": [f"results/finalists/{model}/{b}.jsonl" for b in FINAL_BENCHES],
+            "metrics": [f"results/finalists/{model}/{b}.json" for b in FINAL_BENCHES],
+            "responses": [], "summary": [f"results/finalists/{model}/summary.json"]}
+
+
+def finalist_summaries(wildcards):
+    """The finalists' summaries: who they are is known once the `finalists` checkpoint ran."""
+    chosen = read_json(checkpoints.finalists.get().output.finalists)["models"]
+    return [f"results/finalists/{m}/summary.json" for m in chosen]
+
+
+def get_eval_input(wildcards, models=None, arm=None):
     """The files of an eval job's models (its arms: ``models``, or the one model of the
-    `evaluate` job) and the docs of the benchmarks they run."""
-    arms = [eval_arm(m) for m in (models or [wildcards.model])]
+    `evaluate` job) and the docs of the benchmarks they run; ``arm``: eval_arm, or
+    finalist_arm for a finalist's job."""
+    arms = [(arm or eval_arm)(m) for m in (models or [wildcards.model])]
     files = lambda key: sorted({f for a in arms for f in a[key]})
     return {"base": sorted({a["base"] for a in arms}), "code": script_code("evaluate.py"), "scorers": scorer_files(),
             "docs": files("docs"), "fewshot": files("fewshot"),
@@ -327,10 +353,11 @@ def eval_job_outputs(models):
             "summary": [f"results/evals/{m}/summary.json" for m in models]}
 
 
-def eval_params(models):
-    """The eval job's params: its models (arms, see eval_arm) and the settings they share."""
+def eval_params(models, arm=None):
+    """The eval job's params: its models (arms, see eval_arm; ``arm``: another such function)
+    and the settings they share."""
     return dict(
-        arms=[eval_arm(m) for m in models],
+        arms=[(arm or eval_arm)(m) for m in models],
         batch_size=config["eval"]["batch_size"],
         device=config["eval"]["device"],
         chunk_size=config["eval"]["chunk_size"],
@@ -456,6 +483,7 @@ def get_final_output():
             "results/model_card.md", "results/plots/forest.png",
             *(["results/tables/gguf_parity.md"] if parity_reports() else []),
             *(["results/tables/seeds.md"] if SEED_FAMILIES else []),
+            *(["results/tables/finalists.csv"] if FINAL_BENCHES else []),
             *[f"results/mixtures/{m}/report.md" for m in MIXTURES]]
 
 

@@ -33,6 +33,8 @@ rule model_card:
         # what the release folder copies: every candidate's manifest (and GGUF file)
         models=release_inputs(),
         bases=[base_manifest(b) for b in BASES],
+        # the benchmarks run on the finalists after the selection (a {finalists: k} suite)
+        finalists=["results/tables/finalists.csv"] if FINAL_BENCHES else [],
         code=script_code("model_card.py"),
     output:
         card=report("results/model_card.md", caption="report/model_card.rst", category="Model card"),

@@ -62,6 +62,7 @@ def model_card(model: str) -> tuple[ModelNode, str]:
         outside=p.outside,
         released_as=released_as(model),
         release_notes=p.release["notes"].get(model),
+        finalists=pd.read_csv(inp.finalists[0]) if inp.finalists else None,
     )
     metadata = hub_metadata(
         model=model,

@@ -12,7 +12,7 @@ from deltaflow.config import validate_config
 from deltaflow.errors import DeltaflowError
 from deltaflow.models import ModelGraph
 from deltaflow.selection import select
-from deltaflow.suites import model_benchmarks, not_run_reason
+from deltaflow.suites import finalist_benchmarks, finalists, model_benchmarks, not_run_reason
 from deltaflow.tables import comparison_table, delta_table, metric_gate_rows, to_markdown
 
 
@@ -67,6 +67,54 @@ def test_a_model_that_runs_nothing_and_seeds_outside_a_suite_are_refused():
     err = config_errors(cfg)
     assert "config key 'suites': model 'run_dpo' runs no benchmark" in err
     assert "'runs.run_a.seeds': replicate seeds with benchmarks outside the run's suites (gsm8k)" in err
+
+
+def test_a_finalists_suite_runs_on_the_bases_only_before_the_selection():
+    cfg = tiny_config()
+    cfg["suites"] = {"final": {"finalists": 2}}
+    cfg["benchmarks"]["gsm8k"]["suite"] = "final"
+    cfg["gates"]["guarded"]["math"] = {"tolerance_pts": 5}  # gsm8k's axis
+    assert (
+        "'benchmarks.gsm8k.suite': suite 'final' runs on the finalists, after the selection, and "
+        "gates.guarded.math gates axis 'math' with it"
+    ) in config_errors(cfg)
+    del cfg["gates"]["guarded"]["math"]
+    plan = _plan(cfg)
+    assert "gsm8k" in plan["base"] and not any("gsm8k" in plan[m] for m in plan if m != "base")
+    assert finalist_benchmarks(cfg) == {"gsm8k": 2}
+    assert not_run_reason(cfg, "gsm8k").startswith(
+        "not run here: gsm8k runs on the finalists of suite 'final' (the chosen model and its 2 runners-up)"
+    )
+    cfg["benchmarks"]["style"] = {
+        "task": "writingbench_en",
+        "n": 2,
+        "suite": "final",
+        "judge": {"kind": "rubric", "model": "base"},
+    }
+    assert (
+        "'benchmarks.style.suite': suite 'final' runs on the finalists, and style is judged"
+        in config_errors(cfg)
+    )
+    del cfg["benchmarks"]["style"]
+    cfg["suites"]["other"] = {"finalists": 1}
+    cfg["benchmarks"]["arc_easy"]["suite"] = "other"
+    cfg["gates"]["guarded"] = {}
+    assert "config key 'suites': final, other all follow the selection" in config_errors(cfg)
+
+
+def test_the_finalists_are_the_chosen_and_the_next_best_not_excluded():
+    selection = {
+        "chosen": "b",
+        "candidates": [
+            {"model": "a", "excluded": "GGUF parity check failed"},
+            {"model": "b", "excluded": ""},
+            {"model": "c", "excluded": ""},
+            {"model": "d", "excluded": ""},
+        ],
+    }
+    assert finalists(selection, 0) == ["b"]
+    assert finalists(selection, 1) == ["b", "c"]
+    assert finalists(selection, 5) == ["b", "c", "d"]
 
 
 NOT_RUN = {"run": {"c": "not run: c runs only on the models of suite 'extended'"}}
@@ -156,11 +204,18 @@ def test_suites_run_a_benchmark_on_some_models_and_gates_read_any_metric(tiny_wo
     """gsm8k in an `extended` suite (run_a and its sweep arm): the other models' eval jobs write a
     not_run record instead of results (from the caches: no model reloads to drop a benchmark),
     the tables say "not run", the gate on gsm8k's axis is not run for them, so the choice is
-    among the two; a gate on pass@1 reads its own axis row."""
+    among the two; a gate on pass@1 reads its own axis row. arc_easy in a `final` suite that
+    follows the selection ({finalists: 1}): only the base runs it before the choice, then the
+    chosen model and its runner-up in their own jobs, into results/tables/finalists.csv and
+    the card."""
     run = copy_run(tiny_workflow, tmp_path)
     cfg = run.cfg
-    cfg["suites"] = {"extended": ["run_a", "run_a.x*"]}
+    cfg["suites"] = {"extended": ["run_a", "run_a.x*"], "final": {"finalists": 1}}
     cfg["benchmarks"]["gsm8k"]["suite"] = "extended"
+    cfg["benchmarks"]["arc_easy"]["suite"] = "final"
+    del cfg["gates"]["guarded"]["knowledge"]  # arc_easy's axis: no gate can wait on the finalists
+    # (and run_a vs run_b on acc_norm, which only arc_easy records, has nothing to compare)
+    cfg["tables"]["comparisons"] = [c for c in cfg["tables"]["comparisons"] if c.get("metric") != "acc_norm"]
     cfg["gates"]["guarded"]["math"] = {"tolerance_pts": 100}
     cfg["gates"]["target"]["target"]["metric"] = "pass@1"
     proc = run.snakemake(configfile=write_config(run.work, cfg))
@@ -188,3 +243,22 @@ def test_suites_run_a_benchmark_on_some_models_and_gates_read_any_metric(tiny_wo
     head = df[(df.model == "run_a") & (df.level == "axis") & (df.benchmark == "target")].iloc[0]
     assert pass1.metric == "pass@1" and pass1.delta_pts == head.delta_pts
     assert gates["run_a"]["checks"][0]["reason"].startswith("target axis target@pass@1: Δ")
+    # the finalists: the chosen model and the next one of the ranking, arc_easy after the choice
+    final = json.loads((res / "finalists/finalists.json").read_text())
+    ranked = [c["model"] for c in selection["candidates"] if not c["excluded"]]
+    assert final["models"] == [selection["chosen"], next(m for m in ranked if m != selection["chosen"])]
+    assert sorted(final["models"]) == ["run_a", "run_a.x0.5"]
+    for model in ("run_a", "run_b"):  # before the choice: not run, and said so
+        note = df[(df.model == model) & (df.benchmark == "arc_easy")].note.iloc[0]
+        assert note.startswith("not run here: arc_easy runs on the finalists of suite 'final'")
+    fdf = pd.read_csv(res / "tables/finalists.csv")
+    rows = fdf[fdf.level == "benchmark"]
+    assert set(rows.model) == {"base", *final["models"]} and set(rows.benchmark) == {"arc_easy"}
+    chosen = rows[rows.model == selection["chosen"]].iloc[0]
+    assert chosen.finalist == "chosen" and chosen.n == cfg["benchmarks"]["arc_easy"]["n"]
+    # the same items and scores as the arm's own eval of arc_easy in the shared run
+    shared = pd.read_csv(tiny_workflow.work / "results/tables/delta.csv")
+    before = shared[(shared.model == selection["chosen"]) & (shared.benchmark == "arc_easy")].iloc[0]
+    assert (chosen.score, chosen.delta_pts, chosen.ci_low) == (before.score, before.delta_pts, before.ci_low)
+    card = (res / "model_card.md").read_text()
+    assert "## After the selection" in card and "(chosen here)" in card

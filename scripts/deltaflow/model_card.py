@@ -152,6 +152,47 @@ def _outside_section(delta: pd.DataFrame, model: str, outside: list[str]) -> lis
     ]
 
 
+def _finalists_section(finalists: pd.DataFrame | None, model: str, confidence: float) -> list[str]:
+    """The benchmarks that ran after the selection, on the finalists only (a ``{finalists: k}``
+    suite, results/tables/finalists.csv): this model's rows, or why it has none."""
+    if finalists is None:
+        return []
+    benches = ", ".join(sorted(set(finalists.loc[finalists.level == "benchmark", "benchmark"])))
+    lines = ["## After the selection", ""]
+    if model not in set(finalists.model):
+        return lines + [f"Not among the finalists: {benches} did not run on this model.", ""]
+    role = finalists.loc[finalists.model == model, "finalist"].iloc[0]
+    return lines + [
+        (
+            f"Run on the finalists ({role} here) after the choice, which they took no part in "
+            "(results/tables/finalists.csv):"
+        ),
+        "",
+        markdown_table(model_section(finalists, model, confidence)),
+        "",
+    ]
+
+
+def _origins_section(origins: dict | None) -> list[str]:
+    """deltaflow.origins: everything that reached the training data, through the DAG."""
+    if not origins:
+        return []
+    return [
+        "## Where the training data comes from",
+        "",
+        f"- Training targets written by: {', '.join(origins['written_by']) or 'none'}",
+        f"- Prompts written by: {', '.join(origins['prompts_by']) or 'none'}",
+        f"- Licences: {', '.join(origins['licences']) or 'none'}",
+        "",
+        "How each piece came about (transitively through the models that wrote data):",
+        "",
+        "```",
+        *origins["chain"],
+        "```",
+        "",
+    ]
+
+
 def _recipe_section(run: dict, adapter_manifest: dict) -> list[str]:
     return [
         "## Recipe",
@@ -228,10 +269,12 @@ def render_model_card(
     outside: list[str] | None = None,
     released_as: str | None = None,
     release_notes: str | None = None,
+    finalists: pd.DataFrame | None = None,
 ) -> str:
     """The card's body. ``run`` None: a model we did not train (``models:``), and
     ``adapter_manifest`` is its import manifest. ``released_as``: why a model other than the
-    chosen one is released (``release.also``); ``release_notes``: its ``release.notes`` text."""
+    chosen one is released (``release.also``); ``release_notes``: its ``release.notes`` text;
+    ``finalists``: the table of the benchmarks run after the selection, if any."""
     table = model_section(delta, model, settings.confidence)
     refs = delta[delta.source == REFERENCE]
     title = (
@@ -262,27 +305,15 @@ def render_model_card(
             lines += [f"References: {notes}", ""]
     if release_notes:
         lines += ["## Notes", "", release_notes.strip(), ""]
-    lines += _outside_section(delta, model, outside or [])
+    lines += _outside_section(delta, model, outside or []) + _finalists_section(
+        finalists, model, settings.confidence
+    )
     lines += _gate_section(model, verdict, selection) + [""]
     if run:
         lines += _mixture_section(run["mixture"], mixture_manifest["mixture"]) + [""]
     lineage = lineage or [f"run {model}"]
     lines += ["## How this model was made", "", *[f"{i}. {step}" for i, step in enumerate(lineage, 1)], ""]
-    if origins:  # deltaflow.origins: everything that reached the training data, through the DAG
-        lines += [
-            "## Where the training data comes from",
-            "",
-            f"- Training targets written by: {', '.join(origins['written_by']) or 'none'}",
-            f"- Prompts written by: {', '.join(origins['prompts_by']) or 'none'}",
-            f"- Licences: {', '.join(origins['licences']) or 'none'}",
-            "",
-            "How each piece came about (transitively through the models that wrote data):",
-            "",
-            "```",
-            *origins["chain"],
-            "```",
-            "",
-        ]
+    lines += _origins_section(origins)
     lines += _recipe_section(run, adapter_manifest) if run else _import_section(adapter_manifest)
     lines += _provenance(config_sha, base_manifest, adapter_manifest)
     return "\n".join(lines) + "\n"
