@@ -1,13 +1,15 @@
 # Two commands on a fresh machine:
 #   make demo   set up .venv and run the whole workflow on the embedded default config
-#   make test   set up .venv (and .venv-vllm, the vLLM eval backend) and run the test suite
+#   make test   set up .venv (and .venv-vllm, the vLLM eval backend, and .venv-mlflow, the
+#               tracker tests' MLflow server, and .venv-inspect, Inspect AI's viewer) and run the
+#               test suite
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.deltaflow-setup
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test check lint format dryrun report system-tools vllm-env clean
+.PHONY: setup demo test check lint format dryrun report system-tools vllm-env mlflow-env inspect-env clean
 
 setup: $(STAMP)
 
@@ -48,7 +50,7 @@ dryrun: setup
 # --no-loadscope-reorder keeps tests/conftest.py's order (long files first); xdist's default
 # reorders files by their number of tests, which left a 4-minute file running alone at the end.
 TEST_WORKERS ?= 2
-test: setup vllm-env system-tools
+test: setup vllm-env mlflow-env inspect-env system-tools
 	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The fast tier while you work: no Snakemake runs, no model loads beyond tiny in-process ones,
@@ -88,6 +90,25 @@ $(VLLM_VENV)/.deltaflow-vllm: envs/vllm.txt
 	$(VLLM_VENV)/bin/pip install -q --disable-pip-version-check torch==2.13.0
 	$(VLLM_VENV)/bin/pip install -q --disable-pip-version-check -r envs/vllm.txt
 	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec || true
+	@touch $@
+
+# The MLflow tracking server the tracker tests start (envs/mlflow.txt says why a venv of its own).
+MLFLOW_VENV := .venv-mlflow
+mlflow-env: $(MLFLOW_VENV)/.deltaflow-mlflow
+
+$(MLFLOW_VENV)/.deltaflow-mlflow: envs/mlflow.txt $(STAMP)
+	@test -x $(MLFLOW_VENV)/bin/python || python3 -m venv $(MLFLOW_VENV)
+	$(VENV)/bin/uv pip install -q --system-certs --python $(MLFLOW_VENV)/bin/python -r envs/mlflow.txt
+	@touch $@
+
+# Inspect AI's log classes and viewer (viewer.inspect): inspect_ai's pins (fsspec) conflict with
+# the main venv's datasets, so it has a venv of its own.
+INSPECT_VENV := .venv-inspect
+inspect-env: $(INSPECT_VENV)/.deltaflow-inspect
+
+$(INSPECT_VENV)/.deltaflow-inspect: envs/inspect.txt $(STAMP)
+	@test -x $(INSPECT_VENV)/bin/python || python3 -m venv $(INSPECT_VENV)
+	$(VENV)/bin/uv pip install -q --system-certs --python $(INSPECT_VENV)/bin/python -r envs/inspect.txt
 	@touch $@
 
 clean:

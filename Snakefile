@@ -53,6 +53,7 @@ include: "rules/tables.smk"
 include: "rules/seeds.smk"
 include: "rules/selection.smk"
 include: "rules/finalists.smk"
+include: "rules/tracking.smk"
 include: "rules/report.smk"
 
 # results copied without .snakemake/: rerun the jobs made with other params or code (common.smk)

@@ -22,6 +22,7 @@ from deltaflow.bench.judging import judge_label, judge_ref, settings as judge_se
 from deltaflow.origins import Origins
 from deltaflow.suites import finalist_benchmarks, model_benchmarks, not_run_reason
 from deltaflow.eval_jobs import eval_batches
+from deltaflow.tracking import settings as tracking_settings
 from deltaflow.generation import verifier_spec
 from deltaflow import sources
 
@@ -72,6 +73,8 @@ AXES = benchmark_axes(config)
 # benchmark -> k of a {finalists: k} suite: run after the selection, on the chosen model and its
 # k runners-up (rule evaluate_finalist); before it, only the bases run them
 FINAL_BENCHES = finalist_benchmarks(config)
+# an experiment tracker beside the files (tracking:, deltaflow.tracking); None: files only
+TRACKING = tracking_settings(config)
 # model -> the benchmarks it runs: every one, unless a benchmark names its models (deltaflow.suites)
 BENCH_OF = model_benchmarks(config, MODELS, {b: judge_settings(BENCH_SPECS[b])["baseline"] for b in JUDGED
                                               if judge_settings(BENCH_SPECS[b])["kind"] == "pairwise"})
@@ -484,6 +487,8 @@ def get_final_output():
             *(["results/tables/gguf_parity.md"] if parity_reports() else []),
             *(["results/tables/seeds.md"] if SEED_FAMILIES else []),
             *(["results/tables/finalists.csv"] if FINAL_BENCHES else []),
+            *(["results/tables/tracking.json"] if TRACKING else []),
+            *(["results/viewer"] if config["viewer"]["inspect"] else []),
             *[f"results/mixtures/{m}/report.md" for m in MIXTURES]]
 
 

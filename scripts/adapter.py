@@ -1,5 +1,6 @@
 """Rule adapter: train one (mixture x recipe) PEFT adapter with TRL (resumable)."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -12,11 +13,13 @@ from deltaflow.io import (
     read_jsonl,
     safetensors_sha256,
     sha256_path,
+    sha256_text,
     write_json,
     write_jsonl,
 )
 from deltaflow.provenance import write_manifest
 from deltaflow.rulekit import start_job
+from deltaflow.tracking import settings as tracking_settings
 from deltaflow.training.launch import launch
 from deltaflow.training.resume import prepare_resume_dir, training_resume_key
 from deltaflow.training.runner import train_adapter
@@ -62,6 +65,27 @@ resume_key = training_resume_key(
     device=p.device,
 )
 job_base_dir = Path(snakemake.input.base).parent
+# an experiment tracker (tracking:, read from the config, not params: turning it on retrains
+# nothing): the tracker run is found by these hashes, and metrics.json names the tracker run
+tracker = tracking_settings(snakemake.config)
+tracked = (
+    {
+        "tracking": {
+            "settings": tracker,
+            "run": run,
+            "key": resume_key,
+            "hashes": {
+                "deltaflow.run": run,
+                "deltaflow.recipe_sha256": sha256_text(json.dumps(p.recipe, sort_keys=True)),
+                "deltaflow.mixture": p.mixture,
+                "deltaflow.mixture_sha256": sha256_path(snakemake.input.train),
+                "deltaflow.resume_key": resume_key,
+            },
+        }
+    }
+    if tracker
+    else {}
+)
 with atomic_dir(out_dir) as tmp:
     job = {
         "base_dir": job_base_dir,
@@ -75,6 +99,7 @@ with atomic_dir(out_dir) as tmp:
         "strategy": p.strategy,
         "benchmark_dirs": list(p.benchmark_dirs),
         **({"val_rows": val_rows} if val else {}),
+        **tracked,
         **(
             {
                 "judging": {
@@ -137,6 +162,7 @@ with atomic_dir(out_dir) as tmp:
         started=started,
         extra={
             "resumed_from_step": metrics["resumed_from_step"],
+            **({"tracking": metrics["tracking"]} if metrics.get("tracking") else {}),
             # a full fine-tune is a whole model: its weights' hash is its identity (eval cache, audit)
             **({"weights_sha256": safetensors_sha256(tmp)} if p.recipe["method"] == "full" else {}),
         },

@@ -31,6 +31,7 @@ SLOW_FIRST = (
     "test_declared.py",
     "test_generation_workflow.py",
     "test_reruns.py",
+    "test_tracking.py",
     "test_resume.py",
     "test_eval.py",
     "test_bench.py",

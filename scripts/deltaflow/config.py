@@ -22,7 +22,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from . import basemodel, datasets, graph_checks, mixture, outside, release, suites, tables
+from . import basemodel, datasets, graph_checks, mixture, outside, release, suites, tables, tracking, viewer
 from .bench import checks as bench_checks
 from .bench import scorer
 from .bench.lmeval import expand_groups
@@ -247,6 +247,8 @@ CHECKS = (
     suites.check_config,  # which models each benchmark runs on
     tables.check_config,  # tables and gates
     release.check_release,  # what is released besides the choice
+    tracking.check_config,  # settings the chosen tracker would not read
+    viewer.check_config,  # the viewer's environment
 )
 
 

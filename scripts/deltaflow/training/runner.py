@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
 
 from ..errors import DeltaflowError
+from ..tracking import tracker_callback, training_setup
 from ..vocab import expose_token_rows_to_fused_head
 from . import cpt, dpo, grpo, online_dpo, rloo, sft
 from .args import _training_args, total_steps, train_precision
@@ -242,6 +244,7 @@ def train_adapter(
     benchmark_dirs: tuple = (),
     val_rows: list[dict] | None = None,
     judging: dict | None = None,
+    tracking: dict | None = None,
 ) -> dict:
     """Train a PEFT adapter on a mixture's rows and save it to ``out_dir``.
 
@@ -252,27 +255,22 @@ def train_adapter(
     ``objective`` picks the trainer from ``OBJECTIVES`` (sft, dpo, cpt, grpo: one module each,
     its docstring says what it trains on). ``init_dir``: continue that adapter (``init_from``).
     ``val_rows``: the recipe's ``val_dataset`` rows (None: held-out ``val_rows``, if any).
-    ``judging``: its judge rewards' models and cache (judge_reward.judge_rewards). Returns the
+    ``judging``: its judge rewards' models and cache (judge_reward.judge_rewards). ``tracking``:
+    {settings, run, key, hashes} for an experiment tracker (deltaflow.tracking). Returns the
     metrics (loss curve, tokens seen, tokens/s, peak memory, wall time, ...).
     """
     wall0 = time.time()
     tok, model, peft_config, new_ids, save_adapter = _prepare_model(base_dir, recipe, device, init_dir)
     scratch, resume_step = _scratch(out_dir, resume_dir, resume_key)
     rows, val_rows = _split_validation(rows, recipe, val_rows)
-    common = _training_args(
-        recipe,
-        device,
-        scratch,
-        resumable=resume_dir is not None,
-        steps=total_steps(recipe, len(rows)),
-        validate=bool(val_rows),
-        world=world_size(),
-        strategy=strategy,
+    common, tracked, tracker_cb = _args_and_tracking(
+        recipe, device, scratch, resume_dir, rows, val_rows, strategy, tracking
     )
     curve: list = []
     eval_curve: list = []
     loss_cb = _loss_callback(curve, eval_curve)
     callbacks, best = _callbacks(recipe, scratch, save_adapter, loss_cb)
+    callbacks += [tracker_cb] if tracker_cb else []
     objective = OBJECTIVES[recipe["objective"]]
     trainer, train_rows, extra = objective.build_trainer(
         model,
@@ -305,8 +303,29 @@ def train_adapter(
         **used,
         **rl_summary(curve),
         **_stopping_metrics(best),
+        **({"tracking": tracked} if tracked else {}),
         **extra,
     }
+
+
+def _args_and_tracking(recipe, device, scratch, resume_dir, rows, val_rows, strategy, tracking) -> tuple:
+    """(the TrainingArguments every objective shares, metrics.json's tracker record, the tracker
+    config callback). The tracker is set up on the main process only: the integrations log
+    from it, and other ranks would open duplicate tracker runs."""
+    common = _training_args(
+        recipe,
+        device,
+        scratch,
+        resumable=resume_dir is not None,
+        steps=total_steps(recipe, len(rows)),
+        validate=bool(val_rows),
+        world=world_size(),
+        strategy=strategy,
+    )
+    if not tracking or int(os.environ.get("RANK", "0")) != 0:
+        return common, None, None
+    args, record = training_setup(tracking["settings"], tracking["run"], tracking["key"], tracking["hashes"])
+    return {**common, **args}, record, tracker_callback(record, tracking["hashes"])
 
 
 def _rows_used(trainer, train_rows: list[dict], recipe: dict) -> dict:
