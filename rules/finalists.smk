@@ -31,7 +31,6 @@ if FINAL_BENCHES:
     rule evaluate_finalist:
         input:
             unpack(lambda w: get_eval_input(w, arm=finalist_arm)),
-            finalists="results/finalists/finalists.json",
         output:
             **finalist_outputs("{model}"),
         params:
@@ -41,11 +40,11 @@ if FINAL_BENCHES:
             "logs/finalists/{model}.log",
         wildcard_constraints:
             model=_alternatives(CANDIDATES),
-        threads: 2
+        # the threads and resources a profile sets for `evaluate` (rules/eval.smk says how)
+        threads: _EVAL_THREADS
         resources:
-            mem_mb=6000,
-            runtime=30 + 10 * len(FINAL_BENCHES),
-            gpu=config["eval"]["gpus"],
+            **{"mem_mb": 6000, "gpu": config["eval"]["gpus"], **_EVAL_RESOURCES,
+               "runtime": _EVAL_RESOURCES.get("runtime", 30 + 10 * len(FINAL_BENCHES))},
         script:
             "../scripts/evaluate.py"
 

@@ -96,6 +96,9 @@ def test_a_finalists_suite_runs_on_the_bases_only_before_the_selection():
         in config_errors(cfg)
     )
     del cfg["benchmarks"]["style"]
+    cfg["runs"]["run_a"]["seeds"] = [0, 1]
+    assert "'runs.run_a.seeds': replicate seeds with a suite that follows the selection" in config_errors(cfg)
+    del cfg["runs"]["run_a"]["seeds"]
     cfg["suites"]["other"] = {"finalists": 1}
     cfg["benchmarks"]["arc_easy"]["suite"] = "other"
     cfg["gates"]["guarded"] = {}

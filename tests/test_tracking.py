@@ -154,6 +154,9 @@ def test_mlflow_server_holds_the_live_loss_and_one_run_per_model(tmp_path, mlflo
     assert train.data.tags["deltaflow.recipe_sha256"] == "r" * 64
     ev = client.get_run(out["logged"][1]["run"])
     assert ev.data.metrics["score/arithmetic"] == 50.0 and ev.data.tags["gates.passes"] == "True"
+    assert ev.data.metrics["delta_pts/arithmetic"] == 13.5  # the rerun's value is the latest
+    assert ev.data.metrics["delta_pts/target:pass:1"] == 7.0  # MLflow's names allow no '@'
+    assert ev.info.status == "FINISHED"
     local = client.download_artifacts(ev.info.run_id, "records/arithmetic.json", str(tmp_path))
     table = json.loads(Path(local).read_text())
     assert "doc_id" in table["columns"] and len(table["data"]) == 2

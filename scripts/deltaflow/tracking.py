@@ -19,6 +19,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -69,23 +71,47 @@ def mlflow_uri(t: dict) -> str:
     return t["uri"] or f"sqlite:///{Path(t['dir']).resolve() / 'mlflow.db'}"
 
 
-def _probe(url: str) -> str | None:
+def _probe(url: str, server_errors: bool = True) -> str | None:
+    """Why ``url`` does not answer within the probe's timeout (a 5xx counts: a proxy in front of
+    a dead server), or None."""
     try:
         with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S):
             return None
-    except urllib.error.HTTPError:
-        return None  # it answered
+    except urllib.error.HTTPError as e:
+        return f"{url}: HTTP {e.code}" if server_errors and e.code >= 500 else None
     except (OSError, ValueError) as e:
         return f"{url}: {getattr(e, 'reason', e)}"
 
 
+_PROBED: dict = {}  # one probe per tracker per process (a results job logs many models)
+
+
 def unreachable(t: dict) -> str | None:
-    """Why the tracker cannot be reached now, or None. Local stores always can."""
-    if t["backend"] == "mlflow" and mlflow_uri(t).startswith(("http://", "https://")):
-        return _probe(mlflow_uri(t).rstrip("/") + "/health")
-    if t["backend"] == "wandb" and not t["offline"]:
-        return _probe(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
-    return None
+    """Why the tracker cannot be reached now, or None. Local stores always can. W&B online
+    also needs credentials (WANDB_API_KEY or a `wandb login`)."""
+    key = (t["backend"], mlflow_uri(t) if t["backend"] == "mlflow" else None, t["offline"])
+    if key not in _PROBED:
+        reason = None
+        if t["backend"] == "mlflow" and mlflow_uri(t).startswith(("http://", "https://")):
+            reason = _probe(mlflow_uri(t).rstrip("/") + "/health")
+        elif t["backend"] == "wandb" and not t["offline"]:
+            reason = _probe(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"), server_errors=False)
+            reason = reason or (
+                None if _wandb_credentials() else "no W&B credentials (WANDB_API_KEY or wandb login)"
+            )
+        _PROBED[key] = reason
+    return _PROBED[key]
+
+
+def _wandb_credentials() -> bool:
+    import netrc
+
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def _local(t: dict, reason: str | None) -> dict:
@@ -134,7 +160,11 @@ def training_setup(t: dict | None, run: str, key: str, hashes: dict) -> tuple[di
     if reason and t["backend"] != "wandb":
         log.warning("tracker %s cannot be reached (%s): this run is not tracked", t["backend"], reason)
         return {}, {**record, "status": f"not reached: {reason}"}
-    env = environment(t, name, key, {"deltaflow.run": run, **hashes})
+    try:
+        env = environment(t, name, key, {"deltaflow.run": run, **hashes})
+    except Exception as e:  # noqa: BLE001 - the files are the record; a tracker failure is a warning
+        log.warning("tracker %s failed (%s: %s): this run is not tracked", t["backend"], type(e).__name__, e)
+        return {}, {**record, "status": f"failed: {type(e).__name__}: {e}"}
     os.environ.update(env)
     args = {"report_to": [t["backend"]], "run_name": name, "project": t["project"]}
     where = (
@@ -149,19 +179,30 @@ def training_setup(t: dict | None, run: str, key: str, hashes: dict) -> tuple[di
 
 
 def _mlflow_client(t: dict):
+    # fail fast rather than retry for minutes (MLflow's defaults: 7 retries, 120 s each)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     from mlflow import MlflowClient
 
     return MlflowClient(mlflow_uri(t))
 
 
 def _mlflow_experiment(client, t: dict) -> str:
+    from mlflow.exceptions import MlflowException
+
     exp = client.get_experiment_by_name(t["project"])
     if exp is not None:
         return exp.experiment_id
     local = not mlflow_uri(t).startswith(("http://", "https://"))
     # a local store keeps its artifacts (the records tables) beside it, not in ./mlruns
     where = Path(t["dir"]).resolve() / "mlflow-artifacts" if local else None
-    return client.create_experiment(t["project"], artifact_location=where.as_uri() if where else None)
+    try:
+        return client.create_experiment(t["project"], artifact_location=where.as_uri() if where else None)
+    except MlflowException:  # another job created it first (parallel training jobs)
+        exp = client.get_experiment_by_name(t["project"])
+        if exp is None:
+            raise
+        return exp.experiment_id
 
 
 def _mlflow_run(t: dict, name: str, key: str, tags: dict) -> str:
@@ -252,14 +293,25 @@ def _log_trackio(t, model, key, config, metrics, tables) -> dict:
 
 
 def _log_mlflow(t, model, key, config, metrics, tables) -> dict:
-    from mlflow.entities import Metric
-
     client = _mlflow_client(t)
     run_id = _mlflow_run(t, model, key, {"deltaflow.model": model})
     client.update_run(run_id, status="RUNNING")
+    try:
+        _mlflow_values(client, run_id, config, metrics, tables)
+    finally:
+        client.set_terminated(run_id)
+    return {"run": run_id, "uri": mlflow_uri(t)}
+
+
+def _mlflow_values(client, run_id: str, config: dict, metrics: dict, tables: dict) -> None:
+    from mlflow.entities import Metric
+
     for k, v in config.items():  # tags: a rerun may change them (params are write-once)
         client.set_tag(run_id, k, json.dumps(v) if isinstance(v, (dict, list)) else str(v))
-    ms = [Metric(k, float(v), 0, 0) for k, v in metrics.items()]
+    # the time orders a rerun's values after the last ones (MLflow shows the latest); MLflow's
+    # metric names allow no '@' (a gate's <axis>@<metric> row): ':' instead
+    now = int(time.time() * 1000)
+    ms = [Metric(re.sub(r"[^/\w.\- :]", ":", k), float(v), now, 0) for k, v in metrics.items()]
     for i in range(0, len(ms), 1000):  # MLflow's batch limit
         client.log_batch(run_id, metrics=ms[i : i + 1000])
     # MlflowClient.log_table appends to a table already there, and a rerun must replace it: the
@@ -271,8 +323,6 @@ def _log_mlflow(t, model, key, config, metrics, tables) -> dict:
     client.set_tag(
         run_id, "mlflow.loggedArtifacts", json.dumps([{"path": f, "type": "table"} for f in files])
     )
-    client.set_terminated(run_id)
-    return {"run": run_id, "uri": mlflow_uri(t)}
 
 
 def _log_wandb(t, model, key, config, metrics, tables) -> dict:
