@@ -92,23 +92,16 @@ $(VLLM_VENV)/.deltaflow-vllm: envs/vllm.txt
 	$(VLLM_VENV)/bin/pip uninstall -y -q torchvision torchaudio torchcodec || true
 	@touch $@
 
-# The MLflow tracking server the tracker tests start (envs/mlflow.txt says why a venv of its own).
-MLFLOW_VENV := .venv-mlflow
-mlflow-env: $(MLFLOW_VENV)/.deltaflow-mlflow
+# Venvs of their own for tools whose pins conflict with the main venv's, each installed with uv
+# from envs/<name>.txt: .venv-mlflow, the MLflow server the tracker tests start (full mlflow caps
+# pyarrow), and .venv-inspect, Inspect AI's log classes and viewer (viewer.inspect; its fsspec
+# pin conflicts with datasets).
+mlflow-env: .venv-mlflow/.deltaflow-env
+inspect-env: .venv-inspect/.deltaflow-env
 
-$(MLFLOW_VENV)/.deltaflow-mlflow: envs/mlflow.txt $(STAMP)
-	@test -x $(MLFLOW_VENV)/bin/python || python3 -m venv $(MLFLOW_VENV)
-	$(VENV)/bin/uv pip install -q --system-certs --python $(MLFLOW_VENV)/bin/python -r envs/mlflow.txt
-	@touch $@
-
-# Inspect AI's log classes and viewer (viewer.inspect): inspect_ai's pins (fsspec) conflict with
-# the main venv's datasets, so it has a venv of its own.
-INSPECT_VENV := .venv-inspect
-inspect-env: $(INSPECT_VENV)/.deltaflow-inspect
-
-$(INSPECT_VENV)/.deltaflow-inspect: envs/inspect.txt $(STAMP)
-	@test -x $(INSPECT_VENV)/bin/python || python3 -m venv $(INSPECT_VENV)
-	$(VENV)/bin/uv pip install -q --system-certs --python $(INSPECT_VENV)/bin/python -r envs/inspect.txt
+.venv-%/.deltaflow-env: envs/%.txt $(STAMP)
+	@test -x .venv-$*/bin/python || python3 -m venv .venv-$*
+	$(VENV)/bin/uv pip install -q --system-certs --python .venv-$*/bin/python -r $<
 	@touch $@
 
 clean:
