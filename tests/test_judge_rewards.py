@@ -221,6 +221,13 @@ def test_near_zero_groups_are_counted_beside_the_four_kinds():
     none = GroupStats(["j"], [1.0], group=2, near_zero=0.0)  # 0 counts none, not even exact ties
     none.record("j", [0.0, 0.0])
     assert none.take_near_zero() == 0
+    # a penalty (negative weight): the spread is a share of the summed absolute weights (1.5), and
+    # all_max is the best total there is (the reward 1, the penalty 0)
+    penalty = GroupStats(["j", "p"], [1.0, -0.5], group=2, near_zero=0.05)  # a spread below 0.075
+    penalty.record("j", [1.0, 1.0, 0.5, 0.5, 0.2, 0.2])
+    penalty.record("p", [0.0, 0.0, 0.0, 0.1, 0.0, 1.0])
+    assert penalty.take() == {"mixed": 2, "all_zero": 0, "all_max": 1, "uniform": 0, "mixed_share": 0.6667}
+    assert penalty.take_near_zero() == 2
 
 
 def _rl_config(rewards, **recipe):

@@ -87,12 +87,14 @@ def reward_name(i: int, spec: dict) -> str:
 
 class GroupStats:
     """Weighted totals per completion, and the share of groups that can teach anything.
-    ``near_zero``: the spread (max - min of a group's totals), as a share of the summed weights,
-    below which a group counts as near_zero."""
+    ``near_zero``: the spread (max - min of a group's totals), as a share of the summed absolute
+    weights (the widest spread the totals can have; a negative weight is a penalty), below which a
+    group counts as near_zero. all_max: every completion got the highest total there is (each
+    positive-weight reward 1, each penalty 0)."""
 
     def __init__(self, names: list[str], weights: list[float], group: int, *, near_zero: float):
         self.names, self.weights, self.group = names, weights, group
-        self.near_zero = near_zero * sum(weights)
+        self.near_zero = near_zero * sum(abs(w) for w in weights)
         self.pending: dict[str, list[float]] = {}
         self.counts = {"mixed": 0, "all_zero": 0, "all_max": 0, "uniform": 0}
         self.near = 0
@@ -107,7 +109,7 @@ class GroupStats:
             sum(w * self.pending[n][i] for n, w in zip(self.names, self.weights)) for i in range(len(values))
         ]
         self.pending = {}
-        top = sum(self.weights)
+        top = sum(w for w in self.weights if w > 0)
         for g in range(0, len(totals) - self.group + 1, self.group):
             block = totals[g : g + self.group]
             self.near += max(block) - min(block) < self.near_zero
