@@ -38,6 +38,29 @@ def test_parallel_config_errors():
 
 
 @pytest.mark.e2e
+def test_fsdp_that_accelerate_does_not_turn_on_is_refused_not_run_as_ddp(tmp_path, capfd):
+    """Past the config check (which refuses fsdp on cpu), two CPU processes asked for fsdp: on
+    CPU accelerate sets up plain multi-CPU DDP, a whole model per process, so training stops
+    with an error saying so instead of running unsharded."""
+    from deltaflow.errors import DeltaflowError
+    from deltaflow.io import write_jsonl
+    from deltaflow.training.launch import launch
+
+    base = tiny_random_model(tmp_path / "base")
+    rows = [{"id": f"r{i}", "messages": [{"role": "user", "content": "2+2?"}, {"role": "assistant", "content": "4"}]}
+            for i in range(8)]  # fmt: skip
+    write_jsonl(tmp_path / "rows.jsonl", rows)
+    recipe = schema_defaults("recipe", {"method": "full", "max_steps": 2, "batch_size": 2, "max_length": 32})
+    job = {"base_dir": str(base), "recipe": recipe, "out_dir": str(tmp_path / "out"), "device": "cpu",
+           "rows_file": str(tmp_path / "rows.jsonl"), "strategy": "fsdp"}  # fmt: skip
+    with pytest.raises(DeltaflowError, match="distributed training"):
+        launch(job, 2, tmp_path / "launch")
+    err = capfd.readouterr().err
+    assert "train.strategy: fsdp, but accelerate set up DistributedType.MULTI_CPU (FSDP needs GPUs)" in err
+    assert not (tmp_path / "out/model.safetensors").exists()
+
+
+@pytest.mark.e2e
 @pytest.mark.parametrize("sampling", ["group_by_length", "random"])
 def test_two_processes_train_as_one_with_the_same_global_batch(tmp_path, sampling):
     """The tiny model, 8 steps of a global batch of 4: one process, and two processes (gloo)

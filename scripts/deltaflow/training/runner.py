@@ -288,6 +288,7 @@ def train_adapter(
         dirs=benchmark_dirs,
         judging=judging,
     )
+    _check_sharded(trainer, strategy)
     expose_token_rows_to_fused_head(trainer.model)  # a no-op without new-token rows
     objective.before_train(trainer, loss_cb, extra)
     used = _rows_used(trainer, train_rows, recipe)
@@ -306,6 +307,19 @@ def train_adapter(
         **({"tracking": tracked} if tracked else {}),
         **extra,
     }
+
+
+def _check_sharded(trainer, strategy: str) -> None:
+    """train.strategy fsdp on several processes: accelerate must have turned FSDP on. Where it
+    cannot (a CPU: accelerate then sets up plain multi-CPU DDP, every process holding the whole
+    model), the setting would be dropped without a word; it is refused instead."""
+    if strategy != "fsdp" or world_size() == 1 or trainer.is_fsdp_enabled:
+        return
+    raise DeltaflowError(
+        f"train.strategy: fsdp, but accelerate set up {trainer.accelerator.distributed_type} (FSDP "
+        "needs GPUs): the model would be copied whole to every process instead of sharded; "
+        "use strategy: ddp here, or train on CUDA GPUs"
+    )
 
 
 def _args_and_tracking(recipe, device, scratch, resume_dir, rows, val_rows, strategy, tracking) -> tuple:
