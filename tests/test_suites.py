@@ -26,6 +26,8 @@ def test_a_suite_picks_models_by_name_and_pattern_and_the_base_runs_everything()
     cfg["suites"] = {"extended": ["run_a", "*.x0.5"]}
     cfg["benchmarks"]["gsm8k"]["suite"] = "extended"
     cfg["benchmarks"]["arc_easy"]["models"] = ["run_b*"]  # the run and its checkpoint
+    # run_a vs run_b on acc_norm (only arc_easy records it) would now compare nothing
+    cfg["tables"]["comparisons"] = [c for c in cfg["tables"]["comparisons"] if c.get("metric") != "acc_norm"]
     plan = _plan(cfg)
     assert plan["base"] == ["arc_easy", "arithmetic", "gsm8k"]
     assert plan["run_a"] == plan["run_a.x0.5"] == ["arithmetic", "gsm8k"]
@@ -202,6 +204,25 @@ def test_a_gate_metric_the_axis_does_not_record_is_an_error():
         metric_gate_rows(results, {"target": {"target": {"metric": "pass@9"}}}, SETTINGS)
 
 
+def test_a_comparison_metric_no_shared_benchmark_records_is_a_config_error():
+    """run_a vs run_b on acc_norm, which only arc_easy records: with arc_easy left to the
+    finalists, the two share no benchmark that records it. Said before any job, with why."""
+    cfg = tiny_config()
+    cfg["tables"]["comparisons"] = [{"left": "run_a", "right": "run_b", "metric": "acc_norm"}]
+    validate_config(cfg)
+    cfg["suites"] = {"final": {"finalists": 1}}
+    cfg["benchmarks"]["arc_easy"]["suite"] = "final"
+    del cfg["gates"]["guarded"]["knowledge"]
+    err = config_errors(cfg)
+    assert (
+        "config key 'tables.comparisons[0].metric': no benchmark that both run_a and run_b run records "
+        "'acc_norm' (arc_easy: not run here: arc_easy runs on the finalists of suite 'final'" in err
+    )
+    cfg["tables"]["comparisons"][0]["metric"] = "pass@7"
+    del cfg["suites"], cfg["benchmarks"]["arc_easy"]["suite"]
+    assert "run records 'pass@7'; no benchmark of this config records it" in config_errors(cfg)
+
+
 @pytest.mark.e2e
 def test_suites_run_a_benchmark_on_some_models_and_gates_read_any_metric(tiny_workflow, tmp_path):
     """gsm8k in an `extended` suite (run_a and its sweep arm): the other models' eval jobs write a
@@ -217,7 +238,8 @@ def test_suites_run_a_benchmark_on_some_models_and_gates_read_any_metric(tiny_wo
     cfg["benchmarks"]["gsm8k"]["suite"] = "extended"
     cfg["benchmarks"]["arc_easy"]["suite"] = "final"
     del cfg["gates"]["guarded"]["knowledge"]  # arc_easy's axis: no gate can wait on the finalists
-    # (and run_a vs run_b on acc_norm, which only arc_easy records, has nothing to compare)
+    # (and run_a vs run_b on acc_norm, which only arc_easy records, has nothing to compare: a
+    # config error, test_a_comparison_metric_no_shared_benchmark_records_is_a_config_error)
     cfg["tables"]["comparisons"] = [c for c in cfg["tables"]["comparisons"] if c.get("metric") != "acc_norm"]
     cfg["gates"]["guarded"]["math"] = {"tolerance_pts": 100}
     cfg["gates"]["target"]["target"]["metric"] = "pass@1"

@@ -36,7 +36,7 @@ from .stats import (
     minimum_detectable_effect,
     pooled_ci,
 )
-from .suites import NOT_RUN
+from .suites import NOT_RUN, model_benchmarks, not_run_reason
 
 REFERENCE = "reference (not re-run)"
 EVALUATED = "evaluated"
@@ -958,11 +958,37 @@ def _check_tables(config: dict):
                     f"axes: {', '.join(axes)} (set benchmarks.<name>.axis to regroup)"
                 )
     yield from _check_gate_metrics(config)
+    yield from _check_comparison_metrics(config, models)
     both = sorted(set(gates["target"]) & set(gates["guarded"]))
     if both:
         yield (
             f"config key 'gates': axes {both} are both target and guarded; an axis is "
             "either improved or protected"
+        )
+
+
+def _check_comparison_metrics(config: dict, models: list[str]):
+    """A comparison on a metric needs a benchmark that both models run and that records it
+    (where the registry says what a benchmark records: lm-eval tasks, judged benchmarks and
+    scorers are checked when the table is built)."""
+    pairs = [(i, p) for i, p in enumerate(config["tables"]["comparisons"]) if p.get("metric")]
+    if not pairs:
+        return
+    runs = model_benchmarks(config, models)
+    recorded = {b: recorded_metrics(benchmark_spec(config, b)) for b in config["benchmarks"]}
+    for i, pair in pairs:
+        metric = pair["metric"]
+        if metric.startswith("scorer.") or not {pair["left"], pair["right"]} <= set(runs):
+            continue
+        shared = [b for b in runs[pair["left"]] if b in runs[pair["right"]]]
+        if any(not recorded[b] or metric in recorded[b] for b in shared):
+            continue
+        where = [b for b in sorted(recorded) if metric in recorded[b]]
+        why = "; ".join(f"{b}: {not_run_reason(config, b)}" for b in where)
+        yield (
+            f"config key 'tables.comparisons[{i}].metric': no benchmark that both {pair['left']} and "
+            f"{pair['right']} run records '{metric}'"
+            + (f" ({why})" if why else "; no benchmark of this config records it")
         )
 
 
