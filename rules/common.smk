@@ -336,6 +336,14 @@ def finalist_summaries(wildcards):
     return [f"results/finalists/{m}/summary.json" for m in chosen]
 
 
+def record_summaries(wildcards):
+    """Every model's per-item records, as the tracker and the viewer read them: each eval job's
+    summary (a judge job's too), and the finalists' once the selection has named them."""
+    out = expand("results/evals/{model}/summary.json", model=MODELS)
+    out += expand("results/judged/{model}/summary.json", model=MODELS) if JUDGED else []
+    return out + (finalist_summaries(wildcards) if FINAL_BENCHES else [])
+
+
 def get_eval_input(wildcards, models=None, arm=None):
     """The files of an eval job's models (its arms: ``models``, or the one model of the
     `evaluate` job) and the docs of the benchmarks they run; ``arm``: eval_arm, or

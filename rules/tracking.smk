@@ -12,9 +12,10 @@ if TRACKING:
             delta="results/tables/delta.csv",
             gates="results/tables/gates.json",
             selection="results/tables/selection.json",
-            # each model's per-item records (judged benchmarks: the judge's summary)
-            summaries=expand("results/evals/{model}/summary.json", model=MODELS)
-            + (expand("results/judged/{model}/summary.json", model=MODELS) if JUDGED else []),
+            # each model's per-item records (judged benchmarks: the judge's summary; finalists)
+            summaries=record_summaries,
+            # the finalists' deltas on the benchmarks that ran after the selection
+            finalists=["results/tables/finalists.csv"] if FINAL_BENCHES else [],
             code=script_code("track_results.py"),
         output:
             "results/tables/tracking.json",
@@ -38,8 +39,7 @@ if config["viewer"]["inspect"]:
 
     rule inspect_view:
         input:
-            summaries=expand("results/evals/{model}/summary.json", model=MODELS)
-            + (expand("results/judged/{model}/summary.json", model=MODELS) if JUDGED else []),
+            summaries=record_summaries,
             code=script_code("inspect_view.py"),
             # run with viewer.python (inspect_ai's environment): an input of its own, not code's
             writer=os.path.relpath(os.path.join(workflow.basedir, "scripts/viewer/inspect_writer.py")),

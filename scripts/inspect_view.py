@@ -16,10 +16,15 @@ log = logging.getLogger("inspect_view")
 p = snakemake.params
 python = Path(p.python)
 with atomic_dir(Path(snakemake.output[0])) as tmp:
-    logs = []
+    logs, named = [], set()
+    # the eval jobs' summaries, then the finalists' (a model's benchmarks that ran after the
+    # selection; one the model already ran in its eval job keeps that log)
     for path in snakemake.input.summaries:
         summary = read_json(path)
         for bench, entry in sorted(summary["benchmarks"].items()):
+            if (summary["model"], bench) in named:
+                continue
+            named.add((summary["model"], bench))
             metrics = read_json(entry["metrics"])
             logs.append(
                 {

@@ -19,6 +19,10 @@ t0 = time.time()
 p, inp = snakemake.params, snakemake.input
 t = tracking_settings(snakemake.config)
 delta = pd.read_csv(inp.delta)
+# the finalists' rows (benchmarks run after the selection: "not run here" in delta.csv)
+finals = pd.read_csv(inp.finalists[0]) if inp.finalists else None
+if finals is not None:
+    delta = pd.concat([delta, finals.drop(columns="finalist")], ignore_index=True)
 gates = read_json(inp.gates)
 selection = read_json(inp.selection)
 samples = {}  # model -> benchmark -> its records file
@@ -41,6 +45,14 @@ def model_metrics(model: str) -> dict:
     return out
 
 
+def finalist_role(model: str) -> str | None:
+    """chosen / runner-up <i> where a finalists suite ran (results/tables/finalists.csv)."""
+    if finals is None:
+        return None
+    roles = finals[(finals.model == model) & (finals.finalist != "")].finalist.dropna()
+    return roles.iloc[0] if len(roles) else None
+
+
 records = []
 for i, model in enumerate(p.models, 1):
     verdict = gates.get(model)
@@ -50,6 +62,7 @@ for i, model in enumerate(p.models, 1):
         "deltaflow.lineage": p.lineage[model],
         "deltaflow.config_sha256": p.config_sha,
         "deltaflow.chosen": model == selection["chosen"],
+        **({"deltaflow.finalist": role} if (role := finalist_role(model)) else {}),
         **({"gates.passes": verdict["passes"], "gates.failed": failed_reasons(verdict)} if verdict else {}),
     }
     tables = {b: records_table(read_jsonl(f)) for b, f in sorted(samples.get(model, {}).items())}

@@ -5,8 +5,9 @@ import json
 
 import pandas as pd
 import pytest
-from conftest import config_errors, copy_run, tiny_config, write_config
+from conftest import REPO, config_errors, copy_run, tiny_config, write_config
 from test_tables import SETTINGS, result
+from test_tracking import read_in_process
 
 from deltaflow.config import validate_config
 from deltaflow.errors import DeltaflowError
@@ -243,6 +244,11 @@ def test_suites_run_a_benchmark_on_some_models_and_gates_read_any_metric(tiny_wo
     cfg["tables"]["comparisons"] = [c for c in cfg["tables"]["comparisons"] if c.get("metric") != "acc_norm"]
     cfg["gates"]["guarded"]["math"] = {"tolerance_pts": 100}
     cfg["gates"]["target"]["target"]["metric"] = "pass@1"
+    # the finalists' results reach the tracker and (with inspect_ai's environment) the viewer
+    cfg["tracking"] = {"backend": "trackio", "project": "suites"}
+    viewer = (REPO / ".venv-inspect/bin/inspect").exists()
+    if viewer:
+        cfg["viewer"] = {"inspect": True, "python": str(REPO / ".venv-inspect/bin/python")}
     proc = run.snakemake(configfile=write_config(run.work, cfg))
     out = proc.stdout + proc.stderr
     assert "rule adapter" not in out and "rule benchmark_docs" not in out
@@ -287,3 +293,25 @@ def test_suites_run_a_benchmark_on_some_models_and_gates_read_any_metric(tiny_wo
     assert (chosen.score, chosen.delta_pts, chosen.ci_low) == (before.score, before.delta_pts, before.ci_low)
     card = (res / "model_card.md").read_text()
     assert "## After the selection" in card and "(chosen here)" in card
+    back = read_in_process(
+        "import json\nfrom trackio.sqlite_storage import SQLiteStorage as S\nout = {}\n"
+        "for r in S.get_runs('suites'):\n"
+        "    c = S.get_run_config('suites', r)\n"
+        "    out[c['deltaflow.model']] = {'config': c, 'logs': S.get_logs('suites', r)}\n"
+        "print(json.dumps(out, default=str))",
+        {"TRACKIO_DIR": str(run.work / "tracking")},
+    )
+    mine = back[selection["chosen"]]
+    assert (
+        mine["config"]["deltaflow.finalist"] == "chosen"
+        and "deltaflow.finalist" not in back["run_b"]["config"]
+    )
+    assert [log["delta_pts/arc_easy"] for log in mine["logs"] if "delta_pts/arc_easy" in log] == [
+        chosen.delta_pts
+    ]
+    assert any("records/arc_easy" in log for log in mine["logs"])
+    assert not any("records/arc_easy" in log for log in back["run_b"]["logs"])
+    if viewer:
+        logs = {p.name for p in (res / "viewer/logs").iterdir()}
+        assert {f"{m}__arc_easy.eval" for m in ("base", *final["models"])} <= logs
+        assert "run_b__arc_easy.eval" not in logs
