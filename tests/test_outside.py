@@ -108,7 +108,7 @@ def test_served_models_are_checked_before_any_job(tiny_cfg):
         in err
     )
     assert "'models.nowhere.served.start.weights': 'zz' is not a model" in err
-    assert "models.merged.served.start" not in err  # the base is a whole model vLLM serves
+    assert "models.merged.served.start.weights" not in err  # the base is a whole model vLLM serves
     served = {"kind": "served", "served": {"model": "m", "start": {"server": "vllm", "weights": "base"}},
               "releasable": False, "description": None}  # fmt: skip
     node = ModelGraph({**tiny_cfg, "models": {"merged": served}}).node("merged")
