@@ -387,13 +387,6 @@ def eval_runtime(models):
     return 30 + 10 * sum(len(BENCH_OF[m]) for m in models)
 
 
-def eval_priority(wildcards):
-    """A GGUF model's eval job before the others (longest first): llama.cpp on CPU takes the
-    longest per model (the demo's f16 export 1.7x an adapter's eval), and a long eval that starts
-    last runs alone at the end, with the other core idle."""
-    return 1 if GRAPH.node(wildcards.model).gguf_file else 0
-
-
 # eval jobs of several arms of one base (eval.arms_per_job, deltaflow.eval_jobs); every other
 # model has its own `evaluate` job
 EVAL_BATCHES = eval_batches(GRAPH, MODELS, config["eval"]["arms_per_job"])

@@ -57,7 +57,6 @@ rule evaluate:
         # the models evaluated with others of their base have their batch's rule (below)
         model=_alternatives([m for m in MODELS if m not in BATCHED]) or "(?!)",
     threads: 2
-    priority: eval_priority
     resources:
         mem_mb=6000,
         runtime=lambda w: eval_runtime([w.model]),
