@@ -32,6 +32,7 @@ SLOW_FIRST = (
     "test_generation_workflow.py",
     "test_reruns.py",
     "test_tracking.py",
+    "test_judge_length.py",
     "test_resume.py",
     "test_eval.py",
     "test_bench.py",
