@@ -19,10 +19,12 @@ t0 = time.time()
 p, inp = snakemake.params, snakemake.input
 t = tracking_settings(snakemake.config)
 delta = pd.read_csv(inp.delta)
-# the finalists' rows (benchmarks run after the selection: "not run here" in delta.csv)
+# the finalists' benchmark rows (run after the selection: "not run here" in delta.csv). Not its
+# axis and macro rows, which average those benchmarks only, nor the bases' rows, already in delta.
 finals = pd.read_csv(inp.finalists[0]) if inp.finalists else None
 if finals is not None:
-    delta = pd.concat([delta, finals.drop(columns="finalist")], ignore_index=True)
+    own = finals[(finals.level == "benchmark") & finals.finalist.notna()]
+    delta = pd.concat([delta, own.drop(columns="finalist")], ignore_index=True)
 gates = read_json(inp.gates)
 selection = read_json(inp.selection)
 samples = {}  # model -> benchmark -> its records file
@@ -49,7 +51,7 @@ def finalist_role(model: str) -> str | None:
     """chosen / runner-up <i> where a finalists suite ran (results/tables/finalists.csv)."""
     if finals is None:
         return None
-    roles = finals[(finals.model == model) & (finals.finalist != "")].finalist.dropna()
+    roles = finals.loc[finals.model == model, "finalist"].dropna()
     return roles.iloc[0] if len(roles) else None
 
 
