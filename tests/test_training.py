@@ -400,20 +400,42 @@ def _grpo_setup(tmp_path, **keys):
 
 def test_grpo_resumed_after_a_kill_repeats_the_uninterrupted_rewards(tmp_path, monkeypatch):
     """GRPO samples its completions from torch's RNG: a run stopped after its step-6 checkpoint
-    and resumed samples, scores and steps exactly as a run never stopped (HF restores the RNG)."""
-    from deltaflow.training import runner
+    and resumed samples, scores and steps exactly as a run never stopped (HF restores the RNG).
+    Step 6 is in the second epoch (8 prompts, 2 a step): the resumed run takes that epoch's
+    prompts in the uninterrupted run's order (TRL's RepeatSampler draws a new order each epoch
+    from its own generator, which a new trainer starts again; training.data reseeds it)."""
+    from deltaflow.training import grpo, runner
 
     base, rows, recipe = _grpo_setup(tmp_path, resume_every=3)
+    prompts: list[list[str]] = []  # the prompts of each reward call (one a step), in order
+    plain_rewards = grpo.reward_functions
+
+    def spying(*args, **kwargs):
+        funcs = plain_rewards(*args, **kwargs)
+        first = funcs[0]
+
+        def spy(completions, **kw):
+            prompts.append([str(p) for p in kw["prompts"]])
+            return first(completions, **kw)
+
+        spy.__name__ = first.__name__
+        return [spy, *funcs[1:]]
+
+    monkeypatch.setattr(grpo, "reward_functions", spying)
 
     def train(name: str, resume: str):
-        return runner.train_adapter(
+        prompts.clear()
+        out = runner.train_adapter(
             base, rows, recipe, tmp_path / name, resume_dir=tmp_path / resume, resume_key="k"
         )
+        return out, list(prompts)
 
-    clean = train("clean", "r0")
+    clean, clean_prompts = train("clean", "r0")
     _killed_after_checkpoint(monkeypatch, 6, lambda: train("killed", "r1"))
-    resumed = train("resumed", "r1")
+    resumed, resumed_prompts = train("resumed", "r1")
     assert resumed["resumed_from_step"] == 6 and resumed["steps"] == clean["steps"] == 10
+    assert len(clean_prompts) == 10 and resumed_prompts == clean_prompts[6:]
+    assert clean_prompts[4:8] != clean_prompts[:4]  # the second epoch's order is not the first's
     after = [c for c in clean["loss_curve"] if c["step"] > 6]
     assert [c["step"] for c in resumed["loss_curve"]] == [7, 8, 9, 10]
     for mine, ref in zip(resumed["loss_curve"], after):

@@ -43,7 +43,8 @@ def _epoch_seeded(trainer_cls):
     that epoch's start, so the resumed epoch saw another order than the uninterrupted run
     (losses differed from the first resumed step). Seeding from (seed, epoch) through the
     ``set_epoch`` hook the Trainer calls every epoch (as accelerate's seedable random sampler
-    does for ``sampling: random``) makes the order a function of the epoch alone."""
+    does for ``sampling: random``) makes the order a function of the epoch alone. TRL's
+    RepeatSampler (grpo, rloo) gets the same hook (``_epoch_seeded_repeat``)."""
     import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
@@ -62,6 +63,15 @@ def _epoch_seeded(trainer_cls):
     class Seeded(trainer_cls):
         def _get_train_sampler(self, train_dataset=None):
             sampler = super()._get_train_sampler(train_dataset)
+            if type(sampler).__name__ == "RepeatSampler":  # TRL's, for grpo and rloo
+                return _epoch_seeded_repeat(type(sampler))(
+                    sampler.data_source,
+                    sampler.mini_repeat_count,
+                    batch_size=sampler.batch_size,
+                    repeat_count=sampler.repeat_count,
+                    shuffle=sampler.shuffle,
+                    seed=sampler.seed,
+                )
             if type(sampler) is LengthGroupedSampler:
                 seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
                 # grouped by the global batch, so N processes' shares of each step are the
@@ -73,6 +83,32 @@ def _epoch_seeded(trainer_cls):
 
     Seeded.__name__ = Seeded.__qualname__ = trainer_cls.__name__
     return Seeded
+
+
+def _epoch_seeded_repeat(repeat_sampler_cls):
+    """TRL's RepeatSampler (GRPO, RLOO) whose order in epoch ``e`` is the ``e``-th permutation of
+    its seeded generator, as an uninterrupted run draws it.
+
+    The sampler draws one permutation from its own generator each time an epoch starts, and a
+    resumed run builds a new sampler: a run resumed in epoch ``e`` took epoch 0's order there
+    and saw other prompts than the run never stopped. ``set_epoch`` (the Trainer calls it before
+    every epoch, the resumed one too) reseeds the generator and skips the epochs before."""
+    import torch
+
+    class EpochSeededRepeatSampler(repeat_sampler_cls):
+        epoch = 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = int(epoch)
+
+        def __iter__(self):
+            if self.shuffle and self.seed is not None:
+                self.generator = torch.Generator().manual_seed(self.seed)
+                for _ in range(self.epoch):
+                    torch.randperm(self.num_samples, generator=self.generator)
+            return super().__iter__()
+
+    return EpochSeededRepeatSampler
 
 
 def _examples_used(trainer, train_rows: list, recipe: dict) -> int:

@@ -11,6 +11,7 @@ import os
 
 from ..errors import DeltaflowError
 from ..generation import prompt_text, reference, verification_doc
+from .data import _epoch_seeded
 from .judge_reward import judge_rewards
 from .objective import Objective
 from .rewards import GroupStats, check_reward_rows, judge_specs, reward_functions, reward_name
@@ -126,7 +127,7 @@ def build_rl_trainer(
     loss_cb.group_stats = stats
     judges = judge_rewards(judge_specs(specs), judging)
     args = config_cls(**args_of(recipe, common, config_cls))
-    built = trainer_cls(
+    built = _epoch_seeded(trainer_cls)(
         model=model,
         reward_funcs=reward_functions(specs, dirs, stats, judges),
         args=args,
