@@ -173,6 +173,29 @@ def test_served_greedy_responses_equal_the_same_gguf_in_process_and_a_rerun_asks
     assert again == got and proxy.posts == asked
 
 
+def test_a_served_models_cache_key_ignores_the_eval_jobs_batch_size_and_device(tiny, tmp_path):
+    """The server decides a served model's answers: another eval.batch_size or eval.device of
+    the job that asks it keeps its cached outputs (an in-process model's key changes)."""
+    from deltaflow.bench.eval_job import JobSettings, plan_arm
+
+    served = _served(tiny, f"http://127.0.0.1:{tiny['port']}/v1", "keyed")
+    spec, docs = _docs(tmp_path)
+    write_jsonl(tmp_path / "fewshot.jsonl", [])
+    load = {"adapter_dir": None, "merged_dir": None, "gguf": None}
+    arm = {"model": "keyed", "base": str(tiny["base"] / "manifest.json"), "specs": [spec.to_dict()],
+           "docs": [str(docs)], "fewshot": [str(tmp_path / "fewshot.jsonl")], "inputs": {}}  # fmt: skip
+
+    def keys(load, **settings):
+        job = JobSettings(**{"batch_size": 16, "device": "cpu", "chunk_size": 32, "backend": "hf",
+                             "vllm_python": None, "vllm_options": {}, "cache_dir": tmp_path / "cache",
+                             "code": [], "started": "", **settings})  # fmt: skip
+        return plan_arm({**arm, "load": load}, job).keys
+
+    assert keys({**load, "served": served}) == keys({**load, "served": served}, batch_size=4, device="cuda")
+    in_process = {**load, "merged_dir": str(tiny["base"])}
+    assert keys(in_process) != keys(in_process, batch_size=4)
+
+
 def test_llama_cpp_servers_misplaced_prompt_logprobs_are_refused_at_import(tiny):
     """served.logprobs: true is checked by the import job. llama-cpp-python's server echoes each
     prompt token's log-prob from the distribution after it (its issue #1983): the import

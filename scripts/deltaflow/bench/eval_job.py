@@ -212,6 +212,8 @@ def plan_arm(arm: dict, job: JobSettings) -> ArmPlan:
         "hf": {**settings, "backend": "hf", "device_class": device_class(job.device), **kernels},
         "vllm": {**settings, "backend": "vllm", "device_class": device_class(job.device)},
     }
+    if served:  # the server decides its answers: this job's batch size and device do not
+        backend_settings["hf"] = {"backend": "served"}
     code = {"hf": generation_code("hf"), "vllm": generation_code("vllm") if "vllm" in versions else None}
     keys = []
     for spec, docs, vl in zip(specs, arm["docs"], on_vllm):
