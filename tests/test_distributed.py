@@ -35,6 +35,10 @@ def test_parallel_config_errors():
     msg = config_errors(cfg)
     assert "config key 'train.strategy': fsdp shards the model over GPUs" in msg
     assert "recipes.tiny_lora.batch_size" in msg and "does not split over 3 training processes" in msg
+    cfg["train"] = {"device": "cuda", "gpus": 1, "strategy": "fsdp"}
+    assert "fsdp shards the model over the training processes and this job trains on one" in config_errors(
+        cfg
+    )
 
 
 @pytest.mark.e2e

@@ -164,6 +164,12 @@ def check_recipes(config: dict, *, check_files: bool):
             "config key 'train.strategy': fsdp shards the model over GPUs and train.device is cpu; "
             "use strategy: ddp on cpu (or train.device: cuda)"
         )
+    elif train["strategy"] == "fsdp" and processes == 1:
+        yield (
+            "config key 'train.strategy': fsdp shards the model over the training processes and "
+            "this job trains on one (train.gpus / train.processes): one process would hold the "
+            "whole model unsharded. Set train.gpus to 2 or more, or strategy: ddp"
+        )
     used = {run["recipe"] for run in config["runs"].values()}
     for rname, recipe in config["recipes"].items():
         if rname in used and recipe["batch_size"] % processes:
