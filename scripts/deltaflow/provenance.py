@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -107,13 +108,11 @@ def hardware() -> dict:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
     }
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
+    # only a job that imported torch can have computed on a GPU; importing it here would cost
+    # every other job (datasets, tables, cards) seconds of start-up
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
     return info
 
 
@@ -197,8 +196,6 @@ def code_digest(files, scripts_dir: str | os.PathLike) -> dict[str, str]:
 def write_job_record(snakemake) -> Path | None:
     """Record the running job's rule, wildcards, outputs, params and code (rulekit.start_job);
     only for a workflow job whose outputs are under results/."""
-    import sys
-
     outputs = [str(o) for o in getattr(snakemake, "output", [])]
     rule = getattr(snakemake, "rule", None)
     if not rule or not outputs or Path(outputs[0]).is_absolute() or Path(outputs[0]).parts[0] != "results":
