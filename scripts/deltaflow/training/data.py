@@ -61,10 +61,12 @@ def _epoch_seeded(trainer_cls):
             return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
 
     class Seeded(trainer_cls):
+        _seeded_sampler = None
+
         def _get_train_sampler(self, train_dataset=None):
             sampler = super()._get_train_sampler(train_dataset)
             if type(sampler).__name__ == "RepeatSampler":  # TRL's, for grpo and rloo
-                return _epoch_seeded_repeat(type(sampler))(
+                sampler = _epoch_seeded_repeat(type(sampler))(
                     sampler.data_source,
                     sampler.mini_repeat_count,
                     batch_size=sampler.batch_size,
@@ -72,14 +74,25 @@ def _epoch_seeded(trainer_cls):
                     shuffle=sampler.shuffle,
                     seed=sampler.seed,
                 )
-            if type(sampler) is LengthGroupedSampler:
+            elif type(sampler) is LengthGroupedSampler:
                 seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
                 # grouped by the global batch, so N processes' shares of each step are the
                 # rows one process would take (accelerate deals batch i to process i mod N)
-                return EpochSeededLengthGroupedSampler(
+                sampler = EpochSeededLengthGroupedSampler(
                     sampler.batch_size * self.args.world_size, list(sampler.lengths), seed
                 )
+            else:
+                return sampler
+            self._seeded_sampler = sampler
             return sampler
+
+        def _run_epoch(self, *args, **kwargs):
+            # the Trainer's own set_epoch reaches a sampler under one or two wrappers; on several
+            # processes a run resumed inside an epoch has three (accelerate's BatchSamplerShard
+            # and SkipBatchSampler over the BatchSampler), so the epoch is set here, directly
+            if self._seeded_sampler is not None:
+                self._seeded_sampler.set_epoch(kwargs["epoch"])
+            return super()._run_epoch(*args, **kwargs)
 
     Seeded.__name__ = Seeded.__qualname__ = trainer_cls.__name__
     return Seeded
