@@ -12,7 +12,7 @@ from pathlib import Path
 
 from deltaflow.bench.raw_outputs import token_counter
 from deltaflow.bench.run import LazyModel, cache_key, generation_code, raw_outputs
-from deltaflow.bench.served import load_ref, ref_identity
+from deltaflow.bench.served import key_settings, load_ref, ref_identity
 from deltaflow.bench.spec import BenchmarkSpec
 from deltaflow.generation import build_rows, eval_spec, prompt_docs
 from deltaflow.io import atomic_path, read_jsonl, sha256_text, write_jsonl
@@ -61,12 +61,15 @@ def outputs_of(role, ref):
         versions = worker_versions(vllm_python(p.vllm_python))
     else:
         versions = output_versions()
-    settings = {
-        "batch_size": p.batch_size,
-        "device": p.device,
-        "backend": backend,
-        "device_class": device_class(p.device),
-    }
+    settings = key_settings(
+        ref,
+        {
+            "batch_size": p.batch_size,
+            "device": p.device,
+            "backend": backend,
+            "device_class": device_class(p.device),
+        },
+    )
     key = cache_key(
         model_identity=identity,
         spec=spec,

@@ -28,7 +28,7 @@ from deltaflow.bench.run import (
     write_benchmark_outputs,
 )
 from deltaflow.bench.scorer import apply_scorer
-from deltaflow.bench.served import load_ref, ref_identity
+from deltaflow.bench.served import key_settings, load_ref, ref_identity
 from deltaflow.bench.spec import BenchmarkSpec
 from deltaflow.io import atomic_path, read_jsonl, sha256_text, write_json
 from deltaflow.provenance import build_manifest, device_class, output_versions
@@ -102,7 +102,7 @@ for i, spec in enumerate(BenchmarkSpec.from_dict(s) for s in p.specs):
             model_identity=identities[label],
             spec=jspec,
             docs_path=jdocs_path,
-            settings=hf_settings,
+            settings=key_settings(p.judges[label], hf_settings),
             code=generation_code("hf"),
             versions=versions,
         )

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import pandas as pd
 
 from .errors import DeltaflowError
 from .models import DEFAULT_BASE, ModelGraph, ModelNode, base_manifest
-
-if TYPE_CHECKING:  # pandas costs every config check ~0.6 s to import; only an annotation here
-    import pandas as pd
 
 TOKENIZER_FILES = (
     "tokenizer.json",

@@ -33,7 +33,7 @@ from .run import (
     raw_outputs,
     write_benchmark_outputs,
 )
-from .served import load_served, served_identity
+from .served import key_settings, load_served, served_identity
 from .spec import BenchmarkSpec, decoding_spec, is_judged
 
 log = logging.getLogger("evaluate")
@@ -212,8 +212,7 @@ def plan_arm(arm: dict, job: JobSettings) -> ArmPlan:
         "hf": {**settings, "backend": "hf", "device_class": device_class(job.device), **kernels},
         "vllm": {**settings, "backend": "vllm", "device_class": device_class(job.device)},
     }
-    if served:  # the server decides its answers: this job's batch size and device do not
-        backend_settings["hf"] = {"backend": "served"}
+    backend_settings["hf"] = key_settings(arm["load"], backend_settings["hf"])
     code = {"hf": generation_code("hf"), "vllm": generation_code("vllm") if "vllm" in versions else None}
     keys = []
     for spec, docs, vl in zip(specs, arm["docs"], on_vllm):

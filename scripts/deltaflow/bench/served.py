@@ -355,6 +355,13 @@ def served_identity(served: dict) -> dict:
     }
 
 
+def key_settings(ref: dict, settings: dict) -> dict:
+    """The settings part of a cache key for model ref ``ref``: the job's ``settings`` (batch
+    size, device, backend), or for a served model only that it is served, since the server, not
+    the job's batch size or device, decides its answers."""
+    return {"backend": "served"} if ref.get("served") else settings
+
+
 def ref_identity(ref: dict, base_manifest: Path) -> dict:
     """``raw_outputs.ref_identity`` for any model ref, served ones included."""
     if ref.get("served"):
