@@ -168,7 +168,8 @@ def check_recipes(config: dict, *, check_files: bool):
         yield (
             "config key 'train.strategy': fsdp shards the model over the training processes and "
             "this job trains on one (train.gpus / train.processes): one process would hold the "
-            "whole model unsharded. Set train.gpus to 2 or more, or strategy: ddp"
+            "whole model unsharded. Give it 2 or more GPUs (train.gpus, and train.processes null "
+            "or equal), or use strategy: ddp"
         )
     used = {run["recipe"] for run in config["runs"].values()}
     for rname, recipe in config["recipes"].items():
