@@ -47,6 +47,7 @@ def _epoch_seeded(trainer_cls):
     RepeatSampler (grpo, rloo) gets the same hook (``_epoch_seeded_repeat``)."""
     import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+    from trl.trainer.utils import RepeatSampler
 
     class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
         def __init__(self, batch_size: int, lengths: list[int], seed: int):
@@ -65,8 +66,8 @@ def _epoch_seeded(trainer_cls):
 
         def _get_train_sampler(self, train_dataset=None):
             sampler = super()._get_train_sampler(train_dataset)
-            if type(sampler).__name__ == "RepeatSampler":  # TRL's, for grpo and rloo
-                sampler = _epoch_seeded_repeat(type(sampler))(
+            if type(sampler) is RepeatSampler:  # grpo and rloo
+                sampler = _epoch_seeded_repeat(RepeatSampler)(
                     sampler.data_source,
                     sampler.mini_repeat_count,
                     batch_size=sampler.batch_size,
@@ -104,8 +105,8 @@ def _epoch_seeded_repeat(repeat_sampler_cls):
 
     The sampler draws one permutation from its own generator each time an epoch starts, and a
     resumed run builds a new sampler: a run resumed in epoch ``e`` took epoch 0's order there
-    and saw other prompts than the run never stopped. ``set_epoch`` (the Trainer calls it before
-    every epoch, the resumed one too) reseeds the generator and skips the epochs before."""
+    and saw other prompts than the run never stopped. The epoch set before each epoch starts
+    (``Seeded._run_epoch``) reseeds the generator and skips the epochs before."""
     import torch
 
     class EpochSeededRepeatSampler(repeat_sampler_cls):
